@@ -1,0 +1,21 @@
+//! pylog's storage engine: Kafka's RecordBatch v2 codec, segments, sparse indexes, recovery.
+//!
+//! Each storage concept owns one module, named like its twin in `pylog/reference/`. The PyO3
+//! boundary lives in `python.rs` behind the default `python` feature, so
+//! `cargo test --no-default-features` exercises the storage code without an interpreter.
+
+pub mod checkpoint;
+pub mod columns;
+pub mod compression;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod lock;
+pub mod log;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+pub mod varint;
+
+#[cfg(feature = "python")]
+mod python;

@@ -1,0 +1,1 @@
+//! STORAGE HELPER OWNS THIS FILE (PyO3 boundary).

@@ -1,0 +1,167 @@
+"""The engine seam: one protocol for a partition log, two interchangeable implementations.
+
+``open_partition(path, engine="native" | "reference")`` opens (creating if needed) one partition
+directory in Kafka's on-disk format. The native engine is Rust (``pylog._native``); the reference
+engine is pure Python (``pylog.reference``) with the same files, behaviour and errors, and is the
+oracle of the test suite. ``PYLOG_ENGINE`` selects the default. The full behaviour contract is
+docs/partition-log.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Buffer, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from pylog.config import LogConfig
+from pylog.errors import InvalidConfigError, OffsetOutOfRangeError
+
+ENGINES = ("native", "reference")
+
+BytesLike = bytes | bytearray | memoryview
+Header = tuple[str, bytes | None]
+
+
+class Record(NamedTuple):
+    """One record as a consumer sees it (kafka-python's ConsumerRecord fields, minus topic)."""
+
+    offset: int
+    timestamp: int
+    timestamp_type: int  # 0 CreateTime, 1 LogAppendTime
+    key: bytes | None
+    value: bytes | None
+    headers: list[Header]
+
+
+class Columns(NamedTuple):
+    """Records as columns (Arrow's binary layout for keys and values); no object per record."""
+
+    offsets: np.ndarray  # int64[n]
+    timestamps: np.ndarray  # int64[n]
+    keys: np.ndarray  # uint8, all keys back to back
+    key_offsets: np.ndarray  # int64[n + 1]; key i is keys[key_offsets[i]:key_offsets[i + 1]]
+    key_null: np.ndarray  # bool[n]
+    values: np.ndarray  # uint8
+    value_offsets: np.ndarray  # int64[n + 1]
+    value_null: np.ndarray  # bool[n]
+
+    def __len__(self) -> int:  # type: ignore[override]
+        return len(self.offsets)
+
+    def key(self, i: int) -> bytes | None:
+        return None if self.key_null[i] else self.keys[self.key_offsets[i] : self.key_offsets[i + 1]].tobytes()
+
+    def value(self, i: int) -> bytes | None:
+        if self.value_null[i]:
+            return None
+        return self.values[self.value_offsets[i] : self.value_offsets[i + 1]].tobytes()
+
+
+@runtime_checkable
+class PartitionLog(Protocol):
+    """One topic-partition directory. Thread-safe; several processes may open the same directory."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def start_offset(self) -> int: ...
+    @property
+    def end_offset(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+
+    def append(
+        self,
+        values: Sequence[BytesLike | None],
+        *,
+        keys: Sequence[BytesLike | None] | None = None,
+        headers: Sequence[Iterable[Header]] | None = None,
+        timestamps_ms: Sequence[int] | np.ndarray | None = None,
+        compression: str | None = None,
+    ) -> int: ...
+    def append_raw(self, batch: Buffer) -> int: ...
+    def read(self, offset: int, max_bytes: int) -> Buffer: ...
+    def records(self, start_offset: int | None = None, end_offset: int | None = None) -> Iterator[Record]: ...
+    def read_columns(self, offset: int, max_records: int) -> Columns: ...
+    def offset_for_timestamp(self, ts_ms: int) -> int | None: ...
+    def roll(self) -> None: ...
+    def flush(self) -> None: ...
+    def sync(self) -> None: ...
+    def wait_for(self, offset: int, timeout_ms: int) -> bool: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> PartitionLog: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def default_engine() -> str:
+    """The engine named by ``PYLOG_ENGINE`` (default ``native``)."""
+    name = os.environ.get("PYLOG_ENGINE", "native").strip().lower() or "native"
+    if name not in ENGINES:
+        raise InvalidConfigError(f"PYLOG_ENGINE must be one of {', '.join(ENGINES)}, not {name!r}")
+    return name
+
+
+def _engine_name(engine: str | None) -> str:
+    if engine is None:
+        return default_engine()
+    if engine not in ENGINES:
+        raise InvalidConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    return engine
+
+
+def open_partition(
+    path: str | os.PathLike[str],
+    *,
+    engine: str | None = None,
+    config: Mapping[str, Any] | LogConfig | None = None,
+) -> PartitionLog:
+    """Open (creating if needed) the partition directory at ``path``.
+
+    ``config`` takes Kafka's topic-level names (``segment.bytes``, ``flush.messages``...);
+    unknown keys and bad values raise ``InvalidConfigError``. Recovery runs here when the last
+    process to have the partition open did not close it cleanly.
+    """
+    cfg = LogConfig.from_mapping(config)
+    name = _engine_name(engine)
+    if name == "native":
+        from pylog.native import NativePartitionLog
+
+        return NativePartitionLog(os.fspath(path), cfg)
+    from pylog.reference.log import PartitionLog as ReferencePartitionLog
+
+    return ReferencePartitionLog(os.fspath(path), cfg)
+
+
+def decode_records(buffer: Buffer, *, engine: str | None = None) -> list[Record]:
+    """Decode whole v2 batches (for example the result of ``read``) into records, CRC-checked.
+
+    Malformed input raises ``CorruptBatchError`` with the batch's ``position`` in the buffer.
+    """
+    if _engine_name(engine) == "native":
+        from pylog import _native
+
+        return _native.decode_records(buffer, Record)
+    from pylog.reference.record import decode_records as reference_decode
+
+    return reference_decode(buffer)
+
+
+def check_record_range(
+    start_offset: int | None, end_offset: int | None, log_start: int, log_end: int
+) -> tuple[int, int]:
+    """Resolve ``records(start_offset, end_offset)`` bounds (docs/partition-log.md, Reading)."""
+    start = log_start if start_offset is None else _as_offset(start_offset)
+    end = log_end if end_offset is None else min(_as_offset(end_offset), log_end)
+    if not log_start <= start <= log_end:
+        raise OffsetOutOfRangeError(f"offset {start} is outside the log [{log_start}, {log_end}]")
+    if end < start:
+        raise OffsetOutOfRangeError(f"end offset {end_offset} is below start offset {start}")
+    return start, end
+
+
+def _as_offset(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"offsets are integers, not {type(value).__name__}")
+    return int(value)

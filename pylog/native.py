@@ -1,0 +1,130 @@
+"""The native engine: a thin Python face over ``pylog._native.PartitionLog`` (Rust).
+
+Everything that touches files or loops over records runs in Rust with the GIL released; this
+module only resolves arguments shared with the reference engine (codec names, record ranges) and
+wraps native buffers as numpy arrays without copying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Buffer, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from pylog import _native
+from pylog.config import LogConfig, resolve_codec
+from pylog.engine import BytesLike, Columns, Header, Record, check_record_range
+
+#: bytes of batches decoded per trip into Rust by ``records()``
+RECORDS_CHUNK_BYTES = 1 << 20
+
+
+class NativePartitionLog:
+    """A partition log served by the Rust engine (see ``pylog.engine.PartitionLog``)."""
+
+    def __init__(self, path: str, config: LogConfig):
+        self._config = config
+        self._log = _native.PartitionLog(path, config.to_kafka_dict(), Record)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"[{self.start_offset}, {self.end_offset})"
+        return f"<NativePartitionLog {self.path!r} {state}>"
+
+    @property
+    def path(self) -> str:
+        return self._log.path
+
+    @property
+    def config(self) -> LogConfig:
+        return self._config
+
+    @property
+    def start_offset(self) -> int:
+        return self._log.start_offset
+
+    @property
+    def end_offset(self) -> int:
+        return self._log.end_offset
+
+    @property
+    def closed(self) -> bool:
+        return self._log.closed
+
+    def append(
+        self,
+        values: Sequence[BytesLike | None],
+        *,
+        keys: Sequence[BytesLike | None] | None = None,
+        headers: Sequence[Iterable[Header]] | None = None,
+        timestamps_ms: Sequence[int] | np.ndarray | None = None,
+        compression: str | None = None,
+    ) -> int:
+        """Append the records as one RecordBatch v2 and return its base offset."""
+        codec = resolve_codec(compression, self._config)
+        if isinstance(timestamps_ms, np.ndarray):
+            timestamps_ms = timestamps_ms.tolist()
+        return self._log.append(values, keys, headers, timestamps_ms, codec)
+
+    def append_raw(self, batch: Buffer) -> int:
+        """Append one pre-encoded v2 batch (CRC checked); its baseOffset is rewritten."""
+        return self._log.append_raw(batch)
+
+    def read(self, offset: int, max_bytes: int) -> memoryview:
+        """Whole batches of one segment from the batch holding ``offset`` (zero-copy when sealed)."""
+        return memoryview(self._log.read(offset, max_bytes))
+
+    def records(self, start_offset: int | None = None, end_offset: int | None = None) -> Iterator[Record]:
+        """Iterate records with offsets in ``[start_offset, end_offset)``, CRC-checked."""
+        start, end = check_record_range(start_offset, end_offset, self.start_offset, self.end_offset)
+        return self._iter_records(start, end)
+
+    def _iter_records(self, position: int, end: int) -> Iterator[Record]:
+        while position < end:
+            chunk, position = self._log.records_chunk(position, end, RECORDS_CHUNK_BYTES)
+            yield from chunk
+
+    def read_columns(self, offset: int, max_records: int) -> Columns:
+        """Up to ``max_records`` records from ``offset`` as numpy columns (no object per record)."""
+        offsets, timestamps, keys, key_offsets, key_null, values, value_offsets, value_null = (
+            self._log.read_columns(offset, max_records)
+        )
+        return Columns(
+            offsets=np.frombuffer(offsets, dtype=np.int64),
+            timestamps=np.frombuffer(timestamps, dtype=np.int64),
+            keys=np.frombuffer(keys, dtype=np.uint8),
+            key_offsets=np.frombuffer(key_offsets, dtype=np.int64),
+            key_null=np.frombuffer(key_null, dtype=np.bool_),
+            values=np.frombuffer(values, dtype=np.uint8),
+            value_offsets=np.frombuffer(value_offsets, dtype=np.int64),
+            value_null=np.frombuffer(value_null, dtype=np.bool_),
+        )
+
+    def offset_for_timestamp(self, ts_ms: int) -> int | None:
+        """First offset whose timestamp is >= ``ts_ms`` (Kafka's ListOffsets rule), else None."""
+        return self._log.offset_for_timestamp(ts_ms)
+
+    def roll(self) -> None:
+        """Seal the active segment and start a new one (no-op when it is empty)."""
+        self._log.roll()
+
+    def flush(self) -> None:
+        """Write out what is held in memory, without fsync."""
+        self._log.flush()
+
+    def sync(self) -> None:
+        """fsync the unsynced segments and the directory, then advance the recovery point."""
+        self._log.sync()
+
+    def wait_for(self, offset: int, timeout_ms: int) -> bool:
+        """Block until ``end_offset > offset`` or the timeout; True when data arrived."""
+        return self._log.wait_for(offset, timeout_ms)
+
+    def close(self) -> None:
+        """Close; the last process to close writes the clean-shutdown marker. Idempotent."""
+        self._log.close()
+
+    def __enter__(self) -> NativePartitionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Kafka codecs for the reference engine. CODEC HELPER OWNS THIS FILE. API: compress(codec: str, data) -> bytes; decompress(codec_id: int, data, limit) -> bytes (CorruptBatchError without position on failure / over limit)."""
