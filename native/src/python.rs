@@ -1,1 +1,0 @@
-//! STORAGE HELPER OWNS THIS FILE (PyO3 boundary).

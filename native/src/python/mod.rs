@@ -1,0 +1,11 @@
+//! The PyO3 boundary: module `pylog._native`. Nothing below this module knows about Python.
+//!
+//! Files: `errors.rs` (Error -> pylog.errors / OSError, panic guard), `buffer.rs` (NativeBuffer:
+//! zero-copy bytes via the buffer protocol), `convert.rs` (records and columns -> Python objects,
+//! decode_records, crc32c), `partition_log.rs` (the PartitionLog class).
+//! STORAGE HELPER OWNS mod.rs and partition_log.rs; CODEC HELPER OWNS errors.rs, buffer.rs, convert.rs.
+
+mod buffer;
+mod convert;
+mod errors;
+mod partition_log;
