@@ -8,14 +8,41 @@ Batch header, 61 bytes, big-endian::
     17 crc u32 (CRC-32C of bytes 21..end) | 21 attributes i16 | 23 lastOffsetDelta i32
     27 baseTimestamp i64 | 35 maxTimestamp i64 | 43 producerId i64 | 51 producerEpoch i16
     53 baseSequence i32 | 57 recordsCount i32 | 61 records (or one compressed stream of them)
+
+Record (inside the records area or the decompressed stream), all varints zigzag (§1.3, §1.4)::
+
+    length varint | attributes i8 (0) | timestampDelta varlong | offsetDelta varint
+    keyLength varint (-1 = null) | key | valueLength varint (-1 = null) | value
+    headersCount varint | (headerKeyLength varint | UTF-8 key | headerValueLength varint | value)*
+
+Invariants kept here:
+- Encoding is a pure function of the prepared inputs (byte-identical to the native engine for
+  codec none): epoch 0, producer fields -1, baseTimestamp = ts[0], maxTimestamp = max(ts) or the
+  append time with the LogAppendTime bit.
+- Decoding trusts nothing: every length is bounded by the bytes actually present before anything is
+  sliced, no list is sized from a count read off the wire, and every malformed input raises
+  ``CorruptBatchError`` with the batch position (docs/partition-log.md "Decoding rules").
+- Varints follow Java's ``ByteUtils``: at most 5 (varint) / 10 (varlong) bytes, and the raw value is
+  truncated to 32 / 64 bits before the zigzag decode, the way Java's int/long shifts do.
+  Record offsets and timestamps (base + delta) wrap to int64 like Java's long arithmetic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Buffer
-from typing import NamedTuple
+import struct
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NamedTuple
 
+import crc32c as _crc32c_mod
+import numpy as np
+
+from pylog.config import CODEC_IDS
 from pylog.engine import Record
+from pylog.errors import CorruptBatchError, InvalidConfigError, InvalidRecordError
+from pylog.reference import compression
+
+if TYPE_CHECKING:  # collections.abc.Buffer is Python >= 3.12; annotations only
+    from collections.abc import Buffer
 
 LOG_OVERHEAD = 12
 BATCH_HEADER_BYTES = 61
@@ -26,6 +53,31 @@ CODEC_MASK = 0x07
 TIMESTAMP_TYPE_MASK = 0x08
 TRANSACTIONAL_MASK = 0x10
 CONTROL_MASK = 0x20
+
+# Field positions (one set of constants for the reader and the writer).
+_POS_LENGTH = 8
+_POS_EPOCH = 12
+_POS_MAGIC = 16
+_POS_CRC = 17
+_POS_ATTRIBUTES = 21  # the CRC covers [21, end)
+_POS_MAX_TIMESTAMP = 35
+
+MAX_CODEC_ID = 4
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+_U64 = (1 << 64) - 1
+_U32 = (1 << 32) - 1
+
+_HEADER = struct.Struct(">qiibIhiqqqhii")  # the whole 61-byte header
+_PREFIX = struct.Struct(">qiibI")  # baseOffset .. crc (bytes 0..21)
+_CRC_COVERED_HEADER = struct.Struct(">hiqqqhii")  # attributes .. recordsCount (bytes 21..61)
+_I64 = struct.Struct(">q")
+_I32 = struct.Struct(">i")
+_U32S = struct.Struct(">I")
+_I16 = struct.Struct(">h")
+assert _HEADER.size == BATCH_HEADER_BYTES
+assert _PREFIX.size + _CRC_COVERED_HEADER.size == BATCH_HEADER_BYTES
 
 
 class BatchHeader(NamedTuple):
@@ -68,43 +120,300 @@ class BatchHeader(NamedTuple):
         return bool(self.attributes & CONTROL_MASK)
 
 
+_make_header = BatchHeader._make
+
+
+def _view(buf: Buffer) -> bytes | bytearray | memoryview:
+    """``buf`` as something indexable by byte (bytes/bytearray as is, else a flat byte memoryview)."""
+    if type(buf) is bytes or type(buf) is bytearray:
+        return buf
+    mv = memoryview(buf)
+    if mv.format != "B" or mv.ndim != 1:
+        mv = mv.cast("B")
+    return mv
+
+
+# ---------------------------------------------------------------------------------------------
+# Framing, CRC
+
+
 def parse_header(buf: Buffer, pos: int = 0) -> BatchHeader:
     """Parse the 61-byte header at ``pos`` without validation (caller ensures 61 bytes)."""
-    raise NotImplementedError
+    return _make_header(_HEADER.unpack_from(buf, pos))
 
 
 def frame(buf: Buffer, pos: int = 0, end: int | None = None) -> BatchHeader | None:
     """Framing of the batch at ``buf[pos:end]``: the header when complete, None when incomplete
     (< 12 bytes, or 12 + length past ``end``), CorruptBatchError(position=pos) when length < 49
     or magic != 2 (checked in that order; the CRC is not checked)."""
-    raise NotImplementedError
+    view = _view(buf)
+    if end is None:
+        end = len(view)
+    if end - pos < LOG_OVERHEAD:
+        return None
+    (length,) = _I32.unpack_from(view, pos + _POS_LENGTH)
+    # why: like Kafka's FileLogInputStream, a too-small length is corruption even when the
+    # (claimed) batch would also run past the end; a zero-filled tail must not look "unwritten".
+    if length < MIN_LENGTH_FIELD:
+        raise CorruptBatchError(f"batch length field {length} < {MIN_LENGTH_FIELD}", position=pos)
+    if pos + LOG_OVERHEAD + length > end:
+        return None
+    header = _make_header(_HEADER.unpack_from(view, pos))
+    if header.magic != MAGIC_V2:
+        raise CorruptBatchError(f"unsupported magic {header.magic}", position=pos)
+    return header
 
 
 def crc32c(data: Buffer) -> int:
-    raise NotImplementedError
+    """CRC-32C (Castagnoli) as Java's ``java.util.zip.CRC32C``."""
+    return _crc32c_mod.crc32c(data)
 
 
 def verify_crc(buf: Buffer, pos: int, header: BatchHeader) -> None:
     """CorruptBatchError(position=pos) unless the stored CRC matches bytes pos+21 .. pos+size."""
-    raise NotImplementedError
+    view = _view(buf)
+    end = pos + LOG_OVERHEAD + header.length
+    if header.length < MIN_LENGTH_FIELD or end > len(view):
+        raise CorruptBatchError("batch shorter than its header or past the buffer", position=pos)
+    actual = _crc32c_mod.crc32c(memoryview(view)[pos + _POS_ATTRIBUTES : end])
+    if actual != header.crc:
+        raise CorruptBatchError(
+            f"CRC-32C mismatch: stored {header.crc:#010x}, computed {actual:#010x}", position=pos
+        )
 
 
 def validate_for_append(batch: Buffer) -> BatchHeader:
     """append_raw's checks (docs/partition-log.md); CorruptBatchError(position=0) on failure."""
-    raise NotImplementedError
+    view = _view(batch)
+    size = len(view)
+    if size < BATCH_HEADER_BYTES:
+        raise CorruptBatchError(f"batch of {size} bytes < {BATCH_HEADER_BYTES}", position=0)
+    header = _make_header(_HEADER.unpack_from(view, 0))
+    if header.length != size - LOG_OVERHEAD:
+        raise CorruptBatchError(
+            f"length field {header.length} != {size - LOG_OVERHEAD} (exactly one batch expected)",
+            position=0,
+        )
+    if header.magic != MAGIC_V2:
+        raise CorruptBatchError(f"unsupported magic {header.magic}", position=0)
+    verify_crc(view, 0, header)
+    if header.codec_id > MAX_CODEC_ID:
+        raise CorruptBatchError(f"unknown compression codec id {header.codec_id}", position=0)
+    if header.is_control:
+        raise CorruptBatchError("control batches cannot be appended", position=0)
+    if header.records_count <= 0:
+        raise CorruptBatchError(f"record count {header.records_count} <= 0", position=0)
+    if header.last_offset_delta != header.records_count - 1:
+        raise CorruptBatchError(
+            f"lastOffsetDelta {header.last_offset_delta} != count - 1 ({header.records_count - 1})",
+            position=0,
+        )
+    return header
 
 
 def set_base_offset(batch: bytearray, base_offset: int) -> None:
-    raise NotImplementedError
+    _I64.pack_into(batch, 0, base_offset)
 
 
 def set_partition_leader_epoch(batch: bytearray, epoch: int) -> None:
-    raise NotImplementedError
+    _I32.pack_into(batch, _POS_EPOCH, epoch)
 
 
 def set_log_append_time(batch: bytearray, append_time_ms: int) -> None:
     """Set the timestamp-type bit and maxTimestamp, recompute the CRC."""
-    raise NotImplementedError
+    (attributes,) = _I16.unpack_from(batch, _POS_ATTRIBUTES)
+    _I16.pack_into(batch, _POS_ATTRIBUTES, attributes | TIMESTAMP_TYPE_MASK)
+    _I64.pack_into(batch, _POS_MAX_TIMESTAMP, append_time_ms)
+    (length,) = _I32.unpack_from(batch, _POS_LENGTH)
+    crc = _crc32c_mod.crc32c(memoryview(batch)[_POS_ATTRIBUTES : LOG_OVERHEAD + length])
+    _U32S.pack_into(batch, _POS_CRC, crc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Zigzag varints (§1.4)
+
+_SMALL_VARINT_LIMIT = 1 << 13  # zigzag values in [-8192, 8192) take 1 or 2 bytes; cache them
+
+
+def _encode_zigzag(v: int) -> bytes:
+    """Zigzag varint/varlong of ``v`` (the same bytes for both when ``v`` fits in 32 bits)."""
+    u = ((v << 1) ^ (v >> 63)) & _U64
+    out = bytearray()
+    while u >= 0x80:
+        out.append((u & 0x7F) | 0x80)
+        u >>= 7
+    out.append(u)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [_encode_zigzag(v) for v in range(-_SMALL_VARINT_LIMIT, _SMALL_VARINT_LIMIT)]
+
+
+def encode_varint(v: int) -> bytes:
+    """Zigzag varint (int32) / varlong (int64); the encodings agree on the int32 range."""
+    if -_SMALL_VARINT_LIMIT <= v < _SMALL_VARINT_LIMIT:
+        return _SMALL_VARINTS[v + _SMALL_VARINT_LIMIT]
+    return _encode_zigzag(v)
+
+
+encode_varlong = encode_varint
+
+
+class _Malformed(Exception):
+    """Internal: a record-level decoding failure; decode_batch adds the batch position."""
+
+
+def _read_varint(data: bytes, p: int, end: int) -> tuple[int, int]:
+    """Zigzag varint (<= 5 bytes, truncated to 32 bits like Java) at ``data[p:end]``."""
+    if p < end:
+        b = data[p]
+        if b < 0x80:
+            return (b >> 1) ^ -(b & 1), p + 1
+    u = 0
+    shift = 0
+    while shift < 35:
+        if p >= end:
+            raise _Malformed("varint runs past the end of its record")
+        b = data[p]
+        p += 1
+        u |= (b & 0x7F) << shift
+        if b < 0x80:
+            u &= _U32
+            return (u >> 1) ^ -(u & 1), p
+        shift += 7
+    raise _Malformed("varint longer than 5 bytes")
+
+
+def _read_varlong(data: bytes, p: int, end: int) -> tuple[int, int]:
+    """Zigzag varlong (<= 10 bytes, truncated to 64 bits like Java) at ``data[p:end]``."""
+    if p < end:
+        b = data[p]
+        if b < 0x80:
+            return (b >> 1) ^ -(b & 1), p + 1
+    u = 0
+    shift = 0
+    while shift < 70:
+        if p >= end:
+            raise _Malformed("varlong runs past the end of its record")
+        b = data[p]
+        p += 1
+        u |= (b & 0x7F) << shift
+        if b < 0x80:
+            u &= _U64
+            return (u >> 1) ^ -(u & 1), p
+        shift += 7
+    raise _Malformed("varlong longer than 10 bytes")
+
+
+def decode_varint(data: Buffer, pos: int = 0) -> tuple[int, int]:
+    """(value, next position) of the zigzag varint at ``pos``; CorruptBatchError when malformed."""
+    view = _view(data)
+    try:
+        return _read_varint(view, pos, len(view))
+    except _Malformed as e:
+        raise CorruptBatchError(str(e), position=pos) from None
+
+
+def decode_varlong(data: Buffer, pos: int = 0) -> tuple[int, int]:
+    """(value, next position) of the zigzag varlong at ``pos``; CorruptBatchError when malformed."""
+    view = _view(data)
+    try:
+        return _read_varlong(view, pos, len(view))
+    except _Malformed as e:
+        raise CorruptBatchError(str(e), position=pos) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Appending: argument validation and encoding
+
+
+def _to_bytes(obj: object, what: str, i: int) -> bytes | None:
+    """bytes/None as is; bytearray, memoryview and other buffer exporters copied to bytes."""
+    if obj is None or type(obj) is bytes:
+        return obj  # type: ignore[return-value]
+    if isinstance(obj, str):
+        raise TypeError(f"{what} {i} must be bytes-like or None, not str")
+    try:
+        view = memoryview(obj)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{what} {i} must be bytes-like or None, not {type(obj).__name__}"
+        ) from None
+    with view:
+        return view.tobytes()
+
+
+def _as_list(seq: object, what: str) -> list:
+    if isinstance(seq, list):
+        return seq
+    if isinstance(seq, (str, bytes, bytearray, memoryview)):
+        raise TypeError(f"{what} must be a sequence, not {type(seq).__name__}")
+    try:
+        return list(seq)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"{what} must be a sequence, not {type(seq).__name__}") from None
+
+
+def _prepare_headers(record_headers: object, i: int) -> list[tuple[str, bytes | None]]:
+    if isinstance(record_headers, (str, bytes, bytearray, memoryview)) or not isinstance(
+        record_headers, Iterable
+    ):
+        raise TypeError(
+            f"headers of record {i} must be an iterable of (str, bytes | None) pairs, "
+            f"not {type(record_headers).__name__}"
+        )
+    out = []
+    for item in record_headers:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError(f"a header of record {i} is not a (str, bytes | None) pair: {item!r}")
+        key, value = item
+        if not isinstance(key, str):
+            raise TypeError(f"header key of record {i} must be str, not {type(key).__name__}")
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRecordError(
+                f"header key {key!r} of record {i} cannot be encoded as UTF-8"
+            ) from None
+        out.append((key, _to_bytes(value, "header value of record", i)))
+    return out
+
+
+def _prepare_timestamps(timestamps_ms: object, n: int) -> list[int]:
+    if isinstance(timestamps_ms, np.ndarray):
+        if timestamps_ms.ndim != 1:
+            raise InvalidRecordError("timestamps_ms must be a one-dimensional array")
+        if timestamps_ms.dtype.kind in "iu":
+            items = timestamps_ms.tolist()
+        elif timestamps_ms.dtype.kind == "O":
+            items = list(timestamps_ms)
+        else:
+            raise InvalidRecordError(f"timestamps_ms must hold integers, not {timestamps_ms.dtype}")
+    elif isinstance(timestamps_ms, (list, tuple)):
+        items = timestamps_ms
+    elif isinstance(timestamps_ms, (str, bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"timestamps_ms must be a sequence of ints, not {type(timestamps_ms).__name__}"
+        )
+    else:
+        items = _as_list(timestamps_ms, "timestamps_ms")
+    if len(items) != n:
+        raise InvalidRecordError(f"{len(items)} timestamps for {n} records")
+    out = []
+    for ts in items:
+        if type(ts) is not int:
+            if isinstance(ts, (bool, np.bool_)):
+                raise InvalidRecordError(f"timestamp {ts!r} is a bool, not an int")
+            if isinstance(ts, np.integer):
+                ts = int(ts)
+            elif isinstance(ts, int):
+                ts = int(ts)
+            else:
+                raise InvalidRecordError(f"timestamp {ts!r} is not an int")
+        if ts < 0 or ts > INT64_MAX:
+            raise InvalidRecordError(f"timestamp {ts} outside [0, 2**63-1]")
+        out.append(ts)
+    return out
 
 
 def prepare_records(values, keys, headers, timestamps_ms, now_ms: int):
@@ -112,7 +421,102 @@ def prepare_records(values, keys, headers, timestamps_ms, now_ms: int):
     bytes/None, bytes/None, list[(str, bytes|None)], int. TypeError for non-bytes-like values,
     keys or header values and non-str header keys; InvalidRecordError for no records, length
     mismatches, or timestamps outside [0, 2**63-1] or not ints."""
-    raise NotImplementedError
+    # Order of checks (the native engine matches it): the shape of every argument (values
+    # non-empty, lengths), then element types of values, keys, headers, then timestamps.
+    values = _as_list(values, "values")
+    n = len(values)
+    if n == 0:
+        raise InvalidRecordError("append needs at least one record")
+    if keys is not None:
+        keys = _as_list(keys, "keys")
+        if len(keys) != n:
+            raise InvalidRecordError(f"{len(keys)} keys for {n} values")
+    if headers is not None:
+        headers = _as_list(headers, "headers")
+        if len(headers) != n:
+            raise InvalidRecordError(f"{len(headers)} header lists for {n} values")
+
+    out_values = [
+        v if v is None or type(v) is bytes else _to_bytes(v, "value", i)
+        for i, v in enumerate(values)
+    ]
+    if keys is None:
+        out_keys = [None] * n
+    else:
+        out_keys = [
+            k if k is None or type(k) is bytes else _to_bytes(k, "key", i)
+            for i, k in enumerate(keys)
+        ]
+    if headers is None:
+        out_headers = [[] for _ in range(n)]
+    else:
+        out_headers = [_prepare_headers(h, i) for i, h in enumerate(headers)]
+
+    if timestamps_ms is None:
+        if type(now_ms) is not int or not 0 <= now_ms <= INT64_MAX:
+            raise InvalidRecordError(f"clock time {now_ms!r} outside [0, 2**63-1]")
+        timestamps = [now_ms] * n
+    else:
+        timestamps = _prepare_timestamps(timestamps_ms, n)
+    return out_values, out_keys, out_headers, timestamps
+
+
+_NULL = b"\x01"  # zigzag(-1): a null key, value or header value
+_NO_HEADERS = b"\x00"
+_ATTRIBUTES_0 = b"\x00"
+
+
+def _encode_records(
+    values: list, keys: list, headers: list, timestamps: list[int], base_ts: int
+) -> list[bytes]:
+    """The records area as a list of pieces (length varint, body) per record."""
+    varint = encode_varint
+    parts: list[bytes] = []
+    append = parts.append
+    for i in range(len(values)):
+        key = keys[i]
+        value = values[i]
+        record_headers = headers[i]
+        body = [_ATTRIBUTES_0, varint(timestamps[i] - base_ts), varint(i)]
+        if key is None:
+            body.append(_NULL)
+        else:
+            body.append(varint(len(key)))
+            body.append(key)
+        if value is None:
+            body.append(_NULL)
+        else:
+            body.append(varint(len(value)))
+            body.append(value)
+        if record_headers:
+            body.append(varint(len(record_headers)))
+            for hkey, hvalue in record_headers:
+                hkey_bytes = hkey.encode("utf-8")
+                body.append(varint(len(hkey_bytes)))
+                body.append(hkey_bytes)
+                if hvalue is None:
+                    body.append(_NULL)
+                else:
+                    body.append(varint(len(hvalue)))
+                    body.append(hvalue)
+        else:
+            body.append(_NO_HEADERS)
+        encoded = b"".join(body)
+        append(varint(len(encoded)))
+        append(encoded)
+    return parts
+
+
+def codec_id(codec: str) -> int:
+    """Attribute id of a codec name; ``producer``/``uncompressed`` mean none."""
+    if codec in ("producer", "uncompressed"):
+        codec = "none"
+    try:
+        return CODEC_IDS[codec]
+    except (KeyError, TypeError):
+        raise InvalidConfigError(
+            f"unknown compression codec {codec!r}; known: {', '.join(CODEC_IDS)}"
+        ) from None
 
 
 def encode_batch(
@@ -125,15 +529,171 @@ def encode_batch(
     log_append_time_ms: int | None,
 ) -> bytes:
     """One batch as docs/partition-log.md "Appending" describes (prepared inputs)."""
-    raise NotImplementedError
+    cid = codec_id(codec)
+    n = len(values)
+    assert n > 0 and len(keys) == n and len(headers) == n and len(timestamps) == n
+    base_ts = timestamps[0]
+    records = b"".join(_encode_records(values, keys, headers, timestamps, base_ts))
+    payload = records if cid == 0 else compression.compress(codec, records)
+    attributes = cid
+    if log_append_time_ms is None:
+        max_ts = max(timestamps)
+    else:
+        attributes |= TIMESTAMP_TYPE_MASK
+        max_ts = log_append_time_ms
+    covered = _CRC_COVERED_HEADER.pack(attributes, n - 1, base_ts, max_ts, -1, -1, -1, n)
+    crc = _crc32c_mod.crc32c(payload, _crc32c_mod.crc32c(covered))
+    length = BATCH_HEADER_BYTES - LOG_OVERHEAD + len(payload)
+    batch = b"".join((_PREFIX.pack(base_offset, length, 0, MAGIC_V2, crc), covered, payload))
+    assert len(batch) == LOG_OVERHEAD + length  # pair assertion: what we frame is what we wrote
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool) -> list[Record]:
+    """Decode ``header.records_count`` records from ``data``; raises _Malformed."""
+    count = header.records_count
+    base_offset = header.base_offset
+    base_ts = header.base_timestamp
+    log_append_time = header.attributes & TIMESTAMP_TYPE_MASK
+    ts_type = 1 if log_append_time else 0
+    max_ts = header.max_timestamp
+    read_varint = _read_varint
+    read_varlong = _read_varlong
+    new_record = Record._make
+    end_all = len(data)
+    out: list[Record] = []
+    append = out.append
+    p = 0
+    # why: the loop is bounded by the data (each record takes >= 1 byte), never by ``count``
+    # alone, and nothing is preallocated from the untrusted count.
+    for _ in range(count):
+        if p >= end_all:
+            raise _Malformed(f"{len(out)} records found, header says {count}")
+        length, p = read_varint(data, p, end_all)
+        if length < 0:
+            raise _Malformed(f"record length {length} < 0")
+        end = p + length
+        if end > end_all:
+            raise _Malformed(f"record length {length} runs past the data")
+        if p >= end:
+            raise _Malformed("record shorter than its attributes byte")
+        p += 1  # attributes: unused
+        ts_delta, p = read_varlong(data, p, end)
+        offset_delta, p = read_varint(data, p, end)
+        key_len, p = read_varint(data, p, end)
+        if key_len < 0:
+            if key_len != -1:
+                raise _Malformed(f"key length {key_len} < -1")
+            key = None
+        else:
+            if p + key_len > end:
+                raise _Malformed("key runs past the end of its record")
+            key = data[p : p + key_len]
+            p += key_len
+        value_len, p = read_varint(data, p, end)
+        if value_len < 0:
+            if value_len != -1:
+                raise _Malformed(f"value length {value_len} < -1")
+            value = None
+        else:
+            if p + value_len > end:
+                raise _Malformed("value runs past the end of its record")
+            value = data[p : p + value_len]
+            p += value_len
+        header_count, p = read_varint(data, p, end)
+        if header_count < 0:
+            raise _Malformed(f"header count {header_count} < 0")
+        record_headers = []
+        for _h in range(header_count):  # bounded: each header takes >= 2 bytes of the record
+            hkey_len, p = read_varint(data, p, end)
+            if hkey_len < 0:
+                raise _Malformed(f"header key length {hkey_len} < 0")
+            if p + hkey_len > end:
+                raise _Malformed("header key runs past the end of its record")
+            try:
+                hkey = data[p : p + hkey_len].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Malformed("header key is not valid UTF-8") from None
+            p += hkey_len
+            hvalue_len, p = read_varint(data, p, end)
+            if hvalue_len < 0:
+                if hvalue_len != -1:
+                    raise _Malformed(f"header value length {hvalue_len} < -1")
+                hvalue = None
+            else:
+                if p + hvalue_len > end:
+                    raise _Malformed("header value runs past the end of its record")
+                hvalue = data[p : p + hvalue_len]
+                p += hvalue_len
+            record_headers.append((hkey, hvalue))
+        if p != end:
+            raise _Malformed(f"record consumed {p - end + length} bytes, length says {length}")
+        offset = base_offset + offset_delta
+        if not INT64_MIN <= offset <= INT64_MAX:  # Java long arithmetic wraps
+            offset = ((offset - INT64_MIN) & _U64) + INT64_MIN
+        if log_append_time:
+            ts = max_ts
+        else:
+            ts = base_ts + ts_delta
+            if not INT64_MIN <= ts <= INT64_MAX:
+                ts = ((ts - INT64_MIN) & _U64) + INT64_MIN
+        append(new_record((offset, ts, ts_type, key, value, record_headers)))
+    if check_leftover and p != end_all:
+        raise _Malformed(f"{end_all - p} bytes left over after {count} records")
+    return out
 
 
 def decode_batch(buf: Buffer, pos: int, header: BatchHeader) -> list[Record]:
     """Validate (CRC, codec, record layout) and decode the complete batch at ``pos``.
     CorruptBatchError positions are ``pos`` (the batch start)."""
-    raise NotImplementedError
+    view = _view(buf)
+    if header.length < MIN_LENGTH_FIELD:
+        raise CorruptBatchError(
+            f"batch length field {header.length} < {MIN_LENGTH_FIELD}", position=pos
+        )
+    end = pos + LOG_OVERHEAD + header.length
+    if end > len(view):
+        raise CorruptBatchError("batch runs past the end of the buffer", position=pos)
+    if header.magic != MAGIC_V2:
+        raise CorruptBatchError(f"unsupported magic {header.magic}", position=pos)
+    verify_crc(view, pos, header)
+    cid = header.codec_id
+    if cid > MAX_CODEC_ID:
+        raise CorruptBatchError(f"unknown compression codec id {cid}", position=pos)
+    if header.records_count < 0:
+        raise CorruptBatchError(f"record count {header.records_count} < 0", position=pos)
+    payload = memoryview(view)[pos + BATCH_HEADER_BYTES : end]
+    if cid == 0:
+        data = payload.tobytes()
+    else:
+        try:
+            data = compression.decompress(cid, payload, MAX_DECOMPRESSED_BYTES)
+        except CorruptBatchError as e:
+            raise CorruptBatchError(str(e), position=pos) from None
+    try:
+        return _decode_records_area(data, header, check_leftover=cid == 0)
+    except _Malformed as e:
+        raise CorruptBatchError(str(e), position=pos) from None
 
 
 def decode_records(buffer: Buffer) -> list[Record]:
     """All batches of a buffer; an incomplete trailing batch is CorruptBatchError."""
-    raise NotImplementedError
+    view = _view(buffer)
+    end = len(view)
+    pos = 0
+    out: list[Record] = []
+    while pos < end:
+        if end - pos < BATCH_HEADER_BYTES:
+            raise CorruptBatchError(
+                f"truncated batch: {end - pos} bytes < {BATCH_HEADER_BYTES}", position=pos
+            )
+        header = frame(view, pos, end)
+        if header is None:
+            raise CorruptBatchError("truncated batch: length runs past the buffer", position=pos)
+        out.extend(decode_batch(view, pos, header))
+        pos += LOG_OVERHEAD + header.length
+    return out
