@@ -124,7 +124,7 @@ _make_header = BatchHeader._make
 
 
 def _view(buf: Buffer) -> bytes | bytearray | memoryview:
-    """``buf`` as something indexable by byte (bytes/bytearray as is, else a flat byte memoryview)."""
+    """``buf`` indexable by byte: bytes/bytearray as they are, anything else a flat memoryview."""
     if type(buf) is bytes or type(buf) is bytearray:
         return buf
     mv = memoryview(buf)
@@ -404,9 +404,7 @@ def _prepare_timestamps(timestamps_ms: object, n: int) -> list[int]:
         if type(ts) is not int:
             if isinstance(ts, (bool, np.bool_)):
                 raise InvalidRecordError(f"timestamp {ts!r} is a bool, not an int")
-            if isinstance(ts, np.integer):
-                ts = int(ts)
-            elif isinstance(ts, int):
+            if isinstance(ts, (int, np.integer)):
                 ts = int(ts)
             else:
                 raise InvalidRecordError(f"timestamp {ts!r} is not an int")
