@@ -1,0 +1,109 @@
+"""The recovery-point checkpoint and the clean-shutdown marker of a partition directory.
+
+``recovery-point-offset-checkpoint`` is Kafka's text checkpoint (CheckpointFile.java,
+OffsetCheckpointFile.java)::
+
+    0                              version
+    1                              number of entries
+    {topic} {partition} {offset}   one entry: this directory's recovery point
+
+``{topic}``/``{partition}`` come from the directory name ``<topic>-<partition>`` when it ends in
+``-<digits>`` (the topic is everything before the last ``-``, possibly empty; the partition is the
+digits as an integer), otherwise topic = directory name and partition = 0. Writes go to ``.tmp``,
+are fsynced, renamed into place and the directory is fsynced, so a crash leaves the old or the new
+file, never a torn one. Readers take the offset of the first entry; a missing or malformed file
+reads as "no recovery point" (recover everything).
+
+``.kafka_cleanshutdown`` is an empty file written by the last process to close cleanly; the next
+first opener deletes it and skips the recovery scan.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
+CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
+CHECKPOINT_VERSION = 0
+
+_TOPIC_PARTITION = re.compile(r"^(.*)-([0-9]+)$", re.DOTALL)
+
+
+def topic_partition(dir_path: str) -> tuple[str, int]:
+    """(topic, partition) named by the directory, as the module docstring says."""
+    name = os.path.basename(os.path.normpath(dir_path))
+    match = _TOPIC_PARTITION.match(name)
+    if match is None:
+        return name, 0
+    return match.group(1), int(match.group(2))
+
+
+def fsync_dir(dir_path: str) -> None:
+    fd = os.open(dir_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_recovery_point(dir_path: str, offset: int) -> None:
+    """Atomically replace the checkpoint with ``offset`` (tmp, fsync, rename, dir fsync)."""
+    assert offset >= 0, offset
+    topic, partition = topic_partition(dir_path)
+    text = f"{CHECKPOINT_VERSION}\n1\n{topic} {partition} {offset}\n".encode()
+    final = os.path.join(dir_path, RECOVERY_POINT_FILE)
+    tmp = final + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(text)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    fsync_dir(dir_path)
+
+
+def read_recovery_point(dir_path: str) -> int | None:
+    """The first entry's offset, or None when the file is missing or malformed."""
+    try:
+        with open(os.path.join(dir_path, RECOVERY_POINT_FILE), "rb") as f:
+            lines = f.read().decode("utf-8").split("\n")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    try:
+        if int(lines[0]) != CHECKPOINT_VERSION or int(lines[1]) < 1:
+            return None
+        offset = int(lines[2].rsplit(" ", 1)[1])
+    except (IndexError, ValueError):
+        return None
+    return offset if offset >= 0 else None
+
+
+def clean_shutdown_path(dir_path: str) -> str:
+    return os.path.join(dir_path, CLEAN_SHUTDOWN_FILE)
+
+
+def has_clean_shutdown(dir_path: str) -> bool:
+    return os.path.exists(clean_shutdown_path(dir_path))
+
+
+def remove_clean_shutdown(dir_path: str) -> bool:
+    """Delete the marker; True when it was there."""
+    try:
+        os.unlink(clean_shutdown_path(dir_path))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def write_clean_shutdown(dir_path: str) -> None:
+    """Create the empty marker and make its directory entry durable."""
+    fd = os.open(clean_shutdown_path(dir_path), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(dir_path)

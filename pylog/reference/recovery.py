@@ -1,0 +1,246 @@
+"""Recovery of a partition directory after an unclean shutdown (Kafka's LogLoader, §4.2-§4.3).
+
+Run by the first opener, under the writer lock, when ``.kafka_cleanshutdown`` is absent:
+
+1. delete ``*.deleted`` and ``*.cleaned`` files (noting the lowest ``.cleaned`` base);
+2. finish interrupted swaps: a ``.swap`` file whose base is >= the lowest ``.cleaned`` base is
+   deleted (an incomplete split, KAFKA-6264); for every remaining ``.log.swap``, the plain segments
+   whose base lies in its offset range ``[base, nextOffset)`` are deleted, then every ``.swap`` file
+   is renamed to its final name;
+3. delete index files that have no ``.log``;
+4. from the segment holding the recovery point to the last one, scan the batches checking framing,
+   magic, CRC, ``baseOffset >= previous nextOffset`` (the segment base for its first batch) and
+   ``lastOffset - base <= 2**31 - 1``; at the first failure truncate the ``.log`` there and delete
+   every later segment; rewrite both index files from the bytes (sealed rule for all but the last);
+5. segments below the recovery point are never rewritten: their index files are rebuilt only when
+   missing or not a whole number of entries;
+6. a directory without segments gets an empty segment 0.
+
+Nothing here reads records: a batch is whole when its framing and CRC are right.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from pylog.config import LogConfig
+from pylog.errors import CorruptBatchError
+from pylog.reference import record
+from pylog.reference.index import (
+    INT32_MAX,
+    OFFSET_ENTRY_BYTES,
+    TIME_ENTRY_BYTES,
+    IndexBuilder,
+    OffsetIndex,
+    TimeIndex,
+)
+from pylog.reference.segment import (
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    Segment,
+    iter_batches,
+    parse_base,
+    segment_paths,
+)
+
+DELETED_SUFFIX = ".deleted"
+CLEANED_SUFFIX = ".cleaned"
+SWAP_SUFFIX = ".swap"
+SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+
+
+def list_segment_bases(dir_path: str) -> list[int]:
+    """Bases of the ``{base:020}.log`` files, sorted."""
+    bases = []
+    for name in os.listdir(dir_path):
+        if name.endswith(LOG_SUFFIX) and name.count(".") == 1:
+            base = parse_base(name)
+            if base is not None:
+                bases.append(base)
+    bases.sort()
+    return bases
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def delete_segment_files(dir_path: str, base: int) -> None:
+    for path in segment_paths(dir_path, base):
+        _unlink(path)
+
+
+def _scan_next_offset(path: str, base: int) -> int:
+    """nextOffset of a log file by framing (a torn or corrupt tail ends it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        next_offset = base
+        try:
+            for batch in iter_batches(fd, 0, os.fstat(fd).st_size, path=path, need_body=False):
+                next_offset = batch.header.next_offset
+        except CorruptBatchError:
+            pass
+        return next_offset
+    finally:
+        os.close(fd)
+
+
+def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
+    """Steps 1-3 of the module docstring."""
+    names = os.listdir(dir_path)
+    min_cleaned: int | None = None
+    swaps: list[str] = []
+    for name in names:
+        path = os.path.join(dir_path, name)
+        if name.endswith(DELETED_SUFFIX):
+            _unlink(path)
+        elif name.endswith(CLEANED_SUFFIX):
+            base = parse_base(name)
+            if base is not None:
+                min_cleaned = base if min_cleaned is None else min(min_cleaned, base)
+            _unlink(path)
+        elif name.endswith(SWAP_SUFFIX):
+            swaps.append(name)
+    valid_swaps = []
+    for name in sorted(swaps):
+        base = parse_base(name)
+        if base is None or (min_cleaned is not None and base >= min_cleaned):
+            _unlink(os.path.join(dir_path, name))
+        else:
+            valid_swaps.append(name)
+    for name in valid_swaps:
+        if name.endswith(LOG_SUFFIX + SWAP_SUFFIX):
+            base = parse_base(name)
+            assert base is not None
+            next_offset = _scan_next_offset(os.path.join(dir_path, name), base)
+            for other in list_segment_bases(dir_path):
+                if base <= other < max(next_offset, base + 1):
+                    delete_segment_files(dir_path, other)
+    for name in valid_swaps:
+        path = os.path.join(dir_path, name)
+        os.replace(path, path[: -len(SWAP_SUFFIX)])
+    # orphan index files
+    bases = set(list_segment_bases(dir_path))
+    for name in os.listdir(dir_path):
+        if (name.endswith(INDEX_SUFFIX) or name.endswith(TIME_INDEX_SUFFIX)) and name.count(
+            "."
+        ) == 1:
+            base = parse_base(name)
+            if base is not None and base not in bases:
+                _unlink(os.path.join(dir_path, name))
+
+
+def _write_file(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def derive_indexes(
+    dir_path: str, base: int, config: LogConfig, *, sealed: bool
+) -> tuple[OffsetIndex, TimeIndex]:
+    """The index entries of a segment's whole batches (framing only), as the index rules say."""
+    log_path, index_path, time_index_path = segment_paths(dir_path, base)
+    builder = IndexBuilder(
+        OffsetIndex(index_path, base), TimeIndex(time_index_path, base), config.index_interval_bytes
+    )
+    fd = os.open(log_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            for batch in iter_batches(fd, 0, os.fstat(fd).st_size, path=log_path, need_body=False):
+                builder.observe(
+                    batch.position, batch.header.last_offset, batch.header.max_timestamp
+                )
+        except CorruptBatchError:
+            pass  # below the recovery point corruption is reported when read, not cut
+    finally:
+        os.close(fd)
+    if sealed:
+        builder.seal()
+    return builder.offset_index, builder.time_index
+
+
+def _rebuild_if_damaged(dir_path: str, base: int, config: LogConfig) -> None:
+    _, index_path, time_index_path = segment_paths(dir_path, base)
+    bad_offset = _damaged(index_path, OFFSET_ENTRY_BYTES)
+    bad_time = _damaged(time_index_path, TIME_ENTRY_BYTES)
+    if not (bad_offset or bad_time):
+        return
+    offset_index, time_index = derive_indexes(dir_path, base, config, sealed=True)
+    if bad_offset:
+        _write_file(index_path, offset_index.to_bytes())
+    if bad_time:
+        _write_file(time_index_path, time_index.to_bytes())
+
+
+def _damaged(path: str, entry_bytes: int) -> bool:
+    try:
+        return os.stat(path).st_size % entry_bytes != 0
+    except FileNotFoundError:
+        return True
+
+
+def recover_segment(dir_path: str, base: int, config: LogConfig, *, last: bool) -> bool:
+    """Validate one segment, cut it at the first bad batch, rewrite its indexes.
+
+    True when bytes were cut (then every later segment must go).
+    """
+    log_path, index_path, time_index_path = segment_paths(dir_path, base)
+    builder = IndexBuilder(
+        OffsetIndex(index_path, base), TimeIndex(time_index_path, base), config.index_interval_bytes
+    )
+    fd = os.open(log_path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        file_size = os.fstat(fd).st_size
+        valid = 0
+        next_offset = base
+        try:
+            for batch in iter_batches(fd, 0, file_size, path=log_path, need_body=True):
+                header = batch.header
+                record.verify_crc(batch.buf, batch.off, header)
+                if header.base_offset < next_offset or header.last_offset - base > INT32_MAX:
+                    break
+                builder.observe(batch.position, header.last_offset, header.max_timestamp)
+                valid = batch.position + header.size_bytes
+                next_offset = header.next_offset
+        except CorruptBatchError:
+            pass
+        truncated = valid < file_size
+        if truncated:
+            os.ftruncate(fd, valid)
+    finally:
+        os.close(fd)
+    if not last and not truncated:  # a cut segment becomes the last one: it stays active
+        builder.seal()
+    _write_file(index_path, builder.offset_index.to_bytes())
+    _write_file(time_index_path, builder.time_index.to_bytes())
+    return truncated
+
+
+def recover(dir_path: str, config: LogConfig, recovery_point: int | None) -> None:
+    """Bring the directory to a whole state (module docstring); the caller holds the writer lock."""
+    remove_temp_files_and_complete_swaps(dir_path)
+    bases = list_segment_bases(dir_path)
+    if not bases:
+        Segment.create(dir_path, 0, config).close()
+        return
+    point = 0 if recovery_point is None else recovery_point
+    first = 0
+    for i, base in enumerate(bases):
+        if base <= point:
+            first = i
+    for base in bases[:first]:
+        _rebuild_if_damaged(dir_path, base, config)
+    for i in range(first, len(bases)):
+        last = i == len(bases) - 1
+        if recover_segment(dir_path, bases[i], config, last=last):
+            for later in bases[i + 1 :]:
+                delete_segment_files(dir_path, later)
+            break

@@ -1,0 +1,368 @@
+"""One segment of a partition log: ``{base:020}.log`` plus its ``.index`` and ``.timeindex``.
+
+The ``.log`` is RecordBatch v2 back to back from position 0 (§1.1). ``size`` is the number of bytes
+this process knows to hold whole, valid batches; bytes past it are "not yet seen" (another process
+may be appending, or a dead writer left a torn tail). Invariants:
+
+- batches are only ever added at ``size``, with one positional write of the whole batch, by the
+  holder of the writer lock; a sealed segment's files never change again;
+- the **active** (last) segment's index entries are derived in memory from the headers this process
+  has scanned (``IndexBuilder``), never read back from its index files, because another process may
+  not have written them yet; a writer appends whatever entries the files lack;
+- a **sealed** segment's indexes are read from its files, lazily, on first use.
+
+Framing of a batch in a file (Kafka's FileLogInputStream.nextBatch order): fewer than 12 bytes left
+→ not yet written; ``length < 49`` → corrupt; ``12 + length`` past the end → not yet written;
+``magic != 2`` → corrupt. The CRC is checked only where the caller asks (tail sync, recovery,
+decode).
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from pylog.config import LogConfig
+from pylog.errors import CorruptBatchError
+from pylog.reference import record
+from pylog.reference.index import (
+    INT32_MAX,
+    IndexBuilder,
+    OffsetIndex,
+    TimeIndex,
+    offset_index_max_entries,
+    time_index_max_entries,
+)
+from pylog.reference.record import BATCH_HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2, MIN_LENGTH_FIELD
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+#: bytes read per ``pread`` while scanning; whole batches larger than this are read on their own
+SCAN_WINDOW_BYTES = 1 << 16
+
+
+def file_prefix(base: int) -> str:
+    return f"{base:020d}"
+
+
+def segment_paths(dir_path: str, base: int) -> tuple[str, str, str]:
+    prefix = os.path.join(dir_path, file_prefix(base))
+    return prefix + LOG_SUFFIX, prefix + INDEX_SUFFIX, prefix + TIME_INDEX_SUFFIX
+
+
+def parse_base(file_name: str) -> int | None:
+    """The base offset of ``{base:020}.<suffix>...``, or None when the name is not ours."""
+    prefix = file_name.split(".", 1)[0]
+    if len(prefix) != 20 or not prefix.isdigit():
+        return None
+    return int(prefix)
+
+
+class Batch(NamedTuple):
+    """A framed batch of a file; ``buf[off : off + size]`` holds its bytes when asked for."""
+
+    position: int
+    header: record.BatchHeader
+    buf: bytes
+    off: int
+
+
+def iter_batches(
+    fd: int, start: int, end: int, *, path: str | None, need_body: bool
+) -> Iterator[Batch]:
+    """Framed batches of ``[start, end)`` in file order; stops silently at a torn tail.
+
+    Framing errors raise ``CorruptBatchError(path, position)``. With ``need_body`` each yielded
+    buffer holds the whole batch; otherwise only its 61-byte header is guaranteed.
+    """
+    pos = start
+    buf = b""
+    buf_pos = start
+    while True:
+        remaining = end - pos
+        if remaining < LOG_OVERHEAD:
+            return
+        off = pos - buf_pos
+        if len(buf) - off < BATCH_HEADER_BYTES:
+            buf = os.pread(fd, min(SCAN_WINDOW_BYTES, remaining), pos)
+            buf_pos, off = pos, 0
+            if len(buf) < remaining:  # the file shrank under us: what we read is all there is
+                end = pos + len(buf)
+                remaining = len(buf)
+                if remaining < LOG_OVERHEAD:
+                    return
+        length = int.from_bytes(buf[off + 8 : off + 12], "big", signed=True)
+        if length < MIN_LENGTH_FIELD:
+            raise CorruptBatchError(f"batch length {length} < {MIN_LENGTH_FIELD}", path, pos)
+        size = LOG_OVERHEAD + length
+        if size > remaining:
+            return
+        header = record.parse_header(buf, off)
+        if header.magic != MAGIC_V2:
+            raise CorruptBatchError(f"batch magic {header.magic} != {MAGIC_V2}", path, pos)
+        if need_body and len(buf) - off < size:
+            if size > SCAN_WINDOW_BYTES:
+                body = os.pread(fd, size, pos)
+                if len(body) < size:
+                    return
+                yield Batch(pos, header, body, 0)
+                pos += size
+                continue
+            buf = os.pread(fd, min(SCAN_WINDOW_BYTES, remaining), pos)
+            buf_pos, off = pos, 0
+            if len(buf) < size:
+                return
+        yield Batch(pos, header, buf, off)
+        pos += size
+
+
+def check_crc(batch: Batch, path: str | None) -> None:
+    """CorruptBatchError(path, position) unless the batch's CRC-32C matches."""
+    try:
+        record.verify_crc(batch.buf, batch.off, batch.header)
+    except CorruptBatchError as e:
+        raise CorruptBatchError(
+            e.args[0] if e.args else "CRC mismatch", path, batch.position
+        ) from None
+
+
+class Segment:
+    """One segment; see the module docstring for what ``size`` and the indexes mean."""
+
+    def __init__(self, dir_path: str, base: int, config: LogConfig, *, sealed: bool):
+        self.dir_path = dir_path
+        self.base = base
+        self.config = config
+        self.log_path, self.index_path, self.time_index_path = segment_paths(dir_path, base)
+        self.sealed = sealed
+        flags = (os.O_RDONLY if sealed else os.O_RDWR) | os.O_CLOEXEC
+        self.fd = os.open(self.log_path, flags)
+        # why: a reader generator may still hold this segment after a reload dropped it; the
+        # descriptor closes when the last reference goes, never under a pread.
+        self._finalizer = weakref.finalize(self, os.close, self.fd)
+        self.size = 0
+        #: next offset after the last known batch (active segments, and sealed ones we scanned)
+        self.next_offset = base
+        #: maxTimestamp of the first batch (roll rule 2); None while empty or unknown
+        self.first_max_timestamp: int | None = None
+        self.batch_count = 0
+        self.builder: IndexBuilder | None = None
+        self._offset_index: OffsetIndex | None = None
+        self._time_index: TimeIndex | None = None
+
+    # ----------------------------------------------------------------- construction
+
+    @classmethod
+    def create(cls, dir_path: str, base: int, config: LogConfig) -> Segment:
+        """New empty files; the ``.log`` is created last, because its appearance is what tells
+        other processes that a roll happened (they then expect the index files)."""
+        log_path, index_path, time_index_path = segment_paths(dir_path, base)
+        for path in (index_path, time_index_path, log_path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            os.close(fd)
+        segment = cls(dir_path, base, config, sealed=False)
+        segment.builder = segment._new_builder()
+        return segment
+
+    @classmethod
+    def open_sealed(cls, dir_path: str, base: int, config: LogConfig) -> Segment:
+        segment = cls(dir_path, base, config, sealed=True)
+        segment.size = os.fstat(segment.fd).st_size
+        segment.next_offset = -1  # unknown until scanned; only the active segment's matters
+        return segment
+
+    @classmethod
+    def open_active(cls, dir_path: str, base: int, config: LogConfig) -> Segment:
+        """Derive the active segment's state from its bytes (framing only: the bytes were
+        recovered, or closed cleanly, or written by a live process)."""
+        segment = cls(dir_path, base, config, sealed=False)
+        segment.builder = segment._new_builder()
+        segment.scan_tail(check_crc=False, writer=False)
+        return segment
+
+    def _new_builder(self) -> IndexBuilder:
+        return IndexBuilder(
+            OffsetIndex(self.index_path, self.base),
+            TimeIndex(self.time_index_path, self.base),
+            self.config.index_interval_bytes,
+        )
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def offset_index(self) -> OffsetIndex:
+        if self.builder is not None:
+            return self.builder.offset_index
+        if self._offset_index is None:
+            self._offset_index = OffsetIndex.load(self.index_path, self.base)
+        return self._offset_index
+
+    @property
+    def time_index(self) -> TimeIndex:
+        if self.builder is not None:
+            return self.builder.time_index
+        if self._time_index is None:
+            self._time_index = TimeIndex.load(self.time_index_path, self.base)
+        return self._time_index
+
+    def largest_timestamp(self) -> int:
+        """The active segment's max timestamp so far; a sealed one's last time entry (or -1)."""
+        if self.builder is not None:
+            return self.builder.max_timestamp
+        return self.time_index.last_timestamp
+
+    def file_size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def link_count(self) -> int:
+        return os.fstat(self.fd).st_nlink
+
+    def is_index_full(self) -> bool:
+        n = self.config.segment_index_bytes
+        return len(self.offset_index) >= offset_index_max_entries(n) or len(
+            self.time_index
+        ) >= time_index_max_entries(n)
+
+    def should_roll(self, size: int, last_offset: int, max_timestamp: int) -> bool:
+        """Roll rules 1-4 of docs/partition-log.md, checked before each append."""
+        if self.size == 0:
+            return False
+        cfg = self.config
+        if self.size + size > cfg.segment_bytes:
+            return True
+        first = self.first_max_timestamp
+        if first is not None and first >= 0 and max_timestamp - first > cfg.segment_ms:
+            return True
+        if self.is_index_full():
+            return True
+        return last_offset - self.base > INT32_MAX
+
+    # ----------------------------------------------------------------- tail
+
+    def _observe(self, position: int, header: record.BatchHeader) -> None:
+        assert self.builder is not None
+        if self.batch_count == 0:
+            self.first_max_timestamp = header.max_timestamp
+        self.batch_count += 1
+        self.builder.observe(position, header.last_offset, header.max_timestamp)
+        self.size = position + header.size_bytes
+        self.next_offset = header.next_offset
+
+    def scan_tail(self, *, check_crc: bool, writer: bool) -> bool:
+        """Take in the whole batches past ``size``; True when something new was found.
+
+        A torn or corrupt tail stops the scan: a writer (holding the writer lock, so no live
+        process is mid-write) truncates it, a reader leaves it alone.
+        """
+        end = self.file_size()
+        if end <= self.size:
+            return False
+        found = False
+        stop = self.size
+        try:
+            for batch in iter_batches(
+                self.fd, self.size, end, path=self.log_path, need_body=check_crc
+            ):
+                if check_crc:
+                    record.verify_crc(batch.buf, batch.off, batch.header)
+                if batch.header.base_offset < self.next_offset or (
+                    batch.header.last_offset - self.base > INT32_MAX
+                ):
+                    break
+                self._observe(batch.position, batch.header)
+                stop = self.size
+                found = True
+        except CorruptBatchError:
+            pass
+        if writer and stop < end:
+            os.ftruncate(self.fd, stop)
+        return found
+
+    # ----------------------------------------------------------------- writes
+
+    def write_batch(self, batch: bytes | bytearray, header: record.BatchHeader) -> None:
+        """Write one whole batch at the tail, then derive its index entries (writer lock held)."""
+        assert not self.sealed and header.size_bytes == len(batch), (header.size_bytes, len(batch))
+        assert header.base_offset >= self.next_offset, (header.base_offset, self.next_offset)
+        position = self.size
+        view = memoryview(batch)
+        try:
+            written = os.pwrite(self.fd, view, position)
+            while written < len(view):  # short writes happen only on odd filesystems / ENOSPC edges
+                written += os.pwrite(self.fd, view[written:], position + written)
+        except BaseException:
+            os.ftruncate(self.fd, position)
+            raise
+        self._observe(position, header)
+
+    def persist_indexes(self) -> None:
+        """Append to the index files the derived entries they lack (writer lock held)."""
+        self.offset_index.persist()
+        self.time_index.persist()
+
+    def seal(self, *, persist: bool) -> None:
+        """Stop being active: the final time entry, written by the process that rolls."""
+        if self.builder is not None:
+            self.builder.seal()
+            if persist:
+                self.persist_indexes()
+        self.close_index_files()
+        self.sealed = True
+
+    def close_index_files(self) -> None:
+        """Index descriptors are a writer's, never used by reader generators: close them now."""
+        if self.builder is not None:
+            self.builder.offset_index.close()
+            self.builder.time_index.close()
+
+    # ----------------------------------------------------------------- reads
+
+    def find(self, offset: int) -> tuple[int, record.BatchHeader] | None:
+        """(position, header) of the first batch with ``lastOffset >= offset``, or None."""
+        _, start = self.offset_index.lookup(offset)
+        if start > self.size:
+            start = 0
+        for batch in iter_batches(self.fd, start, self.size, path=self.log_path, need_body=False):
+            if batch.header.last_offset >= offset:
+                return batch.position, batch.header
+        return None
+
+    def find_timestamp(self, ts_ms: int, start_offset: int) -> int | None:
+        """§3.3: time index, offset index, then the first batch with maxTimestamp >= ts_ms and
+        the first record in it with timestamp >= ts_ms and offset >= start_offset."""
+        _, index_offset = self.time_index.lookup(ts_ms)
+        _, start = self.offset_index.lookup(max(index_offset, start_offset))
+        if start > self.size:
+            start = 0
+        for batch in iter_batches(self.fd, start, self.size, path=self.log_path, need_body=True):
+            header = batch.header
+            if header.max_timestamp < ts_ms or header.last_offset < start_offset:
+                continue
+            for rec in self.decode(batch):
+                if rec.timestamp >= ts_ms and rec.offset >= start_offset:
+                    return rec.offset
+        return None
+
+    def decode(self, batch: Batch) -> list:
+        """Records of a whole batch; CorruptBatchError carries this file and the batch position."""
+        try:
+            return record.decode_batch(batch.buf, batch.off, batch.header)
+        except CorruptBatchError as e:
+            message = e.args[0] if e.args else "corrupt batch"
+            raise CorruptBatchError(message, self.log_path, batch.position) from None
+
+    def pread(self, size: int, position: int) -> bytes:
+        data = os.pread(self.fd, size, position)
+        assert len(data) == size, (len(data), size, position)
+        return data
+
+    def close(self) -> None:
+        self.close_index_files()
+        self._finalizer()
+
+    def __repr__(self) -> str:
+        kind = "sealed" if self.sealed else "active"
+        return f"<Segment {self.base} {kind} size={self.size} next={self.next_offset}>"
