@@ -26,7 +26,8 @@ import os
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Buffer, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock
 from pylog.reference.recovery import list_segment_bases, recover
 from pylog.reference.segment import LOG_SUFFIX, Segment, file_prefix, iter_batches
+
+if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; annotations only
+    from collections.abc import Buffer
 
 #: bytes of batches decoded per visit under the lock by ``records()`` / ``read_columns()``
 RECORDS_CHUNK_BYTES = 1 << 20

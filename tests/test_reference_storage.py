@@ -1,0 +1,578 @@
+"""The reference engine's storage layer on its own: indexes, rolls, recovery, swaps, locking,
+several processes on one directory (modelled by several objects: ``flock`` is per open file
+description), checkpoints and the clean-shutdown marker.
+
+The expected index bytes are computed here from the segment bytes by a small independent
+implementation of the contract's index rules (``expected_indexes``), not with pylog's own code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+
+from pylog.config import LogConfig
+from pylog.errors import (
+    CorruptBatchError,
+    LogClosedError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+)
+from pylog.reference import record
+from pylog.reference.log import PartitionLog
+
+HEADER = struct.Struct(">qiiBIhiqqqhii")
+CLEAN = ".kafka_cleanshutdown"
+CHECKPOINT = "recovery-point-offset-checkpoint"
+
+
+def open_log(path: Path | str, **settings: object) -> PartitionLog:
+    config = {k.replace("_", "."): v for k, v in settings.items()}
+    return PartitionLog(str(path), LogConfig.from_mapping(config))
+
+
+def bases_of(path: Path) -> list[int]:
+    return sorted(int(p.name[:20]) for p in path.glob("*.log"))
+
+
+def seg(path: Path, base: int, suffix: str) -> Path:
+    return path / f"{base:020d}{suffix}"
+
+
+def batches(data: bytes) -> list[tuple[int, int, int, int, int]]:
+    """(position, baseOffset, lastOffset, maxTimestamp, size) of every whole batch."""
+    out = []
+    pos = 0
+    while pos + 61 <= len(data):
+        fields = HEADER.unpack_from(data, pos)
+        size = 12 + fields[1]
+        if pos + size > len(data):
+            break
+        out.append((pos, fields[0], fields[0] + fields[6], fields[8], size))
+        pos += size
+    return out
+
+
+def expected_indexes(data: bytes, base: int, interval: int, sealed: bool) -> tuple[bytes, bytes]:
+    """docs/partition-log.md "Index rules", written independently of pylog/reference/index.py."""
+    offset_entries = []
+    time_entries: list[tuple[int, int]] = []
+    last_entry_pos = 0
+    max_ts, max_ts_offset = -1, base
+    for pos, _, last, batch_max_ts, _ in batches(data):
+        if batch_max_ts > max_ts:
+            max_ts, max_ts_offset = batch_max_ts, last
+        if pos - last_entry_pos > interval:
+            offset_entries.append((last - base, pos))
+            if max_ts > (time_entries[-1][0] if time_entries else -1):
+                time_entries.append((max_ts, max_ts_offset - base))
+            last_entry_pos = pos
+    if sealed and max_ts > (time_entries[-1][0] if time_entries else -1):
+        time_entries.append((max_ts, max_ts_offset - base))
+    return (
+        b"".join(struct.pack(">ii", *e) for e in offset_entries),
+        b"".join(struct.pack(">qi", *e) for e in time_entries),
+    )
+
+
+def fill(log: PartitionLog, n: int, *, per_batch: int = 3, ts0: int = 1_000) -> list[int]:
+    """n batches with non-monotonic timestamps; returns their base offsets."""
+    out = []
+    for i in range(n):
+        ts = [ts0 + ((i * 7919 + j * 31) % 500) for j in range(per_batch)]
+        values = [b"value-%d-%d" % (i, j) * (1 + i % 4) for j in range(per_batch)]
+        keys = [None if j == 0 else b"k%d" % j for j in range(per_batch)]
+        out.append(log.append(values, keys=keys, timestamps_ms=ts))
+    return out
+
+
+def all_records(log: PartitionLog) -> list[tuple[int, bytes | None]]:
+    return [(r.offset, r.value) for r in log.records()]
+
+
+def crash_copy(src: Path, dst: Path) -> Path:
+    """The directory as a crashed process would leave it: no clean-shutdown marker."""
+    shutil.copytree(src, dst)
+    (dst / CLEAN).unlink(missing_ok=True)
+    return dst
+
+
+# --------------------------------------------------------------------------------- basics
+
+
+def test_append_read_records_roundtrip(tmp_path: Path) -> None:
+    with open_log(tmp_path / "t-0", segment_bytes=600) as log:
+        bases = fill(log, 40)
+        assert bases == list(range(0, 120, 3))
+        assert (log.start_offset, log.end_offset) == (0, 120)
+        recs = list(log.records())
+        assert [r.offset for r in recs] == list(range(120))
+        assert recs[4].key == b"k1" and recs[3].key is None
+        assert [r.offset for r in log.records(10, 20)] == list(range(10, 20))
+        assert len(bases_of(tmp_path / "t-0")) > 3
+        # read: whole batches of one segment, from the batch holding the offset, at least one
+        one = log.read(4, 1)
+        assert [r.offset for r in record.decode_records(one)] == [3, 4, 5]
+        whole = log.read(0, 10**9)
+        assert len(whole) == os.path.getsize(seg(tmp_path / "t-0", 0, ".log"))
+        assert len(log.read(120, 100)) == 0
+        with pytest.raises(OffsetOutOfRangeError):
+            log.read(121, 100)
+        with pytest.raises(OffsetOutOfRangeError):
+            log.records(121)
+        with pytest.raises(OffsetOutOfRangeError):
+            log.records(10, 5)
+
+
+def test_read_columns_across_segments(tmp_path: Path) -> None:
+    with open_log(tmp_path / "c-0", segment_bytes=300) as log:
+        fill(log, 20)
+        cols = log.read_columns(5, 40)
+        expected = [r for r in log.records(5)][:40]
+        assert cols.offsets.tolist() == [r.offset for r in expected]
+        assert cols.timestamps.tolist() == [r.timestamp for r in expected]
+        assert [cols.key(i) for i in range(len(cols))] == [r.key for r in expected]
+        assert [cols.value(i) for i in range(len(cols))] == [r.value for r in expected]
+        assert cols.key_offsets.dtype.name == "int64" and len(cols.key_offsets) == 41
+        assert cols.key_null.tolist() == [r.key is None for r in expected]
+        assert len(log.read_columns(60, 10)) == 0
+
+
+def test_closed_log_raises(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "x-1")
+    log.append([b"a"])
+    log.close()
+    log.close()  # idempotent
+    assert log.closed
+    for call in (
+        lambda: log.append([b"b"]),
+        lambda: log.end_offset,
+        lambda: log.read(0, 10),
+        lambda: log.records(),
+        lambda: log.sync(),
+        lambda: log.roll(),
+        lambda: log.wait_for(0, 1),
+    ):
+        with pytest.raises(LogClosedError):
+            call()
+    assert "closed" in repr(log)
+
+
+def test_path_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(NotADirectoryError):
+        open_log(tmp_path / "f")
+
+
+def test_too_large_writes_nothing(tmp_path: Path) -> None:
+    with open_log(tmp_path / "l-0", max_message_bytes=200) as log:
+        log.append([b"x"])
+        size = os.path.getsize(seg(tmp_path / "l-0", 0, ".log"))
+        with pytest.raises(RecordTooLargeError):
+            log.append([b"y" * 300])
+        with pytest.raises(RecordTooLargeError):
+            log.append_raw(_big_raw_batch(300))
+        assert log.end_offset == 1
+        assert os.path.getsize(seg(tmp_path / "l-0", 0, ".log")) == size
+
+
+def _big_raw_batch(n: int) -> bytes:
+    values, keys, headers, ts = record.prepare_records([b"z" * n], None, None, [5], 5)
+    return record.encode_batch(0, values, keys, headers, ts, "none", None)
+
+
+def test_append_raw_rewrites_base_offset(tmp_path: Path) -> None:
+    with open_log(tmp_path / "r-0") as log:
+        log.append([b"a", b"b"])
+        raw = bytearray(_big_raw_batch(3))
+        struct.pack_into(">q", raw, 0, 12345)
+        assert log.append_raw(raw) == 2
+        assert [(r.offset, r.value) for r in log.records(2)] == [(2, b"zzz")]
+        raw[30] ^= 1
+        with pytest.raises(CorruptBatchError):
+            log.append_raw(raw)
+        assert log.end_offset == 3
+
+
+# --------------------------------------------------------------------------------- indexes
+
+
+def test_indexes_are_a_function_of_the_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "idx-2"
+    interval = 150
+    with open_log(path, segment_bytes=3000, index_interval_bytes=interval) as log:
+        fill(log, 120)
+        log.roll()
+        fill(log, 7)
+    bases = bases_of(path)
+    assert len(bases) >= 4
+    written = {}
+    for i, base in enumerate(bases):
+        data = seg(path, base, ".log").read_bytes()
+        want = expected_indexes(data, base, interval, sealed=i < len(bases) - 1)
+        got = (seg(path, base, ".index").read_bytes(), seg(path, base, ".timeindex").read_bytes())
+        assert got == want, f"segment {base}"
+        written[base] = got
+    assert any(len(w[0]) > 0 for w in written.values())
+    # recovery rebuilds exactly the same files
+    for base in bases:
+        seg(path, base, ".index").unlink()
+        seg(path, base, ".timeindex").unlink()
+    (path / CLEAN).unlink()
+    (path / CHECKPOINT).unlink()
+    with open_log(path, segment_bytes=3000, index_interval_bytes=interval) as log:
+        assert log.end_offset == 127 * 3
+    for base in bases:
+        got = (seg(path, base, ".index").read_bytes(), seg(path, base, ".timeindex").read_bytes())
+        assert got == written[base], f"segment {base}"
+
+
+def test_missing_index_below_recovery_point_is_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "idx-3"
+    with open_log(path, segment_bytes=2000, index_interval_bytes=100) as log:
+        fill(log, 60)
+    first = bases_of(path)[0]
+    want = seg(path, first, ".index").read_bytes()
+    seg(path, first, ".index").unlink()
+    with seg(path, first, ".timeindex").open("ab") as f:
+        f.write(b"\x00\x01\x02")  # ragged: not a whole number of entries
+    want_time = seg(path, first, ".timeindex").read_bytes()[:-3]
+    (path / CLEAN).unlink()
+    with open_log(path, segment_bytes=2000, index_interval_bytes=100) as log:
+        assert log.end_offset == 180
+    assert seg(path, first, ".index").read_bytes() == want
+    assert seg(path, first, ".timeindex").read_bytes() == want_time
+
+
+def test_offset_for_timestamp(tmp_path: Path) -> None:
+    with open_log(tmp_path / "ts-0", segment_bytes=500, index_interval_bytes=50) as log:
+        fill(log, 60)
+        recs = list(log.records())
+        for target in (0, 1_000, 1_001, 1_137, 1_250, 1_499, 1_500):
+            want = next((r.offset for r in recs if r.timestamp >= target), None)
+            assert log.offset_for_timestamp(target) == want, target
+
+
+# --------------------------------------------------------------------------------- rolls
+
+
+def test_roll_on_segment_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "roll-0"
+    with open_log(path, segment_bytes=700) as log:
+        fill(log, 50)
+        end = log.end_offset
+    bases = bases_of(path)
+    assert len(bases) > 2
+    for i, base in enumerate(bases):
+        data = seg(path, base, ".log").read_bytes()
+        assert len(data) <= 700
+        found = batches(data)
+        assert found[0][1] == base
+        nxt = bases[i + 1] if i + 1 < len(bases) else end
+        assert found[-1][2] + 1 == nxt
+        if i + 1 < len(bases):  # the next batch did not fit
+            next_size = batches(seg(path, bases[i + 1], ".log").read_bytes())[0][4]
+            assert len(data) + next_size > 700
+
+
+def test_roll_on_segment_ms_uses_record_time(tmp_path: Path) -> None:
+    path = tmp_path / "roll-1"
+    with open_log(path, segment_ms=1000) as log:
+        log.append([b"a"], timestamps_ms=[5_000])
+        log.append([b"b"], timestamps_ms=[6_000])  # difference == segment.ms: no roll
+        assert bases_of(path) == [0]
+        log.append([b"c"], timestamps_ms=[6_001])  # > segment.ms after the first batch
+        assert bases_of(path) == [0, 2]
+        log.append([b"d"], timestamps_ms=[100])  # earlier time never rolls
+        assert bases_of(path) == [0, 2]
+
+
+def test_roll_on_full_index(tmp_path: Path) -> None:
+    path = tmp_path / "roll-2"
+    # 36 bytes: offset index full at 4 entries, time index at 36 // 12 - 1 = 2
+    with open_log(path, segment_index_bytes=36, index_interval_bytes=0) as log:
+        for i in range(12):
+            log.append([b"v"], timestamps_ms=[100])  # one time entry only (same timestamp)
+            del i
+    # interval 0: every batch but the first gets an offset entry → full after 5 batches
+    assert bases_of(path) == [0, 5, 10]
+    assert os.path.getsize(seg(path, 0, ".index")) == 4 * 8
+    path2 = tmp_path / "roll-3"
+    with open_log(path2, segment_index_bytes=36, index_interval_bytes=0) as log:
+        for i in range(6):
+            log.append([b"v"], timestamps_ms=[100 + i])  # a time entry per batch
+    # time index full at 2 entries (batches 1, 2) → roll before the 4th batch
+    assert bases_of(path2) == [0, 3]
+    assert os.path.getsize(seg(path2, 0, ".timeindex")) == 2 * 12  # + no seal: 102 == last
+
+
+def test_roll_on_empty_is_noop(tmp_path: Path) -> None:
+    path = tmp_path / "roll-4"
+    with open_log(path) as log:
+        log.roll()
+        assert bases_of(path) == [0]
+        log.append([b"a"])
+        log.roll()
+        log.roll()
+        assert bases_of(path) == [0, 1]
+        assert log.append([b"b"]) == 1
+
+
+# --------------------------------------------------------------------------------- recovery
+
+
+@pytest.fixture
+def pristine(tmp_path: Path) -> tuple[Path, list[tuple[int, bytes | None]]]:
+    path = tmp_path / "src-0"
+    with open_log(path, segment_bytes=1000, index_interval_bytes=100) as log:
+        fill(log, 30)
+        recs = all_records(log)
+    return path, recs
+
+
+def test_recovery_truncates_at_every_byte_of_the_last_batch(tmp_path: Path, pristine) -> None:
+    src, recs = pristine
+    last_base = bases_of(src)[-1]
+    data = seg(src, last_base, ".log").read_bytes()
+    pos, base, _, _, size = batches(data)[-1]
+    for cut in range(pos, pos + size):
+        dst = crash_copy(src, tmp_path / f"cut{cut}-0")
+        with open(seg(dst, last_base, ".log"), "r+b") as f:
+            f.truncate(cut)
+        with open_log(dst, segment_bytes=1000, index_interval_bytes=100) as log:
+            assert log.end_offset == base
+            assert all_records(log) == [r for r in recs if r[0] < base]
+        assert os.path.getsize(seg(dst, last_base, ".log")) == pos
+        want = expected_indexes(data[:pos], last_base, 100, sealed=False)
+        assert seg(dst, last_base, ".index").read_bytes() == want[0]
+        assert seg(dst, last_base, ".timeindex").read_bytes() == want[1]
+
+
+def test_recovery_cuts_at_a_flipped_bit(tmp_path: Path, pristine) -> None:
+    src, recs = pristine
+    last_base = bases_of(src)[-1]
+    data = seg(src, last_base, ".log").read_bytes()
+    pos, base, _, _, size = batches(data)[-1]
+    # bytes 0..15 (baseOffset, length, partitionLeaderEpoch) are outside the CRC; from the magic on
+    # every bit flip must be caught
+    for at in range(pos + 16, pos + size, 3):
+        dst = crash_copy(src, tmp_path / f"flip{at}-0")
+        with open(seg(dst, last_base, ".log"), "r+b") as f:
+            f.seek(at)
+            byte = f.read(1)[0]
+            f.seek(at)
+            f.write(bytes([byte ^ 0x10]))
+        with open_log(dst, segment_bytes=1000) as log:
+            assert log.end_offset == base, at
+            assert all_records(log) == [r for r in recs if r[0] < base]
+
+
+def test_recovery_deletes_later_segments(tmp_path: Path, pristine) -> None:
+    src, recs = pristine
+    bases = bases_of(src)
+    assert len(bases) >= 3
+    dst = crash_copy(src, tmp_path / "later-0")
+    (dst / CHECKPOINT).unlink()  # recovery point unknown: every segment is scanned
+    victim = bases[1]
+    data = seg(dst, victim, ".log").read_bytes()
+    pos, base, _, _, _ = batches(data)[1]
+    with open(seg(dst, victim, ".log"), "r+b") as f:
+        f.seek(pos + 40)
+        f.write(b"\xff")
+    with open_log(dst, segment_bytes=1000) as log:
+        assert bases_of(dst) == bases[:2]
+        assert log.end_offset == base
+        assert all_records(log) == [r for r in recs if r[0] < base]
+        assert log.append([b"new"]) == base  # appends go on from the cut
+    assert not seg(dst, bases[2], ".index").exists()
+    assert not seg(dst, bases[2], ".timeindex").exists()
+
+
+def test_corruption_below_recovery_point_is_reported_not_cut(tmp_path: Path, pristine) -> None:
+    src, _ = pristine
+    bases = bases_of(src)
+    dst = crash_copy(src, tmp_path / "below-0")  # checkpoint = end: everything is below it
+    victim = bases[0]
+    data = seg(dst, victim, ".log").read_bytes()
+    pos, base, last, _, _ = batches(data)[2]
+    with open(seg(dst, victim, ".log"), "r+b") as f:
+        f.seek(pos + 70)
+        f.write(bytes([data[pos + 70] ^ 0xFF]))
+    with open_log(dst, segment_bytes=1000) as log:
+        assert bases_of(dst) == bases
+        assert len(seg(dst, victim, ".log").read_bytes()) == len(data)
+        with pytest.raises(CorruptBatchError) as info:
+            list(log.records())
+        assert info.value.path == str(seg(dst, victim, ".log"))
+        assert info.value.position == pos
+        with pytest.raises(CorruptBatchError) as info:
+            log.read_columns(base, 10)
+        assert info.value.position == pos
+        assert [r.offset for r in log.records(last + 1, last + 4)] == [last + 1, last + 2, last + 3]
+
+
+def test_empty_directory_gets_segment_zero(tmp_path: Path) -> None:
+    path = tmp_path / "empty-0"
+    with open_log(path) as log:
+        assert (log.start_offset, log.end_offset) == (0, 0)
+        assert list(log.records()) == []
+    assert bases_of(path) == [0]
+    assert seg(path, 0, ".index").exists() and seg(path, 0, ".timeindex").exists()
+
+
+def test_temp_files_swap_completion_and_orphans(tmp_path: Path) -> None:
+    path = tmp_path / "swap-0"
+    with open_log(path, segment_bytes=800) as log:
+        fill(log, 20)
+        recs = all_records(log)
+    bases = bases_of(path)
+    assert len(bases) >= 4
+    b0, b1, b2, b3 = bases[:4]
+    # a finished clean of [b0, b2) as one segment, interrupted before the swap
+    merged = seg(path, b0, ".log").read_bytes() + seg(path, b1, ".log").read_bytes()
+    seg(path, b0, ".log.swap").write_bytes(merged)
+    # an incomplete split at or above the lowest .cleaned base: deleted
+    seg(path, b3, ".log.cleaned").write_bytes(b"junk")
+    seg(path, b3, ".log.swap").write_bytes(b"junk")
+    seg(path, b2, ".log.deleted").write_bytes(b"junk")
+    orphan = seg(path, 99_999, ".index")
+    orphan.write_bytes(b"\x00" * 8)
+    (path / CLEAN).unlink()
+    with open_log(path, segment_bytes=800) as log:
+        assert all_records(log) == recs
+    remaining = bases_of(path)
+    assert remaining[0] == b0 and b1 not in remaining and b2 in remaining
+    assert seg(path, b0, ".log").read_bytes() == merged
+    assert not list(path.glob("*.swap")) and not list(path.glob("*.cleaned"))
+    assert not list(path.glob("*.deleted")) and not orphan.exists()
+    assert not seg(path, b1, ".index").exists()
+
+
+# --------------------------------------------------------------------------------- processes
+
+
+def test_two_objects_interleave_and_see_each_other(tmp_path: Path) -> None:
+    path = tmp_path / "mp-0"
+    a = open_log(path, segment_bytes=400)
+    b = open_log(path, segment_bytes=400)
+    try:
+        got = []
+        for i in range(30):
+            writer = a if i % 3 else b
+            got.append(writer.append([b"%d" % i, b"x"]))
+        assert got == list(range(0, 60, 2))
+        assert a.end_offset == b.end_offset == 60
+        assert all_records(a) == all_records(b)
+        assert [v for _, v in all_records(b)][::2] == [b"%d" % i for i in range(30)]
+        assert len(bases_of(path)) > 3  # rolls by either object are seen by the other
+        a.roll()
+        assert b.append([b"after-roll"]) == 60
+        assert bases_of(path)[-1] == 60
+        assert [r.value for r in a.records(60)] == [b"after-roll"]
+    finally:
+        a.close()
+        assert not (path / CLEAN).exists()  # b is still open
+        b.close()
+    assert (path / CLEAN).exists()
+
+
+def test_second_opener_runs_no_recovery_and_first_opener_does(tmp_path: Path) -> None:
+    path = tmp_path / "mp-1"
+    a = open_log(path)
+    a.append([b"one"])
+    whole = os.path.getsize(seg(path, 0, ".log"))
+    # a dead writer's torn tail: half a batch after the last whole one
+    with open(seg(path, 0, ".log"), "ab") as f:
+        f.write(_big_raw_batch(10)[:30])
+    b = open_log(path)  # not the first opener: no recovery, the torn tail is just not seen
+    assert b.end_offset == 1 and a.end_offset == 1
+    assert os.path.getsize(seg(path, 0, ".log")) == whole + 30
+    assert b.append([b"two"]) == 1  # a writer truncates the torn tail first
+    data = seg(path, 0, ".log").read_bytes()
+    assert [x[0] for x in batches(data)] == [0, whole] and len(data) == whole + batches(data)[1][4]
+    assert a.end_offset == 2
+    assert [r.value for r in a.records()] == [b"one", b"two"]
+    a.close()
+    b.close()
+    with open_log(path) as c:
+        assert [r.value for r in c.records()] == [b"one", b"two"]
+
+
+def test_dead_writer_missing_index_entries_are_repaired(tmp_path: Path) -> None:
+    path = tmp_path / "mp-2"
+    with open_log(path, index_interval_bytes=0) as a:
+        for _ in range(5):
+            a.append([b"x" * 10])
+        # a writer that died between its log write and its index write
+        os.truncate(seg(path, 0, ".index"), 8 + 3)
+        b = open_log(path, index_interval_bytes=0)
+        b.append([b"y"])
+        data = seg(path, 0, ".log").read_bytes()
+        want = expected_indexes(data, 0, 0, sealed=False)
+        assert seg(path, 0, ".index").read_bytes() == want[0]
+        b.close()
+
+
+def test_wait_for(tmp_path: Path) -> None:
+    path = tmp_path / "w-0"
+    with open_log(path) as a, open_log(path) as b:
+        assert a.wait_for(0, 0) is False
+        a.append([b"x"])
+        assert a.wait_for(0, 0) is True
+        assert a.wait_for(1, 1) is False
+        started = threading.Event()
+        results: list[bool] = []
+
+        def waiter(log: PartitionLog) -> None:
+            started.set()
+            results.append(log.wait_for(1, 30_000))
+
+        t = threading.Thread(target=waiter, args=(a,))
+        t.start()
+        started.wait()
+        b.append([b"from another object"])  # only visible to `a` through the disk
+        t.join(20)
+        assert results == [True]
+        t = threading.Thread(target=waiter, args=(b,))
+        started.clear()
+        t.start()
+        started.wait()
+        b.append([b"same object"])
+        t.join(20)
+        assert results == [True, True]
+
+
+# --------------------------------------------------------------------------------- checkpoints
+
+
+def test_clean_shutdown_marker_and_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "orders-7"
+    with open_log(path) as log:
+        log.append([b"a", b"b", b"c"])
+        assert not (path / CLEAN).exists()
+    assert (path / CLEAN).exists() and (path / CLEAN).stat().st_size == 0
+    assert (path / CHECKPOINT).read_text() == "0\n1\norders 7 3\n"
+    assert not (path / (CHECKPOINT + ".tmp")).exists()
+    with open_log(path) as log:
+        assert not (path / CLEAN).exists()  # the first opener consumes it
+        log.append([b"d"])
+        log.sync()
+        assert (path / CHECKPOINT).read_text() == "0\n1\norders 7 4\n"
+    other = tmp_path / "no_partition"
+    with open_log(other) as log:
+        log.append([b"a"])
+    assert (other / CHECKPOINT).read_text() == "0\n1\nno_partition 0 1\n"
+
+
+def test_flush_messages_syncs(tmp_path: Path) -> None:
+    path = tmp_path / "f-1"
+    with open_log(path, flush_messages=2) as log:
+        log.append([b"a"])
+        assert not (path / CHECKPOINT).exists()
+        log.append([b"b"])
+        assert (path / CHECKPOINT).read_text() == "0\n1\nf 1 2\n"
