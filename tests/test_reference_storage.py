@@ -576,3 +576,22 @@ def test_flush_messages_syncs(tmp_path: Path) -> None:
         assert not (path / CHECKPOINT).exists()
         log.append([b"b"])
         assert (path / CHECKPOINT).read_text() == "0\n1\nf 1 2\n"
+
+
+def test_batches_larger_than_the_scan_window(tmp_path: Path) -> None:
+    path = tmp_path / "big-0"
+    big = [b"a" * 70_000, b"b" * 150_000]
+    with open_log(path) as log:
+        log.append([b"small"])
+        log.append(big)
+        log.append([b"tail"])
+        assert [r.value for r in log.records(1)] == [*big, b"tail"]
+        assert len(log.read(2, 1)) == 12 + batches(seg(path, 0, ".log").read_bytes())[1][4] - 12
+        with open_log(path) as other:  # derives the active segment from the bytes
+            assert other.end_offset == 4
+            assert [r.offset for r in other.records(2)] == [2, 3]
+    dst = crash_copy(path, tmp_path / "big-1")
+    (dst / CHECKPOINT).unlink()
+    with open_log(dst) as log:
+        assert log.end_offset == 4
+        assert [r.value for r in log.records()] == [b"small", *big, b"tail"]

@@ -87,9 +87,10 @@ def iter_batches(
             return
         off = pos - buf_pos
         if len(buf) - off < BATCH_HEADER_BYTES:
-            buf = os.pread(fd, min(SCAN_WINDOW_BYTES, remaining), pos)
+            want = min(SCAN_WINDOW_BYTES, remaining)
+            buf = os.pread(fd, want, pos)
             buf_pos, off = pos, 0
-            if len(buf) < remaining:  # the file shrank under us: what we read is all there is
+            if len(buf) < want:  # the file shrank under us: what we read is all there is
                 end = pos + len(buf)
                 remaining = len(buf)
                 if remaining < LOG_OVERHEAD:
