@@ -331,6 +331,7 @@ def pristine(tmp_path: Path) -> tuple[Path, list[tuple[int, bytes | None]]]:
     path = tmp_path / "src-0"
     with open_log(path, segment_bytes=1000, index_interval_bytes=100) as log:
         fill(log, 30)
+        log.append([b"last", b"one"], keys=[b"k", None], headers=[[("h", b"v")], []])
         recs = all_records(log)
     return path, recs
 
@@ -595,3 +596,37 @@ def test_batches_larger_than_the_scan_window(tmp_path: Path) -> None:
     with open_log(dst) as log:
         assert log.end_offset == 4
         assert [r.value for r in log.records()] == [b"small", *big, b"tail"]
+
+
+@pytest.mark.parametrize(
+    ("new_base", "reason"),
+    [(0, "baseOffset below the previous nextOffset"), (2**31 + 5, "relative offset past int32")],
+)
+def test_recovery_checks_offsets(tmp_path: Path, pristine, new_base: int, reason: str) -> None:
+    src, recs = pristine
+    victim = bases_of(src)[1]
+    found = batches(seg(src, victim, ".log").read_bytes())
+    assert len(found) >= 3, reason
+    pos, base = found[2][0], found[2][1]
+    dst = crash_copy(src, tmp_path / "offsets-0")
+    (dst / CHECKPOINT).unlink()
+    with open(seg(dst, victim, ".log"), "r+b") as f:
+        f.seek(pos)
+        f.write(struct.pack(">q", victim + new_base))  # baseOffset is outside the CRC
+    with open_log(dst) as log:
+        assert log.end_offset == base
+        assert all_records(log) == [r for r in recs if r[0] < base]
+    assert bases_of(dst) == bases_of(src)[:2]
+
+
+def test_no_time_roll_when_the_first_batch_has_no_timestamp(tmp_path: Path) -> None:
+    path = tmp_path / "roll-5"
+    raw = bytearray(_big_raw_batch(1))
+    struct.pack_into(">qq", raw, 27, -1, -1)  # baseTimestamp, maxTimestamp
+    struct.pack_into(">I", raw, 17, record.crc32c(memoryview(raw)[21:]))
+    with open_log(path, segment_ms=10) as log:
+        log.append_raw(raw)
+        log.append([b"later"], timestamps_ms=[10**12])
+        assert bases_of(path) == [0]
+        log.append([b"much later"], timestamps_ms=[10**12 + 11])  # first batch: no timestamp
+        assert bases_of(path) == [0]

@@ -25,6 +25,7 @@ import errno
 import os
 import threading
 import time
+import weakref
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
@@ -96,6 +97,9 @@ class PartitionLog:
             raise
         self._closed = False
         self._last_sync_ms = _monotonic_ms()
+        # why: a log dropped without close() must not keep holding .pylog.open, or no process
+        # would ever be the last closer again (no sync, no marker: just release the locks)
+        weakref.finalize(self, _release_locks, self._open_lock, self._writer)
 
     def _open(self) -> None:
         """Under the writer lock: first-opener detection, recovery or marker skip, load."""
@@ -184,15 +188,16 @@ class PartitionLog:
     def _sync_tail(self, *, writer: bool) -> None:
         """Catch up with the disk (module docstring). Caller holds ``_lock`` (and the writer lock
         when ``writer``)."""
-        if self._segments[0].link_count() == 0:  # the head went away (retention elsewhere)
-            self._reload(writer)
+        if not writer and self._segments[0].link_count() == 0:
+            self._reload(writer)  # the head went away (retention by another process)
         while True:
             active = self._active
             st = os.fstat(active.fd)
             if st.st_nlink == 0 or st.st_size < active.size:
                 self._reload(writer)
                 active = self._active
-            active.scan_tail(check_crc=True, writer=writer)
+                st = os.fstat(active.fd)
+            active.scan_tail(st.st_size, check_crc=True, writer=writer)
             if writer:
                 active.persist_indexes()  # a writer that died before its index write is repaired
             if active.next_offset == active.base:
@@ -517,6 +522,12 @@ class PartitionLog:
                 with self._cond:
                     self._generation += 1
                     self._cond.notify_all()
+
+
+def _release_locks(*locks: FileLock | None) -> None:
+    for lock in locks:
+        if lock is not None:
+            lock.close()
 
 
 def _columns(records: list[Record]) -> Columns:

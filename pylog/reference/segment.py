@@ -181,7 +181,7 @@ class Segment:
         recovered, or closed cleanly, or written by a live process)."""
         segment = cls(dir_path, base, config, sealed=False)
         segment.builder = segment._new_builder()
-        segment.scan_tail(check_crc=False, writer=False)
+        segment.scan_tail(segment.file_size(), check_crc=False, writer=False)
         return segment
 
     def _new_builder(self) -> IndexBuilder:
@@ -252,13 +252,12 @@ class Segment:
         self.size = position + header.size_bytes
         self.next_offset = header.next_offset
 
-    def scan_tail(self, *, check_crc: bool, writer: bool) -> bool:
+    def scan_tail(self, end: int, *, check_crc: bool, writer: bool) -> bool:
         """Take in the whole batches past ``size``; True when something new was found.
 
         A torn or corrupt tail stops the scan: a writer (holding the writer lock, so no live
         process is mid-write) truncates it, a reader leaves it alone.
         """
-        end = self.file_size()
         if end <= self.size:
             return False
         found = False
