@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -630,3 +632,77 @@ def test_no_time_roll_when_the_first_batch_has_no_timestamp(tmp_path: Path) -> N
         assert bases_of(path) == [0]
         log.append([b"much later"], timestamps_ms=[10**12 + 11])  # first batch: no timestamp
         assert bases_of(path) == [0]
+
+
+CHILD = """
+import os, sys
+from pylog.config import LogConfig
+from pylog.reference.log import PartitionLog
+path, tag, n, mode = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4]
+config = LogConfig.from_mapping({"segment.bytes": 2000, "index.interval.bytes": 64})
+log = PartitionLog(path, config)
+for i in range(n):
+    log.append([tag + b"-%d" % i])
+if mode == "die":
+    os._exit(0)  # acknowledged appends, no close: like a SIGKILL after the last write
+log.close()
+"""
+
+
+def _child(path: Path, tag: str, n: int, mode: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(path), tag, str(n), mode], env=env)
+
+
+def test_processes_append_concurrently(tmp_path: Path) -> None:
+    path = tmp_path / "proc-0"
+    children = [_child(path, tag, 150, "close") for tag in ("a", "b", "c")]
+    assert [c.wait(120) for c in children] == [0, 0, 0]
+    assert (path / CLEAN).exists()
+    with open_log(path, segment_bytes=2000, index_interval_bytes=64) as log:
+        values = [r.value for r in log.records()]
+        assert [r.offset for r in log.records()] == list(range(450))
+    for tag in ("a", "b", "c"):  # each process's appends in its own order, none lost
+        assert [v for v in values if v.startswith(tag.encode())] == [
+            b"%s-%d" % (tag.encode(), i) for i in range(150)
+        ]
+    bases = bases_of(path)
+    for i, base in enumerate(bases):
+        data = seg(path, base, ".log").read_bytes()
+        want = expected_indexes(data, base, 64, sealed=i < len(bases) - 1)
+        got = (seg(path, base, ".index").read_bytes(), seg(path, base, ".timeindex").read_bytes())
+        assert got == want, f"segment {base}"
+
+
+def test_acknowledged_appends_survive_a_dead_process(tmp_path: Path) -> None:
+    path = tmp_path / "proc-1"
+    assert _child(path, "d", 40, "die").wait(120) == 0
+    assert not (path / CLEAN).exists()
+    with open_log(path, segment_bytes=2000, index_interval_bytes=64) as log:  # recovers
+        assert [r.value for r in log.records()] == [b"d-%d" % i for i in range(40)]
+
+
+def test_threads_share_one_log(tmp_path: Path) -> None:
+    path = tmp_path / "thr-0"
+    with open_log(path, segment_bytes=3000) as log:
+        bases: list[int] = []
+        seen: list[int] = []
+
+        def writer(tag: int) -> None:
+            for i in range(100):
+                bases.append(log.append([b"%d-%d" % (tag, i)]))
+
+        def reader() -> None:
+            while log.wait_for(399, 20_000) is False:
+                pass
+            seen.append(sum(1 for _ in log.records()))
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+        threads.append(threading.Thread(target=reader))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(bases) == list(range(400))
+        assert seen == [400]
+        assert [r.offset for r in log.records()] == list(range(400))
