@@ -26,6 +26,7 @@ from pylog.errors import (
     RecordTooLargeError,
 )
 from pylog.reference import record
+from pylog.reference.checkpoint import topic_partition
 from pylog.reference.log import PartitionLog
 
 HEADER = struct.Struct(">qiiBIhiqqqhii")
@@ -706,3 +707,20 @@ def test_threads_share_one_log(tmp_path: Path) -> None:
         assert sorted(bases) == list(range(400))
         assert seen == [400]
         assert [r.offset for r in log.records()] == list(range(400))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("orders-3", ("orders", 3)),
+        ("my-topic-12", ("my-topic", 12)),
+        ("t-007", ("t", 7)),
+        ("plain", ("plain", 0)),
+        ("t-", ("t-", 0)),
+        ("-5", ("-5", 0)),
+        ("t-99999999999", ("t-99999999999", 0)),  # not a u32
+    ],
+)
+def test_checkpoint_topic_partition(name: str, expected: tuple[str, int]) -> None:
+    assert topic_partition(f"/x/{name}") == expected
+    assert topic_partition(f"/x/{name}/") == expected

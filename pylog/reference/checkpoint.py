@@ -8,11 +8,11 @@ OffsetCheckpointFile.java)::
     {topic} {partition} {offset}   one entry: this directory's recovery point
 
 ``{topic}``/``{partition}`` come from the directory name ``<topic>-<partition>`` when it ends in
-``-<digits>`` (the topic is everything before the last ``-``, possibly empty; the partition is the
-digits as an integer), otherwise topic = directory name and partition = 0. Writes go to ``.tmp``,
-are fsynced, renamed into place and the directory is fsynced, so a crash leaves the old or the new
-file, never a torn one. Readers take the offset of the first entry; a missing or malformed file
-reads as "no recovery point" (recover everything).
+``-<digits>`` with a non-empty topic before the last ``-`` and digits that fit in a u32 (written as
+an integer, so ``t-007`` is partition 7); otherwise topic = directory name and partition = 0.
+Writes go to ``.tmp``, are fsynced, renamed into place and the directory is fsynced, so a crash
+leaves the old or the new file, never a torn one. Readers take the offset of the first entry; a
+missing or malformed file reads as "no recovery point" (recover everything).
 
 ``.kafka_cleanshutdown`` is an empty file written by the last process to close cleanly; the next
 first opener deletes it and skips the recovery scan.
@@ -27,14 +27,15 @@ RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 CHECKPOINT_VERSION = 0
 
-_TOPIC_PARTITION = re.compile(r"^(.*)-([0-9]+)$", re.DOTALL)
+_TOPIC_PARTITION = re.compile(r"^(.+)-([0-9]+)$", re.DOTALL)
+_U32_MAX = 2**32 - 1
 
 
 def topic_partition(dir_path: str) -> tuple[str, int]:
     """(topic, partition) named by the directory, as the module docstring says."""
     name = os.path.basename(os.path.normpath(dir_path))
     match = _TOPIC_PARTITION.match(name)
-    if match is None:
+    if match is None or int(match.group(2)) > _U32_MAX:
         return name, 0
     return match.group(1), int(match.group(2))
 

@@ -80,7 +80,7 @@ def _scan_next_offset(path: str, base: int) -> int:
         next_offset = base
         try:
             for batch in iter_batches(fd, 0, os.fstat(fd).st_size, path=path, need_body=False):
-                next_offset = batch.header.next_offset
+                next_offset = max(next_offset, batch.header.next_offset)
         except CorruptBatchError:
             pass
         return next_offset
