@@ -75,9 +75,10 @@ def read_recovery_point(dir_path: str) -> int | None:
     except (FileNotFoundError, UnicodeDecodeError):
         return None
     try:
-        if int(lines[0]) != CHECKPOINT_VERSION or int(lines[1]) < 1:
+        int(lines[0])  # the version: any number is read the same way (as the native engine)
+        if int(lines[1]) < 1:
             return None
-        offset = int(lines[2].rsplit(" ", 1)[1])
+        offset = int(lines[2].split()[2])
     except (IndexError, ValueError):
         return None
     return offset if offset >= 0 else None
