@@ -724,3 +724,24 @@ def test_threads_share_one_log(tmp_path: Path) -> None:
 def test_checkpoint_topic_partition(name: str, expected: tuple[str, int]) -> None:
     assert topic_partition(f"/x/{name}") == expected
     assert topic_partition(f"/x/{name}/") == expected
+
+
+def test_replaced_active_segment_triggers_a_reload(tmp_path: Path) -> None:
+    path = tmp_path / "re-0"
+    a = open_log(path)
+    try:
+        for v in (b"a", b"b", b"c"):
+            a.append([v])
+        other = tmp_path / "re-1"
+        shutil.copytree(path, other)
+        (other / CLEAN).unlink(missing_ok=True)
+        with open_log(other) as c:
+            c.append([b"d"])
+            c.append([b"e"])
+        # a new inode under the old name: the one `a` holds now has no links
+        os.replace(seg(other, 0, ".log"), seg(path, 0, ".log"))
+        assert a.end_offset == 5
+        assert [r.value for r in a.records()] == [b"a", b"b", b"c", b"d", b"e"]
+        assert a.append([b"f"]) == 5
+    finally:
+        a.close()
