@@ -36,7 +36,14 @@ class PartitionLog:
     def read_columns(
         self, offset: int, max_records: int
     ) -> tuple[
-        NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
     ]: ...
     def offset_for_timestamp(self, ts_ms: int) -> int | None: ...
     def roll(self) -> None: ...

@@ -51,7 +51,9 @@ class Columns(NamedTuple):
         return len(self.offsets)
 
     def key(self, i: int) -> bytes | None:
-        return None if self.key_null[i] else self.keys[self.key_offsets[i] : self.key_offsets[i + 1]].tobytes()
+        return (
+            None if self.key_null[i] else self.keys[self.key_offsets[i] : self.key_offsets[i + 1]].tobytes()
+        )
 
     def value(self, i: int) -> bytes | None:
         if self.value_null[i]:
