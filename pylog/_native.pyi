@@ -1,7 +1,9 @@
 """Type stub of the Rust extension (native/src/lib.rs); checked by ``mypy.stubtest``."""
 
-from collections.abc import Buffer, Sequence
+from collections.abc import Sequence
 from typing import Any, final
+
+from typing_extensions import Buffer
 
 @final
 class NativeBuffer:
