@@ -1,7 +1,9 @@
 """Type stub of the Rust extension (native/src/lib.rs); checked by ``mypy.stubtest``."""
 
-from collections.abc import Buffer, Sequence
+from collections.abc import Sequence
 from typing import Any, final
+
+from typing_extensions import Buffer
 
 @final
 class NativeBuffer:
@@ -36,7 +38,14 @@ class PartitionLog:
     def read_columns(
         self, offset: int, max_records: int
     ) -> tuple[
-        NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
+        NativeBuffer,
     ]: ...
     def offset_for_timestamp(self, ts_ms: int) -> int | None: ...
     def roll(self) -> None: ...

@@ -10,13 +10,16 @@ docs/partition-log.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Buffer, Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from pylog.config import LogConfig
 from pylog.errors import InvalidConfigError, OffsetOutOfRangeError
+
+if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; the typing_extensions stub serves 3.11
+    from typing_extensions import Buffer
 
 ENGINES = ("native", "reference")
 
@@ -51,7 +54,9 @@ class Columns(NamedTuple):
         return len(self.offsets)
 
     def key(self, i: int) -> bytes | None:
-        return None if self.key_null[i] else self.keys[self.key_offsets[i] : self.key_offsets[i + 1]].tobytes()
+        return (
+            None if self.key_null[i] else self.keys[self.key_offsets[i] : self.key_offsets[i + 1]].tobytes()
+        )
 
     def value(self, i: int) -> bytes | None:
         if self.value_null[i]:

@@ -7,13 +7,17 @@ wraps native buffers as numpy arrays without copying.
 
 from __future__ import annotations
 
-from collections.abc import Buffer, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pylog import _native
 from pylog.config import LogConfig, resolve_codec
 from pylog.engine import BytesLike, Columns, Header, Record, check_record_range
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 #: bytes of batches decoded per trip into Rust by ``records()``
 RECORDS_CHUNK_BYTES = 1 << 20

@@ -1,0 +1,82 @@
+"""Bulk append of 1,000 x 100-byte records per batch, against os.write and sqlite3 baselines."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+
+import pytest
+
+from pylog.bench import BATCH_RECORDS, OS_WRITE_CHUNK_BYTES, make_values
+from pylog.engine import open_partition
+
+BATCHES = 50
+
+
+@pytest.fixture(scope="module")
+def values() -> list[bytes]:
+    return make_values(BATCH_RECORDS)
+
+
+def test_append_batches(benchmark, engine, tmp_path, values):
+    runs = iter(range(1_000_000))
+
+    def setup():
+        log = open_partition(tmp_path / f"log-{next(runs)}", engine=engine)
+        return (log,), {}
+
+    def append_all(log):
+        for _ in range(BATCHES):
+            log.append(values)
+        end = log.end_offset
+        log.close()
+        return end
+
+    end = benchmark.pedantic(append_all, setup=setup, rounds=3)
+    assert end == BATCHES * BATCH_RECORDS
+
+
+def test_os_write_same_bytes(benchmark, tmp_path, values):
+    with open_partition(tmp_path / "src", engine="native") as log:
+        for _ in range(BATCHES):
+            log.append(values)
+    data = b"".join(p.read_bytes() for p in sorted((tmp_path / "src").glob("*.log")))
+    view = memoryview(data)
+    target = tmp_path / "raw.bin"
+
+    def write_all():
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for start in range(0, len(view), OS_WRITE_CHUNK_BYTES):
+                os.write(fd, view[start : start + OS_WRITE_CHUNK_BYTES])
+        finally:
+            os.close(fd)
+        return target.stat().st_size
+
+    assert benchmark(write_all) == len(data)
+
+
+def test_sqlite_inserts(benchmark, tmp_path, values):
+    runs = iter(range(1_000_000))
+    now = int(time.time() * 1000)
+
+    def setup():
+        db = sqlite3.connect(tmp_path / f"db-{next(runs)}.sqlite")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("CREATE TABLE records (offset INTEGER PRIMARY KEY, ts INTEGER, key BLOB, value BLOB)")
+        return (db,), {}
+
+    def insert_all(db):
+        offset = 0
+        for _ in range(BATCHES):
+            rows = [(offset + i, now, None, v) for i, v in enumerate(values)]
+            offset += len(rows)
+            with db:
+                db.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", rows)
+        count = db.execute("SELECT count(*) FROM records").fetchone()[0]
+        db.close()
+        return count
+
+    assert benchmark.pedantic(insert_all, setup=setup, rounds=3) == BATCHES * BATCH_RECORDS
