@@ -128,6 +128,8 @@ def _view(buf: Buffer) -> bytes | bytearray | memoryview:
     if type(buf) is bytes or type(buf) is bytearray:
         return buf
     mv = memoryview(buf)
+    if not mv.c_contiguous:
+        return mv.tobytes()
     if mv.format != "B" or mv.ndim != 1:
         mv = mv.cast("B")
     return mv
