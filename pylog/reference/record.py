@@ -553,6 +553,37 @@ def encode_batch(
 # Decoding
 
 
+def _read_headers(data: bytes, p: int, end: int) -> tuple[list, int]:
+    """(headers, next position) of the headers array of one record at ``data[p:end]``."""
+    header_count, p = _read_varint(data, p, end)
+    if header_count < 0:
+        raise _Malformed(f"header count {header_count} < 0")
+    out: list = []
+    for _ in range(header_count):  # bounded: each header takes >= 2 bytes of the record
+        hkey_len, p = _read_varint(data, p, end)
+        if hkey_len < 0:
+            raise _Malformed(f"header key length {hkey_len} < 0")
+        if p + hkey_len > end:
+            raise _Malformed("header key runs past the end of its record")
+        try:
+            hkey = data[p : p + hkey_len].decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Malformed("header key is not valid UTF-8") from None
+        p += hkey_len
+        hvalue_len, p = _read_varint(data, p, end)
+        if hvalue_len < 0:
+            if hvalue_len != -1:
+                raise _Malformed(f"header value length {hvalue_len} < -1")
+            hvalue = None
+        else:
+            if p + hvalue_len > end:
+                raise _Malformed("header value runs past the end of its record")
+            hvalue = data[p : p + hvalue_len]
+            p += hvalue_len
+        out.append((hkey, hvalue))
+    return out, p
+
+
 def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool) -> list[Record]:
     """Decode ``header.records_count`` records from ``data``; raises _Malformed."""
     count = header.records_count
@@ -563,17 +594,24 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
     max_ts = header.max_timestamp
     read_varint = _read_varint
     read_varlong = _read_varlong
-    new_record = Record._make
+    new_tuple = tuple.__new__  # Record._make without its length check: we build 6 fields
     end_all = len(data)
     out: list[Record] = []
     append = out.append
     p = 0
     # why: the loop is bounded by the data (each record takes >= 1 byte), never by ``count``
     # alone, and nothing is preallocated from the untrusted count.
+    # Each varint read inlines the one-byte case (most lengths and deltas) and falls back to
+    # _read_varint/_read_varlong, which bound every read by the record end.
     for _ in range(count):
         if p >= end_all:
             raise _Malformed(f"{len(out)} records found, header says {count}")
-        length, p = read_varint(data, p, end_all)
+        b = data[p]
+        if b < 0x80:
+            length = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            length, p = read_varint(data, p, end_all)
         if length < 0:
             raise _Malformed(f"record length {length} < 0")
         end = p + length
@@ -582,9 +620,21 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
         if p >= end:
             raise _Malformed("record shorter than its attributes byte")
         p += 1  # attributes: unused
-        ts_delta, p = read_varlong(data, p, end)
-        offset_delta, p = read_varint(data, p, end)
-        key_len, p = read_varint(data, p, end)
+        if p < end and (b := data[p]) < 0x80:
+            ts_delta = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            ts_delta, p = read_varlong(data, p, end)
+        if p < end and (b := data[p]) < 0x80:
+            offset_delta = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            offset_delta, p = read_varint(data, p, end)
+        if p < end and (b := data[p]) < 0x80:
+            key_len = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            key_len, p = read_varint(data, p, end)
         if key_len < 0:
             if key_len != -1:
                 raise _Malformed(f"key length {key_len} < -1")
@@ -594,7 +644,11 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
                 raise _Malformed("key runs past the end of its record")
             key = data[p : p + key_len]
             p += key_len
-        value_len, p = read_varint(data, p, end)
+        if p < end and (b := data[p]) < 0x80:
+            value_len = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            value_len, p = read_varint(data, p, end)
         if value_len < 0:
             if value_len != -1:
                 raise _Malformed(f"value length {value_len} < -1")
@@ -604,32 +658,11 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
                 raise _Malformed("value runs past the end of its record")
             value = data[p : p + value_len]
             p += value_len
-        header_count, p = read_varint(data, p, end)
-        if header_count < 0:
-            raise _Malformed(f"header count {header_count} < 0")
-        record_headers = []
-        for _h in range(header_count):  # bounded: each header takes >= 2 bytes of the record
-            hkey_len, p = read_varint(data, p, end)
-            if hkey_len < 0:
-                raise _Malformed(f"header key length {hkey_len} < 0")
-            if p + hkey_len > end:
-                raise _Malformed("header key runs past the end of its record")
-            try:
-                hkey = data[p : p + hkey_len].decode("utf-8")
-            except UnicodeDecodeError:
-                raise _Malformed("header key is not valid UTF-8") from None
-            p += hkey_len
-            hvalue_len, p = read_varint(data, p, end)
-            if hvalue_len < 0:
-                if hvalue_len != -1:
-                    raise _Malformed(f"header value length {hvalue_len} < -1")
-                hvalue = None
-            else:
-                if p + hvalue_len > end:
-                    raise _Malformed("header value runs past the end of its record")
-                hvalue = data[p : p + hvalue_len]
-                p += hvalue_len
-            record_headers.append((hkey, hvalue))
+        if p < end and data[p] == 0:  # no headers: the common case
+            p += 1
+            record_headers = []
+        else:
+            record_headers, p = _read_headers(data, p, end)
         if p != end:
             raise _Malformed(f"record consumed {p - end + length} bytes, length says {length}")
         offset = base_offset + offset_delta
@@ -641,7 +674,7 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
             ts = base_ts + ts_delta
             if not INT64_MIN <= ts <= INT64_MAX:
                 ts = ((ts - INT64_MIN) & _U64) + INT64_MIN
-        append(new_record((offset, ts, ts_type, key, value, record_headers)))
+        append(new_tuple(Record, (offset, ts, ts_type, key, value, record_headers)))
     if check_leftover and p != end_all:
         raise _Malformed(f"{end_all - p} bytes left over after {count} records")
     return out
