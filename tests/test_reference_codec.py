@@ -41,6 +41,7 @@ from pylog.errors import (
     CorruptBatchError,
     InvalidConfigError,
     InvalidRecordError,
+    RecordTooLargeError,
 )
 from pylog.reference import compression, record
 
@@ -989,3 +990,54 @@ def test_decompress_garbage(codec_id):
             assert e.position is None
         else:
             assert len(out) <= 1 << 16
+
+
+def test_snappy_rejects_impossible_expansion_claim():
+    # preamble claims 100 MB from a few bytes: corrupt, without allocating the claim
+    raw = bytes([0x80, 0xC2, 0xD7, 0x2F]) + b"\x00" * 4  # unsigned varint 100_000_000
+    assert cramjam.snappy.decompress_raw_len(raw) == 100_000_000
+    with pytest.raises(CorruptBatchError, match="claims"):
+        compression.decompress(2, raw, 1 << 30)
+
+
+# ---------------------------------------------------------------------------------------------
+# decisions the native engine must match
+
+
+def test_prepare_shape_errors_come_before_item_errors():
+    # a length mismatch wins over a bad item, whichever argument holds it
+    with pytest.raises(InvalidRecordError):
+        record.prepare_records(["text"], [b"k", b"k"], None, None, 0)
+    with pytest.raises(InvalidRecordError):
+        record.prepare_records([b"a"], [1], None, [1, 2], 0)
+    # items: values before keys before headers before timestamps
+    with pytest.raises(TypeError, match="value"):
+        record.prepare_records([1], [2], None, [-1], 0)
+    with pytest.raises(TypeError, match="key"):
+        record.prepare_records([b"a"], [2], [[("k", 1)]], [-1], 0)
+    with pytest.raises(TypeError, match="header"):
+        record.prepare_records([b"a"], [b"k"], [[("k", 1)]], [-1], 0)
+    # a scalar or a string is not a sequence of timestamps: TypeError
+    for bad in (5, "12", b"12"):
+        with pytest.raises(TypeError):
+            record.prepare_records([b"a"], None, None, bad, 0)
+
+
+def test_encode_refuses_what_a_reader_would_reject(monkeypatch):
+    monkeypatch.setattr(record, "MAX_DECOMPRESSED_BYTES", 1000)
+    with pytest.raises(RecordTooLargeError):
+        encode([b"x" * 2000], codec="zstd")
+    assert len(encode([b"x" * 2000], codec="none")) > 2000  # no codec: no decompression limit
+
+
+def test_buffers_of_every_shape_decode():
+    batch = encode([b"a", b"b"], codec="snappy")
+    expected = record.decode_records(batch)
+    padded = np.frombuffer(b"".join(bytes([c, 0]) for c in batch), dtype=np.uint8)
+    assert record.decode_records(memoryview(padded)[::2]) == expected  # non-contiguous
+    assert record.decode_records(np.frombuffer(batch, dtype=np.uint8)) == expected
+    as_u32 = np.frombuffer(batch + bytes(4 - len(batch) % 4), dtype=np.uint32)  # 1..4 zeros
+    with pytest.raises(CorruptBatchError) as info:  # the zeros after the batch: a torn header
+        record.decode_records(as_u32)
+    assert info.value.position == len(batch)
+    assert record.frame(batch, 0, len(batch) + 100) is not None  # ``end`` past the buffer

@@ -150,10 +150,16 @@ def _gzip_decompress(data: bytes, limit: int) -> bytes:
             return b"".join(out)
 
 
+SNAPPY_MAX_EXPANSION = 22  # a 3-byte copy op yields at most 64 bytes: 64 / 3 < 22
+
+
 def _snappy_raw(chunk, total: int, limit: int) -> bytes:
     size = cramjam.snappy.decompress_raw_len(chunk)
     if total + size > limit:
         raise _over_limit(limit)
+    if size > SNAPPY_MAX_EXPANSION * len(chunk):
+        # why: no valid block expands this much; do not allocate what the preamble claims
+        raise CorruptBatchError(f"snappy: block claims {size} bytes from {len(chunk)}")
     out = bytes(cramjam.snappy.decompress_raw(chunk))
     if len(out) != size:  # pair assertion on the preamble we trusted for the limit
         raise CorruptBatchError("snappy: block length differs from its preamble")

@@ -38,7 +38,12 @@ import numpy as np
 
 from pylog.config import CODEC_IDS
 from pylog.engine import Record
-from pylog.errors import CorruptBatchError, InvalidConfigError, InvalidRecordError
+from pylog.errors import (
+    CorruptBatchError,
+    InvalidConfigError,
+    InvalidRecordError,
+    RecordTooLargeError,
+)
 from pylog.reference import compression
 
 if TYPE_CHECKING:  # collections.abc.Buffer is Python >= 3.12; annotations only
@@ -149,7 +154,7 @@ def frame(buf: Buffer, pos: int = 0, end: int | None = None) -> BatchHeader | No
     (< 12 bytes, or 12 + length past ``end``), CorruptBatchError(position=pos) when length < 49
     or magic != 2 (checked in that order; the CRC is not checked)."""
     view = _view(buf)
-    if end is None:
+    if end is None or end > len(view):
         end = len(view)
     if end - pos < LOG_OVERHEAD:
         return None
@@ -381,26 +386,34 @@ def _prepare_headers(record_headers: object, i: int) -> list[tuple[str, bytes | 
     return out
 
 
-def _prepare_timestamps(timestamps_ms: object, n: int) -> list[int]:
+def _timestamp_items(timestamps_ms: object) -> list | tuple:
+    """The shape check of ``timestamps_ms``: a list/tuple/1-D array (TypeError for a scalar or a
+    string, InvalidRecordError for a non-integer array). Integer arrays are range-checked here
+    (vectorized) and come back as lists of Python ints."""
     if isinstance(timestamps_ms, np.ndarray):
         if timestamps_ms.ndim != 1:
             raise InvalidRecordError("timestamps_ms must be a one-dimensional array")
-        if timestamps_ms.dtype.kind in "iu":
-            items = timestamps_ms.tolist()
-        elif timestamps_ms.dtype.kind == "O":
-            items = list(timestamps_ms)
-        else:
-            raise InvalidRecordError(f"timestamps_ms must hold integers, not {timestamps_ms.dtype}")
-    elif isinstance(timestamps_ms, (list, tuple)):
-        items = timestamps_ms
-    elif isinstance(timestamps_ms, (str, bytes, bytearray, memoryview)):
+        kind = timestamps_ms.dtype.kind
+        if kind in "iu":
+            if timestamps_ms.size and (
+                (kind == "i" and timestamps_ms.min() < 0)
+                or (kind == "u" and timestamps_ms.max() > INT64_MAX)
+            ):
+                raise InvalidRecordError("timestamps_ms outside [0, 2**63-1]")
+            return timestamps_ms.tolist()
+        if kind == "O":
+            return list(timestamps_ms)
+        raise InvalidRecordError(f"timestamps_ms must hold integers, not {timestamps_ms.dtype}")
+    if isinstance(timestamps_ms, (list, tuple)):
+        return timestamps_ms
+    if isinstance(timestamps_ms, (str, bytes, bytearray, memoryview)):
         raise TypeError(
             f"timestamps_ms must be a sequence of ints, not {type(timestamps_ms).__name__}"
         )
-    else:
-        items = _as_list(timestamps_ms, "timestamps_ms")
-    if len(items) != n:
-        raise InvalidRecordError(f"{len(items)} timestamps for {n} records")
+    return _as_list(timestamps_ms, "timestamps_ms")
+
+
+def _check_timestamps(items: list | tuple) -> list[int]:
     out = []
     for ts in items:
         if type(ts) is not int:
@@ -421,8 +434,9 @@ def prepare_records(values, keys, headers, timestamps_ms, now_ms: int):
     bytes/None, bytes/None, list[(str, bytes|None)], int. TypeError for non-bytes-like values,
     keys or header values and non-str header keys; InvalidRecordError for no records, length
     mismatches, or timestamps outside [0, 2**63-1] or not ints."""
-    # Order of checks (the native engine matches it): the shape of every argument (values
-    # non-empty, lengths), then element types of values, keys, headers, then timestamps.
+    # Order of checks (the native engine matches it): first the shape of every argument in the
+    # order values (non-empty), keys, headers, timestamps_ms (each a sequence of n items); then
+    # the items of values, keys, headers, timestamps, each in index order. The first failure wins.
     values = _as_list(values, "values")
     n = len(values)
     if n == 0:
@@ -435,6 +449,10 @@ def prepare_records(values, keys, headers, timestamps_ms, now_ms: int):
         headers = _as_list(headers, "headers")
         if len(headers) != n:
             raise InvalidRecordError(f"{len(headers)} header lists for {n} values")
+    if timestamps_ms is not None:
+        ts_items = _timestamp_items(timestamps_ms)
+        if len(ts_items) != n:
+            raise InvalidRecordError(f"{len(ts_items)} timestamps for {n} values")
 
     out_values = [
         v if v is None or type(v) is bytes else _to_bytes(v, "value", i)
@@ -457,7 +475,7 @@ def prepare_records(values, keys, headers, timestamps_ms, now_ms: int):
             raise InvalidRecordError(f"clock time {now_ms!r} outside [0, 2**63-1]")
         timestamps = [now_ms] * n
     else:
-        timestamps = _prepare_timestamps(timestamps_ms, n)
+        timestamps = _check_timestamps(ts_items)
     return out_values, out_keys, out_headers, timestamps
 
 
@@ -534,7 +552,15 @@ def encode_batch(
     assert n > 0 and len(keys) == n and len(headers) == n and len(timestamps) == n
     base_ts = timestamps[0]
     records = b"".join(_encode_records(values, keys, headers, timestamps, base_ts))
+    if cid != 0 and len(records) > MAX_DECOMPRESSED_BYTES:
+        # why: a reader rejects a stream that decompresses past the limit as corrupt, and
+        # recovery would then truncate the log there; never write what we cannot read back.
+        raise RecordTooLargeError(
+            f"{len(records)} bytes of records exceed {MAX_DECOMPRESSED_BYTES} before compression"
+        )
     payload = records if cid == 0 else compression.compress(codec, records)
+    if BATCH_HEADER_BYTES + len(payload) > LOG_OVERHEAD + INT32_MAX:
+        raise RecordTooLargeError(f"a batch of {len(payload)} bytes of records overflows int32")
     attributes = cid
     if log_append_time_ms is None:
         max_ts = max(timestamps)
