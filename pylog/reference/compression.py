@@ -15,7 +15,9 @@ Stream formats, as Kafka writes them:
 
   Decoding also accepts a plain raw snappy block without the header (what snappy-java's
   ``SnappyInputStream`` falls back to), and a second xerial header where a chunk length is
-  expected (concatenated streams, as snappy-java does).
+  expected (concatenated streams, as snappy-java does). A block whose length preamble claims
+  more than 22x its compressed size is corruption (no valid block expands that much), so a
+  forged preamble never makes us allocate.
 - lz4 (3): Kafka's LZ4 frame (``Lz4BlockOutputStream``): ``04 22 4D 18 60 40 82``, independent
   64 KiB blocks, no block or content checksum, end mark ``00 00 00 00``. Decoding checks the frame
   descriptor the way Kafka's ``Lz4BlockInputStream`` does (version 01, independent blocks,
@@ -42,8 +44,6 @@ CODEC_GZIP = 1
 CODEC_SNAPPY = 2
 CODEC_LZ4 = 3
 CODEC_ZSTD = 4
-CODEC_NAMES = {"none": CODEC_NONE, "gzip": CODEC_GZIP, "snappy": CODEC_SNAPPY, "lz4": CODEC_LZ4,
-               "zstd": CODEC_ZSTD}  # fmt: skip
 
 GZIP_LEVEL = 6  # Java's Deflater.DEFAULT_COMPRESSION
 ZSTD_LEVEL = 3  # Kafka's ZstdCompression default
