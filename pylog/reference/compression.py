@@ -15,7 +15,9 @@ Stream formats, as Kafka writes them:
 
   Decoding also accepts a plain raw snappy block without the header (what snappy-java's
   ``SnappyInputStream`` falls back to), and a second xerial header where a chunk length is
-  expected (concatenated streams, as snappy-java does).
+  expected (concatenated streams, as snappy-java does). A block whose length preamble claims
+  more than 22x its compressed size is corruption (no valid block expands that much), so a
+  forged preamble never makes us allocate.
 - lz4 (3): Kafka's LZ4 frame (``Lz4BlockOutputStream``): ``04 22 4D 18 60 40 82``, independent
   64 KiB blocks, no block or content checksum, end mark ``00 00 00 00``. Decoding checks the frame
   descriptor the way Kafka's ``Lz4BlockInputStream`` does (version 01, independent blocks,
@@ -42,8 +44,6 @@ CODEC_GZIP = 1
 CODEC_SNAPPY = 2
 CODEC_LZ4 = 3
 CODEC_ZSTD = 4
-CODEC_NAMES = {"none": CODEC_NONE, "gzip": CODEC_GZIP, "snappy": CODEC_SNAPPY, "lz4": CODEC_LZ4,
-               "zstd": CODEC_ZSTD}  # fmt: skip
 
 GZIP_LEVEL = 6  # Java's Deflater.DEFAULT_COMPRESSION
 ZSTD_LEVEL = 3  # Kafka's ZstdCompression default
@@ -150,10 +150,16 @@ def _gzip_decompress(data: bytes, limit: int) -> bytes:
             return b"".join(out)
 
 
+SNAPPY_MAX_EXPANSION = 22  # a 3-byte copy op yields at most 64 bytes: 64 / 3 < 22
+
+
 def _snappy_raw(chunk, total: int, limit: int) -> bytes:
     size = cramjam.snappy.decompress_raw_len(chunk)
     if total + size > limit:
         raise _over_limit(limit)
+    if size > SNAPPY_MAX_EXPANSION * len(chunk):
+        # why: no valid block expands this much; do not allocate what the preamble claims
+        raise CorruptBatchError(f"snappy: block claims {size} bytes from {len(chunk)}")
     out = bytes(cramjam.snappy.decompress_raw(chunk))
     if len(out) != size:  # pair assertion on the preamble we trusted for the limit
         raise CorruptBatchError("snappy: block length differs from its preamble")

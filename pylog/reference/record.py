@@ -38,7 +38,12 @@ import numpy as np
 
 from pylog.config import CODEC_IDS
 from pylog.engine import Record
-from pylog.errors import CorruptBatchError, InvalidConfigError, InvalidRecordError
+from pylog.errors import (
+    CorruptBatchError,
+    InvalidConfigError,
+    InvalidRecordError,
+    RecordTooLargeError,
+)
 from pylog.reference import compression
 
 if TYPE_CHECKING:  # collections.abc.Buffer is Python >= 3.12; annotations only
@@ -128,6 +133,8 @@ def _view(buf: Buffer) -> bytes | bytearray | memoryview:
     if type(buf) is bytes or type(buf) is bytearray:
         return buf
     mv = memoryview(buf)
+    if not mv.c_contiguous:
+        return mv.tobytes()
     if mv.format != "B" or mv.ndim != 1:
         mv = mv.cast("B")
     return mv
@@ -147,7 +154,7 @@ def frame(buf: Buffer, pos: int = 0, end: int | None = None) -> BatchHeader | No
     (< 12 bytes, or 12 + length past ``end``), CorruptBatchError(position=pos) when length < 49
     or magic != 2 (checked in that order; the CRC is not checked)."""
     view = _view(buf)
-    if end is None:
+    if end is None or end > len(view):
         end = len(view)
     if end - pos < LOG_OVERHEAD:
         return None
@@ -379,26 +386,34 @@ def _prepare_headers(record_headers: object, i: int) -> list[tuple[str, bytes | 
     return out
 
 
-def _prepare_timestamps(timestamps_ms: object, n: int) -> list[int]:
+def _timestamp_items(timestamps_ms: object) -> list | tuple:
+    """The shape check of ``timestamps_ms``: a list/tuple/1-D array (TypeError for a scalar or a
+    string, InvalidRecordError for a non-integer array). Integer arrays are range-checked here
+    (vectorized) and come back as lists of Python ints."""
     if isinstance(timestamps_ms, np.ndarray):
         if timestamps_ms.ndim != 1:
             raise InvalidRecordError("timestamps_ms must be a one-dimensional array")
-        if timestamps_ms.dtype.kind in "iu":
-            items = timestamps_ms.tolist()
-        elif timestamps_ms.dtype.kind == "O":
-            items = list(timestamps_ms)
-        else:
-            raise InvalidRecordError(f"timestamps_ms must hold integers, not {timestamps_ms.dtype}")
-    elif isinstance(timestamps_ms, (list, tuple)):
-        items = timestamps_ms
-    elif isinstance(timestamps_ms, (str, bytes, bytearray, memoryview)):
+        kind = timestamps_ms.dtype.kind
+        if kind in "iu":
+            if timestamps_ms.size and (
+                (kind == "i" and timestamps_ms.min() < 0)
+                or (kind == "u" and timestamps_ms.max() > INT64_MAX)
+            ):
+                raise InvalidRecordError("timestamps_ms outside [0, 2**63-1]")
+            return timestamps_ms.tolist()
+        if kind == "O":
+            return list(timestamps_ms)
+        raise InvalidRecordError(f"timestamps_ms must hold integers, not {timestamps_ms.dtype}")
+    if isinstance(timestamps_ms, (list, tuple)):
+        return timestamps_ms
+    if isinstance(timestamps_ms, (str, bytes, bytearray, memoryview)):
         raise TypeError(
             f"timestamps_ms must be a sequence of ints, not {type(timestamps_ms).__name__}"
         )
-    else:
-        items = _as_list(timestamps_ms, "timestamps_ms")
-    if len(items) != n:
-        raise InvalidRecordError(f"{len(items)} timestamps for {n} records")
+    return _as_list(timestamps_ms, "timestamps_ms")
+
+
+def _check_timestamps(items: list | tuple) -> list[int]:
     out = []
     for ts in items:
         if type(ts) is not int:
@@ -419,8 +434,9 @@ def prepare_records(values, keys, headers, timestamps_ms, now_ms: int):
     bytes/None, bytes/None, list[(str, bytes|None)], int. TypeError for non-bytes-like values,
     keys or header values and non-str header keys; InvalidRecordError for no records, length
     mismatches, or timestamps outside [0, 2**63-1] or not ints."""
-    # Order of checks (the native engine matches it): the shape of every argument (values
-    # non-empty, lengths), then element types of values, keys, headers, then timestamps.
+    # Order of checks (the native engine matches it): first the shape of every argument in the
+    # order values (non-empty), keys, headers, timestamps_ms (each a sequence of n items); then
+    # the items of values, keys, headers, timestamps, each in index order. The first failure wins.
     values = _as_list(values, "values")
     n = len(values)
     if n == 0:
@@ -433,6 +449,10 @@ def prepare_records(values, keys, headers, timestamps_ms, now_ms: int):
         headers = _as_list(headers, "headers")
         if len(headers) != n:
             raise InvalidRecordError(f"{len(headers)} header lists for {n} values")
+    if timestamps_ms is not None:
+        ts_items = _timestamp_items(timestamps_ms)
+        if len(ts_items) != n:
+            raise InvalidRecordError(f"{len(ts_items)} timestamps for {n} values")
 
     out_values = [
         v if v is None or type(v) is bytes else _to_bytes(v, "value", i)
@@ -455,7 +475,7 @@ def prepare_records(values, keys, headers, timestamps_ms, now_ms: int):
             raise InvalidRecordError(f"clock time {now_ms!r} outside [0, 2**63-1]")
         timestamps = [now_ms] * n
     else:
-        timestamps = _prepare_timestamps(timestamps_ms, n)
+        timestamps = _check_timestamps(ts_items)
     return out_values, out_keys, out_headers, timestamps
 
 
@@ -532,7 +552,15 @@ def encode_batch(
     assert n > 0 and len(keys) == n and len(headers) == n and len(timestamps) == n
     base_ts = timestamps[0]
     records = b"".join(_encode_records(values, keys, headers, timestamps, base_ts))
+    if cid != 0 and len(records) > MAX_DECOMPRESSED_BYTES:
+        # why: a reader rejects a stream that decompresses past the limit as corrupt, and
+        # recovery would then truncate the log there; never write what we cannot read back.
+        raise RecordTooLargeError(
+            f"{len(records)} bytes of records exceed {MAX_DECOMPRESSED_BYTES} before compression"
+        )
     payload = records if cid == 0 else compression.compress(codec, records)
+    if BATCH_HEADER_BYTES + len(payload) > LOG_OVERHEAD + INT32_MAX:
+        raise RecordTooLargeError(f"a batch of {len(payload)} bytes of records overflows int32")
     attributes = cid
     if log_append_time_ms is None:
         max_ts = max(timestamps)
@@ -551,6 +579,37 @@ def encode_batch(
 # Decoding
 
 
+def _read_headers(data: bytes, p: int, end: int) -> tuple[list, int]:
+    """(headers, next position) of the headers array of one record at ``data[p:end]``."""
+    header_count, p = _read_varint(data, p, end)
+    if header_count < 0:
+        raise _Malformed(f"header count {header_count} < 0")
+    out: list = []
+    for _ in range(header_count):  # bounded: each header takes >= 2 bytes of the record
+        hkey_len, p = _read_varint(data, p, end)
+        if hkey_len < 0:
+            raise _Malformed(f"header key length {hkey_len} < 0")
+        if p + hkey_len > end:
+            raise _Malformed("header key runs past the end of its record")
+        try:
+            hkey = data[p : p + hkey_len].decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Malformed("header key is not valid UTF-8") from None
+        p += hkey_len
+        hvalue_len, p = _read_varint(data, p, end)
+        if hvalue_len < 0:
+            if hvalue_len != -1:
+                raise _Malformed(f"header value length {hvalue_len} < -1")
+            hvalue = None
+        else:
+            if p + hvalue_len > end:
+                raise _Malformed("header value runs past the end of its record")
+            hvalue = data[p : p + hvalue_len]
+            p += hvalue_len
+        out.append((hkey, hvalue))
+    return out, p
+
+
 def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool) -> list[Record]:
     """Decode ``header.records_count`` records from ``data``; raises _Malformed."""
     count = header.records_count
@@ -561,17 +620,24 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
     max_ts = header.max_timestamp
     read_varint = _read_varint
     read_varlong = _read_varlong
-    new_record = Record._make
+    new_tuple = tuple.__new__  # Record._make without its length check: we build 6 fields
     end_all = len(data)
     out: list[Record] = []
     append = out.append
     p = 0
     # why: the loop is bounded by the data (each record takes >= 1 byte), never by ``count``
     # alone, and nothing is preallocated from the untrusted count.
+    # Each varint read inlines the one-byte case (most lengths and deltas) and falls back to
+    # _read_varint/_read_varlong, which bound every read by the record end.
     for _ in range(count):
         if p >= end_all:
             raise _Malformed(f"{len(out)} records found, header says {count}")
-        length, p = read_varint(data, p, end_all)
+        b = data[p]
+        if b < 0x80:
+            length = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            length, p = read_varint(data, p, end_all)
         if length < 0:
             raise _Malformed(f"record length {length} < 0")
         end = p + length
@@ -580,9 +646,21 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
         if p >= end:
             raise _Malformed("record shorter than its attributes byte")
         p += 1  # attributes: unused
-        ts_delta, p = read_varlong(data, p, end)
-        offset_delta, p = read_varint(data, p, end)
-        key_len, p = read_varint(data, p, end)
+        if p < end and (b := data[p]) < 0x80:
+            ts_delta = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            ts_delta, p = read_varlong(data, p, end)
+        if p < end and (b := data[p]) < 0x80:
+            offset_delta = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            offset_delta, p = read_varint(data, p, end)
+        if p < end and (b := data[p]) < 0x80:
+            key_len = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            key_len, p = read_varint(data, p, end)
         if key_len < 0:
             if key_len != -1:
                 raise _Malformed(f"key length {key_len} < -1")
@@ -592,7 +670,11 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
                 raise _Malformed("key runs past the end of its record")
             key = data[p : p + key_len]
             p += key_len
-        value_len, p = read_varint(data, p, end)
+        if p < end and (b := data[p]) < 0x80:
+            value_len = (b >> 1) ^ -(b & 1)
+            p += 1
+        else:
+            value_len, p = read_varint(data, p, end)
         if value_len < 0:
             if value_len != -1:
                 raise _Malformed(f"value length {value_len} < -1")
@@ -602,32 +684,11 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
                 raise _Malformed("value runs past the end of its record")
             value = data[p : p + value_len]
             p += value_len
-        header_count, p = read_varint(data, p, end)
-        if header_count < 0:
-            raise _Malformed(f"header count {header_count} < 0")
-        record_headers = []
-        for _h in range(header_count):  # bounded: each header takes >= 2 bytes of the record
-            hkey_len, p = read_varint(data, p, end)
-            if hkey_len < 0:
-                raise _Malformed(f"header key length {hkey_len} < 0")
-            if p + hkey_len > end:
-                raise _Malformed("header key runs past the end of its record")
-            try:
-                hkey = data[p : p + hkey_len].decode("utf-8")
-            except UnicodeDecodeError:
-                raise _Malformed("header key is not valid UTF-8") from None
-            p += hkey_len
-            hvalue_len, p = read_varint(data, p, end)
-            if hvalue_len < 0:
-                if hvalue_len != -1:
-                    raise _Malformed(f"header value length {hvalue_len} < -1")
-                hvalue = None
-            else:
-                if p + hvalue_len > end:
-                    raise _Malformed("header value runs past the end of its record")
-                hvalue = data[p : p + hvalue_len]
-                p += hvalue_len
-            record_headers.append((hkey, hvalue))
+        if p < end and data[p] == 0:  # no headers: the common case
+            p += 1
+            record_headers = []
+        else:
+            record_headers, p = _read_headers(data, p, end)
         if p != end:
             raise _Malformed(f"record consumed {p - end + length} bytes, length says {length}")
         offset = base_offset + offset_delta
@@ -639,7 +700,7 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
             ts = base_ts + ts_delta
             if not INT64_MIN <= ts <= INT64_MAX:
                 ts = ((ts - INT64_MIN) & _U64) + INT64_MIN
-        append(new_record((offset, ts, ts_type, key, value, record_headers)))
+        append(new_tuple(Record, (offset, ts, ts_type, key, value, record_headers)))
     if check_leftover and p != end_all:
         raise _Malformed(f"{end_all - p} bytes left over after {count} records")
     return out
