@@ -102,9 +102,7 @@ class OffsetIndex:
         data = _read_file(path)
         if data:
             count = len(data) // OFFSET_ENTRY_BYTES
-            for rel, pos in OFFSET_ENTRY.iter_unpack(
-                memoryview(data)[: count * OFFSET_ENTRY_BYTES]
-            ):
+            for rel, pos in OFFSET_ENTRY.iter_unpack(memoryview(data)[: count * OFFSET_ENTRY_BYTES]):
                 index.rel_offsets.append(rel)
                 index.positions.append(pos)
         return index
@@ -228,9 +226,7 @@ class IndexBuilder:
             self.offset_of_max_timestamp = last_offset
         if position - self.last_entry_pos > self.interval_bytes:
             self.offset_index.append(last_offset - self.base, position)
-            self.time_index.maybe_append(
-                self.max_timestamp, self.offset_of_max_timestamp - self.base
-            )
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp - self.base)
             self.last_entry_pos = position
 
     def seal(self) -> None:

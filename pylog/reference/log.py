@@ -237,9 +237,7 @@ class PartitionLog:
         append_time = now_ms if self._config.log_append_time else None
         # why: baseOffset is outside the CRC, so the batch is encoded (and compressed) before
         # taking any lock and only its first 8 bytes are rewritten once the offset is known.
-        batch = bytearray(
-            record.encode_batch(0, values_, keys_, headers_, timestamps, codec, append_time)
-        )
+        batch = bytearray(record.encode_batch(0, values_, keys_, headers_, timestamps, codec, append_time))
         self._check_size(len(batch))
         return self._append_batch(batch)
 
@@ -386,9 +384,7 @@ class PartitionLog:
                 total += batch.header.size_bytes
             return memoryview(segment.pread(total, position))
 
-    def records(
-        self, start_offset: int | None = None, end_offset: int | None = None
-    ) -> Iterator[Record]:
+    def records(self, start_offset: int | None = None, end_offset: int | None = None) -> Iterator[Record]:
         """Iterate records with offsets in ``[start_offset, end_offset)``, CRC-checked."""
         with self._lock:
             self._check_open()
@@ -419,9 +415,7 @@ class PartitionLog:
         segment = self._segments[i]
         out: list[Record] = []
         consumed = 0
-        for batch in iter_batches(
-            segment.fd, start, segment.size, path=segment.log_path, need_body=True
-        ):
+        for batch in iter_batches(segment.fd, start, segment.size, path=segment.log_path, need_body=True):
             header = batch.header
             records = segment.decode(batch)
             if header.base_offset < position or header.last_offset >= end:
@@ -435,10 +429,8 @@ class PartitionLog:
                 break
         else:
             # the segment is exhausted: continue with the next one (or stop at the end)
-            if i + 1 < len(self._segments):
-                position = max(position, self._segments[i + 1].base)
-            else:
-                position = end
+            last = i + 1 == len(self._segments)
+            position = end if last else max(position, self._segments[i + 1].base)
         return out, position
 
     def read_columns(self, offset: int, max_records: int) -> Columns:
@@ -536,9 +528,7 @@ def _columns(records: list[Record]) -> Columns:
     timestamps = np.fromiter((r.timestamp for r in records), dtype=np.int64, count=n)
     keys, key_offsets, key_null = _binary_column([r.key for r in records])
     values, value_offsets, value_null = _binary_column([r.value for r in records])
-    return Columns(
-        offsets, timestamps, keys, key_offsets, key_null, values, value_offsets, value_null
-    )
+    return Columns(offsets, timestamps, keys, key_offsets, key_null, values, value_offsets, value_null)
 
 
 def _binary_column(items: list[bytes | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -125,9 +125,7 @@ def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
     # orphan index files
     bases = set(list_segment_bases(dir_path))
     for name in os.listdir(dir_path):
-        if (name.endswith(INDEX_SUFFIX) or name.endswith(TIME_INDEX_SUFFIX)) and name.count(
-            "."
-        ) == 1:
+        if (name.endswith(INDEX_SUFFIX) or name.endswith(TIME_INDEX_SUFFIX)) and name.count(".") == 1:
             base = parse_base(name)
             if base is not None and base not in bases:
                 _unlink(os.path.join(dir_path, name))
@@ -155,9 +153,7 @@ def derive_indexes(
     try:
         try:
             for batch in iter_batches(fd, 0, os.fstat(fd).st_size, path=log_path, need_body=False):
-                builder.observe(
-                    batch.position, batch.header.last_offset, batch.header.max_timestamp
-                )
+                builder.observe(batch.position, batch.header.last_offset, batch.header.max_timestamp)
         except CorruptBatchError:
             pass  # below the recovery point corruption is reported when read, not cut
     finally:

@@ -70,9 +70,7 @@ class Batch(NamedTuple):
     off: int
 
 
-def iter_batches(
-    fd: int, start: int, end: int, *, path: str | None, need_body: bool
-) -> Iterator[Batch]:
+def iter_batches(fd: int, start: int, end: int, *, path: str | None, need_body: bool) -> Iterator[Batch]:
     """Framed batches of ``[start, end)`` in file order; stops silently at a torn tail.
 
     Framing errors raise ``CorruptBatchError(path, position)``. With ``need_body`` each yielded
@@ -125,9 +123,7 @@ def check_crc(batch: Batch, path: str | None) -> None:
     try:
         record.verify_crc(batch.buf, batch.off, batch.header)
     except CorruptBatchError as e:
-        raise CorruptBatchError(
-            e.args[0] if e.args else "CRC mismatch", path, batch.position
-        ) from None
+        raise CorruptBatchError(e.args[0] if e.args else "CRC mismatch", path, batch.position) from None
 
 
 class Segment:
@@ -263,9 +259,7 @@ class Segment:
         found = False
         stop = self.size
         try:
-            for batch in iter_batches(
-                self.fd, self.size, end, path=self.log_path, need_body=check_crc
-            ):
+            for batch in iter_batches(self.fd, self.size, end, path=self.log_path, need_body=check_crc):
                 if check_crc:
                     record.verify_crc(batch.buf, batch.off, batch.header)
                 if batch.header.base_offset < self.next_offset or (
