@@ -134,9 +134,7 @@ def kafka_python_decode(batch: bytes):
     kb = DefaultRecordBatch(bytearray(batch))
     assert kb.validate_crc()
     with kafka_python_snappy():
-        return kb, [
-            (r.offset, r.timestamp, r.timestamp_type, r.key, r.value, list(r.headers)) for r in kb
-        ]
+        return kb, [(r.offset, r.timestamp, r.timestamp_type, r.key, r.value, list(r.headers)) for r in kb]
 
 
 def kafka_python_build(recs, codec_id, ts_list, lat_offset=0):
@@ -310,9 +308,7 @@ def test_golden_batch_codec_none():
         + covered
         + records_area
     )
-    got = encode(
-        [b"v", None], keys=[b"k", None], headers=[[("h", b"x")], []], timestamps=[1000, 999], base=5
-    )
+    got = encode([b"v", None], keys=[b"k", None], headers=[[("h", b"x")], []], timestamps=[1000, 999], base=5)
     assert got == expected
     assert got.hex() == (
         "0000000000000005000000450000000002" + f"{crc:08x}" + covered.hex() + records_area.hex()
@@ -401,9 +397,7 @@ def test_roundtrip_and_kafka_python_decodes_ours(params):
     values = [r[1] for r in recs]
     keys = [r[0] for r in recs]
     headers = [r[2] for r in recs]
-    batch = encode(
-        values, keys=keys, headers=headers, timestamps=ts, codec=codec, lat=lat, base=base
-    )
+    batch = encode(values, keys=keys, headers=headers, timestamps=ts, codec=codec, lat=lat, base=base)
     expected = [
         Record(
             base + i,
@@ -435,8 +429,7 @@ def test_we_decode_kafka_python_batches(params):
     recs, ts, codec, _lat, _base = params
     batch = kafka_python_build(recs, CODEC_IDS[codec], ts)
     expected = [
-        Record(i, ts[i], 0, recs[i][0], recs[i][1], [tuple(x) for x in recs[i][2]])
-        for i in range(len(recs))
+        Record(i, ts[i], 0, recs[i][0], recs[i][1], [tuple(x) for x in recs[i][2]]) for i in range(len(recs))
     ]
     assert record.decode_records(batch) == expected
 

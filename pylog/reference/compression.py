@@ -266,9 +266,7 @@ def zstd_decompressed_bound(data: bytes) -> int:
             raise CorruptBatchError("zstd: reserved frame header bit set")
         has_checksum = (fhd >> 2) & 1
         header_rest = (
-            (0 if single_segment else 1)
-            + (0, 1, 2, 4)[fhd & 0x03]
-            + (single_segment, 2, 4, 8)[fcs_flag]
+            (0 if single_segment else 1) + (0, 1, 2, 4)[fhd & 0x03] + (single_segment, 2, 4, 8)[fcs_flag]
         )
         p += header_rest
         if p > end:

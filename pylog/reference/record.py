@@ -343,9 +343,7 @@ def _to_bytes(obj: object, what: str, i: int) -> bytes | None:
     try:
         view = memoryview(obj)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(
-            f"{what} {i} must be bytes-like or None, not {type(obj).__name__}"
-        ) from None
+        raise TypeError(f"{what} {i} must be bytes-like or None, not {type(obj).__name__}") from None
     with view:
         return view.tobytes()
 
@@ -379,9 +377,7 @@ def _prepare_headers(record_headers: object, i: int) -> list[tuple[str, bytes | 
         try:
             key.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidRecordError(
-                f"header key {key!r} of record {i} cannot be encoded as UTF-8"
-            ) from None
+            raise InvalidRecordError(f"header key {key!r} of record {i} cannot be encoded as UTF-8") from None
         out.append((key, _to_bytes(value, "header value of record", i)))
     return out
 
@@ -396,8 +392,7 @@ def _timestamp_items(timestamps_ms: object) -> list | tuple:
         kind = timestamps_ms.dtype.kind
         if kind in "iu":
             if timestamps_ms.size and (
-                (kind == "i" and timestamps_ms.min() < 0)
-                or (kind == "u" and timestamps_ms.max() > INT64_MAX)
+                (kind == "i" and timestamps_ms.min() < 0) or (kind == "u" and timestamps_ms.max() > INT64_MAX)
             ):
                 raise InvalidRecordError("timestamps_ms outside [0, 2**63-1]")
             return timestamps_ms.tolist()
@@ -407,9 +402,7 @@ def _timestamp_items(timestamps_ms: object) -> list | tuple:
     if isinstance(timestamps_ms, (list, tuple)):
         return timestamps_ms
     if isinstance(timestamps_ms, (str, bytes, bytearray, memoryview)):
-        raise TypeError(
-            f"timestamps_ms must be a sequence of ints, not {type(timestamps_ms).__name__}"
-        )
+        raise TypeError(f"timestamps_ms must be a sequence of ints, not {type(timestamps_ms).__name__}")
     return _as_list(timestamps_ms, "timestamps_ms")
 
 
@@ -455,15 +448,13 @@ def prepare_records(values, keys, headers, timestamps_ms, now_ms: int):
             raise InvalidRecordError(f"{len(ts_items)} timestamps for {n} values")
 
     out_values = [
-        v if v is None or type(v) is bytes else _to_bytes(v, "value", i)
-        for i, v in enumerate(values)
+        v if v is None or type(v) is bytes else _to_bytes(v, "value", i) for i, v in enumerate(values)
     ]
     if keys is None:
         out_keys = [None] * n
     else:
         out_keys = [
-            k if k is None or type(k) is bytes else _to_bytes(k, "key", i)
-            for i, k in enumerate(keys)
+            k if k is None or type(k) is bytes else _to_bytes(k, "key", i) for i, k in enumerate(keys)
         ]
     if headers is None:
         out_headers = [[] for _ in range(n)]
@@ -711,9 +702,7 @@ def decode_batch(buf: Buffer, pos: int, header: BatchHeader) -> list[Record]:
     CorruptBatchError positions are ``pos`` (the batch start)."""
     view = _view(buf)
     if header.length < MIN_LENGTH_FIELD:
-        raise CorruptBatchError(
-            f"batch length field {header.length} < {MIN_LENGTH_FIELD}", position=pos
-        )
+        raise CorruptBatchError(f"batch length field {header.length} < {MIN_LENGTH_FIELD}", position=pos)
     end = pos + LOG_OVERHEAD + header.length
     if end > len(view):
         raise CorruptBatchError("batch runs past the end of the buffer", position=pos)
