@@ -61,10 +61,11 @@ pub struct RecordsChunk {
 }
 
 impl RecordsChunk {
-    /// Decode (CRC-checked) and visit the records with offset in `[start, end)`.
+    /// Decode (CRC-checked) and visit the records with offset in `[start, end)`, each with its
+    /// batch's timestamp type (0 CreateTime, 1 LogAppendTime).
     pub fn decode<F>(&self, scratch: &mut Vec<u8>, mut visit: F) -> Result<()>
     where
-        F: FnMut(RecordView<'_>) -> Result<()>,
+        F: FnMut(RecordView<'_>, u8) -> Result<()>,
     {
         let (start, end) = (self.start, self.end);
         for piece in &self.pieces {
@@ -88,9 +89,10 @@ impl RecordsChunk {
                 };
                 let batch = &data[pos..pos + size];
                 pos += size;
+                let timestamp_type = BatchHeader::parse(batch).map_or(0, |h| h.timestamp_type());
                 record::decode_batch(batch, scratch, |rv| {
                     if rv.offset >= start && rv.offset < end {
-                        visit(rv)
+                        visit(rv, timestamp_type)
                     } else {
                         Ok(())
                     }
@@ -137,8 +139,14 @@ impl std::fmt::Debug for PartitionLog {
 fn ensure_dir(dir: &Path) -> Result<()> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(std::io::Error::from(ErrorKind::NotADirectory))
-            .io_context(|| format!("opening partition directory {}", dir.display())),
+        // why read_dir: it fails with the OS's own ENOTDIR (errno and all) for a file.
+        Ok(_) => match fs::read_dir(dir) {
+            Err(e) => {
+                Err(e).io_context(|| format!("opening partition directory {}", dir.display()))
+            }
+            Ok(_) => Err(std::io::Error::from(ErrorKind::NotADirectory))
+                .io_context(|| format!("opening partition directory {}", dir.display())),
+        },
         Err(e) if e.kind() == ErrorKind::NotFound => fs::create_dir_all(dir)
             .io_context(|| format!("creating partition directory {}", dir.display())),
         Err(e) => Err(e).io_context(|| format!("opening partition directory {}", dir.display())),
@@ -697,7 +705,7 @@ impl PartitionLog {
                 break;
             }
             let mut done = false;
-            chunk.decode(&mut scratch, |rv| {
+            chunk.decode(&mut scratch, |rv, _| {
                 if (columns.len() as u64) < max_records {
                     columns.push(&rv);
                 } else {
