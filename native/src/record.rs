@@ -465,6 +465,9 @@ pub struct RecordView<'a> {
     pub offset: i64,
     /// Already resolved: the batch's maxTimestamp when the batch is LogAppendTime.
     pub timestamp: i64,
+    /// The batch's timestamp type: 0 CreateTime, 1 LogAppendTime (added to the skeleton so a
+    /// visitor can build a full record without the batch header, which it sees only afterwards).
+    pub timestamp_type: u8,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     /// The raw, already validated header section of the record and its header count.
@@ -641,6 +644,7 @@ fn parse_record<'d>(
         } else {
             header.base_timestamp.wrapping_add(timestamp_delta)
         },
+        timestamp_type: u8::from(log_append_time),
         key,
         value,
         headers_raw,
