@@ -11,8 +11,11 @@
 //! 53 baseSequence i32 | 57 recordsCount i32 | 61 records (or one compressed stream of them)
 //! ```
 
-use crate::compression::Codec;
-use crate::error::Result;
+use crate::compression::{compress, decompress, Codec};
+use crate::error::{Error, Result};
+use crate::varint::{
+    read_varint, read_varlong, varint_size, varlong_size, write_varint, write_varlong, VarintError,
+};
 
 pub const LOG_OVERHEAD: usize = 12;
 pub const BATCH_HEADER_BYTES: usize = 61;
@@ -62,18 +65,34 @@ pub struct BatchHeader {
 impl BatchHeader {
     /// Parse the header at the start of `buf`; `None` when fewer than 61 bytes.
     pub fn parse(buf: &[u8]) -> Option<BatchHeader> {
-        let _ = buf;
-        todo!()
+        let h: &[u8; BATCH_HEADER_BYTES] = buf.get(..BATCH_HEADER_BYTES)?.try_into().ok()?;
+        Some(BatchHeader {
+            base_offset: be_i64(h, BASE_OFFSET_POS),
+            length: be_i32(h, LENGTH_POS),
+            partition_leader_epoch: be_i32(h, PARTITION_LEADER_EPOCH_POS),
+            magic: h[MAGIC_POS] as i8,
+            crc: be_i32(h, CRC_POS) as u32,
+            attributes: be_i16(h, ATTRIBUTES_POS),
+            last_offset_delta: be_i32(h, LAST_OFFSET_DELTA_POS),
+            base_timestamp: be_i64(h, BASE_TIMESTAMP_POS),
+            max_timestamp: be_i64(h, MAX_TIMESTAMP_POS),
+            producer_id: be_i64(h, PRODUCER_ID_POS),
+            producer_epoch: be_i16(h, PRODUCER_EPOCH_POS),
+            base_sequence: be_i32(h, BASE_SEQUENCE_POS),
+            records_count: be_i32(h, RECORDS_COUNT_POS),
+        })
     }
     /// Whole batch size in bytes (`12 + length`); meaningful once framing was checked.
     pub fn size_bytes(&self) -> usize {
         LOG_OVERHEAD + self.length as usize
     }
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        // why: wrapping, so a hostile header cannot panic a debug build; framing/recovery checks
+        // the offsets before trusting them.
+        self.base_offset.wrapping_add(self.last_offset_delta as i64)
     }
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().wrapping_add(1)
     }
     /// Codec id, attributes bits 0-2 (may be > 4 in a corrupt batch).
     pub fn codec_id(&self) -> u8 {
@@ -86,6 +105,48 @@ impl BatchHeader {
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL_MASK != 0
     }
+
+    /// Write the 61 header bytes (the CRC field as stored in `self.crc`).
+    fn write_to(&self, h: &mut [u8]) {
+        let h = &mut h[..BATCH_HEADER_BYTES];
+        h[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&self.base_offset.to_be_bytes());
+        h[LENGTH_POS..LENGTH_POS + 4].copy_from_slice(&self.length.to_be_bytes());
+        h[PARTITION_LEADER_EPOCH_POS..PARTITION_LEADER_EPOCH_POS + 4]
+            .copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
+        h[MAGIC_POS] = self.magic as u8;
+        h[CRC_POS..CRC_POS + 4].copy_from_slice(&self.crc.to_be_bytes());
+        h[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&self.attributes.to_be_bytes());
+        h[LAST_OFFSET_DELTA_POS..LAST_OFFSET_DELTA_POS + 4]
+            .copy_from_slice(&self.last_offset_delta.to_be_bytes());
+        h[BASE_TIMESTAMP_POS..BASE_TIMESTAMP_POS + 8]
+            .copy_from_slice(&self.base_timestamp.to_be_bytes());
+        h[MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8]
+            .copy_from_slice(&self.max_timestamp.to_be_bytes());
+        h[PRODUCER_ID_POS..PRODUCER_ID_POS + 8].copy_from_slice(&self.producer_id.to_be_bytes());
+        h[PRODUCER_EPOCH_POS..PRODUCER_EPOCH_POS + 2]
+            .copy_from_slice(&self.producer_epoch.to_be_bytes());
+        h[BASE_SEQUENCE_POS..BASE_SEQUENCE_POS + 4]
+            .copy_from_slice(&self.base_sequence.to_be_bytes());
+        h[RECORDS_COUNT_POS..RECORDS_COUNT_POS + 4]
+            .copy_from_slice(&self.records_count.to_be_bytes());
+    }
+}
+
+#[inline]
+fn be_i16(h: &[u8; BATCH_HEADER_BYTES], pos: usize) -> i16 {
+    i16::from_be_bytes([h[pos], h[pos + 1]])
+}
+
+#[inline]
+fn be_i32(h: &[u8; BATCH_HEADER_BYTES], pos: usize) -> i32 {
+    i32::from_be_bytes([h[pos], h[pos + 1], h[pos + 2], h[pos + 3]])
+}
+
+#[inline]
+fn be_i64(h: &[u8; BATCH_HEADER_BYTES], pos: usize) -> i64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[pos..pos + 8]);
+    i64::from_be_bytes(b)
 }
 
 /// What lies at the start of a byte range that should begin with a batch (spec §1.7).
@@ -102,8 +163,30 @@ pub enum Frame {
 /// Framing of the batch at `buf[0..]`: order of checks: < 12 bytes → Incomplete; length < 49 →
 /// Corrupt; 12 + length > buf.len() → Incomplete; magic != 2 → Corrupt; else Batch.
 pub fn frame(buf: &[u8]) -> Frame {
-    let _ = buf;
-    todo!()
+    let Some(len_bytes) = buf.get(LENGTH_POS..LOG_OVERHEAD) else {
+        return Frame::Incomplete;
+    };
+    let length = i32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+    if length < MIN_LENGTH_FIELD {
+        return Frame::Corrupt(format!(
+            "batch length field {length} is below the minimum {MIN_LENGTH_FIELD}"
+        ));
+    }
+    // why: length >= 49 > 0, so the cast is exact and the sum cannot overflow a 64-bit usize.
+    if LOG_OVERHEAD + length as usize > buf.len() {
+        return Frame::Incomplete;
+    }
+    if buf[MAGIC_POS] as i8 != MAGIC_V2 {
+        return Frame::Corrupt(format!(
+            "unsupported magic {} (only 2 is supported)",
+            buf[MAGIC_POS] as i8
+        ));
+    }
+    match BatchHeader::parse(buf) {
+        Some(h) => Frame::Batch(h),
+        // Unreachable: 12 + length >= 61 bytes are present.
+        None => Frame::Incomplete,
+    }
 }
 
 /// CRC-32C (Castagnoli), as Kafka's Crc32C.
@@ -113,16 +196,82 @@ pub fn crc32c(data: &[u8]) -> u32 {
 
 /// Check the stored CRC of one whole batch (`batch.len() == size`); error position 0.
 pub fn verify_crc(batch: &[u8]) -> Result<()> {
-    let _ = batch;
-    todo!()
+    let (Some(stored), Some(covered)) = (
+        batch.get(CRC_POS..ATTRIBUTES_POS),
+        batch.get(ATTRIBUTES_POS..),
+    ) else {
+        return Err(Error::corrupt(
+            format!("batch of {} bytes is too short to hold a CRC", batch.len()),
+            0,
+        ));
+    };
+    let stored = u32::from_be_bytes([stored[0], stored[1], stored[2], stored[3]]);
+    let computed = crc32c(covered);
+    if stored != computed {
+        return Err(Error::corrupt(
+            format!("CRC-32C mismatch: stored {stored:#010x}, computed {computed:#010x}"),
+            0,
+        ));
+    }
+    Ok(())
 }
 
 /// `append_raw`'s checks on one whole batch: size >= 61, `length == len - 12`, magic 2, CRC,
 /// codec id <= 4, not a control batch, count > 0, `lastOffsetDelta == count - 1`.
 /// Every failure is `Error::CorruptBatch` at position 0.
 pub fn validate_for_append(batch: &[u8]) -> Result<BatchHeader> {
-    let _ = batch;
-    todo!()
+    let Some(h) = BatchHeader::parse(batch) else {
+        return Err(Error::corrupt(
+            format!(
+                "batch of {} bytes is smaller than the {BATCH_HEADER_BYTES}-byte header",
+                batch.len()
+            ),
+            0,
+        ));
+    };
+    if h.length as i64 != batch.len() as i64 - LOG_OVERHEAD as i64 {
+        return Err(Error::corrupt(
+            format!(
+                "batch length field {} does not match its {} bytes (expected {})",
+                h.length,
+                batch.len(),
+                batch.len() - LOG_OVERHEAD
+            ),
+            0,
+        ));
+    }
+    if h.magic != MAGIC_V2 {
+        return Err(Error::corrupt(
+            format!("unsupported magic {} (only 2 is supported)", h.magic),
+            0,
+        ));
+    }
+    verify_crc(batch)?;
+    if Codec::from_id(h.codec_id()).is_none() {
+        return Err(Error::corrupt(
+            format!("unknown compression codec id {}", h.codec_id()),
+            0,
+        ));
+    }
+    if h.is_control() {
+        return Err(Error::corrupt("control batches cannot be appended", 0));
+    }
+    if h.records_count <= 0 {
+        return Err(Error::corrupt(
+            format!("batch record count {} must be positive", h.records_count),
+            0,
+        ));
+    }
+    if h.last_offset_delta as i64 != h.records_count as i64 - 1 {
+        return Err(Error::corrupt(
+            format!(
+                "lastOffsetDelta {} does not match record count {}",
+                h.last_offset_delta, h.records_count
+            ),
+            0,
+        ));
+    }
+    Ok(h)
 }
 
 /// Rewrite baseOffset in place (not covered by the CRC).
@@ -132,13 +281,23 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
 
 /// Rewrite partitionLeaderEpoch in place (not covered by the CRC).
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
-    batch[PARTITION_LEADER_EPOCH_POS..PARTITION_LEADER_EPOCH_POS + 4].copy_from_slice(&epoch.to_be_bytes());
+    batch[PARTITION_LEADER_EPOCH_POS..PARTITION_LEADER_EPOCH_POS + 4]
+        .copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Mark the batch LogAppendTime with maxTimestamp = `append_time_ms` and recompute the CRC.
 pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
-    let _ = (batch, append_time_ms);
-    todo!()
+    assert!(
+        batch.len() >= BATCH_HEADER_BYTES,
+        "set_log_append_time on a {}-byte batch",
+        batch.len()
+    );
+    let attributes = i16::from_be_bytes([batch[ATTRIBUTES_POS], batch[ATTRIBUTES_POS + 1]])
+        | TIMESTAMP_TYPE_MASK;
+    batch[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8].copy_from_slice(&append_time_ms.to_be_bytes());
+    let crc = crc32c(&batch[ATTRIBUTES_POS..]);
+    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// One record to encode. Keys/values `None` are nulls; header keys are UTF-8 by construction.
@@ -148,6 +307,74 @@ pub struct RecordSpec<'a> {
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+}
+
+/// Length field + bytes of a nullable byte string, checking the length fits the i32 field.
+#[inline]
+fn nullable_size(b: Option<&[u8]>, what: &str) -> Result<usize> {
+    match b {
+        None => Ok(1),
+        Some(b) => Ok(varint_size(len_i32(b.len(), what)?) + b.len()),
+    }
+}
+
+#[inline]
+fn len_i32(n: usize, what: &str) -> Result<i32> {
+    i32::try_from(n)
+        .map_err(|_| Error::RecordTooLarge(format!("{what} of {n} bytes does not fit a record")))
+}
+
+/// Size of a record's body (everything after its length varint).
+#[inline]
+fn record_body_size(r: &RecordSpec<'_>, offset_delta: i32, base_timestamp: i64) -> Result<usize> {
+    let mut size = 1 // attributes
+        + varlong_size(r.timestamp.wrapping_sub(base_timestamp))
+        + varint_size(offset_delta)
+        + nullable_size(r.key, "a key")?
+        + nullable_size(r.value, "a value")?
+        + varint_size(len_i32(r.headers.len(), "a header count")?);
+    for (k, v) in r.headers {
+        size += varint_size(len_i32(k.len(), "a header key")?)
+            + k.len()
+            + nullable_size(*v, "a header value")?;
+    }
+    len_i32(size, "a record")?;
+    Ok(size)
+}
+
+#[inline]
+fn write_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => write_varint(out, -1),
+        Some(b) => {
+            // Sizes were checked by record_body_size.
+            write_varint(out, b.len() as i32);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// Append the records area (uncompressed) to `out`; sizes were computed and checked beforehand.
+fn write_records(out: &mut Vec<u8>, records: &[RecordSpec<'_>], base_timestamp: i64) -> Result<()> {
+    for (i, r) in records.iter().enumerate() {
+        let offset_delta = i as i32; // count was checked to fit an i32
+        let body = record_body_size(r, offset_delta, base_timestamp)?;
+        let before = out.len();
+        write_varint(out, body as i32);
+        out.push(0); // attributes
+        write_varlong(out, r.timestamp.wrapping_sub(base_timestamp));
+        write_varint(out, offset_delta);
+        write_nullable(out, r.key);
+        write_nullable(out, r.value);
+        write_varint(out, r.headers.len() as i32);
+        for (k, v) in r.headers {
+            write_varint(out, k.len() as i32);
+            out.extend_from_slice(k.as_bytes());
+            write_nullable(out, *v);
+        }
+        debug_assert_eq!(out.len() - before, varint_size(body as i32) + body);
+    }
+    Ok(())
 }
 
 /// Encode `records` (non-empty) as one batch appended to `out` (docs/partition-log.md, Appending):
@@ -162,8 +389,74 @@ pub fn encode_batch(
     codec: Codec,
     log_append_time_ms: Option<i64>,
 ) -> Result<()> {
-    let _ = (out, scratch, base_offset, records, codec, log_append_time_ms);
-    todo!()
+    let Some(first) = records.first() else {
+        return Err(Error::InvalidRecord(
+            "a batch needs at least one record".into(),
+        ));
+    };
+    let count = i32::try_from(records.len()).map_err(|_| {
+        Error::InvalidRecord(format!("{} records do not fit one batch", records.len()))
+    })?;
+    let base_timestamp = first.timestamp;
+    let mut max_timestamp = base_timestamp;
+    let mut records_bytes: usize = 0;
+    for (i, r) in records.iter().enumerate() {
+        let body = record_body_size(r, i as i32, base_timestamp)?;
+        records_bytes += varint_size(body as i32) + body;
+        max_timestamp = max_timestamp.max(r.timestamp);
+    }
+    let mut attributes = codec.id() as i16;
+    if let Some(t) = log_append_time_ms {
+        attributes |= TIMESTAMP_TYPE_MASK;
+        max_timestamp = t;
+    }
+
+    let start = out.len();
+    if codec == Codec::None {
+        out.reserve(BATCH_HEADER_BYTES + records_bytes);
+        out.resize(start + BATCH_HEADER_BYTES, 0);
+        write_records(out, records, base_timestamp)?;
+    } else {
+        scratch.clear();
+        scratch.reserve(records_bytes);
+        write_records(scratch, records, base_timestamp)?;
+        debug_assert_eq!(scratch.len(), records_bytes);
+        out.resize(start + BATCH_HEADER_BYTES, 0);
+        if let Err(source) = compress(codec, scratch, out) {
+            out.truncate(start);
+            return Err(Error::Io {
+                context: format!("{} compression of a batch", codec.name()),
+                source,
+            });
+        }
+    }
+    let size = out.len() - start;
+    let Ok(length) = i32::try_from(size - LOG_OVERHEAD) else {
+        out.truncate(start);
+        return Err(Error::RecordTooLarge(format!(
+            "a batch of {size} bytes does not fit the length field"
+        )));
+    };
+    let header = BatchHeader {
+        base_offset,
+        length,
+        partition_leader_epoch: 0,
+        magic: MAGIC_V2,
+        crc: 0,
+        attributes,
+        last_offset_delta: count - 1,
+        base_timestamp,
+        max_timestamp,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        records_count: count,
+    };
+    let batch = &mut out[start..];
+    header.write_to(batch);
+    let crc = crc32c(&batch[ATTRIBUTES_POS..]);
+    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
 }
 
 /// A decoded record borrowing from the batch (or from the decompression scratch buffer).
@@ -172,6 +465,9 @@ pub struct RecordView<'a> {
     pub offset: i64,
     /// Already resolved: the batch's maxTimestamp when the batch is LogAppendTime.
     pub timestamp: i64,
+    /// The batch's timestamp type: 0 CreateTime, 1 LogAppendTime (added to the skeleton so a
+    /// visitor can build a full record without the batch header, which it sees only afterwards).
+    pub timestamp_type: u8,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     /// The raw, already validated header section of the record and its header count.
@@ -182,7 +478,10 @@ pub struct RecordView<'a> {
 impl<'a> RecordView<'a> {
     /// Headers as (UTF-8 key, value) pairs; validated during decode, so this cannot fail.
     pub fn headers(&self) -> HeaderIter<'a> {
-        HeaderIter { raw: self.headers_raw, remaining: self.header_count }
+        HeaderIter {
+            raw: self.headers_raw,
+            remaining: self.header_count,
+        }
     }
 }
 
@@ -194,18 +493,810 @@ pub struct HeaderIter<'a> {
 impl<'a> Iterator for HeaderIter<'a> {
     type Item = (&'a str, Option<&'a [u8]>);
     fn next(&mut self) -> Option<Self::Item> {
-        let _ = (&self.raw, self.remaining);
-        todo!()
+        if self.remaining == 0 {
+            return None;
+        }
+        // why: decode_batch validated these bytes, so every step succeeds for its views; a view
+        // built by hand from bad bytes just ends early (checked parsing, no unsafe shortcut).
+        let mut cur = Cursor {
+            buf: self.raw,
+            pos: 0,
+        };
+        let item = parse_header_entry(&mut cur).ok();
+        match item {
+            Some(item) => {
+                self.raw = &self.raw[cur.pos..];
+                self.remaining -= 1;
+                Some(item)
+            }
+            None => {
+                self.remaining = 0;
+                None
+            }
+        }
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.remaining))
+    }
+}
+
+/// Checked reads over one record body; errors are static strings so the hot path allocates nothing.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    #[inline]
+    fn varint(&mut self, what: &'static str) -> std::result::Result<i32, &'static str> {
+        match read_varint(&self.buf[self.pos..]) {
+            Ok((v, n)) => {
+                self.pos += n;
+                Ok(v)
+            }
+            Err(VarintError::TooLong) => Err("varint longer than 5 bytes"),
+            Err(VarintError::Truncated) => Err(what),
+        }
+    }
+
+    #[inline]
+    fn varlong(&mut self, what: &'static str) -> std::result::Result<i64, &'static str> {
+        match read_varlong(&self.buf[self.pos..]) {
+            Ok((v, n)) => {
+                self.pos += n;
+                Ok(v)
+            }
+            Err(VarintError::TooLong) => Err("varlong longer than 10 bytes"),
+            Err(VarintError::Truncated) => Err(what),
+        }
+    }
+
+    #[inline]
+    fn bytes(
+        &mut self,
+        n: usize,
+        what: &'static str,
+    ) -> std::result::Result<&'a [u8], &'static str> {
+        if n > self.buf.len() - self.pos {
+            return Err(what);
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    /// A varint length followed by that many bytes; -1 is null, below -1 is corrupt.
+    #[inline]
+    fn nullable(
+        &mut self,
+        what: &'static str,
+        neg: &'static str,
+    ) -> std::result::Result<Option<&'a [u8]>, &'static str> {
+        let len = self.varint(what)?;
+        if len < 0 {
+            return if len == -1 { Ok(None) } else { Err(neg) };
+        }
+        self.bytes(len as usize, what).map(Some)
+    }
+}
+
+const RECORD_OVERRUN: &str = "record fields run past the record length";
+
+#[inline]
+fn parse_header_entry<'a>(
+    cur: &mut Cursor<'a>,
+) -> std::result::Result<(&'a str, Option<&'a [u8]>), &'static str> {
+    let key_len = cur.varint(RECORD_OVERRUN)?;
+    if key_len < 0 {
+        return Err("negative header key length");
+    }
+    let key = cur.bytes(key_len as usize, RECORD_OVERRUN)?;
+    let key = std::str::from_utf8(key).map_err(|_| "header key is not valid UTF-8")?;
+    let value = cur.nullable(RECORD_OVERRUN, "header value length below -1")?;
+    Ok((key, value))
+}
+
+/// Parse the record at `data[*pos..]`, advancing `*pos` past it.
+#[inline]
+fn parse_record<'d>(
+    data: &'d [u8],
+    pos: &mut usize,
+    header: &BatchHeader,
+    log_append_time: bool,
+) -> std::result::Result<RecordView<'d>, &'static str> {
+    let mut outer = Cursor {
+        buf: data,
+        pos: *pos,
+    };
+    let len = outer.varint("truncated record length")?;
+    if len < 0 {
+        return Err("negative record length");
+    }
+    let body = outer.bytes(
+        len as usize,
+        "record length runs past the end of the records",
+    )?;
+    let mut cur = Cursor { buf: body, pos: 0 };
+    cur.bytes(1, RECORD_OVERRUN)?; // attributes: unused
+    let timestamp_delta = cur.varlong(RECORD_OVERRUN)?;
+    let offset_delta = cur.varint(RECORD_OVERRUN)?;
+    let key = cur.nullable(RECORD_OVERRUN, "key length below -1")?;
+    let value = cur.nullable(RECORD_OVERRUN, "value length below -1")?;
+    let header_count = cur.varint(RECORD_OVERRUN)?;
+    if header_count < 0 {
+        return Err("negative header count");
+    }
+    let headers_start = cur.pos;
+    // why: each header takes >= 2 bytes, so a hostile count ends at the record's end, not in 2^31 steps.
+    for _ in 0..header_count {
+        parse_header_entry(&mut cur)?;
+    }
+    let headers_raw = &body[headers_start..cur.pos];
+    if cur.pos != body.len() {
+        return Err("record length does not match the bytes its fields take");
+    }
+    *pos = outer.pos;
+    Ok(RecordView {
+        offset: header.base_offset.wrapping_add(offset_delta as i64),
+        timestamp: if log_append_time {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(timestamp_delta)
+        },
+        timestamp_type: u8::from(log_append_time),
+        key,
+        value,
+        headers_raw,
+        header_count: header_count as usize,
+    })
 }
 
 /// Validate one whole batch (framing, magic, CRC, codec, record layout; docs/partition-log.md
 /// "Decoding rules") and call `visit` for each record in offset order. Error positions are
 /// relative to the batch start (0). `scratch` holds decompressed data between calls.
-pub fn decode_batch<'s, F>(batch: &'s [u8], scratch: &'s mut Vec<u8>, visit: F) -> Result<BatchHeader>
+///
+/// `batch` must start with the batch; bytes past `12 + length` are ignored (they belong to
+/// the next batch). Errors returned by `visit` are passed through unchanged.
+pub fn decode_batch<'s, F>(
+    batch: &'s [u8],
+    scratch: &'s mut Vec<u8>,
+    mut visit: F,
+) -> Result<BatchHeader>
 where
     F: FnMut(RecordView<'_>) -> Result<()>,
 {
-    let _ = (batch, scratch, visit);
-    todo!()
+    let header = match frame(batch) {
+        Frame::Batch(h) => h,
+        Frame::Corrupt(reason) => return Err(Error::corrupt(reason, 0)),
+        Frame::Incomplete if batch.len() < BATCH_HEADER_BYTES => {
+            return Err(Error::corrupt(
+                format!(
+                    "batch of {} bytes is smaller than the {BATCH_HEADER_BYTES}-byte header",
+                    batch.len()
+                ),
+                0,
+            ))
+        }
+        Frame::Incomplete => {
+            return Err(Error::corrupt(
+                format!(
+                    "batch length field {} runs past the end of the {} available bytes",
+                    be_i32(
+                        batch[..BATCH_HEADER_BYTES].try_into().expect("61 bytes"),
+                        LENGTH_POS
+                    ),
+                    batch.len()
+                ),
+                0,
+            ))
+        }
+    };
+    let batch = &batch[..header.size_bytes()];
+    verify_crc(batch)?;
+    let Some(codec) = Codec::from_id(header.codec_id()) else {
+        return Err(Error::corrupt(
+            format!("unknown compression codec id {}", header.codec_id()),
+            0,
+        ));
+    };
+    if header.records_count < 0 {
+        return Err(Error::corrupt(
+            format!("negative record count {}", header.records_count),
+            0,
+        ));
+    }
+    let data: &[u8] = match codec {
+        Codec::None => &batch[BATCH_HEADER_BYTES..],
+        _ => {
+            scratch.clear();
+            decompress(
+                codec,
+                &batch[BATCH_HEADER_BYTES..],
+                scratch,
+                MAX_DECOMPRESSED_BYTES,
+            )
+            .map_err(|e| {
+                Error::corrupt(format!("{} decompression failed: {e}", codec.name()), 0)
+            })?;
+            &scratch[..]
+        }
+    };
+    let log_append_time = header.timestamp_type() == 1;
+    let mut pos = 0;
+    for i in 0..header.records_count {
+        if pos == data.len() {
+            return Err(Error::corrupt(
+                format!(
+                    "batch holds {i} records but its count is {}",
+                    header.records_count
+                ),
+                0,
+            ));
+        }
+        let record = parse_record(data, &mut pos, &header, log_append_time)
+            .map_err(|reason| Error::corrupt(format!("record {i}: {reason}"), 0))?;
+        visit(record)?;
+    }
+    // Kafka checks leftovers only for uncompressed batches ("Incorrect declared batch size").
+    if codec == Codec::None && pos != data.len() {
+        return Err(Error::corrupt(
+            format!(
+                "{} bytes left over after the {} records of the batch",
+                data.len() - pos,
+                header.records_count
+            ),
+            0,
+        ));
+    }
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CODECS: [Codec; 5] = [
+        Codec::None,
+        Codec::Gzip,
+        Codec::Snappy,
+        Codec::Lz4,
+        Codec::Zstd,
+    ];
+
+    type SpecHeader<'a> = (&'a str, Option<&'a [u8]>);
+
+    /// Owned records for tests: (timestamp, key, value, headers).
+    type Owned = (
+        i64,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Vec<(String, Option<Vec<u8>>)>,
+    );
+
+    fn encode_owned(
+        records: &[Owned],
+        base_offset: i64,
+        codec: Codec,
+        lat: Option<i64>,
+    ) -> Vec<u8> {
+        let headers: Vec<Vec<SpecHeader<'_>>> = records
+            .iter()
+            .map(|r| {
+                r.3.iter()
+                    .map(|(k, v)| (k.as_str(), v.as_deref()))
+                    .collect()
+            })
+            .collect();
+        let specs: Vec<RecordSpec<'_>> = records
+            .iter()
+            .zip(&headers)
+            .map(|(r, h)| RecordSpec {
+                timestamp: r.0,
+                key: r.1.as_deref(),
+                value: r.2.as_deref(),
+                headers: h,
+            })
+            .collect();
+        let mut out = Vec::new();
+        encode_batch(&mut out, &mut Vec::new(), base_offset, &specs, codec, lat).unwrap();
+        out
+    }
+
+    /// (offset, timestamp, key, value, headers) of every record.
+    type Decoded = (
+        i64,
+        i64,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Vec<(String, Option<Vec<u8>>)>,
+    );
+
+    fn decode_owned(batch: &[u8]) -> Result<(BatchHeader, Vec<Decoded>)> {
+        let mut got = Vec::new();
+        let h = decode_batch(batch, &mut Vec::new(), |r| {
+            let headers = r
+                .headers()
+                .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
+                .collect::<Vec<_>>();
+            assert_eq!(headers.len(), r.header_count);
+            got.push((
+                r.offset,
+                r.timestamp,
+                r.key.map(<[u8]>::to_vec),
+                r.value.map(<[u8]>::to_vec),
+                headers,
+            ));
+            Ok(())
+        })?;
+        Ok((h, got))
+    }
+
+    fn sample_records() -> Vec<Owned> {
+        vec![
+            (
+                1_700_000_000_000,
+                Some(b"k0".to_vec()),
+                Some(b"v0".to_vec()),
+                vec![],
+            ),
+            (
+                1_699_999_999_000,
+                None,
+                Some(vec![7u8; 300]),
+                vec![("h".into(), Some(b"x".to_vec()))],
+            ),
+            (
+                1_700_000_000_500,
+                Some(Vec::new()),
+                None,
+                vec![("a".into(), None), ("\u{e9}t\u{e9}".into(), Some(vec![]))],
+            ),
+            (
+                1_700_000_000_100,
+                Some(vec![1u8; 200]),
+                Some(Vec::new()),
+                vec![],
+            ),
+        ]
+    }
+
+    #[test]
+    fn crc32c_vectors() {
+        assert_eq!(crc32c(b"Some String"), 608_512_271);
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn golden_uncompressed_batch() {
+        // One record, key "k", value "v", ts 5, base offset 3: every byte spelled out (spec §1.1/§1.3).
+        let batch = encode_owned(
+            &[(5, Some(b"k".to_vec()), Some(b"v".to_vec()), vec![])],
+            3,
+            Codec::None,
+            None,
+        );
+        let record: &[u8] = &[
+            0x10, // length 8 (zigzag)
+            0x00, // attributes
+            0x00, // timestampDelta 0
+            0x00, // offsetDelta 0
+            0x02, b'k', // key
+            0x02, b'v', // value
+            0x00, // headers
+        ];
+        assert_eq!(batch.len(), 61 + record.len());
+        assert_eq!(&batch[61..], record);
+        let h = BatchHeader::parse(&batch).unwrap();
+        assert_eq!(
+            h,
+            BatchHeader {
+                base_offset: 3,
+                length: (batch.len() - 12) as i32,
+                partition_leader_epoch: 0,
+                magic: 2,
+                crc: crc32c(&batch[21..]),
+                attributes: 0,
+                last_offset_delta: 0,
+                base_timestamp: 5,
+                max_timestamp: 5,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+                records_count: 1,
+            }
+        );
+        assert_eq!(
+            &batch[..17],
+            &[0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 58, 0, 0, 0, 0, 2]
+        );
+    }
+
+    #[test]
+    fn round_trip_every_codec() {
+        let recs = sample_records();
+        for codec in CODECS {
+            for lat in [None, Some(1_800_000_000_000)] {
+                let batch = encode_owned(&recs, 1000, codec, lat);
+                let (h, got) = decode_owned(&batch).unwrap();
+                assert_eq!(h.codec_id(), codec.id());
+                assert_eq!(h.records_count, 4);
+                assert_eq!(h.last_offset_delta, 3);
+                assert_eq!(h.base_timestamp, recs[0].0);
+                assert_eq!(h.timestamp_type(), u8::from(lat.is_some()));
+                assert_eq!(h.max_timestamp, lat.unwrap_or(1_700_000_000_500));
+                assert_eq!(got.len(), recs.len());
+                for (i, (r, g)) in recs.iter().zip(&got).enumerate() {
+                    assert_eq!(g.0, 1000 + i as i64);
+                    assert_eq!(
+                        g.1,
+                        lat.unwrap_or(r.0),
+                        "LogAppendTime reports maxTimestamp"
+                    );
+                    assert_eq!((&g.2, &g.3, &g.4), (&r.1, &r.2, &r.3));
+                }
+                validate_for_append(&batch).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn encode_appends_and_reuses_scratch() {
+        let recs = sample_records();
+        let specs_h: Vec<Vec<SpecHeader<'_>>> = recs
+            .iter()
+            .map(|r| {
+                r.3.iter()
+                    .map(|(k, v)| (k.as_str(), v.as_deref()))
+                    .collect()
+            })
+            .collect();
+        let specs: Vec<RecordSpec<'_>> = recs
+            .iter()
+            .zip(&specs_h)
+            .map(|(r, h)| RecordSpec {
+                timestamp: r.0,
+                key: r.1.as_deref(),
+                value: r.2.as_deref(),
+                headers: h,
+            })
+            .collect();
+        let mut out = b"prefix".to_vec();
+        let mut scratch = vec![1, 2, 3];
+        encode_batch(&mut out, &mut scratch, 0, &specs, Codec::Gzip, None).unwrap();
+        let first_end = out.len();
+        encode_batch(&mut out, &mut scratch, 4, &specs, Codec::None, None).unwrap();
+        assert_eq!(&out[..6], b"prefix");
+        let (_, a) = decode_owned(&out[6..first_end]).unwrap();
+        let (_, b) = decode_owned(&out[first_end..]).unwrap();
+        assert_eq!(a.len(), 4);
+        assert_eq!(b[3].0, 7);
+        let err = encode_batch(&mut out, &mut scratch, 0, &[], Codec::None, None).unwrap_err();
+        assert!(matches!(err, Error::InvalidRecord(_)));
+    }
+
+    #[test]
+    fn frame_rules() {
+        let batch = encode_owned(&sample_records(), 0, Codec::None, None);
+        assert_eq!(
+            frame(&batch),
+            Frame::Batch(BatchHeader::parse(&batch).unwrap())
+        );
+        assert_eq!(frame(&batch[..11]), Frame::Incomplete);
+        assert_eq!(frame(&batch[..batch.len() - 1]), Frame::Incomplete);
+        let mut longer = batch.clone();
+        longer.extend_from_slice(&[0; 5]);
+        assert!(matches!(frame(&longer), Frame::Batch(_)));
+        // length < 49 is corrupt even when the bytes are short (a zeroed tail).
+        assert!(matches!(frame(&[0u8; 12]), Frame::Corrupt(_)));
+        let mut bad = batch.clone();
+        bad[MAGIC_POS] = 1;
+        assert!(matches!(frame(&bad), Frame::Corrupt(_)));
+        // Incomplete is checked before magic.
+        assert_eq!(frame(&bad[..bad.len() - 1]), Frame::Incomplete);
+    }
+
+    fn corrupt_reason(r: Result<impl std::fmt::Debug>) -> String {
+        match r {
+            Err(Error::CorruptBatch {
+                reason,
+                path: None,
+                position: 0,
+            }) => reason,
+            other => panic!("expected CorruptBatch at 0, got {other:?}"),
+        }
+    }
+
+    /// Re-seal a hand-edited batch: fix length and CRC.
+    fn reseal(batch: &mut [u8]) {
+        let len = (batch.len() - 12) as i32;
+        batch[LENGTH_POS..LENGTH_POS + 4].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c(&batch[ATTRIBUTES_POS..]);
+        batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    fn with_records(records: &[u8], count: i32) -> Vec<u8> {
+        let mut b = encode_owned(&[(0, None, None, vec![])], 0, Codec::None, None);
+        b.truncate(61);
+        b[RECORDS_COUNT_POS..RECORDS_COUNT_POS + 4].copy_from_slice(&count.to_be_bytes());
+        b.extend_from_slice(records);
+        reseal(&mut b);
+        b
+    }
+
+    #[test]
+    fn validate_for_append_rules() {
+        let good = encode_owned(&sample_records(), 0, Codec::Lz4, None);
+        validate_for_append(&good).unwrap();
+        corrupt_reason(validate_for_append(&good[..60]));
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(corrupt_reason(validate_for_append(&longer)).contains("length"));
+        let mut m = good.clone();
+        m[MAGIC_POS] = 1;
+        assert!(corrupt_reason(validate_for_append(&m)).contains("magic"));
+        let mut m = good.clone();
+        m[70] ^= 1;
+        assert!(corrupt_reason(validate_for_append(&m)).contains("CRC"));
+        for (attr, what) in [(5i16, "codec"), (0x20, "control")] {
+            let mut m = good.clone();
+            m[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&attr.to_be_bytes());
+            reseal(&mut m);
+            assert!(
+                corrupt_reason(validate_for_append(&m)).contains(what),
+                "{what}"
+            );
+        }
+        let mut m = good.clone();
+        m[RECORDS_COUNT_POS..RECORDS_COUNT_POS + 4].copy_from_slice(&0i32.to_be_bytes());
+        reseal(&mut m);
+        assert!(corrupt_reason(validate_for_append(&m)).contains("count"));
+        let mut m = good.clone();
+        m[LAST_OFFSET_DELTA_POS..LAST_OFFSET_DELTA_POS + 4].copy_from_slice(&2i32.to_be_bytes());
+        reseal(&mut m);
+        assert!(corrupt_reason(validate_for_append(&m)).contains("lastOffsetDelta"));
+    }
+
+    #[test]
+    fn set_fields_in_place() {
+        let mut b = encode_owned(&sample_records(), 0, Codec::None, None);
+        set_base_offset(&mut b, 77);
+        set_partition_leader_epoch(&mut b, 9);
+        verify_crc(&b).unwrap(); // neither field is under the CRC
+        set_log_append_time(&mut b, 123);
+        verify_crc(&b).unwrap();
+        let (h, got) = decode_owned(&b).unwrap();
+        assert_eq!(
+            (
+                h.base_offset,
+                h.partition_leader_epoch,
+                h.max_timestamp,
+                h.timestamp_type()
+            ),
+            (77, 9, 123, 1)
+        );
+        assert!(got.iter().all(|r| r.1 == 123));
+        assert_eq!(got[0].0, 77);
+    }
+
+    #[test]
+    fn decoding_rules_are_corruption() {
+        // Batch-level rules.
+        let good = encode_owned(&sample_records(), 0, Codec::None, None);
+        corrupt_reason(decode_owned(&good[..60]));
+        corrupt_reason(decode_owned(&good[..good.len() - 1]));
+        let mut m = good.clone();
+        m[LENGTH_POS..LENGTH_POS + 4].copy_from_slice(&48i32.to_be_bytes());
+        corrupt_reason(decode_owned(&m));
+        let mut m = good.clone();
+        m[MAGIC_POS] = 0;
+        corrupt_reason(decode_owned(&m));
+        let mut m = good.clone();
+        m[80] ^= 0x40;
+        assert!(corrupt_reason(decode_owned(&m)).contains("CRC"));
+        for (pos, val) in [(ATTRIBUTES_POS + 1, 7u8), (RECORDS_COUNT_POS, 0x80)] {
+            let mut m = good.clone();
+            m[pos] = val;
+            reseal(&mut m);
+            corrupt_reason(decode_owned(&m));
+        }
+        // Garbage in a compressed stream.
+        let mut m = encode_owned(&sample_records(), 0, Codec::Zstd, None);
+        m[70] ^= 0xFF;
+        reseal(&mut m);
+        assert!(corrupt_reason(decode_owned(&m)).contains("decompression"));
+
+        // Record-level rules on hand-built records areas.
+        let cases: &[(&str, &[u8], i32)] = &[
+            (
+                "varint longer than 5",
+                &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+                1,
+            ),
+            (
+                "varlong longer than 10",
+                &[
+                    0x18, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01,
+                ],
+                1,
+            ),
+            ("negative record length", &[0x03], 1),
+            (
+                "runs past the end of the records",
+                &[0x10, 0, 0, 0, 1, 1, 0],
+                1,
+            ),
+            ("does not match", &[0x0E, 0, 0, 0, 1, 1, 0, 0xAA], 1),
+            ("run past the record length", &[0x0A, 0, 0, 0, 1, 1, 0], 1),
+            ("key length below -1", &[0x0C, 0, 0, 0, 0x03, 1, 0], 1),
+            ("value length below -1", &[0x0C, 0, 0, 0, 1, 0x03, 0], 1),
+            ("negative header count", &[0x0C, 0, 0, 0, 1, 1, 0x01], 1),
+            (
+                "negative header key length",
+                &[0x10, 0, 0, 0, 1, 1, 0x02, 0x01, 1],
+                1,
+            ),
+            ("UTF-8", &[0x12, 0, 0, 0, 1, 1, 0x02, 0x02, 0xFF, 1], 1),
+            (
+                "header value length below -1",
+                &[0x12, 0, 0, 0, 1, 1, 0x02, 0x02, b'a', 0x03],
+                1,
+            ),
+            ("count is 2", &[0x0C, 0, 0, 0, 1, 1, 0], 2),
+            ("left over", &[0x0C, 0, 0, 0, 1, 1, 0, 0x00], 1),
+        ];
+        for (what, records, count) in cases {
+            let b = with_records(records, *count);
+            let reason = corrupt_reason(decode_owned(&b));
+            assert!(reason.contains(what), "{what}: {reason}");
+        }
+        // The valid twin of those cases decodes: null key, null value, no headers.
+        let (_, got) = decode_owned(&with_records(&[0x0C, 0, 0, 0, 1, 1, 0], 1)).unwrap();
+        assert_eq!(got, vec![(0, 0, None, None, vec![])]);
+        // A header with a UTF-8 key and a null value.
+        let (_, got) = decode_owned(&with_records(
+            &[0x12, 0, 0, 0, 1, 1, 0x02, 0x02, b'a', 0x01],
+            1,
+        ))
+        .unwrap();
+        assert_eq!(got[0].4, vec![("a".to_string(), None)]);
+    }
+
+    #[test]
+    fn huge_count_does_not_allocate() {
+        let b = with_records(&[0x0C, 0, 0, 0, 1, 1, 0], i32::MAX);
+        assert!(corrupt_reason(decode_owned(&b)).contains("count"));
+        // And a huge header count inside one record.
+        let b = with_records(&[0x14, 0, 0, 0, 1, 1, 0xFE, 0xFF, 0xFF, 0xFF, 0x0F], 1);
+        assert!(corrupt_reason(decode_owned(&b)).contains("run past"));
+    }
+
+    #[test]
+    fn visit_errors_pass_through() {
+        let b = encode_owned(&sample_records(), 0, Codec::None, None);
+        let mut seen = 0;
+        let err = decode_batch(&b, &mut Vec::new(), |_| {
+            seen += 1;
+            if seen == 2 {
+                Err(Error::Internal("stop".into()))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::Internal(_)));
+        assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn empty_batch_count_zero_decodes() {
+        let b = with_records(&[], 0);
+        let (h, got) = decode_owned(&b).unwrap();
+        assert_eq!(h.records_count, 0);
+        assert!(got.is_empty());
+    }
+
+    /// Mutate valid batches of every codec thousands of times; decode must return, never panic.
+    #[test]
+    fn mutations_never_panic() {
+        let mut recs = sample_records();
+        for i in 0..30 {
+            recs.push((
+                i * 7 - 100,
+                Some(vec![i as u8; (i * 13 % 50) as usize]),
+                None,
+                vec![("k".into(), Some(vec![1; 3]))],
+            ));
+        }
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut scratch = Vec::new();
+        for codec in CODECS {
+            let good = encode_owned(&recs, 0, codec, None);
+            for cut in 0..good.len() {
+                assert!(decode_batch(&good[..cut], &mut scratch, |_| Ok(())).is_err());
+            }
+            for round in 0..3000 {
+                let mut m = good.clone();
+                let flips = 1 + next() % 3;
+                for _ in 0..flips {
+                    let r = next();
+                    // Mostly mutate the records area, sometimes the header.
+                    let i = if r % 4 == 0 {
+                        (r >> 8) as usize % 61
+                    } else {
+                        61 + (r >> 8) as usize % (m.len() - 61)
+                    };
+                    m[i] = (r >> 32) as u8;
+                }
+                // Half the time fix the CRC so the record parser sees the damage.
+                if round % 2 == 0
+                    && i32::from_be_bytes(m[8..12].try_into().unwrap()) as usize == m.len() - 12
+                {
+                    let crc = crc32c(&m[ATTRIBUTES_POS..]);
+                    m[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+                }
+                let mut n = 0usize;
+                let _ = decode_batch(&m, &mut scratch, |r| {
+                    n += r.headers().count() + r.key.map_or(0, <[u8]>::len);
+                    Ok(())
+                });
+                let _ = validate_for_append(&m);
+                let _ = frame(&m);
+            }
+        }
+    }
+}
+
+/// Cross-check against an independent decoder: `PYLOG_DUMP_DIR=/tmp/x cargo test -- --ignored dump`
+/// writes one batch per codec for kafka-python's `DefaultRecordBatch` to read.
+#[cfg(test)]
+mod dump {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn dump_batches_for_kafka_python() {
+        let dir = std::env::var("PYLOG_DUMP_DIR").expect("set PYLOG_DUMP_DIR");
+        let big = vec![b'x'; 100_000];
+        let headers: &[(&str, Option<&[u8]>)] = &[("h1", Some(b"v1")), ("h\u{e9}", None)];
+        let specs = [
+            RecordSpec {
+                timestamp: 1000,
+                key: Some(b"key0"),
+                value: Some(b"value0"),
+                headers: &[],
+            },
+            RecordSpec {
+                timestamp: 900,
+                key: None,
+                value: Some(&big),
+                headers,
+            },
+            RecordSpec {
+                timestamp: 1500,
+                key: Some(b""),
+                value: None,
+                headers: &[],
+            },
+        ];
+        for codec in [
+            Codec::None,
+            Codec::Gzip,
+            Codec::Snappy,
+            Codec::Lz4,
+            Codec::Zstd,
+        ] {
+            for (suffix, lat) in [("create", None), ("append", Some(5000))] {
+                let mut out = Vec::new();
+                encode_batch(&mut out, &mut Vec::new(), 42, &specs, codec, lat).unwrap();
+                std::fs::write(format!("{dir}/{}-{suffix}.bin", codec.name()), &out).unwrap();
+            }
+        }
+    }
 }

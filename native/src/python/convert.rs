@@ -1,1 +1,227 @@
+//! Decoded records and columns -> Python objects; the module-level functions `decode_records`
+//! and `crc32c`.
+//!
 //! CODEC HELPER OWNS THIS FILE.
+//!
+//! Records become `record_type(offset, timestamp, timestamp_type, key, value, headers)` with
+//! `key`/`value` as `bytes` or `None` and `headers` a fresh list of `(str, bytes | None)` tuples
+//! (pylog.engine.Record's field order). Columns become eight `NativeBuffer`s in the order of
+//! `pylog/_native.pyi`: offsets, timestamps, keys, key_offsets, key_null, values, value_offsets,
+//! value_null.
+//!
+//! Work that does not need Python (framing, CRC, decompression, record parsing) runs with the
+//! GIL released; only object construction holds it.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use super::buffer::{BufferBytes, NativeBuffer};
+use super::errors::guard;
+use crate::columns::ColumnsBuilder;
+use crate::error::{Error, Result};
+use crate::record::{decode_batch, frame, Frame, RecordView};
+
+/// `record_type(offset, timestamp, timestamp_type, key, value, headers)` for one record.
+#[allow(
+    dead_code,
+    reason = "called from partition_log.rs / the #[pymodule] in python/mod.rs"
+)]
+pub fn record_to_py<'py>(
+    py: Python<'py>,
+    record_type: &Bound<'py, PyAny>,
+    r: &RecordView<'_>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let key = r.key.map(|k| PyBytes::new(py, k));
+    let value = r.value.map(|v| PyBytes::new(py, v));
+    let headers = PyList::empty(py);
+    for (k, v) in r.headers() {
+        let pair = PyTuple::new(
+            py,
+            [
+                PyString::new(py, k).into_any(),
+                v.map_or_else(
+                    || py.None().into_bound(py),
+                    |v| PyBytes::new(py, v).into_any(),
+                ),
+            ],
+        )?;
+        headers.append(pair)?;
+    }
+    record_type.call1((r.offset, r.timestamp, r.timestamp_type, key, value, headers))
+}
+
+/// The eight column buffers of `read_columns`, zero-copy over the builder's vectors.
+#[allow(
+    dead_code,
+    reason = "called from partition_log.rs / the #[pymodule] in python/mod.rs"
+)]
+pub fn columns_to_py(py: Python<'_>, c: ColumnsBuilder) -> PyResult<Bound<'_, PyTuple>> {
+    let ColumnsBuilder {
+        offsets,
+        timestamps,
+        keys,
+        key_offsets,
+        key_null,
+        values,
+        value_offsets,
+        value_null,
+    } = c;
+    let buffers = [
+        NativeBuffer::from_i64s(offsets),
+        NativeBuffer::from_i64s(timestamps),
+        NativeBuffer::from_vec(keys),
+        NativeBuffer::from_i64s(key_offsets),
+        NativeBuffer::from_vec(key_null),
+        NativeBuffer::from_vec(values),
+        NativeBuffer::from_i64s(value_offsets),
+        NativeBuffer::from_vec(value_null),
+    ];
+    let objects = buffers
+        .into_iter()
+        .map(|b| Bound::new(py, b))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyTuple::new(py, objects)
+}
+
+/// A record decoded without the GIL: spans into the input buffer (uncompressed batches) or into
+/// the arena holding copies from decompressed batches.
+struct Pending {
+    offset: i64,
+    timestamp: i64,
+    timestamp_type: u8,
+    in_arena: bool,
+    key: Option<(usize, usize)>,
+    value: Option<(usize, usize)>,
+    headers: (usize, usize),
+    header_count: usize,
+}
+
+struct Decoded {
+    records: Vec<Pending>,
+    arena: Vec<u8>,
+}
+
+/// Decode every batch of `data`; errors carry the position of the batch in `data`.
+fn decode_all(data: &[u8]) -> Result<Decoded> {
+    let mut out = Decoded {
+        records: Vec::new(),
+        arena: Vec::new(),
+    };
+    let mut scratch = Vec::new();
+    let mut pos = 0usize;
+    let base = data.as_ptr() as usize;
+    while pos < data.len() {
+        let rest = &data[pos..];
+        let header = match frame(rest) {
+            Frame::Batch(h) => h,
+            Frame::Corrupt(reason) => return Err(Error::corrupt(reason, pos as u64)),
+            Frame::Incomplete => {
+                return Err(Error::corrupt(
+                    format!(
+                        "incomplete batch: only {} bytes left in the buffer",
+                        rest.len()
+                    ),
+                    pos as u64,
+                ))
+            }
+        };
+        let size = header.size_bytes();
+        let in_arena = header.codec_id() != 0;
+        let records = &mut out.records;
+        let arena = &mut out.arena;
+        decode_batch(&rest[..size], &mut scratch, |r| {
+            // Spans: offsets into `data` (by address, for uncompressed batches) or copies into
+            // the arena (decompressed bytes live in `scratch`, which the next batch reuses).
+            let mut span = |b: &[u8]| {
+                if in_arena {
+                    let start = arena.len();
+                    arena.extend_from_slice(b);
+                    (start, b.len())
+                } else {
+                    (b.as_ptr() as usize - base, b.len())
+                }
+            };
+            let key = r.key.map(&mut span);
+            let value = r.value.map(&mut span);
+            let headers = span(r.headers_raw);
+            records.push(Pending {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                timestamp_type: r.timestamp_type,
+                in_arena,
+                key,
+                value,
+                headers,
+                header_count: r.header_count,
+            });
+            Ok(())
+        })
+        .map_err(|e| e.shifted(pos as u64))?;
+        pos += size;
+    }
+    Ok(out)
+}
+
+/// `decode_records(buffer, record_type) -> list`: every record of the whole batches in
+/// `buffer`, CRC-checked; a corrupt or incomplete batch raises `CorruptBatchError` with the
+/// batch's position in the buffer (path None).
+#[pyfunction]
+pub fn decode_records<'py>(
+    py: Python<'py>,
+    buffer: &Bound<'py, PyAny>,
+    record_type: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
+    guard(|| {
+        let bytes = BufferBytes::new(buffer)?;
+        let data = bytes.as_slice();
+        let decoded = py.detach(|| decode_all(data))?;
+        let mut objects = Vec::with_capacity(decoded.records.len());
+        for (i, p) in decoded.records.iter().enumerate() {
+            let src: &[u8] = if p.in_arena { &decoded.arena } else { data };
+            let slice = |(start, len): (usize, usize)| &src[start..start + len];
+            let view = RecordView {
+                offset: p.offset,
+                timestamp: p.timestamp,
+                timestamp_type: p.timestamp_type,
+                key: p.key.map(slice),
+                value: p.value.map(slice),
+                headers_raw: slice(p.headers),
+                header_count: p.header_count,
+            };
+            objects.push(record_to_py(py, record_type, &view)?);
+            // why: a huge buffer takes a while; let Ctrl-C through.
+            if i % 65536 == 65535 {
+                py.check_signals()?;
+            }
+        }
+        PyList::new(py, objects)
+    })
+}
+
+/// `crc32c(data) -> int`: CRC-32C (Castagnoli) of a bytes-like object, as Kafka's Crc32C.
+#[pyfunction(name = "crc32c")]
+pub fn crc32c_py(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u32> {
+    guard(|| {
+        let bytes = BufferBytes::new(data)?;
+        let slice = bytes.as_slice();
+        // why: releasing the GIL costs more than hashing a short buffer.
+        if slice.len() >= 1 << 16 {
+            Ok(py.detach(|| crate::record::crc32c(slice)))
+        } else {
+            Ok(crate::record::crc32c(slice))
+        }
+    })
+}
+
+/// Add `decode_records`, `crc32c` and `NativeBuffer` to the extension module; called from the
+/// `#[pymodule]` in `python/mod.rs`.
+#[allow(
+    dead_code,
+    reason = "called from partition_log.rs / the #[pymodule] in python/mod.rs"
+)]
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeBuffer>()?;
+    m.add_function(wrap_pyfunction!(decode_records, m)?)?;
+    m.add_function(wrap_pyfunction!(crc32c_py, m)?)?;
+    Ok(())
+}
