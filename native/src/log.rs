@@ -61,11 +61,10 @@ pub struct RecordsChunk {
 }
 
 impl RecordsChunk {
-    /// Decode (CRC-checked) and visit the records with offset in `[start, end)`, each with its
-    /// batch's timestamp type (0 CreateTime, 1 LogAppendTime).
+    /// Decode (CRC-checked) and visit the records with offset in `[start, end)`.
     pub fn decode<F>(&self, scratch: &mut Vec<u8>, mut visit: F) -> Result<()>
     where
-        F: FnMut(RecordView<'_>, u8) -> Result<()>,
+        F: FnMut(RecordView<'_>) -> Result<()>,
     {
         let (start, end) = (self.start, self.end);
         for piece in &self.pieces {
@@ -89,10 +88,9 @@ impl RecordsChunk {
                 };
                 let batch = &data[pos..pos + size];
                 pos += size;
-                let timestamp_type = BatchHeader::parse(batch).map_or(0, |h| h.timestamp_type());
                 record::decode_batch(batch, scratch, |rv| {
                     if rv.offset >= start && rv.offset < end {
-                        visit(rv, timestamp_type)
+                        visit(rv)
                     } else {
                         Ok(())
                     }
@@ -705,7 +703,7 @@ impl PartitionLog {
                 break;
             }
             let mut done = false;
-            chunk.decode(&mut scratch, |rv, _| {
+            chunk.decode(&mut scratch, |rv| {
                 if (columns.len() as u64) < max_records {
                     columns.push(&rv);
                 } else {

@@ -66,7 +66,7 @@ fn all_records(log: &PartitionLog) -> Vec<(i64, i64, Vec<u8>)> {
     while pos < end {
         let chunk = log.records_chunk(pos, end, 300).unwrap();
         chunk
-            .decode(&mut scratch, |rv, _| {
+            .decode(&mut scratch, |rv| {
                 out.push((rv.offset, rv.timestamp, rv.value.unwrap().to_vec()));
                 Ok(())
             })
@@ -349,7 +349,7 @@ fn recovery_never_rewrites_below_the_recovery_point() {
     assert_eq!(log.end_offset().unwrap(), 12);
     // the corruption is reported when read
     let chunk = log.records_chunk(0, 12, 1 << 20).unwrap();
-    let err = chunk.decode(&mut Vec::new(), |_, _| Ok(())).unwrap_err();
+    let err = chunk.decode(&mut Vec::new(), |_| Ok(())).unwrap_err();
     match err {
         Error::CorruptBatch { path, position, .. } => {
             assert_eq!(path.as_deref(), Some(first.as_path()));

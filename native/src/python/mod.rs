@@ -10,13 +10,12 @@ use pyo3::prelude::*;
 mod buffer;
 mod convert;
 mod errors;
-mod interim;
 mod partition_log;
 
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<partition_log::PyPartitionLog>()?;
-    interim::register(m)?;
+    convert::register(m)?;
     Ok(())
 }

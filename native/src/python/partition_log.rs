@@ -19,7 +19,9 @@ use crate::log::{now_ms, PartitionLog};
 use crate::record::RecordSpec;
 use crate::segment::SegmentBytes;
 
-use super::interim::{columns_to_py, guard, record_to_py, to_pyerr, NativeBuffer};
+use super::buffer::NativeBuffer;
+use super::convert::{columns_to_py, record_to_py};
+use super::errors::{guard, to_pyerr};
 
 /// Bytes taken from a Python bytes-like object: borrowed from `bytes`, copied otherwise.
 enum Buf {
@@ -274,8 +276,8 @@ pub struct PyPartitionLog {
 
 fn buffer_of(bytes: SegmentBytes) -> NativeBuffer {
     match bytes {
-        SegmentBytes::Mapped(m, r) => NativeBuffer::mapped(m, r),
-        SegmentBytes::Owned(v) => NativeBuffer::owned(v),
+        SegmentBytes::Mapped(m, r) => NativeBuffer::from_mmap(m, r),
+        SegmentBytes::Owned(v) => NativeBuffer::from_vec(v),
     }
 }
 
@@ -285,9 +287,7 @@ impl PyPartitionLog {
         py: Python<'_>,
         f: impl FnOnce(&PartitionLog) -> crate::error::Result<T> + Send,
     ) -> PyResult<T> {
-        guard(py, || {
-            py.detach(|| f(&self.log)).map_err(|e| to_pyerr(py, e))
-        })
+        guard(|| py.detach(|| f(&self.log)).map_err(to_pyerr))
     }
 }
 
@@ -300,12 +300,12 @@ impl PyPartitionLog {
         config: &Bound<'_, PyDict>,
         record_type: Py<PyAny>,
     ) -> PyResult<Self> {
-        guard(py, || {
-            let cfg = config_from_dict(config).map_err(|e| to_pyerr(py, e))?;
+        guard(|| {
+            let cfg = config_from_dict(config).map_err(to_pyerr)?;
             let p = path.clone();
             let log = py
                 .detach(move || PartitionLog::open(&p, cfg))
-                .map_err(|e| to_pyerr(py, e))?;
+                .map_err(to_pyerr)?;
             Ok(PyPartitionLog {
                 log,
                 path,
@@ -344,13 +344,12 @@ impl PyPartitionLog {
         timestamps_ms: Option<&Bound<'_, PyAny>>,
         codec: &str,
     ) -> PyResult<i64> {
-        guard(py, || {
+        guard(|| {
             if self.log.is_closed() {
-                return Err(to_pyerr(py, Error::Closed(self.log.path().to_path_buf())));
+                return Err(to_pyerr(Error::Closed(self.log.path().to_path_buf())));
             }
-            let codec = codec_from_name(codec).map_err(|e| to_pyerr(py, e))?;
-            let x = extract_append(values, keys, headers, timestamps_ms)
-                .map_err(|e| to_pyerr(py, e))?;
+            let codec = codec_from_name(codec).map_err(to_pyerr)?;
+            let x = extract_append(values, keys, headers, timestamps_ms).map_err(to_pyerr)?;
             py.detach(|| {
                 let now = now_ms();
                 let header_pairs: Vec<(&str, Option<&[u8]>)> = x
@@ -374,24 +373,23 @@ impl PyPartitionLog {
                     .collect();
                 self.log.append(&specs, codec)
             })
-            .map_err(|e| to_pyerr(py, e))
+            .map_err(to_pyerr)
         })
     }
 
     fn append_raw(&self, py: Python<'_>, batch: &Bound<'_, PyAny>) -> PyResult<i64> {
-        guard(py, || {
+        guard(|| {
             if self.log.is_closed() {
-                return Err(to_pyerr(py, Error::Closed(self.log.path().to_path_buf())));
+                return Err(to_pyerr(Error::Closed(self.log.path().to_path_buf())));
             }
             let buf = match extract_bytes(batch, || "batch".to_owned()) {
                 Ok(Some(b)) => b,
                 Ok(None) => {
-                    return Err(to_pyerr(
-                        py,
-                        Error::Type("batch must be bytes-like, not None".into()),
-                    ))
+                    return Err(to_pyerr(Error::Type(
+                        "batch must be bytes-like, not None".into(),
+                    )))
                 }
-                Err(e) => return Err(to_pyerr(py, e)),
+                Err(e) => return Err(to_pyerr(e)),
             };
             self.run(py, |log| log.append_raw(buf.as_slice()))
         })
@@ -412,13 +410,13 @@ impl PyPartitionLog {
     ) -> PyResult<(Bound<'py, PyList>, i64)> {
         let max_bytes = max_bytes.max(1) as u64;
         let chunk = self.run(py, |log| log.records_chunk(start, end, max_bytes))?;
-        guard(py, || {
+        guard(|| {
             let out = PyList::empty(py);
             let record_type = self.record_type.bind(py);
             let mut scratch = Vec::new();
             let mut py_err = None;
-            let decoded = chunk.decode(&mut scratch, |rv, ts_type| {
-                match record_to_py(py, record_type, &rv, ts_type).and_then(|r| out.append(r)) {
+            let decoded = chunk.decode(&mut scratch, |rv| {
+                match record_to_py(py, record_type, &rv).and_then(|r| out.append(r)) {
                     Ok(()) => Ok(()),
                     Err(e) => {
                         py_err = Some(e);
@@ -429,7 +427,7 @@ impl PyPartitionLog {
             if let Some(e) = py_err {
                 return Err(e);
             }
-            decoded.map_err(|e| to_pyerr(py, e))?;
+            decoded.map_err(to_pyerr)?;
             Ok((out, chunk.next))
         })
     }
@@ -442,7 +440,7 @@ impl PyPartitionLog {
     ) -> PyResult<Bound<'py, PyTuple>> {
         let max_records = max_records.max(0) as u64;
         let columns = self.run(py, |log| log.read_columns(offset, max_records))?;
-        guard(py, || columns_to_py(py, columns))
+        guard(|| columns_to_py(py, columns))
     }
 
     fn offset_for_timestamp(&self, py: Python<'_>, ts_ms: i64) -> PyResult<Option<i64>> {
