@@ -34,6 +34,8 @@ use crate::segment::{
 
 /// How often `wait_for` re-checks the disk for other processes' appends.
 pub const WAIT_POLL_MS: u64 = 2;
+/// Longest `wait_for` timeout honoured (ten years).
+pub const MAX_WAIT_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 /// Bytes of batches decoded per planning step of `read_columns`.
 const COLUMNS_CHUNK_BYTES: u64 = 4 << 20;
 
@@ -152,9 +154,9 @@ fn ensure_dir(dir: &Path) -> Result<()> {
 }
 
 /// Load the segments of `dir` (no recovery): all but the last sealed, the last derived from its
-/// bytes starting at its last index entry. A writer (`repair`) cuts a torn tail and appends
-/// missing index entries. Creates segment 0 in an empty directory.
-fn load_segments(dir: &Path, config: &LogConfig, repair: bool) -> Result<(Vec<Segment>, bool)> {
+/// bytes (framing only; a torn tail is left for the next writer's tail sync). Creates segment 0
+/// in an empty directory (only ever with the writer lock held).
+fn load_segments(dir: &Path, config: &LogConfig) -> Result<(Vec<Segment>, bool)> {
     let bases = recovery::segment_bases(dir)?;
     let mut created = false;
     let mut segments = Vec::with_capacity(bases.len().max(1));
@@ -162,13 +164,7 @@ fn load_segments(dir: &Path, config: &LogConfig, repair: bool) -> Result<(Vec<Se
         let last = i + 1 == bases.len();
         let mut seg = Segment::open(dir, base, !last)?;
         if last {
-            let end = seg.derive_active(config, true)?;
-            if repair {
-                if end != ScanEnd::Clean {
-                    seg.truncate_to_size()?;
-                }
-                seg.persist_index()?;
-            }
+            seg.derive_active(config)?;
         } else {
             seg.next_offset = bases[i + 1];
         }
@@ -201,9 +197,12 @@ impl PartitionLog {
             recovery_point = Some(checkpoint::read_recovery_point(&dir)?.unwrap_or(0));
         }
         open_lock.shared()?;
-        let (segments, created) = load_segments(&dir, &config, true)?;
+        let (segments, created) = load_segments(&dir, &config)?;
         let end = segments.last().expect("at least one segment").next_offset;
         let recovery_point = recovery_point.unwrap_or(end).min(end);
+        // why: the marker's removal or recovery changed the directory (or nothing did and one
+        // extra directory fsync at the next sync is cheap).
+        let dir_dirty = created || first;
         drop(guard);
         let writer_lock = writer_lock;
         Ok(PartitionLog {
@@ -215,7 +214,7 @@ impl PartitionLog {
                 open_lock: Some(open_lock),
                 recovery_point,
                 last_sync: Instant::now(),
-                dir_dirty: created,
+                dir_dirty,
                 closed: false,
                 encode_buf: Vec::new(),
                 scratch: Vec::new(),
@@ -247,9 +246,12 @@ impl PartitionLog {
     // ---- re-sync with the disk -------------------------------------------------------------
 
     fn reload(&self, inner: &mut Inner, writer: bool) -> Result<()> {
-        let (segments, created) = load_segments(&self.dir, &self.config, writer)?;
+        if !writer && recovery::segment_bases(&self.dir)?.is_empty() {
+            return Ok(()); // a reader never creates files: keep what it has
+        }
+        let (segments, _) = load_segments(&self.dir, &self.config)?;
         inner.segments = segments;
-        inner.dir_dirty |= created;
+        inner.dir_dirty = true;
         let end = inner.segments.last().expect("segment").next_offset;
         inner.recovery_point = inner.recovery_point.min(end);
         Ok(())
@@ -258,6 +260,16 @@ impl PartitionLog {
     /// Catch up with the files (see the module comment). `writer`: the writer lock is held.
     fn resync(&self, inner: &mut Inner, writer: bool) -> Result<()> {
         // why bounded: every round either takes in a roll or reloads; a runaway loop is a bug.
+        if !writer && inner.segments.len() > 1 {
+            let head = &inner.segments[0];
+            let meta = head
+                .file
+                .metadata()
+                .io_context(|| format!("stat {}", head.log_path.display()))?;
+            if meta.nlink() == 0 {
+                self.reload(inner, writer)?; // the head went away (retention by another process)
+            }
+        }
         for _ in 0..1_000_000 {
             let active = inner.segments.last_mut().expect("at least one segment");
             let meta = match active.file.metadata() {
@@ -294,9 +306,9 @@ impl PartitionLog {
                         Err(e) => return Err(e),
                     };
                     let mut seg = seg;
-                    seg.size = 0;
-                    seg.next_offset = next;
+                    seg.derive_active(&self.config)?;
                     inner.segments.push(seg);
+                    inner.dir_dirty = true;
                     continue;
                 }
             }
@@ -532,9 +544,11 @@ impl PartitionLog {
         let inner = &mut *inner;
         let result = (|| {
             let _guard = self.writer_lock.exclusive()?;
-            self.resync(inner, true)?;
+            // why: the open lock is dropped while the writer lock is still held, so the next
+            // opener (waiting for the writer lock) sees that this process is gone.
             let open_lock = inner.open_lock.take().expect("open lock held while open");
             if open_lock.try_exclusive()? {
+                self.resync(inner, true)?;
                 self.sync_locked(inner)?;
                 checkpoint::write_clean_shutdown(&self.dir)?;
             }
@@ -770,7 +784,8 @@ impl PartitionLog {
 
     /// True as soon as `end_offset > offset`; false after `timeout_ms`.
     pub fn wait_for(&self, offset: i64, timeout_ms: u64) -> Result<bool> {
-        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        // why the cap: `Instant + Duration` panics on overflow; ten years is "forever" here.
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms.min(MAX_WAIT_MS));
         let mut inner = self.lock()?;
         loop {
             self.resync(&mut inner, false)?;

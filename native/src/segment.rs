@@ -273,7 +273,7 @@ impl Segment {
             base_offset,
             log_path,
             file: Arc::new(file),
-            size: 0,
+            size,
             next_offset: base_offset,
             sealed: false,
             index: Some(Arc::new(SegmentIndex::new(base_offset))),
@@ -282,10 +282,9 @@ impl Segment {
             first_batch_max_ts: None,
             mmap: None,
         };
-        if size != 0 {
-            // Another process created it and may have written already: derive from the bytes.
-            seg.derive_active(&LogConfig::default(), false)?;
-        }
+        // why: under the writer lock, after a tail sync found no `{base}.log`, the file is new.
+        debug_assert_eq!(size, 0, "{} existed", seg.log_path.display());
+        seg.size = 0;
         Ok(seg)
     }
 
@@ -357,107 +356,38 @@ impl Segment {
         f(Source::File(&self.file, chunk_bytes))
     }
 
-    /// Validate and derive the active segment from `[0, file length)`: `size`, `next_offset`,
-    /// the index entries. With `trust_index_files`, start from the last offset entry of the
-    /// index files when it checks out (a later opener; no recovery ran). Stops at the first
-    /// torn or invalid batch (CRC-checked past the trusted prefix).
-    pub fn derive_active(
-        &mut self,
-        config: &LogConfig,
-        trust_index_files: bool,
-    ) -> Result<ScanEnd> {
+    /// Derive the active segment from its bytes `[0, file length)`: `size`, `next_offset`, the
+    /// index entries (framing only, as the reference's `open_active`: the bytes were recovered,
+    /// closed cleanly, or written whole by a live process). Stops at a torn or invalid batch
+    /// without cutting it (a writer does that at its next tail sync).
+    pub fn derive_active(&mut self, config: &LogConfig) -> Result<ScanEnd> {
+        let o_path = self.index_path(INDEX_SUFFIX);
+        let t_path = self.index_path(TIME_INDEX_SUFFIX);
+        self.offset_entries_in_file = file_len_or_zero(&o_path)? / OFFSET_ENTRY_BYTES;
+        self.time_entries_in_file = file_len_or_zero(&t_path)? / TIME_ENTRY_BYTES;
+        self.size = 0;
+        self.next_offset = self.base_offset;
+        self.first_batch_max_ts = None;
+        self.index = Some(Arc::new(SegmentIndex::new(self.base_offset)));
+        self.sealed = false;
+        self.mmap = None;
         let file_len = self
             .file
             .metadata()
             .io_context(|| format!("stat {}", self.log_path.display()))?
             .len();
-        let mut idx = SegmentIndex::new(self.base_offset);
-        let mut start_pos = 0u64;
-        let mut next_offset = self.base_offset;
-        let o_path = self.index_path(INDEX_SUFFIX);
-        let t_path = self.index_path(TIME_INDEX_SUFFIX);
-        let ob =
-            index::read_file(&o_path).io_context(|| format!("reading {}", o_path.display()))?;
-        let tb =
-            index::read_file(&t_path).io_context(|| format!("reading {}", t_path.display()))?;
-        self.offset_entries_in_file = ob.len() as u64 / OFFSET_ENTRY_BYTES;
-        self.time_entries_in_file = tb.len() as u64 / TIME_ENTRY_BYTES;
-        if trust_index_files {
-            let offsets = index::decode_offsets(self.base_offset, &ob);
-            let times = index::decode_times(self.base_offset, &tb);
-            if let Some(last) = offsets.last().copied() {
-                let mut header_buf = [0u8; record::BATCH_HEADER_BYTES];
-                let got = read_full_at(&self.file, &mut header_buf, u64::from(last.position))
-                    .io_context(|| format!("reading {}", self.log_path.display()))?;
-                let ok = got == header_buf.len()
-                    && BatchHeader::parse(&header_buf).is_some_and(|h| {
-                        h.magic == record::MAGIC_V2
-                            && h.last_offset() == last.offset
-                            && u64::from(last.position) + h.size_bytes() as u64 <= file_len
-                    })
-                    && times.last().is_none_or(|t| t.offset <= last.offset)
-                    && offsets
-                        .windows(2)
-                        .all(|w| w[0].offset < w[1].offset && w[0].position < w[1].position);
-                if ok {
-                    idx.offsets = offsets;
-                    idx.last_entry_pos = u64::from(last.position);
-                    if let Some(t) = times.last() {
-                        idx.max_ts_so_far = t.timestamp;
-                        idx.offset_of_max_ts = t.offset;
-                    }
-                    idx.times = times;
-                    // why: re-observing the batch at the last entry is a no-op (see index.rs).
-                    start_pos = u64::from(last.position);
-                }
-            }
-        }
-        let interval = config.index_interval_bytes;
-        let base = self.base_offset;
-        let mut expected_min_base = if start_pos == 0 { base } else { i64::MIN };
-        let mut first_max_ts = None;
-        let scan = scan_batches(
-            Source::File(&self.file, SCAN_CHUNK_BYTES),
-            start_pos,
-            file_len,
-            true,
-            |pos, h, _| {
-                if h.base_offset < expected_min_base
-                    || h.last_offset() - base > MAX_RELATIVE_OFFSET
-                    || h.last_offset() < base
-                {
-                    return Ok(false);
-                }
-                if pos == 0 {
-                    first_max_ts = Some(h.max_timestamp);
-                }
-                idx.observe(pos, h, interval);
-                expected_min_base = h.next_offset();
-                next_offset = h.next_offset();
-                Ok(true)
-            },
-        )?;
-        if start_pos > 0 && scan.position == start_pos {
-            // The batch the index pointed at did not validate: derive from the bytes alone.
-            return self.derive_active(config, false);
-        }
-        let end = match scan.end {
-            ScanEnd::Stopped => {
-                ScanEnd::Corrupt("batch offsets out of order or out of range".into())
-            }
-            other => other,
-        };
-        self.size = scan.position;
-        self.next_offset = next_offset;
-        self.first_batch_max_ts = first_max_ts;
-        self.index = Some(Arc::new(idx));
-        self.sealed = false;
-        self.mmap = None;
-        Ok(end)
+        self.take_in(config, file_len, false, SCAN_CHUNK_BYTES)
     }
 
-    /// Scan complete, CRC-valid batches past `size` up to `file_len` and take them in (tail sync).
-    pub fn scan_tail(&mut self, config: &LogConfig, file_len: u64) -> Result<ScanEnd> {
+    /// Take in the whole batches in `[size, file_len)` (checks: framing, CRC when asked,
+    /// `baseOffset >= nextOffset`, relative offset in range); stops at the first failure.
+    fn take_in(
+        &mut self,
+        config: &LogConfig,
+        file_len: u64,
+        check_crc: bool,
+        chunk_bytes: usize,
+    ) -> Result<ScanEnd> {
         assert!(!self.sealed);
         if file_len <= self.size {
             return Ok(ScanEnd::Clean);
@@ -472,10 +402,10 @@ impl Segment {
         let mut next_offset = self.next_offset;
         let mut first_max_ts = self.first_batch_max_ts;
         let scan = scan_batches(
-            Source::File(&self.file, LOOKUP_CHUNK_BYTES),
+            Source::File(&self.file, chunk_bytes),
             self.size,
             file_len,
-            true,
+            check_crc,
             |pos, h, _| {
                 if h.base_offset < next_offset || h.last_offset() - base > MAX_RELATIVE_OFFSET {
                     return Ok(false);
@@ -499,6 +429,11 @@ impl Segment {
             }
             other => other,
         })
+    }
+
+    /// Scan complete, CRC-valid batches past `size` up to `file_len` and take them in (tail sync).
+    pub fn scan_tail(&mut self, config: &LogConfig, file_len: u64) -> Result<ScanEnd> {
+        self.take_in(config, file_len, true, LOOKUP_CHUNK_BYTES)
     }
 
     /// Append one whole batch at the tail (one positional write), then derive its index entries.
@@ -650,7 +585,10 @@ impl Segment {
         if self.size == 0 || offset >= self.next_offset {
             return Ok(None);
         }
-        let start = u64::from(self.index()?.lookup_offset(offset).position).min(self.size);
+        let mut start = u64::from(self.index()?.lookup_offset(offset).position);
+        if start > self.size {
+            start = 0; // a damaged index: scan from the start
+        }
         let size = self.size;
         let mut found = None;
         self.with_source(LOOKUP_CHUNK_BYTES, |src| {
@@ -714,6 +652,14 @@ impl Segment {
         } else {
             idx.max_ts_so_far
         })
+    }
+}
+
+fn file_len_or_zero(path: &Path) -> Result<u64> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(m.len()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e).io_context(|| format!("stat {}", path.display())),
     }
 }
 

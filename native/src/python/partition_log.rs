@@ -7,10 +7,11 @@
 //! objects of `records_chunk` needs the GIL. The class is frozen; the log inside is `Sync`
 //! (one mutex around its state), so any number of Python threads may call in.
 
-use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
+};
 
 use crate::compression::Codec;
 use crate::config::{ConfigValue, LogConfig};
@@ -19,21 +20,22 @@ use crate::log::{now_ms, PartitionLog};
 use crate::record::RecordSpec;
 use crate::segment::SegmentBytes;
 
-use super::buffer::NativeBuffer;
+use super::buffer::{BufferBytes, NativeBuffer};
 use super::convert::{columns_to_py, record_to_py};
 use super::errors::{guard, to_pyerr};
 
-/// Bytes taken from a Python bytes-like object: borrowed from `bytes`, copied otherwise.
+/// Bytes taken from a Python bytes-like object: `bytes` borrowed (immutable), other buffers
+/// through the codec helper's `BufferBytes` (read-only exporters borrowed, writable ones copied).
 enum Buf {
     Backed(PyBackedBytes),
-    Owned(Vec<u8>),
+    Buffer(BufferBytes),
 }
 
 impl Buf {
     fn as_slice(&self) -> &[u8] {
         match self {
             Buf::Backed(b) => b,
-            Buf::Owned(v) => v,
+            Buf::Buffer(b) => b.as_slice(),
         }
     }
 }
@@ -45,11 +47,8 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "object".to_owned())
 }
 
-fn type_error(what: impl FnOnce() -> String) -> Error {
-    Error::Type(what())
-}
-
-/// A bytes-like object (bytes, bytearray, memoryview, any buffer) or None.
+/// A bytes-like object (bytes, bytearray, memoryview, any buffer) or None; `str` and
+/// non-buffers are `TypeError` (the reference engine's `_to_bytes`).
 fn extract_bytes(
     obj: &Bound<'_, PyAny>,
     what: impl FnOnce() -> String,
@@ -60,21 +59,24 @@ fn extract_bytes(
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(Some(Buf::Backed(PyBackedBytes::from(b.clone()))));
     }
-    if let Ok(b) = obj.cast::<PyByteArray>() {
-        return Ok(Some(Buf::Owned(b.to_vec())));
-    }
-    if let Ok(buf) = PyBuffer::<u8>::get(obj) {
-        if let Ok(v) = buf.to_vec(obj.py()) {
-            return Ok(Some(Buf::Owned(v)));
+    if !obj.is_instance_of::<PyString>() {
+        if let Ok(b) = BufferBytes::new(obj) {
+            return Ok(Some(Buf::Buffer(b)));
         }
     }
-    Err(type_error(|| {
-        format!(
-            "{} must be bytes-like or None, not {}",
-            what(),
-            type_name(obj)
-        )
-    }))
+    Err(Error::Type(format!(
+        "{} must be bytes-like or None, not {}",
+        what(),
+        type_name(obj)
+    )))
+}
+
+/// `str`, `bytes`, `bytearray` and `memoryview` are not sequences of records.
+fn is_text_or_bytes(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_instance_of::<PyString>()
+        || obj.is_instance_of::<PyBytes>()
+        || obj.is_instance_of::<PyByteArray>()
+        || obj.is_instance_of::<PyMemoryView>()
 }
 
 /// The items of a sequence argument (list and tuple fast paths, else any iterable).
@@ -85,16 +87,25 @@ fn items<'py>(obj: &Bound<'py, PyAny>, name: &str) -> Result<Vec<Bound<'py, PyAn
     if let Ok(t) = obj.cast::<PyTuple>() {
         return Ok(t.iter().collect());
     }
-    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyDict>() {
-        return Err(type_error(|| {
-            format!("{name} must be a sequence, not {}", type_name(obj))
-        }));
+    let not_a_sequence =
+        || Error::Type(format!("{name} must be a sequence, not {}", type_name(obj)));
+    if is_text_or_bytes(obj) {
+        return Err(not_a_sequence());
     }
-    let iter = obj
-        .try_iter()
-        .map_err(|_| type_error(|| format!("{name} must be a sequence, not {}", type_name(obj))))?;
+    let iter = obj.try_iter().map_err(|_| not_a_sequence())?;
     iter.collect::<PyResult<Vec<_>>>()
         .map_err(|e| Error::Type(format!("{name} could not be iterated: {e}")))
+}
+
+/// An int argument (`TypeError` for bools and non-ints, like the reference's `_as_int`),
+/// saturated to the i64 range (an offset past it is simply out of range).
+fn int_arg(obj: &Bound<'_, PyAny>, name: &str) -> Result<i64, Error> {
+    let not_int = || Error::Type(format!("{name} must be an integer, not {}", type_name(obj)));
+    if obj.is_instance_of::<PyBool>() || !obj.hasattr("__index__").unwrap_or(false) {
+        return Err(not_int());
+    }
+    let wide: i128 = obj.extract().map_err(|_| not_int())?;
+    Ok(wide.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
 fn codec_from_name(name: &str) -> Result<Codec, Error> {
@@ -151,6 +162,9 @@ struct Extracted {
     timestamps: Option<Vec<i64>>,
 }
 
+/// Check and take `append`'s arguments. Order (as the reference's `prepare_records`): the shape
+/// of values (non-empty), keys, headers, timestamps_ms; then the items of values, keys,
+/// headers, timestamps, each in index order. The first failure wins.
 fn extract_append(
     values: &Bound<'_, PyAny>,
     keys: Option<&Bound<'_, PyAny>>,
@@ -161,42 +175,55 @@ fn extract_append(
     let n = value_items.len();
     if n == 0 {
         return Err(Error::InvalidRecord(
-            "append needs at least one value".into(),
+            "append needs at least one record".into(),
         ));
     }
-    let check_len = |name: &str, len: usize| {
-        if len != n {
-            Err(Error::InvalidRecord(format!(
-                "{name} has {len} items but values has {n}"
-            )))
-        } else {
-            Ok(())
-        }
-    };
-    let key_items = keys.map(|k| items(k, "keys")).transpose()?;
+    let key_items = keys
+        .filter(|k| !k.is_none())
+        .map(|k| items(k, "keys"))
+        .transpose()?;
     if let Some(k) = &key_items {
-        check_len("keys", k.len())?;
+        if k.len() != n {
+            return Err(Error::InvalidRecord(format!(
+                "{} keys for {n} values",
+                k.len()
+            )));
+        }
     }
-    let header_lists = headers.map(|h| items(h, "headers")).transpose()?;
+    let header_lists = headers
+        .filter(|h| !h.is_none())
+        .map(|h| items(h, "headers"))
+        .transpose()?;
     if let Some(h) = &header_lists {
-        check_len("headers", h.len())?;
+        if h.len() != n {
+            return Err(Error::InvalidRecord(format!(
+                "{} header lists for {n} values",
+                h.len()
+            )));
+        }
     }
     let ts_items = timestamps_ms
+        .filter(|t| !t.is_none())
         .map(|t| items(t, "timestamps_ms"))
         .transpose()?;
     if let Some(t) = &ts_items {
-        check_len("timestamps_ms", t.len())?;
+        if t.len() != n {
+            return Err(Error::InvalidRecord(format!(
+                "{} timestamps for {n} values",
+                t.len()
+            )));
+        }
     }
     let mut out_values = Vec::with_capacity(n);
     for (i, v) in value_items.iter().enumerate() {
-        out_values.push(extract_bytes(v, || format!("values[{i}]"))?);
+        out_values.push(extract_bytes(v, || format!("value {i}"))?);
     }
     let out_keys = match key_items {
         None => None,
         Some(ks) => {
             let mut out = Vec::with_capacity(n);
             for (i, k) in ks.iter().enumerate() {
-                out.push(extract_bytes(k, || format!("keys[{i}]"))?);
+                out.push(extract_bytes(k, || format!("key {i}"))?);
             }
             Some(out)
         }
@@ -208,28 +235,50 @@ fn extract_append(
             let mut ranges = Vec::with_capacity(n);
             for (i, h) in hs.iter().enumerate() {
                 let from = header_items.len();
-                if !h.is_none() {
-                    for (j, pair) in items(h, &format!("headers[{i}]"))?.iter().enumerate() {
-                        let parts = items(pair, &format!("headers[{i}][{j}]"))?;
-                        if parts.len() != 2 {
-                            return Err(Error::Type(format!(
-                                "headers[{i}][{j}] must be a (str, bytes | None) pair, not {} items",
-                                parts.len()
-                            )));
-                        }
-                        let key = parts[0].cast::<PyString>().map_err(|_| {
-                            Error::Type(format!(
-                                "headers[{i}][{j}] key must be str, not {}",
-                                type_name(&parts[0])
-                            ))
-                        })?;
-                        let key = PyBackedStr::try_from(key.clone()).map_err(|e| {
-                            Error::Type(format!("headers[{i}][{j}] key is not valid UTF-8: {e}"))
-                        })?;
-                        let value =
-                            extract_bytes(&parts[1], || format!("headers[{i}][{j}] value"))?;
-                        header_items.push((key, value));
+                let not_pairs = || {
+                    Error::Type(format!(
+                        "headers of record {i} must be an iterable of (str, bytes | None) pairs, not {}",
+                        type_name(h)
+                    ))
+                };
+                if h.is_none() || is_text_or_bytes(h) {
+                    return Err(not_pairs());
+                }
+                let pairs = if let Ok(l) = h.cast::<PyList>() {
+                    l.iter().collect()
+                } else if let Ok(t) = h.cast::<PyTuple>() {
+                    t.iter().collect()
+                } else {
+                    let iter = h.try_iter().map_err(|_| not_pairs())?;
+                    iter.collect::<PyResult<Vec<_>>>()
+                        .map_err(|e| Error::Type(format!("headers of record {i}: {e}")))?
+                };
+                for pair in &pairs {
+                    let parts: Vec<Bound<'_, PyAny>> = if let Ok(t) = pair.cast::<PyTuple>() {
+                        t.iter().collect()
+                    } else if let Ok(l) = pair.cast::<PyList>() {
+                        l.iter().collect()
+                    } else {
+                        Vec::new()
+                    };
+                    if parts.len() != 2 {
+                        return Err(Error::Type(format!(
+                            "a header of record {i} is not a (str, bytes | None) pair"
+                        )));
                     }
+                    let key = parts[0].cast::<PyString>().map_err(|_| {
+                        Error::Type(format!(
+                            "header key of record {i} must be str, not {}",
+                            type_name(&parts[0])
+                        ))
+                    })?;
+                    let key = PyBackedStr::try_from(key.clone()).map_err(|_| {
+                        Error::InvalidRecord(format!(
+                            "a header key of record {i} cannot be encoded as UTF-8"
+                        ))
+                    })?;
+                    let value = extract_bytes(&parts[1], || format!("header value of record {i}"))?;
+                    header_items.push((key, value));
                 }
                 ranges.push(from..header_items.len());
             }
@@ -240,13 +289,10 @@ fn extract_append(
         None => None,
         Some(ts) => {
             let mut out = Vec::with_capacity(n);
-            for (i, t) in ts.iter().enumerate() {
-                let bad = || {
-                    Error::InvalidRecord(format!(
-                        "timestamps_ms[{i}] must be an int in [0, 2**63-1], not {t}"
-                    ))
-                };
-                if t.is_instance_of::<pyo3::types::PyBool>() {
+            for t in &ts {
+                let bad =
+                    || Error::InvalidRecord(format!("timestamp {t} is not an int in [0, 2**63-1]"));
+                if t.is_instance_of::<PyBool>() || !t.hasattr("__index__").unwrap_or(false) {
                     return Err(bad());
                 }
                 let v: i64 = t.extract().map_err(|_| bad())?;
@@ -395,8 +441,14 @@ impl PyPartitionLog {
         })
     }
 
-    fn read(&self, py: Python<'_>, offset: i64, max_bytes: i64) -> PyResult<NativeBuffer> {
-        let max_bytes = max_bytes.max(0) as u64;
+    fn read(
+        &self,
+        py: Python<'_>,
+        offset: &Bound<'_, PyAny>,
+        max_bytes: &Bound<'_, PyAny>,
+    ) -> PyResult<NativeBuffer> {
+        let offset = int_arg(offset, "offset").map_err(to_pyerr)?;
+        let max_bytes = int_arg(max_bytes, "max_bytes").map_err(to_pyerr)?.max(0) as u64;
         self.run(py, |log| log.read(offset, max_bytes))
             .map(buffer_of)
     }
@@ -435,15 +487,23 @@ impl PyPartitionLog {
     fn read_columns<'py>(
         &self,
         py: Python<'py>,
-        offset: i64,
-        max_records: i64,
+        offset: &Bound<'py, PyAny>,
+        max_records: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let max_records = max_records.max(0) as u64;
+        let offset = int_arg(offset, "offset").map_err(to_pyerr)?;
+        let max_records = int_arg(max_records, "max_records")
+            .map_err(to_pyerr)?
+            .max(0) as u64;
         let columns = self.run(py, |log| log.read_columns(offset, max_records))?;
         guard(|| columns_to_py(py, columns))
     }
 
-    fn offset_for_timestamp(&self, py: Python<'_>, ts_ms: i64) -> PyResult<Option<i64>> {
+    fn offset_for_timestamp(
+        &self,
+        py: Python<'_>,
+        ts_ms: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<i64>> {
+        let ts_ms = int_arg(ts_ms, "ts_ms").map_err(to_pyerr)?;
         self.run(py, |log| log.offset_for_timestamp(ts_ms))
     }
 
@@ -459,8 +519,14 @@ impl PyPartitionLog {
         self.run(py, |log| log.sync())
     }
 
-    fn wait_for(&self, py: Python<'_>, offset: i64, timeout_ms: i64) -> PyResult<bool> {
-        let timeout_ms = timeout_ms.max(0) as u64;
+    fn wait_for(
+        &self,
+        py: Python<'_>,
+        offset: &Bound<'_, PyAny>,
+        timeout_ms: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let offset = int_arg(offset, "offset").map_err(to_pyerr)?;
+        let timeout_ms = int_arg(timeout_ms, "timeout_ms").map_err(to_pyerr)?.max(0) as u64;
         self.run(py, |log| log.wait_for(offset, timeout_ms))
     }
 
