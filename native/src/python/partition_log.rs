@@ -11,13 +11,14 @@ use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
+    PyType,
 };
 
 use crate::compression::Codec;
 use crate::config::{ConfigValue, LogConfig};
 use crate::error::Error;
 use crate::log::{now_ms, PartitionLog};
-use crate::record::RecordSpec;
+use crate::record::{RecordSpec, RecordView};
 use crate::segment::SegmentBytes;
 
 use super::buffer::{BufferBytes, NativeBuffer};
@@ -313,6 +314,68 @@ fn extract_append(
     })
 }
 
+/// `record_type` as a plain 6-field tuple subclass (a `typing.NamedTuple`), whose instances can be
+/// allocated and filled directly; `None` means "call it" (any other record type).
+fn tuple_layout<'a, 'py>(record_type: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyType>> {
+    let cls = record_type.cast::<PyType>().ok()?;
+    if !cls.is_subclass_of::<PyTuple>().unwrap_or(false) {
+        return None;
+    }
+    // SAFETY: reading two size fields of a live type object.
+    let (basic, item) = unsafe {
+        let tp = cls.as_type_ptr();
+        ((*tp).tp_basicsize, (*tp).tp_itemsize)
+    };
+    let tuple_basic = unsafe { (*std::ptr::addr_of!(pyo3::ffi::PyTuple_Type)).tp_basicsize };
+    // why: an extra field (or a __dict__) would change the layout; then go through the class.
+    let plain =
+        basic == tuple_basic && item == std::mem::size_of::<*mut pyo3::ffi::PyObject>() as isize;
+    plain.then_some(cls)
+}
+
+/// `Record(offset, timestamp, timestamp_type, key, value, headers)` without running the
+/// namedtuple's Python-level `__new__`: allocate the tuple subclass and set its six items
+/// (what `tuple.__new__(cls, items)` does, minus an intermediate tuple).
+fn build_record<'py>(
+    py: Python<'py>,
+    cls: &Bound<'py, PyType>,
+    rv: &RecordView<'_>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let bytes_or_none = |b: Option<&[u8]>| match b {
+        Some(b) => PyBytes::new(py, b).into_any(),
+        None => py.None().into_bound(py),
+    };
+    let headers = PyList::empty(py);
+    for (k, v) in rv.headers() {
+        headers.append((PyString::new(py, k), bytes_or_none(v)))?;
+    }
+    let items: [Bound<'py, PyAny>; RECORD_FIELDS] = [
+        rv.offset.into_pyobject(py)?.into_any(),
+        rv.timestamp.into_pyobject(py)?.into_any(),
+        rv.timestamp_type.into_pyobject(py)?.into_any(),
+        bytes_or_none(rv.key),
+        bytes_or_none(rv.value),
+        headers.into_any(),
+    ];
+    // SAFETY: `cls` is a tuple subclass with tuple's exact layout (tuple_layout); tp_alloc
+    // returns a zeroed, GC-tracked tuple of RECORD_FIELDS slots (tuple traversal skips NULLs),
+    // and PyTuple_SET_ITEM steals each new reference into its own slot exactly once.
+    unsafe {
+        let tp = cls.as_type_ptr();
+        let alloc = (*tp).tp_alloc.unwrap_or(pyo3::ffi::PyType_GenericAlloc);
+        let obj = alloc(tp, RECORD_FIELDS as pyo3::ffi::Py_ssize_t);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            pyo3::ffi::PyTuple_SET_ITEM(obj, i as pyo3::ffi::Py_ssize_t, item.into_ptr());
+        }
+        Ok(Bound::from_owned_ptr(py, obj))
+    }
+}
+
+const RECORD_FIELDS: usize = 6;
+
 #[pyclass(frozen, module = "pylog._native", name = "PartitionLog")]
 pub struct PyPartitionLog {
     log: PartitionLog,
@@ -463,12 +526,17 @@ impl PyPartitionLog {
         let max_bytes = max_bytes.max(1) as u64;
         let chunk = self.run(py, |log| log.records_chunk(start, end, max_bytes))?;
         guard(|| {
-            let out = PyList::empty(py);
+            let mut out: Vec<Bound<'py, PyAny>> = Vec::new();
             let record_type = self.record_type.bind(py);
+            let fast = tuple_layout(record_type);
             let mut scratch = Vec::new();
             let mut py_err = None;
             let decoded = chunk.decode(&mut scratch, |rv| {
-                match record_to_py(py, record_type, &rv).and_then(|r| out.append(r)) {
+                let built = match fast {
+                    Some(cls) => build_record(py, cls, &rv),
+                    None => record_to_py(py, record_type, &rv),
+                };
+                match built.map(|r| out.push(r)) {
                     Ok(()) => Ok(()),
                     Err(e) => {
                         py_err = Some(e);
@@ -480,7 +548,7 @@ impl PyPartitionLog {
                 return Err(e);
             }
             decoded.map_err(to_pyerr)?;
-            Ok((out, chunk.next))
+            Ok((PyList::new(py, out)?, chunk.next))
         })
     }
 
