@@ -36,8 +36,30 @@ use crate::segment::{
 pub const WAIT_POLL_MS: u64 = 2;
 /// Longest `wait_for` timeout honoured (ten years).
 pub const MAX_WAIT_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+/// Smallest `pread` window of a `read` in the active segment (covers an index gap of
+/// `index.interval.bytes` plus the batch in the common case).
+const READ_WINDOW_MIN_BYTES: usize = 4 << 10;
+/// Room past the index gap for the batch itself.
+const READ_WINDOW_SLACK_BYTES: usize = 2 << 10;
 /// Bytes of batches decoded per planning step of `read_columns`.
 const COLUMNS_CHUNK_BYTES: u64 = 4 << 20;
+
+/// A directory mtime must be this much older than the wall clock before an unchanged mtime is
+/// trusted to mean "no file was created" (file times come from a coarse clock).
+const DIR_MTIME_SETTLE_NS: i128 = 100_000_000;
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+fn dir_mtime_ns(dir: &fs::File) -> Result<i128> {
+    let m = dir
+        .metadata()
+        .io_context(|| "stat of the partition directory".to_owned())?;
+    Ok(i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()))
+}
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -109,6 +131,8 @@ impl RecordsChunk {
 
 struct Inner {
     segments: Vec<Segment>,
+    /// Directory mtime (ns) at a look that found no `{end:020}.log` (see `resync`).
+    dir_unchanged_since: Option<i128>,
     open_lock: Option<LockFile>,
     recovery_point: i64,
     last_sync: Instant,
@@ -121,6 +145,8 @@ struct Inner {
 
 pub struct PartitionLog {
     dir: PathBuf,
+    /// The directory itself, for a cheap `fstat` of its mtime.
+    dir_file: fs::File,
     config: LogConfig,
     /// `.pylog.lock`; outside the mutex so its guard does not borrow the state.
     writer_lock: LockFile,
@@ -205,12 +231,16 @@ impl PartitionLog {
         let dir_dirty = created || first;
         drop(guard);
         let writer_lock = writer_lock;
+        let dir_file =
+            fs::File::open(&dir).io_context(|| format!("opening directory {}", dir.display()))?;
         Ok(PartitionLog {
             dir,
+            dir_file,
             config,
             writer_lock,
             inner: Mutex::new(Inner {
                 segments,
+                dir_unchanged_since: None,
                 open_lock: Some(open_lock),
                 recovery_point,
                 last_sync: Instant::now(),
@@ -251,6 +281,7 @@ impl PartitionLog {
         }
         let (segments, _) = load_segments(&self.dir, &self.config)?;
         inner.segments = segments;
+        inner.dir_unchanged_since = None;
         inner.dir_dirty = true;
         let end = inner.segments.last().expect("segment").next_offset;
         inner.recovery_point = inner.recovery_point.min(end);
@@ -292,8 +323,19 @@ impl PartitionLog {
                 active.persist_index()?;
             }
             if active.next_offset > active.base_offset {
+                // why the directory mtime: a roll creates `{end:020}.log`, which changes it; an
+                // unchanged mtime (old enough that a coarse clock tick cannot hide a change)
+                // means no roll since the last look, and one fstat replaces a path lookup.
+                let dir_mtime = dir_mtime_ns(&self.dir_file)?;
+                if inner.dir_unchanged_since == Some(dir_mtime) {
+                    return Ok(());
+                }
                 let next_path = Segment::path_for(&self.dir, active.next_offset, LOG_SUFFIX);
-                if next_path.exists() {
+                if !next_path.exists() {
+                    let settled = now_ns().saturating_sub(dir_mtime) > DIR_MTIME_SETTLE_NS;
+                    inner.dir_unchanged_since = settled.then_some(dir_mtime);
+                } else {
+                    inner.dir_unchanged_since = None;
                     // Another process rolled: seal locally and move on to its new segment.
                     active.seal(writer)?;
                     let next = active.next_offset;
@@ -597,23 +639,20 @@ impl PartitionLog {
         if offset == Self::end_of(&inner) {
             return Ok(SegmentBytes::empty());
         }
-        let Some((i, pos, first)) = Self::locate(&mut inner, offset)? else {
-            return Ok(SegmentBytes::empty());
-        };
-        let seg = &mut inner.segments[i];
-        let mut total = first.size_bytes() as u64;
-        if total < max_bytes {
-            let chunk = (max_bytes as usize).clamp(LOOKUP_CHUNK_BYTES, SCAN_CHUNK_BYTES);
-            seg.for_each_batch(pos + total, chunk, false, |_, h, _| {
-                let size = h.size_bytes() as u64;
-                if total + size > max_bytes {
-                    return Ok(false);
-                }
-                total += size;
-                Ok(true)
-            })?;
+        let window_bytes = (self.config.index_interval_bytes as usize)
+            .saturating_add(READ_WINDOW_SLACK_BYTES)
+            .saturating_add(max_bytes.min(SCAN_CHUNK_BYTES as u64) as usize)
+            .clamp(READ_WINDOW_MIN_BYTES, SCAN_CHUNK_BYTES);
+        let first = inner
+            .segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        for seg in &mut inner.segments[first..] {
+            if let Some(bytes) = seg.read_batches(offset, max_bytes, window_bytes)? {
+                return Ok(bytes);
+            }
         }
-        seg.bytes(pos, pos + total)
+        Ok(SegmentBytes::empty())
     }
 
     /// Plan one chunk of `records(start, end)`: whole batches holding offsets `>= start`,

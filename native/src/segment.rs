@@ -603,6 +603,102 @@ impl Segment {
         Ok(found)
     }
 
+    /// `read`'s work in this segment: whole batches from the first with `lastOffset >= offset`,
+    /// as many as fit in `max_bytes` (at least one); `None` when the segment has no such batch.
+    /// Sealed: a range of the mapping. Active: `pread`s of `window_bytes` from the index entry
+    /// (usually one), and the result copied out of that window.
+    pub fn read_batches(
+        &mut self,
+        offset: i64,
+        max_bytes: u64,
+        window_bytes: usize,
+    ) -> Result<Option<SegmentBytes>> {
+        if self.size == 0 || offset >= self.next_offset {
+            return Ok(None);
+        }
+        let mut start = u64::from(self.index()?.lookup_offset(offset).position);
+        if start > self.size {
+            start = 0; // a damaged index: scan from the start
+        }
+        let size = self.size;
+        let mapped = if self.sealed { self.mmap()? } else { None };
+        let mut owned: Vec<u8> = Vec::new();
+        let mut buf_start = start;
+        if mapped.is_some() {
+            buf_start = 0;
+        }
+        let mut pos = start;
+        let mut found: Option<u64> = None;
+        let mut total = 0u64;
+        while pos < size {
+            let buf: &[u8] = match &mapped {
+                Some(m) => &m[..size as usize],
+                None => &owned,
+            };
+            let off = ((pos - buf_start) as usize).min(buf.len());
+            match record::frame(&buf[off..]) {
+                Frame::Batch(h) => {
+                    let batch_bytes = h.size_bytes() as u64;
+                    if found.is_none() {
+                        if h.last_offset() >= offset {
+                            found = Some(pos);
+                            total = batch_bytes;
+                        }
+                    } else if total + batch_bytes > max_bytes {
+                        break;
+                    } else {
+                        total += batch_bytes;
+                    }
+                    if found.is_some() && total >= max_bytes {
+                        break;
+                    }
+                    pos += batch_bytes;
+                }
+                Frame::Corrupt(_) => break,
+                Frame::Incomplete => {
+                    if mapped.is_some() || (!buf.is_empty() && buf_start + buf.len() as u64 >= size)
+                    {
+                        break; // everything up to `size` was seen
+                    }
+                    // Refill, keeping the found batches in the window.
+                    let avail = &buf[off..];
+                    let need = if avail.len() >= LOG_OVERHEAD {
+                        LOG_OVERHEAD
+                            + i32::from_be_bytes(avail[8..12].try_into().unwrap()).max(0) as usize
+                    } else {
+                        record::BATCH_HEADER_BYTES
+                    };
+                    let keep_from = found.unwrap_or(pos);
+                    let want = ((pos - keep_from) as usize + need)
+                        .max(window_bytes)
+                        .min((size - keep_from) as usize);
+                    owned.resize(want, 0);
+                    let got = read_full_at(&self.file, &mut owned, keep_from)
+                        .io_context(|| format!("reading {}", self.log_path.display()))?;
+                    if got < want {
+                        return Err(Error::Internal(format!(
+                            "{} shrank under a reader",
+                            self.log_path.display()
+                        )));
+                    }
+                    buf_start = keep_from;
+                }
+            }
+        }
+        let Some(from) = found else { return Ok(None) };
+        let to = from + total;
+        if let Some(m) = mapped {
+            return Ok(Some(SegmentBytes::Mapped(m, from as usize..to as usize)));
+        }
+        let lo = (from - buf_start) as usize;
+        let hi = (to - buf_start) as usize;
+        owned.truncate(hi);
+        if lo == 0 {
+            return Ok(Some(SegmentBytes::Owned(owned)));
+        }
+        Ok(Some(SegmentBytes::Owned(owned[lo..hi].to_vec())))
+    }
+
     /// Visit whole batches from `from` (a batch boundary) to the end of the validated data.
     pub fn for_each_batch<F>(
         &mut self,

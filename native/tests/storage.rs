@@ -523,3 +523,26 @@ fn flush_messages_policy_syncs() {
         "0\n1\nt 0 3\n"
     );
 }
+
+#[test]
+fn a_roll_by_another_process_is_seen_after_a_quiet_period() {
+    // why: readers skip the `{end}.log` lookup while the directory mtime is unchanged and old;
+    // a roll must still be noticed.
+    let d = TempDir::new("t");
+    let a = PartitionLog::open(d.path(), LogConfig::default()).unwrap();
+    let b = PartitionLog::open(d.path(), LogConfig::default()).unwrap();
+    append_values(&a, &[b"one"], 1);
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    assert_eq!(b.end_offset().unwrap(), 1);
+    assert_eq!(b.end_offset().unwrap(), 1); // served with the cached directory state
+    a.roll().unwrap();
+    append_values(&a, &[b"two"], 2);
+    assert_eq!(b.end_offset().unwrap(), 2);
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    assert_eq!(b.end_offset().unwrap(), 2);
+    a.roll().unwrap();
+    append_values(&a, &[b"three"], 3);
+    assert_eq!(b.end_offset().unwrap(), 3);
+    assert_eq!(all_records(&b).len(), 3);
+    assert_eq!(segment_bases(d.path()), vec![0, 1, 2]);
+}

@@ -102,6 +102,11 @@ fn items<'py>(obj: &Bound<'py, PyAny>, name: &str) -> Result<Vec<Bound<'py, PyAn
 /// saturated to the i64 range (an offset past it is simply out of range).
 fn int_arg(obj: &Bound<'_, PyAny>, name: &str) -> Result<i64, Error> {
     let not_int = || Error::Type(format!("{name} must be an integer, not {}", type_name(obj)));
+    if let Ok(v) = obj.cast_exact::<PyInt>() {
+        if let Ok(v) = v.extract::<i64>() {
+            return Ok(v); // the common case, without an attribute lookup
+        }
+    }
     if obj.is_instance_of::<PyBool>() || !obj.hasattr("__index__").unwrap_or(false) {
         return Err(not_int());
     }
