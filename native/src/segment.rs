@@ -205,6 +205,8 @@ pub struct Segment {
     /// maxTimestamp of the first batch (roll rule 2), cached once read.
     first_batch_max_ts: Option<i64>,
     mmap: Option<Arc<Mmap>>,
+    /// Writer-side handles of `.index` / `.timeindex` (active segment; dropped at seal).
+    index_files: Option<(File, File)>,
 }
 
 impl Segment {
@@ -249,6 +251,7 @@ impl Segment {
             time_entries_in_file: 0,
             first_batch_max_ts: None,
             mmap: None,
+            index_files: None,
         })
     }
 
@@ -281,6 +284,7 @@ impl Segment {
             time_entries_in_file: 0,
             first_batch_max_ts: None,
             mmap: None,
+            index_files: None,
         };
         // why: under the writer lock, after a tail sync found no `{base}.log`, the file is new.
         debug_assert_eq!(size, 0, "{} existed", seg.log_path.display());
@@ -466,30 +470,42 @@ impl Segment {
         };
         let n_off = idx.offsets.len() as u64;
         let n_time = idx.times.len() as u64;
+        if n_off <= self.offset_entries_in_file && n_time <= self.time_entries_in_file {
+            return Ok(());
+        }
+        if self.index_files.is_none() {
+            let open = |suffix: &str| -> Result<File> {
+                let p = self.index_path(suffix);
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&p)
+                    .io_context(|| format!("opening {}", p.display()))
+            };
+            self.index_files = Some((open(INDEX_SUFFIX)?, open(TIME_INDEX_SUFFIX)?));
+        }
+        let (offset_file, time_file) = self.index_files.as_ref().expect("opened above");
         if n_off > self.offset_entries_in_file {
-            let p = self.index_path(INDEX_SUFFIX);
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&p);
-            let f = f.io_context(|| format!("opening {}", p.display()))?;
             let bytes = idx.encode_offsets(self.offset_entries_in_file as usize);
-            index::append_at(&f, self.offset_entries_in_file, OFFSET_ENTRY_BYTES, &bytes)
-                .io_context(|| format!("writing {}", p.display()))?;
+            index::append_at(
+                offset_file,
+                self.offset_entries_in_file,
+                OFFSET_ENTRY_BYTES,
+                &bytes,
+            )
+            .io_context(|| format!("writing {}", self.index_path(INDEX_SUFFIX).display()))?;
             self.offset_entries_in_file = n_off;
         }
         if n_time > self.time_entries_in_file {
-            let p = self.index_path(TIME_INDEX_SUFFIX);
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&p);
-            let f = f.io_context(|| format!("opening {}", p.display()))?;
             let bytes = idx.encode_times(self.time_entries_in_file as usize);
-            index::append_at(&f, self.time_entries_in_file, TIME_ENTRY_BYTES, &bytes)
-                .io_context(|| format!("writing {}", p.display()))?;
+            index::append_at(
+                time_file,
+                self.time_entries_in_file,
+                TIME_ENTRY_BYTES,
+                &bytes,
+            )
+            .io_context(|| format!("writing {}", self.index_path(TIME_INDEX_SUFFIX).display()))?;
             self.time_entries_in_file = n_time;
         }
         Ok(())
@@ -532,6 +548,7 @@ impl Segment {
             self.refresh_index_file_counts()?;
             self.persist_index()?;
         }
+        self.index_files = None;
         self.sealed = true;
         Ok(())
     }
