@@ -179,6 +179,51 @@ fn ensure_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// `access(dir, W_OK | X_OK)` as the reference engine checks it (std has no access(2)): with
+/// the real uid/gid and groups of this process from `/proc/self/status`, root always may, else
+/// the owner, group or other permission bits decide. Without `/proc` the check is skipped (the
+/// first file creation fails with the same PermissionError then).
+fn check_writable(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(status) = fs::read_to_string("/proc/self/status") else {
+        return Ok(());
+    };
+    let field = |name: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (Some(&uid), Some(&gid)) = (field("Uid:").first(), field("Gid:").first()) else {
+        return Ok(());
+    };
+    if uid == 0 {
+        return Ok(());
+    }
+    let meta = fs::metadata(dir).io_context(|| format!("stat {}", dir.display()))?;
+    let mode = meta.permissions().mode();
+    let bits = if meta.uid() == uid {
+        mode >> 6
+    } else if meta.gid() == gid || field("Groups:").contains(&meta.gid()) {
+        mode >> 3
+    } else {
+        mode
+    } & 0o3;
+    if bits == 0o3 {
+        return Ok(());
+    }
+    Err(std::io::Error::from_raw_os_error(EACCES))
+        .io_context(|| format!("opening partition directory {}", dir.display()))
+}
+
+/// Linux's EACCES (std::io has no constant for it).
+const EACCES: i32 = 13;
+
 /// Load the segments of `dir` (no recovery): all but the last sealed, the last derived from its
 /// bytes (framing only; a torn tail is left for the next writer's tail sync). Creates segment 0
 /// in an empty directory (only ever with the writer lock held).
@@ -208,6 +253,7 @@ impl PartitionLog {
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<PartitionLog> {
         let dir = dir.as_ref().to_path_buf();
         ensure_dir(&dir)?;
+        check_writable(&dir)?;
         let writer_lock = LockFile::open(&dir, WRITER_LOCK_FILE)?;
         let guard = writer_lock.exclusive()?;
         let open_lock = LockFile::open(&dir, OPEN_LOCK_FILE)?;

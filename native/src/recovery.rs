@@ -55,6 +55,15 @@ fn parse_name(name: &str) -> Option<(i64, &str)> {
     Some((prefix.parse().ok()?, rest))
 }
 
+fn list_names(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).io_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.io_context(|| format!("listing {}", dir.display()))?;
+        out.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    Ok(out)
+}
+
 fn list(dir: &Path) -> Result<Vec<(String, i64, String)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).io_context(|| format!("listing {}", dir.display()))? {
@@ -88,7 +97,7 @@ pub fn segment_bases(dir: &Path) -> Result<Vec<i64>> {
 
 /// Delete a segment's files (`.log` and everything derived from it).
 pub fn delete_segment_files(dir: &Path, base: i64) -> Result<()> {
-    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, ".txnindex"] {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
         remove(&Segment::path_for(dir, base, suffix))?;
     }
     Ok(())
@@ -180,39 +189,52 @@ fn index_file_ok(path: &Path, entry_bytes: u64) -> Result<bool> {
 /// Run recovery on `dir` (which exists). Leaves at least one segment.
 pub fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     let mut changed_dir = false;
-    // 1. temp files
-    let files = list(dir)?;
+    // 1. temp files (any name with these suffixes; a `.cleaned` base counts when it parses)
     let mut min_cleaned = i64::MAX;
-    for (name, base, rest) in &files {
-        if rest.ends_with(".deleted") {
-            remove(&dir.join(name))?;
-            changed_dir = true;
-        } else if rest.ends_with(".cleaned") {
-            min_cleaned = min_cleaned.min(*base);
-            remove(&dir.join(name))?;
-            changed_dir = true;
-        }
-    }
-    // 2. swap files
     let mut swaps: Vec<(String, i64, String)> = Vec::new();
-    for (name, base, rest) in list(dir)? {
-        if rest.ends_with(".swap") {
-            if base >= min_cleaned {
-                remove(&dir.join(&name))?;
-                changed_dir = true;
-            } else {
-                swaps.push((name, base, rest));
+    for name in list_names(dir)? {
+        if name.ends_with(".deleted") {
+            remove(&dir.join(&name))?;
+            changed_dir = true;
+        } else if name.ends_with(".cleaned") {
+            if let Some((base, _)) = parse_name(&name) {
+                min_cleaned = min_cleaned.min(base);
+            }
+            remove(&dir.join(&name))?;
+            changed_dir = true;
+        } else if name.ends_with(".swap") {
+            match parse_name(&name) {
+                Some((base, rest)) => {
+                    let rest = rest.to_owned();
+                    swaps.push((name, base, rest));
+                }
+                None => {
+                    remove(&dir.join(&name))?;
+                    changed_dir = true;
+                }
             }
         }
     }
+    // 2. swap files: an incomplete split (at or above the lowest `.cleaned`) is dropped
+    swaps.sort();
+    let mut kept = Vec::with_capacity(swaps.len());
+    for (name, base, rest) in swaps {
+        if base >= min_cleaned {
+            remove(&dir.join(&name))?;
+            changed_dir = true;
+        } else {
+            kept.push((name, base, rest));
+        }
+    }
+    let swaps = kept;
     for (name, base, rest) in &swaps {
         if rest != "log.swap" {
             continue;
         }
         let next = next_offset_of(&dir.join(name), *base)?;
-        for (other, obase, orest) in list(dir)? {
-            if !orest.ends_with(".swap") && *base <= obase && obase < next.max(*base + 1) {
-                remove(&dir.join(other))?;
+        for other in segment_bases(dir)? {
+            if *base <= other && other < next.max(*base + 1) {
+                delete_segment_files(dir, other)?;
             }
         }
     }
@@ -230,7 +252,7 @@ pub fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         .map(|(_, b, _)| *b)
         .collect();
     for (name, base, rest) in &files {
-        if matches!(rest.as_str(), "index" | "timeindex" | "txnindex") && !logs.contains(base) {
+        if matches!(rest.as_str(), "index" | "timeindex") && !logs.contains(base) {
             remove(&dir.join(name))?;
             changed_dir = true;
         }
