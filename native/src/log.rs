@@ -545,13 +545,19 @@ impl PartitionLog {
 
     /// Encode `records` as one batch and append it; returns its base offset.
     pub fn append(&self, records: &[RecordSpec<'_>], codec: Codec) -> Result<i64> {
+        self.append_at(records, codec, now_ms())
+    }
+
+    /// `append` with the call's wall-clock time given (`now_ms` is also the LogAppendTime, so
+    /// one clock reading serves the default timestamps and the append time).
+    pub fn append_at(&self, records: &[RecordSpec<'_>], codec: Codec, now_ms: i64) -> Result<i64> {
         if records.is_empty() {
             return Err(Error::InvalidRecord(
                 "append needs at least one record".into(),
             ));
         }
         let mut inner = self.lock()?;
-        let append_time = self.config.log_append_time.then(now_ms);
+        let append_time = self.config.log_append_time.then_some(now_ms);
         let mut buf = std::mem::take(&mut inner.encode_buf);
         let mut scratch = std::mem::take(&mut inner.scratch);
         buf.clear();

@@ -546,3 +546,33 @@ fn a_roll_by_another_process_is_seen_after_a_quiet_period() {
     assert_eq!(all_records(&b).len(), 3);
     assert_eq!(segment_bases(d.path()), vec![0, 1, 2]);
 }
+
+#[test]
+fn log_append_time_sets_every_timestamp() {
+    let d = TempDir::new("t");
+    let mut cfg = LogConfig::default();
+    cfg.set(
+        "message.timestamp.type",
+        &pylog_native::config::ConfigValue::Str("LogAppendTime".into()),
+    )
+    .unwrap();
+    let log = PartitionLog::open(d.path(), cfg).unwrap();
+    let specs = [
+        RecordSpec { timestamp: 5, key: None, value: Some(b"a"), headers: &[] },
+        RecordSpec { timestamp: 7, key: None, value: Some(b"b"), headers: &[] },
+    ];
+    log.append_at(&specs, Codec::None, 1_700_000_000_123).unwrap();
+    let mut buf = Vec::new();
+    record::encode_batch(&mut buf, &mut Vec::new(), 0, &specs, Codec::None, None).unwrap();
+    log.append_raw(&buf).unwrap();
+    let chunk = log.records_chunk(0, 4, 1 << 20).unwrap();
+    let mut seen = Vec::new();
+    chunk
+        .decode(&mut Vec::new(), |rv| {
+            seen.push((rv.offset, rv.timestamp, rv.timestamp_type));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(&seen[..2], &[(0, 1_700_000_000_123, 1), (1, 1_700_000_000_123, 1)]);
+    assert!(seen[2..].iter().all(|r| r.2 == 1 && r.1 == seen[2].1 && r.1 > 1_700_000_000_123));
+}

@@ -485,7 +485,7 @@ impl PyPartitionLog {
                             .map_or(&[][..], |r| &header_pairs[r[i].clone()]),
                     })
                     .collect();
-                self.log.append(&specs, codec)
+                self.log.append_at(&specs, codec, now)
             })
             .map_err(to_pyerr)
         })
