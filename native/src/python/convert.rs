@@ -13,7 +13,7 @@
 //! GIL released; only object construction holds it.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 use super::buffer::{BufferBytes, NativeBuffer};
 use super::errors::guard;
@@ -31,23 +31,80 @@ pub fn record_to_py<'py>(
     record_type: &Bound<'py, PyAny>,
     r: &RecordView<'_>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    record_type.call1(record_fields(py, r)?)
+}
+
+/// The six constructor arguments of a record, as one tuple.
+fn record_fields<'py>(py: Python<'py>, r: &RecordView<'_>) -> PyResult<Bound<'py, PyTuple>> {
     let key = r.key.map(|k| PyBytes::new(py, k));
     let value = r.value.map(|v| PyBytes::new(py, v));
     let headers = PyList::empty(py);
     for (k, v) in r.headers() {
-        let pair = PyTuple::new(
-            py,
-            [
-                PyString::new(py, k).into_any(),
-                v.map_or_else(
-                    || py.None().into_bound(py),
-                    |v| PyBytes::new(py, v).into_any(),
-                ),
-            ],
-        )?;
-        headers.append(pair)?;
+        let value = match v {
+            Some(v) => PyBytes::new(py, v).into_any(),
+            None => py.None().into_bound(py),
+        };
+        headers.append(PyTuple::new(py, [PyString::new(py, k).into_any(), value])?)?;
     }
-    record_type.call1((r.offset, r.timestamp, r.timestamp_type, key, value, headers))
+    (r.offset, r.timestamp, r.timestamp_type, key, value, headers).into_pyobject(py)
+}
+
+/// Builds many records of one `record_type`; same objects as `record_to_py`, faster for
+/// namedtuple classes such as `pylog.engine.Record`.
+// why: a namedtuple's generated `__new__` is a Python function that only calls
+// `tuple.__new__(cls, fields)`; calling that directly skips a Python frame per record
+// (measured: ~460 -> ~270 ns per record object). Used only when the class is a plain
+// namedtuple: its `__new__` is the generated one and no `__init__` is defined.
+pub struct RecordMaker<'py> {
+    record_type: Bound<'py, PyAny>,
+    tuple_new: Option<Bound<'py, PyAny>>,
+}
+
+impl<'py> RecordMaker<'py> {
+    pub fn new(record_type: &Bound<'py, PyAny>) -> PyResult<RecordMaker<'py>> {
+        let py = record_type.py();
+        let tuple_new = if is_plain_namedtuple(record_type) {
+            Some(py.get_type::<PyTuple>().getattr("__new__")?)
+        } else {
+            None
+        };
+        Ok(RecordMaker {
+            record_type: record_type.clone(),
+            tuple_new,
+        })
+    }
+
+    pub fn make(&self, r: &RecordView<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let fields = record_fields(self.record_type.py(), r)?;
+        match &self.tuple_new {
+            Some(tuple_new) => tuple_new.call1((&self.record_type, fields)),
+            None => self.record_type.call1(fields),
+        }
+    }
+}
+
+/// A namedtuple class of six fields whose construction is exactly `tuple.__new__(cls, fields)`.
+fn is_plain_namedtuple(record_type: &Bound<'_, PyAny>) -> bool {
+    let check = || -> PyResult<bool> {
+        let py = record_type.py();
+        let Ok(ty) = record_type.cast::<PyType>() else {
+            return Ok(false);
+        };
+        if !ty.is_subclass_of::<PyTuple>()? || ty.getattr("_fields")?.len()? != 6 {
+            return Ok(false);
+        }
+        let object_init = py.get_type::<PyAny>().getattr("__init__")?;
+        if !ty.getattr("__init__")?.is(&object_init) {
+            return Ok(false);
+        }
+        let tuple_new = py.get_type::<PyTuple>().getattr("__new__")?;
+        let generated = ty
+            .getattr("__new__")?
+            .getattr("__globals__")?
+            .get_item("_tuple_new")?;
+        Ok(generated.is(&tuple_new))
+    };
+    check().unwrap_or(false)
 }
 
 /// The eight column buffers of `read_columns`, zero-copy over the builder's vectors.
@@ -149,6 +206,7 @@ impl PendingRecords {
         py: Python<'py>,
         record_type: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
+        let maker = RecordMaker::new(record_type)?;
         let _gc = GcPause::new(py);
         let arena = &self.arena[..];
         let slice = |(start, len): (usize, usize)| &arena[start..start + len];
@@ -163,7 +221,7 @@ impl PendingRecords {
                 headers_raw: slice(p.headers),
                 header_count: p.header_count,
             };
-            objects.push(record_to_py(py, record_type, &view)?);
+            objects.push(maker.make(&view)?);
             // why: a huge buffer takes a while; let Ctrl-C through.
             if i % 65536 == 65535 {
                 py.check_signals()?;
@@ -177,13 +235,13 @@ impl PendingRecords {
 // why: every Record and headers list is a GC-tracked container; building 100k of them in a
 // row triggers repeated collections that traverse the growing result (measured: half the cost
 // of records() iteration). Nothing we build can form a cycle, so no garbage is delayed.
-struct GcPause<'py> {
+pub struct GcPause<'py> {
     _py: Python<'py>,
     was_enabled: bool,
 }
 
 impl<'py> GcPause<'py> {
-    fn new(py: Python<'py>) -> GcPause<'py> {
+    pub fn new(py: Python<'py>) -> GcPause<'py> {
         // SAFETY: the GIL is held (witnessed by `py`); PyGC_Disable only flips interpreter state
         // and returns the previous one.
         let was_enabled = unsafe { pyo3::ffi::PyGC_Disable() } != 0;
