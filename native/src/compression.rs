@@ -785,13 +785,18 @@ mod tests {
     fn garbage_and_truncation_never_panic() {
         let data = sample(5000);
         let mut x = 0xDEAD_BEEFu64;
+        // PYLOG_FUZZ_ROUNDS=200000 for a longer local run.
+        let rounds: usize = std::env::var("PYLOG_FUZZ_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
         for c in ALL {
             let mut z = Vec::new();
             compress(c, &data, &mut z).unwrap();
             for cut in 0..z.len().min(300) {
                 let _ = decompress(c, &z[..cut], &mut Vec::new(), LIMIT);
             }
-            for _ in 0..2000 {
+            for _ in 0..rounds {
                 let mut m = z.clone();
                 for _ in 0..1 + (x % 4) {
                     x ^= x << 13;

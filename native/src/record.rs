@@ -1356,12 +1356,17 @@ mod tests {
             x
         };
         let mut scratch = Vec::new();
+        // PYLOG_FUZZ_ROUNDS=200000 for a longer local run.
+        let rounds: usize = std::env::var("PYLOG_FUZZ_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000);
         for codec in CODECS {
             let good = encode_owned(&recs, 0, codec, None);
             for cut in 0..good.len() {
                 assert!(decode_batch(&good[..cut], &mut scratch, |_| Ok(())).is_err());
             }
-            for round in 0..3000 {
+            for round in 0..rounds {
                 let mut m = good.clone();
                 let flips = 1 + next() % 3;
                 for _ in 0..flips {
