@@ -12,7 +12,10 @@
 //! Work that does not need Python (framing, CRC, decompression, record parsing) runs with the
 //! GIL released; only object construction holds it.
 
+use std::sync::Mutex;
+
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 use super::buffer::{BufferBytes, NativeBuffer};
@@ -22,6 +25,12 @@ use crate::error::{Error, Result};
 use crate::record::{decode_batch, frame, Frame, RecordView};
 
 /// `record_type(offset, timestamp, timestamp_type, key, value, headers)` for one record.
+/// For a plain namedtuple class (such as `pylog.engine.Record`) the object is made by
+/// `tuple.__new__(record_type, fields)`, which is all its generated `__new__` does.
+// why: a namedtuple's generated `__new__` is a Python function that only calls
+// `tuple.__new__(cls, fields)`; calling that directly skips a Python frame per record
+// (measured: ~460 -> ~270 ns per record object). Used only when the class is a plain
+// namedtuple: its `__new__` is the generated one and no `__init__` is defined.
 #[allow(
     dead_code,
     reason = "called from partition_log.rs / the #[pymodule] in python/mod.rs"
@@ -31,7 +40,47 @@ pub fn record_to_py<'py>(
     record_type: &Bound<'py, PyAny>,
     r: &RecordView<'_>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    record_type.call1(record_fields(py, r)?)
+    let fields = record_fields(py, r)?;
+    if is_plain_namedtuple_cached(record_type) {
+        tuple_new(py)?.call1((record_type, fields))
+    } else {
+        record_type.call1(fields)
+    }
+}
+
+/// `tuple.__new__`, looked up once.
+fn tuple_new(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static TUPLE_NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    TUPLE_NEW
+        .get_or_try_init(py, || {
+            py.get_type::<PyTuple>()
+                .getattr("__new__")
+                .map(Bound::unbind)
+        })
+        .map(|t| t.bind(py))
+}
+
+/// `is_plain_namedtuple`, remembered for the last record type seen (callers use one type).
+// why: record_to_py is called per record; the check is a few attribute lookups. The cache
+// holds a strong reference, so a freed class cannot be mistaken for a new one at its address.
+fn is_plain_namedtuple_cached(record_type: &Bound<'_, PyAny>) -> bool {
+    static LAST: Mutex<Option<(Py<PyAny>, bool)>> = Mutex::new(None);
+    {
+        let last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((cached, plain)) = &*last {
+            if cached.bind(record_type.py()).is(record_type) {
+                return *plain;
+            }
+        }
+    }
+    // Python runs outside the lock (attribute lookups, the old entry's decref).
+    let plain = is_plain_namedtuple(record_type);
+    let previous = LAST
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .replace((record_type.clone().unbind(), plain));
+    drop(previous);
+    plain
 }
 
 /// The six constructor arguments of a record, as one tuple.
@@ -49,12 +98,8 @@ fn record_fields<'py>(py: Python<'py>, r: &RecordView<'_>) -> PyResult<Bound<'py
     (r.offset, r.timestamp, r.timestamp_type, key, value, headers).into_pyobject(py)
 }
 
-/// Builds many records of one `record_type`; same objects as `record_to_py`, faster for
-/// namedtuple classes such as `pylog.engine.Record`.
-// why: a namedtuple's generated `__new__` is a Python function that only calls
-// `tuple.__new__(cls, fields)`; calling that directly skips a Python frame per record
-// (measured: ~460 -> ~270 ns per record object). Used only when the class is a plain
-// namedtuple: its `__new__` is the generated one and no `__init__` is defined.
+/// Builds many records of one `record_type`: the objects of `record_to_py`, with the
+/// namedtuple check done once instead of per record.
 pub struct RecordMaker<'py> {
     record_type: Bound<'py, PyAny>,
     tuple_new: Option<Bound<'py, PyAny>>,
@@ -62,9 +107,8 @@ pub struct RecordMaker<'py> {
 
 impl<'py> RecordMaker<'py> {
     pub fn new(record_type: &Bound<'py, PyAny>) -> PyResult<RecordMaker<'py>> {
-        let py = record_type.py();
         let tuple_new = if is_plain_namedtuple(record_type) {
-            Some(py.get_type::<PyTuple>().getattr("__new__")?)
+            Some(tuple_new(record_type.py())?.clone())
         } else {
             None
         };
