@@ -492,10 +492,10 @@ thread_local! {
 fn zstd_compress(input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
     ZSTD_COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
-        }
-        let compressor = slot.as_mut().expect("initialised above");
+        let compressor = match &mut *slot {
+            Some(compressor) => compressor,
+            empty => empty.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
         let pos = out.len();
         out.resize(pos + zstd::zstd_safe::compress_bound(input.len()), 0);
         match compressor.compress_to_buffer(input, &mut out[pos..]) {

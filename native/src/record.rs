@@ -10,6 +10,21 @@
 //! 27 baseTimestamp i64 | 35 maxTimestamp i64 | 43 producerId i64 | 51 producerEpoch i16
 //! 53 baseSequence i32 | 57 recordsCount i32 | 61 records (or one compressed stream of them)
 //! ```
+//! Attributes: bits 0-2 codec (`compression.rs`), bit 3 LogAppendTime, 4 transactional,
+//! 5 control. Each record (all varints zigzag, `varint.rs`):
+//! ```text
+//! length varint (bytes after it) | attributes i8 (0) | timestampDelta varlong | offsetDelta varint
+//! keyLength varint (-1 null) | key | valueLength varint (-1 null) | value
+//! headersCount varint | { keyLength varint (>= 0) | UTF-8 key | valueLength varint (-1 null) | value }*
+//! ```
+//! Invariants:
+//! - Writer: every length field is computed before the bytes are written and the encoded size is
+//!   asserted equal to it; a record body over i32::MAX is `RecordTooLarge`, nothing is appended.
+//! - Reader: `decode_batch` never trusts a length or a count. Every read is bounds-checked against
+//!   the record it belongs to, nothing is preallocated from a count, decompression is capped at
+//!   `MAX_DECOMPRESSED_BYTES`, and every violation of docs/partition-log.md "Decoding rules" is
+//!   `Error::CorruptBatch` at position 0 (callers shift it to the batch's position). A
+//!   `RecordView` handed to a visitor has passed every check, header keys' UTF-8 included.
 
 use crate::compression::{compress, decompress, Codec};
 use crate::error::{Error, Result};
