@@ -15,6 +15,11 @@
 
 use crate::record::RecordView;
 
+/// Most records `reserve` makes room for at once.
+pub const RESERVE_RECORDS_MAX: usize = 1 << 20;
+/// Most payload bytes `reserve` makes room for at once.
+pub const RESERVE_BYTES_MAX: usize = 64 << 20;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ColumnsBuilder {
     pub offsets: Vec<i64>,
@@ -47,9 +52,13 @@ impl ColumnsBuilder {
         }
     }
 
-    /// Reserve room for `records` more records with `payload_bytes` more key + value bytes
-    /// (a hint: e.g. the byte size of the batches about to be decoded).
+    /// Reserve room for `records` more records with `payload_bytes` more value bytes: a hint,
+    /// e.g. `(max_records, bytes of the batches about to be decoded)`. Clamped to
+    /// `RESERVE_RECORDS_MAX` / `RESERVE_BYTES_MAX`, so an untrusted count (a batch header says
+    /// up to 2^31 - 1) or a huge `max_records` cannot trigger a giant allocation.
     pub fn reserve(&mut self, records: usize, payload_bytes: usize) {
+        let records = records.min(RESERVE_RECORDS_MAX);
+        let payload_bytes = payload_bytes.min(RESERVE_BYTES_MAX);
         self.offsets.reserve(records);
         self.timestamps.reserve(records);
         self.key_offsets.reserve(records);
@@ -139,5 +148,13 @@ mod tests {
         assert_eq!(c.values, b"xyzq");
         assert_eq!(c.value_offsets, vec![0, 0, 3, 4]);
         assert_eq!(c.value_null, vec![1, 0, 0]);
+    }
+
+    #[test]
+    fn reserve_is_clamped() {
+        let mut c = ColumnsBuilder::new();
+        c.reserve(usize::MAX / 16, usize::MAX / 2);
+        assert!(c.offsets.capacity() <= RESERVE_RECORDS_MAX + 1);
+        assert!(c.values.capacity() <= RESERVE_BYTES_MAX);
     }
 }
