@@ -447,9 +447,12 @@ impl Segment {
         assert!(header.base_offset >= self.next_offset);
         assert!(header.last_offset() - self.base_offset <= MAX_RELATIVE_OFFSET);
         let pos = self.size;
-        self.file
-            .write_all_at(batch, pos)
-            .io_context(|| format!("writing {}", self.log_path.display()))?;
+        if let Err(e) = self.file.write_all_at(batch, pos) {
+            // why: a short write (ENOSPC...) must not leave a partial batch for readers to skip
+            // and the next writer to cut; cut it now (best effort).
+            let _ = self.file.set_len(pos);
+            return Err(e).io_context(|| format!("writing {}", self.log_path.display()));
+        }
         if pos == 0 {
             self.first_batch_max_ts = Some(header.max_timestamp);
         }
