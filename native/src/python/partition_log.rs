@@ -1,14 +1,15 @@
 //! `pylog._native.PartitionLog`: the Python face of `crate::log::PartitionLog`
 //! (signatures in `pylog/_native.pyi`, behaviour in docs/partition-log.md).
 //!
-//! Python objects are only touched with the GIL held: `append` borrows `bytes` without copying
-//! (`PyBackedBytes`) and copies other buffers, then releases the GIL (`py.detach`) for encode +
-//! write. Every file operation and record loop runs detached; only building the `Record`
+//! Python objects are only touched with the GIL held: `append` takes its own references to the
+//! items, borrows `bytes` in place (immutable, kept alive by those references), takes other
+//! buffers through `BufferBytes` (writable ones copied), then releases the GIL (`py.detach`) for
+//! encode + write. Every file operation and record loop runs detached; only building the `Record`
 //! objects of `records_chunk` needs the GIL. The class is frozen; the log inside is `Sync`
 //! (one mutex around its state), so any number of Python threads may call in.
 
 use pyo3::prelude::*;
-use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
+use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
     PyType,
@@ -25,18 +26,30 @@ use super::buffer::{BufferBytes, NativeBuffer};
 use super::convert::{columns_to_py, record_to_py, GcPause};
 use super::errors::{guard, to_pyerr};
 
-/// Bytes taken from a Python bytes-like object: `bytes` borrowed (immutable), other buffers
-/// through the codec helper's `BufferBytes` (read-only exporters borrowed, writable ones copied).
-enum Buf {
-    Backed(PyBackedBytes),
+/// Bytes taken from a Python bytes-like object: `bytes` borrowed in place (immutable, and kept
+/// alive by the caller's references for as long as the borrow), other buffers through the codec
+/// helper's `BufferBytes` (read-only exporters borrowed, writable ones copied).
+enum Buf<'a> {
+    Borrowed(&'a [u8]),
     Buffer(BufferBytes),
+    Owned(Vec<u8>),
 }
 
-impl Buf {
+impl Buf<'_> {
     fn as_slice(&self) -> &[u8] {
         match self {
-            Buf::Backed(b) => b,
+            Buf::Borrowed(b) => b,
             Buf::Buffer(b) => b.as_slice(),
+            Buf::Owned(v) => v,
+        }
+    }
+
+    /// An owned copy (for items of containers that may change while the GIL is released).
+    fn into_owned(self) -> Buf<'static> {
+        match self {
+            Buf::Borrowed(b) => Buf::Owned(b.to_vec()),
+            Buf::Buffer(b) => Buf::Buffer(b),
+            Buf::Owned(v) => Buf::Owned(v),
         }
     }
 }
@@ -50,15 +63,15 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 /// A bytes-like object (bytes, bytearray, memoryview, any buffer) or None; `str` and
 /// non-buffers are `TypeError` (the reference engine's `_to_bytes`).
-fn extract_bytes(
-    obj: &Bound<'_, PyAny>,
+fn extract_bytes<'a>(
+    obj: &'a Bound<'_, PyAny>,
     what: impl FnOnce() -> String,
-) -> Result<Option<Buf>, Error> {
+) -> Result<Option<Buf<'a>>, Error> {
     if obj.is_none() {
         return Ok(None);
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Some(Buf::Backed(PyBackedBytes::from(b.clone()))));
+        return Ok(Some(Buf::Borrowed(b.as_bytes())));
     }
     if !obj.is_instance_of::<PyString>() {
         if let Ok(b) = BufferBytes::new(obj) {
@@ -159,24 +172,33 @@ fn config_from_dict(config: &Bound<'_, PyDict>) -> Result<LogConfig, Error> {
 }
 
 /// Everything `append` extracted from Python, owned (or borrowed from immutable `bytes`).
-struct Extracted {
-    values: Vec<Option<Buf>>,
-    keys: Option<Vec<Option<Buf>>>,
+struct Extracted<'a> {
+    values: Vec<Option<Buf<'a>>>,
+    keys: Option<Vec<Option<Buf<'a>>>>,
     /// Per record: the range of `header_items` that belongs to it.
     header_ranges: Option<Vec<std::ops::Range<usize>>>,
-    header_items: Vec<(PyBackedStr, Option<Buf>)>,
+    header_items: Vec<(PyBackedStr, Option<Buf<'static>>)>,
     timestamps: Option<Vec<i64>>,
 }
 
-/// Check and take `append`'s arguments. Order (as the reference's `prepare_records`): the shape
-/// of values (non-empty), keys, headers, timestamps_ms; then the items of values, keys,
-/// headers, timestamps, each in index order. The first failure wins.
-fn extract_append(
-    values: &Bound<'_, PyAny>,
-    keys: Option<&Bound<'_, PyAny>>,
-    headers: Option<&Bound<'_, PyAny>>,
-    timestamps_ms: Option<&Bound<'_, PyAny>>,
-) -> Result<Extracted, Error> {
+/// The items of `append`'s arguments, shape-checked; holding these references keeps every
+/// borrowed `bytes` alive while the GIL is released (another thread may mutate the lists).
+struct Shapes<'py> {
+    values: Vec<Bound<'py, PyAny>>,
+    keys: Option<Vec<Bound<'py, PyAny>>>,
+    headers: Option<Vec<Bound<'py, PyAny>>>,
+    timestamps: Option<Vec<Bound<'py, PyAny>>>,
+}
+
+/// Check the shape of `append`'s arguments. Order (as the reference's `prepare_records`): the
+/// shape of values (non-empty), keys, headers, timestamps_ms; then (`extract_items`) the items
+/// of values, keys, headers, timestamps, each in index order. The first failure wins.
+fn shapes<'py>(
+    values: &Bound<'py, PyAny>,
+    keys: Option<&Bound<'py, PyAny>>,
+    headers: Option<&Bound<'py, PyAny>>,
+    timestamps_ms: Option<&Bound<'py, PyAny>>,
+) -> Result<Shapes<'py>, Error> {
     let value_items = items(values, "values")?;
     let n = value_items.len();
     if n == 0 {
@@ -220,11 +242,24 @@ fn extract_append(
             )));
         }
     }
+    Ok(Shapes {
+        values: value_items,
+        keys: key_items,
+        headers: header_lists,
+        timestamps: ts_items,
+    })
+}
+
+/// Type-check and take the items: values, keys, headers, timestamps, each in index order.
+/// Values and keys that are `bytes` are borrowed (`s` keeps them alive); header values are
+/// copied (their pairs may be lists another thread can change while the GIL is released).
+fn extract_items<'a>(s: &'a Shapes<'_>) -> Result<Extracted<'a>, Error> {
+    let n = s.values.len();
     let mut out_values = Vec::with_capacity(n);
-    for (i, v) in value_items.iter().enumerate() {
+    for (i, v) in s.values.iter().enumerate() {
         out_values.push(extract_bytes(v, || format!("value {i}"))?);
     }
-    let out_keys = match key_items {
+    let out_keys = match &s.keys {
         None => None,
         Some(ks) => {
             let mut out = Vec::with_capacity(n);
@@ -235,67 +270,25 @@ fn extract_append(
         }
     };
     let mut header_items = Vec::new();
-    let header_ranges = match header_lists {
+    let header_ranges = match &s.headers {
         None => None,
         Some(hs) => {
             let mut ranges = Vec::with_capacity(n);
             for (i, h) in hs.iter().enumerate() {
                 let from = header_items.len();
-                let not_pairs = || {
-                    Error::Type(format!(
-                        "headers of record {i} must be an iterable of (str, bytes | None) pairs, not {}",
-                        type_name(h)
-                    ))
-                };
-                if h.is_none() || is_text_or_bytes(h) {
-                    return Err(not_pairs());
-                }
-                let pairs = if let Ok(l) = h.cast::<PyList>() {
-                    l.iter().collect()
-                } else if let Ok(t) = h.cast::<PyTuple>() {
-                    t.iter().collect()
-                } else {
-                    let iter = h.try_iter().map_err(|_| not_pairs())?;
-                    iter.collect::<PyResult<Vec<_>>>()
-                        .map_err(|e| Error::Type(format!("headers of record {i}: {e}")))?
-                };
-                for pair in &pairs {
-                    let parts: Vec<Bound<'_, PyAny>> = if let Ok(t) = pair.cast::<PyTuple>() {
-                        t.iter().collect()
-                    } else if let Ok(l) = pair.cast::<PyList>() {
-                        l.iter().collect()
-                    } else {
-                        Vec::new()
-                    };
-                    if parts.len() != 2 {
-                        return Err(Error::Type(format!(
-                            "a header of record {i} is not a (str, bytes | None) pair"
-                        )));
-                    }
-                    let key = parts[0].cast::<PyString>().map_err(|_| {
-                        Error::Type(format!(
-                            "header key of record {i} must be str, not {}",
-                            type_name(&parts[0])
-                        ))
-                    })?;
-                    let key = PyBackedStr::try_from(key.clone()).map_err(|_| {
-                        Error::InvalidRecord(format!(
-                            "a header key of record {i} cannot be encoded as UTF-8"
-                        ))
-                    })?;
-                    let value = extract_bytes(&parts[1], || format!("header value of record {i}"))?;
-                    header_items.push((key, value));
+                for pair in header_pairs_of(h, i)? {
+                    header_items.push(header_item(&pair, i)?);
                 }
                 ranges.push(from..header_items.len());
             }
             Some(ranges)
         }
     };
-    let timestamps = match ts_items {
+    let timestamps = match &s.timestamps {
         None => None,
         Some(ts) => {
             let mut out = Vec::with_capacity(n);
-            for t in &ts {
+            for t in ts {
                 let bad =
                     || Error::InvalidRecord(format!("timestamp {t} is not an int in [0, 2**63-1]"));
                 if t.is_instance_of::<PyBool>() || !t.hasattr("__index__").unwrap_or(false) {
@@ -317,6 +310,64 @@ fn extract_append(
         header_items,
         timestamps,
     })
+}
+
+/// The `(str, bytes | None)` pairs of record `i`'s headers (shape only).
+fn header_pairs_of<'py>(h: &Bound<'py, PyAny>, i: usize) -> Result<Vec<Bound<'py, PyAny>>, Error> {
+    let not_pairs = || {
+        Error::Type(format!(
+            "headers of record {i} must be an iterable of (str, bytes | None) pairs, not {}",
+            type_name(h)
+        ))
+    };
+    if h.is_none() || is_text_or_bytes(h) {
+        return Err(not_pairs());
+    }
+    if let Ok(l) = h.cast::<PyList>() {
+        return Ok(l.iter().collect());
+    }
+    if let Ok(t) = h.cast::<PyTuple>() {
+        return Ok(t.iter().collect());
+    }
+    let iter = h.try_iter().map_err(|_| not_pairs())?;
+    iter.collect::<PyResult<Vec<_>>>()
+        .map_err(|e| Error::Type(format!("headers of record {i}: {e}")))
+}
+
+/// One header pair of record `i`: a 2-tuple/list of `str` and bytes-like or None.
+fn header_item(
+    pair: &Bound<'_, PyAny>,
+    i: usize,
+) -> Result<(PyBackedStr, Option<Buf<'static>>), Error> {
+    let not_pair = || {
+        Error::Type(format!(
+            "a header of record {i} is not a (str, bytes | None) pair"
+        ))
+    };
+    let parts: Vec<Bound<'_, PyAny>> = if let Ok(t) = pair.cast::<PyTuple>() {
+        t.iter().collect()
+    } else if let Ok(l) = pair.cast::<PyList>() {
+        l.iter().collect()
+    } else {
+        return Err(not_pair());
+    };
+    if parts.len() != 2 {
+        return Err(not_pair());
+    }
+    let key = parts[0].cast::<PyString>().map_err(|_| {
+        Error::Type(format!(
+            "header key of record {i} must be str, not {}",
+            type_name(&parts[0])
+        ))
+    })?;
+    let key = PyBackedStr::try_from(key.clone()).map_err(|_| {
+        Error::InvalidRecord(format!(
+            "a header key of record {i} cannot be encoded as UTF-8"
+        ))
+    })?;
+    let value =
+        extract_bytes(&parts[1], || format!("header value of record {i}"))?.map(Buf::into_owned);
+    Ok((key, value))
 }
 
 /// `record_type` as a plain 6-field tuple subclass (a `typing.NamedTuple`), whose instances can be
@@ -525,7 +576,8 @@ impl PyPartitionLog {
                 return Err(to_pyerr(Error::Closed(self.log.path().to_path_buf())));
             }
             let codec = codec_from_name(codec).map_err(to_pyerr)?;
-            let x = extract_append(values, keys, headers, timestamps_ms).map_err(to_pyerr)?;
+            let shaped = shapes(values, keys, headers, timestamps_ms).map_err(to_pyerr)?;
+            let x = extract_items(&shaped).map_err(to_pyerr)?;
             py.detach(|| {
                 let now = now_ms();
                 let header_pairs: Vec<(&str, Option<&[u8]>)> = x
