@@ -801,6 +801,36 @@ where
     Ok(header)
 }
 
+/// Decode every batch of `buf`, which must hold whole batches back to back (e.g. the result of
+/// a `read`). An incomplete trailing batch is corruption here (in a tailed file it would be "not
+/// yet written"). Error positions are positions in `buf`.
+pub fn decode_batches<F>(buf: &[u8], scratch: &mut Vec<u8>, mut visit: F) -> Result<()>
+where
+    F: FnMut(RecordView<'_>) -> Result<()>,
+{
+    let mut pos = 0usize;
+    while pos < buf.len() {
+        let rest = &buf[pos..];
+        let header = match frame(rest) {
+            Frame::Batch(h) => h,
+            Frame::Corrupt(reason) => return Err(Error::corrupt(reason, pos as u64)),
+            Frame::Incomplete => {
+                return Err(Error::corrupt(
+                    format!(
+                        "incomplete batch: only {} bytes left in the buffer",
+                        rest.len()
+                    ),
+                    pos as u64,
+                ))
+            }
+        };
+        let size = header.size_bytes();
+        decode_batch(&rest[..size], scratch, &mut visit).map_err(|e| e.shifted(pos as u64))?;
+        pos += size;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1341,6 +1371,43 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, Error::Internal(_)));
         assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn decode_batches_positions() {
+        let a = encode_owned(&sample_records(), 0, Codec::None, None);
+        let b = encode_owned(&sample_records(), 4, Codec::Snappy, None);
+        let mut buf = a.clone();
+        buf.extend_from_slice(&b);
+        let mut offsets = Vec::new();
+        decode_batches(&buf, &mut Vec::new(), |r| {
+            offsets.push(r.offset);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(offsets, (0..8).collect::<Vec<i64>>());
+        decode_batches(&[], &mut Vec::new(), |_| Ok(())).unwrap();
+        let at = |r: Result<()>| match r {
+            Err(Error::CorruptBatch { position, .. }) => position,
+            other => panic!("expected CorruptBatch, got {other:?}"),
+        };
+        // A torn tail (even under 12 bytes) is corruption in a buffer, at the tail's position.
+        for cut in [1, 11, 12, 60, b.len() - 1] {
+            assert_eq!(
+                at(decode_batches(
+                    &buf[..a.len() + cut],
+                    &mut Vec::new(),
+                    |_| Ok(())
+                )),
+                a.len() as u64
+            );
+        }
+        let mut bad = buf.clone();
+        bad[a.len() + 70] ^= 1;
+        assert_eq!(
+            at(decode_batches(&bad, &mut Vec::new(), |_| Ok(()))),
+            a.len() as u64
+        );
     }
 
     #[test]

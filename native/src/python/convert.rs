@@ -21,8 +21,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 use super::buffer::{BufferBytes, NativeBuffer};
 use super::errors::guard;
 use crate::columns::ColumnsBuilder;
-use crate::error::{Error, Result};
-use crate::record::{decode_batch, frame, Frame, RecordView};
+use crate::record::{decode_batches, RecordView};
 
 /// `record_type(offset, timestamp, timestamp_type, key, value, headers)` for one record.
 /// For a plain namedtuple class (such as `pylog.engine.Record`) the object is made by
@@ -306,36 +305,6 @@ impl Drop for GcPause<'_> {
     }
 }
 
-/// Decode every batch of `data` into `pending`; errors carry the batch's position in `data`.
-fn decode_all(data: &[u8], pending: &mut PendingRecords) -> Result<()> {
-    let mut scratch = Vec::new();
-    let mut pos = 0usize;
-    while pos < data.len() {
-        let rest = &data[pos..];
-        let header = match frame(rest) {
-            Frame::Batch(h) => h,
-            Frame::Corrupt(reason) => return Err(Error::corrupt(reason, pos as u64)),
-            Frame::Incomplete => {
-                return Err(Error::corrupt(
-                    format!(
-                        "incomplete batch: only {} bytes left in the buffer",
-                        rest.len()
-                    ),
-                    pos as u64,
-                ))
-            }
-        };
-        let size = header.size_bytes();
-        decode_batch(&rest[..size], &mut scratch, |r| {
-            pending.push(&r);
-            Ok(())
-        })
-        .map_err(|e| e.shifted(pos as u64))?;
-        pos += size;
-    }
-    Ok(())
-}
-
 /// `decode_records(buffer, record_type) -> list`: every record of the whole batches in
 /// `buffer`, CRC-checked; a corrupt or incomplete batch raises `CorruptBatchError` with the
 /// batch's position in the buffer (path None).
@@ -349,7 +318,12 @@ pub fn decode_records<'py>(
         let bytes = BufferBytes::new(buffer)?;
         let data = bytes.as_slice();
         let mut pending = PendingRecords::new();
-        py.detach(|| decode_all(data, &mut pending))?;
+        py.detach(|| {
+            decode_batches(data, &mut Vec::new(), |r| {
+                pending.push(&r);
+                Ok(())
+            })
+        })?;
         pending.to_py_list(py, record_type)
     })
 }
