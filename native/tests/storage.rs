@@ -558,10 +558,21 @@ fn log_append_time_sets_every_timestamp() {
     .unwrap();
     let log = PartitionLog::open(d.path(), cfg).unwrap();
     let specs = [
-        RecordSpec { timestamp: 5, key: None, value: Some(b"a"), headers: &[] },
-        RecordSpec { timestamp: 7, key: None, value: Some(b"b"), headers: &[] },
+        RecordSpec {
+            timestamp: 5,
+            key: None,
+            value: Some(b"a"),
+            headers: &[],
+        },
+        RecordSpec {
+            timestamp: 7,
+            key: None,
+            value: Some(b"b"),
+            headers: &[],
+        },
     ];
-    log.append_at(&specs, Codec::None, 1_700_000_000_123).unwrap();
+    log.append_at(&specs, Codec::None, 1_700_000_000_123)
+        .unwrap();
     let mut buf = Vec::new();
     record::encode_batch(&mut buf, &mut Vec::new(), 0, &specs, Codec::None, None).unwrap();
     log.append_raw(&buf).unwrap();
@@ -573,6 +584,11 @@ fn log_append_time_sets_every_timestamp() {
             Ok(())
         })
         .unwrap();
-    assert_eq!(&seen[..2], &[(0, 1_700_000_000_123, 1), (1, 1_700_000_000_123, 1)]);
-    assert!(seen[2..].iter().all(|r| r.2 == 1 && r.1 == seen[2].1 && r.1 > 1_700_000_000_123));
+    assert_eq!(
+        &seen[..2],
+        &[(0, 1_700_000_000_123, 1), (1, 1_700_000_000_123, 1)]
+    );
+    assert!(seen[2..]
+        .iter()
+        .all(|r| r.2 == 1 && r.1 == seen[2].1 && r.1 > 1_700_000_000_123));
 }
