@@ -592,3 +592,54 @@ fn log_append_time_sets_every_timestamp() {
         .iter()
         .all(|r| r.2 == 1 && r.1 == seen[2].1 && r.1 > 1_700_000_000_123));
 }
+
+#[test]
+fn threads_and_two_instances_append_and_read_concurrently() {
+    let d = TempDir::new("t");
+    let cfg = config(&[("segment.bytes", 2_000), ("index.interval.bytes", 100)]);
+    let a = std::sync::Arc::new(PartitionLog::open(d.path(), cfg.clone()).unwrap());
+    let b = std::sync::Arc::new(PartitionLog::open(d.path(), cfg).unwrap());
+    let mut handles = Vec::new();
+    for t in 0..4 {
+        let log = if t % 2 == 0 { a.clone() } else { b.clone() };
+        handles.push(std::thread::spawn(move || {
+            let mut bases = Vec::new();
+            for i in 0..50 {
+                let v = format!("t{t}-{i:03}");
+                bases.push(append_values(&log, &[v.as_bytes(), b"x"], 1000 + i));
+            }
+            bases
+        }));
+    }
+    let reader = {
+        let log = b.clone();
+        std::thread::spawn(move || {
+            let mut last = 0;
+            while last < 400 {
+                let end = log.end_offset().unwrap();
+                assert!(end >= last, "end offset went backwards");
+                if end > 0 {
+                    let buf = log.read(end - 1, 1).unwrap();
+                    let h = BatchHeader::parse(buf.as_slice()).unwrap();
+                    assert!(h.base_offset < end && end - 1 <= h.last_offset());
+                }
+                last = end;
+            }
+        })
+    };
+    let mut all: Vec<i64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    reader.join().unwrap();
+    all.sort();
+    assert_eq!(
+        all,
+        (0..200).map(|i| i * 2).collect::<Vec<_>>(),
+        "every batch got its own offsets"
+    );
+    let ra = all_records(&a);
+    assert_eq!(ra.len(), 400);
+    assert_eq!(ra, all_records(&b));
+    assert!(segment_bases(d.path()).len() > 5);
+}
