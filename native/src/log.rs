@@ -13,7 +13,7 @@
 //! batches: a range of an `Arc<Mmap>` for a sealed segment, a `pread` copy for the active one.
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -336,8 +336,14 @@ impl PartitionLog {
 
     /// Catch up with the files (see the module comment). `writer`: the writer lock is held.
     fn resync(&self, inner: &mut Inner, writer: bool) -> Result<()> {
-        // why bounded: every round either takes in a roll or reloads; a runaway loop is a bug.
-        if !writer && inner.segments.len() > 1 {
+        // why the directory mtime: every structural change by another process (a roll creates
+        // `{end:020}.log`; retention or a swap unlinks or renames files) changes it. While it
+        // equals the mtime of a full look that found nothing (and is old enough that a coarse
+        // file-clock tick cannot hide a change), neither a roll nor an unlink happened since:
+        // then the size of the active `.log` (one lseek) is all there is to check.
+        let dir_mtime = dir_mtime_ns(&self.dir_file)?;
+        let mut quiet = inner.dir_unchanged_since == Some(dir_mtime);
+        if !quiet && !writer && inner.segments.len() > 1 {
             let head = &inner.segments[0];
             let meta = head
                 .file
@@ -347,20 +353,31 @@ impl PartitionLog {
                 self.reload(inner, writer)?; // the head went away (retention by another process)
             }
         }
+        // why bounded: every round either takes in a roll or reloads; a runaway loop is a bug.
         for _ in 0..1_000_000 {
             let active = inner.segments.last_mut().expect("at least one segment");
-            let meta = match active.file.metadata() {
-                Ok(m) => m,
-                Err(e) => {
-                    return Err(e).io_context(|| format!("stat {}", active.log_path.display()))
+            let len = if quiet {
+                (&*active.file)
+                    .seek(SeekFrom::End(0))
+                    .io_context(|| format!("seek {}", active.log_path.display()))?
+            } else {
+                let meta = active
+                    .file
+                    .metadata()
+                    .io_context(|| format!("stat {}", active.log_path.display()))?;
+                if meta.nlink() == 0 {
+                    self.reload(inner, writer)?;
+                    continue;
                 }
+                meta.len()
             };
-            if meta.nlink() == 0 || meta.len() < active.size {
+            if len < active.size {
+                quiet = false;
                 self.reload(inner, writer)?;
                 continue;
             }
-            if meta.len() > active.size {
-                let end = active.scan_tail(&self.config, meta.len())?;
+            if len > active.size {
+                let end = active.scan_tail(&self.config, len)?;
                 if writer && end != ScanEnd::Clean {
                     active.truncate_to_size()?;
                 }
@@ -368,14 +385,7 @@ impl PartitionLog {
             if writer {
                 active.persist_index()?;
             }
-            if active.next_offset > active.base_offset {
-                // why the directory mtime: a roll creates `{end:020}.log`, which changes it; an
-                // unchanged mtime (old enough that a coarse clock tick cannot hide a change)
-                // means no roll since the last look, and one fstat replaces a path lookup.
-                let dir_mtime = dir_mtime_ns(&self.dir_file)?;
-                if inner.dir_unchanged_since == Some(dir_mtime) {
-                    return Ok(());
-                }
+            if active.next_offset > active.base_offset && !quiet {
                 let next_path = Segment::path_for(&self.dir, active.next_offset, LOG_SUFFIX);
                 if !next_path.exists() {
                     let settled = now_ns().saturating_sub(dir_mtime) > DIR_MTIME_SETTLE_NS;
