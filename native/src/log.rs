@@ -45,8 +45,10 @@ const READ_WINDOW_SLACK_BYTES: usize = 2 << 10;
 const COLUMNS_CHUNK_BYTES: u64 = 4 << 20;
 
 /// A directory mtime must be this much older than the wall clock before an unchanged mtime is
-/// trusted to mean "no file was created" (file times come from a coarse clock).
-const DIR_MTIME_SETTLE_NS: i128 = 100_000_000;
+/// trusted to mean "nothing was created, removed or renamed since". why 2 s: file times come
+/// from a coarse clock (a jiffy on ext4/tmpfs, a whole second on some filesystems), so a change
+/// right after a look can carry the same mtime; two seconds covers 1-second granularity.
+const DIR_MTIME_SETTLE_NS: i128 = 2_000_000_000;
 
 fn now_ns() -> i128 {
     SystemTime::now()
