@@ -45,10 +45,12 @@ const READ_WINDOW_SLACK_BYTES: usize = 2 << 10;
 const COLUMNS_CHUNK_BYTES: u64 = 4 << 20;
 
 /// A directory mtime must be this much older than the wall clock before an unchanged mtime is
-/// trusted to mean "nothing was created, removed or renamed since". why 2 s: file times come
-/// from a coarse clock (a jiffy on ext4/tmpfs, a whole second on some filesystems), so a change
-/// right after a look can carry the same mtime; two seconds covers 1-second granularity.
-const DIR_MTIME_SETTLE_NS: i128 = 2_000_000_000;
+/// trusted to mean "nothing was created, removed or renamed since". why: file times come from
+/// a coarse clock (a jiffy on ext4, xfs, btrfs, tmpfs), so a change right after a look can carry
+/// the same mtime. A filesystem with whole-second times (ext3, FAT, some NFS) shows a zero
+/// nanosecond part; such an mtime must be `DIR_MTIME_SETTLE_COARSE_NS` old instead.
+const DIR_MTIME_SETTLE_NS: i128 = 100_000_000;
+const DIR_MTIME_SETTLE_COARSE_NS: i128 = 2_100_000_000;
 
 fn now_ns() -> i128 {
     SystemTime::now()
@@ -390,7 +392,12 @@ impl PartitionLog {
             if active.next_offset > active.base_offset && !quiet {
                 let next_path = Segment::path_for(&self.dir, active.next_offset, LOG_SUFFIX);
                 if !next_path.exists() {
-                    let settled = now_ns().saturating_sub(dir_mtime) > DIR_MTIME_SETTLE_NS;
+                    let settle_ns = if dir_mtime % 1_000_000_000 == 0 {
+                        DIR_MTIME_SETTLE_COARSE_NS
+                    } else {
+                        DIR_MTIME_SETTLE_NS
+                    };
+                    let settled = now_ns().saturating_sub(dir_mtime) > settle_ns;
                     inner.dir_unchanged_since = settled.then_some(dir_mtime);
                 } else {
                     inner.dir_unchanged_since = None;

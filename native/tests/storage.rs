@@ -532,13 +532,13 @@ fn a_roll_by_another_process_is_seen_after_a_quiet_period() {
     let a = PartitionLog::open(d.path(), LogConfig::default()).unwrap();
     let b = PartitionLog::open(d.path(), LogConfig::default()).unwrap();
     append_values(&a, &[b"one"], 1);
-    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    std::thread::sleep(std::time::Duration::from_millis(250));
     assert_eq!(b.end_offset().unwrap(), 1);
     assert_eq!(b.end_offset().unwrap(), 1); // served with the cached directory state
     a.roll().unwrap();
     append_values(&a, &[b"two"], 2);
     assert_eq!(b.end_offset().unwrap(), 2);
-    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    std::thread::sleep(std::time::Duration::from_millis(250));
     assert_eq!(b.end_offset().unwrap(), 2);
     a.roll().unwrap();
     append_values(&a, &[b"three"], 3);
@@ -653,7 +653,7 @@ fn a_replaced_active_segment_is_reloaded_after_a_quiet_period() {
     let b = PartitionLog::open(d.path(), LogConfig::default()).unwrap();
     append_values(&a, &[b"one"], 1);
     append_values(&a, &[b"two"], 2);
-    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    std::thread::sleep(std::time::Duration::from_millis(250));
     assert_eq!(b.end_offset().unwrap(), 2);
     assert_eq!(b.end_offset().unwrap(), 2); // quiet: size check only
     let path = log_file(d.path(), 0);
