@@ -1,1 +1,151 @@
-//! STORAGE HELPER OWNS THIS FILE.
+//! The recovery-point checkpoint and the clean-shutdown marker (spec §2.1, §4.1).
+//!
+//! `recovery-point-offset-checkpoint`, Kafka's text checkpoint (CheckpointFile.java):
+//! ```text
+//! 0                          <- version
+//! 1                          <- entry count
+//! {topic} {partition} {offset}
+//! ```
+//! Written to `<file>.tmp`, fsynced, renamed over the file, then the directory is fsynced, so a
+//! crash leaves either the old or the new checkpoint. `{topic}`/`{partition}` come from the
+//! directory name `<topic>-<partition>` (else topic = name, partition = 0). Readers take the
+//! offset of the first entry; a missing or unreadable checkpoint means "recover everything" (0).
+//!
+//! `.kafka_cleanshutdown`: an empty file created by the last process to close cleanly.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+
+use crate::error::{IoContext, Result};
+
+pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
+pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+const CHECKPOINT_VERSION: u32 = 0;
+
+/// `(topic, partition)` for a partition directory name.
+pub fn topic_partition(dir: &Path) -> (String, u32) {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some((topic, partition)) = name.rsplit_once('-') {
+        if !topic.is_empty()
+            && !partition.is_empty()
+            && partition.bytes().all(|b| b.is_ascii_digit())
+        {
+            if let Ok(p) = partition.parse::<u32>() {
+                return (topic.to_owned(), p);
+            }
+        }
+    }
+    (name, 0)
+}
+
+/// fsync a directory (makes creations, deletions and renames in it durable).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .io_context(|| format!("syncing directory {}", dir.display()))
+}
+
+/// Write the checkpoint atomically (tmp, fsync, rename, dir fsync).
+pub fn write_recovery_point(dir: &Path, offset: i64) -> Result<()> {
+    assert!(offset >= 0, "recovery point {offset} is negative");
+    let (topic, partition) = topic_partition(dir);
+    let text = format!("{CHECKPOINT_VERSION}\n1\n{topic} {partition} {offset}\n");
+    let path = dir.join(RECOVERY_POINT_FILE);
+    let tmp = dir.join(format!("{RECOVERY_POINT_FILE}.tmp"));
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .io_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(text.as_bytes())
+            .io_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .io_context(|| format!("syncing {}", tmp.display()))?;
+    }
+    fs::rename(&tmp, &path).io_context(|| format!("renaming {} into place", tmp.display()))?;
+    sync_dir(dir)
+}
+
+/// The checkpointed recovery point, `None` when absent or unreadable.
+pub fn read_recovery_point(dir: &Path) -> Result<Option<i64>> {
+    let path = dir.join(RECOVERY_POINT_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::InvalidData => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e).io_context(|| format!("reading {}", path.display())),
+    };
+    Ok(parse_recovery_point(&text))
+}
+
+fn parse_recovery_point(text: &str) -> Option<i64> {
+    let mut lines = text.lines();
+    let _version: u32 = lines.next()?.trim().parse().ok()?;
+    let count: u64 = lines.next()?.trim().parse().ok()?;
+    if count == 0 {
+        return None;
+    }
+    let offset: i64 = lines.next()?.split_whitespace().nth(2)?.parse().ok()?;
+    (offset >= 0).then_some(offset)
+}
+
+pub fn clean_shutdown_exists(dir: &Path) -> bool {
+    dir.join(CLEAN_SHUTDOWN_FILE).exists()
+}
+
+pub fn remove_clean_shutdown(dir: &Path) -> Result<()> {
+    let path = dir.join(CLEAN_SHUTDOWN_FILE);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).io_context(|| format!("removing {}", path.display())),
+    }
+}
+
+/// Create the marker and fsync the directory.
+pub fn write_clean_shutdown(dir: &Path) -> Result<()> {
+    let path = dir.join(CLEAN_SHUTDOWN_FILE);
+    File::create(&path).io_context(|| format!("creating {}", path.display()))?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_partition_from_dir_name() {
+        assert_eq!(
+            topic_partition(Path::new("/x/orders-3")),
+            ("orders".into(), 3)
+        );
+        assert_eq!(
+            topic_partition(Path::new("/x/my-topic-12")),
+            ("my-topic".into(), 12)
+        );
+        assert_eq!(topic_partition(Path::new("/x/plain")), ("plain".into(), 0));
+        assert_eq!(topic_partition(Path::new("/x/t-")), ("t-".into(), 0));
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = std::env::temp_dir().join(format!("pylog-ckpt-{}/t-1", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(read_recovery_point(&dir).unwrap(), None);
+        write_recovery_point(&dir, 42).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join(RECOVERY_POINT_FILE)).unwrap(),
+            "0\n1\nt 1 42\n"
+        );
+        assert_eq!(read_recovery_point(&dir).unwrap(), Some(42));
+        assert!(!dir.join("recovery-point-offset-checkpoint.tmp").exists());
+        fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    }
+}

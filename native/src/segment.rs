@@ -1,1 +1,799 @@
-//! STORAGE HELPER OWNS THIS FILE.
+//! One segment: `{base:020}.log` plus its two sparse indexes (spec §2).
+//!
+//! The `.log` holds RecordBatch v2 batches back to back. `size` is the length of the prefix this
+//! process has validated (complete batches only); the file may be longer while another process
+//! is writing (or when a dead writer left a torn tail). Invariants:
+//! - `next_offset` = lastOffset + 1 of the last batch in `[0, size)` (= base when empty);
+//! - the active (last) segment is only ever read with positional reads (it may be truncated by a
+//!   writer repairing a torn tail); sealed segments are immutable and may be memory-mapped;
+//! - the active segment's index entries are derived here from its bytes; `*_in_file` count what
+//!   its index files hold, and a writer appends the missing ones (`persist_index`).
+
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+use crate::config::LogConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::index::{self, SegmentIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+use crate::record::{self, BatchHeader, Frame, LOG_OVERHEAD};
+
+pub const LOG_SUFFIX: &str = ".log";
+pub const INDEX_SUFFIX: &str = ".index";
+pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
+/// Bytes read per `pread` when scanning a segment file.
+pub const SCAN_CHUNK_BYTES: usize = 1 << 20;
+/// Largest relative offset a segment can hold (`lastOffset - base`).
+pub const MAX_RELATIVE_OFFSET: i64 = i32::MAX as i64;
+
+pub fn file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}{suffix}")
+}
+
+/// Why a scan stopped before `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// Reached `to` exactly.
+    Clean,
+    /// A torn (or not yet written) batch starts at the stop position.
+    Incomplete,
+    /// A batch failed framing, magic, CRC or an offset check at the stop position.
+    Corrupt(String),
+    /// The visitor asked to stop.
+    Stopped,
+}
+
+/// The outcome of a scan: where it stopped (a batch boundary) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    pub position: u64,
+    pub end: ScanEnd,
+}
+
+/// Read as much of `buf` as the file has at `pos`; returns the bytes read.
+pub fn read_full_at(file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], pos + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Where scanned bytes come from: a mapped/in-memory image of the file, or the file itself.
+pub enum Source<'a> {
+    Mem(&'a [u8]),
+    /// The file, read in `pread`s of at least this many bytes.
+    File(&'a File, usize),
+}
+
+/// `pread` size for short lookups (a header scan from an index entry).
+pub const LOOKUP_CHUNK_BYTES: usize = 16 << 10;
+
+/// Visit the batches in `[from, to)`: framing (spec §1.7) and, if `check_crc`, the CRC.
+/// `visit(position, header, batch_bytes)` returns `Ok(false)` to stop (the stop position is then
+/// the visited batch's position). Positions are file positions.
+pub fn scan_batches<F>(
+    source: Source<'_>,
+    from: u64,
+    to: u64,
+    check_crc: bool,
+    mut visit: F,
+) -> Result<Scan>
+where
+    F: FnMut(u64, &BatchHeader, &[u8]) -> Result<bool>,
+{
+    match source {
+        Source::Mem(bytes) => {
+            let to = to.min(bytes.len() as u64);
+            let mut pos = from;
+            while pos < to {
+                match step(
+                    &bytes[pos as usize..to as usize],
+                    pos,
+                    check_crc,
+                    &mut visit,
+                )? {
+                    Step::Advanced(size) => pos += size,
+                    Step::Stop(end) => return Ok(Scan { position: pos, end }),
+                }
+            }
+            Ok(Scan {
+                position: pos,
+                end: ScanEnd::Clean,
+            })
+        }
+        Source::File(file, chunk_bytes) => {
+            let mut to = to;
+            let mut buf: Vec<u8> = Vec::new();
+            let mut buf_start = from;
+            let mut pos = from;
+            while pos < to {
+                let off = ((pos - buf_start) as usize).min(buf.len());
+                match step(&buf[off..], pos, check_crc, &mut visit)? {
+                    Step::Advanced(size) => pos += size,
+                    Step::Stop(ScanEnd::Incomplete) => {
+                        let buf_end = buf_start + buf.len() as u64;
+                        if buf_end >= to {
+                            return Ok(Scan {
+                                position: pos,
+                                end: ScanEnd::Incomplete,
+                            });
+                        }
+                        // why: refill from `pos` with at least the whole batch when its length is known.
+                        let avail = &buf[off..];
+                        let need = if avail.len() >= LOG_OVERHEAD {
+                            LOG_OVERHEAD
+                                + i32::from_be_bytes(avail[8..12].try_into().unwrap()).max(0)
+                                    as usize
+                        } else {
+                            record::BATCH_HEADER_BYTES
+                        };
+                        let want = (need.max(chunk_bytes) as u64).min(to - pos) as usize;
+                        buf.resize(want, 0);
+                        let got = read_full_at(file, &mut buf, pos)
+                            .io_context(|| format!("reading segment at position {pos}"))?;
+                        buf.truncate(got);
+                        buf_start = pos;
+                        if got < want {
+                            to = pos + got as u64; // the file is shorter than expected
+                        }
+                    }
+                    Step::Stop(end) => return Ok(Scan { position: pos, end }),
+                }
+            }
+            Ok(Scan {
+                position: pos,
+                end: ScanEnd::Clean,
+            })
+        }
+    }
+}
+
+enum Step {
+    Advanced(u64),
+    Stop(ScanEnd),
+}
+
+fn step<F>(avail: &[u8], pos: u64, check_crc: bool, visit: &mut F) -> Result<Step>
+where
+    F: FnMut(u64, &BatchHeader, &[u8]) -> Result<bool>,
+{
+    match record::frame(avail) {
+        Frame::Batch(header) => {
+            let size = header.size_bytes();
+            let batch = &avail[..size];
+            if check_crc {
+                if let Err(e) = record::verify_crc(batch) {
+                    return Ok(Step::Stop(ScanEnd::Corrupt(e.to_string())));
+                }
+            }
+            if !visit(pos, &header, batch)? {
+                return Ok(Step::Stop(ScanEnd::Stopped));
+            }
+            Ok(Step::Advanced(size as u64))
+        }
+        Frame::Corrupt(reason) => Ok(Step::Stop(ScanEnd::Corrupt(reason))),
+        Frame::Incomplete => Ok(Step::Stop(ScanEnd::Incomplete)),
+    }
+}
+
+/// One segment of a partition log.
+#[derive(Debug)]
+pub struct Segment {
+    pub base_offset: i64,
+    pub log_path: PathBuf,
+    pub file: Arc<File>,
+    /// Validated bytes (complete batches only).
+    pub size: u64,
+    /// lastOffset + 1 of the last batch (base when empty).
+    pub next_offset: i64,
+    pub sealed: bool,
+    /// Derived (active) or loaded (sealed, lazily) index entries.
+    index: Option<Arc<SegmentIndex>>,
+    /// Entries the index files hold (active segment; as last seen by this process).
+    offset_entries_in_file: u64,
+    time_entries_in_file: u64,
+    /// maxTimestamp of the first batch (roll rule 2), cached once read.
+    first_batch_max_ts: Option<i64>,
+    mmap: Option<Arc<Mmap>>,
+    /// Writer-side handles of `.index` / `.timeindex` (active segment; dropped at seal).
+    index_files: Option<(File, File)>,
+}
+
+impl Segment {
+    pub fn path_for(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+        dir.join(file_name(base_offset, suffix))
+    }
+
+    fn open_log(path: &Path, create: bool) -> Result<File> {
+        let rw = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path);
+        match rw {
+            Ok(f) => Ok(f),
+            // why: a reader may lack write permission; it only ever reads.
+            Err(e) if e.kind() == ErrorKind::PermissionDenied && !create => {
+                File::open(path).io_context(|| format!("opening {}", path.display()))
+            }
+            Err(e) => Err(e).io_context(|| format!("opening {}", path.display())),
+        }
+    }
+
+    /// Open an existing segment (sealed or not, size = current file length, not validated).
+    pub fn open(dir: &Path, base_offset: i64, sealed: bool) -> Result<Segment> {
+        let log_path = Self::path_for(dir, base_offset, LOG_SUFFIX);
+        let file = Self::open_log(&log_path, false)?;
+        let size = file
+            .metadata()
+            .io_context(|| format!("stat {}", log_path.display()))?
+            .len();
+        Ok(Segment {
+            base_offset,
+            log_path,
+            file: Arc::new(file),
+            size,
+            next_offset: base_offset,
+            sealed,
+            index: None,
+            offset_entries_in_file: 0,
+            time_entries_in_file: 0,
+            first_batch_max_ts: None,
+            mmap: None,
+            index_files: None,
+        })
+    }
+
+    /// Create an empty active segment: `.log`, `.index` and `.timeindex` (kept if present).
+    pub fn create(dir: &Path, base_offset: i64) -> Result<Segment> {
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let p = Self::path_for(dir, base_offset, suffix);
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&p)
+                .io_context(|| format!("creating {}", p.display()))?;
+        }
+        let log_path = Self::path_for(dir, base_offset, LOG_SUFFIX);
+        let file = Self::open_log(&log_path, true)?;
+        let size = file
+            .metadata()
+            .io_context(|| format!("stat {}", log_path.display()))?
+            .len();
+        let mut seg = Segment {
+            base_offset,
+            log_path,
+            file: Arc::new(file),
+            size,
+            next_offset: base_offset,
+            sealed: false,
+            index: Some(Arc::new(SegmentIndex::new(base_offset))),
+            offset_entries_in_file: 0,
+            time_entries_in_file: 0,
+            first_batch_max_ts: None,
+            mmap: None,
+            index_files: None,
+        };
+        // why: under the writer lock, after a tail sync found no `{base}.log`, the file is new.
+        debug_assert_eq!(size, 0, "{} existed", seg.log_path.display());
+        seg.size = 0;
+        Ok(seg)
+    }
+
+    pub fn index_path(&self, suffix: &str) -> PathBuf {
+        let dir = self.log_path.parent().expect("segment in a directory");
+        Self::path_for(dir, self.base_offset, suffix)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// The index (sealed segments: loaded from the files on first use).
+    pub fn index(&mut self) -> Result<Arc<SegmentIndex>> {
+        if let Some(idx) = &self.index {
+            return Ok(idx.clone());
+        }
+        let o = self.index_path(INDEX_SUFFIX);
+        let t = self.index_path(TIME_INDEX_SUFFIX);
+        let ob = index::read_file(&o).io_context(|| format!("reading {}", o.display()))?;
+        let tb = index::read_file(&t).io_context(|| format!("reading {}", t.display()))?;
+        let mut idx = SegmentIndex::new(self.base_offset);
+        idx.offsets = index::decode_offsets(self.base_offset, &ob);
+        idx.times = index::decode_times(self.base_offset, &tb);
+        // why: a damaged sealed index must not send lookups past the data; keep the sane prefix.
+        let size = self.size;
+        let sane = idx
+            .offsets
+            .iter()
+            .zip(std::iter::once(None).chain(idx.offsets.iter().map(Some)))
+            .take_while(|(e, prev)| {
+                u64::from(e.position) < size && prev.is_none_or(|p| p.offset < e.offset)
+            })
+            .count();
+        idx.offsets.truncate(sane);
+        let idx = Arc::new(idx);
+        self.index = Some(idx.clone());
+        Ok(idx)
+    }
+
+    /// The read-only mapping of a sealed segment (created on first use).
+    pub fn mmap(&mut self) -> Result<Option<Arc<Mmap>>> {
+        assert!(self.sealed, "the active segment is never mapped");
+        if self.size == 0 {
+            return Ok(None);
+        }
+        if self.mmap.is_none() {
+            // SAFETY: sealed segment files are immutable (ARCHITECTURE.md invariant 2); only
+            // recovery (which runs before any reader exists) or a later compaction swap by rename
+            // replace them, never truncate in place.
+            let m = unsafe { Mmap::map(&*self.file) }
+                .io_context(|| format!("mapping {}", self.log_path.display()))?;
+            self.mmap = Some(Arc::new(m));
+        }
+        Ok(self.mmap.clone())
+    }
+
+    /// Bytes of this segment to scan: the mapping when sealed, else the file.
+    fn with_source<R>(
+        &mut self,
+        chunk_bytes: usize,
+        f: impl FnOnce(Source<'_>) -> Result<R>,
+    ) -> Result<R> {
+        if self.sealed {
+            if let Some(m) = self.mmap()? {
+                return f(Source::Mem(&m[..self.size.min(m.len() as u64) as usize]));
+            }
+        }
+        f(Source::File(&self.file, chunk_bytes))
+    }
+
+    /// Derive the active segment from its bytes `[0, file length)`: `size`, `next_offset`, the
+    /// index entries (framing only, as the reference's `open_active`: the bytes were recovered,
+    /// closed cleanly, or written whole by a live process). Stops at a torn or invalid batch
+    /// without cutting it (a writer does that at its next tail sync).
+    pub fn derive_active(&mut self, config: &LogConfig) -> Result<ScanEnd> {
+        let o_path = self.index_path(INDEX_SUFFIX);
+        let t_path = self.index_path(TIME_INDEX_SUFFIX);
+        self.offset_entries_in_file = file_len_or_zero(&o_path)? / OFFSET_ENTRY_BYTES;
+        self.time_entries_in_file = file_len_or_zero(&t_path)? / TIME_ENTRY_BYTES;
+        self.size = 0;
+        self.next_offset = self.base_offset;
+        self.first_batch_max_ts = None;
+        self.index = Some(Arc::new(SegmentIndex::new(self.base_offset)));
+        self.sealed = false;
+        self.mmap = None;
+        let file_len = self
+            .file
+            .metadata()
+            .io_context(|| format!("stat {}", self.log_path.display()))?
+            .len();
+        self.take_in(config, file_len, false, SCAN_CHUNK_BYTES)
+    }
+
+    /// Take in the whole batches in `[size, file_len)` (checks: framing, CRC when asked,
+    /// `baseOffset >= nextOffset`, relative offset in range); stops at the first failure.
+    fn take_in(
+        &mut self,
+        config: &LogConfig,
+        file_len: u64,
+        check_crc: bool,
+        chunk_bytes: usize,
+    ) -> Result<ScanEnd> {
+        assert!(!self.sealed);
+        if file_len <= self.size {
+            return Ok(ScanEnd::Clean);
+        }
+        let mut idx = self
+            .index
+            .take()
+            .map(Arc::unwrap_or_clone)
+            .unwrap_or_else(|| SegmentIndex::new(self.base_offset));
+        let interval = config.index_interval_bytes;
+        let base = self.base_offset;
+        let mut next_offset = self.next_offset;
+        let mut first_max_ts = self.first_batch_max_ts;
+        let scan = scan_batches(
+            Source::File(&self.file, chunk_bytes),
+            self.size,
+            file_len,
+            check_crc,
+            |pos, h, _| {
+                if h.base_offset < next_offset || h.last_offset() - base > MAX_RELATIVE_OFFSET {
+                    return Ok(false);
+                }
+                if pos == 0 {
+                    first_max_ts = Some(h.max_timestamp);
+                }
+                idx.observe(pos, h, interval);
+                next_offset = h.next_offset();
+                Ok(true)
+            },
+        );
+        self.index = Some(Arc::new(idx));
+        let scan = scan?;
+        self.size = scan.position;
+        self.next_offset = next_offset;
+        self.first_batch_max_ts = first_max_ts;
+        Ok(match scan.end {
+            ScanEnd::Stopped => {
+                ScanEnd::Corrupt("batch offsets out of order or out of range".into())
+            }
+            other => other,
+        })
+    }
+
+    /// Scan complete, CRC-valid batches past `size` up to `file_len` and take them in (tail sync).
+    pub fn scan_tail(&mut self, config: &LogConfig, file_len: u64) -> Result<ScanEnd> {
+        self.take_in(config, file_len, true, LOOKUP_CHUNK_BYTES)
+    }
+
+    /// Append one whole batch at the tail (one positional write), then derive its index entries.
+    pub fn append(&mut self, batch: &[u8], header: &BatchHeader, config: &LogConfig) -> Result<()> {
+        assert!(!self.sealed, "append to a sealed segment");
+        assert_eq!(batch.len(), header.size_bytes());
+        assert!(header.base_offset >= self.next_offset);
+        assert!(header.last_offset() - self.base_offset <= MAX_RELATIVE_OFFSET);
+        let pos = self.size;
+        if let Err(e) = self.file.write_all_at(batch, pos) {
+            // why: a short write (ENOSPC...) must not leave a partial batch for readers to skip
+            // and the next writer to cut; cut it now (best effort).
+            let _ = self.file.set_len(pos);
+            return Err(e).io_context(|| format!("writing {}", self.log_path.display()));
+        }
+        if pos == 0 {
+            self.first_batch_max_ts = Some(header.max_timestamp);
+        }
+        let idx = Arc::make_mut(
+            self.index
+                .get_or_insert_with(|| Arc::new(SegmentIndex::new(self.base_offset))),
+        );
+        idx.observe(pos, header, config.index_interval_bytes);
+        self.size = pos + batch.len() as u64;
+        self.next_offset = header.next_offset();
+        Ok(())
+    }
+
+    /// Writer only: append to the index files the derived entries they lack.
+    pub fn persist_index(&mut self) -> Result<()> {
+        let Some(idx) = self.index.clone() else {
+            return Ok(());
+        };
+        let n_off = idx.offsets.len() as u64;
+        let n_time = idx.times.len() as u64;
+        if n_off <= self.offset_entries_in_file && n_time <= self.time_entries_in_file {
+            return Ok(());
+        }
+        if self.index_files.is_none() {
+            let open = |suffix: &str| -> Result<File> {
+                let p = self.index_path(suffix);
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&p)
+                    .io_context(|| format!("opening {}", p.display()))
+            };
+            self.index_files = Some((open(INDEX_SUFFIX)?, open(TIME_INDEX_SUFFIX)?));
+        }
+        let (offset_file, time_file) = self.index_files.as_ref().expect("opened above");
+        if n_off > self.offset_entries_in_file {
+            let bytes = idx.encode_offsets(self.offset_entries_in_file as usize);
+            index::append_at(
+                offset_file,
+                self.offset_entries_in_file,
+                OFFSET_ENTRY_BYTES,
+                &bytes,
+            )
+            .io_context(|| format!("writing {}", self.index_path(INDEX_SUFFIX).display()))?;
+            self.offset_entries_in_file = n_off;
+        }
+        if n_time > self.time_entries_in_file {
+            let bytes = idx.encode_times(self.time_entries_in_file as usize);
+            index::append_at(
+                time_file,
+                self.time_entries_in_file,
+                TIME_ENTRY_BYTES,
+                &bytes,
+            )
+            .io_context(|| format!("writing {}", self.index_path(TIME_INDEX_SUFFIX).display()))?;
+            self.time_entries_in_file = n_time;
+        }
+        Ok(())
+    }
+
+    /// Re-read how many entries the index files hold (another process may have appended).
+    pub fn refresh_index_file_counts(&mut self) -> Result<()> {
+        for (suffix, entry, slot) in [
+            (
+                INDEX_SUFFIX,
+                OFFSET_ENTRY_BYTES,
+                &mut self.offset_entries_in_file,
+            ),
+            (
+                TIME_INDEX_SUFFIX,
+                TIME_ENTRY_BYTES,
+                &mut self.time_entries_in_file,
+            ),
+        ] {
+            let dir = self.log_path.parent().expect("segment in a directory");
+            let p = Self::path_for(dir, self.base_offset, suffix);
+            *slot = match std::fs::metadata(&p) {
+                Ok(m) => m.len() / entry,
+                Err(e) if e.kind() == ErrorKind::NotFound => 0,
+                Err(e) => return Err(e).io_context(|| format!("stat {}", p.display())),
+            };
+        }
+        Ok(())
+    }
+
+    /// The segment becomes inactive: the final time entry (written when `write`).
+    pub fn seal(&mut self, write: bool) -> Result<()> {
+        if self.sealed {
+            return Ok(());
+        }
+        if let Some(idx) = self.index.as_mut() {
+            Arc::make_mut(idx).seal();
+        }
+        if write {
+            self.refresh_index_file_counts()?;
+            self.persist_index()?;
+        }
+        self.index_files = None;
+        self.sealed = true;
+        Ok(())
+    }
+
+    /// Fsync the `.log` and both index files.
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_all()
+            .io_context(|| format!("syncing {}", self.log_path.display()))?;
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let p = self.index_path(suffix);
+            match File::open(&p) {
+                Ok(f) => f
+                    .sync_all()
+                    .io_context(|| format!("syncing {}", p.display()))?,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e).io_context(|| format!("opening {}", p.display())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Truncate the `.log` to `size` (a writer repairing a torn or corrupt tail).
+    pub fn truncate_to_size(&mut self) -> Result<()> {
+        assert!(!self.sealed);
+        self.file
+            .set_len(self.size)
+            .io_context(|| format!("truncating {}", self.log_path.display()))
+    }
+
+    /// maxTimestamp of the first batch (roll rule 2); `None` when empty.
+    pub fn first_batch_max_ts(&mut self) -> Result<Option<i64>> {
+        if self.size == 0 {
+            return Ok(None);
+        }
+        if self.first_batch_max_ts.is_none() {
+            let mut buf = [0u8; record::BATCH_HEADER_BYTES];
+            let got = read_full_at(&self.file, &mut buf, 0)
+                .io_context(|| format!("reading {}", self.log_path.display()))?;
+            let h = BatchHeader::parse(&buf[..got]).ok_or_else(|| {
+                Error::Internal(format!("{} lost its first batch", self.log_path.display()))
+            })?;
+            self.first_batch_max_ts = Some(h.max_timestamp);
+        }
+        Ok(self.first_batch_max_ts)
+    }
+
+    /// Position of the first batch with `lastOffset >= offset` (index lookup, then a forward
+    /// header scan; framing only), or `None` when this segment has none.
+    pub fn find_batch(&mut self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        if self.size == 0 || offset >= self.next_offset {
+            return Ok(None);
+        }
+        let mut start = u64::from(self.index()?.lookup_offset(offset).position);
+        if start > self.size {
+            start = 0; // a damaged index: scan from the start
+        }
+        let size = self.size;
+        let mut found = None;
+        self.with_source(LOOKUP_CHUNK_BYTES, |src| {
+            scan_batches(src, start, size, false, |pos, h, _| {
+                if h.last_offset() >= offset {
+                    found = Some((pos, *h));
+                    return Ok(false);
+                }
+                Ok(true)
+            })
+        })?;
+        Ok(found)
+    }
+
+    /// `read`'s work in this segment: whole batches from the first with `lastOffset >= offset`,
+    /// as many as fit in `max_bytes` (at least one); `None` when the segment has no such batch.
+    /// Sealed: a range of the mapping. Active: `pread`s of `window_bytes` from the index entry
+    /// (usually one), and the result copied out of that window.
+    pub fn read_batches(
+        &mut self,
+        offset: i64,
+        max_bytes: u64,
+        window_bytes: usize,
+    ) -> Result<Option<SegmentBytes>> {
+        if self.size == 0 || offset >= self.next_offset {
+            return Ok(None);
+        }
+        let mut start = u64::from(self.index()?.lookup_offset(offset).position);
+        if start > self.size {
+            start = 0; // a damaged index: scan from the start
+        }
+        let size = self.size;
+        let mapped = if self.sealed { self.mmap()? } else { None };
+        let mut owned: Vec<u8> = Vec::new();
+        let mut buf_start = start;
+        if mapped.is_some() {
+            buf_start = 0;
+        }
+        let mut pos = start;
+        let mut found: Option<u64> = None;
+        let mut total = 0u64;
+        while pos < size {
+            let buf: &[u8] = match &mapped {
+                Some(m) => &m[..size as usize],
+                None => &owned,
+            };
+            let off = ((pos - buf_start) as usize).min(buf.len());
+            match record::frame(&buf[off..]) {
+                Frame::Batch(h) => {
+                    let batch_bytes = h.size_bytes() as u64;
+                    if found.is_none() {
+                        if h.last_offset() >= offset {
+                            found = Some(pos);
+                            total = batch_bytes;
+                        }
+                    } else if total + batch_bytes > max_bytes {
+                        break;
+                    } else {
+                        total += batch_bytes;
+                    }
+                    if found.is_some() && total >= max_bytes {
+                        break;
+                    }
+                    pos += batch_bytes;
+                }
+                Frame::Corrupt(_) => break,
+                Frame::Incomplete => {
+                    if mapped.is_some() || (!buf.is_empty() && buf_start + buf.len() as u64 >= size)
+                    {
+                        break; // everything up to `size` was seen
+                    }
+                    // Refill, keeping the found batches in the window.
+                    let avail = &buf[off..];
+                    let need = if avail.len() >= LOG_OVERHEAD {
+                        LOG_OVERHEAD
+                            + i32::from_be_bytes(avail[8..12].try_into().unwrap()).max(0) as usize
+                    } else {
+                        record::BATCH_HEADER_BYTES
+                    };
+                    let keep_from = found.unwrap_or(pos);
+                    let want = ((pos - keep_from) as usize + need)
+                        .max(window_bytes)
+                        .min((size - keep_from) as usize);
+                    owned.resize(want, 0);
+                    let got = read_full_at(&self.file, &mut owned, keep_from)
+                        .io_context(|| format!("reading {}", self.log_path.display()))?;
+                    if got < want {
+                        return Err(Error::Internal(format!(
+                            "{} shrank under a reader",
+                            self.log_path.display()
+                        )));
+                    }
+                    buf_start = keep_from;
+                }
+            }
+        }
+        let Some(from) = found else { return Ok(None) };
+        let to = from + total;
+        if let Some(m) = mapped {
+            return Ok(Some(SegmentBytes::Mapped(m, from as usize..to as usize)));
+        }
+        let lo = (from - buf_start) as usize;
+        let hi = (to - buf_start) as usize;
+        owned.truncate(hi);
+        if lo == 0 {
+            return Ok(Some(SegmentBytes::Owned(owned)));
+        }
+        Ok(Some(SegmentBytes::Owned(owned[lo..hi].to_vec())))
+    }
+
+    /// Visit whole batches from `from` (a batch boundary) to the end of the validated data.
+    pub fn for_each_batch<F>(
+        &mut self,
+        from: u64,
+        chunk_bytes: usize,
+        check_crc: bool,
+        visit: F,
+    ) -> Result<Scan>
+    where
+        F: FnMut(u64, &BatchHeader, &[u8]) -> Result<bool>,
+    {
+        let size = self.size;
+        self.with_source(chunk_bytes, |src| {
+            scan_batches(src, from, size, check_crc, visit)
+        })
+    }
+
+    /// The bytes `[from, to)`: a range of the mapping when sealed, else a `pread` copy.
+    pub fn bytes(&mut self, from: u64, to: u64) -> Result<SegmentBytes> {
+        assert!(
+            from <= to && to <= self.size,
+            "range [{from}, {to}) outside [0, {})",
+            self.size
+        );
+        if self.sealed {
+            if let Some(m) = self.mmap()? {
+                return Ok(SegmentBytes::Mapped(m, from as usize..to as usize));
+            }
+        }
+        let mut v = vec![0u8; (to - from) as usize];
+        let got = read_full_at(&self.file, &mut v, from)
+            .io_context(|| format!("reading {}", self.log_path.display()))?;
+        if got != v.len() {
+            return Err(Error::Internal(format!(
+                "{} shrank under a reader",
+                self.log_path.display()
+            )));
+        }
+        Ok(SegmentBytes::Owned(v))
+    }
+
+    /// The largest timestamp (sealed: last time entry; active: maxTsSoFar).
+    pub fn largest_timestamp(&mut self) -> Result<i64> {
+        let idx = self.index()?;
+        Ok(if self.sealed {
+            idx.largest_timestamp()
+        } else {
+            idx.max_ts_so_far
+        })
+    }
+}
+
+fn file_len_or_zero(path: &Path) -> Result<u64> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(m.len()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e).io_context(|| format!("stat {}", path.display())),
+    }
+}
+
+/// Bytes read out of a segment: zero-copy over a mapping, or owned.
+#[derive(Debug, Clone)]
+pub enum SegmentBytes {
+    Mapped(Arc<Mmap>, std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl SegmentBytes {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            SegmentBytes::Mapped(m, r) => &m[r.clone()],
+            SegmentBytes::Owned(v) => v,
+        }
+    }
+    pub fn empty() -> SegmentBytes {
+        SegmentBytes::Owned(Vec::new())
+    }
+}

@@ -2,3 +2,424 @@
 //! 0x80 continuation; 32-bit values take at most 5 bytes, 64-bit at most 10.
 //!
 //! CODEC HELPER OWNS THIS FILE.
+//!
+//! Zigzag maps signed to unsigned so small magnitudes stay short: `enc(v) = (v << 1) ^ (v >> 31)`
+//! (`>> 63` for varlong), `dec(u) = (u >>> 1) ^ -(u & 1)`. Every record-level varint of RecordBatch
+//! v2 is zigzag.
+//!
+//! Decoding follows Kafka's `readVarint`/`readVarlong` exactly, including what they accept:
+//! - varint: at most 5 bytes; a 5th byte with its MSB set is illegal. The unused high bits of the
+//!   5th byte are silently dropped (Java's `b << 28` on an int), so `FF FF FF FF 7F` decodes.
+//! - varlong: at most 10 bytes; the 10th byte must not have its MSB set; its bits above bit 0 are
+//!   dropped (Java's `b << 63` on a long).
+//!
+//! Decode is the hot loop of every read, so each decoder has a one-byte fast path (most deltas and
+//! short lengths fit in 7 bits) and never reads past the slice it is given.
+
+/// Most bytes a zigzag varint (i32) may take.
+pub const MAX_VARINT_BYTES: usize = 5;
+/// Most bytes a zigzag varlong (i64) may take.
+pub const MAX_VARLONG_BYTES: usize = 10;
+
+/// Why a varint could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VarintError {
+    /// The slice ended before the last byte (one without the continuation bit).
+    Truncated,
+    /// More than 5 (varint) or 10 (varlong) bytes.
+    TooLong,
+}
+
+impl std::fmt::Display for VarintError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VarintError::Truncated => f.write_str("truncated varint"),
+            VarintError::TooLong => f.write_str("varint too long"),
+        }
+    }
+}
+
+#[inline]
+pub fn zigzag_encode_32(v: i32) -> u32 {
+    ((v << 1) ^ (v >> 31)) as u32
+}
+
+#[inline]
+pub fn zigzag_decode_32(u: u32) -> i32 {
+    ((u >> 1) as i32) ^ -((u & 1) as i32)
+}
+
+#[inline]
+pub fn zigzag_encode_64(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+pub fn zigzag_decode_64(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+/// Encoded size of the unsigned base-128 value `u` (1..=10).
+#[inline]
+fn unsigned_size(u: u64) -> usize {
+    // why: a table indexed by leading zeros beats the division (the encoder sizes every field of
+    // every record). Entry lz = ceil((64 - lz) / 7), with 0 (lz = 64) taking one byte.
+    const SIZE_BY_LEADING_ZEROS: [u8; 65] = {
+        let mut t = [1u8; 65];
+        let mut lz = 0;
+        while lz < 64 {
+            t[lz] = (64 - lz).div_ceil(7) as u8;
+            lz += 1;
+        }
+        t
+    };
+    SIZE_BY_LEADING_ZEROS[u.leading_zeros() as usize] as usize
+}
+
+/// Bytes `write_varint(v)` appends (1..=5).
+#[inline]
+pub fn varint_size(v: i32) -> usize {
+    unsigned_size(zigzag_encode_32(v) as u64)
+}
+
+/// Bytes `write_varlong(v)` appends (1..=10).
+#[inline]
+pub fn varlong_size(v: i64) -> usize {
+    unsigned_size(zigzag_encode_64(v))
+}
+
+/// Write the unsigned base-128 value `u` into `buf`, returning the byte count.
+#[inline]
+fn put_unsigned(mut u: u64, buf: &mut [u8; MAX_VARLONG_BYTES]) -> usize {
+    let mut n = 0;
+    while u >= 0x80 {
+        buf[n] = (u as u8) | 0x80;
+        u >>= 7;
+        n += 1;
+    }
+    buf[n] = u as u8;
+    n + 1
+}
+
+/// Append the zigzag varint of `v` to `out`.
+#[inline]
+pub fn write_varint(out: &mut Vec<u8>, v: i32) {
+    let u = zigzag_encode_32(v);
+    if u < 0x80 {
+        out.push(u as u8);
+        return;
+    }
+    let mut buf = [0u8; MAX_VARLONG_BYTES];
+    let n = put_unsigned(u as u64, &mut buf);
+    out.extend_from_slice(&buf[..n]);
+}
+
+/// Append the zigzag varlong of `v` to `out`.
+#[inline]
+pub fn write_varlong(out: &mut Vec<u8>, v: i64) {
+    let u = zigzag_encode_64(v);
+    if u < 0x80 {
+        out.push(u as u8);
+        return;
+    }
+    let mut buf = [0u8; MAX_VARLONG_BYTES];
+    let n = put_unsigned(u, &mut buf);
+    out.extend_from_slice(&buf[..n]);
+}
+
+/// Write the zigzag varint of `v` at `buf[pos..]` and return the position after it. The caller
+/// sized `buf` beforehand (with `varint_size`); a short buffer is a bug and panics.
+#[inline]
+pub fn put_varint(buf: &mut [u8], pos: usize, v: i32) -> usize {
+    put_unsigned_at(buf, pos, zigzag_encode_32(v) as u64)
+}
+
+/// Write the zigzag varlong of `v` at `buf[pos..]` and return the position after it.
+#[inline]
+pub fn put_varlong(buf: &mut [u8], pos: usize, v: i64) -> usize {
+    put_unsigned_at(buf, pos, zigzag_encode_64(v))
+}
+
+#[inline]
+fn put_unsigned_at(buf: &mut [u8], mut pos: usize, mut u: u64) -> usize {
+    // why: one and two bytes cover nearly every delta and length; one bounds check each.
+    if u < 0x80 {
+        buf[pos] = u as u8;
+        return pos + 1;
+    }
+    if u < 0x4000 {
+        buf[pos..pos + 2].copy_from_slice(&[(u as u8) | 0x80, (u >> 7) as u8]);
+        return pos + 2;
+    }
+    while u >= 0x80 {
+        buf[pos] = (u as u8) | 0x80;
+        u >>= 7;
+        pos += 1;
+    }
+    buf[pos] = u as u8;
+    pos + 1
+}
+
+/// Read a zigzag varint at the start of `buf`: `(value, bytes consumed)`.
+#[inline]
+pub fn read_varint(buf: &[u8]) -> Result<(i32, usize), VarintError> {
+    // why: one and two bytes (values -8192..8191) cover most deltas and lengths.
+    match *buf {
+        [b0, ..] if b0 < 0x80 => Ok((zigzag_decode_32(b0 as u32), 1)),
+        [b0, b1, ..] if b1 < 0x80 => {
+            Ok((zigzag_decode_32((b0 & 0x7F) as u32 | (b1 as u32) << 7), 2))
+        }
+        [] => Err(VarintError::Truncated),
+        _ => read_varint_slow(buf),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn read_varint_slow(buf: &[u8]) -> Result<(i32, usize), VarintError> {
+    let mut u: u32 = 0;
+    for i in 0..MAX_VARINT_BYTES {
+        let b = *buf.get(i).ok_or(VarintError::Truncated)?;
+        // why: `wrapping_shl`-free: shifts are < 32; at i == 4 the high bits fall off as in Java.
+        u |= ((b & 0x7F) as u32) << (7 * i);
+        if b < 0x80 {
+            return Ok((zigzag_decode_32(u), i + 1));
+        }
+    }
+    Err(VarintError::TooLong)
+}
+
+/// Read a zigzag varlong at the start of `buf`: `(value, bytes consumed)`.
+#[inline]
+pub fn read_varlong(buf: &[u8]) -> Result<(i64, usize), VarintError> {
+    match *buf {
+        [b0, ..] if b0 < 0x80 => Ok((zigzag_decode_64(b0 as u64), 1)),
+        [b0, b1, ..] if b1 < 0x80 => {
+            Ok((zigzag_decode_64((b0 & 0x7F) as u64 | (b1 as u64) << 7), 2))
+        }
+        [] => Err(VarintError::Truncated),
+        _ => read_varlong_slow(buf),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn read_varlong_slow(buf: &[u8]) -> Result<(i64, usize), VarintError> {
+    let mut u: u64 = 0;
+    for i in 0..MAX_VARLONG_BYTES {
+        let b = *buf.get(i).ok_or(VarintError::Truncated)?;
+        // why: shifts are <= 63; at i == 9 only bit 0 survives, as Java's `b << 63`.
+        u |= ((b & 0x7F) as u64) << (7 * i);
+        if b < 0x80 {
+            return Ok((zigzag_decode_64(u), i + 1));
+        }
+    }
+    Err(VarintError::TooLong)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc32(v: i32) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_varint(&mut out, v);
+        assert_eq!(out.len(), varint_size(v), "size of {v}");
+        let mut buf = [0u8; 7];
+        assert_eq!(put_varint(&mut buf, 1, v), 1 + out.len());
+        assert_eq!(&buf[1..1 + out.len()], &out[..]);
+        out
+    }
+
+    fn enc64(v: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_varlong(&mut out, v);
+        assert_eq!(out.len(), varlong_size(v), "size of {v}");
+        let mut buf = [0u8; 12];
+        assert_eq!(put_varlong(&mut buf, 1, v), 1 + out.len());
+        assert_eq!(&buf[1..1 + out.len()], &out[..]);
+        out
+    }
+
+    /// Kafka ByteUtilsTest testVarintSerde / spec §1.4.
+    const VARINT_VECTORS: &[(i32, &[u8])] = &[
+        (0, &[0x00]),
+        (-1, &[0x01]),
+        (1, &[0x02]),
+        (63, &[0x7E]),
+        (-64, &[0x7F]),
+        (64, &[0x80, 0x01]),
+        (-65, &[0x81, 0x01]),
+        (8191, &[0xFE, 0x7F]),
+        (-8192, &[0xFF, 0x7F]),
+        (8192, &[0x80, 0x80, 0x01]),
+        (-8193, &[0x81, 0x80, 0x01]),
+        (1048575, &[0xFE, 0xFF, 0x7F]),
+        (-1048576, &[0xFF, 0xFF, 0x7F]),
+        (1048576, &[0x80, 0x80, 0x80, 0x01]),
+        (-1048577, &[0x81, 0x80, 0x80, 0x01]),
+        (134217727, &[0xFE, 0xFF, 0xFF, 0x7F]),
+        (-134217728, &[0xFF, 0xFF, 0xFF, 0x7F]),
+        (134217728, &[0x80, 0x80, 0x80, 0x80, 0x01]),
+        (-134217729, &[0x81, 0x80, 0x80, 0x80, 0x01]),
+        (i32::MAX, &[0xFE, 0xFF, 0xFF, 0xFF, 0x0F]),
+        (i32::MIN, &[0xFF, 0xFF, 0xFF, 0xFF, 0x0F]),
+    ];
+
+    /// Kafka ByteUtilsTest testVarlongSerde / spec §1.4.
+    const VARLONG_VECTORS: &[(i64, &[u8])] = &[
+        (0, &[0x00]),
+        (-1, &[0x01]),
+        (1, &[0x02]),
+        (63, &[0x7E]),
+        (-64, &[0x7F]),
+        (64, &[0x80, 0x01]),
+        (-65, &[0x81, 0x01]),
+        (8191, &[0xFE, 0x7F]),
+        (-8192, &[0xFF, 0x7F]),
+        (8192, &[0x80, 0x80, 0x01]),
+        (-8193, &[0x81, 0x80, 0x01]),
+        (1048575, &[0xFE, 0xFF, 0x7F]),
+        (-1048576, &[0xFF, 0xFF, 0x7F]),
+        (1048576, &[0x80, 0x80, 0x80, 0x01]),
+        (-1048577, &[0x81, 0x80, 0x80, 0x01]),
+        (134217727, &[0xFE, 0xFF, 0xFF, 0x7F]),
+        (-134217728, &[0xFF, 0xFF, 0xFF, 0x7F]),
+        (134217728, &[0x80, 0x80, 0x80, 0x80, 0x01]),
+        (-134217729, &[0x81, 0x80, 0x80, 0x80, 0x01]),
+        (i32::MAX as i64, &[0xFE, 0xFF, 0xFF, 0xFF, 0x0F]),
+        (i32::MIN as i64, &[0xFF, 0xFF, 0xFF, 0xFF, 0x0F]),
+        (17179869183, &[0xFE, 0xFF, 0xFF, 0xFF, 0x7F]),
+        (-17179869184, &[0xFF, 0xFF, 0xFF, 0xFF, 0x7F]),
+        (17179869184, &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]),
+        (-17179869185, &[0x81, 0x80, 0x80, 0x80, 0x80, 0x01]),
+        (2199023255551, &[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]),
+        (-2199023255552, &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]),
+        (2199023255552, &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]),
+        (-2199023255553, &[0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]),
+        (281474976710655, &[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]),
+        (
+            -281474976710656,
+            &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F],
+        ),
+        (
+            281474976710656,
+            &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+        ),
+        (
+            -281474976710657,
+            &[0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+        ),
+        (
+            36028797018963967,
+            &[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F],
+        ),
+        (
+            -36028797018963968,
+            &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F],
+        ),
+        (
+            36028797018963968,
+            &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+        ),
+        (
+            -36028797018963969,
+            &[0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+        ),
+        (
+            4611686018427387903,
+            &[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F],
+        ),
+        (
+            -4611686018427387904,
+            &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F],
+        ),
+        (
+            4611686018427387904,
+            &[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+        ),
+        (
+            -4611686018427387905,
+            &[0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+        ),
+        (
+            i64::MAX,
+            &[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+        ),
+        (
+            i64::MIN,
+            &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+        ),
+    ];
+
+    #[test]
+    fn varint_kafka_vectors() {
+        for &(v, bytes) in VARINT_VECTORS {
+            assert_eq!(enc32(v), bytes, "encode {v}");
+            assert_eq!(read_varint(bytes), Ok((v, bytes.len())), "decode {v}");
+            // Trailing bytes are not consumed.
+            let mut longer = bytes.to_vec();
+            longer.push(0xAA);
+            assert_eq!(read_varint(&longer), Ok((v, bytes.len())));
+        }
+    }
+
+    #[test]
+    fn varlong_kafka_vectors() {
+        for &(v, bytes) in VARLONG_VECTORS {
+            assert_eq!(enc64(v), bytes, "encode {v}");
+            assert_eq!(read_varlong(bytes), Ok((v, bytes.len())), "decode {v}");
+        }
+    }
+
+    #[test]
+    fn varint_rejects_too_long_and_truncated() {
+        // A 5th byte with the MSB set is illegal (ByteUtilsTest testInvalidVarint).
+        assert_eq!(
+            read_varint(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
+            Err(VarintError::TooLong)
+        );
+        assert_eq!(
+            read_varint(&[0x80, 0x80, 0x80, 0x80, 0x80]),
+            Err(VarintError::TooLong)
+        );
+        // Java drops the high bits of the 5th byte rather than failing.
+        assert!(read_varint(&[0xFF, 0xFF, 0xFF, 0xFF, 0x7F]).is_ok());
+        assert_eq!(read_varint(&[]), Err(VarintError::Truncated));
+        assert_eq!(read_varint(&[0x80]), Err(VarintError::Truncated));
+        assert_eq!(
+            read_varint(&[0xFF, 0xFF, 0xFF, 0xFF]),
+            Err(VarintError::Truncated)
+        );
+    }
+
+    #[test]
+    fn varlong_rejects_too_long_and_truncated() {
+        // ByteUtilsTest testInvalidVarlong: 11 bytes.
+        let eleven = [
+            0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01,
+        ];
+        assert_eq!(read_varlong(&eleven), Err(VarintError::TooLong));
+        assert_eq!(read_varlong(&[]), Err(VarintError::Truncated));
+        assert_eq!(read_varlong(&[0x80, 0x80]), Err(VarintError::Truncated));
+    }
+
+    #[test]
+    fn round_trip_sweep() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for shift in 0..64 {
+            for _ in 0..64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let v64 = (x >> shift) as i64;
+                let v64 = if x & 1 == 1 { v64.wrapping_neg() } else { v64 };
+                let b = enc64(v64);
+                assert_eq!(read_varlong(&b), Ok((v64, b.len())));
+                let v32 = v64 as i32;
+                let b = enc32(v32);
+                assert_eq!(read_varint(&b), Ok((v32, b.len())));
+            }
+        }
+    }
+}

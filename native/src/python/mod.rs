@@ -5,7 +5,17 @@
 //! decode_records, crc32c), `partition_log.rs` (the PartitionLog class).
 //! STORAGE HELPER OWNS mod.rs and partition_log.rs; CODEC HELPER OWNS errors.rs, buffer.rs, convert.rs.
 
+use pyo3::prelude::*;
+
 mod buffer;
 mod convert;
 mod errors;
 mod partition_log;
+
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<partition_log::PyPartitionLog>()?;
+    convert::register(m)?;
+    Ok(())
+}
