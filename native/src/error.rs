@@ -8,7 +8,11 @@ use std::path::PathBuf;
 pub enum Error {
     /// A batch failed validation. `path` is `None` for an in-memory buffer.
     #[error("{reason}")]
-    CorruptBatch { reason: String, path: Option<PathBuf>, position: u64 },
+    CorruptBatch {
+        reason: String,
+        path: Option<PathBuf>,
+        position: u64,
+    },
     #[error("{0}")]
     OffsetOutOfRange(String),
     #[error("{0}")]
@@ -34,15 +38,25 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn corrupt(reason: impl Into<String>, position: u64) -> Self {
-        Error::CorruptBatch { reason: reason.into(), path: None, position }
+        Error::CorruptBatch {
+            reason: reason.into(),
+            path: None,
+            position,
+        }
     }
 
     /// Attach the file a corrupt batch was read from (positions are already file positions).
     pub fn in_file(self, file: &std::path::Path) -> Self {
         match self {
-            Error::CorruptBatch { reason, path: None, position } => {
-                Error::CorruptBatch { reason, path: Some(file.to_path_buf()), position }
-            }
+            Error::CorruptBatch {
+                reason,
+                path: None,
+                position,
+            } => Error::CorruptBatch {
+                reason,
+                path: Some(file.to_path_buf()),
+                position,
+            },
             other => other,
         }
     }
@@ -50,9 +64,15 @@ impl Error {
     /// Shift the position of a corrupt-batch error found inside a slice that starts at `base`.
     pub fn shifted(self, base: u64) -> Self {
         match self {
-            Error::CorruptBatch { reason, path, position } => {
-                Error::CorruptBatch { reason, path, position: position + base }
-            }
+            Error::CorruptBatch {
+                reason,
+                path,
+                position,
+            } => Error::CorruptBatch {
+                reason,
+                path,
+                position: position + base,
+            },
             other => other,
         }
     }
@@ -65,6 +85,9 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn io_context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io { context: what(), source })
+        self.map_err(|source| Error::Io {
+            context: what(),
+            source,
+        })
     }
 }
