@@ -1,0 +1,127 @@
+"""Shared fixtures: every behaviour test runs against both engines through one fixture.
+
+- ``engine``: parametrized over ``native`` and ``reference``. The native param is skipped (with the
+  reason) only when ``pylog._native`` cannot be imported and ``CI`` is not set; in CI a missing
+  extension is an error, never a skip.
+- ``open_log(path=None, *, engine=None, config=None, **settings)``: opens a partition with
+  ``pylog.engine.open_partition`` and closes it at teardown. ``settings`` take Kafka names with
+  underscores for dots (``segment_bytes=1024``) or a ``config`` mapping with the real names.
+- ``both_engines``: for tests that need the two engines at once (differential, cross-reading).
+- Hypothesis profiles: ``ci`` (more examples, selected when ``CI=true``) and ``dev`` (few).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from pylog.engine import ENGINES, PartitionLog, open_partition
+
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+settings.register_profile(
+    "ci",
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "dev",
+    max_examples=25,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
+
+
+def _native_import_error() -> str | None:
+    try:
+        importlib.import_module("pylog._native")
+    except ImportError as exc:  # the extension is not built in this checkout
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+NATIVE_IMPORT_ERROR = _native_import_error()
+
+
+def skip_if_engine_missing(name: str) -> None:
+    """Skip a native test when the extension is not built, outside CI only."""
+    if name == "native" and NATIVE_IMPORT_ERROR is not None and not IN_CI:
+        pytest.skip(
+            "pylog._native is not importable (build it with tools/build_inplace.sh); "
+            f"CI treats this as a failure: {NATIVE_IMPORT_ERROR}"
+        )
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    skip_if_engine_missing(request.param)
+    return request.param
+
+
+@pytest.fixture
+def other_engine(engine: str) -> str:
+    name = "reference" if engine == "native" else "native"
+    skip_if_engine_missing(name)
+    return name
+
+
+@pytest.fixture
+def both_engines() -> tuple[str, str]:
+    for name in ENGINES:
+        skip_if_engine_missing(name)
+    return ("native", "reference")
+
+
+def make_config(config: dict[str, Any] | None = None, **settings_: Any) -> dict[str, Any]:
+    """Merge a Kafka-named mapping with ``segment_bytes=...`` style keyword settings."""
+    out = dict(config or {})
+    for key, value in settings_.items():
+        out[key.replace("_", ".")] = value
+    return out
+
+
+OpenLog = Callable[..., PartitionLog]
+
+
+@pytest.fixture
+def open_log(engine: str, tmp_path: Path) -> Iterator[OpenLog]:
+    opened: list[PartitionLog] = []
+    counter = iter(range(1_000_000))
+
+    def factory(
+        path: str | os.PathLike[str] | None = None,
+        *,
+        engine: str | None = None,
+        config: dict[str, Any] | None = None,
+        **settings_: Any,
+    ) -> PartitionLog:
+        name = engine or request_engine
+        skip_if_engine_missing(name)
+        if path is None:
+            path = tmp_path / f"topic-{next(counter)}"
+        log = open_partition(path, engine=name, config=make_config(config, **settings_))
+        opened.append(log)
+        return log
+
+    request_engine = engine
+    yield factory
+    errors = []
+    for log in reversed(opened):
+        try:
+            log.close()
+        except Exception as exc:  # a broken close must fail the test, after closing the rest
+            errors.append(exc)
+    if errors:
+        raise errors[0]
