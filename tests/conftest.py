@@ -12,18 +12,16 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import IN_CI, NATIVE_IMPORT_ERROR
 from hypothesis import HealthCheck, settings
 
 from pylog.engine import ENGINES, PartitionLog, open_partition
-
-IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 settings.register_profile(
     "ci",
@@ -42,17 +40,6 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
-
-
-def _native_import_error() -> str | None:
-    try:
-        importlib.import_module("pylog._native")
-    except ImportError as exc:  # the extension is not built in this checkout
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-NATIVE_IMPORT_ERROR = _native_import_error()
 
 
 def skip_if_engine_missing(name: str) -> None:

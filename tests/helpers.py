@@ -15,6 +15,27 @@ from typing import Any
 
 import crc32c as _crc32c
 
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _native_import_error() -> str | None:
+    import importlib
+
+    try:
+        importlib.import_module("pylog._native")
+    except ImportError as exc:  # the extension is not built in this checkout
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+NATIVE_IMPORT_ERROR = _native_import_error()
+#: why tests that need both engines at once are skipped (None: run them; never skipped in CI)
+BOTH_ENGINES_SKIP = (
+    None
+    if NATIVE_IMPORT_ERROR is None or IN_CI
+    else f"pylog._native is not importable (build it with tools/build_inplace.sh): {NATIVE_IMPORT_ERROR}"
+)
+
 HEADER = struct.Struct(">qiibIhiqqqhii")
 assert HEADER.size == 61
 LOG_OVERHEAD = 12
