@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import IN_CI, NATIVE_IMPORT_ERROR
+from helpers import IN_CI, skip_if_engine_missing
 from hypothesis import HealthCheck, settings
 
 from pylog.engine import ENGINES, PartitionLog, open_partition
@@ -40,15 +40,6 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
-
-
-def skip_if_engine_missing(name: str) -> None:
-    """Skip a native test when the extension is not built, outside CI only."""
-    if name == "native" and NATIVE_IMPORT_ERROR is not None and not IN_CI:
-        pytest.skip(
-            "pylog._native is not importable (build it with tools/build_inplace.sh); "
-            f"CI treats this as a failure: {NATIVE_IMPORT_ERROR}"
-        )
 
 
 @pytest.fixture(params=ENGINES)

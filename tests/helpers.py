@@ -29,6 +29,19 @@ def _native_import_error() -> str | None:
 
 
 NATIVE_IMPORT_ERROR = _native_import_error()
+
+
+def skip_if_engine_missing(name: str) -> None:
+    """Skip a native test when the extension is not built, outside CI only."""
+    import pytest
+
+    if name == "native" and NATIVE_IMPORT_ERROR is not None and not IN_CI:
+        pytest.skip(
+            "pylog._native is not importable (build it with tools/build_inplace.sh); "
+            f"CI treats this as a failure: {NATIVE_IMPORT_ERROR}"
+        )
+
+
 #: why tests that need both engines at once are skipped (None: run them; never skipped in CI)
 BOTH_ENGINES_SKIP = (
     None

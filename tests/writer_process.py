@@ -1,0 +1,80 @@
+"""Child processes for the crash and multi-process tests (run as a script, never imported by pytest
+as a test module). Modes:
+
+- ``kill ENGINE PATH CONFIG SEED``: append batches forever, printing ``index base`` after each
+  acknowledged append, until the parent SIGKILLs it.
+- ``writer ENGINE PATH CONFIG ID COUNT``: print ``ready`` once open, wait for a line on stdin, append
+  COUNT batches of ``writer_values(ID, i)``, close, print ``done``.
+- ``reader ENGINE PATH CONFIG TOTAL``: print ``ready``, wait for a line on stdin, tail the log with
+  ``wait_for`` + ``records()`` until TOTAL records were seen; print them as JSON ``[offset, value]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+CODECS = ("none", "gzip", "lz4", "zstd", "snappy")
+TS = 1_700_000_000_000
+
+
+def batch_values(seed: int, i: int) -> list[bytes]:
+    n = 1 + (seed * 7 + i) % 5
+    return [b"%d:%d:%d:" % (seed, i, j) + bytes([65 + i % 26]) * ((seed + 3 * i + j) % 300) for j in range(n)]
+
+
+def writer_values(writer_id: int, i: int) -> list[bytes]:
+    return [b"w%d:%d:%d" % (writer_id, i, j) + b"." * (i % 40) for j in range(1 + i % 4)]
+
+
+def say(text: str) -> None:
+    os.write(1, (text + "\n").encode())  # unbuffered: the parent counts what was acknowledged
+
+
+def main(argv: list[str]) -> None:
+    from pylog.engine import open_partition
+
+    mode, engine, path, config = argv[0], argv[1], argv[2], json.loads(argv[3])
+    log = open_partition(path, engine=engine, config=config)
+    if mode == "kill":
+        seed = int(argv[4])
+        i = 0
+        while True:
+            values = batch_values(seed, i)
+            base = log.append(
+                values, timestamps_ms=[TS + i] * len(values), compression=CODECS[(seed + i) % 5]
+            )
+            say(f"{i} {base}")
+            i += 1
+    elif mode == "writer":
+        writer_id, count = int(argv[4]), int(argv[5])
+        say("ready")
+        sys.stdin.readline()
+        for i in range(count):
+            values = writer_values(writer_id, i)
+            log.append(values, timestamps_ms=[TS + i] * len(values))
+        log.close()
+        say("done")
+    elif mode == "reader":
+        total = int(argv[4])
+        say("ready")
+        sys.stdin.readline()
+        seen: list[list] = []
+        offset = log.start_offset
+        while offset < total:
+            if not log.wait_for(offset, 60_000):
+                raise SystemExit(f"reader: nothing past {offset} within 60 s")
+            for record in log.records(offset):
+                if record.offset != offset:
+                    raise SystemExit(f"reader: expected offset {offset}, got {record.offset}")
+                seen.append([record.offset, record.value.decode()])
+                offset += 1
+        log.close()
+        say(json.dumps(seen))
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
