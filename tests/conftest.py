@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,13 @@ from helpers import IN_CI, skip_if_engine_missing
 from hypothesis import HealthCheck, settings
 
 from pylog.engine import ENGINES, PartitionLog, open_partition
+
+with warnings.catch_warnings():
+    # Hypothesis imports this (and libcst) only after a failure, to suggest a patch; libcst warns
+    # on import, which filterwarnings=error would turn into an INTERNALERROR hiding the failure.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    with contextlib.suppress(ImportError):
+        import hypothesis.extra._patching  # noqa: F401
 
 settings.register_profile(
     "ci",

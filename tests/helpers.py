@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import crc32c as _crc32c
+
+with warnings.catch_warnings():
+    # kafka-python's package __init__ uses importlib.resources.read_text (deprecated in 3.11+);
+    # import it once here so pytest's filterwarnings=error does not turn that into an error
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import kafka.codec as kafka_codec
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+    from kafka.record.memory_records import MemoryRecords
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
@@ -240,9 +249,7 @@ def expected_records(
 
 def _install_snappy_shim() -> bool:
     """kafka-python needs python-snappy for its xerial framing; lend it cramjam's raw snappy."""
-    import kafka.codec
-
-    if kafka.codec.snappy is not None:
+    if kafka_codec.snappy is not None:
         return True
     try:
         import cramjam
@@ -266,21 +273,19 @@ def _install_snappy_shim() -> bool:
                 return False
             return True
 
-    kafka.codec.snappy = _Snappy()
+    kafka_codec.snappy = _Snappy()
     return True
 
 
 def kafka_codecs() -> list[str]:
     """Codecs kafka-python can handle in this environment."""
-    import kafka.codec
-
     _install_snappy_shim()
     ok = ["none", "gzip"]
-    if kafka.codec.has_snappy():
+    if kafka_codec.has_snappy():
         ok.append("snappy")
-    if kafka.codec.has_lz4():
+    if kafka_codec.has_lz4():
         ok.append("lz4")
-    if kafka.codec.has_zstd():
+    if kafka_codec.has_zstd():
         ok.append("zstd")
     return ok
 
@@ -292,8 +297,6 @@ def kafka_build_batch(
     base_offset: int = 0,
 ) -> bytes:
     """One v2 batch built by kafka-python: records are (timestamp, key, value, headers)."""
-    from kafka.record.default_records import DefaultRecordBatchBuilder
-
     _install_snappy_shim()
     builder = DefaultRecordBatchBuilder(
         magic=2,
@@ -305,15 +308,16 @@ def kafka_build_batch(
         batch_size=1 << 30,
     )
     for i, (ts, key, value, headers) in enumerate(records):
-        meta = builder.append(base_offset + i, timestamp=ts, key=key, value=value, headers=headers)
+        # kafka-python takes the offset delta here; the base offset goes in the header below
+        meta = builder.append(i, timestamp=ts, key=key, value=value, headers=headers)
         assert meta is not None
-    return bytes(builder.build())
+    out = bytearray(builder.build())
+    out[0:8] = base_offset.to_bytes(8, "big")  # baseOffset is not under the CRC
+    return bytes(out)
 
 
 def kafka_decode(buf: bytes | bytearray | memoryview) -> list[tuple[Any, list[tuple]]]:
     """Decode every batch of a buffer with kafka-python: [(batch, records as tuples)]."""
-    from kafka.record.memory_records import MemoryRecords
-
     _install_snappy_shim()
     mr = MemoryRecords(bytes(buf))
     out = []

@@ -26,7 +26,7 @@ from helpers import (
     parse_batches,
     segment_files,
 )
-from hypothesis import given, note
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -280,8 +280,12 @@ class AllCodecs(TwoLogs):
     BYTE_IDENTICAL = False
 
 
-TestByteIdentical = ByteIdentical.TestCase
-TestAllCodecs = AllCodecs.TestCase
+# each example is a whole run of file operations on two logs: a quarter of the profile's examples
+STATEFUL = settings(max_examples=max(8, settings.default.max_examples // 4))
+TestByteIdentical = pytest.mark.slow(ByteIdentical.TestCase)
+TestByteIdentical.settings = STATEFUL
+TestAllCodecs = pytest.mark.slow(AllCodecs.TestCase)
+TestAllCodecs.settings = STATEFUL
 
 
 # ---------------------------------------------------------------------------------------------

@@ -175,7 +175,8 @@ def test_read_rules(open_log):
         one = bytes(memoryview(log.read(offset, 1)))  # at least one whole batch
         (batch,) = parse_batches(one)
         assert batch.base_offset <= offset <= batch.last_offset
-        assert one == everything[batch.position : batch.position + batch.size]
+        (same,) = [b for b in batches if b.base_offset == batch.base_offset]
+        assert one == everything[same.position : same.position + same.size]
         assert [r.offset for r in decode_records(one, engine=log_engine(log))][-1] == batch.last_offset
     # as many whole batches as fit
     two = parse_batches(bytes(memoryview(log.read(1, batches[0].size + batches[1].size))))
@@ -623,3 +624,22 @@ def test_append_raw_too_large(open_log):
         log.append_raw(kafka_build_batch([(TS, None, bytes(600), [])]))
     assert log.end_offset == 0
     assert log.append_raw(kafka_build_batch([(TS, None, bytes(100), [])])) == 0
+
+
+def test_segment_larger_than_a_read_window(open_log):
+    """Everything works past the first 64 KiB / 1 MiB of a segment (engines read files in windows)."""
+    log = open_log()
+    for i in range(1200):
+        log.append([b"%06d" % i + bytes(1000)], timestamps_ms=[TS + i])
+    big = b"B" * 300_000
+    log.append([big], timestamps_ms=[TS + 5000])
+    log.append([b"tail"], timestamps_ms=[TS + 5001])
+    assert os.path.getsize(os.path.join(log.path, "00000000000000000000.log")) > 1_500_000
+    recs = list(log.records())
+    assert [r.offset for r in recs] == list(range(1202))
+    assert recs[1200].value == big and recs[1201].value == b"tail"
+    cols = log.read_columns(0, 5000)
+    assert len(cols) == 1202 and cols.value(1201) == b"tail"
+    assert log.offset_for_timestamp(TS + 1100) == 1100
+    assert log.offset_for_timestamp(TS + 5001) == 1201
+    assert [r.value for r in log.records(1199)] == [b"%06d" % 1199 + bytes(1000), big, b"tail"]

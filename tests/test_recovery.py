@@ -413,3 +413,18 @@ def test_sigkill_loses_no_acknowledged_batch(engine, tmp_path, config):
                 got_values = [r.value for r in log.records(base, base + len(values))]
                 assert got_values == values, f"acknowledged batch {s}/{i} at {base} damaged"
     assert len(segment_bases(path)) > 1, "the writer should have rolled at least once"
+
+
+def test_recovery_scans_a_large_segment_whole(both_engines, tmp_path):
+    template = tmp_path / "template" / "large-0"
+    with open_partition(template, engine="reference") as log:
+        for i in range(1500):
+            log.append([b"%06d" % i + bytes(1000)], timestamps_ms=[TS + i])
+        log.append([b"B" * 200_000], timestamps_ms=[TS])
+        want = as_tuples(log.records())
+    assert len(want) == 1501
+    size = (template / segment_name(0)).stat().st_size
+
+    (_, end, records), files = recover_both(template, tmp_path, "large", lambda p: crash(p))
+    assert (end, records) == (1501, want), "recovery must not cut valid data"
+    assert len(files[segment_name(0)]) == size
