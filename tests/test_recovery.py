@@ -369,36 +369,34 @@ def test_empty_directory_gets_segment_zero(engine, tmp_path):
 # SIGKILL of a writing process
 
 
-def spawn_writer(engine: str, path: Path, config: dict, seed: int) -> subprocess.Popen:
-    args = [
-        sys.executable,
-        str(HERE / "writer_process.py"),
-        "kill",
-        engine,
-        str(path),
-        json.dumps(config),
-        str(seed),
-    ]
+def spawn_writer(engine: str, path: Path, config: dict, seed: int, big: bool) -> subprocess.Popen:
+    args = [sys.executable, str(HERE / "writer_process.py"), "kill", engine, str(path), json.dumps(config)]
+    args += [str(seed)] + (["big"] if big else [])
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
 
 
-@pytest.mark.parametrize("config", [{"segment.bytes": 4000}, {"segment.bytes": 20000, "flush.messages": 5}])
-def test_sigkill_loses_no_acknowledged_batch(engine, tmp_path, config):
+@pytest.mark.parametrize(
+    "config, big",
+    [
+        ({"segment.bytes": 4000}, False),
+        ({"segment.bytes": 20000, "flush.messages": 5}, False),
+        ({"segment.bytes": 3_000_000}, True),
+    ],
+    ids=["small-segments", "flush-messages", "big-batches"],
+)
+def test_sigkill_loses_no_acknowledged_batch(engine, tmp_path, config, big):
     path = tmp_path / "kill-0"
     rng = random.Random(zlib.crc32(f"{engine}{config}".encode()))
     acked: list[tuple[int, int, int]] = []  # (seed, batch index, base offset)
-    for round_ in range(5):
-        seed = round_
-        proc = spawn_writer(engine, path, config, seed)
-        want_acks = rng.randint(1, 120)
-        got = 0
+    for seed in range(5):
+        proc = spawn_writer(engine, path, config, seed, big)
+        want_acks = rng.randint(1, 30 if big else 120)
         try:
-            while got < want_acks:
+            for _ in range(want_acks):
                 line = proc.stdout.readline()
                 assert line, f"writer died early: {proc.stderr.read().decode()}"
                 i, base = map(int, line.split())
                 acked.append((seed, i, base))
-                got += 1
         finally:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -409,9 +407,10 @@ def test_sigkill_loses_no_acknowledged_batch(engine, tmp_path, config):
             everything = list(log.records())  # all CRC-valid after recovery
             assert [r.offset for r in everything] == list(range(log.end_offset))
             for s, i, base in acked:
-                values = batch_values(s, i)
+                values = batch_values(s, i, big)
                 got_values = [r.value for r in log.records(base, base + len(values))]
                 assert got_values == values, f"acknowledged batch {s}/{i} at {base} damaged"
+        check_segment_indexes(path, 4096)
     assert len(segment_bases(path)) > 1, "the writer should have rolled at least once"
 
 

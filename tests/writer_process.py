@@ -1,7 +1,7 @@
 """Child processes for the crash and multi-process tests (run as a script, never imported by pytest
 as a test module). Modes:
 
-- ``kill ENGINE PATH CONFIG SEED``: append batches forever, printing ``index base`` after each
+- ``kill ENGINE PATH CONFIG SEED [big]``: append batches forever, printing ``index base`` after each
   acknowledged append, until the parent SIGKILLs it.
 - ``writer ENGINE PATH CONFIG ID COUNT``: print ``ready`` once open, wait for a line on stdin, append
   COUNT batches of ``writer_values(ID, i)``, close, print ``done``.
@@ -19,9 +19,12 @@ CODECS = ("none", "gzip", "lz4", "zstd", "snappy")
 TS = 1_700_000_000_000
 
 
-def batch_values(seed: int, i: int) -> list[bytes]:
+def batch_values(seed: int, i: int, big: bool = False) -> list[bytes]:
+    """Deterministic values of batch ``i``; with ``big`` every third batch is ~600 KB (a write
+    that SIGKILL can interrupt half-way, leaving a torn tail)."""
     n = 1 + (seed * 7 + i) % 5
-    return [b"%d:%d:%d:" % (seed, i, j) + bytes([65 + i % 26]) * ((seed + 3 * i + j) % 300) for j in range(n)]
+    size = 200_000 if big and i % 3 == 0 else (seed + 3 * i) % 300
+    return [b"%d:%d:%d:" % (seed, i, j) + bytes([65 + (i + j) % 26]) * size for j in range(n)]
 
 
 def writer_values(writer_id: int, i: int) -> list[bytes]:
@@ -38,10 +41,10 @@ def main(argv: list[str]) -> None:
     mode, engine, path, config = argv[0], argv[1], argv[2], json.loads(argv[3])
     log = open_partition(path, engine=engine, config=config)
     if mode == "kill":
-        seed = int(argv[4])
+        seed, big = int(argv[4]), argv[5:] == ["big"]
         i = 0
         while True:
-            values = batch_values(seed, i)
+            values = batch_values(seed, i, big)
             base = log.append(
                 values, timestamps_ms=[TS + i] * len(values), compression=CODECS[(seed + i) % 5]
             )
