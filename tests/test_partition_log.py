@@ -643,3 +643,16 @@ def test_segment_larger_than_a_read_window(open_log):
     assert log.offset_for_timestamp(TS + 1100) == 1100
     assert log.offset_for_timestamp(TS + 5001) == 1201
     assert [r.value for r in log.records(1199)] == [b"%06d" % 1199 + bytes(1000), big, b"tail"]
+
+
+def test_pylog_engine_environment_variable(engine, tmp_path, monkeypatch):
+    from pylog.engine import open_partition
+
+    monkeypatch.setenv("PYLOG_ENGINE", engine)
+    with open_partition(tmp_path / "env-0") as log:
+        assert log_engine(log) == engine
+        log.append([b"a"], timestamps_ms=[TS])
+        assert [r.value for r in decode_records(log.read(0, 100))] == [b"a"]
+    monkeypatch.setenv("PYLOG_ENGINE", "warp")
+    with pytest.raises(InvalidConfigError):
+        open_partition(tmp_path / "env-1")

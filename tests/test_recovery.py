@@ -411,7 +411,8 @@ def test_sigkill_loses_no_acknowledged_batch(engine, tmp_path, config, big):
                 got_values = [r.value for r in log.records(base, base + len(values))]
                 assert got_values == values, f"acknowledged batch {s}/{i} at {base} damaged"
         check_segment_indexes(path, 4096)
-    assert len(segment_bases(path)) > 1, "the writer should have rolled at least once"
+    if not big:
+        assert len(segment_bases(path)) > 1, "the writer should have rolled at least once"
 
 
 def test_recovery_scans_a_large_segment_whole(both_engines, tmp_path):
