@@ -168,3 +168,120 @@ def test_two_writer_processes_and_a_tailing_reader(tmp_path, writer_engines, rea
         offsets = [o for o, v in final if v.startswith(f"w{w}:")]
         assert [final[o][1] for o in offsets] == order, f"writer {w}'s records out of order"
     assert len(segment_bases(path)) > 3, "rolls must happen during the run"
+
+
+# ---------------------------------------------------------------------------------------------
+# several log objects on one directory (each holds its own locks, like separate processes)
+
+
+def run_ops(logs, ops):
+    """Apply (who, op, arg) steps; ``who`` picks the object doing it."""
+    for who, op, arg in ops:
+        log = logs[who % len(logs)]
+        if op == "append":
+            log.append(arg, timestamps_ms=[TS + len(a) for a in arg])
+        elif op == "raw":
+            log.append_raw(arg)
+        else:
+            log.roll()
+
+
+def random_ops(seed: int, n: int):
+    import random
+
+    from helpers import kafka_build_batch
+
+    rng = random.Random(seed)
+    ops = []
+    for _ in range(n):
+        who = rng.randrange(2)
+        r = rng.random()
+        if r < 0.08:
+            ops.append((who, "roll", None))
+        elif r < 0.2:
+            recs = [(TS + rng.randrange(100), None, rng.randbytes(rng.randrange(80)), []) for _ in range(3)]
+            ops.append((who, "raw", kafka_build_batch(recs)))
+        else:
+            ops.append((who, "append", [rng.randbytes(rng.randrange(120)) for _ in range(rng.randint(1, 4))]))
+    return ops
+
+
+@pytest.mark.parametrize("pair", [("native", "native"), ("reference", "reference"), ("native", "reference")])
+def test_alternating_writers_match_a_single_writer(tmp_path, pair):
+    """Two objects taking turns produce the same files as one: each re-syncs to the tail (and
+    notices the other's rolls) before writing, and indexes are a function of the bytes."""
+    from helpers import check_segment_indexes, segment_files
+
+    for name in pair:
+        skip_if_engine_missing(name)
+    config = {"segment.bytes": 1500, "index.interval.bytes": 100}
+    ops = random_ops(5, 150)
+    single = tmp_path / "single" / "alt-0"
+    with open_partition(single, engine=pair[1], config=config) as log:
+        run_ops([log], ops)
+        want = [(r.offset, r.value) for r in log.records()]
+    shared = tmp_path / "shared" / "alt-0"
+    logs = [open_partition(shared, engine=name, config=config) for name in pair]
+    try:
+        run_ops(logs, ops)
+        for log in logs:  # each sees everything, whoever wrote it
+            assert log.end_offset == len(want)
+            assert [(r.offset, r.value) for r in log.records()] == want
+    finally:
+        for log in logs:
+            log.close()
+    assert segment_files(shared) == segment_files(single)
+    assert len(segment_bases(shared)) > 3
+    check_segment_indexes(shared, 100)
+
+
+def test_readers_ignore_a_torn_tail_and_writers_cut_it(engine, other_engine, tmp_path):
+    from helpers import check_segment_indexes, kafka_build_batch, segment_files, segment_name
+
+    config = {"index.interval.bytes": 50}
+    path = tmp_path / "torn-0"
+    writer = open_partition(path, engine=engine, config=config)
+    reader = open_partition(path, engine=other_engine, config=config)
+    try:
+        for i in range(4):
+            writer.append([b"v%d" % i * 20], timestamps_ms=[TS + i])
+        assert reader.end_offset == 4
+        log_file = path / segment_name(0)
+        good_size = log_file.stat().st_size
+        # a slow writer in another process: half a batch on disk so far
+        batch = bytearray(kafka_build_batch([(TS + 9, None, b"slow" * 30, [])]))
+        batch[0:8] = (4).to_bytes(8, "big")
+        with open(log_file, "ab") as f:
+            f.write(batch[:50])
+        assert reader.end_offset == 4, "a reader only ever sees complete batches"
+        assert [r.offset for r in reader.records()] == [0, 1, 2, 3]
+        assert reader.wait_for(4, 20) is False
+
+        woke = {}
+        started = threading.Event()
+
+        def wait():
+            started.set()
+            woke["ok"] = reader.wait_for(4, 60_000)
+
+        t = threading.Thread(target=wait)
+        t.start()
+        assert started.wait(10)
+        with open(log_file, "ab") as f:  # the slow writer finishes its batch
+            f.write(batch[50:])
+        t.join(30)
+        assert woke.get("ok") is True, "wait_for must notice another writer's append"
+        assert [r.value for r in reader.records(4)] == [b"slow" * 30]
+
+        # now a writer dies half-way: the next writer cuts the torn tail before appending
+        with open(log_file, "ab") as f:
+            f.write(batch[:30])
+        assert writer.append([b"after"], timestamps_ms=[TS + 20]) == 5
+        assert log_file.stat().st_size == good_size + len(batch) + len(bytes(reader.read(5, 1)))
+        for log in (writer, reader):
+            assert [r.value for r in log.records(4)] == [b"slow" * 30, b"after"]
+    finally:
+        writer.close()
+        reader.close()
+    check_segment_indexes(path, 50)
+    assert segment_files(path)[segment_name(0)][good_size : good_size + len(batch)][8:] == bytes(batch)[8:]
