@@ -7,7 +7,8 @@
   ``pylog.engine.open_partition`` and closes it at teardown. ``settings`` take Kafka names with
   underscores for dots (``segment_bytes=1024``) or a ``config`` mapping with the real names.
 - ``both_engines``: for tests that need the two engines at once (differential, cross-reading).
-- Hypothesis profiles: ``ci`` (more examples, selected when ``CI=true``) and ``dev`` (few).
+- Hypothesis profiles: ``ci`` (more examples, selected when ``CI=true``), ``dev`` (few), and
+  ``soak`` for manual bug hunts (``HYPOTHESIS_PROFILE=soak``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ settings.register_profile(
     max_examples=25,
     stateful_step_count=25,
     deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(  # manual bug hunts: HYPOTHESIS_PROFILE=soak
+    "soak",
+    max_examples=2000,
+    stateful_step_count=60,
+    deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
