@@ -656,3 +656,149 @@ def test_pylog_engine_environment_variable(engine, tmp_path, monkeypatch):
     monkeypatch.setenv("PYLOG_ENGINE", "warp")
     with pytest.raises(InvalidConfigError):
         open_partition(tmp_path / "env-1")
+
+
+# ---------------------------------------------------------------------------------------------
+# edges: exotic bytes-likes, extreme timestamps, size limits, buffers outliving the log
+
+
+def exotic_values():
+    import array
+
+    return [
+        array.array("B", b"abc"),
+        array.array("i", [1, -2]),  # bytes-like of 8 bytes
+        np.frombuffer(b"numpy-bytes", dtype=np.uint8),
+        np.array([1, 2, 3], dtype=np.int16),
+        memoryview(b"0123456789")[2:7],
+        memoryview(bytearray(b"mutable")),
+    ]
+
+
+def test_exotic_bytes_like_values(open_log):
+    log = open_log()
+    values = exotic_values()
+    keys = list(reversed(exotic_values()))
+    headers = [[("h", v)] for v in exotic_values()]
+    log.append(values, keys=keys, headers=headers, timestamps_ms=[TS] * len(values))
+    recs = list(log.records())
+    assert [r.value for r in recs] == [bytes(memoryview(v).cast("B")) for v in values]
+    assert [r.key for r in recs] == [bytes(memoryview(k).cast("B")) for k in keys]
+    assert [r.headers for r in recs] == [[("h", bytes(memoryview(v).cast("B")))] for v in values]
+
+
+def test_non_contiguous_buffer_is_not_bytes_like(open_log):
+    """Python's glossary: a bytes-like object exports a C-contiguous buffer. A strided view does
+    not, so it is a TypeError (like ``hashlib``/``socket.send`` reject it), in both engines."""
+    log = open_log()
+    with pytest.raises(TypeError):
+        log.append([memoryview(b"abcdef")[::2]], timestamps_ms=[TS])
+    with pytest.raises(TypeError):
+        log.append([b"v"], keys=[memoryview(b"abcdef")[::2]], timestamps_ms=[TS])
+    assert log.end_offset == 0
+    assert log.append([memoryview(b"abcdef")[1:4]], timestamps_ms=[TS]) == 0
+
+
+def test_header_iterables(open_log):
+    log = open_log()
+    log.append(
+        (b"a", b"b", b"c"),
+        keys=(None, b"k", None),
+        headers=[iter([("x", b"1")]), (("y", None),), (h for h in [("z", bytearray(b"2"))])],
+        timestamps_ms=(1, 2, 3),
+    )
+    assert [r.headers for r in log.records()] == [[("x", b"1")], [("y", None)], [("z", b"2")]]
+
+
+def test_extreme_timestamps(open_log):
+    log = open_log()
+    top = 2**63 - 1
+    log.append([b"a", b"b", b"c"], timestamps_ms=[top, 0, top - 1])
+    log.append([b"d"], timestamps_ms=[0])
+    assert [r.timestamp for r in log.records()] == [top, 0, top - 1, 0]
+    assert log.offset_for_timestamp(top) == 0
+    assert log.offset_for_timestamp(1) == 0
+    (hdr, _) = parse_batches(bytes(memoryview(log.read(0, 1 << 20))))
+    assert (hdr.base_timestamp, hdr.max_timestamp) == (top, top)
+
+
+@pytest.mark.parametrize("bad", [[1.5], [True], ["5"], [None]])
+def test_timestamp_types(open_log, bad):
+    log = open_log()
+    with pytest.raises((InvalidRecordError, TypeError)):
+        log.append([b"a"], timestamps_ms=bad)
+    assert log.end_offset == 0
+
+
+def batch_size_for(value_len: int) -> int:
+    return len(kafka_build_batch([(TS, None, bytes(value_len), [])]))
+
+
+def test_max_message_bytes_boundary(open_log):
+    size = batch_size_for(500)
+    log = open_log(max_message_bytes=size)
+    assert log.append([bytes(500)], timestamps_ms=[TS]) == 0
+    with pytest.raises(RecordTooLargeError):
+        log.append([bytes(501)], timestamps_ms=[TS])
+    assert log.append_raw(kafka_build_batch([(TS, None, bytes(500), [])])) == 1
+    with pytest.raises(RecordTooLargeError):
+        log.append_raw(kafka_build_batch([(TS, None, bytes(501), [])]))
+    assert log.end_offset == 2
+
+
+def test_segment_bytes_boundary(open_log):
+    size = batch_size_for(300)
+    log = open_log(segment_bytes=2 * size)
+    for i in range(5):
+        log.append([bytes(300)], timestamps_ms=[TS + i])
+    assert segment_bases(log.path) == [0, 2, 4], "two batches fill a segment exactly"
+    with pytest.raises(RecordTooLargeError):
+        log.append([bytes(300 + size + 1)], timestamps_ms=[TS])
+    assert log.append([bytes(300 + size)], timestamps_ms=[TS]) == 5  # exactly segment.bytes
+    assert segment_bases(log.path) == [0, 2, 4, 5]
+
+
+def test_no_time_roll_without_a_timestamp(open_log):
+    from helpers import raw_batch, raw_record
+
+    log = open_log(segment_ms=1)
+    log.append_raw(raw_batch(raw_record(), 1, base_ts=-1, max_ts=-1))
+    log.append([b"later"], timestamps_ms=[TS])
+    assert segment_bases(log.path) == [0], "first batch has no timestamp: no time-based roll"
+    log.roll()
+    log.append([b"a"], timestamps_ms=[TS])
+    log.append([b"b"], timestamps_ms=[TS + 2])  # 2 > segment.ms past the first batch
+    assert segment_bases(log.path) == [0, 2, 3]
+
+
+def test_full_offset_index_rolls(open_log):
+    # 36 bytes: offset index 4 entries; time index 2 (never full: one timestamp only)
+    log = open_log(index_interval_bytes=0, segment_index_bytes=36)
+    for i in range(12):
+        log.append([b"v%d" % i], timestamps_ms=[TS])
+    assert segment_bases(log.path) == [0, 5, 10]
+
+
+def test_buffers_outlive_the_log(open_log):
+    log = open_log()
+    for i in range(3):
+        log.append([b"x%d" % i * 100], timestamps_ms=[TS + i])
+    log.roll()
+    log.append([b"active"], timestamps_ms=[TS])
+    sealed, active = log.read(0, 1 << 20), log.read(3, 1 << 20)
+    cols = log.read_columns(0, 10)
+    want_sealed, want_active = bytes(memoryview(sealed)), bytes(memoryview(active))
+    log.close()
+    assert bytes(memoryview(sealed)) == want_sealed
+    assert bytes(memoryview(active)) == want_active
+    assert [cols.value(i) for i in range(4)] == [b"x0" * 100, b"x1" * 100, b"x2" * 100, b"active"]
+
+
+def test_read_buffer_is_read_only_or_a_copy(open_log):
+    log = open_log()
+    log.append([b"abc"], timestamps_ms=[TS])
+    log.roll()
+    view = memoryview(log.read(0, 100))
+    if not view.readonly:
+        view[-1] = 0  # writing into a copy must not change the log
+    assert [r.value for r in log.records()] == [b"abc"]
