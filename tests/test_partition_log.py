@@ -687,14 +687,23 @@ def test_exotic_bytes_like_values(open_log):
     assert [r.headers for r in recs] == [[("h", bytes(memoryview(v).cast("B")))] for v in values]
 
 
-def test_non_contiguous_buffer_is_not_bytes_like(open_log):
+def test_non_contiguous_buffer_is_not_bytes_like(open_log, engine):
     """Python's glossary: a bytes-like object exports a C-contiguous buffer. A strided view does
-    not, so it is a TypeError (like ``hashlib``/``socket.send`` reject it), in both engines."""
+    not, so append, append_raw and decode_records refuse it (TypeError, or the BufferError that
+    hashlib and file writes raise), and nothing is written."""
     log = open_log()
-    with pytest.raises(TypeError):
+    rejected = (TypeError, BufferError)
+    with pytest.raises(rejected):
         log.append([memoryview(b"abcdef")[::2]], timestamps_ms=[TS])
-    with pytest.raises(TypeError):
+    with pytest.raises(rejected):
         log.append([b"v"], keys=[memoryview(b"abcdef")[::2]], timestamps_ms=[TS])
+    raw = kafka_build_batch([(TS, None, b"a", [])])
+    strided = memoryview(bytes(b for x in raw for b in (x, 0)))[::2]
+    assert strided.tobytes() == raw and not strided.c_contiguous
+    with pytest.raises(rejected):
+        log.append_raw(strided)
+    with pytest.raises(rejected):
+        decode_records(strided, engine=engine)
     assert log.end_offset == 0
     assert log.append([memoryview(b"abcdef")[1:4]], timestamps_ms=[TS]) == 0
 
