@@ -326,7 +326,7 @@ def test_fuzz_random_framed_bytes(buf):
 def test_fuzz_random_body_with_valid_crc(tail):
     """Random attributes/counts/records under a correct CRC: record-level validation is fuzzed."""
     tail = bytearray(tail)
-    tail[0:2] = (tail[1] & 0x18).to_bytes(2, "big")  # codec none; CreateTime/LogAppendTime, txn bit
+    tail[0:2] = (int.from_bytes(tail[0:2], "big") & ~0x07).to_bytes(2, "big")  # codec none, any other bit
     tail[2:6] = (tail[2] % 4).to_bytes(4, "big")
     tail[36:40] = ((tail[39] % 5) - (tail[38] & 1)).to_bytes(4, "big", signed=True)
     body = bytes(tail)

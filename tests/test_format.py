@@ -385,3 +385,51 @@ def test_decoding_rules(engine, name):
 
 def test_decode_empty_buffer(engine):
     assert decode_records(b"", engine=engine) == []
+
+
+def _compressed_variants():
+    import gzip
+
+    import cramjam
+    import lz4.frame
+    import zstandard
+
+    recs = raw_record(key=b"k") + raw_record(offset_delta=1, value=None)
+    z = zstandard.ZstdCompressor()
+    return {
+        # streams other Kafka writers produce: every reader must accept them
+        "snappy raw block": (2, bytes(cramjam.snappy.compress_raw(recs)), True),
+        "lz4 sarama (checksums, 4 MiB blocks)": (
+            3,
+            lz4.frame.compress(recs, content_checksum=True, block_size=lz4.frame.BLOCKSIZE_MAX4MB),
+            True,
+        ),
+        "lz4 with content size": (3, lz4.frame.compress(recs, store_size=True), True),
+        "gzip two members": (1, gzip.compress(recs[:5]) + gzip.compress(recs[5:]), True),
+        "zstd two frames": (4, z.compress(recs[:5]) + z.compress(recs[5:]), True),
+        "zstd without content size": (
+            4,
+            zstandard.ZstdCompressor(write_content_size=False).compress(recs),
+            True,
+        ),
+        # broken streams
+        "gzip trailing garbage": (1, gzip.compress(recs) + b"junk", False),
+        "zstd trailing garbage": (4, z.compress(recs) + b"junk", False),
+        "empty gzip": (1, b"", False),
+        "truncated zstd": (4, z.compress(recs)[:-3], False),
+        "truncated lz4": (3, lz4.frame.compress(recs)[:-6], False),
+        "snappy google framing": (2, bytes(cramjam.snappy.compress(recs)), False),
+    }
+
+
+@pytest.mark.parametrize("name", list(_compressed_variants()))
+def test_compressed_stream_variants(both_engines, name):
+    codec, payload, valid = _compressed_variants()[name]
+    batch = raw_batch(payload, 2, attributes=codec)
+    want = [(0, 1000, 0, b"k", b"v", ()), (1, 1000, 0, None, None, ())]
+    for engine in both_engines:
+        if valid:
+            assert as_tuples(decode_records(batch, engine=engine)) == want, engine
+        else:
+            with pytest.raises(CorruptBatchError):
+                decode_records(batch, engine=engine)
