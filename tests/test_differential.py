@@ -207,7 +207,7 @@ class TwoLogs(RuleBasedStateMachine):
 
     # -- reads ----------------------------------------------------------------------------------
 
-    @rule(data=st.data(), max_bytes=st.integers(0, 4000))
+    @rule(data=st.data(), max_bytes=st.integers(-2, 4000))
     def read(self, data, max_bytes):
         offset = data.draw(st.integers(-1, self.end + 1), label="offset")
         results = self.both(lambda log: bytes(memoryview(log.read(offset, max_bytes))))
@@ -239,13 +239,13 @@ class TwoLogs(RuleBasedStateMachine):
         results = self.both(lambda log: as_tuples(log.records(start, stop)))
         assert results["native"] == results["reference"]
 
-    @rule(data=st.data(), max_records=st.integers(0, 30))
+    @rule(data=st.data(), max_records=st.integers(-2, 30))
     def read_columns(self, data, max_records):
         offset = data.draw(st.integers(-1, self.end + 1), label="offset")
         results = self.both(lambda log: columns_tuples(log.read_columns(offset, max_records)))
         assert results["native"] == results["reference"]
 
-    @rule(delta=st.integers(-400, 6000))
+    @rule(delta=st.integers(-400, 6000) | st.sampled_from([-TS - 5, -TS, 2**62]))
     def offset_for_timestamp(self, delta):
         results = self.both(lambda log: log.offset_for_timestamp(TS + delta))
         assert results["native"] == results["reference"]
