@@ -428,3 +428,46 @@ def test_recovery_scans_a_large_segment_whole(both_engines, tmp_path):
     (_, end, records), files = recover_both(template, tmp_path, "large", lambda p: crash(p))
     assert (end, records) == (1501, want), "recovery must not cut valid data"
     assert len(files[segment_name(0)]) == size
+
+
+def set_last_base_offset(path: Path, new_base: int) -> None:
+    base, _, batch = last_batch(path)
+    with open(path / segment_name(base), "r+b") as f:
+        f.seek(batch.position)
+        f.write(new_base.to_bytes(8, "big"))  # not under the CRC
+
+
+@pytest.mark.parametrize(
+    "shift, kept",
+    [(-1, False), (-5, False), (0, True), (7, True), (2**31 - 100, False)],
+    ids=["overlap-1", "overlap-5", "same", "gap-7", "past-int32"],
+)
+def test_recovery_checks_base_offsets(both_engines, tmp_path, shift, kept):
+    template = tmp_path / "template" / "base-0"
+    want = write_template(template, "reference")
+    end = want[-1][0] + 1
+    seg_base = segment_bases(template)[-1]
+
+    def mutate(path):
+        crash(path)
+        set_last_base_offset(path, end - 1 + shift)
+
+    (_, new_end, records), _ = recover_both(template, tmp_path, f"base{shift}", mutate)
+    if not kept:
+        assert (new_end, records) == (end - 1, want[:-1])
+        return
+    # kept: the batch now starts at end - 1 + shift, leaving a gap that readers step over
+    assert new_end == end + shift
+    assert records[:-1] == want[:-1]
+    assert records[-1] == (end - 1 + shift, *want[-1][1:])
+    for engine in ENGINES:
+        path = tmp_path / f"base{shift}-{engine}" / "base-0"
+        with open_partition(path, engine=engine) as log:
+            assert [r.offset for r in log.records(end - 1)] == [end - 1 + shift]
+            cols = log.read_columns(end - 1, 10)
+            assert list(cols.offsets) == [end - 1 + shift]
+            assert log.offset_for_timestamp(TS + 999) == end - 1 + shift
+            raw = parse_batches(bytes(memoryview(log.read(end - 1, 1))))
+            assert raw[0].base_offset == end - 1 + shift
+            assert log.append([b"next"], timestamps_ms=[TS]) == end + shift
+    assert seg_base <= end - 1
