@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import (
     BOTH_ENGINES_SKIP,
@@ -405,3 +406,67 @@ def test_fuzz_mutated_compressed_batches(buf, mutations, fix_crc):
     bad = mutate(buf, mutations, fix_crc)
     for engine in ENGINES:
         decode_outcome(engine, bad)  # only CorruptBatchError may escape (anything else fails)
+
+
+# ---------------------------------------------------------------------------------------------
+# argument handling: the same result or the same exception class, call by call
+
+ARGUMENT_PROBES = {
+    "read np.int64": lambda log: bytes(memoryview(log.read(np.int64(0), 100))),
+    "read bool": lambda log: log.read(True, 100),
+    "read float": lambda log: log.read(1.0, 100),
+    "read str": lambda log: log.read("1", 100),
+    "read huge offset": lambda log: log.read(2**70, 100),
+    "read huge max": lambda log: bytes(memoryview(log.read(0, 2**70))),
+    "read negative max": lambda log: bytes(memoryview(log.read(0, -1))),
+    "records numpy": lambda log: as_tuples(log.records(np.int64(1), np.int32(2))),
+    "records float": lambda log: log.records(1.0),
+    "records bool": lambda log: log.records(False),
+    "columns numpy": lambda log: columns_tuples(log.read_columns(np.int64(0), np.int64(5))),
+    "columns bool": lambda log: log.read_columns(True, 5),
+    "columns huge": lambda log: columns_tuples(log.read_columns(0, 2**70)),
+    "columns negative": lambda log: columns_tuples(log.read_columns(0, -3)),
+    "timestamp numpy": lambda log: log.offset_for_timestamp(np.int64(6)),
+    "timestamp float": lambda log: log.offset_for_timestamp(5.5),
+    "timestamp 2**64": lambda log: log.offset_for_timestamp(2**64),
+    "timestamp -2**64": lambda log: log.offset_for_timestamp(-(2**64)),
+    "wait float": lambda log: log.wait_for(0, 1.5),
+    "wait negative": lambda log: log.wait_for(5, -1),
+    "wait huge": lambda log: log.wait_for(2**70, 1),
+    "ts uint64": lambda log: log.append([b"x"], timestamps_ms=np.array([2**63], dtype=np.uint64)),
+    "ts float array": lambda log: log.append([b"x"], timestamps_ms=np.array([1.5])),
+    "ts int32 array": lambda log: log.append([b"x"], timestamps_ms=np.array([7], dtype=np.int32)),
+    "ts 2-d": lambda log: log.append([b"x"], timestamps_ms=np.array([[7]])),
+    "ts 2**64": lambda log: log.append([b"x"], timestamps_ms=[2**64]),
+    "ts generator": lambda log: log.append([b"x"], timestamps_ms=(t for t in [1])),
+    "values str": lambda log: log.append("abc"),
+    "values bytes": lambda log: log.append(b"abc"),
+    "values None": lambda log: log.append(None),
+    "keys bytes": lambda log: log.append([b"x"], keys=b"k", timestamps_ms=[1]),
+    "headers None entry": lambda log: log.append([b"x"], headers=[None], timestamps_ms=[1]),
+    "headers triple": lambda log: log.append([b"x"], headers=[[("a", b"1", b"2")]], timestamps_ms=[1]),
+    "headers list pair": lambda log: log.append([b"x"], headers=[[["a", b"1"]]], timestamps_ms=[1]),
+    "headers surrogate key": lambda log: log.append([b"x"], headers=[[("\ud800", b"1")]], timestamps_ms=[1]),
+    "compression int": lambda log: log.append([b"x"], timestamps_ms=[1], compression=1),
+    "compression producer": lambda log: log.append([b"x"], timestamps_ms=[1], compression="producer"),
+    "compression GZIP": lambda log: log.append([b"x"], timestamps_ms=[1], compression="GZIP"),
+    "append_raw str": lambda log: log.append_raw("abc"),
+    "append_raw None": lambda log: log.append_raw(None),
+    "append_raw empty": lambda log: log.append_raw(b""),
+}
+
+
+@pytest.mark.parametrize("name", list(ARGUMENT_PROBES))
+def test_argument_handling_matches(tmp_path, name):
+    probe = ARGUMENT_PROBES[name]
+    results = {}
+    for engine in ENGINES:
+        with open_partition(tmp_path / engine / "args-0", engine=engine) as log:
+            log.append([b"a", b"b"], timestamps_ms=[5, 6])
+            results[engine] = outcome(lambda log=log: probe(log))
+            results[engine] += (log.end_offset, as_tuples(log.records()))
+    assert results["native"][0] == results["reference"][0], results
+    if results["native"][0] == "error":
+        assert results["native"][1:] == results["reference"][1:], results
+    else:
+        assert results["native"] == results["reference"], results
