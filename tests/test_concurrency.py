@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from helpers import segment_bases, skip_if_engine_missing
-from writer_process import writer_values
+from writer_process import batch_values, digest, writer_values
 
 from pylog.engine import open_partition
 
@@ -156,8 +156,8 @@ def test_two_writer_processes_and_a_tailing_reader(tmp_path, writer_engines, rea
     with open_partition(path, engine=reader_engine, config=config) as log:
         final = [(r.offset, r.value.decode()) for r in log.records()]
         assert log.end_offset == total
+    assert [tuple(x) for x in seen] == [(o, digest(v.encode())) for o, v in final], "reader saw all, in order"
     assert [o for o, _ in final] == list(range(total)), "contiguous offsets"
-    assert [tuple(x) for x in seen] == final, "the reader saw everything, in order"
     counts = Counter(v for _, v in final)
     for w in range(2):
         order = []
@@ -285,3 +285,83 @@ def test_readers_ignore_a_torn_tail_and_writers_cut_it(engine, other_engine, tmp
         reader.close()
     check_segment_indexes(path, 50)
     assert segment_files(path)[segment_name(0)][good_size : good_size + len(batch)][8:] == bytes(batch)[8:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "killed, survivor, reader",
+    [
+        ("native", "native", "native"),
+        ("reference", "reference", "reference"),
+        ("native", "reference", "native"),
+    ],
+    ids=["native", "reference", "mixed"],
+)
+def test_writer_killed_while_others_write_and_read(tmp_path, killed, survivor, reader):
+    """A writer dies (SIGKILL, maybe half-way through a big write) while another writer and a
+    tailing reader go on: the survivor cuts the torn tail, the reader never sees it, every
+    acknowledged batch of the dead writer and every batch of the survivor is there once."""
+    import signal
+
+    from helpers import check_segment_indexes
+
+    for name in (killed, survivor, reader):
+        skip_if_engine_missing(name)
+    config = {"segment.bytes": 2_500_000, "index.interval.bytes": 4096}
+    path = tmp_path / "kill-0"
+    open_partition(path, engine=survivor, config=config).close()
+    count = 300
+    procs = [spawn("writer", survivor, path, config, 1, count), spawn("reader", reader, path, config, -1)]
+    victim = None
+    acked = []
+    try:
+        for p in procs:
+            expect_line(p, "ready")
+        for p in procs:
+            p.stdin.write(b"go\n")
+            p.stdin.flush()
+        argv = [
+            sys.executable,
+            str(HERE / "writer_process.py"),
+            "kill",
+            killed,
+            str(path),
+            json.dumps(config),
+        ]
+        victim = subprocess.Popen(argv + ["7", "big"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(12):
+            line = victim.stdout.readline()
+            assert line, victim.stderr.read().decode()
+            acked.append(tuple(map(int, line.split())))
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        expect_line(procs[0], "done")
+        with open_partition(path, engine=survivor, config=config) as log:
+            log.append([b"STOP"], timestamps_ms=[TS])
+        seen = json.loads(procs[1].stdout.readline())
+        for p in procs:
+            assert p.wait(120) == 0, p.stderr.read().decode()
+    finally:
+        for p in [*procs, victim]:
+            if p is None:
+                continue
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            for f in (p.stdin, p.stdout, p.stderr):
+                if f is not None:
+                    f.close()
+
+    with open_partition(path, engine=reader, config=config) as log:
+        final = [(r.offset, r.value) for r in log.records()]
+    assert [o for o, _ in final] == list(range(len(final))), "contiguous offsets"
+    assert [tuple(x) for x in seen] == [(o, digest(v)) for o, v in final], "reader saw all, in order"
+    by_value = Counter(v for _, v in final)
+    survivor_values = [v for i in range(count) for v in writer_values(1, i)]
+    assert all(by_value[v] == 1 for v in survivor_values)
+    assert [v for _, v in final if v.startswith(b"w1:")] == survivor_values
+    values_at = dict(final)
+    for i, base in acked:
+        want = batch_values(7, i, True)
+        assert [values_at.get(base + j) for j in range(len(want))] == want, f"acked batch {i} damaged"
+    check_segment_indexes(path, 4096)

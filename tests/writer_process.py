@@ -6,11 +6,13 @@ as a test module). Modes:
 - ``writer ENGINE PATH CONFIG ID COUNT``: print ``ready`` once open, wait for a line on stdin, append
   COUNT batches of ``writer_values(ID, i)``, close, print ``done``.
 - ``reader ENGINE PATH CONFIG TOTAL``: print ``ready``, wait for a line on stdin, tail the log with
-  ``wait_for`` + ``records()`` until TOTAL records were seen; print them as JSON ``[offset, value]``.
+  ``wait_for`` + ``records()`` until TOTAL records were seen (TOTAL -1: until a record whose value
+  is ``STOP``); print them as JSON ``[offset, sha1 of the value]``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -29,6 +31,10 @@ def batch_values(seed: int, i: int, big: bool = False) -> list[bytes]:
 
 def writer_values(writer_id: int, i: int) -> list[bytes]:
     return [b"w%d:%d:%d" % (writer_id, i, j) + b"." * (i % 40) for j in range(1 + i % 4)]
+
+
+def digest(value: bytes | None) -> str:
+    return "null" if value is None else hashlib.sha1(value).hexdigest()
 
 
 def say(text: str) -> None:
@@ -65,14 +71,16 @@ def main(argv: list[str]) -> None:
         sys.stdin.readline()
         seen: list[list] = []
         offset = log.start_offset
-        while offset < total:
+        stop = False
+        while not stop and (total < 0 or offset < total):
             if not log.wait_for(offset, 60_000):
                 raise SystemExit(f"reader: nothing past {offset} within 60 s")
             for record in log.records(offset):
                 if record.offset != offset:
                     raise SystemExit(f"reader: expected offset {offset}, got {record.offset}")
-                seen.append([record.offset, record.value.decode()])
+                seen.append([record.offset, digest(record.value)])
                 offset += 1
+                stop = total < 0 and record.value == b"STOP"
         log.close()
         say(json.dumps(seen))
     else:
