@@ -287,7 +287,6 @@ def test_readers_ignore_a_torn_tail_and_writers_cut_it(engine, other_engine, tmp
     assert segment_files(path)[segment_name(0)][good_size : good_size + len(batch)][8:] == bytes(batch)[8:]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "killed, survivor, reader",
     [
@@ -328,7 +327,7 @@ def test_writer_killed_while_others_write_and_read(tmp_path, killed, survivor, r
             str(path),
             json.dumps(config),
         ]
-        victim = subprocess.Popen(argv + ["7", "big"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        victim = subprocess.Popen([*argv, "7", "big"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(12):
             line = victim.stdout.readline()
             assert line, victim.stderr.read().decode()
