@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import sys
 
 CODECS = ("none", "gzip", "lz4", "zstd", "snappy")
@@ -25,7 +26,10 @@ def batch_values(seed: int, i: int, big: bool = False) -> list[bytes]:
     """Deterministic values of batch ``i``; with ``big`` every third batch is ~600 KB (a write
     that SIGKILL can interrupt half-way, leaving a torn tail)."""
     n = 1 + (seed * 7 + i) % 5
-    size = 200_000 if big and i % 3 == 0 else (seed + 3 * i) % 300
+    if big and i % 3 == 0:  # incompressible, so every codec writes ~1 MB at once
+        rng = random.Random(seed * 1_000_003 + i)
+        return [b"%d:%d:%d:" % (seed, i, j) + rng.randbytes(200_000) for j in range(n)]
+    size = (seed + 3 * i) % 300
     return [b"%d:%d:%d:" % (seed, i, j) + bytes([65 + (i + j) % 26]) * size for j in range(n)]
 
 
