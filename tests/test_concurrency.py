@@ -364,3 +364,36 @@ def test_writer_killed_while_others_write_and_read(tmp_path, killed, survivor, r
         want = batch_values(7, i, True)
         assert [values_at.get(base + j) for j in range(len(want))] == want, f"acked batch {i} damaged"
     check_segment_indexes(path, 4096)
+
+
+def test_next_writer_repairs_missing_index_entries(engine, other_engine, tmp_path):
+    """A writer that died between its log write and its index write leaves entries missing;
+    the next writer (no recovery: the partition is still open elsewhere) appends them."""
+    from helpers import check_segment_indexes, read_offset_index, segment_name
+
+    config = {"index.interval.bytes": 60}
+    path = tmp_path / "repair-0"
+    first = open_partition(path, engine=engine, config=config)
+    try:
+        for i in range(20):
+            first.append([b"v%d" % i * 10], timestamps_ms=[TS + i])
+        index = path / segment_name(0, ".index")
+        timeindex = path / segment_name(0, ".timeindex")
+        entries = len(read_offset_index(index))
+        assert entries > 5
+        os.truncate(index, 8 * 2)
+        os.truncate(timeindex, 12 * 1)
+        second = open_partition(path, engine=other_engine, config=config)
+        try:
+            second.append([b"next"], timestamps_ms=[TS + 100])
+            check_segment_indexes(path, 60)
+            assert len(read_offset_index(index)) >= entries
+            os.truncate(index, 8 * 3)  # and once more, repaired by the first object this time
+            first.append([b"again"], timestamps_ms=[TS + 101])
+            check_segment_indexes(path, 60)
+            assert [r.value for r in second.records(20)] == [b"next", b"again"]
+        finally:
+            second.close()
+    finally:
+        first.close()
+    check_segment_indexes(path, 60)
