@@ -388,10 +388,15 @@ def test_next_writer_repairs_missing_index_entries(engine, other_engine, tmp_pat
             second.append([b"next"], timestamps_ms=[TS + 100])
             check_segment_indexes(path, 60)
             assert len(read_offset_index(index)) >= entries
-            os.truncate(index, 8 * 3)  # and once more, repaired by the first object this time
-            first.append([b"again"], timestamps_ms=[TS + 101])
+            # the second writer "dies" after its log write: its index entries never reach the files
+            sizes = index.stat().st_size, timeindex.stat().st_size
+            second.append([b"again" * 20], timestamps_ms=[TS + 101])
+            assert index.stat().st_size > sizes[0]
+            os.truncate(index, sizes[0])
+            os.truncate(timeindex, sizes[1])
+            first.append([b"third"], timestamps_ms=[TS + 102])  # must add the dead writer's entries
             check_segment_indexes(path, 60)
-            assert [r.value for r in second.records(20)] == [b"next", b"again"]
+            assert [r.value for r in second.records(20)] == [b"next", b"again" * 20, b"third"]
         finally:
             second.close()
     finally:
