@@ -500,6 +500,7 @@ def test_recovery_fuzz(both_engines, tmp_path_factory, seed, where, kind, checkp
     if not data:
         return
     pos = min(int(where * len(data)), len(data) - 1)
+    bit, garbage = rng.randrange(8), rng.randbytes(70)  # drawn once: both engines get the same damage
 
     def mutate(path):
         rp = {"start": 0, "end": len(want), None: None}[checkpoint]
@@ -510,10 +511,10 @@ def test_recovery_fuzz(both_engines, tmp_path_factory, seed, where, kind, checkp
         elif kind == "flip":
             with open(target, "r+b") as f:
                 f.seek(pos)
-                f.write(bytes([data[pos] ^ (1 << rng.randrange(8))]))
+                f.write(bytes([data[pos] ^ (1 << bit)]))
         else:
             with open(target, "ab") as f:
-                f.write(bytes(37) if kind == "zero-tail" else rng.randbytes(70))
+                f.write(bytes(37) if kind == "zero-tail" else garbage)
 
     (_, end, records), files = recover_both(template, tmp, "fuzzed", mutate)
     batches = parse_batches(data)
