@@ -527,7 +527,10 @@ def test_recovery_fuzz(both_engines, tmp_path_factory, seed, where, kind, checkp
     else:
         kept = hit.position  # cut at (or flipped inside) this batch: it and all after it go
     if kept is not None:
-        assert files[segment_name(base)] == data[:kept]
+        damaged = bytearray(data)
+        if kind == "flip":
+            damaged[pos] ^= 1 << bit
+        assert files[segment_name(base)] == damaged[:kept]
         n = len(want) if kept == len(data) else hit.base_offset
         assert (end, records) == (n, want[:n])
     else:
