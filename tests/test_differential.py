@@ -92,6 +92,7 @@ class TwoLogs(RuleBasedStateMachine):
         super().__init__()
         self.root = Path(tempfile.mkdtemp(prefix="pylog-diff-"))
         self.logs: dict[str, object] = {}
+        self.peers: dict[str, object] = {}  # a second object on the same directory, per engine
         self.config: dict[str, object] = {}
 
     def path(self, name: str) -> Path:
@@ -122,9 +123,10 @@ class TwoLogs(RuleBasedStateMachine):
     def reopen(self):
         for name in ENGINES:
             self.logs[name] = open_partition(self.path(name), engine=name, config=self.config)
+            self.peers[name] = open_partition(self.path(name), engine=name, config=self.config)
 
     def teardown(self):
-        for log in self.logs.values():
+        for log in [*self.logs.values(), *self.peers.values()]:
             log.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -185,6 +187,11 @@ class TwoLogs(RuleBasedStateMachine):
         assert results["native"][0] == "error"
 
     @rule()
+    def switch_objects(self):
+        """From now on the other object on the directory does the work (it must re-sync first)."""
+        self.logs, self.peers = self.peers, self.logs
+
+    @rule()
     def roll(self):
         self.both(lambda log: log.roll())
 
@@ -194,7 +201,7 @@ class TwoLogs(RuleBasedStateMachine):
 
     @rule()
     def close_and_reopen(self):
-        for log in self.logs.values():
+        for log in [*self.logs.values(), *self.peers.values()]:
             log.close()
         if self.BYTE_IDENTICAL:
             names = {name: sorted(os.listdir(self.path(name))) for name in ENGINES}
@@ -263,6 +270,8 @@ class TwoLogs(RuleBasedStateMachine):
         for attr in ("start_offset", "end_offset"):
             values = {name: getattr(log, attr) for name, log in self.logs.items()}
             assert values["native"] == values["reference"], (attr, values)
+            peers = {name: getattr(log, attr) for name, log in self.peers.items()}
+            assert peers == values, (attr, "the other object sees the same log", peers, values)
         if self.BYTE_IDENTICAL:
             native, reference = segment_files(self.path("native")), segment_files(self.path("reference"))
             assert sorted(native) == sorted(reference)
