@@ -811,3 +811,18 @@ def test_read_buffer_is_read_only_or_a_copy(open_log):
     if not view.readonly:
         view[-1] = 0  # writing into a copy must not change the log
     assert [r.value for r in log.records()] == [b"abc"]
+
+
+def test_records_iterator_after_close(open_log):
+    """A live iterator fetches in chunks: after close the next fetch raises LogClosedError."""
+    log = open_log()
+    for i in range(30):
+        log.append([bytes([i]) * 100_000], timestamps_ms=[TS])
+    got = []
+    with pytest.raises(LogClosedError):
+        for r in log.records():
+            got.append(r.value)
+            if len(got) == 2:
+                log.close()
+    assert 2 <= len(got) < 30
+    assert got == [bytes([i]) * 100_000 for i in range(len(got))]
