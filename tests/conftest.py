@@ -35,7 +35,7 @@ with warnings.catch_warnings():
 
 settings.register_profile(
     "ci",
-    max_examples=150,
+    max_examples=200,
     stateful_step_count=40,
     deadline=None,
     database=None,

@@ -84,13 +84,20 @@ def columns_tuples(cols):
 # stateful machines
 
 
+@pytest.fixture(autouse=True)
+def _machine_base(tmp_path_factory):
+    """Stateful machines cannot take fixtures: give them a directory under pytest's tmp root."""
+    TwoLogs.BASE = str(tmp_path_factory.mktemp("machine"))
+
+
 class TwoLogs(RuleBasedStateMachine):
+    BASE: str | None = None
     CODECS: tuple[str, ...] = ("none",)
     BYTE_IDENTICAL = True
 
     def __init__(self):
         super().__init__()
-        self.root = Path(tempfile.mkdtemp(prefix="pylog-diff-"))
+        self.root = Path(tempfile.mkdtemp(prefix="run-", dir=TwoLogs.BASE))
         self.logs: dict[str, object] = {}
         self.peers: dict[str, object] = {}  # a second object on the same directory, per engine
         self.config: dict[str, object] = {}
