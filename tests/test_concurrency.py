@@ -402,3 +402,42 @@ def test_next_writer_repairs_missing_index_entries(engine, other_engine, tmp_pat
     finally:
         first.close()
     check_segment_indexes(path, 60)
+
+
+def test_replaced_active_segment_is_reloaded(engine, other_engine, tmp_path):
+    """Another process replaces the active segment by rename (the old inode's link count drops to
+    0): readers and writers notice before their next operation and reload from the directory."""
+    import struct
+
+    from helpers import check_segment_indexes, expected_indexes, parse_batches, segment_name
+
+    config = {"index.interval.bytes": 10}
+    path = tmp_path / "replace-0"
+    log = open_partition(path, engine=engine, config=config)
+    other = open_partition(path, engine=other_engine, config=config)
+    try:
+        for i in range(5):
+            log.append([b"v%d" % i * 30], timestamps_ms=[TS + i])
+        assert other.end_offset == 5
+        data = (path / segment_name(0)).read_bytes()
+        keep = data[: parse_batches(data)[2].position]
+        off, tim = expected_indexes(keep, 0, 10, sealed=False)
+        for suffix, content in (
+            (".index", b"".join(struct.pack(">ii", *e) for e in off)),
+            (".timeindex", b"".join(struct.pack(">qi", *e) for e in tim)),
+            (".log", keep),
+        ):
+            target = path / segment_name(0, suffix)
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_bytes(content)
+            os.replace(tmp, target)
+        for reader in (log, other):
+            assert reader.end_offset == 2
+            assert [r.value for r in reader.records()] == [b"v0" * 30, b"v1" * 30]
+        assert other.append([b"new"], timestamps_ms=[TS]) == 2
+        assert [r.value for r in log.records(2)] == [b"new"]
+        assert log.append([b"newer"], timestamps_ms=[TS]) == 3
+    finally:
+        other.close()
+        log.close()
+    check_segment_indexes(path, 10)
