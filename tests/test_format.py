@@ -433,3 +433,16 @@ def test_compressed_stream_variants(both_engines, name):
         else:
             with pytest.raises(CorruptBatchError):
                 decode_records(batch, engine=engine)
+
+
+def test_log_append_time_indexes(open_log, tmp_path):
+    path = tmp_path / "lat-0"
+    log = open_log(path, message_timestamp_type="LogAppendTime", index_interval_bytes=0, segment_bytes=900)
+    for i in range(40):
+        log.append([b"v%d" % i * 5] * (1 + i % 3), timestamps_ms=[1] * (1 + i % 3))
+    assert len(segment_bases(path)) > 2
+    check_segment_indexes(path, 0)
+    stamps = [r.timestamp for r in log.records()]
+    assert all(r.timestamp_type == 1 for r in log.records())
+    assert stamps == sorted(stamps)
+    assert log.offset_for_timestamp(stamps[-1]) == next(i for i, t in enumerate(stamps) if t == stamps[-1])

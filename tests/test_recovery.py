@@ -465,7 +465,14 @@ def test_recovery_checks_base_offsets(both_engines, tmp_path, shift, kept):
     for engine in ENGINES:
         path = tmp_path / f"base{shift}-{engine}" / "base-0"
         with open_partition(path, engine=engine) as log:
-            assert [r.offset for r in log.records(end - 1)] == [end - 1 + shift]
+            for inside_gap in range(end - 1, end + shift):  # offsets in the gap land on the batch
+                assert [r.offset for r in log.records(inside_gap)] == [end - 1 + shift]
+                assert (
+                    parse_batches(bytes(memoryview(log.read(inside_gap, 1))))[0].base_offset
+                    == end - 1 + shift
+                )
+                assert list(log.read_columns(inside_gap, 5).offsets) == [end - 1 + shift]
+            assert [r.offset for r in log.records(end - 2)] == [end - 2, end - 1 + shift]
             cols = log.read_columns(end - 1, 10)
             assert list(cols.offsets) == [end - 1 + shift]
             assert log.offset_for_timestamp(TS + 999) == end - 1 + shift
