@@ -444,5 +444,5 @@ def test_log_append_time_indexes(open_log, tmp_path):
     check_segment_indexes(path, 0)
     stamps = [r.timestamp for r in log.records()]
     assert all(r.timestamp_type == 1 for r in log.records())
-    assert stamps == sorted(stamps)
-    assert log.offset_for_timestamp(stamps[-1]) == next(i for i, t in enumerate(stamps) if t == stamps[-1])
+    for ts in {stamps[0], stamps[len(stamps) // 2], stamps[-1]}:
+        assert log.offset_for_timestamp(ts) == next(i for i, t in enumerate(stamps) if t >= ts)
