@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -834,3 +835,27 @@ def test_records_iterator_after_close(open_log):
                 log.close()
     assert 2 <= len(got) < 30
     assert got == [bytes([i]) * 100_000 for i in range(len(got))]
+
+
+@pytest.mark.parametrize("kind", ["parent is a file", "device", "not writable"])
+def test_unusable_paths(engine, tmp_path, kind):
+    """Paths that cannot hold a partition raise the matching OSError subclass, like ``os`` does."""
+    from pylog.engine import open_partition
+
+    blocker = tmp_path / "afile"
+    blocker.write_bytes(b"x")
+    path, expected = {
+        "parent is a file": (blocker / "child-0", NotADirectoryError),
+        "device": (Path("/dev/null"), NotADirectoryError),
+        # /sys refuses mkdir even to root (EPERM, or EROFS when mounted read-only)
+        "not writable": (Path("/sys/pylog-test-0"), OSError),
+    }[kind]
+    if kind == "not writable" and not Path("/sys").is_dir():
+        pytest.skip("no /sys here")
+    with pytest.raises(expected) as info:
+        open_partition(path, engine=engine)
+    try:
+        os.mkdir(path)
+    except OSError as exc:
+        assert type(info.value) is type(exc), "the same error os.mkdir gives"
+    assert blocker.read_bytes() == b"x"
