@@ -546,14 +546,17 @@ def test_recovery_fuzz(both_engines, tmp_path_factory, seed, where, kind, checkp
 
 
 @pytest.mark.parametrize("clean", [True, False], ids=["clean-shutdown", "crash-after-sync"])
-def test_truncated_sealed_segment_below_recovery_point_is_reported(engine, tmp_path, clean, request):
-    """Bytes missing at the end of a sealed, synced segment are corruption below the recovery
-    point: reading that batch must raise CorruptBatchError (path, position), never skip it."""
+@pytest.mark.parametrize("damage", ["truncated-tail", "length-bit-flip"])
+def test_framing_damage_below_recovery_point_is_reported(engine, tmp_path, clean, damage, request):
+    """A sealed, synced segment whose last batch lost bytes, or whose batch length field had a
+    bit flipped (so the batch seems to run past the end of the file), is corrupt: reading there
+    must raise CorruptBatchError (path, position), never skip those offsets."""
     request.applymarker(
         pytest.mark.xfail(
             strict=True,
-            reason="engine bug (both engines): an incomplete last batch of a sealed segment is "
-            "treated as a not-yet-written tail, so its offsets silently vanish from reads",
+            reason="engine bug (both engines): a batch that runs past the end of a sealed segment is "
+            "treated as a not-yet-written tail, so its offsets (and all after it in that segment) "
+            "silently vanish from records(), read_columns() and read()",
         )
     )
     path = tmp_path / "sealed-0"
@@ -562,14 +565,18 @@ def test_truncated_sealed_segment_below_recovery_point_is_reported(engine, tmp_p
             log.append([b"x%d" % i * 20], timestamps_ms=[TS + i])
         assert segment_bases(path)[:2] == [0, 2]
     data = (path / segment_name(0)).read_bytes()
-    victim = parse_batches(data)[-1]
-    assert victim.base_offset == 1
-    os.truncate(path / segment_name(0), len(data) - 1)
+    victim = parse_batches(data)[-1 if damage == "truncated-tail" else 0]
+    if damage == "truncated-tail":
+        os.truncate(path / segment_name(0), len(data) - 1)
+    else:
+        with open(path / segment_name(0), "r+b") as f:
+            f.seek(victim.position + 9)
+            f.write(bytes([data[victim.position + 9] ^ 0x10]))  # length += 1 MiB
     if not clean:
         crash(path, 10)
     with open_partition(path, engine=engine, config={"segment.bytes": 300}) as log:
         assert log.end_offset == 10
-        assert [r.offset for r in log.records(0, 1)] == [0]
+        assert [r.offset for r in log.records(0, victim.base_offset)] == list(range(victim.base_offset))
         with pytest.raises(CorruptBatchError) as info:
             list(log.records())
         assert Path(info.value.path).name == segment_name(0)
@@ -577,8 +584,10 @@ def test_truncated_sealed_segment_below_recovery_point_is_reported(engine, tmp_p
         with pytest.raises(CorruptBatchError):
             log.read_columns(0, 100)
         try:
-            got = parse_batches(bytes(memoryview(log.read(1, 1000))))
+            got = parse_batches(bytes(memoryview(log.read(victim.base_offset, 1000))))
         except CorruptBatchError:
             pass
         else:
-            assert got[0].base_offset <= 1 <= got[0].last_offset, "read(1) returned other offsets"
+            assert got[0].base_offset <= victim.base_offset <= got[0].last_offset, (
+                "read returned other offsets"
+            )
