@@ -441,3 +441,44 @@ def test_replaced_active_segment_is_reloaded(engine, other_engine, tmp_path):
         other.close()
         log.close()
     check_segment_indexes(path, 10)
+
+
+def test_idle_reader_notices_appends_rolls_and_replacements(engine, other_engine, tmp_path):
+    """An object left idle (its directory unchanged for a while: engines may then skip the
+    directory checks) still notices another writer's appends, rolls and a replaced segment.
+    The sleeps are not synchronization: they create the idle state under test."""
+    import time
+
+    from helpers import segment_name
+
+    config = {"segment.bytes": 400}
+    path = tmp_path / "idle-0"
+    reader = open_partition(path, engine=engine, config=config)
+    writer = open_partition(path, engine=other_engine, config=config)
+    try:
+        writer.append([b"a" * 100], timestamps_ms=[TS])
+        for _ in range(2):  # look, go idle, look again: the second look may record "quiet"
+            assert reader.end_offset == 1
+            time.sleep(0.25)
+        writer.append([b"b" * 100], timestamps_ms=[TS])  # same segment: no directory change
+        assert reader.end_offset == 2
+        assert [r.value for r in reader.records(1)] == [b"b" * 100]
+        time.sleep(0.25)
+        assert reader.end_offset == 2
+        time.sleep(0.25)
+        for i in range(6):  # rolls: new files in the directory
+            writer.append([b"c%d" % i * 50], timestamps_ms=[TS])
+        assert len(segment_bases(path)) > 1
+        assert reader.end_offset == 8
+        assert [r.offset for r in reader.records()] == list(range(8))
+        time.sleep(0.25)
+        assert reader.end_offset == 8
+        time.sleep(0.25)
+        last = segment_bases(path)[-1]
+        (path / segment_name(last)).unlink()  # the active segment replaced by an empty one
+        (path / segment_name(last)).write_bytes(b"")
+        assert reader.end_offset == last
+        assert reader.wait_for(last, 0) is False
+    finally:
+        writer.close()
+        reader.close()
