@@ -108,7 +108,7 @@ class TwoLogs(RuleBasedStateMachine):
     @initialize(
         segment_bytes=st.sampled_from([400, 1500, 1 << 20]),
         interval=st.sampled_from([0, 60, 300, 4096]),
-        index_bytes=st.sampled_from([24, 96, 1 << 20]),
+        index_bytes=st.sampled_from([12, 24, 96, 1 << 20]),
         max_message=st.sampled_from([1200, 1048588]),
         segment_ms=st.sampled_from([400, 10**9]),
     )

@@ -446,3 +446,16 @@ def test_log_append_time_indexes(open_log, tmp_path):
     assert all(r.timestamp_type == 1 for r in log.records())
     for ts in {stamps[0], stamps[len(stamps) // 2], stamps[-1]}:
         assert log.offset_for_timestamp(ts) == next(i for i, t in enumerate(stamps) if t >= ts)
+
+
+def test_smallest_index_size_rolls_every_batch(open_log):
+    # segment.index.bytes 12: the time index has no free slot (12 // 12 - 1 = 0), so it is always
+    # full and every append after the first rolls; the seal entry uses the reserved slot
+    log = open_log(segment_index_bytes=12, index_interval_bytes=0)
+    for i in range(4):
+        log.append([b"a", b"b"], timestamps_ms=[TS + i, TS + 10 * i])
+    assert segment_bases(log.path) == [0, 2, 4, 6]
+    check_segment_indexes(log.path, 0)
+    for base in (0, 2, 4):
+        assert read_time_index(Path(log.path, segment_name(base, ".timeindex"))) == [(TS + 10 * base // 2, 1)]
+    assert [r.offset for r in log.records()] == list(range(8))
