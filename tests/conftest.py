@@ -1,0 +1,123 @@
+"""Shared fixtures: every behaviour test runs against both engines through one fixture.
+
+- ``engine``: parametrized over ``native`` and ``reference``. The native param is skipped (with the
+  reason) only when ``pylog._native`` cannot be imported and ``CI`` is not set; in CI a missing
+  extension is an error, never a skip.
+- ``open_log(path=None, *, engine=None, config=None, **settings)``: opens a partition with
+  ``pylog.engine.open_partition`` and closes it at teardown. ``settings`` take Kafka names with
+  underscores for dots (``segment_bytes=1024``) or a ``config`` mapping with the real names.
+- ``both_engines``: for tests that need the two engines at once (differential, cross-reading).
+- Hypothesis profiles: ``ci`` (more examples, selected when ``CI=true``), ``dev`` (few), and
+  ``soak`` for manual bug hunts (``HYPOTHESIS_PROFILE=soak``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import IN_CI, skip_if_engine_missing
+from hypothesis import HealthCheck, settings
+
+from pylog.engine import ENGINES, PartitionLog, open_partition
+
+with warnings.catch_warnings():
+    # Hypothesis imports this (and libcst) only after a failure, to suggest a patch; libcst warns
+    # on import, which filterwarnings=error would turn into an INTERNALERROR hiding the failure.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    with contextlib.suppress(ImportError):
+        import hypothesis.extra._patching  # noqa: F401
+
+settings.register_profile(
+    "ci",
+    max_examples=200,
+    stateful_step_count=40,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "dev",
+    max_examples=25,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(  # manual bug hunts: HYPOTHESIS_PROFILE=soak
+    "soak",
+    max_examples=2000,
+    stateful_step_count=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    skip_if_engine_missing(request.param)
+    return request.param
+
+
+@pytest.fixture
+def other_engine(engine: str) -> str:
+    name = "reference" if engine == "native" else "native"
+    skip_if_engine_missing(name)
+    return name
+
+
+@pytest.fixture
+def both_engines() -> tuple[str, str]:
+    for name in ENGINES:
+        skip_if_engine_missing(name)
+    return ("native", "reference")
+
+
+def make_config(config: dict[str, Any] | None = None, **settings_: Any) -> dict[str, Any]:
+    """Merge a Kafka-named mapping with ``segment_bytes=...`` style keyword settings."""
+    out = dict(config or {})
+    for key, value in settings_.items():
+        out[key.replace("_", ".")] = value
+    return out
+
+
+OpenLog = Callable[..., PartitionLog]
+
+
+@pytest.fixture
+def open_log(engine: str, tmp_path: Path) -> Iterator[OpenLog]:
+    opened: list[PartitionLog] = []
+    counter = iter(range(1_000_000))
+
+    def factory(
+        path: str | os.PathLike[str] | None = None,
+        *,
+        engine: str | None = None,
+        config: dict[str, Any] | None = None,
+        **settings_: Any,
+    ) -> PartitionLog:
+        name = engine or request_engine
+        skip_if_engine_missing(name)
+        if path is None:
+            path = tmp_path / f"topic-{next(counter)}"
+        log = open_partition(path, engine=name, config=make_config(config, **settings_))
+        opened.append(log)
+        return log
+
+    request_engine = engine
+    yield factory
+    errors = []
+    for log in reversed(opened):
+        try:
+            log.close()
+        except Exception as exc:  # a broken close must fail the test, after closing the rest
+            errors.append(exc)
+    if errors:
+        raise errors[0]
