@@ -244,7 +244,7 @@ class PartitionLog:
     def append_raw(self, batch: Buffer) -> int:
         """Append one pre-encoded v2 batch (CRC checked); its baseOffset is rewritten."""
         self._check_open()
-        data = bytearray(batch)
+        data = bytearray(record.bytes_like(batch, "batch"))
         record.validate_for_append(data)
         self._check_size(len(data))
         record.set_partition_leader_epoch(data, 0)

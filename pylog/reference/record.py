@@ -129,12 +129,17 @@ _make_header = BatchHeader._make
 
 
 def _view(buf: Buffer) -> bytes | bytearray | memoryview:
-    """``buf`` indexable by byte: bytes/bytearray as they are, anything else a flat memoryview."""
+    """``buf`` indexable by byte: bytes/bytearray as they are, anything else a flat memoryview.
+
+    A strided buffer is refused (``BufferError``, as the native engine): Python's bytes-like
+    objects export C-contiguous buffers, and copying a strided one would accept what native refuses.
+    """
     if type(buf) is bytes or type(buf) is bytearray:
         return buf
     mv = memoryview(buf)
     if not mv.c_contiguous:
-        return mv.tobytes()
+        mv.release()
+        raise BufferError("a C-contiguous buffer is required")
     if mv.format != "B" or mv.ndim != 1:
         mv = mv.cast("B")
     return mv
@@ -338,13 +343,27 @@ def _to_bytes(obj: object, what: str, i: int) -> bytes | None:
     """bytes/None as is; bytearray, memoryview and other buffer exporters copied to bytes."""
     if obj is None or type(obj) is bytes:
         return obj  # type: ignore[return-value]
+    return bytes_like(obj, f"{what} {i}")
+
+
+def bytes_like(obj: object, what: str) -> bytes:
+    """The bytes of a bytes-like object (one exporting a C-contiguous buffer), else TypeError.
+
+    why refuse strided buffers: the native engine does (they are not bytes-like in Python's
+    sense), and both engines must accept exactly the same inputs.
+    """
+    if type(obj) is bytes:
+        return obj
+    not_bytes_like = f"{what} must be bytes-like or None, not {type(obj).__name__}"
     if isinstance(obj, str):
-        raise TypeError(f"{what} {i} must be bytes-like or None, not str")
+        raise TypeError(not_bytes_like)
     try:
         view = memoryview(obj)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(f"{what} {i} must be bytes-like or None, not {type(obj).__name__}") from None
+        raise TypeError(not_bytes_like) from None
     with view:
+        if not view.c_contiguous:
+            raise TypeError(not_bytes_like)
         return view.tobytes()
 
 
