@@ -547,18 +547,10 @@ def test_recovery_fuzz(both_engines, tmp_path_factory, seed, where, kind, checkp
 
 @pytest.mark.parametrize("clean", [True, False], ids=["clean-shutdown", "crash-after-sync"])
 @pytest.mark.parametrize("damage", ["truncated-tail", "length-bit-flip"])
-def test_framing_damage_below_recovery_point_is_reported(engine, tmp_path, clean, damage, request):
+def test_framing_damage_below_recovery_point_is_reported(engine, tmp_path, clean, damage):
     """A sealed, synced segment whose last batch lost bytes, or whose batch length field had a
     bit flipped (so the batch seems to run past the end of the file), is corrupt: reading there
     must raise CorruptBatchError (path, position), never skip those offsets."""
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason="engine bug (both engines): a batch that runs past the end of a sealed segment is "
-            "treated as a not-yet-written tail, so its offsets (and all after it in that segment) "
-            "silently vanish from records(), read_columns() and read()",
-        )
-    )
     path = tmp_path / "sealed-0"
     with open_partition(path, engine=engine, config={"segment.bytes": 300}) as log:
         for i in range(10):

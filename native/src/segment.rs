@@ -6,6 +6,8 @@
 //! - `next_offset` = lastOffset + 1 of the last batch in `[0, size)` (= base when empty);
 //! - the active (last) segment is only ever read with positional reads (it may be truncated by a
 //!   writer repairing a torn tail); sealed segments are immutable and may be memory-mapped;
+//! - only the active segment can have a not-yet-written tail: a sealed one must frame exactly to
+//!   its end, so a read that meets bytes there which do not frame is `CorruptBatch` (`strict`);
 //! - the active segment's index entries are derived here from its bytes; `*_in_file` count what
 //!   its index files hold, and a writer appends the missing ones (`persist_index`).
 
@@ -611,7 +613,7 @@ impl Segment {
         }
         let size = self.size;
         let mut found = None;
-        self.with_source(LOOKUP_CHUNK_BYTES, |src| {
+        let scan = self.with_source(LOOKUP_CHUNK_BYTES, |src| {
             scan_batches(src, start, size, false, |pos, h, _| {
                 if h.last_offset() >= offset {
                     found = Some((pos, *h));
@@ -620,6 +622,7 @@ impl Segment {
                 Ok(true)
             })
         })?;
+        self.strict(scan)?;
         Ok(found)
     }
 
@@ -674,11 +677,22 @@ impl Segment {
                     }
                     pos += batch_bytes;
                 }
-                Frame::Corrupt(_) => break,
+                Frame::Corrupt(reason) => {
+                    self.strict(Scan {
+                        position: pos,
+                        end: ScanEnd::Corrupt(reason),
+                    })?;
+                    break;
+                }
                 Frame::Incomplete => {
                     if mapped.is_some() || (!buf.is_empty() && buf_start + buf.len() as u64 >= size)
                     {
-                        break; // everything up to `size` was seen
+                        // everything up to `size` was seen: bytes left there do not frame
+                        self.strict(Scan {
+                            position: pos,
+                            end: ScanEnd::Incomplete,
+                        })?;
+                        break;
                     }
                     // Refill, keeping the found batches in the window.
                     let avail = &buf[off..];
@@ -719,6 +733,24 @@ impl Segment {
         Ok(Some(SegmentBytes::Owned(owned[lo..hi].to_vec())))
     }
 
+    /// A sealed segment must frame exactly to its end: a scan of it that stopped at bytes which
+    /// do not frame (an incomplete batch or bad framing) found corruption, never a tail that is
+    /// not yet written (only the active segment has one).
+    fn strict(&self, scan: Scan) -> Result<Scan> {
+        let reason = match (&scan.end, self.sealed) {
+            (ScanEnd::Incomplete, true) => {
+                "incomplete batch at the end of a sealed segment".to_string()
+            }
+            (ScanEnd::Corrupt(reason), true) => reason.clone(),
+            _ => return Ok(scan),
+        };
+        Err(Error::CorruptBatch {
+            reason,
+            path: Some(self.log_path.clone()),
+            position: scan.position,
+        })
+    }
+
     /// Visit whole batches from `from` (a batch boundary) to the end of the validated data.
     pub fn for_each_batch<F>(
         &mut self,
@@ -731,9 +763,10 @@ impl Segment {
         F: FnMut(u64, &BatchHeader, &[u8]) -> Result<bool>,
     {
         let size = self.size;
-        self.with_source(chunk_bytes, |src| {
+        let scan = self.with_source(chunk_bytes, |src| {
             scan_batches(src, from, size, check_crc, visit)
-        })
+        })?;
+        self.strict(scan)
     }
 
     /// The bytes `[from, to)`: a range of the mapping when sealed, else a `pread` copy.

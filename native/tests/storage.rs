@@ -669,3 +669,53 @@ fn a_replaced_active_segment_is_reloaded_after_a_quiet_period() {
     );
     assert_eq!(all_records(&b).len(), 1);
 }
+
+#[test]
+fn a_sealed_segment_that_does_not_frame_to_its_end_is_corrupt() {
+    // Only the active segment can have a not-yet-written tail; in a sealed one an incomplete
+    // last batch is corruption, reported where it starts, never skipped.
+    let d = TempDir::new("sealed");
+    let cfg = || config(&[("segment.bytes", 300)]);
+    let log = PartitionLog::open(d.path(), cfg()).unwrap();
+    for i in 0..10 {
+        append_values(&log, &[&[b'x'; 40][..]], 1000 + i);
+    }
+    assert_eq!(&segment_bases(d.path())[..2], &[0, 2]);
+    log.close().unwrap();
+    let path = log_file(d.path(), 0);
+    let (victim, h) = *batches(&path).last().unwrap();
+    let len = fs::metadata(&path).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    let log = PartitionLog::open(d.path(), cfg()).unwrap();
+    assert_eq!(log.end_offset().unwrap(), 10);
+    let corrupt_at = |e: Error| match e {
+        Error::CorruptBatch {
+            path: Some(p),
+            position,
+            ..
+        } => {
+            assert_eq!(p, path);
+            position
+        }
+        other => panic!("expected CorruptBatch, got {other:?}"),
+    };
+    assert_eq!(
+        corrupt_at(log.records_chunk(0, 10, 1 << 20).unwrap_err()),
+        victim
+    );
+    assert_eq!(
+        corrupt_at(log.read(h.base_offset, 1000).unwrap_err()),
+        victim
+    );
+    assert_eq!(corrupt_at(log.read_columns(0, 100).unwrap_err()), victim);
+    assert_eq!(
+        corrupt_at(log.offset_for_timestamp(1001).unwrap_err()),
+        victim
+    );
+    log.close().unwrap();
+}

@@ -39,7 +39,7 @@ from pylog.reference import checkpoint, record
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock
 from pylog.reference.recovery import list_segment_bases, recover
-from pylog.reference.segment import LOG_SUFFIX, Segment, file_prefix, iter_batches
+from pylog.reference.segment import LOG_SUFFIX, Segment, file_prefix
 
 if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; annotations only
     from collections.abc import Buffer
@@ -376,12 +376,15 @@ class PartitionLog:
             i, position, header = found
             segment = self._segments[i]
             total = header.size_bytes
-            for batch in iter_batches(
-                segment.fd, position + total, segment.size, path=segment.log_path, need_body=False
-            ):
+            # why the guard and the break: look at a next batch only while it could still fit,
+            # as the native engine does (a sealed segment's bad framing raises when looked at)
+            more = segment.batches(position + total, need_body=False) if total < max_bytes else ()
+            for batch in more:
                 if total + batch.header.size_bytes > max_bytes:
                     break
                 total += batch.header.size_bytes
+                if total >= max_bytes:
+                    break
             return memoryview(segment.pread(total, position))
 
     def records(self, start_offset: int | None = None, end_offset: int | None = None) -> Iterator[Record]:
@@ -415,7 +418,7 @@ class PartitionLog:
         segment = self._segments[i]
         out: list[Record] = []
         consumed = 0
-        for batch in iter_batches(segment.fd, start, segment.size, path=segment.log_path, need_body=True):
+        for batch in segment.batches(start, need_body=True):
             header = batch.header
             records = segment.decode(batch)
             if header.base_offset < position or header.last_offset >= end:

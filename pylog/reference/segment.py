@@ -13,7 +13,9 @@ may be appending, or a dead writer left a torn tail). Invariants:
 
 Framing of a batch in a file (Kafka's FileLogInputStream.nextBatch order): fewer than 12 bytes left
 → not yet written; ``length < 49`` → corrupt; ``12 + length`` past the end → not yet written;
-``magic != 2`` → corrupt. The CRC is checked only where the caller asks (tail sync, recovery,
+``magic != 2`` → corrupt. "Not yet written" holds only for the active segment: a sealed one must
+frame exactly to its end, so reads there (``strict``) raise ``CorruptBatchError`` for an
+incomplete batch too. The CRC is checked only where the caller asks (tail sync, recovery,
 decode).
 """
 
@@ -70,18 +72,29 @@ class Batch(NamedTuple):
     off: int
 
 
-def iter_batches(fd: int, start: int, end: int, *, path: str | None, need_body: bool) -> Iterator[Batch]:
-    """Framed batches of ``[start, end)`` in file order; stops silently at a torn tail.
+def iter_batches(
+    fd: int, start: int, end: int, *, path: str | None, need_body: bool, strict: bool = False
+) -> Iterator[Batch]:
+    """Framed batches of ``[start, end)`` in file order; stops silently at a torn tail, or,
+    when ``strict`` (a sealed segment, which must frame exactly to its end), raises
+    ``CorruptBatchError(path, position)`` there.
 
     Framing errors raise ``CorruptBatchError(path, position)``. With ``need_body`` each yielded
     buffer holds the whole batch; otherwise only its 61-byte header is guaranteed.
     """
+
+    def incomplete(pos: int) -> None:
+        if strict:
+            raise CorruptBatchError("incomplete batch at the end of a sealed segment", path, pos)
+
     pos = start
     buf = b""
     buf_pos = start
     while True:
         remaining = end - pos
         if remaining < LOG_OVERHEAD:
+            if remaining > 0:
+                incomplete(pos)
             return
         off = pos - buf_pos
         if len(buf) - off < BATCH_HEADER_BYTES:
@@ -89,6 +102,7 @@ def iter_batches(fd: int, start: int, end: int, *, path: str | None, need_body: 
             buf = os.pread(fd, want, pos)
             buf_pos, off = pos, 0
             if len(buf) < want:  # the file shrank under us: what we read is all there is
+                incomplete(pos)
                 end = pos + len(buf)
                 remaining = len(buf)
                 if remaining < LOG_OVERHEAD:
@@ -98,6 +112,7 @@ def iter_batches(fd: int, start: int, end: int, *, path: str | None, need_body: 
             raise CorruptBatchError(f"batch length {length} < {MIN_LENGTH_FIELD}", path, pos)
         size = LOG_OVERHEAD + length
         if size > remaining:
+            incomplete(pos)
             return
         header = record.parse_header(buf, off)
         if header.magic != MAGIC_V2:
@@ -106,6 +121,7 @@ def iter_batches(fd: int, start: int, end: int, *, path: str | None, need_body: 
             if size > SCAN_WINDOW_BYTES:
                 body = os.pread(fd, size, pos)
                 if len(body) < size:
+                    incomplete(pos)
                     return
                 yield Batch(pos, header, body, 0)
                 pos += size
@@ -113,6 +129,7 @@ def iter_batches(fd: int, start: int, end: int, *, path: str | None, need_body: 
             buf = os.pread(fd, min(SCAN_WINDOW_BYTES, remaining), pos)
             buf_pos, off = pos, 0
             if len(buf) < size:
+                incomplete(pos)
                 return
         yield Batch(pos, header, buf, off)
         pos += size
@@ -275,6 +292,12 @@ class Segment:
             os.ftruncate(self.fd, stop)
         return found
 
+    def batches(self, start: int, *, need_body: bool) -> Iterator[Batch]:
+        """Framed batches of ``[start, size)``; a sealed segment must frame exactly to its end."""
+        return iter_batches(
+            self.fd, start, self.size, path=self.log_path, need_body=need_body, strict=self.sealed
+        )
+
     # ----------------------------------------------------------------- writes
 
     def write_batch(self, batch: bytes | bytearray, header: record.BatchHeader) -> None:
@@ -319,7 +342,7 @@ class Segment:
         _, start = self.offset_index.lookup(offset)
         if start > self.size:
             start = 0
-        for batch in iter_batches(self.fd, start, self.size, path=self.log_path, need_body=False):
+        for batch in self.batches(start, need_body=False):
             if batch.header.last_offset >= offset:
                 return batch.position, batch.header
         return None
@@ -331,7 +354,7 @@ class Segment:
         _, start = self.offset_index.lookup(max(index_offset, start_offset))
         if start > self.size:
             start = 0
-        for batch in iter_batches(self.fd, start, self.size, path=self.log_path, need_body=True):
+        for batch in self.batches(start, need_body=True):
             header = batch.header
             if header.max_timestamp < ts_ms or header.last_offset < start_offset:
                 continue
