@@ -585,19 +585,12 @@ def test_framing_damage_below_recovery_point_is_reported(engine, tmp_path, clean
             )
 
 
-def test_writer_never_cuts_synced_data_after_a_clean_shutdown(engine, tmp_path, request):
+def test_writer_never_cuts_synced_data_after_a_clean_shutdown(engine, tmp_path):
     """After a clean shutdown there is no scan; a bit flip in a batch length of the synced active
     segment then looks like a torn tail. Treating it as one makes end_offset drop below the
     checkpointed recovery point and lets the next append truncate synced data and hand out its
     offsets again (offsets are assigned once). Acceptable outcomes: open, read or append raise
     CorruptBatchError, and the synced bytes stay on disk."""
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason="engine bug (both engines): the writer's tail re-sync truncates synced data below "
-            "the recovery point and reuses offsets 0..9",
-        )
-    )
     path = tmp_path / "flip-0"
     with open_partition(path, engine=engine) as log:
         for i in range(10):
@@ -623,3 +616,80 @@ def test_writer_never_cuts_synced_data_after_a_clean_shutdown(engine, tmp_path, 
             else:
                 assert base >= 10, "an offset was handed out twice"
     assert (path / segment_name(0)).read_bytes()[: len(damaged)] == damaged
+
+
+def flip_length(path: Path, position: int) -> bytes:
+    """Add 1 MiB to the length field of the batch at ``position``; returns the damaged file."""
+    with open(path, "r+b") as f:
+        f.seek(position + 9)
+        byte = f.read(1)[0]
+        f.seek(position + 9)
+        f.write(bytes([byte ^ 0x10]))
+    return path.read_bytes()
+
+
+def test_open_refusing_synced_damage_keeps_the_clean_marker(engine, tmp_path):
+    """Open raises for bytes that do not frame below the recovery point and leaves the directory
+    as it was: the marker stays, so the next open does not run a recovery that would cut."""
+    path = tmp_path / "keep-0"
+    with open_partition(path, engine=engine) as log:
+        for i in range(10):
+            log.append([b"x%d" % i * 20], timestamps_ms=[TS + i])
+    victim = parse_batches((path / segment_name(0)).read_bytes())[4]
+    damaged = flip_length(path / segment_name(0), victim.position)
+    for _ in range(2):
+        with pytest.raises(CorruptBatchError) as info:
+            open_partition(path, engine=engine)
+        assert Path(info.value.path).name == segment_name(0)
+        assert info.value.position == victim.position
+        assert (path / CLEAN).exists()
+        assert (path / segment_name(0)).read_bytes() == damaged
+
+
+def test_writer_rereads_the_checkpoint_before_cutting(engine, tmp_path):
+    """Another process advanced the recovery point past what this one knows; bytes that do not
+    frame below it are corruption for this writer too: nothing is cut, no offset reused."""
+    path = tmp_path / "stale-0"
+    first = open_partition(path, engine=engine)
+    first.append([b"first"], timestamps_ms=[TS])
+    with open_partition(path, engine=engine) as other:
+        for i in range(5):
+            other.append([b"other-%d" % i], timestamps_ms=[TS + i])
+        other.sync()
+        assert read_checkpoint(path)[2] == "stale 0 6"
+        victim = parse_batches((path / segment_name(0)).read_bytes())[1]
+        damaged = flip_length(path / segment_name(0), victim.position)
+        with pytest.raises(CorruptBatchError) as info:
+            first.append([b"again"], timestamps_ms=[TS])
+        assert info.value.position == victim.position
+        with pytest.raises(CorruptBatchError):
+            first.end_offset  # noqa: B018 - a reader's re-sync obeys the same rule
+        assert other.end_offset == 6
+    with pytest.raises(CorruptBatchError):
+        first.close()  # the last closer's tail sync: same rule, and the log is closed anyway
+    assert first.closed
+    assert (path / segment_name(0)).read_bytes() == damaged
+    assert not (path / CLEAN).exists()
+
+
+def test_recovery_below_the_checkpoint_lowers_it(engine, tmp_path):
+    """Recovery cut below the checkpoint: the checkpoint follows, so a torn tail a dead writer
+    leaves later (above the new recovery point) is still cut by the next writer."""
+    path = tmp_path / "lower-0"
+    with open_partition(path, engine=engine) as log:
+        for i in range(10):
+            log.append([b"x%d" % i * 20], timestamps_ms=[TS + i])
+    victim = parse_batches((path / segment_name(0)).read_bytes())[5]
+    with open(path / segment_name(0), "r+b") as f:
+        f.seek(victim.position + victim.size - 1)  # the last value byte: a CRC mismatch
+        byte = f.read(1)[0]
+        f.seek(victim.position + victim.size - 1)
+        f.write(bytes([byte ^ 0xFF]))
+    crash(path, 10)
+    with open_partition(path, engine=engine) as log:
+        assert log.end_offset == 5
+        assert read_checkpoint(path)[2] == "lower 0 5"
+        with open(path / segment_name(0), "ab") as f:
+            f.write(b"\x00" * 20)  # a dead writer's torn tail, above the recovery point
+        assert log.append([b"new"], timestamps_ms=[TS]) == 5
+    assert [r.offset for r in open_partition(path, engine=engine).records()] == list(range(6))

@@ -6,7 +6,9 @@
 //! the directory), a CRC-checked scan of complete batches past the known size, and a check for
 //! `{end:020}.log` (another process rolled). Writers do this under the writer lock
 //! (`.pylog.lock`) and repair what a dead writer left (a torn tail is truncated, missing index
-//! entries are appended); readers never take that lock and just ignore a torn tail.
+//! entries are appended); readers never take that lock and just ignore a torn tail. A tail is
+//! torn only at or above the recovery point: bytes that do not frame below it were synced whole,
+//! so they are corruption (`CorruptBatch`, nothing cut; see `check_tail`).
 //!
 //! Appends: one encode into a reusable buffer, one positional `write` at the tail, O(1) index
 //! work; the flush policy (`flush.messages`, `flush.ms`) may then `sync()`. Reads return whole
@@ -228,10 +230,63 @@ fn check_writable(dir: &Path) -> Result<()> {
 /// Linux's EACCES (std::io has no constant for it).
 const EACCES: i32 = 13;
 
+/// Data below the recovery point is never cut (docs/partition-log.md, "Durability").
+///
+/// `end` is how a scan of the active segment stopped (at `seg.size`). Bytes there that do not
+/// frame are a torn tail only at or above the recovery point: a writer cuts it, a reader ignores
+/// it. Below it they were synced whole, so they are corrupt: `CorruptBatch`, nothing is cut.
+/// The checkpoint file is re-read (only on this rare path): another process may have advanced
+/// the recovery point beyond `recovery_point`, the one this process knows.
+fn check_tail(
+    dir: &Path,
+    config: &LogConfig,
+    seg: &mut Segment,
+    end: ScanEnd,
+    recovery_point: i64,
+    writer: bool,
+) -> Result<()> {
+    if end == ScanEnd::Clean {
+        return Ok(());
+    }
+    let synced = recovery_point.max(checkpoint::read_recovery_point(dir)?.unwrap_or(0));
+    if seg.next_offset < synced {
+        // why look again: a reader's scan may have raced a write that has since completed, been
+        // synced and checkpointed; everything below a checkpoint read before this second scan
+        // is whole on disk.
+        let len = seg
+            .file
+            .metadata()
+            .io_context(|| format!("stat {}", seg.log_path.display()))?
+            .len();
+        if seg.scan_tail(config, len)? == ScanEnd::Clean {
+            return Ok(());
+        }
+    }
+    if seg.next_offset < synced {
+        return Err(Error::CorruptBatch {
+            reason: format!(
+                "batch at offset {} does not frame, below the recovery point {synced}",
+                seg.next_offset
+            ),
+            path: Some(seg.log_path.clone()),
+            position: seg.size,
+        });
+    }
+    if writer {
+        seg.truncate_to_size()?;
+    }
+    Ok(())
+}
+
 /// Load the segments of `dir` (no recovery): all but the last sealed, the last derived from its
-/// bytes (framing only; a torn tail is left for the next writer's tail sync). Creates segment 0
-/// in an empty directory (only ever with the writer lock held).
-fn load_segments(dir: &Path, config: &LogConfig) -> Result<(Vec<Segment>, bool)> {
+/// bytes (framing only; a torn tail is left for the next writer's tail sync, bytes that do not
+/// frame below the recovery point are `CorruptBatch`). Creates segment 0 in an empty directory
+/// (only ever with the writer lock held).
+fn load_segments(
+    dir: &Path,
+    config: &LogConfig,
+    recovery_point: i64,
+) -> Result<(Vec<Segment>, bool)> {
     let bases = recovery::segment_bases(dir)?;
     let mut created = false;
     let mut segments = Vec::with_capacity(bases.len().max(1));
@@ -239,7 +294,8 @@ fn load_segments(dir: &Path, config: &LogConfig) -> Result<(Vec<Segment>, bool)>
         let last = i + 1 == bases.len();
         let mut seg = Segment::open(dir, base, !last)?;
         if last {
-            seg.derive_active(config)?;
+            let end = seg.derive_active(config)?;
+            check_tail(dir, config, &mut seg, end, recovery_point, false)?;
         } else {
             seg.next_offset = bases[i + 1];
         }
@@ -262,20 +318,29 @@ impl PartitionLog {
         let guard = writer_lock.exclusive()?;
         let open_lock = LockFile::open(&dir, OPEN_LOCK_FILE)?;
         let first = open_lock.try_exclusive()?;
+        let checkpointed = checkpoint::read_recovery_point(&dir)?;
         let mut recovery_point = None;
-        if first {
-            if checkpoint::clean_shutdown_exists(&dir) {
-                checkpoint::remove_clean_shutdown(&dir)?;
-            } else {
-                recovery_point = Some(recovery::recover(&dir, &config)?.recovery_point);
-            }
-        } else {
-            recovery_point = Some(checkpoint::read_recovery_point(&dir)?.unwrap_or(0));
+        let clean = first && checkpoint::clean_shutdown_exists(&dir);
+        if first && !clean {
+            recovery_point = Some(recovery::recover(&dir, &config)?.recovery_point);
+        } else if !first {
+            recovery_point = Some(checkpointed.unwrap_or(0));
         }
         open_lock.shared()?;
-        let (segments, created) = load_segments(&dir, &config)?;
+        // (torn-tail checks inside re-read the checkpoint, so 0 is fine as what we know here)
+        let (segments, created) = load_segments(&dir, &config, 0)?;
+        if clean {
+            // why after the load: if the bytes are corrupt below the recovery point, open fails
+            // and the marker stays, so the next open does not run a recovery that cuts synced data
+            checkpoint::remove_clean_shutdown(&dir)?;
+        }
         let end = segments.last().expect("at least one segment").next_offset;
         let recovery_point = recovery_point.unwrap_or(end).min(end);
+        if first && !clean && checkpointed.is_some_and(|c| c > recovery_point) {
+            // why: recovery cut below the checkpoint; the file must not claim offsets that are
+            // gone, or a later torn tail there could never be cut (`check_tail`).
+            checkpoint::write_recovery_point(&dir, recovery_point)?;
+        }
         // why: the marker's removal or recovery changed the directory (or nothing did and one
         // extra directory fsync at the next sync is cheap).
         let dir_dirty = created || first;
@@ -329,7 +394,7 @@ impl PartitionLog {
         if !writer && recovery::segment_bases(&self.dir)?.is_empty() {
             return Ok(()); // a reader never creates files: keep what it has
         }
-        let (segments, _) = load_segments(&self.dir, &self.config)?;
+        let (segments, _) = load_segments(&self.dir, &self.config, inner.recovery_point)?;
         inner.segments = segments;
         inner.dir_unchanged_since = None;
         inner.dir_dirty = true;
@@ -382,9 +447,14 @@ impl PartitionLog {
             }
             if len > active.size {
                 let end = active.scan_tail(&self.config, len)?;
-                if writer && end != ScanEnd::Clean {
-                    active.truncate_to_size()?;
-                }
+                check_tail(
+                    &self.dir,
+                    &self.config,
+                    active,
+                    end,
+                    inner.recovery_point,
+                    writer,
+                )?;
             }
             if writer {
                 active.persist_index()?;

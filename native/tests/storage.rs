@@ -719,3 +719,34 @@ fn a_sealed_segment_that_does_not_frame_to_its_end_is_corrupt() {
     );
     log.close().unwrap();
 }
+
+#[test]
+fn bytes_that_do_not_frame_below_the_recovery_point_are_never_cut() {
+    // A clean shutdown skips the scan; a flipped length bit in the synced active segment then
+    // looks like a torn tail. Open refuses it, leaves the marker and cuts nothing.
+    let d = TempDir::new("flip");
+    let log = PartitionLog::open(d.path(), LogConfig::default()).unwrap();
+    for i in 0..10 {
+        append_values(&log, &[b"value"], 1000 + i);
+    }
+    log.close().unwrap();
+    let path = log_file(d.path(), 0);
+    let (victim, _) = batches(&path)[3];
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&path)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, victim + 9).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x10], victim + 9).unwrap();
+    let damaged = fs::read(&path).unwrap();
+    for _ in 0..2 {
+        match PartitionLog::open(d.path(), LogConfig::default()) {
+            Err(Error::CorruptBatch { position, .. }) => assert_eq!(position, victim),
+            other => panic!("expected CorruptBatch, got {other:?}"),
+        }
+        assert!(d.path().join(".kafka_cleanshutdown").exists());
+        assert_eq!(fs::read(&path).unwrap(), damaged);
+    }
+}

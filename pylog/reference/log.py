@@ -7,8 +7,10 @@ sealed and immutable. Every append, roll, sync, open and close also takes the cr
 another ``PartitionLog`` object) may have appended, rolled, or died mid-write:
 
 - ``fstat`` the active ``.log``: link count 0 (or shorter than what we know) → reload the directory;
-- take in the complete, CRC-valid batches past the known size; a writer truncates an incomplete or
-  corrupt tail (nobody alive is mid-write while it holds the lock), a reader ignores it;
+- take in the complete, CRC-valid batches past the known size; an incomplete or corrupt tail at or
+  above the recovery point is torn: a writer truncates it (nobody alive is mid-write while it holds
+  the lock), a reader ignores it; below the recovery point it is corruption of synced data:
+  ``CorruptBatchError`` and nothing is cut (``_check_tail``);
 - ``{end:020}.log`` exists → another process rolled: seal locally, move to it, repeat.
 
 Reads re-sync the same way without the writer lock, so readers never block writers.
@@ -34,7 +36,12 @@ import numpy as np
 
 from pylog.config import LogConfig, resolve_codec
 from pylog.engine import BytesLike, Columns, Header, Record, check_record_range
-from pylog.errors import LogClosedError, OffsetOutOfRangeError, RecordTooLargeError
+from pylog.errors import (
+    CorruptBatchError,
+    LogClosedError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+)
 from pylog.reference import checkpoint, record
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock
@@ -77,6 +84,8 @@ class PartitionLog:
         self._segments: list[Segment] = []
         self._bases: list[int] = []
         self._dir_dirty = False
+        #: known synced end; 0 until open sets it (torn-tail checks re-read the checkpoint anyway)
+        self._recovery_point = 0
         if os.path.exists(self._path) and not os.path.isdir(self._path):
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), self._path)
         os.makedirs(self._path, exist_ok=True)
@@ -106,8 +115,12 @@ class PartitionLog:
         assert self._open_lock is not None
         checkpointed = checkpoint.read_recovery_point(self._path)
         if self._open_lock.try_exclusive():
-            if checkpoint.remove_clean_shutdown(self._path):
+            if checkpoint.has_clean_shutdown(self._path):
+                # why load first: if the bytes are corrupt below the recovery point, open raises
+                # and the marker stays, so the next open does not run a recovery that would cut
+                # synced data
                 self._load()
+                checkpoint.remove_clean_shutdown(self._path)
                 self._recovery_point = self._active.next_offset
                 self._dir_dirty = True  # the marker's removal
             else:
@@ -116,6 +129,10 @@ class PartitionLog:
                 self._load()
                 # §4.2: min(checkpoint, LEO); not advanced until a real sync
                 self._recovery_point = min(checkpointed or 0, self._active.next_offset)
+                if checkpointed is not None and checkpointed > self._recovery_point:
+                    # why: recovery cut below the checkpoint; the file must not claim offsets
+                    # that are gone, or a later torn tail there could never be cut (_check_tail)
+                    checkpoint.write_recovery_point(self._path, self._recovery_point)
         else:
             self._load()
             self._recovery_point = min(checkpointed or 0, self._active.next_offset)
@@ -131,6 +148,12 @@ class PartitionLog:
             bases = [0]
         segments = [Segment.open_sealed(self._path, b, self._config) for b in bases[:-1]]
         segments.append(Segment.open_active(self._path, bases[-1], self._config))
+        try:
+            self._check_tail(segments[-1], writer=False)  # the next writer's tail sync cuts
+        except BaseException:
+            for segment in segments:
+                segment.close()
+            raise
         for old in self._segments:
             old.close_index_files()  # descriptors of the .log close when readers let go
         self._segments = segments
@@ -197,7 +220,8 @@ class PartitionLog:
                 self._reload(writer)
                 active = self._active
                 st = os.fstat(active.fd)
-            active.scan_tail(st.st_size, check_crc=True, writer=writer)
+            active.scan_tail(st.st_size, check_crc=True)
+            self._check_tail(active, writer)
             if writer:
                 active.persist_indexes()  # a writer that died before its index write is repaired
             if active.next_offset == active.base:
@@ -210,6 +234,35 @@ class PartitionLog:
             self._segments.append(Segment.open_active(self._path, active.next_offset, self._config))
             self._bases.append(active.next_offset)
             self._dir_dirty = True
+
+    def _check_tail(self, segment: Segment, writer: bool) -> None:
+        """Data below the recovery point is never cut (docs/partition-log.md, "Durability").
+
+        A scan of the active segment that stopped at bytes which do not frame found a torn tail
+        only when it stopped at or above the recovery point: a writer cuts it, a reader ignores
+        it. Below it those bytes were synced whole, so they are corrupt: CorruptBatchError, and
+        nothing is cut. The checkpoint file is re-read (only on this rare path) because another
+        process may have advanced the recovery point since we looked.
+        """
+        if segment.torn_at is None:
+            return
+        synced = max(self._recovery_point, checkpoint.read_recovery_point(self._path) or 0)
+        if segment.next_offset < synced:
+            # why look again: a reader's scan may have raced a write that has since completed,
+            # been synced and checkpointed; everything below a checkpoint read before this
+            # second scan is whole on disk
+            segment.scan_tail(segment.file_size(), check_crc=True)
+            if segment.torn_at is None:
+                return
+        position = segment.torn_at
+        if segment.next_offset < synced:
+            raise CorruptBatchError(
+                f"batch at offset {segment.next_offset} does not frame, below the recovery point {synced}",
+                segment.log_path,
+                position,
+            )
+        if writer:
+            segment.truncate_tail()
 
     def _reload(self, writer: bool) -> None:
         if list_segment_bases(self._path) or writer:

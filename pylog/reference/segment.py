@@ -163,6 +163,9 @@ class Segment:
         #: maxTimestamp of the first batch (roll rule 2); None while empty or unknown
         self.first_max_timestamp: int | None = None
         self.batch_count = 0
+        #: where the last tail scan met bytes that do not frame (None: it reached the file end);
+        #: the log decides whether that is a torn tail to cut or corruption (log._check_tail)
+        self.torn_at: int | None = None
         self.builder: IndexBuilder | None = None
         self._offset_index: OffsetIndex | None = None
         self._time_index: TimeIndex | None = None
@@ -194,7 +197,7 @@ class Segment:
         recovered, or closed cleanly, or written by a live process)."""
         segment = cls(dir_path, base, config, sealed=False)
         segment.builder = segment._new_builder()
-        segment.scan_tail(segment.file_size(), check_crc=False, writer=False)
+        segment.scan_tail(segment.file_size(), check_crc=False)
         return segment
 
     def _new_builder(self) -> IndexBuilder:
@@ -265,16 +268,17 @@ class Segment:
         self.size = position + header.size_bytes
         self.next_offset = header.next_offset
 
-    def scan_tail(self, end: int, *, check_crc: bool, writer: bool) -> bool:
+    def scan_tail(self, end: int, *, check_crc: bool) -> bool:
         """Take in the whole batches past ``size``; True when something new was found.
 
-        A torn or corrupt tail stops the scan: a writer (holding the writer lock, so no live
-        process is mid-write) truncates it, a reader leaves it alone.
+        A torn or corrupt tail stops the scan and is recorded in ``torn_at`` (= ``size``), never
+        cut here: the log cuts it (writer) or raises (below the recovery point), see
+        ``PartitionLog._check_tail``.
         """
+        self.torn_at = None
         if end <= self.size:
             return False
         found = False
-        stop = self.size
         try:
             for batch in iter_batches(self.fd, self.size, end, path=self.log_path, need_body=check_crc):
                 if check_crc:
@@ -284,13 +288,18 @@ class Segment:
                 ):
                     break
                 self._observe(batch.position, batch.header)
-                stop = self.size
                 found = True
         except CorruptBatchError:
             pass
-        if writer and stop < end:
-            os.ftruncate(self.fd, stop)
+        if self.size < end:
+            self.torn_at = self.size
         return found
+
+    def truncate_tail(self) -> None:
+        """Cut the torn tail found by the last scan (writer lock held)."""
+        assert not self.sealed and self.torn_at is not None
+        os.ftruncate(self.fd, self.torn_at)
+        self.torn_at = None
 
     def batches(self, start: int, *, need_body: bool) -> Iterator[Batch]:
         """Framed batches of ``[start, size)``; a sealed segment must frame exactly to its end."""
