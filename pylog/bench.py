@@ -117,6 +117,16 @@ class Progress:
             self.stream.flush()
 
 
+def settle_page_cache() -> None:
+    """Write back dirty pages before a timed write run.
+
+    why: after a few GB of writes the kernel throttles every writer to disk speed (dirty-page
+    balancing), whichever one happens to run then; starting each write run from a clean state
+    measures what this benchmark is about (handing bytes to the OS), for every contender alike.
+    """
+    os.sync()
+
+
 def make_values(count: int, seed: int = 7) -> list[bytes]:
     rng = random.Random(seed)
     return [rng.randbytes(VALUE_BYTES) for _ in range(count)]
@@ -162,6 +172,7 @@ class Bench:
         path = self.fresh_dir(f"append-{engine}")
         values = self.values
         with open_partition(path, engine=engine) as log:
+            settle_page_cache()
             t0 = time.perf_counter()
             for _ in range(batches):
                 log.append(values)
@@ -214,6 +225,7 @@ class Bench:
         target = self.fresh_dir("oswrite") + ".bin"
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
+            settle_page_cache()
             t0 = time.perf_counter()
             for start in range(0, len(view), OS_WRITE_CHUNK_BYTES):
                 os.write(fd, view[start : start + OS_WRITE_CHUNK_BYTES])
@@ -239,6 +251,7 @@ class Bench:
         db.execute("CREATE TABLE records (offset INTEGER PRIMARY KEY, ts INTEGER, key BLOB, value BLOB)")
         offset = 0
         now = int(time.time() * 1000)
+        settle_page_cache()
         t0 = time.perf_counter()
         for _ in range(batches):
             rows = [(offset + i, now, None, v) for i, v in enumerate(self.values)]
