@@ -298,22 +298,33 @@ def three_segments(path: Path, engine: str) -> list[tuple]:
         return as_tuples(log.records())
 
 
-def test_swap_is_finished(both_engines, tmp_path):
+@pytest.mark.parametrize("checkpoint", [None, 30], ids=["full-recovery", "swap-below-recovery-point"])
+@pytest.mark.parametrize("index_swaps", [False, True])
+def test_swap_is_finished(both_engines, tmp_path, checkpoint, index_swaps):
     template = tmp_path / "template" / "swap-0"
     want = three_segments(template, "reference")
+    tag = f"swap-{checkpoint}-{index_swaps}"
 
     def mutate(path):
-        crash(path)
-        # a compaction of [0, 20) that was interrupted after writing the .swap file
+        crash(path, checkpoint)
+        # a compaction of [0, 20) that was interrupted after writing the .swap files
         merged = (path / segment_name(0)).read_bytes() + (path / segment_name(10)).read_bytes()
         (path / (segment_name(0) + ".swap")).write_bytes(merged)
+        if index_swaps:
+            off, tim = expected_indexes(merged, 0, INTERVAL, sealed=True)
+            (path / (segment_name(0, ".index") + ".swap")).write_bytes(
+                b"".join(struct.pack(">ii", *e) for e in off)
+            )
+            (path / (segment_name(0, ".timeindex") + ".swap")).write_bytes(
+                b"".join(struct.pack(">qi", *e) for e in tim)
+            )
 
-    (_, end, records), files = recover_both(template, tmp_path, "swap", mutate)
+    (_, end, records), files = recover_both(template, tmp_path, tag, mutate)
     assert (end, records) == (30, want)
     assert sorted(files) == sorted(
         segment_name(b, s) for b in (0, 20) for s in (".log", ".index", ".timeindex")
     )
-    path = tmp_path / "swap-native" / "swap-0"
+    path = tmp_path / f"{tag}-native" / "swap-0"
     assert not [n for n in os.listdir(path) if n.endswith((".swap", ".cleaned", ".deleted"))]
     check_segment_indexes(path, INTERVAL)
 
