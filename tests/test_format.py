@@ -32,7 +32,7 @@ from helpers import (
 )
 
 from pylog.engine import decode_records, open_partition
-from pylog.errors import CorruptBatchError
+from pylog.errors import CorruptBatchError, OffsetOutOfRangeError
 
 TS = 1_700_000_000_000
 
@@ -479,3 +479,29 @@ def test_engines_encode_a_huge_batch_identically(both_engines, tmp_path):
     ((batch, recs),) = kafka_decode(out["native"])
     assert batch.records_count == n == len(recs)
     assert recs[-1][4] == b"%d" % (n - 1)
+
+
+def test_opens_a_directory_written_elsewhere(engine, tmp_path):
+    """A partition directory in Kafka's layout, segments written by kafka-python, starting past 0
+    (as after retention) and without index files: it opens, reads and takes appends."""
+    path = tmp_path / "kafka-0"
+    path.mkdir()
+    first = kafka_build_batch([(TS + i, None, b"v%d" % i, []) for i in range(3)], base_offset=100)
+    second = kafka_build_batch([(TS + 50, b"k", b"w" * 500, [("h", b"1")])], "gzip", base_offset=103)
+    third = kafka_build_batch([(TS + 60, None, b"z", [])], base_offset=104)
+    Path(path, segment_name(100)).write_bytes(first + second)
+    Path(path, segment_name(104)).write_bytes(third)
+    with open_partition(path, engine=engine, config={"index.interval.bytes": 10}) as log:
+        assert (log.start_offset, log.end_offset) == (100, 105)
+        assert [(r.offset, r.value) for r in log.records()] == [
+            (100, b"v0"),
+            (101, b"v1"),
+            (102, b"v2"),
+            (103, b"w" * 500),
+            (104, b"z"),
+        ]
+        assert log.offset_for_timestamp(TS + 10) == 103
+        with pytest.raises(OffsetOutOfRangeError):
+            log.read(99, 100)
+        assert log.append([b"mine"], timestamps_ms=[TS]) == 105
+    check_segment_indexes(path, 10)
