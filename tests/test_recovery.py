@@ -642,3 +642,15 @@ def test_writer_never_cuts_synced_data_after_a_clean_shutdown(engine, tmp_path, 
             else:
                 assert base >= 10, "an offset was handed out twice"
     assert (path / segment_name(0)).read_bytes()[: len(damaged)] == damaged
+
+
+def test_flush_ms_syncs_once_the_interval_passed(engine, tmp_path, open_log):
+    """The sleep creates the condition under test (time since the last sync), it synchronizes nothing."""
+    import time
+
+    path = tmp_path / "flushms-0"
+    log = open_log(path, flush_ms=100)
+    log.append([b"a"], timestamps_ms=[TS])
+    time.sleep(0.15)
+    log.append([b"b"], timestamps_ms=[TS])
+    assert read_checkpoint(path)[2] == "flushms 0 2"
