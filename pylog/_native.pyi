@@ -5,13 +5,15 @@ from typing import Any, final
 
 from typing_extensions import Buffer
 
+__all__ = ["NativeBuffer", "PartitionLog", "crc32c", "decode_records"]
+
 @final
 class NativeBuffer:
     """Read-only bytes owned by Rust (an mmap range or a vector), exposed via the buffer protocol."""
 
+    # The buffer protocol is implemented in C (bf_getbuffer); Python 3.11 has no __buffer__
+    # method to declare it (PEP 688 is 3.12), so memoryview(NativeBuffer) is not typed here.
     def __len__(self) -> int: ...
-    def __buffer__(self, flags: int, /) -> memoryview: ...
-    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
 @final
 class PartitionLog:
@@ -33,7 +35,7 @@ class PartitionLog:
         codec: str,
     ) -> int: ...
     def append_raw(self, batch: Buffer) -> int: ...
-    def read(self, offset: int, max_bytes: int) -> NativeBuffer: ...
+    def read(self, offset: int, max_bytes: int) -> memoryview: ...
     def records_chunk(self, start: int, end: int, max_bytes: int) -> tuple[list[Any], int]: ...
     def read_columns(
         self, offset: int, max_records: int

@@ -482,3 +482,35 @@ def test_idle_reader_notices_appends_rolls_and_replacements(engine, other_engine
     finally:
         writer.close()
         reader.close()
+
+
+@pytest.mark.parametrize("tail", ["incomplete", "bad-crc"])
+def test_last_closer_trims_a_dead_writers_tail(engine, tmp_path, tail):
+    """A dead writer left a torn (or CRC-broken) batch at the tail. Readers never see it; the last
+    process to close syncs under the writer lock, so the tail is cut before the clean-shutdown
+    marker says the log needs no scan."""
+    from helpers import kafka_build_batch, parse_batches, read_checkpoint, segment_name
+
+    path = tmp_path / "tail-0"
+    log = open_partition(path, engine=engine)
+    for _ in range(3):
+        log.append([b"x" * 50], timestamps_ms=[TS])
+    log_file = path / segment_name(0)
+    good = log_file.read_bytes()
+    batch = bytearray(kafka_build_batch([(TS, None, b"y" * 100, [])], base_offset=3))
+    if tail == "incomplete":
+        batch = batch[:40]
+    else:
+        batch[-1] ^= 0xFF  # complete framing, wrong CRC
+    with open(log_file, "ab") as f:
+        f.write(batch)
+    assert log.end_offset == 3, "a reader only sees complete, CRC-valid batches"
+    assert [r.offset for r in log.records()] == [0, 1, 2]
+    log.close()
+    assert log_file.read_bytes() == good
+    assert (path / ".kafka_cleanshutdown").exists()
+    assert read_checkpoint(path)[2] == "tail 0 3"
+    with open_partition(path, engine=engine) as again:
+        assert again.append([b"z"], timestamps_ms=[TS]) == 3
+        assert [r.offset for r in again.records()] == [0, 1, 2, 3]
+    assert [b.base_offset for b in parse_batches(log_file.read_bytes())] == [0, 1, 2, 3]

@@ -32,7 +32,7 @@ from helpers import (
 )
 
 from pylog.engine import decode_records, open_partition
-from pylog.errors import CorruptBatchError
+from pylog.errors import CorruptBatchError, OffsetOutOfRangeError
 
 TS = 1_700_000_000_000
 
@@ -136,16 +136,18 @@ def test_kafka_python_batches_append_raw(open_log, codec):
     assert [b.base_offset for b, _ in decoded] == [1, 1 + len(recs)]
 
 
-def test_append_raw_log_append_time(open_log):
+@pytest.mark.parametrize("codec", kafka_codecs())
+def test_append_raw_log_append_time(open_log, codec):
     log = open_log(message_timestamp_type="LogAppendTime")
-    raw = kafka_build_batch([(5, None, b"a", []), (9, None, b"b", [])], "none")
+    raw = kafka_build_batch([(5, None, b"a" * 1000, []), (9, None, b"b", [])], codec)
+    assert parse_batches(raw)[0].codec == CODEC_IDS[codec]  # kafka-python skips codecs that do not shrink
     before = int(time.time() * 1000)
     log.append_raw(raw)
     after = int(time.time() * 1000)
     data = bytes(memoryview(log.read(0, 1 << 20)))
     ((_, recs),) = kafka_decode(data)  # CRC recomputed
     (hdr,) = parse_batches(data)
-    assert hdr.attributes & 0x08
+    assert hdr.attributes == 0x08 | CODEC_IDS[codec]
     assert before - 1 <= hdr.max_timestamp <= after + 1
     assert [r[1:3] for r in recs] == [(hdr.max_timestamp, 1)] * 2
     assert [(r.timestamp, r.timestamp_type) for r in log.records()] == [(hdr.max_timestamp, 1)] * 2
@@ -459,3 +461,47 @@ def test_smallest_index_size_rolls_every_batch(open_log):
     for base in (0, 2, 4):
         assert read_time_index(Path(log.path, segment_name(base, ".timeindex"))) == [(TS + 10 * base // 2, 1)]
     assert [r.offset for r in log.records()] == list(range(8))
+
+
+def test_engines_encode_a_huge_batch_identically(both_engines, tmp_path):
+    n = 50_000
+    out = {}
+    for engine in both_engines:
+        with open_partition(tmp_path / engine / "huge-0", engine=engine) as log:
+            log.append(
+                [b"%d" % i for i in range(n)],
+                keys=[None if i % 2 else b"k" for i in range(n)],
+                headers=[[("h", None)] if i % 3 else [] for i in range(n)],
+                timestamps_ms=[TS + (i * 7919) % 100_000 for i in range(n)],
+            )
+            out[engine] = bytes(memoryview(log.read(0, 1 << 30)))
+    assert out["native"] == out["reference"]
+    ((batch, recs),) = kafka_decode(out["native"])
+    assert batch.records_count == n == len(recs)
+    assert recs[-1][4] == b"%d" % (n - 1)
+
+
+def test_opens_a_directory_written_elsewhere(engine, tmp_path):
+    """A partition directory in Kafka's layout, segments written by kafka-python, starting past 0
+    (as after retention) and without index files: it opens, reads and takes appends."""
+    path = tmp_path / "kafka-0"
+    path.mkdir()
+    first = kafka_build_batch([(TS + i, None, b"v%d" % i, []) for i in range(3)], base_offset=100)
+    second = kafka_build_batch([(TS + 50, b"k", b"w" * 500, [("h", b"1")])], "gzip", base_offset=103)
+    third = kafka_build_batch([(TS + 60, None, b"z", [])], base_offset=104)
+    Path(path, segment_name(100)).write_bytes(first + second)
+    Path(path, segment_name(104)).write_bytes(third)
+    with open_partition(path, engine=engine, config={"index.interval.bytes": 10}) as log:
+        assert (log.start_offset, log.end_offset) == (100, 105)
+        assert [(r.offset, r.value) for r in log.records()] == [
+            (100, b"v0"),
+            (101, b"v1"),
+            (102, b"v2"),
+            (103, b"w" * 500),
+            (104, b"z"),
+        ]
+        assert log.offset_for_timestamp(TS + 10) == 103
+        with pytest.raises(OffsetOutOfRangeError):
+            log.read(99, 100)
+        assert log.append([b"mine"], timestamps_ms=[TS]) == 105
+    check_segment_indexes(path, 10)

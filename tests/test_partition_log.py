@@ -855,3 +855,13 @@ def test_unusable_paths(engine, tmp_path, kind):
             os.mkdir(path)
         assert type(info.value) is type(direct.value), "the same error os.mkdir gives"
     assert blocker.read_bytes() == b"x"
+
+
+def test_wait_for_does_not_burn_a_core(open_log):
+    log = open_log()
+    log.append([b"a"], timestamps_ms=[TS])
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    assert log.wait_for(1, 400) is False
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    assert wall >= 0.39
+    assert cpu < 0.5 * wall, f"wait_for used {cpu:.3f} s of CPU in {wall:.3f} s"

@@ -623,16 +623,20 @@ impl PyPartitionLog {
         })
     }
 
-    fn read(
+    /// A read-only memoryview over a NativeBuffer (an mmap range of a sealed segment, or the
+    /// bytes read from the active one); the view keeps the mapping alive.
+    fn read<'py>(
         &self,
-        py: Python<'_>,
-        offset: &Bound<'_, PyAny>,
-        max_bytes: &Bound<'_, PyAny>,
-    ) -> PyResult<NativeBuffer> {
+        py: Python<'py>,
+        offset: &Bound<'py, PyAny>,
+        max_bytes: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyMemoryView>> {
         let offset = int_arg(offset, "offset").map_err(to_pyerr)?;
         let max_bytes = int_arg(max_bytes, "max_bytes").map_err(to_pyerr)?.max(0) as u64;
-        self.run(py, |log| log.read(offset, max_bytes))
-            .map(buffer_of)
+        let bytes = self.run(py, |log| log.read(offset, max_bytes))?;
+        // why a memoryview made here: wrapping in Python costs a frame per call, and random
+        // reads are call-bound (a few microseconds each).
+        PyMemoryView::from(Bound::new(py, buffer_of(bytes))?.as_any())
     }
 
     fn records_chunk<'py>(
