@@ -720,19 +720,10 @@ def test_flush_ms_syncs_once_the_interval_passed(engine, tmp_path, open_log):
 
 
 @pytest.mark.parametrize("where", ["inside-header", "inside-value"])
-def test_bad_index_entry_below_recovery_point(engine, tmp_path, where, request):
+def test_bad_index_entry_below_recovery_point(engine, tmp_path, where):
     """Index files below the recovery point are trusted when they hold whole entries. An entry
     whose position points inside a batch must still never make a read skip or misplace offsets:
     the read either finds the right batches or raises CorruptBatchError."""
-    if where == "inside-value" or engine == "native":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="engine bug: a scan that starts at a bad index position and meets a length "
-                "past the segment end stops silently (both engines); the native engine also "
-                "recovers from a bad position by skipping ahead to a later batch",
-            )
-        )
     config = {"segment.bytes": 500, "index.interval.bytes": 0}
     path = tmp_path / "badidx-0"
     with open_partition(path, engine=engine, config=config) as log:
