@@ -1,7 +1,5 @@
 //! Kafka's record-batch codecs (spec §1.6): what sits in bytes 61.. of a compressed batch.
 //!
-//! CODEC HELPER OWNS THIS FILE.
-//!
 //! | id | name   | stream                                                                     |
 //! |----|--------|----------------------------------------------------------------------------|
 //! | 0  | none   | the records as they are                                                    |

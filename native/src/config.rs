@@ -1,8 +1,6 @@
 //! Partition configuration as the engine uses it. Validation happens once, in Python
 //! (`pylog/config.py`); this struct receives the normalized values under Kafka's names.
 //!
-//! STORAGE HELPER OWNS THIS FILE.
-//!
 //! Widths: byte and count limits that Kafka keeps in an `int` are `u32` here, times and offsets
 //! are `i64` milliseconds / offsets (`i64::MAX` means "never", as Kafka's `Long.MAX_VALUE`).
 

@@ -1,8 +1,5 @@
 //! RecordBatch v2 (magic 2): the byte layout, encode, validate, decode. Spec §1.1–§1.4, §1.7.
 //!
-//! CODEC HELPER OWNS THIS FILE. The public API below is fixed (the storage modules and the
-//! PyO3 boundary are written against it); bodies are the codec helper's.
-//!
 //! Batch header, 61 bytes, big-endian:
 //! ```text
 //!  0 baseOffset i64 | 8 length i32 (= size - 12) | 12 partitionLeaderEpoch i32 | 16 magic i8 (=2)

@@ -1,8 +1,6 @@
 //! Kafka's zigzag varint/varlong (ByteUtils.java, spec §1.4): protobuf base-128, LSB group first,
 //! 0x80 continuation; 32-bit values take at most 5 bytes, 64-bit at most 10.
 //!
-//! CODEC HELPER OWNS THIS FILE.
-//!
 //! Zigzag maps signed to unsigned so small magnitudes stay short: `enc(v) = (v << 1) ^ (v >> 31)`
 //! (`>> 63` for varlong), `dec(u) = (u >>> 1) ^ -(u & 1)`. Every record-level varint of RecordBatch
 //! v2 is zigzag.

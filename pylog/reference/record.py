@@ -1,7 +1,5 @@
 """RecordBatch v2 (magic 2): layout, encode, validate, decode (spec §1.1-§1.4, §1.7).
 
-CODEC HELPER OWNS THIS FILE. The API below is fixed; the storage modules are written against it.
-
 Batch header, 61 bytes, big-endian::
 
      0 baseOffset i64 | 8 length i32 (= size - 12) | 12 partitionLeaderEpoch i32 | 16 magic i8 (=2)

@@ -1,7 +1,5 @@
 //! Zero-copy bytes between Rust and Python through the buffer protocol.
 //!
-//! CODEC HELPER OWNS THIS FILE.
-//!
 //! Out: `NativeBuffer` is a frozen, immutable pyclass owning its bytes (a vector, a vector of i64
 //! for numeric columns, or a range of a shared read-only mmap). `memoryview(buf)` and
 //! `numpy.frombuffer(buf, ...)` point straight at those bytes; the exporter (`view->obj`) is the

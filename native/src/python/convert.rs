@@ -1,8 +1,6 @@
 //! Decoded records and columns -> Python objects; the module-level functions `decode_records`
 //! and `crc32c`.
 //!
-//! CODEC HELPER OWNS THIS FILE.
-//!
 //! Records become `record_type(offset, timestamp, timestamp_type, key, value, headers)` with
 //! `key`/`value` as `bytes` or `None` and `headers` a fresh list of `(str, bytes | None)` tuples
 //! (pylog.engine.Record's field order). Columns become eight `NativeBuffer`s in the order of

@@ -1,7 +1,5 @@
 //! `crate::error::Error` -> Python exceptions, and the panic guard.
 //!
-//! CODEC HELPER OWNS THIS FILE.
-//!
 //! Both engines raise the classes of `pylog/errors.py`, so this is the only place the Rust enum
 //! meets them: CorruptBatch -> `CorruptBatchError(message, path | None, position)`,
 //! OffsetOutOfRange / RecordTooLarge / InvalidConfig / InvalidRecord / Closed / Internal -> their

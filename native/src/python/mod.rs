@@ -3,7 +3,6 @@
 //! Files: `errors.rs` (Error -> pylog.errors / OSError, panic guard), `buffer.rs` (NativeBuffer:
 //! zero-copy bytes via the buffer protocol), `convert.rs` (records and columns -> Python objects,
 //! decode_records, crc32c), `partition_log.rs` (the PartitionLog class).
-//! STORAGE HELPER OWNS mod.rs and partition_log.rs; CODEC HELPER OWNS errors.rs, buffer.rs, convert.rs.
 
 use pyo3::prelude::*;
 
