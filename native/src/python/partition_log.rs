@@ -12,18 +12,17 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
-    PyType,
 };
 
 use crate::compression::Codec;
 use crate::config::{ConfigValue, LogConfig};
 use crate::error::Error;
 use crate::log::{now_ms, PartitionLog};
-use crate::record::{RecordSpec, RecordView};
+use crate::record::RecordSpec;
 use crate::segment::SegmentBytes;
 
 use super::buffer::{BufferBytes, NativeBuffer};
-use super::convert::{columns_to_py, record_to_py, GcPause};
+use super::convert::{columns_to_py, PendingRecords};
 use super::errors::{guard, to_pyerr};
 
 /// Bytes taken from a Python bytes-like object: `bytes` borrowed in place (immutable, and kept
@@ -370,134 +369,13 @@ fn header_item(
     Ok((key, value))
 }
 
-/// `record_type` as a plain 6-field tuple subclass (a `typing.NamedTuple`), whose instances can be
-/// allocated and filled directly; `None` means "call it" (any other record type).
-fn tuple_layout<'a, 'py>(record_type: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyType>> {
-    let cls = record_type.cast::<PyType>().ok()?;
-    if !cls.is_subclass_of::<PyTuple>().unwrap_or(false) {
-        return None;
-    }
-    // SAFETY: reading two size fields of a live type object.
-    let (basic, item) = unsafe {
-        let tp = cls.as_type_ptr();
-        ((*tp).tp_basicsize, (*tp).tp_itemsize)
-    };
-    let tuple_basic = unsafe { (*std::ptr::addr_of!(pyo3::ffi::PyTuple_Type)).tp_basicsize };
-    // why: an extra field (or a __dict__) would change the layout; then go through the class.
-    let plain =
-        basic == tuple_basic && item == std::mem::size_of::<*mut pyo3::ffi::PyObject>() as isize;
-    plain.then_some(cls)
-}
-
-/// `Record(offset, timestamp, timestamp_type, key, value, headers)` without running the
-/// namedtuple's Python-level `__new__`: allocate the tuple subclass and set its six items
-/// (what `tuple.__new__(cls, items)` does, minus an intermediate tuple).
-fn build_record<'py>(
-    py: Python<'py>,
-    cls: &Bound<'py, PyType>,
-    rv: &RecordView<'_>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let bytes_or_none = |b: Option<&[u8]>| match b {
-        Some(b) => PyBytes::new(py, b).into_any(),
-        None => py.None().into_bound(py),
-    };
-    let headers = PyList::empty(py);
-    for (k, v) in rv.headers() {
-        headers.append((PyString::new(py, k), bytes_or_none(v)))?;
-    }
-    let items: [Bound<'py, PyAny>; RECORD_FIELDS] = [
-        rv.offset.into_pyobject(py)?.into_any(),
-        rv.timestamp.into_pyobject(py)?.into_any(),
-        rv.timestamp_type.into_pyobject(py)?.into_any(),
-        bytes_or_none(rv.key),
-        bytes_or_none(rv.value),
-        headers.into_any(),
-    ];
-    // SAFETY: `cls` is a tuple subclass with tuple's exact layout (tuple_layout); tp_alloc
-    // returns a zeroed, GC-tracked tuple of RECORD_FIELDS slots (tuple traversal skips NULLs),
-    // and PyTuple_SET_ITEM steals each new reference into its own slot exactly once.
-    unsafe {
-        let tp = cls.as_type_ptr();
-        let alloc = (*tp).tp_alloc.unwrap_or(pyo3::ffi::PyType_GenericAlloc);
-        let obj = alloc(tp, RECORD_FIELDS as pyo3::ffi::Py_ssize_t);
-        if obj.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        for (i, item) in items.into_iter().enumerate() {
-            pyo3::ffi::PyTuple_SET_ITEM(obj, i as pyo3::ffi::Py_ssize_t, item.into_ptr());
-        }
-        Ok(Bound::from_owned_ptr(py, obj))
-    }
-}
-
-const RECORD_FIELDS: usize = 6;
-
-/// Records decoded without the GIL: their fields, with key/value/header bytes copied into one
-/// arena (a decompressed batch's buffer is reused by the next batch, so views cannot outlive it).
-#[derive(Default)]
-struct Decoded {
-    records: Vec<DecodedRecord>,
-    arena: Vec<u8>,
-}
-
-struct DecodedRecord {
-    offset: i64,
-    timestamp: i64,
-    timestamp_type: u8,
-    key: Option<(usize, usize)>,
-    value: Option<(usize, usize)>,
-    headers: (usize, usize),
-    header_count: usize,
-}
-
-impl Decoded {
-    fn clear(&mut self) {
-        self.records.clear();
-        self.arena.clear();
-    }
-
-    fn push(&mut self, r: &RecordView<'_>) {
-        let arena = &mut self.arena;
-        let mut span = |b: &[u8]| {
-            let start = arena.len();
-            arena.extend_from_slice(b);
-            (start, b.len())
-        };
-        let key = r.key.map(&mut span);
-        let value = r.value.map(&mut span);
-        let headers = span(r.headers_raw);
-        self.records.push(DecodedRecord {
-            offset: r.offset,
-            timestamp: r.timestamp,
-            timestamp_type: r.timestamp_type,
-            key,
-            value,
-            headers,
-            header_count: r.header_count,
-        });
-    }
-
-    fn views(&self) -> impl Iterator<Item = RecordView<'_>> {
-        let slice = |(start, len): (usize, usize)| &self.arena[start..start + len];
-        self.records.iter().map(move |d| RecordView {
-            offset: d.offset,
-            timestamp: d.timestamp,
-            timestamp_type: d.timestamp_type,
-            key: d.key.map(slice),
-            value: d.value.map(slice),
-            headers_raw: slice(d.headers),
-            header_count: d.header_count,
-        })
-    }
-}
-
 #[pyclass(frozen, module = "pylog._native", name = "PartitionLog")]
 pub struct PyPartitionLog {
     log: PartitionLog,
     path: String,
     record_type: Py<PyAny>,
-    /// A `Decoded` buffer kept between `records_chunk` calls (see there).
-    decoded_pool: std::sync::Mutex<Option<Decoded>>,
+    /// Decoded records kept between `records_chunk` calls (see there).
+    decoded_pool: std::sync::Mutex<Option<PendingRecords>>,
 }
 
 fn buffer_of(bytes: SegmentBytes) -> NativeBuffer {
@@ -668,17 +546,7 @@ impl PyPartitionLog {
             Ok((decoded, chunk.next))
         })?;
         guard(|| {
-            let record_type = self.record_type.bind(py);
-            let fast = tuple_layout(record_type);
-            let _gc = GcPause::new(py);
-            let mut out: Vec<Bound<'py, PyAny>> = Vec::with_capacity(decoded.records.len());
-            for rv in decoded.views() {
-                out.push(match fast {
-                    Some(cls) => build_record(py, cls, &rv)?,
-                    None => record_to_py(py, record_type, &rv)?,
-                });
-            }
-            let list = PyList::new(py, out)?;
+            let list = decoded.to_py_list(py, self.record_type.bind(py))?;
             if let Ok(mut pool) = self.decoded_pool.lock() {
                 *pool = Some(decoded);
             }
