@@ -80,7 +80,6 @@ fn io_to_pyerr(context: &str, source: &io::Error) -> PyErr {
 
 /// Run `f`, turning a Rust panic into `pylog.errors.InternalError` instead of letting PyO3
 /// raise `PanicException`.
-#[allow(dead_code, reason = "wraps the entry points of partition_log.rs")]
 pub fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
