@@ -35,8 +35,8 @@ with warnings.catch_warnings():
 
 settings.register_profile(
     "ci",
-    max_examples=200,
-    stateful_step_count=40,
+    max_examples=600,
+    stateful_step_count=50,
     deadline=None,
     database=None,
     print_blob=True,
