@@ -52,6 +52,14 @@ class Scale:
     recovery_bytes: int = 1 << 30
     repeat: int = 5
 
+    def disk_bytes(self) -> int:
+        """Peak temporary space: the largest log at once plus its os.write copy, with headroom."""
+        record_bytes = VALUE_BYTES + 10
+        append = 2 * self.append_batches_native * BATCH_RECORDS * record_bytes
+        reads = max(self.iterate_records_native, self.columns_records_native) * record_bytes
+        random_reads = self.random_log_batches * (61 + 10 * record_bytes)
+        return int(1.25 * max(append, reads, random_reads, self.recovery_bytes)) + (16 << 20)
+
     @classmethod
     def quick(cls) -> Scale:
         return cls(
@@ -453,6 +461,17 @@ def main(directory: str | None, quick: bool, repeat: int | None, json_path: str 
     root = tempfile.mkdtemp(prefix="pylog-bench-") if owned else directory
     assert root is not None
     os.makedirs(root, exist_ok=True)
+    need = scale.disk_bytes()
+    free = shutil.disk_usage(root).free
+    if free < need:
+        if owned:
+            shutil.rmtree(root, ignore_errors=True)
+        print(
+            f"pylog bench: needs about {need >> 20} MiB free in {root}, found {free >> 20} MiB; "
+            "use --dir on a larger file system, or --quick",
+            file=sys.stderr,
+        )
+        return 2
     bench = Bench(root, scale)
     bench.progress = Progress(bench.steps())
     try:
