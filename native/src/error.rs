@@ -27,6 +27,10 @@ pub enum Error {
     Type(String),
     #[error("the partition log at {0} is closed")]
     Closed(PathBuf),
+    /// Long work (recovery of a big log) stopped at a safe point because the caller asked
+    /// (Ctrl-C); maps to `KeyboardInterrupt`.
+    #[error("interrupted")]
+    Interrupted,
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
     /// A broken internal invariant (a bug); maps to `pylog.errors.InternalError`.

@@ -311,6 +311,16 @@ fn load_segments(
 impl PartitionLog {
     /// Open (creating if needed) the partition directory; the first opener recovers.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<PartitionLog> {
+        Self::open_interruptible(dir, config, &|| false)
+    }
+
+    /// `open`, with recovery asking `interrupted` between segments (see
+    /// `recovery::recover_interruptible`); an interrupted open leaves no log open.
+    pub fn open_interruptible(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        interrupted: &(dyn Fn() -> bool + Sync),
+    ) -> Result<PartitionLog> {
         let dir = dir.as_ref().to_path_buf();
         ensure_dir(&dir)?;
         check_writable(&dir)?;
@@ -322,7 +332,8 @@ impl PartitionLog {
         let mut recovery_point = None;
         let clean = first && checkpoint::clean_shutdown_exists(&dir);
         if first && !clean {
-            recovery_point = Some(recovery::recover(&dir, &config)?.recovery_point);
+            recovery_point =
+                Some(recovery::recover_interruptible(&dir, &config, interrupted)?.recovery_point);
         } else if !first {
             recovery_point = Some(checkpointed.unwrap_or(0));
         }

@@ -28,7 +28,7 @@ use memmap2::Mmap;
 
 use crate::checkpoint;
 use crate::config::LogConfig;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::index::{SegmentIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::segment::{
     scan_batches, ScanEnd, Segment, Source, INDEX_SUFFIX, LOG_SUFFIX, MAX_RELATIVE_OFFSET,
@@ -188,6 +188,18 @@ fn index_file_ok(path: &Path, entry_bytes: u64) -> Result<bool> {
 
 /// Run recovery on `dir` (which exists). Leaves at least one segment.
 pub fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
+    recover_interruptible(dir, config, &|| false)
+}
+
+/// `recover`, asking `interrupted` before each segment scan and returning `Error::Interrupted`
+/// when it says so. why that point is safe: a segment is either untouched or fully handled
+/// (cut, later segments deleted, indexes rewritten), and with no clean-shutdown marker and the
+/// checkpoint unchanged the next open simply recovers again.
+pub fn recover_interruptible(
+    dir: &Path,
+    config: &LogConfig,
+    interrupted: &(dyn Fn() -> bool + Sync),
+) -> Result<Recovered> {
     let mut changed_dir = false;
     // 1. temp files (any name with these suffixes; a `.cleaned` base counts when it parses)
     let mut min_cleaned = i64::MAX;
@@ -300,6 +312,9 @@ pub fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     let mut last = bases.len() - 1;
     let mut log_end = *bases.last().expect("non-empty");
     for i in holding..bases.len() {
+        if interrupted() {
+            return Err(Error::Interrupted);
+        }
         let base = bases[i];
         let log_path = Segment::path_for(dir, base, LOG_SUFFIX);
         let (mut idx, valid, file_len, next) = derive(&log_path, base, config, true)?;

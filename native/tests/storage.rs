@@ -323,6 +323,45 @@ fn recovery_cuts_at_a_flipped_bit_and_deletes_later_segments() {
 }
 
 #[test]
+fn an_interrupted_recovery_leaves_a_log_the_next_open_recovers() {
+    let d = TempDir::new("t");
+    let cfg = config(&[("segment.bytes", 300)]);
+    let log = PartitionLog::open(d.path(), cfg.clone()).unwrap();
+    for i in 0..12 {
+        append_values(&log, &[format!("value-{i:03}").as_bytes()], 100 + i);
+    }
+    let want = all_records(&log);
+    let bases = segment_bases(d.path());
+    assert!(bases.len() >= 3, "{bases:?}");
+    crash(log);
+    let files_before: Vec<(PathBuf, Vec<u8>)> = bases
+        .iter()
+        .map(|b| {
+            (
+                log_file(d.path(), *b),
+                fs::read(log_file(d.path(), *b)).unwrap(),
+            )
+        })
+        .collect();
+    // interrupted before the first segment, then after two segment scans
+    for allowed in [0u32, 2] {
+        let asked = AtomicU32::new(0);
+        let stop = || asked.fetch_add(1, Ordering::SeqCst) >= allowed;
+        match PartitionLog::open_interruptible(d.path(), cfg.clone(), &stop) {
+            Err(Error::Interrupted) => {}
+            other => panic!("expected Interrupted, got {:?}", other.map(|_| ())),
+        }
+        assert!(!d.path().join(".kafka_cleanshutdown").exists());
+        for (path, bytes) in &files_before {
+            assert_eq!(&fs::read(path).unwrap(), bytes, "{}", path.display());
+        }
+    }
+    // the locks went with the failed open: a normal open recovers and sees every record
+    let log = PartitionLog::open(d.path(), cfg).unwrap();
+    assert_eq!(all_records(&log), want);
+}
+
+#[test]
 fn recovery_never_rewrites_below_the_recovery_point() {
     let d = TempDir::new("t");
     let cfg = config(&[("segment.bytes", 300)]);

@@ -12,8 +12,8 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyNotADirectoryError, PyOSError, PyPermissionError,
-    PyTypeError,
+    PyFileExistsError, PyFileNotFoundError, PyKeyboardInterrupt, PyNotADirectoryError, PyOSError,
+    PyPermissionError, PyTypeError,
 };
 use pyo3::PyErr;
 use pyo3::PyResult;
@@ -46,6 +46,7 @@ pub fn to_pyerr(e: Error) -> PyErr {
         Error::Type(m) => PyTypeError::new_err(m),
         e @ Error::Closed(_) => LogClosedError::new_err(e.to_string()),
         e @ Error::Internal(_) => InternalError::new_err(e.to_string()),
+        Error::Interrupted => PyKeyboardInterrupt::new_err("interrupted"),
         Error::Io { context, source } => io_to_pyerr(&context, &source),
     }
 }

@@ -407,9 +407,29 @@ impl PyPartitionLog {
         guard(|| {
             let cfg = config_from_dict(config).map_err(to_pyerr)?;
             let p = path.clone();
-            let log = py
-                .detach(move || PartitionLog::open(&p, cfg))
-                .map_err(to_pyerr)?;
+            // why: recovering a big log takes a while; between segments, run Python's signal
+            // handlers (Ctrl-C) and keep the exception they raise to re-raise it as it was.
+            let raised: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
+            let interrupted = || {
+                Python::attach(|py| match py.check_signals() {
+                    Ok(()) => false,
+                    Err(e) => {
+                        if let Ok(mut slot) = raised.lock() {
+                            *slot = Some(e);
+                        }
+                        true
+                    }
+                })
+            };
+            let opened = py.detach(|| PartitionLog::open_interruptible(&p, cfg, &interrupted));
+            let log = match opened {
+                Ok(log) => log,
+                Err(Error::Interrupted) => {
+                    let pending = raised.lock().ok().and_then(|mut slot| slot.take());
+                    return Err(pending.unwrap_or_else(|| to_pyerr(Error::Interrupted)));
+                }
+                Err(e) => return Err(to_pyerr(e)),
+            };
             Ok(PyPartitionLog {
                 log,
                 path,
