@@ -850,30 +850,42 @@ mod tests {
         Vec<(String, Option<Vec<u8>>)>,
     );
 
-    fn encode_owned(
-        records: &[Owned],
-        base_offset: i64,
-        codec: Codec,
-        lat: Option<i64>,
-    ) -> Vec<u8> {
-        let headers: Vec<Vec<SpecHeader<'_>>> = records
+    /// The header lists of owned records, borrowed (what `owned_specs` points into).
+    fn owned_headers(records: &[Owned]) -> Vec<Vec<SpecHeader<'_>>> {
+        records
             .iter()
             .map(|r| {
                 r.3.iter()
                     .map(|(k, v)| (k.as_str(), v.as_deref()))
                     .collect()
             })
-            .collect();
-        let specs: Vec<RecordSpec<'_>> = records
+            .collect()
+    }
+
+    fn owned_specs<'a>(
+        records: &'a [Owned],
+        headers: &'a [Vec<SpecHeader<'a>>],
+    ) -> Vec<RecordSpec<'a>> {
+        records
             .iter()
-            .zip(&headers)
+            .zip(headers)
             .map(|(r, h)| RecordSpec {
                 timestamp: r.0,
                 key: r.1.as_deref(),
                 value: r.2.as_deref(),
                 headers: h,
             })
-            .collect();
+            .collect()
+    }
+
+    fn encode_owned(
+        records: &[Owned],
+        base_offset: i64,
+        codec: Codec,
+        lat: Option<i64>,
+    ) -> Vec<u8> {
+        let headers = owned_headers(records);
+        let specs = owned_specs(records, &headers);
         let mut out = Vec::new();
         encode_batch(&mut out, &mut Vec::new(), base_offset, &specs, codec, lat).unwrap();
         out
@@ -1125,24 +1137,8 @@ mod tests {
     #[test]
     fn encode_appends_and_reuses_scratch() {
         let recs = sample_records();
-        let specs_h: Vec<Vec<SpecHeader<'_>>> = recs
-            .iter()
-            .map(|r| {
-                r.3.iter()
-                    .map(|(k, v)| (k.as_str(), v.as_deref()))
-                    .collect()
-            })
-            .collect();
-        let specs: Vec<RecordSpec<'_>> = recs
-            .iter()
-            .zip(&specs_h)
-            .map(|(r, h)| RecordSpec {
-                timestamp: r.0,
-                key: r.1.as_deref(),
-                value: r.2.as_deref(),
-                headers: h,
-            })
-            .collect();
+        let headers = owned_headers(&recs);
+        let specs = owned_specs(&recs, &headers);
         let mut out = b"prefix".to_vec();
         let mut scratch = vec![1, 2, 3];
         encode_batch(&mut out, &mut scratch, 0, &specs, Codec::Gzip, None).unwrap();

@@ -241,6 +241,16 @@ fn roll_rules() {
     assert_eq!(segment_bases(d.path()), vec![0, 1, 2]);
 }
 
+/// 12 one-record batches in 300-byte segments (several sealed segments and an active one).
+fn twelve_batches_in_small_segments(d: &TempDir) -> (LogConfig, PartitionLog) {
+    let cfg = config(&[("segment.bytes", 300)]);
+    let log = PartitionLog::open(d.path(), cfg.clone()).unwrap();
+    for i in 0..12 {
+        append_values(&log, &[format!("value-{i:03}").as_bytes()], 100 + i);
+    }
+    (cfg, log)
+}
+
 /// Unclean shutdown: drop without close (locks go with the files, no marker).
 fn crash(log: PartitionLog) {
     drop(log);
@@ -288,11 +298,7 @@ fn recovery_cuts_at_every_byte_of_the_last_batch() {
 #[test]
 fn recovery_cuts_at_a_flipped_bit_and_deletes_later_segments() {
     let d = TempDir::new("t");
-    let cfg = config(&[("segment.bytes", 300)]);
-    let log = PartitionLog::open(d.path(), cfg.clone()).unwrap();
-    for i in 0..12 {
-        append_values(&log, &[format!("value-{i:03}").as_bytes()], 100 + i);
-    }
+    let (cfg, log) = twelve_batches_in_small_segments(&d);
     let bases = segment_bases(d.path());
     assert!(bases.len() >= 4, "{bases:?}");
     crash(log);
@@ -325,11 +331,7 @@ fn recovery_cuts_at_a_flipped_bit_and_deletes_later_segments() {
 #[test]
 fn an_interrupted_recovery_leaves_a_log_the_next_open_recovers() {
     let d = TempDir::new("t");
-    let cfg = config(&[("segment.bytes", 300)]);
-    let log = PartitionLog::open(d.path(), cfg.clone()).unwrap();
-    for i in 0..12 {
-        append_values(&log, &[format!("value-{i:03}").as_bytes()], 100 + i);
-    }
+    let (cfg, log) = twelve_batches_in_small_segments(&d);
     let want = all_records(&log);
     let bases = segment_bases(d.path());
     assert!(bases.len() >= 3, "{bases:?}");
@@ -364,11 +366,7 @@ fn an_interrupted_recovery_leaves_a_log_the_next_open_recovers() {
 #[test]
 fn recovery_never_rewrites_below_the_recovery_point() {
     let d = TempDir::new("t");
-    let cfg = config(&[("segment.bytes", 300)]);
-    let log = PartitionLog::open(d.path(), cfg.clone()).unwrap();
-    for i in 0..12 {
-        append_values(&log, &[format!("value-{i:03}").as_bytes()], 100 + i);
-    }
+    let (cfg, log) = twelve_batches_in_small_segments(&d);
     log.sync().unwrap();
     let bases = segment_bases(d.path());
     crash(log);
@@ -401,11 +399,7 @@ fn recovery_never_rewrites_below_the_recovery_point() {
 #[test]
 fn swap_completion_and_temp_files() {
     let d = TempDir::new("t");
-    let cfg = config(&[("segment.bytes", 300)]);
-    let log = PartitionLog::open(d.path(), cfg.clone()).unwrap();
-    for i in 0..12 {
-        append_values(&log, &[format!("value-{i:03}").as_bytes()], 100 + i);
-    }
+    let (cfg, log) = twelve_batches_in_small_segments(&d);
     let bases = segment_bases(d.path());
     crash(log);
     // simulate a compaction of segments 0 and 1 into one swap segment holding segment 0's bytes

@@ -192,6 +192,27 @@ struct Shapes<'py> {
 /// Check the shape of `append`'s arguments. Order (as the reference's `prepare_records`): the
 /// shape of values (non-empty), keys, headers, timestamps_ms; then (`extract_items`) the items
 /// of values, keys, headers, timestamps, each in index order. The first failure wins.
+/// The items of the optional per-record argument `name` (`None` = not given), which must
+/// number `n`; `label` names them in the error ("3 keys for 4 values").
+fn optional_items<'py>(
+    arg: Option<&Bound<'py, PyAny>>,
+    name: &str,
+    label: &str,
+    n: usize,
+) -> Result<Option<Vec<Bound<'py, PyAny>>>, Error> {
+    let Some(arg) = arg.filter(|a| !a.is_none()) else {
+        return Ok(None);
+    };
+    let found = items(arg, name)?;
+    if found.len() != n {
+        return Err(Error::InvalidRecord(format!(
+            "{} {label} for {n} values",
+            found.len()
+        )));
+    }
+    Ok(Some(found))
+}
+
 fn shapes<'py>(
     values: &Bound<'py, PyAny>,
     keys: Option<&Bound<'py, PyAny>>,
@@ -205,42 +226,9 @@ fn shapes<'py>(
             "append needs at least one record".into(),
         ));
     }
-    let key_items = keys
-        .filter(|k| !k.is_none())
-        .map(|k| items(k, "keys"))
-        .transpose()?;
-    if let Some(k) = &key_items {
-        if k.len() != n {
-            return Err(Error::InvalidRecord(format!(
-                "{} keys for {n} values",
-                k.len()
-            )));
-        }
-    }
-    let header_lists = headers
-        .filter(|h| !h.is_none())
-        .map(|h| items(h, "headers"))
-        .transpose()?;
-    if let Some(h) = &header_lists {
-        if h.len() != n {
-            return Err(Error::InvalidRecord(format!(
-                "{} header lists for {n} values",
-                h.len()
-            )));
-        }
-    }
-    let ts_items = timestamps_ms
-        .filter(|t| !t.is_none())
-        .map(|t| items(t, "timestamps_ms"))
-        .transpose()?;
-    if let Some(t) = &ts_items {
-        if t.len() != n {
-            return Err(Error::InvalidRecord(format!(
-                "{} timestamps for {n} values",
-                t.len()
-            )));
-        }
-    }
+    let key_items = optional_items(keys, "keys", "keys", n)?;
+    let header_lists = optional_items(headers, "headers", "header lists", n)?;
+    let ts_items = optional_items(timestamps_ms, "timestamps_ms", "timestamps", n)?;
     Ok(Shapes {
         values: value_items,
         keys: key_items,
