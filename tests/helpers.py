@@ -326,18 +326,7 @@ def kafka_decode(buf: bytes | bytearray | memoryview) -> list[tuple[Any, list[tu
         if batch is None:
             break
         assert batch.validate_crc(), "kafka-python: CRC mismatch"
-        recs = [
-            (
-                r.offset,
-                r.timestamp,
-                r.timestamp_type,
-                r.key,
-                r.value,
-                tuple((k, v) for k, v in r.headers),
-            )
-            for r in batch
-        ]
-        out.append((batch, recs))
+        out.append((batch, as_tuples(batch)))
     return out
 
 
