@@ -397,6 +397,55 @@ def test_recovery_deletes_later_segments(tmp_path: Path, pristine) -> None:
     assert not seg(dst, bases[2], ".timeindex").exists()
 
 
+@pytest.mark.parametrize("crash_at", ["first delete", "second delete", "the cut"])
+def test_a_crash_inside_a_recovery_cut_recovers_to_the_same_cut(
+    tmp_path: Path, pristine, monkeypatch, crash_at: str
+) -> None:
+    """A crash at any step of a recovery cut (deleting the later segments, truncating) leaves a
+    directory the next recovery brings to the same end: no later segment survives beside a cut,
+    so offsets never show a gap. (Cutting before deleting failed this at "first delete".)"""
+    import pylog.reference.recovery as recovery_module
+
+    src, recs = pristine
+    bases = bases_of(src)
+    assert len(bases) >= 4
+    dst = crash_copy(src, tmp_path / "crashcut-0")
+    (dst / CHECKPOINT).unlink()
+    victim = bases[1]
+    data = seg(dst, victim, ".log").read_bytes()
+    pos, base, _, _, _ = batches(data)[1]
+    with open(seg(dst, victim, ".log"), "r+b") as f:
+        f.seek(pos + 40)
+        f.write(b"\xff")
+
+    class Crash(Exception):
+        pass
+
+    crash_on_delete = {"first delete": 1, "second delete": 2}.get(crash_at)
+    deletes = []
+    real_delete = recovery_module.delete_segment_files
+
+    def delete(dir_path: str, segment_base: int) -> None:
+        deletes.append(segment_base)
+        if len(deletes) == crash_on_delete:
+            raise Crash
+        real_delete(dir_path, segment_base)
+
+    def truncate(fd: int, length: int) -> None:
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(recovery_module, "delete_segment_files", delete)
+        if crash_at == "the cut":
+            patch.setattr(recovery_module.os, "ftruncate", truncate)
+        with pytest.raises(Crash):
+            open_log(dst, segment_bytes=1000)
+    with open_log(dst, segment_bytes=1000) as log:
+        assert bases_of(dst) == bases[:2]
+        assert log.end_offset == base
+        assert all_records(log) == [r for r in recs if r[0] < base]
+
+
 def test_corruption_below_recovery_point_is_reported_not_cut(tmp_path: Path, pristine) -> None:
     src, _ = pristine
     bases = bases_of(src)

@@ -193,7 +193,7 @@ pub fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
 
 /// `recover`, asking `interrupted` before each segment scan and returning `Error::Interrupted`
 /// when it says so. why that point is safe: a segment is either untouched or fully handled
-/// (cut, later segments deleted, indexes rewritten), and with no clean-shutdown marker and the
+/// (later segments deleted, cut, indexes rewritten), and with no clean-shutdown marker and the
 /// checkpoint unchanged the next open simply recovers again.
 pub fn recover_interruptible(
     dir: &Path,
@@ -320,6 +320,17 @@ pub fn recover_interruptible(
         let (mut idx, valid, file_len, next) = derive(&log_path, base, config, true)?;
         let cut = valid < file_len;
         if cut {
+            // why later segments go first: until the cut the bad batch is still on disk, so a
+            // crash in between leads the next recovery to the same cut; cutting first would let
+            // it keep the later segments, with a gap in the offsets.
+            for &later in &bases[i + 1..] {
+                delete_segment_files(dir, later)?;
+                deleted_segments += 1;
+            }
+            if deleted_segments > 0 {
+                changed_dir = true;
+                checkpoint::sync_dir(dir)?;
+            }
             let f = OpenOptions::new()
                 .write(true)
                 .open(&log_path)
@@ -329,11 +340,6 @@ pub fn recover_interruptible(
             f.sync_all()
                 .io_context(|| format!("syncing {}", log_path.display()))?;
             truncated_bytes = file_len - valid;
-            for &later in &bases[i + 1..] {
-                delete_segment_files(dir, later)?;
-                deleted_segments += 1;
-            }
-            changed_dir |= deleted_segments > 0;
             last = i;
         }
         if i < last {

@@ -27,6 +27,7 @@ import os
 from pylog.config import LogConfig
 from pylog.errors import CorruptBatchError
 from pylog.reference import record
+from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.index import (
     INT32_MAX,
     OFFSET_ENTRY_BYTES,
@@ -183,11 +184,15 @@ def _damaged(path: str, entry_bytes: int) -> bool:
         return True
 
 
-def recover_segment(dir_path: str, base: int, config: LogConfig, *, last: bool) -> bool:
+def recover_segment(dir_path: str, base: int, config: LogConfig, *, later: list[int]) -> bool:
     """Validate one segment, cut it at the first bad batch, rewrite its indexes.
 
-    True when bytes were cut (then every later segment must go).
+    When bytes are cut, every segment in ``later`` is deleted first. why that order: until the
+    cut, the bad batch is still on disk, so a crash in between leads the next recovery to the
+    same cut; cutting first would let it keep the later segments, with a gap in the offsets.
+    True when bytes were cut.
     """
+    last = not later
     log_path, index_path, time_index_path = segment_paths(dir_path, base)
     builder = IndexBuilder(
         OffsetIndex(index_path, base), TimeIndex(time_index_path, base), config.index_interval_bytes
@@ -210,7 +215,12 @@ def recover_segment(dir_path: str, base: int, config: LogConfig, *, last: bool) 
             pass
         truncated = valid < file_size
         if truncated:
+            for later_base in later:
+                delete_segment_files(dir_path, later_base)
+            if later:
+                fsync_dir(dir_path)  # the deletes are durable before the cut is
             os.ftruncate(fd, valid)
+            os.fsync(fd)
     finally:
         os.close(fd)
     if not last and not truncated:  # a cut segment becomes the last one: it stays active
@@ -235,8 +245,5 @@ def recover(dir_path: str, config: LogConfig, recovery_point: int | None) -> Non
     for base in bases[:first]:
         _rebuild_if_damaged(dir_path, base, config)
     for i in range(first, len(bases)):
-        last = i == len(bases) - 1
-        if recover_segment(dir_path, bases[i], config, last=last):
-            for later in bases[i + 1 :]:
-                delete_segment_files(dir_path, later)
+        if recover_segment(dir_path, bases[i], config, later=bases[i + 1 :]):
             break
