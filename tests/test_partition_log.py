@@ -19,7 +19,7 @@ from helpers import (
     segment_files,
 )
 
-from pylog.engine import Columns, decode_records
+from pylog.engine import Columns, Record, decode_records
 from pylog.errors import (
     CorruptBatchError,
     InvalidConfigError,
@@ -119,6 +119,19 @@ def test_log_append_time(open_log):
 
 # ---------------------------------------------------------------------------------------------
 # records()
+
+
+def test_records_are_plain_record_tuples(open_log):
+    """Records are pylog.engine.Record in both engines: equal to the reference's, unhashable like
+    any tuple holding a list (the native engine builds them without calling the class)."""
+    log = open_log()
+    log.append([b"v"], keys=[b"k"], headers=[[("h", None)]], timestamps_ms=[TS])
+    (rec,) = list(log.records())
+    assert type(rec) is Record
+    assert rec == Record(0, TS, 0, b"k", b"v", [("h", None)])
+    assert rec._replace(value=b"w").value == b"w"
+    with pytest.raises(TypeError):
+        hash(rec)
 
 
 def test_records_ranges(open_log):

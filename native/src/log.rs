@@ -690,10 +690,12 @@ impl PartitionLog {
     /// Append one pre-encoded v2 batch (validated); returns its assigned base offset.
     pub fn append_raw(&self, batch: &[u8]) -> Result<i64> {
         let mut inner = self.lock()?;
-        record::validate_for_append(batch)?;
-        self.check_size(batch.len())?;
+        // why validate the copy: these are the bytes that get written, whatever the caller's
+        // buffer does meanwhile.
         inner.encode_buf.clear();
         inner.encode_buf.extend_from_slice(batch);
+        record::validate_for_append(&inner.encode_buf)?;
+        self.check_size(inner.encode_buf.len())?;
         let rewrite = self.config.log_append_time.then(now_ms);
         let base = self.append_encoded(&mut inner, rewrite)?;
         drop(inner);

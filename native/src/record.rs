@@ -195,7 +195,10 @@ pub fn frame(buf: &[u8]) -> Frame {
         ));
     }
     match BatchHeader::parse(buf) {
-        Some(h) => Frame::Batch(h),
+        // why the length is taken again from the parse: callers slice by `h.size_bytes()`, so it
+        // must be the length checked above (the same bytes, read once more).
+        Some(h) if h.length == length => Frame::Batch(h),
+        Some(_) => Frame::Corrupt("batch length changed while being read".into()),
         // Unreachable: 12 + length >= 61 bytes are present.
         None => Frame::Incomplete,
     }

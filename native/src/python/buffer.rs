@@ -8,10 +8,11 @@
 //! Invariant: the bytes behind a NativeBuffer never move or change after construction (frozen
 //! pyclass, no mutating method), which is what makes handing out raw pointers sound.
 //!
-//! In: `BufferBytes` reads any object exporting a C-contiguous buffer. Read-only exporters
-//! (bytes, NativeBuffer, read-only memoryviews) are borrowed without copying; writable ones
-//! (bytearray, numpy arrays, mmap) are copied first, because the GIL is released while Rust
-//! reads them and another thread could otherwise write into them mid-read.
+//! In: `BufferBytes` reads any object exporting a C-contiguous buffer. Exporters whose bytes can
+//! never change (exact `bytes`, NativeBuffer) are borrowed without copying; everything else is
+//! copied first, with the GIL held, because the GIL is released while Rust reads and another
+//! thread could write meanwhile. "Read-only" is not enough: `memoryview(bytearray).toreadonly()`
+//! or an `ACCESS_READ` mmap are read-only views of bytes that still change.
 
 use std::ffi::{c_int, c_void};
 use std::ops::Range;
@@ -21,6 +22,7 @@ use memmap2::Mmap;
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use pyo3::{ffi, PyErr};
 
 enum Data {
@@ -150,7 +152,7 @@ impl BufferBytes {
         if !buf.is_c_contiguous() {
             return Err(PyBufferError::new_err("a C-contiguous buffer is required"));
         }
-        if buf.readonly() {
+        if obj.is_exact_instance_of::<PyBytes>() || obj.is_instance_of::<NativeBuffer>() {
             Ok(BufferBytes::Borrowed(buf))
         } else {
             let copy = raw_slice(&buf).to_vec();
@@ -174,7 +176,7 @@ fn raw_slice(buf: &PyUntypedBuffer) -> &[u8] {
     }
     // SAFETY: the buffer is C-contiguous (checked by the caller), so `len_bytes` bytes start at
     // `buf_ptr`; the Py_buffer held by `buf` keeps the exporter and its memory alive until it is
-    // released, which cannot happen while `buf` is borrowed. Writable exporters are only read
-    // here with the GIL held (and copied), read-only ones never change.
+    // released, which cannot happen while `buf` is borrowed. Other exporters than bytes and
+    // NativeBuffer (whose bytes never change) are only read here with the GIL held, to copy them.
     unsafe { std::slice::from_raw_parts(buf.buf_ptr().cast::<u8>().cast_const(), len) }
 }

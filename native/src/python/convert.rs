@@ -26,7 +26,7 @@ const RECORD_FIELDS: usize = 6;
 // `tuple.__new__(cls, fields)`; allocating the tuple subclass and setting its six items does the
 // same without a Python frame or an intermediate tuple (measured: ~460 -> ~200 ns per record).
 // It is taken only for a plain namedtuple (generated `__new__`, no `__init__`) with tuple's exact
-// memory layout; any other class is called.
+// memory layout, on CPython before 3.14 (see `new`); any other class is called.
 pub struct RecordMaker<'py> {
     record_type: Bound<'py, PyAny>,
     plain_tuple: Option<Bound<'py, PyType>>,
@@ -34,7 +34,10 @@ pub struct RecordMaker<'py> {
 
 impl<'py> RecordMaker<'py> {
     pub fn new(record_type: &Bound<'py, PyAny>) -> RecordMaker<'py> {
-        let plain_tuple = if is_plain_namedtuple(record_type) {
+        // why not on 3.14+: tuples there carry a cached hash that must start at -1, which only
+        // CPython's own constructors set; a zero-filled one would make `hash(record)` return 0.
+        let layout_known = record_type.py().version_info() < (3, 14);
+        let plain_tuple = if layout_known && is_plain_namedtuple(record_type) {
             tuple_layout(record_type).cloned()
         } else {
             None
@@ -66,7 +69,8 @@ impl<'py> RecordMaker<'py> {
         let Some(cls) = &self.plain_tuple else {
             return self.record_type.call1(PyTuple::new(py, items)?);
         };
-        // SAFETY: `cls` is a tuple subclass with tuple's exact layout (tuple_layout); tp_alloc
+        // SAFETY: `cls` is a tuple subclass with tuple's exact layout (tuple_layout), and before
+        // 3.14 a tuple has no field besides its items that CPython expects set; tp_alloc
         // returns a zeroed, GC-tracked tuple of RECORD_FIELDS slots (tuple traversal skips NULLs),
         // and PyTuple_SET_ITEM steals each new reference into its own slot exactly once.
         unsafe {
