@@ -46,7 +46,7 @@ from pylog.reference import checkpoint, record
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock
 from pylog.reference.recovery import list_segment_bases, recover
-from pylog.reference.segment import LOG_SUFFIX, Segment, file_prefix
+from pylog.reference.segment import LOG_SUFFIX, Batch, Segment, file_prefix
 
 if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; annotations only
     from collections.abc import Buffer
@@ -211,8 +211,10 @@ class PartitionLog:
     def _sync_tail(self, *, writer: bool) -> None:
         """Catch up with the disk (module docstring). Caller holds ``_lock`` (and the writer lock
         when ``writer``)."""
-        if not writer and self._segments[0].link_count() == 0:
-            self._reload(writer)  # the head went away (retention by another process)
+        # the head went away (retention by another process); a lone segment is the active one,
+        # whose link count the loop below checks anyway
+        if not writer and len(self._segments) > 1 and self._segments[0].link_count() == 0:
+            self._reload(writer)
         while True:
             active = self._active
             st = os.fstat(active.fd)
@@ -396,13 +398,13 @@ class PartitionLog:
 
     # ------------------------------------------------------------------ reads
 
-    def _locate(self, offset: int) -> tuple[int, int, record.BatchHeader] | None:
-        """(segment index, position, header) of the first batch with lastOffset >= offset."""
+    def _locate(self, offset: int) -> tuple[int, Batch] | None:
+        """(segment index, batch) of the first batch with lastOffset >= offset."""
         i = max(bisect_right(self._bases, offset) - 1, 0)
         while i < len(self._segments):
             found = self._segments[i].find(offset)
             if found is not None:
-                return i, found[0], found[1]
+                return i, found
             i += 1
         return None
 
@@ -426,13 +428,15 @@ class PartitionLog:
             found = self._locate(offset)
             if found is None:
                 return memoryview(b"")
-            i, position, header = found
+            i, first = found
             segment = self._segments[i]
-            total = header.size_bytes
-            # why the guard and the break: look at a next batch only while it could still fit,
-            # as the native engine does (a sealed segment's bad framing raises when looked at)
-            more = segment.batches(position + total, need_body=False) if total < max_bytes else ()
-            for batch in more:
+            position = first.position
+            total = first.header.size_bytes
+            if total >= max_bytes:  # one batch (the common case): its bytes are already here
+                return memoryview(first.buf)[first.off : first.off + total]
+            # why the break: look at a next batch only while it could still fit, as the native
+            # engine does (a sealed segment's bad framing raises when looked at)
+            for batch in segment.batches(position + total, need_body=False):
                 if total + batch.header.size_bytes > max_bytes:
                     break
                 total += batch.header.size_bytes
@@ -467,8 +471,9 @@ class PartitionLog:
         found = self._locate(position)
         if found is None:
             return [], end
-        i, start, _ = found
+        i, first = found
         segment = self._segments[i]
+        start = first.position
         out: list[Record] = []
         consumed = 0
         for batch in segment.batches(start, need_body=True):

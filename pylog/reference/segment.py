@@ -44,6 +44,8 @@ INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
 #: bytes read per ``pread`` while scanning; whole batches larger than this are read on their own
 SCAN_WINDOW_BYTES = 1 << 16
+#: added to ``index.interval.bytes`` for an offset lookup's read window (see ``Segment.find``)
+LOOKUP_SLACK_BYTES = 2048
 
 
 def file_prefix(base: int) -> str:
@@ -73,14 +75,22 @@ class Batch(NamedTuple):
 
 
 def iter_batches(
-    fd: int, start: int, end: int, *, path: str | None, need_body: bool, strict: bool = False
+    fd: int,
+    start: int,
+    end: int,
+    *,
+    path: str | None,
+    need_body: bool,
+    strict: bool = False,
+    window: int = SCAN_WINDOW_BYTES,
 ) -> Iterator[Batch]:
     """Framed batches of ``[start, end)`` in file order; stops silently at a torn tail, or,
     when ``strict`` (a sealed segment, which must frame exactly to its end), raises
     ``CorruptBatchError(path, position)`` there.
 
     Framing errors raise ``CorruptBatchError(path, position)``. With ``need_body`` each yielded
-    buffer holds the whole batch; otherwise only its 61-byte header is guaranteed.
+    buffer holds the whole batch; otherwise only its 61-byte header is guaranteed. ``window`` is
+    how much one ``pread`` asks for: large for scans, about one index interval for lookups.
     """
 
     def incomplete(pos: int) -> None:
@@ -98,7 +108,7 @@ def iter_batches(
             return
         off = pos - buf_pos
         if len(buf) - off < BATCH_HEADER_BYTES:
-            want = min(SCAN_WINDOW_BYTES, remaining)
+            want = min(window, remaining)
             buf = os.pread(fd, want, pos)
             buf_pos, off = pos, 0
             if len(buf) < want:  # the file shrank under us: what we read is all there is
@@ -118,7 +128,7 @@ def iter_batches(
         if header.magic != MAGIC_V2:
             raise CorruptBatchError(f"batch magic {header.magic} != {MAGIC_V2}", path, pos)
         if need_body and len(buf) - off < size:
-            if size > SCAN_WINDOW_BYTES:
+            if size > window:
                 body = os.pread(fd, size, pos)
                 if len(body) < size:
                     incomplete(pos)
@@ -126,7 +136,7 @@ def iter_batches(
                 yield Batch(pos, header, body, 0)
                 pos += size
                 continue
-            buf = os.pread(fd, min(SCAN_WINDOW_BYTES, remaining), pos)
+            buf = os.pread(fd, min(window, remaining), pos)
             buf_pos, off = pos, 0
             if len(buf) < size:
                 incomplete(pos)
@@ -301,10 +311,16 @@ class Segment:
         os.ftruncate(self.fd, self.torn_at)
         self.torn_at = None
 
-    def batches(self, start: int, *, need_body: bool) -> Iterator[Batch]:
+    def batches(self, start: int, *, need_body: bool, window: int = SCAN_WINDOW_BYTES) -> Iterator[Batch]:
         """Framed batches of ``[start, size)``; a sealed segment must frame exactly to its end."""
         return iter_batches(
-            self.fd, start, self.size, path=self.log_path, need_body=need_body, strict=self.sealed
+            self.fd,
+            start,
+            self.size,
+            path=self.log_path,
+            need_body=need_body,
+            strict=self.sealed,
+            window=window,
         )
 
     # ----------------------------------------------------------------- writes
@@ -346,14 +362,19 @@ class Segment:
 
     # ----------------------------------------------------------------- reads
 
-    def find(self, offset: int) -> tuple[int, record.BatchHeader] | None:
-        """(position, header) of the first batch with ``lastOffset >= offset``, or None."""
+    def find(self, offset: int) -> Batch | None:
+        """The first batch with ``lastOffset >= offset`` (its bytes included), or None.
+
+        why the window: the offset index puts the batch within about one index interval of the
+        entry it returns, so one ``pread`` of an interval plus a batch's worth usually holds it.
+        """
         _, start = self.offset_index.lookup(offset)
         if start > self.size:
             start = 0
-        for batch in self.batches(start, need_body=False):
+        window = self.config.index_interval_bytes + LOOKUP_SLACK_BYTES
+        for batch in self.batches(start, need_body=True, window=window):
             if batch.header.last_offset >= offset:
-                return batch.position, batch.header
+                return batch
         return None
 
     def find_timestamp(self, ts_ms: int, start_offset: int) -> int | None:
