@@ -31,8 +31,7 @@ use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::index::{SegmentIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::segment::{
-    scan_batches, ScanEnd, Segment, Source, INDEX_SUFFIX, LOG_SUFFIX, MAX_RELATIVE_OFFSET,
-    TIME_INDEX_SUFFIX,
+    batch_fits, scan_batches, ScanEnd, Segment, Source, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
 
 /// What recovery found.
@@ -147,11 +146,9 @@ fn derive(
     let mut prev_next = base;
     let interval = config.index_interval_bytes;
     let scan = scan_batches(Source::Mem(&m), 0, file_len, check, |pos, h, _| {
-        if check
-            && (h.base_offset < prev_next
-                || h.last_offset() - base > MAX_RELATIVE_OFFSET
-                || h.last_offset() < base)
-        {
+        // why in both modes: below the recovery point (no check) a batch that cannot stand there
+        // ends the index; reads report it, nothing is cut.
+        if !batch_fits(h, base, prev_next, pos) {
             return Ok(false);
         }
         idx.observe(pos, h, interval);

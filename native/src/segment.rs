@@ -32,6 +32,23 @@ pub const SCAN_CHUNK_BYTES: usize = 1 << 20;
 /// Largest relative offset a segment can hold (`lastOffset - base`).
 pub const MAX_RELATIVE_OFFSET: i64 = i32::MAX as i64;
 
+/// Whether a framed batch can stand at `position` of the segment based at `base`, after a batch
+/// ending at `next_offset`: offsets never go back (`lastOffsetDelta >= 0`, `baseOffset >=
+/// next_offset`), its last offset is within the segment's i32 relative range, and its position
+/// fits an index entry. Every scan (recovery, tail sync, index derivation) stops at the first
+/// batch that does not. why one predicate: header fields come from files, and each broken one
+/// would otherwise reach an index assertion or a negative end offset.
+pub fn batch_fits(h: &BatchHeader, base: i64, next_offset: i64, position: u64) -> bool {
+    let relative = h
+        .base_offset
+        .checked_add(i64::from(h.last_offset_delta))
+        .and_then(|last| last.checked_sub(base));
+    h.last_offset_delta >= 0
+        && h.base_offset >= next_offset
+        && relative.is_some_and(|r| (0..=MAX_RELATIVE_OFFSET).contains(&r))
+        && position <= MAX_RELATIVE_OFFSET as u64
+}
+
 pub fn file_name(base_offset: i64, suffix: &str) -> String {
     format!("{base_offset:020}{suffix}")
 }
@@ -413,7 +430,7 @@ impl Segment {
             file_len,
             check_crc,
             |pos, h, _| {
-                if h.base_offset < next_offset || h.last_offset() - base > MAX_RELATIVE_OFFSET {
+                if !batch_fits(h, base, next_offset, pos) {
                     return Ok(false);
                 }
                 if pos == 0 {

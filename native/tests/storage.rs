@@ -364,6 +364,34 @@ fn an_interrupted_recovery_leaves_a_log_the_next_open_recovers() {
 }
 
 #[test]
+fn impossible_offsets_in_a_header_are_corruption_not_a_panic() {
+    // A clean-shutdown open checks framing, not CRCs: lastOffsetDelta < 0, or a baseOffset
+    // below the segment's base, once reached index assertions or gave a negative end offset.
+    for (field_pos, value) in [
+        (
+            record::LAST_OFFSET_DELTA_POS,
+            (-5i32).to_be_bytes().to_vec(),
+        ),
+        (record::BASE_OFFSET_POS, (-1i64).to_be_bytes().to_vec()),
+    ] {
+        let d = TempDir::new("t");
+        let (cfg, log) = twelve_batches_in_small_segments(&d);
+        let active = *segment_bases(d.path()).last().unwrap();
+        log.close().unwrap();
+        let path = log_file(d.path(), active);
+        let (pos, _) = batches(&path)[0];
+        let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&value, pos + field_pos as u64).unwrap();
+        drop(f);
+        match PartitionLog::open(d.path(), cfg) {
+            Err(Error::CorruptBatch { path: Some(p), .. }) => assert_eq!(p, path),
+            Err(e) => panic!("expected CorruptBatch, got {e}"),
+            Ok(log) => panic!("opened with end {:?}", log.end_offset()),
+        }
+    }
+}
+
+#[test]
 fn recovery_never_rewrites_below_the_recovery_point() {
     let d = TempDir::new("t");
     let (cfg, log) = twelve_batches_in_small_segments(&d);

@@ -29,7 +29,6 @@ from pylog.errors import CorruptBatchError
 from pylog.reference import record
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.index import (
-    INT32_MAX,
     OFFSET_ENTRY_BYTES,
     TIME_ENTRY_BYTES,
     IndexBuilder,
@@ -41,6 +40,7 @@ from pylog.reference.segment import (
     LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
     Segment,
+    batch_fits,
     iter_batches,
     parse_base,
     segment_paths,
@@ -153,8 +153,12 @@ def derive_indexes(
     fd = os.open(log_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
+            next_offset = base
             for batch in iter_batches(fd, 0, os.fstat(fd).st_size, path=log_path, need_body=False):
+                if not batch_fits(batch.header, base, next_offset, batch.position):
+                    break  # below the recovery point: reported when read, never cut
                 builder.observe(batch.position, batch.header.last_offset, batch.header.max_timestamp)
+                next_offset = batch.header.next_offset
         except CorruptBatchError:
             pass  # below the recovery point corruption is reported when read, not cut
     finally:
@@ -206,7 +210,7 @@ def recover_segment(dir_path: str, base: int, config: LogConfig, *, later: list[
             for batch in iter_batches(fd, 0, file_size, path=log_path, need_body=True):
                 header = batch.header
                 record.verify_crc(batch.buf, batch.off, header)
-                if header.base_offset < next_offset or header.last_offset - base > INT32_MAX:
+                if not batch_fits(header, base, next_offset, batch.position):
                     break
                 builder.observe(batch.position, header.last_offset, header.max_timestamp)
                 valid = batch.position + header.size_bytes

@@ -65,6 +65,21 @@ def parse_base(file_name: str) -> int | None:
     return int(prefix)
 
 
+def batch_fits(header: record.BatchHeader, base: int, next_offset: int, position: int) -> bool:
+    """Whether a framed batch can stand at ``position`` of the segment based at ``base``, after a
+    batch ending at ``next_offset``: offsets never go back (``lastOffsetDelta >= 0``, ``baseOffset
+    >= next_offset``), its last offset is within the segment's int32 relative range, and its
+    position fits an index entry. Every scan (recovery, tail sync) stops at the first that does not.
+    """
+    relative = header.last_offset - base
+    return (
+        header.last_offset_delta >= 0
+        and header.base_offset >= next_offset
+        and 0 <= relative <= INT32_MAX
+        and position <= INT32_MAX
+    )
+
+
 class Batch(NamedTuple):
     """A framed batch of a file; ``buf[off : off + size]`` holds its bytes when asked for."""
 
@@ -293,9 +308,7 @@ class Segment:
             for batch in iter_batches(self.fd, self.size, end, path=self.log_path, need_body=check_crc):
                 if check_crc:
                     record.verify_crc(batch.buf, batch.off, batch.header)
-                if batch.header.base_offset < self.next_offset or (
-                    batch.header.last_offset - self.base > INT32_MAX
-                ):
+                if not batch_fits(batch.header, self.base, self.next_offset, batch.position):
                     break
                 self._observe(batch.position, batch.header)
                 found = True
