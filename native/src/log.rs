@@ -18,6 +18,7 @@ use std::fs;
 use std::io::{ErrorKind, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -144,7 +145,6 @@ struct Inner {
     last_sync: Instant,
     /// Files were created, deleted or renamed since the last sync.
     dir_dirty: bool,
-    closed: bool,
     encode_buf: Vec<u8>,
     scratch: Vec<u8>,
 }
@@ -158,6 +158,9 @@ pub struct PartitionLog {
     writer_lock: LockFile,
     inner: Mutex<Inner>,
     appended: Condvar,
+    /// Set once by `close` (with `inner` held). why outside the mutex: `closed` and the Python
+    /// boundary's checks must not wait behind an append that waits for another process's lock.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -371,11 +374,11 @@ impl PartitionLog {
                 recovery_point,
                 last_sync: Instant::now(),
                 dir_dirty,
-                closed: false,
                 encode_buf: Vec::new(),
                 scratch: Vec::new(),
             }),
             appended: Condvar::new(),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -389,21 +392,23 @@ impl PartitionLog {
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if g.closed {
+        if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed(self.dir.clone()));
         }
         Ok(g)
     }
 
     pub fn is_closed(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).closed
+        self.closed.load(Ordering::SeqCst)
     }
 
     // ---- re-sync with the disk -------------------------------------------------------------
 
-    fn reload(&self, inner: &mut Inner, writer: bool) -> Result<()> {
+    /// Reload the segments from the directory; false when a reader found no segment there (it
+    /// never creates files, so it keeps what it has and stops re-syncing for this call).
+    fn reload(&self, inner: &mut Inner, writer: bool) -> Result<bool> {
         if !writer && recovery::segment_bases(&self.dir)?.is_empty() {
-            return Ok(()); // a reader never creates files: keep what it has
+            return Ok(false);
         }
         let (segments, _) = load_segments(&self.dir, &self.config, inner.recovery_point)?;
         inner.segments = segments;
@@ -411,7 +416,7 @@ impl PartitionLog {
         inner.dir_dirty = true;
         let end = inner.segments.last().expect("segment").next_offset;
         inner.recovery_point = inner.recovery_point.min(end);
-        Ok(())
+        Ok(true)
     }
 
     /// Catch up with the files (see the module comment). `writer`: the writer lock is held.
@@ -430,7 +435,10 @@ impl PartitionLog {
                 .metadata()
                 .io_context(|| format!("stat {}", head.log_path.display()))?;
             if meta.nlink() == 0 {
-                self.reload(inner, writer)?; // the head went away (retention by another process)
+                // the head went away (retention by another process)
+                if !self.reload(inner, writer)? {
+                    return Ok(());
+                }
             }
         }
         // why bounded: every round either takes in a roll or reloads; a runaway loop is a bug.
@@ -446,14 +454,18 @@ impl PartitionLog {
                     .metadata()
                     .io_context(|| format!("stat {}", active.log_path.display()))?;
                 if meta.nlink() == 0 {
-                    self.reload(inner, writer)?;
+                    if !self.reload(inner, writer)? {
+                        return Ok(());
+                    }
                     continue;
                 }
                 meta.len()
             };
             if len < active.size {
                 quiet = false;
-                self.reload(inner, writer)?;
+                if !self.reload(inner, writer)? {
+                    return Ok(());
+                }
                 continue;
             }
             if len > active.size {
@@ -488,7 +500,9 @@ impl PartitionLog {
                     let seg = match Segment::open(&self.dir, next, false) {
                         Ok(s) => s,
                         Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
-                            self.reload(inner, writer)?;
+                            if !self.reload(inner, writer)? {
+                                return Ok(());
+                            }
                             continue;
                         }
                         Err(e) => return Err(e),
@@ -748,10 +762,9 @@ impl PartitionLog {
     /// Close; the last process to close syncs and writes the clean-shutdown marker. Idempotent.
     pub fn close(&self) -> Result<()> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.closed {
+        if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        inner.closed = true;
         let inner = &mut *inner;
         let result = (|| {
             let _guard = self.writer_lock.exclusive()?;
@@ -1011,7 +1024,7 @@ impl PartitionLog {
                 .wait_timeout(inner, wait)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
-            if inner.closed {
+            if self.closed.load(Ordering::SeqCst) {
                 return Err(Error::Closed(self.dir.clone()));
             }
         }

@@ -172,7 +172,11 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .open(path)
         .io_context(|| format!("writing {}", path.display()))?;
     f.write_all(bytes)
-        .io_context(|| format!("writing {}", path.display()))
+        .io_context(|| format!("writing {}", path.display()))?;
+    // why: a rebuilt index below the recovery point is trusted by later opens; a crash must not
+    // leave it empty (0 bytes is a whole number of entries, so nothing would rebuild it again).
+    f.sync_all()
+        .io_context(|| format!("syncing {}", path.display()))
 }
 
 fn index_file_ok(path: &Path, entry_bytes: u64) -> Result<bool> {

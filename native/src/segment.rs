@@ -233,17 +233,12 @@ impl Segment {
         dir.join(file_name(base_offset, suffix))
     }
 
-    fn open_log(path: &Path, create: bool) -> Result<File> {
-        let rw = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(path);
+    fn open_log(path: &Path) -> Result<File> {
+        let rw = OpenOptions::new().read(true).write(true).open(path);
         match rw {
             Ok(f) => Ok(f),
             // why: a reader may lack write permission; it only ever reads.
-            Err(e) if e.kind() == ErrorKind::PermissionDenied && !create => {
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
                 File::open(path).io_context(|| format!("opening {}", path.display()))
             }
             Err(e) => Err(e).io_context(|| format!("opening {}", path.display())),
@@ -253,7 +248,7 @@ impl Segment {
     /// Open an existing segment (sealed or not, size = current file length, not validated).
     pub fn open(dir: &Path, base_offset: i64, sealed: bool) -> Result<Segment> {
         let log_path = Self::path_for(dir, base_offset, LOG_SUFFIX);
-        let file = Self::open_log(&log_path, false)?;
+        let file = Self::open_log(&log_path)?;
         let size = file
             .metadata()
             .io_context(|| format!("stat {}", log_path.display()))?
@@ -286,16 +281,19 @@ impl Segment {
                 .io_context(|| format!("creating {}", p.display()))?;
         }
         let log_path = Self::path_for(dir, base_offset, LOG_SUFFIX);
-        let file = Self::open_log(&log_path, true)?;
-        let size = file
-            .metadata()
-            .io_context(|| format!("stat {}", log_path.display()))?
-            .len();
-        let mut seg = Segment {
+        // why create_new: callers hold the writer lock and found no `{base}.log`; if one
+        // appeared anyway (someone outside pylog), failing beats writing over it from 0.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&log_path)
+            .io_context(|| format!("creating {}", log_path.display()))?;
+        let seg = Segment {
             base_offset,
             log_path,
             file: Arc::new(file),
-            size,
+            size: 0,
             next_offset: base_offset,
             sealed: false,
             index: Some(Arc::new(SegmentIndex::new(base_offset))),
@@ -305,9 +303,6 @@ impl Segment {
             mmap: None,
             index_files: None,
         };
-        // why: under the writer lock, after a tail sync found no `{base}.log`, the file is new.
-        debug_assert_eq!(size, 0, "{} existed", seg.log_path.display());
-        seg.size = 0;
         Ok(seg)
     }
 

@@ -392,6 +392,18 @@ fn impossible_offsets_in_a_header_are_corruption_not_a_panic() {
 }
 
 #[test]
+fn a_reader_keeps_its_view_when_every_segment_file_is_gone() {
+    let d = TempDir::new("t");
+    let (_, log) = twelve_batches_in_small_segments(&d);
+    let end = log.end_offset().unwrap();
+    for base in segment_bases(d.path()) {
+        fs::remove_file(log_file(d.path(), base)).unwrap();
+    }
+    // a reader never creates files: it keeps what it has (it used to spin, then fail)
+    assert_eq!(log.end_offset().unwrap(), end);
+}
+
+#[test]
 fn recovery_never_rewrites_below_the_recovery_point() {
     let d = TempDir::new("t");
     let (cfg, log) = twelve_batches_in_small_segments(&d);

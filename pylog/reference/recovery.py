@@ -138,6 +138,9 @@ def _write_file(path: str, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        # a rebuilt index below the recovery point is trusted later: a crash must not leave it
+        # empty (0 bytes is a whole number of entries, so nothing would rebuild it again)
+        os.fsync(fd)
     finally:
         os.close(fd)
 

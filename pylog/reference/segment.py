@@ -202,9 +202,11 @@ class Segment:
         """New empty files; the ``.log`` is created last, because its appearance is what tells
         other processes that a roll happened (they then expect the index files)."""
         log_path, index_path, time_index_path = segment_paths(dir_path, base)
-        for path in (index_path, time_index_path, log_path):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            os.close(fd)
+        for path in (index_path, time_index_path):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        # O_EXCL: callers hold the writer lock and found no such ``.log``; if one appeared anyway
+        # (someone outside pylog), failing beats writing over it from position 0
+        os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
         segment = cls(dir_path, base, config, sealed=False)
         segment.builder = segment._new_builder()
         return segment
