@@ -1,5 +1,5 @@
 //! The one error type of the storage engine. Pure Rust: converted to the `pylog.errors` classes
-//! (and `OSError` subclasses by kind) only at the PyO3 boundary in `lib.rs`.
+//! (and `OSError` subclasses by kind) only at the PyO3 boundary, `python/errors.rs`.
 
 use std::io;
 use std::path::PathBuf;

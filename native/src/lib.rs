@@ -1,7 +1,7 @@
 //! pylog's storage engine: Kafka's RecordBatch v2 codec, segments, sparse indexes, recovery.
 //!
 //! Each storage concept owns one module, named like its twin in `pylog/reference/`. The PyO3
-//! boundary lives in `python.rs` behind the default `python` feature, so
+//! boundary lives in `python/` behind the default `python` feature, so
 //! `cargo test --no-default-features` exercises the storage code without an interpreter.
 
 pub mod checkpoint;

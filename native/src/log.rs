@@ -619,7 +619,6 @@ impl PartitionLog {
     /// Write the batch in `inner.encode_buf` (base offset not yet assigned) at the end.
     fn append_encoded(&self, inner: &mut Inner, rewrite_append_time: Option<i64>) -> Result<i64> {
         let _guard = self.writer_lock.exclusive()?;
-        // why a raw pointer dance is not needed: split the borrows of `inner` by field.
         self.resync(inner, true)?;
         let base = Self::end_of(inner);
         let Inner {

@@ -512,8 +512,8 @@ pub struct RecordView<'a> {
     pub offset: i64,
     /// Already resolved: the batch's maxTimestamp when the batch is LogAppendTime.
     pub timestamp: i64,
-    /// The batch's timestamp type: 0 CreateTime, 1 LogAppendTime (added to the skeleton so a
-    /// visitor can build a full record without the batch header, which it sees only afterwards).
+    /// The batch's timestamp type: 0 CreateTime, 1 LogAppendTime (here so a visitor can build
+    /// a full record without the batch header, which it sees only afterwards).
     pub timestamp_type: u8,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,

@@ -28,15 +28,6 @@ pub enum VarintError {
     TooLong,
 }
 
-impl std::fmt::Display for VarintError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VarintError::Truncated => f.write_str("truncated varint"),
-            VarintError::TooLong => f.write_str("varint too long"),
-        }
-    }
-}
-
 #[inline]
 pub fn zigzag_encode_32(v: i32) -> u32 {
     ((v << 1) ^ (v >> 31)) as u32
@@ -74,55 +65,16 @@ fn unsigned_size(u: u64) -> usize {
     SIZE_BY_LEADING_ZEROS[u.leading_zeros() as usize] as usize
 }
 
-/// Bytes `write_varint(v)` appends (1..=5).
+/// Bytes `put_varint(.., v)` writes (1..=5).
 #[inline]
 pub fn varint_size(v: i32) -> usize {
     unsigned_size(zigzag_encode_32(v) as u64)
 }
 
-/// Bytes `write_varlong(v)` appends (1..=10).
+/// Bytes `put_varlong(.., v)` writes (1..=10).
 #[inline]
 pub fn varlong_size(v: i64) -> usize {
     unsigned_size(zigzag_encode_64(v))
-}
-
-/// Write the unsigned base-128 value `u` into `buf`, returning the byte count.
-#[inline]
-fn put_unsigned(mut u: u64, buf: &mut [u8; MAX_VARLONG_BYTES]) -> usize {
-    let mut n = 0;
-    while u >= 0x80 {
-        buf[n] = (u as u8) | 0x80;
-        u >>= 7;
-        n += 1;
-    }
-    buf[n] = u as u8;
-    n + 1
-}
-
-/// Append the zigzag varint of `v` to `out`.
-#[inline]
-pub fn write_varint(out: &mut Vec<u8>, v: i32) {
-    let u = zigzag_encode_32(v);
-    if u < 0x80 {
-        out.push(u as u8);
-        return;
-    }
-    let mut buf = [0u8; MAX_VARLONG_BYTES];
-    let n = put_unsigned(u as u64, &mut buf);
-    out.extend_from_slice(&buf[..n]);
-}
-
-/// Append the zigzag varlong of `v` to `out`.
-#[inline]
-pub fn write_varlong(out: &mut Vec<u8>, v: i64) {
-    let u = zigzag_encode_64(v);
-    if u < 0x80 {
-        out.push(u as u8);
-        return;
-    }
-    let mut buf = [0u8; MAX_VARLONG_BYTES];
-    let n = put_unsigned(u, &mut buf);
-    out.extend_from_slice(&buf[..n]);
 }
 
 /// Write the zigzag varint of `v` at `buf[pos..]` and return the position after it. The caller
@@ -219,24 +171,19 @@ fn read_varlong_slow(buf: &[u8]) -> Result<(i64, usize), VarintError> {
 mod tests {
     use super::*;
 
+    /// `put_varint` at an offset into a larger buffer; its length must match `varint_size`.
     fn enc32(v: i32) -> Vec<u8> {
-        let mut out = Vec::new();
-        write_varint(&mut out, v);
-        assert_eq!(out.len(), varint_size(v), "size of {v}");
-        let mut buf = [0u8; 7];
-        assert_eq!(put_varint(&mut buf, 1, v), 1 + out.len());
-        assert_eq!(&buf[1..1 + out.len()], &out[..]);
-        out
+        let mut buf = [0u8; 1 + MAX_VARINT_BYTES + 1];
+        let end = put_varint(&mut buf, 1, v);
+        assert_eq!(end - 1, varint_size(v), "size of {v}");
+        buf[1..end].to_vec()
     }
 
     fn enc64(v: i64) -> Vec<u8> {
-        let mut out = Vec::new();
-        write_varlong(&mut out, v);
-        assert_eq!(out.len(), varlong_size(v), "size of {v}");
-        let mut buf = [0u8; 12];
-        assert_eq!(put_varlong(&mut buf, 1, v), 1 + out.len());
-        assert_eq!(&buf[1..1 + out.len()], &out[..]);
-        out
+        let mut buf = [0u8; 1 + MAX_VARLONG_BYTES + 1];
+        let end = put_varlong(&mut buf, 1, v);
+        assert_eq!(end - 1, varlong_size(v), "size of {v}");
+        buf[1..end].to_vec()
     }
 
     /// Kafka ByteUtilsTest testVarintSerde / spec §1.4.

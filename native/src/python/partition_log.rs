@@ -126,19 +126,10 @@ fn int_arg(obj: &Bound<'_, PyAny>, name: &str) -> Result<i64, Error> {
     Ok(wide.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
+/// The codec named by the Python layer (`pylog.config.resolve_codec` already mapped aliases).
 fn codec_from_name(name: &str) -> Result<Codec, Error> {
-    Ok(match name {
-        "none" | "uncompressed" | "producer" => Codec::None,
-        "gzip" => Codec::Gzip,
-        "snappy" => Codec::Snappy,
-        "lz4" => Codec::Lz4,
-        "zstd" => Codec::Zstd,
-        other => {
-            return Err(Error::InvalidConfig(format!(
-                "unknown compression codec {other:?}"
-            )))
-        }
-    })
+    Codec::from_name(name)
+        .ok_or_else(|| Error::InvalidConfig(format!("unknown compression codec {name:?}")))
 }
 
 fn config_from_dict(config: &Bound<'_, PyDict>) -> Result<LogConfig, Error> {
