@@ -1,16 +1,17 @@
 """``pylog bench``: the engine's main workloads, native vs reference vs plain baselines, one run.
 
-Every figure is a median over repeated runs on a fresh temporary directory (page cache, no fsync),
-and every ratio compares numbers measured in this same run, so a noisy 2-core machine still gives
-honest ratios. Each workload also checks its result (record counts, bytes, offsets) and the table
-says ``wrong`` instead of a number if a check fails.
+Every figure is the median of the same number of runs for every contender, on fresh temporary
+directories (page cache, no fsync), and every ratio compares numbers measured in this same run, so
+a noisy 2-core machine still gives honest ratios. Each run also checks its result (record counts,
+bytes, offsets); a failed check turns that row's figures into ``wrong``.
 
 Workloads (records of 100-byte values, no keys):
 - append:       1,000-record batches via ``append``; baselines: ``os.write`` of the same encoded
                 bytes in 1 MiB chunks, and sqlite3 ``executemany`` inserts (WAL, synchronous=OFF).
 - records():    iterate every record of the log.
 - read_columns: columnar reads in 100,000-record slices, payload bytes per second.
-- random read:  ``read(offset, 1)`` at random offsets of a log of 200,000 ten-record batches.
+- random read:  ``read(offset, 1)`` at random offsets of a log of 200,000 ten-record batches, once
+                in one active segment (pread) and once in small sealed segments (mmap).
 - recovery:     open after an unclean shutdown (no marker, no checkpoint): CRC scan of the log.
 """
 
@@ -25,9 +26,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pylog.engine import open_partition
 
@@ -75,6 +77,14 @@ class Scale:
             recovery_bytes=8 << 20,
             repeat=3,
         )
+
+
+class Sample(NamedTuple):
+    """One timed run: how much work (bytes, records, reads), how long, and its own check."""
+
+    amount: float
+    seconds: float
+    ok: bool
 
 
 @dataclass
@@ -175,8 +185,20 @@ class Bench:
         if self.progress:
             self.progress.step(label)
 
+    def measure(self, row: Row, label: str, run: Callable[[], Sample]) -> float:
+        """Median rate of ``scale.repeat`` runs of ``run`` (the same count for every contender).
+        A run whose own check fails marks the row ``wrong`` (the table says so) instead of
+        stopping the benchmark."""
+        samples = []
+        for r in range(self.scale.repeat):
+            self.step(f"{row.workload.strip(' .')}: {label} run {r + 1}")
+            sample = run()
+            row.correct &= sample.ok
+            samples.append((sample.amount, sample.seconds))
+        return median_rate(samples)
+
     # -- append ---------------------------------------------------------------------------------
-    def time_append(self, engine: str, batches: int) -> tuple[float, float, str]:
+    def time_append(self, engine: str, batches: int) -> tuple[Sample, str]:
         path = self.fresh_dir(f"append-{engine}")
         values = self.values
         with open_partition(path, engine=engine) as log:
@@ -186,45 +208,40 @@ class Bench:
                 log.append(values)
             elapsed = time.perf_counter() - t0
             ok = log.end_offset == batches * BATCH_RECORDS
-        size = log_bytes(path)
-        if not ok:
-            raise AssertionError(f"{engine} append: wrong end offset")
-        return size, elapsed, path
+        return Sample(log_bytes(path), elapsed, ok), path
 
     def bench_append(self) -> Row:
         row = Row("append 1000-record batches", "MB/s", target=">= 30x ref, >= 0.6 os.write")
-        runs: dict[str, list[tuple[float, float]]] = {"native": [], "reference": []}
-        os_runs: list[tuple[float, float]] = []
-        sqlite_runs: list[tuple[float, float]] = []
-        encoded_path = None
-        for r in range(self.scale.repeat):
-            self.step(f"append: native run {r + 1}")
-            size, secs, path = self.time_append("native", self.scale.append_batches_native)
-            runs["native"].append((size, secs))
-            if encoded_path is None:
-                encoded_path = path
-            else:
+        encoded: list[str] = []  # the first native log: the bytes the os.write baseline writes
+
+        def native() -> Sample:
+            sample, path = self.time_append("native", self.scale.append_batches_native)
+            if encoded:
                 shutil.rmtree(path)
-            self.step(f"append: os.write run {r + 1}")
-            os_runs.append(self.time_os_write(encoded_path))
-        for r in range(max(1, self.scale.repeat // 2)):
-            self.step(f"append: reference run {r + 1}")
-            size, secs, path = self.time_append("reference", self.scale.append_batches_reference)
-            runs["reference"].append((size, secs))
+            else:
+                encoded.append(path)
+            return sample
+
+        def reference() -> Sample:
+            sample, path = self.time_append("reference", self.scale.append_batches_reference)
             shutil.rmtree(path)
-            self.step(f"append: sqlite3 run {r + 1}")
-            sqlite_runs.append(self.time_sqlite(self.scale.append_batches_reference))
-        row.native = median_rate(runs["native"]) / 1e6
-        row.reference = median_rate(runs["reference"]) / 1e6
-        row.baselines["os.write"] = median_rate(os_runs) / 1e6
+            return sample
+
+        row.native = self.measure(row, "native", native) / 1e6
+        row.baselines["os.write"] = (
+            self.measure(row, "os.write", lambda: self.time_os_write(encoded[0])) / 1e6
+        )
+        row.reference = self.measure(row, "reference", reference) / 1e6
         # sqlite3 rows -> the encoded bytes the same records take in our batches
-        bytes_per_record = runs["native"][0][0] / (self.scale.append_batches_native * BATCH_RECORDS)
-        row.baselines["sqlite3"] = median_rate(sqlite_runs) * bytes_per_record / 1e6
-        if encoded_path:
-            shutil.rmtree(encoded_path)
+        bytes_per_record = log_bytes(encoded[0]) / (self.scale.append_batches_native * BATCH_RECORDS)
+        sqlite_rows = self.measure(
+            row, "sqlite3", lambda: self.time_sqlite(self.scale.append_batches_reference)
+        )
+        row.baselines["sqlite3"] = sqlite_rows * bytes_per_record / 1e6
+        shutil.rmtree(encoded[0])
         return row
 
-    def time_os_write(self, source_dir: str) -> tuple[float, float]:
+    def time_os_write(self, source_dir: str) -> Sample:
         """Write the bytes the native engine wrote, with plain os.write in 1 MiB chunks."""
         data = b"".join(
             Path(source_dir, f).read_bytes() for f in sorted(os.listdir(source_dir)) if f.endswith(".log")
@@ -242,15 +259,13 @@ class Bench:
             os.close(fd)
         written = os.path.getsize(target)
         os.unlink(target)
-        if written != len(data):
-            raise AssertionError("os.write baseline: short write")
-        return len(data), elapsed
+        return Sample(len(data), elapsed, written == len(data))
 
-    def time_sqlite(self, batches: int) -> tuple[float, float]:
+    def time_sqlite(self, batches: int) -> Sample:
         """sqlite3 inserts of the same records, one transaction per 1,000-record batch.
 
-        Returns (records, seconds); the caller converts records to the bytes the same records
-        take in a RecordBatch, so all append figures are comparable MB/s of the same data.
+        The amount is records; the caller converts them to the bytes the same records take in a
+        RecordBatch, so all append figures are comparable MB/s of the same data.
         """
         path = self.fresh_dir("sqlite") + ".db"
         db = sqlite3.connect(path)
@@ -272,105 +287,86 @@ class Bench:
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(path + suffix):
                 os.unlink(path + suffix)
-        if count != offset:
-            raise AssertionError("sqlite3 baseline: wrong row count")
-        return batches * BATCH_RECORDS, elapsed
+        return Sample(batches * BATCH_RECORDS, elapsed, count == offset)
 
     # -- reads ----------------------------------------------------------------------------------
     def bench_records(self, path: str, total: int) -> Row:
         row = Row("records() iteration", "M rec/s", target=">= 5x ref")
-        counts = {
-            "native": self.scale.iterate_records_native,
-            "reference": self.scale.iterate_records_reference,
-        }
-        rates = {}
-        for engine, count in counts.items():
-            count = min(count, total)
-            runs = []
-            for r in range(self.scale.repeat if engine == "native" else max(1, self.scale.repeat // 2)):
-                self.step(f"records(): {engine} run {r + 1}")
-                with open_partition(path, engine=engine) as log:
-                    t0 = time.perf_counter()
-                    n = 0
-                    last = -1
-                    for rec in log.records(0, count):
-                        n += 1
-                        last = rec.offset
-                    elapsed = time.perf_counter() - t0
-                if n != count or last != count - 1:
-                    row.correct = False
-                runs.append((n, elapsed))
-            rates[engine] = median_rate(runs) / 1e6
-        row.native, row.reference = rates["native"], rates["reference"]
+
+        def iterate(engine: str, count: int) -> Sample:
+            with open_partition(path, engine=engine) as log:
+                t0 = time.perf_counter()
+                n, last = 0, -1
+                for rec in log.records(0, count):
+                    n += 1
+                    last = rec.offset
+                elapsed = time.perf_counter() - t0
+            return Sample(n, elapsed, n == count and last == count - 1)
+
+        native = min(self.scale.iterate_records_native, total)
+        reference = min(self.scale.iterate_records_reference, total)
+        row.native = self.measure(row, "native", lambda: iterate("native", native)) / 1e6
+        row.reference = self.measure(row, "reference", lambda: iterate("reference", reference)) / 1e6
         return row
 
     def bench_columns(self, path: str, total: int) -> Row:
         row = Row("read_columns() payload", "GB/s", target=">= 1 GB/s")
-        counts = {
-            "native": self.scale.columns_records_native,
-            "reference": self.scale.columns_records_reference,
-        }
-        rates = {}
-        for engine, count in counts.items():
-            count = min(count, total)
-            runs = []
-            for r in range(self.scale.repeat if engine == "native" else max(1, self.scale.repeat // 2)):
-                self.step(f"read_columns: {engine} run {r + 1}")
-                with open_partition(path, engine=engine) as log:
-                    t0 = time.perf_counter()
-                    offset = 0
-                    payload = 0
-                    while offset < count:
-                        cols = log.read_columns(offset, min(100_000, count - offset))
-                        if len(cols.offsets) == 0:
-                            break
-                        payload += int(cols.value_offsets[-1])
-                        offset = int(cols.offsets[-1]) + 1
-                    elapsed = time.perf_counter() - t0
-                if offset != count or payload != count * VALUE_BYTES:
-                    row.correct = False
-                runs.append((payload, elapsed))
-            rates[engine] = median_rate(runs) / 1e9
-        row.native, row.reference = rates["native"], rates["reference"]
+
+        def scan(engine: str, count: int) -> Sample:
+            with open_partition(path, engine=engine) as log:
+                t0 = time.perf_counter()
+                offset, payload = 0, 0
+                while offset < count:
+                    cols = log.read_columns(offset, min(100_000, count - offset))
+                    if len(cols.offsets) == 0:
+                        break
+                    payload += int(cols.value_offsets[-1])
+                    offset = int(cols.offsets[-1]) + 1
+                elapsed = time.perf_counter() - t0
+            return Sample(payload, elapsed, offset == count and payload == count * VALUE_BYTES)
+
+        native = min(self.scale.columns_records_native, total)
+        reference = min(self.scale.columns_records_reference, total)
+        row.native = self.measure(row, "native", lambda: scan("native", native)) / 1e9
+        row.reference = self.measure(row, "reference", lambda: scan("reference", reference)) / 1e9
         return row
 
-    def bench_random_reads(self, segment_bytes: int | None = None) -> Row:
-        """``segment_bytes=None``: Kafka's default 1 GiB segments, so the whole log is the active
-        segment (read with pread). Otherwise small segments: nearly all reads hit sealed,
-        mmapped segments (the zero-copy path)."""
-        if segment_bytes is None:
-            row = Row("random read(offset, 1)", "k reads/s", target=">= 20x ref")
-            config: dict[str, int] = {}
+    def bench_random_reads(self, sealed: bool) -> Row:
+        """Not ``sealed``: Kafka's default 1 GiB segments, so the whole log is the active segment
+        (read with pread). ``sealed``: segments of an eighth of the log (at most 16 MiB), so
+        nearly all reads hit sealed, mmapped segments (the zero-copy path)."""
+        config: dict[str, int] = {}
+        if sealed:
+            log_size = self.scale.random_log_batches * (61 + 10 * (VALUE_BYTES + 10))
+            config["segment.bytes"] = max(64 << 10, min(16 << 20, log_size // 8))
+            row = Row(f"  ... sealed {config['segment.bytes'] >> 10} KiB segments", "k reads/s")
         else:
-            row = Row(f"  ... sealed {segment_bytes >> 20} MiB segments", "k reads/s")
-            config = {"segment.bytes": segment_bytes}
+            row = Row("random read(offset, 1)", "k reads/s", target=">= 20x ref")
         path = self.fresh_dir("random")
-        self.step("random reads: building the log")
+        self.step(f"{row.workload.strip(' .')}: building the log")
         end = fill_log(path, self.scale.random_log_batches, 10, self.values, **config)
-        counts = {"native": self.scale.random_reads_native, "reference": self.scale.random_reads_reference}
-        rates = {}
-        for engine, count in counts.items():
+        if sealed:
+            row.correct &= len([f for f in os.listdir(path) if f.endswith(".log")]) > 4
+
+        def lookups(engine: str, count: int) -> Sample:
             rng = random.Random(11)
             targets = [rng.randrange(end) for _ in range(count)]
-            runs = []
-            for r in range(self.scale.repeat if engine == "native" else max(1, self.scale.repeat // 2)):
-                self.step(f"random reads: {engine} run {r + 1}")
-                with open_partition(path, engine=engine, config=config or None) as log:
-                    read = log.read
-                    t0 = time.perf_counter()
-                    for offset in targets:
-                        read(offset, 1)
-                    elapsed = time.perf_counter() - t0
-                    # check a sample: the returned batch holds the offset
-                    for offset in targets[:50]:
-                        buf = memoryview(log.read(offset, 1))
-                        base = int.from_bytes(buf[0:8], "big")
-                        last = base + int.from_bytes(buf[23:27], "big")
-                        if not base <= offset <= last:
-                            row.correct = False
-                runs.append((count, elapsed))
-            rates[engine] = median_rate(runs) / 1e3
-        row.native, row.reference = rates["native"], rates["reference"]
+            with open_partition(path, engine=engine, config=config or None) as log:
+                read = log.read
+                t0 = time.perf_counter()
+                for offset in targets:
+                    read(offset, 1)
+                elapsed = time.perf_counter() - t0
+                ok = True  # check a sample: the returned batch holds the offset
+                for offset in targets[:50]:
+                    buf = memoryview(log.read(offset, 1))
+                    base = int.from_bytes(buf[0:8], "big")
+                    ok &= base <= offset <= base + int.from_bytes(buf[23:27], "big")
+            return Sample(count, elapsed, ok)
+
+        native, reference = self.scale.random_reads_native, self.scale.random_reads_reference
+        row.native = self.measure(row, "native", lambda: lookups("native", native)) / 1e3
+        row.reference = self.measure(row, "reference", lambda: lookups("reference", reference)) / 1e3
         shutil.rmtree(path)
         return row
 
@@ -378,26 +374,23 @@ class Bench:
         size_mib = self.scale.recovery_bytes >> 20
         row = Row(f"recovery of {size_mib} MiB unflushed", "GB/s", target=">= 1 GB/s")
         path = self.fresh_dir("recovery")
-        self.step(f"recovery: writing {size_mib} MiB")
+        self.step(f"{row.workload}: building the log")
         batch_bytes = BATCH_RECORDS * (VALUE_BYTES + 10) + 61
         batches = max(1, self.scale.recovery_bytes // batch_bytes)
         end = fill_log(path, batches, BATCH_RECORDS, self.values)
         size = log_bytes(path)
-        rates = {}
-        for engine in ("native", "reference"):
-            runs = []
-            for r in range(self.scale.repeat if engine == "native" else max(1, self.scale.repeat // 2)):
-                self.step(f"recovery: {engine} run {r + 1}")
-                make_unclean(path)
-                t0 = time.perf_counter()
-                log = open_partition(path, engine=engine)
-                elapsed = time.perf_counter() - t0
-                if log.end_offset != end:
-                    row.correct = False
-                log.close()
-                runs.append((size, elapsed))
-            rates[engine] = median_rate(runs) / 1e9
-        row.native, row.reference = rates["native"], rates["reference"]
+
+        def recover(engine: str) -> Sample:
+            make_unclean(path)
+            t0 = time.perf_counter()
+            log = open_partition(path, engine=engine)
+            elapsed = time.perf_counter() - t0
+            ok = log.end_offset == end
+            log.close()
+            return Sample(size, elapsed, ok)
+
+        row.native = self.measure(row, "native", lambda: recover("native")) / 1e9
+        row.reference = self.measure(row, "reference", lambda: recover("reference")) / 1e9
         shutil.rmtree(path)
         return row
 
@@ -412,15 +405,14 @@ class Bench:
         rows.append(self.bench_records(path, batches * BATCH_RECORDS))
         rows.append(self.bench_columns(path, batches * BATCH_RECORDS))
         shutil.rmtree(path)
-        rows.append(self.bench_random_reads())
-        rows.append(self.bench_random_reads(segment_bytes=16 << 20))
+        rows.append(self.bench_random_reads(sealed=False))
+        rows.append(self.bench_random_reads(sealed=True))
         rows.append(self.bench_recovery())
         return rows
 
     def steps(self) -> int:
-        r = self.scale.repeat
-        half = max(1, r // 2)
-        return 2 * r + 2 * half + 1 + 2 * (r + half) + 2 * (1 + r + half) + 1 + (r + half)
+        """Progress steps of ``run``: every ``measure`` (14 contenders x repeat) and 4 builds."""
+        return 14 * self.scale.repeat + 4
 
 
 def make_unclean(path: str) -> None:
@@ -446,9 +438,13 @@ def format_table(rows: list[Row]) -> str:
             else f"{name} {num(value)}"
             for name, value in row.baselines.items()
         )
-        native = num(row.native) if row.correct else "wrong"
+        native = num(row.native)
+        if not row.correct:  # a run's own check failed: no figure of this row means anything
+            native, reference, speed = "wrong", "wrong", "wrong"
+        else:
+            reference = num(row.reference)
         lines.append(
-            f"{row.workload:<32} {row.unit:<9} {native:>9} {num(row.reference):>10} {speed:>10}  {base or '-':<28} {row.target}"
+            f"{row.workload:<32} {row.unit:<9} {native:>9} {reference:>10} {speed:>10}  {base or '-':<28} {row.target}"
         )
     return "\n".join(lines)
 
