@@ -2,8 +2,9 @@
 
 One source of truth for both engines: ``LogConfig.from_mapping`` validates what the user gave and
 ``LogConfig.to_kafka_dict`` hands the normalized values (ints, floats, lower-case strings) to the
-native engine, which does no validation of its own. Defaults are Kafka's (LogConfig.java,
-ServerLogConfigs.java); see ../shared/reference/kafka-log.md §2.8.
+native engine, which re-checks types and ranges only as a guard against being called directly.
+Defaults are Kafka's (LogConfig.java, ServerLogConfigs.java); see ../shared/reference/kafka-log.md
+§2.8.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from pylog.reference.recovery import list_segment_bases, recover
 from pylog.reference.segment import LOG_SUFFIX, Batch, Segment, file_prefix
 
 if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; annotations only
-    from collections.abc import Buffer
+    from typing_extensions import Buffer  # collections.abc.Buffer is 3.12+
 
 #: bytes of batches decoded per visit under the lock by ``records()`` / ``read_columns()``
 RECORDS_CHUNK_BYTES = 1 << 20

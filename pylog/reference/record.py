@@ -45,7 +45,7 @@ from pylog.errors import (
 from pylog.reference import compression
 
 if TYPE_CHECKING:  # collections.abc.Buffer is Python >= 3.12; annotations only
-    from collections.abc import Buffer
+    from typing_extensions import Buffer  # collections.abc.Buffer is 3.12+
 
 LOG_OVERHEAD = 12
 BATCH_HEADER_BYTES = 61
@@ -60,7 +60,6 @@ CONTROL_MASK = 0x20
 # Field positions (one set of constants for the reader and the writer).
 _POS_LENGTH = 8
 _POS_EPOCH = 12
-_POS_MAGIC = 16
 _POS_CRC = 17
 _POS_ATTRIBUTES = 21  # the CRC covers [21, end)
 _POS_MAX_TIMESTAMP = 35

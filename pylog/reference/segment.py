@@ -160,14 +160,6 @@ def iter_batches(
         pos += size
 
 
-def check_crc(batch: Batch, path: str | None) -> None:
-    """CorruptBatchError(path, position) unless the batch's CRC-32C matches."""
-    try:
-        record.verify_crc(batch.buf, batch.off, batch.header)
-    except CorruptBatchError as e:
-        raise CorruptBatchError(e.args[0] if e.args else "CRC mismatch", path, batch.position) from None
-
-
 class Segment:
     """One segment; see the module docstring for what ``size`` and the indexes mean."""
 
