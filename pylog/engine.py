@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from pylog.config import LogConfig
-from pylog.errors import InvalidConfigError, OffsetOutOfRangeError
+from pylog.errors import InvalidConfigError, InvalidRecordError, OffsetOutOfRangeError
 
 if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; the typing_extensions stub serves 3.11
     from typing_extensions import Buffer
 
 ENGINES = ("native", "reference")
+INT64_MAX = 2**63 - 1
 
 BytesLike = bytes | bytearray | memoryview
 Header = tuple[str, bytes | None]
@@ -172,3 +173,21 @@ def _as_offset(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"offsets are integers, not {type(value).__name__}")
     return int(value)
+
+
+def timestamps_from_array(timestamps_ms: np.ndarray) -> list:
+    """``append(timestamps_ms=array)`` for both engines: a 1-D integer array within [0, 2**63-1]
+    (vectorized check) becomes a list of ints; an object array a list of its items (checked per
+    item later); anything else raises ``InvalidRecordError``."""
+    if timestamps_ms.ndim != 1:
+        raise InvalidRecordError("timestamps_ms must be a one-dimensional array")
+    kind = timestamps_ms.dtype.kind
+    if kind in "iu":
+        if timestamps_ms.size and (
+            (kind == "i" and timestamps_ms.min() < 0) or (kind == "u" and timestamps_ms.max() > INT64_MAX)
+        ):
+            raise InvalidRecordError("timestamps_ms outside [0, 2**63-1]")
+        return timestamps_ms.tolist()
+    if kind == "O":
+        return list(timestamps_ms)
+    raise InvalidRecordError(f"timestamps_ms must hold integers, not {timestamps_ms.dtype}")

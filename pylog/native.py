@@ -14,7 +14,7 @@ import numpy as np
 
 from pylog import _native
 from pylog.config import LogConfig, resolve_codec
-from pylog.engine import BytesLike, Columns, Header, Record, check_record_range
+from pylog.engine import BytesLike, Columns, Header, Record, check_record_range, timestamps_from_array
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -69,7 +69,7 @@ class NativePartitionLog:
         """Append the records as one RecordBatch v2 and return its base offset."""
         codec = resolve_codec(compression, self._config)
         if isinstance(timestamps_ms, np.ndarray):
-            timestamps_ms = timestamps_ms.tolist()
+            timestamps_ms = timestamps_from_array(timestamps_ms)
         return self._log.append(values, keys, headers, timestamps_ms, codec)
 
     def append_raw(self, batch: Buffer) -> int:

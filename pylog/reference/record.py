@@ -35,7 +35,7 @@ import crc32c as _crc32c_mod
 import numpy as np
 
 from pylog.config import CODEC_IDS
-from pylog.engine import Record
+from pylog.engine import Record, timestamps_from_array
 from pylog.errors import (
     CorruptBatchError,
     InvalidConfigError,
@@ -403,18 +403,7 @@ def _timestamp_items(timestamps_ms: object) -> list | tuple:
     string, InvalidRecordError for a non-integer array). Integer arrays are range-checked here
     (vectorized) and come back as lists of Python ints."""
     if isinstance(timestamps_ms, np.ndarray):
-        if timestamps_ms.ndim != 1:
-            raise InvalidRecordError("timestamps_ms must be a one-dimensional array")
-        kind = timestamps_ms.dtype.kind
-        if kind in "iu":
-            if timestamps_ms.size and (
-                (kind == "i" and timestamps_ms.min() < 0) or (kind == "u" and timestamps_ms.max() > INT64_MAX)
-            ):
-                raise InvalidRecordError("timestamps_ms outside [0, 2**63-1]")
-            return timestamps_ms.tolist()
-        if kind == "O":
-            return list(timestamps_ms)
-        raise InvalidRecordError(f"timestamps_ms must hold integers, not {timestamps_ms.dtype}")
+        return timestamps_from_array(timestamps_ms)
     if isinstance(timestamps_ms, (list, tuple)):
         return timestamps_ms
     if isinstance(timestamps_ms, (str, bytes, bytearray, memoryview)):
