@@ -26,7 +26,6 @@ import os
 
 from pylog.config import LogConfig
 from pylog.errors import CorruptBatchError
-from pylog.reference import record
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.index import (
     OFFSET_ENTRY_BYTES,
@@ -40,10 +39,10 @@ from pylog.reference.segment import (
     LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
     Segment,
-    batch_fits,
     iter_batches,
     parse_base,
     segment_paths,
+    valid_batches,
 )
 
 DELETED_SUFFIX = ".deleted"
@@ -154,15 +153,11 @@ def derive_indexes(
     )
     fd = os.open(log_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        try:
-            next_offset = base
-            for batch in iter_batches(fd, 0, os.fstat(fd).st_size, path=log_path, need_body=False):
-                if not batch_fits(batch.header, base, next_offset, batch.position):
-                    break  # below the recovery point: reported when read, never cut
-                builder.observe(batch.position, batch.header.last_offset, batch.header.max_timestamp)
-                next_offset = batch.header.next_offset
-        except CorruptBatchError:
-            pass  # below the recovery point corruption is reported when read, not cut
+        # below the recovery point what does not frame or fit ends the index: it is reported
+        # when read, never cut
+        end = os.fstat(fd).st_size
+        for batch in valid_batches(fd, 0, end, base=base, next_offset=base, path=log_path, check_crc=False):
+            builder.observe(batch.position, batch.header.last_offset, batch.header.max_timestamp)
     finally:
         os.close(fd)
     if sealed:
@@ -207,18 +202,11 @@ def recover_segment(dir_path: str, base: int, config: LogConfig, *, later: list[
     try:
         file_size = os.fstat(fd).st_size
         valid = 0
-        next_offset = base
-        try:
-            for batch in iter_batches(fd, 0, file_size, path=log_path, need_body=True):
-                header = batch.header
-                record.verify_crc(batch.buf, batch.off, header)
-                if not batch_fits(header, base, next_offset, batch.position):
-                    break
-                builder.observe(batch.position, header.last_offset, header.max_timestamp)
-                valid = batch.position + header.size_bytes
-                next_offset = header.next_offset
-        except CorruptBatchError:
-            pass
+        batches = valid_batches(fd, 0, file_size, base=base, next_offset=base, path=log_path, check_crc=True)
+        for batch in batches:
+            header = batch.header
+            builder.observe(batch.position, header.last_offset, header.max_timestamp)
+            valid = batch.position + header.size_bytes
         truncated = valid < file_size
         if truncated:
             for later_base in later:

@@ -160,6 +160,25 @@ def iter_batches(
         pos += size
 
 
+def valid_batches(
+    fd: int, start: int, end: int, *, base: int, next_offset: int, path: str, check_crc: bool
+) -> Iterator[Batch]:
+    """The batches of ``[start, end)`` that recovery and tail sync take in: framed, CRC-valid
+    when ``check_crc``, and each one fitting after the previous (``batch_fits``). Stops silently
+    at the first that is not (torn, corrupt or out of place); where the yielded batches end is
+    where the caller's valid bytes end. With ``check_crc`` each batch holds its whole body."""
+    try:
+        for batch in iter_batches(fd, start, end, path=path, need_body=check_crc):
+            if check_crc:
+                record.verify_crc(batch.buf, batch.off, batch.header)
+            if not batch_fits(batch.header, base, next_offset, batch.position):
+                return
+            yield batch
+            next_offset = batch.header.next_offset
+    except CorruptBatchError:
+        return
+
+
 class Segment:
     """One segment; see the module docstring for what ``size`` and the indexes mean."""
 
@@ -298,16 +317,17 @@ class Segment:
         if end <= self.size:
             return False
         found = False
-        try:
-            for batch in iter_batches(self.fd, self.size, end, path=self.log_path, need_body=check_crc):
-                if check_crc:
-                    record.verify_crc(batch.buf, batch.off, batch.header)
-                if not batch_fits(batch.header, self.base, self.next_offset, batch.position):
-                    break
-                self._observe(batch.position, batch.header)
-                found = True
-        except CorruptBatchError:
-            pass
+        for batch in valid_batches(
+            self.fd,
+            self.size,
+            end,
+            base=self.base,
+            next_offset=self.next_offset,
+            path=self.log_path,
+            check_crc=check_crc,
+        ):
+            self._observe(batch.position, batch.header)
+            found = True
         if self.size < end:
             self.torn_at = self.size
         return found
