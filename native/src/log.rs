@@ -99,38 +99,14 @@ impl RecordsChunk {
     {
         let (start, end) = (self.start, self.end);
         for piece in &self.pieces {
-            let data = piece.bytes.as_slice();
-            let mut pos = 0usize;
-            while pos < data.len() {
-                let batch_pos = pos;
-                let size = match record::frame(&data[pos..]) {
-                    record::Frame::Batch(h) => h.size_bytes(),
-                    record::Frame::Incomplete => {
-                        return Err(Error::corrupt(
-                            "truncated batch",
-                            piece.file_position + pos as u64,
-                        )
-                        .in_file(&piece.path))
-                    }
-                    record::Frame::Corrupt(reason) => {
-                        return Err(Error::corrupt(reason, piece.file_position + pos as u64)
-                            .in_file(&piece.path))
-                    }
-                };
-                let batch = &data[pos..pos + size];
-                pos += size;
-                record::decode_batch(batch, scratch, |rv| {
-                    if rv.offset >= start && rv.offset < end {
-                        visit(rv)
-                    } else {
-                        Ok(())
-                    }
-                })
-                .map_err(|e| {
-                    e.shifted(piece.file_position + batch_pos as u64)
-                        .in_file(&piece.path)
-                })?;
-            }
+            record::decode_batches(piece.bytes.as_slice(), scratch, |rv| {
+                if rv.offset >= start && rv.offset < end {
+                    visit(rv)
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| e.shifted(piece.file_position).in_file(&piece.path))?;
         }
         Ok(())
     }
