@@ -898,7 +898,7 @@ impl PartitionLog {
             Self::check_offset(&inner, offset)?;
         }
         while (columns.len() as u64) < max_records {
-            let chunk = {
+            let (wanted_end, chunk) = {
                 let mut inner = self.lock()?;
                 let end = Self::end_of(&inner);
                 if position >= end {
@@ -907,11 +907,14 @@ impl PartitionLog {
                 if position < Self::start_of(&inner) {
                     Self::check_offset(&inner, position)?;
                 }
-                Self::plan(&mut inner, position, end, COLUMNS_CHUNK_BYTES)?
+                // why the cap: offsets increase by at least one per record, so the records still
+                // wanted have offsets below `position + remaining` unless there are gaps (then
+                // the next round goes on); without it a small read decoded a whole 4 MiB chunk.
+                let remaining = (max_records - columns.len() as u64).min(i64::MAX as u64) as i64;
+                let wanted_end = end.min(position.saturating_add(remaining));
+                let chunk = Self::plan(&mut inner, position, wanted_end, COLUMNS_CHUNK_BYTES)?;
+                (wanted_end, chunk)
             };
-            if chunk.pieces.is_empty() {
-                break;
-            }
             let mut done = false;
             chunk.decode(&mut scratch, |rv| {
                 if (columns.len() as u64) < max_records {
@@ -921,10 +924,12 @@ impl PartitionLog {
                 }
                 Ok(())
             })?;
-            if done || chunk.next <= position {
+            // a batch straddling `wanted_end` had its later records filtered out: go on there
+            let next = chunk.next.min(wanted_end);
+            if done || next <= position {
                 break;
             }
-            position = chunk.next;
+            position = next;
         }
         Ok(columns)
     }
