@@ -794,3 +794,98 @@ def test_replaced_active_segment_triggers_a_reload(tmp_path: Path) -> None:
         assert a.append([b"f"]) == 5
     finally:
         a.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# what gets fsynced
+
+FS_TS = 1_700_000_000_000
+
+
+@pytest.fixture
+def fsynced(monkeypatch):
+    """Record the path behind every fd the reference modules fsync (they all call ``os.fsync``
+    of the one ``os`` module), still doing the real fsync."""
+    import pylog.reference.checkpoint as checkpoint_module
+    import pylog.reference.log as log_module
+    import pylog.reference.recovery as recovery_module
+
+    real = os.fsync
+    calls: list[str] = []
+
+    def recording(fd: int) -> None:
+        calls.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    assert all(m.os is os for m in (log_module, checkpoint_module, recovery_module))
+    monkeypatch.setattr(os, "fsync", recording)
+    return calls
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to name fsynced fds")
+def test_sync_fsyncs_the_log_the_directory_and_the_checkpoint(tmp_path, fsynced):
+    path = tmp_path / "fs-0"
+    log = open_log(path)
+    try:
+        directory, ckpt_tmp = (
+            str(path.resolve()),
+            str(path.resolve() / "recovery-point-offset-checkpoint.tmp"),
+        )
+        log_file = str(seg(path, 0, ".log").resolve())
+        log.append([b"a", b"b"], timestamps_ms=[FS_TS, FS_TS])
+        log.flush()
+        assert fsynced == [], "flush() writes out, it never fsyncs"
+        assert not (path / "recovery-point-offset-checkpoint").exists() or read_text_offset(path) == 0
+
+        log.sync()  # the first sync after the segment was created: the directory entry too
+        assert log_file in fsynced
+        assert fsynced.index(log_file) < fsynced.index(ckpt_tmp), "data before the checkpoint"
+        assert fsynced[fsynced.index(ckpt_tmp) + 1 :] == [directory], "the checkpoint's rename"
+        assert directory in fsynced[: fsynced.index(ckpt_tmp)], "the new segment's directory entry"
+        assert read_text_offset(path) == 2
+        fsynced.clear()
+
+        log.append([b"c"], timestamps_ms=[FS_TS])
+        log.sync()  # no new file since the last sync: the directory only for the checkpoint
+        assert log_file in fsynced
+        assert fsynced[fsynced.index(ckpt_tmp) :] == [ckpt_tmp, directory]
+        assert directory not in fsynced[: fsynced.index(ckpt_tmp)]
+        assert read_text_offset(path) == 3
+        fsynced.clear()
+
+        log.roll()
+        log.append([b"d"], timestamps_ms=[FS_TS])
+        assert fsynced == []
+        log.sync()  # after a roll: the new segment's file and the directory, then the checkpoint
+        new_file = str(seg(path, 3, ".log").resolve())
+        assert new_file in fsynced
+        assert fsynced.index(new_file) < fsynced.index(ckpt_tmp)
+        assert directory in fsynced[: fsynced.index(ckpt_tmp)]
+        assert fsynced[-1] == directory
+        assert read_text_offset(path) == 4
+    finally:
+        log.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to name fsynced fds")
+def test_flush_messages_one_fsyncs_every_append(tmp_path, fsynced):
+    path = tmp_path / "fm-0"
+    log = open_log(path, **{"flush.messages": 1})
+    try:
+        log_file = str(seg(path, 0, ".log").resolve())
+        ckpt_tmp = str(path.resolve() / "recovery-point-offset-checkpoint.tmp")
+        for i in range(3):
+            fsynced.clear()
+            log.append([b"v%d" % i], timestamps_ms=[FS_TS])
+            assert fsynced.count(log_file) == 1, fsynced
+            assert fsynced.index(log_file) < fsynced.index(ckpt_tmp)
+            assert read_text_offset(path) == i + 1
+        fsynced.clear()
+        log.flush()
+        assert fsynced == []
+    finally:
+        log.close()
+
+
+def read_text_offset(path: Path) -> int:
+    return int((path / "recovery-point-offset-checkpoint").read_text().split()[-1])
