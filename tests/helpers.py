@@ -7,9 +7,14 @@ serve as the third-party encoder/decoder.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import struct
+import subprocess
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,6 +188,16 @@ def check_segment_indexes(directory: str | os.PathLike[str], interval: int) -> i
         assert got_off == want_off, f"segment {base}: offset index {got_off} != {want_off}"
         assert got_time == want_time, f"segment {base}: time index {got_time} != {want_time}"
     return len(bases)
+
+
+def xor_byte(path: str | os.PathLike[str], pos: int, mask: int) -> bytes:
+    """Flip bits of the byte at ``pos`` of a file in place (``byte ^= mask``); returns the file."""
+    with open(path, "r+b") as f:
+        f.seek(pos)
+        (byte,) = f.read(1)
+        f.seek(pos)
+        f.write(bytes([byte ^ mask]))
+    return Path(path).read_bytes()
 
 
 def segment_files(directory: str | os.PathLike[str]) -> dict[str, bytes]:
@@ -397,3 +412,44 @@ def raw_batch(
     crc = crc32c(tail) if good_crc else (crc32c(tail) ^ 1)
     length = 4 + 1 + 4 + len(tail) + length_delta
     return struct.pack(">qiibI", base_offset, length, 0, magic, crc) + tail
+
+
+# ----------------------------------------------------------------------------------------------
+# child processes (tests/writer_process.py)
+
+WRITER_SCRIPT = Path(__file__).resolve().parent / "writer_process.py"
+
+
+def spawn_child(
+    mode: str, engine: str, path: str | os.PathLike[str], config: dict, *args: object
+) -> subprocess.Popen:
+    """Start ``writer_process.py MODE ENGINE PATH CONFIG ARGS...`` with piped stdin/stdout/stderr."""
+    argv = [sys.executable, str(WRITER_SCRIPT), mode, engine, str(path), json.dumps(config)]
+    return subprocess.Popen(
+        argv + [str(a) for a in args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+
+
+@contextlib.contextmanager
+def reaped(procs: list[subprocess.Popen]) -> Iterator[list[subprocess.Popen]]:
+    """Yield ``procs`` (the body may append more); on the way out SIGKILL whichever still runs,
+    wait for every one and close its pipes, so no test leaves a child or an fd behind."""
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            for f in (p.stdin, p.stdout, p.stderr):
+                if f is not None:
+                    f.close()
+
+
+def expect_line(proc: subprocess.Popen, text: str) -> None:
+    line = proc.stdout.readline().decode().strip()
+    assert line == text, f"child said {line!r}; stderr: {proc.stderr.read().decode()}"

@@ -6,14 +6,11 @@ putting back an older ``recovery-point-offset-checkpoint``), or for real by SIGK
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
 import signal
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -24,9 +21,11 @@ from helpers import (
     expected_indexes,
     parse_batches,
     read_checkpoint,
+    reaped,
     segment_bases,
     segment_files,
     segment_name,
+    spawn_child,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,7 +37,6 @@ from pylog.errors import CorruptBatchError
 TS = 1_700_000_000_000
 CLEAN = ".kafka_cleanshutdown"
 CHECKPOINT = "recovery-point-offset-checkpoint"
-HERE = Path(__file__).resolve().parent
 INTERVAL = 100
 
 
@@ -382,12 +380,6 @@ def test_empty_directory_gets_segment_zero(engine, tmp_path):
 # SIGKILL of a writing process
 
 
-def spawn_writer(engine: str, path: Path, config: dict, seed: int, big: bool) -> subprocess.Popen:
-    args = [sys.executable, str(HERE / "writer_process.py"), "kill", engine, str(path), json.dumps(config)]
-    args += [str(seed)] + (["big"] if big else [])
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
-
-
 @pytest.mark.parametrize(
     "config, big",
     [
@@ -402,20 +394,15 @@ def test_sigkill_loses_no_acknowledged_batch(engine, tmp_path, config, big):
     rng = random.Random(zlib.crc32(f"{engine}{config}".encode()))
     acked: list[tuple[int, int, int]] = []  # (seed, batch index, base offset)
     for seed in range(5):
-        proc = spawn_writer(engine, path, config, seed, big)
         want_acks = rng.randint(1, 30 if big else 120)
-        try:
+        with reaped([spawn_child("kill", engine, path, config, seed, *(["big"] if big else []))]) as (proc,):
             for _ in range(want_acks):
                 line = proc.stdout.readline()
                 assert line, f"writer died early: {proc.stderr.read().decode()}"
                 i, base = map(int, line.split())
                 acked.append((seed, i, base))
-        finally:
             os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
-        assert proc.returncode == -signal.SIGKILL
+            assert proc.wait() == -signal.SIGKILL
         with open_partition(path, engine=engine, config=config) as log:
             everything = list(log.records())  # all CRC-valid after recovery
             assert [r.offset for r in everything] == list(range(log.end_offset))
@@ -426,6 +413,62 @@ def test_sigkill_loses_no_acknowledged_batch(engine, tmp_path, config, big):
         check_segment_indexes(path, 4096)
     if not big:
         assert len(segment_bases(path)) > 1, "the writer should have rolled at least once"
+
+
+@pytest.mark.parametrize("finder", ["reopen", "live-writer"])
+def test_sigkill_half_way_through_a_write_leaves_a_torn_tail_that_is_cut(
+    engine, other_engine, tmp_path, finder
+):
+    """A writer process dies in the middle of writing a batch (the child writes a prefix of a real
+    encoded batch at the end of the active segment, then SIGKILLs itself). Either a later open
+    (recovery) or a writer that was open all along in another process (this one, no recovery)
+    finds the torn tail: every acknowledged record is intact, the torn bytes are gone, and the
+    next append gets the offset right after the last acknowledged batch."""
+    config = {"segment.bytes": 4000, "index.interval.bytes": 100}
+    path = tmp_path / "torn-0"
+    live = open_partition(path, engine=other_engine, config=config) if finder == "live-writer" else None
+    try:
+        acked: list[tuple[int, int]] = []
+        with reaped([spawn_child("torn", engine, path, config, 3, 25)]) as (proc,):
+            for line in iter(proc.stdout.readline, b""):
+                if line.startswith(b"torn "):
+                    break
+                i, base = map(int, line.split())
+                acked.append((i, base))
+            else:
+                raise AssertionError(f"no torn line: {proc.stderr.read().decode()}")
+            assert proc.wait() == -signal.SIGKILL
+        _, torn_base, segment, good_size, cut = line.split()
+        torn_base, good_size, cut = int(torn_base), int(good_size), int(cut)
+        segment_file = path / segment.decode()
+        assert len(acked) == 25 and segment_file.name == segment_name(segment_bases(path)[-1])
+        data = segment_file.read_bytes()
+        assert len(data) == good_size + cut, "the torn bytes are on disk"
+        whole = parse_batches(data, strict=False)
+        assert sum(b.size for b in whole) == good_size and whole[-1].next_offset == torn_base
+        assert struct.unpack_from(">q", data, good_size)[0] == torn_base
+        assert struct.unpack_from(">i", data, good_size + 8)[0] + 12 > cut, "a prefix, not a batch"
+        assert not (path / CLEAN).exists()
+
+        log = live if live is not None else open_partition(path, engine=engine, config=config)
+        try:
+            assert log.end_offset == torn_base
+            for i, base in acked:
+                values = batch_values(3, i)
+                assert [r.value for r in log.records(base, base + len(values))] == values
+            assert [r.offset for r in log.records()] == list(range(torn_base))
+            assert log.append([b"next"], timestamps_ms=[TS]) == torn_base
+            assert segment_file.read_bytes()[:good_size] == data[:good_size]
+            after = parse_batches(segment_file.read_bytes())  # strict: whole batches only
+            assert after[-1].position == good_size and after[-1].base_offset == torn_base
+            assert [r.value for r in log.records(torn_base)] == [b"next"]
+        finally:
+            log.close()
+            live = None
+    finally:
+        if live is not None:
+            live.close()
+    check_segment_indexes(path, 100)
 
 
 def test_recovery_scans_a_large_segment_whole(both_engines, tmp_path):
