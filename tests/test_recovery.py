@@ -26,6 +26,7 @@ from helpers import (
     segment_files,
     segment_name,
     spawn_child,
+    xor_byte,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -137,11 +138,7 @@ def test_flip_bits_in_last_batch(both_engines, tmp_path, writer):
 
         def mutate(path, pos=pos, bit=bit):
             crash(path)
-            with open(path / log_name, "r+b") as f:
-                f.seek(pos)
-                byte = f.read(1)[0]
-                f.seek(pos)
-                f.write(bytes([byte ^ (1 << bit)]))
+            xor_byte(path / log_name, pos, 1 << bit)
 
         (_, new_end, records), _ = recover_both(template, tmp_path, f"flip{pos}", mutate)
         assert records[: len(want) - 1] == want[:-1], rel  # earlier batches are never touched
@@ -192,9 +189,7 @@ def test_corruption_below_recovery_point_is_reported_not_cut(engine, tmp_path, w
         "attributes": victim.position + 22,
     }[where]
     crash(path, 15)  # the crash happened after sync(): segment 0 lies below the recovery point
-    with open(path / segment_name(0), "r+b") as f:
-        f.seek(pos)
-        f.write(bytes([data[pos] ^ 0x40]))
+    xor_byte(path / segment_name(0), pos, 0x40)
     with open_partition(path, engine=engine) as log:
         assert log.end_offset == 16, "corruption below the recovery point must not cut the log"
         assert (path / segment_name(0)).stat().st_size == len(data)
@@ -239,9 +234,7 @@ def test_clean_shutdown_skips_the_scan(engine, tmp_path):
         log.append([b"one"], timestamps_ms=[TS])
         log.append([b"two"], timestamps_ms=[TS])
     data = (path / segment_name(0)).read_bytes()
-    with open(path / segment_name(0), "r+b") as f:  # corrupt the last batch's value
-        f.seek(len(data) - 3)
-        f.write(bytes([data[-3] ^ 1]))
+    xor_byte(path / segment_name(0), len(data) - 3, 1)  # corrupt the last batch's value
     with open_partition(path, engine=engine) as log:
         assert log.end_offset == 2, "with the marker there is no scan, so nothing is cut"
         with pytest.raises(CorruptBatchError):
@@ -570,9 +563,7 @@ def test_recovery_fuzz(both_engines, tmp_path_factory, seed, where, kind, checkp
         if kind == "cut":
             os.truncate(target, pos)
         elif kind == "flip":
-            with open(target, "r+b") as f:
-                f.seek(pos)
-                f.write(bytes([data[pos] ^ (1 << bit)]))
+            xor_byte(target, pos, 1 << bit)
         else:
             with open(target, "ab") as f:
                 f.write(bytes(37) if kind == "zero-tail" else garbage)
@@ -615,9 +606,7 @@ def test_framing_damage_below_recovery_point_is_reported(engine, tmp_path, clean
     if damage == "truncated-tail":
         os.truncate(path / segment_name(0), len(data) - 1)
     else:
-        with open(path / segment_name(0), "r+b") as f:
-            f.seek(victim.position + 9)
-            f.write(bytes([data[victim.position + 9] ^ 0x10]))  # length += 1 MiB
+        flip_length(path / segment_name(0), victim.position)
     if not clean:
         crash(path, 10)
     with open_partition(path, engine=engine, config={"segment.bytes": 300}) as log:
@@ -637,12 +626,7 @@ def test_framing_damage_below_recovery_point_is_reported(engine, tmp_path, clean
 
 def flip_length(path: Path, position: int) -> bytes:
     """Add 1 MiB to the length field of the batch at ``position``; returns the damaged file."""
-    with open(path, "r+b") as f:
-        f.seek(position + 9)
-        byte = f.read(1)[0]
-        f.seek(position + 9)
-        f.write(bytes([byte ^ 0x10]))
-    return path.read_bytes()
+    return xor_byte(path, position + 9, 0x10)
 
 
 @pytest.mark.parametrize("victim_index", [0, 4])
@@ -702,11 +686,7 @@ def test_recovery_below_the_checkpoint_lowers_it(engine, tmp_path):
         for i in range(10):
             log.append([b"x%d" % i * 20], timestamps_ms=[TS + i])
     victim = parse_batches((path / segment_name(0)).read_bytes())[5]
-    with open(path / segment_name(0), "r+b") as f:
-        f.seek(victim.position + victim.size - 1)  # the last value byte: a CRC mismatch
-        byte = f.read(1)[0]
-        f.seek(victim.position + victim.size - 1)
-        f.write(bytes([byte ^ 0xFF]))
+    xor_byte(path / segment_name(0), victim.position + victim.size - 1, 0xFF)  # last value byte: bad CRC
     crash(path, 10)
     with open_partition(path, engine=engine) as log:
         assert log.end_offset == 5

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import xor_byte
 
 from pylog.config import LogConfig
 from pylog.errors import (
@@ -366,11 +367,7 @@ def test_recovery_cuts_at_a_flipped_bit(tmp_path: Path, pristine) -> None:
     # every bit flip must be caught
     for at in range(pos + 16, pos + size, 3):
         dst = crash_copy(src, tmp_path / f"flip{at}-0")
-        with open(seg(dst, last_base, ".log"), "r+b") as f:
-            f.seek(at)
-            byte = f.read(1)[0]
-            f.seek(at)
-            f.write(bytes([byte ^ 0x10]))
+        xor_byte(seg(dst, last_base, ".log"), at, 0x10)
         with open_log(dst, segment_bytes=1000) as log:
             assert log.end_offset == base, at
             assert all_records(log) == [r for r in recs if r[0] < base]
@@ -453,9 +450,7 @@ def test_corruption_below_recovery_point_is_reported_not_cut(tmp_path: Path, pri
     victim = bases[0]
     data = seg(dst, victim, ".log").read_bytes()
     pos, base, last, _, _ = batches(data)[2]
-    with open(seg(dst, victim, ".log"), "r+b") as f:
-        f.seek(pos + 70)
-        f.write(bytes([data[pos + 70] ^ 0xFF]))
+    xor_byte(seg(dst, victim, ".log"), pos + 70, 0xFF)
     with open_log(dst, segment_bytes=1000) as log:
         assert bases_of(dst) == bases
         assert len(seg(dst, victim, ".log").read_bytes()) == len(data)
