@@ -453,3 +453,52 @@ def reaped(procs: list[subprocess.Popen]) -> Iterator[list[subprocess.Popen]]:
 def expect_line(proc: subprocess.Popen, text: str) -> None:
     line = proc.stdout.readline().decode().strip()
     assert line == text, f"child said {line!r}; stderr: {proc.stderr.read().decode()}"
+
+
+# ----------------------------------------------------------------------------------------------
+# wake-up latency of wait_for
+
+
+def wake_up_gaps(log: Any, append: Any, rounds: int = 6) -> list[tuple[float, float]]:
+    """Per round: a thread announces (Event) that it is about to call ``log.wait_for(end, 60 s)``;
+    once it did, ``append()`` makes one append (anywhere: this thread, another process) and returns
+    the ``time.monotonic()`` at which that append returned. Returns per round (wake-up gap: when
+    wait_for returned minus when the append returned, negative if it woke before; how long
+    wait_for took). The order of "waiter blocks" and "append lands" is not forced: either order
+    must end with wait_for returning True promptly."""
+    import threading
+    import time
+
+    out: list[tuple[float, float]] = []
+    for k in range(rounds):
+        target = log.end_offset
+        entered = threading.Event()
+        result: dict[str, Any] = {}
+
+        def waiter(target: int = target, entered: threading.Event = entered, result: dict = result) -> None:
+            entered.set()
+            t0 = time.monotonic()
+            result["ok"] = log.wait_for(target, 60_000)
+            result["returned"] = time.monotonic()
+            result["waited"] = result["returned"] - t0
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        assert entered.wait(10)
+        if k % 2:
+            # Not synchronization (the outcome is checked whatever the order): it only makes it
+            # likely that the waiter is already blocked inside wait_for, so these rounds measure
+            # the wake-up path rather than the "already there" fast path.
+            time.sleep(0.03)
+        appended = append()
+        thread.join(30)
+        assert not thread.is_alive(), "wait_for did not return"
+        assert result["ok"] is True, f"round {k}: wait_for({target}) returned {result['ok']}"
+        out.append((result["returned"] - appended, result["waited"]))
+    return out
+
+
+def assert_prompt_wake_ups(gaps: list[tuple[float, float]], bound: float) -> None:
+    late = [gap for gap, _ in gaps if gap >= bound]
+    assert not late, f"wait_for returned {late} s after the append (bound {bound} s): {gaps}"
+    assert any(waited > 0.02 for _, waited in gaps), f"wait_for never blocked in any round: {gaps}"

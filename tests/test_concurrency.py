@@ -260,6 +260,39 @@ def test_readers_ignore_a_torn_tail_and_writers_cut_it(engine, other_engine, tmp
     assert segment_files(path)[segment_name(0)][good_size : good_size + len(batch)][8:] == bytes(batch)[8:]
 
 
+@pytest.mark.parametrize("appender", ["same", "other"])
+def test_wait_for_woken_by_another_process(engine, other_engine, tmp_path, appender):
+    """A thread blocked in wait_for returns within 1 s (generous for a loaded CI box) of an append
+    made by another process returning; both timestamps are CLOCK_MONOTONIC, shared by processes."""
+    from helpers import assert_prompt_wake_ups, wake_up_gaps
+
+    path = tmp_path / "wake-0"
+    log = open_partition(path, engine=engine)
+    child_engine = engine if appender == "same" else other_engine
+    try:
+        with reaped([spawn_child("appender", child_engine, path, {})]) as (child,):
+            expect_line(child, "ready")
+            bases = []
+
+            def append() -> float:
+                child.stdin.write(b"append\n")
+                child.stdin.flush()
+                line = child.stdout.readline()
+                assert line, child.stderr.read().decode()
+                base, returned = line.split()
+                bases.append(int(base))
+                return float(returned)
+
+            gaps = wake_up_gaps(log, append)
+            child.stdin.close()
+            assert child.wait(30) == 0, child.stderr.read().decode()
+        assert_prompt_wake_ups(gaps, 1.0)
+        assert bases == list(range(len(gaps)))
+        assert [r.value for r in log.records()] == [b"append-%d" % i for i in range(1, len(gaps) + 1)]
+    finally:
+        log.close()
+
+
 @pytest.mark.parametrize(
     "killed, survivor, reader",
     [
