@@ -431,12 +431,15 @@ def test_a_crash_inside_a_recovery_cut_recovers_to_the_same_cut(
     def truncate(fd: int, length: int) -> None:
         raise Crash
 
+    real_ftruncate = os.ftruncate  # recovery_module.os is the global os: patched only inside
     with monkeypatch.context() as patch:
         patch.setattr(recovery_module, "delete_segment_files", delete)
         if crash_at == "the cut":
             patch.setattr(recovery_module.os, "ftruncate", truncate)
         with pytest.raises(Crash):
             open_log(dst, segment_bytes=1000)
+    assert os.ftruncate is real_ftruncate, "restored before the reopen, which must really cut"
+    assert len(deletes) == (crash_on_delete or len(bases) - 2), "the crash hit the step under test"
     with open_log(dst, segment_bytes=1000) as log:
         assert bases_of(dst) == bases[:2]
         assert log.end_offset == base
