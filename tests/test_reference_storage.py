@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import xor_byte
+from helpers import reaped, xor_byte
 
 from pylog.config import LogConfig
 from pylog.errors import (
@@ -704,8 +704,8 @@ def _child(path: Path, tag: str, n: int, mode: str) -> subprocess.Popen:
 
 def test_processes_append_concurrently(tmp_path: Path) -> None:
     path = tmp_path / "proc-0"
-    children = [_child(path, tag, 150, "close") for tag in ("a", "b", "c")]
-    assert [c.wait(120) for c in children] == [0, 0, 0]
+    with reaped([_child(path, tag, 150, "close") for tag in ("a", "b", "c")]) as children:
+        assert [c.wait(120) for c in children] == [0, 0, 0]
     assert (path / CLEAN).exists()
     with open_log(path, segment_bytes=2000, index_interval_bytes=64) as log:
         values = [r.value for r in log.records()]
@@ -724,7 +724,8 @@ def test_processes_append_concurrently(tmp_path: Path) -> None:
 
 def test_acknowledged_appends_survive_a_dead_process(tmp_path: Path) -> None:
     path = tmp_path / "proc-1"
-    assert _child(path, "d", 40, "die").wait(120) == 0
+    with reaped([_child(path, "d", 40, "die")]) as (child,):
+        assert child.wait(120) == 0
     assert not (path / CLEAN).exists()
     with open_log(path, segment_bytes=2000, index_interval_bytes=64) as log:  # recovers
         assert [r.value for r in log.records()] == [b"d-%d" % i for i in range(40)]
