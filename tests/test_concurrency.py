@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -236,14 +237,17 @@ def test_readers_ignore_a_torn_tail_and_writers_cut_it(engine, other_engine, tmp
         def wait():
             started.set()
             woke["ok"] = reader.wait_for(4, 60_000)
+            woke["at"] = time.monotonic()
 
         t = threading.Thread(target=wait)
         t.start()
         assert started.wait(10)
         with open(log_file, "ab") as f:  # the slow writer finishes its batch
             f.write(batch[50:])
+        written = time.monotonic()
         t.join(30)
         assert woke.get("ok") is True, "wait_for must notice another writer's append"
+        assert woke["at"] - written < 1.0, "a plain write by another writer wakes wait_for promptly"
         assert [r.value for r in reader.records(4)] == [b"slow" * 30]
 
         # now a writer dies half-way: the next writer cuts the torn tail before appending
