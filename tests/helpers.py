@@ -7,9 +7,14 @@ serve as the third-party encoder/decoder.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import struct
+import subprocess
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,6 +188,16 @@ def check_segment_indexes(directory: str | os.PathLike[str], interval: int) -> i
         assert got_off == want_off, f"segment {base}: offset index {got_off} != {want_off}"
         assert got_time == want_time, f"segment {base}: time index {got_time} != {want_time}"
     return len(bases)
+
+
+def xor_byte(path: str | os.PathLike[str], pos: int, mask: int) -> bytes:
+    """Flip bits of the byte at ``pos`` of a file in place (``byte ^= mask``); returns the file."""
+    with open(path, "r+b") as f:
+        f.seek(pos)
+        (byte,) = f.read(1)
+        f.seek(pos)
+        f.write(bytes([byte ^ mask]))
+    return Path(path).read_bytes()
 
 
 def segment_files(directory: str | os.PathLike[str]) -> dict[str, bytes]:
@@ -397,3 +412,93 @@ def raw_batch(
     crc = crc32c(tail) if good_crc else (crc32c(tail) ^ 1)
     length = 4 + 1 + 4 + len(tail) + length_delta
     return struct.pack(">qiibI", base_offset, length, 0, magic, crc) + tail
+
+
+# ----------------------------------------------------------------------------------------------
+# child processes (tests/writer_process.py)
+
+WRITER_SCRIPT = Path(__file__).resolve().parent / "writer_process.py"
+
+
+def spawn_child(
+    mode: str, engine: str, path: str | os.PathLike[str], config: dict, *args: object
+) -> subprocess.Popen:
+    """Start ``writer_process.py MODE ENGINE PATH CONFIG ARGS...`` with piped stdin/stdout/stderr."""
+    argv = [sys.executable, str(WRITER_SCRIPT), mode, engine, str(path), json.dumps(config)]
+    return subprocess.Popen(
+        argv + [str(a) for a in args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+
+
+@contextlib.contextmanager
+def reaped(procs: list[subprocess.Popen]) -> Iterator[list[subprocess.Popen]]:
+    """Yield ``procs`` (the body may append more); on the way out SIGKILL whichever still runs,
+    wait for every one and close its pipes, so no test leaves a child or an fd behind."""
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            for f in (p.stdin, p.stdout, p.stderr):
+                if f is not None:
+                    f.close()
+
+
+def expect_line(proc: subprocess.Popen, text: str) -> None:
+    line = proc.stdout.readline().decode().strip()
+    assert line == text, f"child said {line!r}; stderr: {proc.stderr.read().decode()}"
+
+
+# ----------------------------------------------------------------------------------------------
+# wake-up latency of wait_for
+
+
+def wake_up_gaps(log: Any, append: Any, rounds: int = 6) -> list[tuple[float, float]]:
+    """Per round: a thread announces (Event) that it is about to call ``log.wait_for(end, 60 s)``;
+    once it did, ``append()`` makes one append (anywhere: this thread, another process) and returns
+    the ``time.monotonic()`` at which that append returned. Returns per round (wake-up gap: when
+    wait_for returned minus when the append returned, negative if it woke before; how long
+    wait_for took). The order of "waiter blocks" and "append lands" is not forced: either order
+    must end with wait_for returning True promptly."""
+    import threading
+    import time
+
+    out: list[tuple[float, float]] = []
+    for k in range(rounds):
+        target = log.end_offset
+        entered = threading.Event()
+        result: dict[str, Any] = {}
+
+        def waiter(target: int = target, entered: threading.Event = entered, result: dict = result) -> None:
+            entered.set()
+            t0 = time.monotonic()
+            result["ok"] = log.wait_for(target, 60_000)
+            result["returned"] = time.monotonic()
+            result["waited"] = result["returned"] - t0
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        assert entered.wait(10)
+        if k % 2:
+            # Not synchronization (the outcome is checked whatever the order): it only makes it
+            # likely that the waiter is already blocked inside wait_for, so these rounds measure
+            # the wake-up path rather than the "already there" fast path.
+            time.sleep(0.03)
+        appended = append()
+        thread.join(30)
+        assert not thread.is_alive(), "wait_for did not return"
+        assert result["ok"] is True, f"round {k}: wait_for({target}) returned {result['ok']}"
+        out.append((result["returned"] - appended, result["waited"]))
+    return out
+
+
+def assert_prompt_wake_ups(gaps: list[tuple[float, float]], bound: float) -> None:
+    late = [gap for gap, _ in gaps if gap >= bound]
+    assert not late, f"wait_for returned {late} s after the append (bound {bound} s): {gaps}"
+    assert any(waited > 0.02 for _, waited in gaps), f"wait_for never blocked in any round: {gaps}"

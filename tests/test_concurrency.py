@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
+import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from helpers import segment_bases, skip_if_engine_missing
+from helpers import expect_line, reaped, segment_bases, skip_if_engine_missing, spawn_child
 from writer_process import batch_values, digest, writer_values
 
 from pylog.engine import open_partition
 
-HERE = Path(__file__).resolve().parent
 TS = 1_700_000_000_000
 
 
@@ -99,22 +96,6 @@ def test_threads_append_read_and_wait(open_log):
     assert len(segment_bases(log.path)) > 2
 
 
-def spawn(mode: str, engine: str, path: Path, config: dict, *args: object) -> subprocess.Popen:
-    argv = [sys.executable, str(HERE / "writer_process.py"), mode, engine, str(path), json.dumps(config)]
-    return subprocess.Popen(
-        argv + [str(a) for a in args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(os.environ),
-    )
-
-
-def expect_line(proc: subprocess.Popen, text: str) -> None:
-    line = proc.stdout.readline().decode().strip()
-    assert line == text, f"child said {line!r}; stderr: {proc.stderr.read().decode()}"
-
-
 @pytest.mark.parametrize(
     "writer_engines, reader_engine",
     [
@@ -132,9 +113,9 @@ def test_two_writer_processes_and_a_tailing_reader(tmp_path, writer_engines, rea
     open_partition(path, engine=reader_engine, config=config).close()
     count = 250
     total = sum(len(writer_values(w, i)) for w in range(2) for i in range(count))
-    procs = [spawn("writer", e, path, config, w, count) for w, e in enumerate(writer_engines)]
-    procs.append(spawn("reader", reader_engine, path, config, total))
-    try:
+    procs = [spawn_child("writer", e, path, config, w, count) for w, e in enumerate(writer_engines)]
+    procs.append(spawn_child("reader", reader_engine, path, config, total))
+    with reaped(procs):
         for p in procs:
             expect_line(p, "ready")
         for p in procs:  # all open: start together
@@ -145,13 +126,6 @@ def test_two_writer_processes_and_a_tailing_reader(tmp_path, writer_engines, rea
         seen = json.loads(procs[2].stdout.readline())
         for p in procs:
             assert p.wait(120) == 0, p.stderr.read().decode()
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            for f in (p.stdin, p.stdout, p.stderr):
-                f.close()
 
     with open_partition(path, engine=reader_engine, config=config) as log:
         final = [(r.offset, r.value.decode()) for r in log.records()]
@@ -263,14 +237,17 @@ def test_readers_ignore_a_torn_tail_and_writers_cut_it(engine, other_engine, tmp
         def wait():
             started.set()
             woke["ok"] = reader.wait_for(4, 60_000)
+            woke["at"] = time.monotonic()
 
         t = threading.Thread(target=wait)
         t.start()
         assert started.wait(10)
         with open(log_file, "ab") as f:  # the slow writer finishes its batch
             f.write(batch[50:])
+        written = time.monotonic()
         t.join(30)
         assert woke.get("ok") is True, "wait_for must notice another writer's append"
+        assert woke["at"] - written < 1.0, "a plain write by another writer wakes wait_for promptly"
         assert [r.value for r in reader.records(4)] == [b"slow" * 30]
 
         # now a writer dies half-way: the next writer cuts the torn tail before appending
@@ -287,6 +264,39 @@ def test_readers_ignore_a_torn_tail_and_writers_cut_it(engine, other_engine, tmp
     assert segment_files(path)[segment_name(0)][good_size : good_size + len(batch)][8:] == bytes(batch)[8:]
 
 
+@pytest.mark.parametrize("appender", ["same", "other"])
+def test_wait_for_woken_by_another_process(engine, other_engine, tmp_path, appender):
+    """A thread blocked in wait_for returns within 1 s (generous for a loaded CI box) of an append
+    made by another process returning; both timestamps are CLOCK_MONOTONIC, shared by processes."""
+    from helpers import assert_prompt_wake_ups, wake_up_gaps
+
+    path = tmp_path / "wake-0"
+    log = open_partition(path, engine=engine)
+    child_engine = engine if appender == "same" else other_engine
+    try:
+        with reaped([spawn_child("appender", child_engine, path, {})]) as (child,):
+            expect_line(child, "ready")
+            bases = []
+
+            def append() -> float:
+                child.stdin.write(b"append\n")
+                child.stdin.flush()
+                line = child.stdout.readline()
+                assert line, child.stderr.read().decode()
+                base, returned = line.split()
+                bases.append(int(base))
+                return float(returned)
+
+            gaps = wake_up_gaps(log, append)
+            child.stdin.close()
+            assert child.wait(30) == 0, child.stderr.read().decode()
+        assert_prompt_wake_ups(gaps, 1.0)
+        assert bases == list(range(len(gaps)))
+        assert [r.value for r in log.records()] == [b"append-%d" % i for i in range(1, len(gaps) + 1)]
+    finally:
+        log.close()
+
+
 @pytest.mark.parametrize(
     "killed, survivor, reader",
     [
@@ -299,7 +309,12 @@ def test_readers_ignore_a_torn_tail_and_writers_cut_it(engine, other_engine, tmp
 def test_writer_killed_while_others_write_and_read(tmp_path, killed, survivor, reader):
     """A writer dies (SIGKILL, maybe half-way through a big write) while another writer and a
     tailing reader go on: the survivor cuts the torn tail, the reader never sees it, every
-    acknowledged batch of the dead writer and every batch of the survivor is there once."""
+    acknowledged batch of the dead writer and every batch of the survivor is there once.
+
+    The writers go in rounds, both released at once for each (pipes only): the victim 3 batches
+    (one ~1 MB), the survivor 30. So they contend for the log within a round and their offsets
+    interleave across rounds. In round 3 the victim is killed right after its first ack of the
+    round, while it is writing its next batch and the survivor writes its own."""
     import signal
 
     from helpers import check_segment_indexes
@@ -309,48 +324,58 @@ def test_writer_killed_while_others_write_and_read(tmp_path, killed, survivor, r
     config = {"segment.bytes": 2_500_000, "index.interval.bytes": 4096}
     path = tmp_path / "kill-0"
     open_partition(path, engine=survivor, config=config).close()
-    count = 300
-    procs = [spawn("writer", survivor, path, config, 1, count), spawn("reader", reader, path, config, -1)]
-    victim = None
-    acked = []
-    try:
+    count, survivor_step, victim_step, kill_round = 300, 30, 3, 3
+    procs = [
+        spawn_child("writer", survivor, path, config, 1, count, survivor_step),
+        spawn_child("reader", reader, path, config, -1),
+        spawn_child("kill", killed, path, config, 7, "big", "step", victim_step),
+    ]
+    writer, tail, victim = procs
+    acked: list[tuple[int, int]] = []  # the victim's (batch index, base offset)
+    survivor_bases: list[list[int]] = []  # per round
+
+    def go(proc) -> None:
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+
+    def victim_ack() -> None:
+        line = victim.stdout.readline()
+        assert line, victim.stderr.read().decode()
+        acked.append(tuple(map(int, line.split())))
+
+    with reaped(procs):
         for p in procs:
             expect_line(p, "ready")
-        for p in procs:
-            p.stdin.write(b"go\n")
-            p.stdin.flush()
-        argv = [
-            sys.executable,
-            str(HERE / "writer_process.py"),
-            "kill",
-            killed,
-            str(path),
-            json.dumps(config),
-        ]
-        victim = subprocess.Popen([*argv, "7", "big"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(12):
-            line = victim.stdout.readline()
-            assert line, victim.stderr.read().decode()
-            acked.append(tuple(map(int, line.split())))
-        os.kill(victim.pid, signal.SIGKILL)
-        victim.wait()
-        expect_line(procs[0], "done")
+        go(tail)
+        for r in range(count // survivor_step):
+            if r <= kill_round:
+                go(victim)
+            go(writer)
+            if r < kill_round:
+                for _ in range(victim_step):
+                    victim_ack()
+            elif r == kill_round:
+                victim_ack()
+                os.kill(victim.pid, signal.SIGKILL)
+                assert victim.wait() == -signal.SIGKILL
+            bases = [writer.stdout.readline() for _ in range(survivor_step)]
+            assert all(b.strip().isdigit() for b in bases), writer.stderr.read().decode()
+            survivor_bases.append([int(b) for b in bases])
+        expect_line(writer, "done")
         with open_partition(path, engine=survivor, config=config) as log:
             log.append([b"STOP"], timestamps_ms=[TS])
-        seen = json.loads(procs[1].stdout.readline())
-        for p in procs:
+        seen = json.loads(tail.stdout.readline())
+        for p in (writer, tail):
             assert p.wait(120) == 0, p.stderr.read().decode()
-    finally:
-        for p in [*procs, victim]:
-            if p is None:
-                continue
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            for f in (p.stdin, p.stdout, p.stderr):
-                if f is not None:
-                    f.close()
 
+    assert len(acked) == victim_step * kill_round + 1
+    victim_bases = [base for _, base in acked]
+    flat = [b for bases in survivor_bases for b in bases]
+    assert min(victim_bases) < max(flat) and min(flat) < max(victim_bases), "offsets interleave"
+    for r in range(1, kill_round + 1):  # round r of one writer comes after round r-1 of the other
+        round_victim = victim_bases[victim_step * r : victim_step * (r + 1)]
+        assert min(round_victim) > max(survivor_bases[r - 1])
+        assert min(survivor_bases[r]) > max(victim_bases[victim_step * (r - 1) : victim_step * r])
     with open_partition(path, engine=reader, config=config) as log:
         final = [(r.offset, r.value) for r in log.records()]
     assert [o for o, _ in final] == list(range(len(final))), "contiguous offsets"

@@ -181,6 +181,39 @@ def test_batch_header_layout(open_log, codec):
     assert [len(recs) for _, recs in decoded] == [1, 4]
 
 
+@pytest.mark.parametrize("codec", ["snappy", "lz4"])
+def test_compressed_stream_framing(open_log, codec):
+    """Each engine frames its compressed records the way Kafka's Java reader expects: snappy in
+    xerial framing (magic, version 1, compatible 1, then length-prefixed blocks), lz4 as a Kafka
+    LZ4 frame (magic, FLG 0x60, BD 0x40 = 64 KiB blocks, header checksum 0x82, end mark)."""
+    import cramjam
+    import lz4.frame
+
+    log = open_log()
+    values = [bytes(range(256)) * 200, b"tail" * 3000]  # > 32 KiB: several snappy blocks
+    base = log.append(values, timestamps_ms=[TS, TS + 1], compression=codec)
+    batch = bytes(memoryview(log.read(base, 1)))
+    assert parse_batches(batch)[0].codec == CODEC_IDS[codec]
+    stream = batch[61:]
+    if codec == "snappy":
+        assert stream[:16] == bytes.fromhex("82 53 4E 41 50 50 59 00 00000001 00000001")
+        pos, raw = 16, b""
+        while pos < len(stream):
+            n = int.from_bytes(stream[pos : pos + 4], "big")
+            assert 0 < n <= len(stream) - pos - 4, f"block length {n} at {pos}"
+            block = bytes(cramjam.snappy.decompress_raw(stream[pos + 4 : pos + 4 + n]))
+            assert len(block) <= 32 * 1024
+            raw += block
+            pos += 4 + n
+        assert pos == len(stream)
+    else:
+        assert stream[:7] == bytes.fromhex("04 22 4D 18 60 40 82")
+        assert stream[-4:] == b"\x00\x00\x00\x00"
+        raw = lz4.frame.decompress(stream)
+    assert sum(len(v) for v in values) < len(raw) < sum(len(v) for v in values) + 100
+    assert [r.value for r in decode_records(batch)] == values
+
+
 def test_uncompressed_batch_matches_kafka_python_bytes(open_log):
     """With codec none the encoding is unique: kafka-python builds the very same bytes."""
     log = open_log()

@@ -6,15 +6,11 @@ putting back an older ``recovery-point-offset-checkpoint``), or for real by SIGK
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import random
 import shutil
 import signal
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -25,9 +21,12 @@ from helpers import (
     expected_indexes,
     parse_batches,
     read_checkpoint,
+    reaped,
     segment_bases,
     segment_files,
     segment_name,
+    spawn_child,
+    xor_byte,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -39,7 +38,6 @@ from pylog.errors import CorruptBatchError
 TS = 1_700_000_000_000
 CLEAN = ".kafka_cleanshutdown"
 CHECKPOINT = "recovery-point-offset-checkpoint"
-HERE = Path(__file__).resolve().parent
 INTERVAL = 100
 
 
@@ -140,11 +138,7 @@ def test_flip_bits_in_last_batch(both_engines, tmp_path, writer):
 
         def mutate(path, pos=pos, bit=bit):
             crash(path)
-            with open(path / log_name, "r+b") as f:
-                f.seek(pos)
-                byte = f.read(1)[0]
-                f.seek(pos)
-                f.write(bytes([byte ^ (1 << bit)]))
+            xor_byte(path / log_name, pos, 1 << bit)
 
         (_, new_end, records), _ = recover_both(template, tmp_path, f"flip{pos}", mutate)
         assert records[: len(want) - 1] == want[:-1], rel  # earlier batches are never touched
@@ -195,9 +189,7 @@ def test_corruption_below_recovery_point_is_reported_not_cut(engine, tmp_path, w
         "attributes": victim.position + 22,
     }[where]
     crash(path, 15)  # the crash happened after sync(): segment 0 lies below the recovery point
-    with open(path / segment_name(0), "r+b") as f:
-        f.seek(pos)
-        f.write(bytes([data[pos] ^ 0x40]))
+    xor_byte(path / segment_name(0), pos, 0x40)
     with open_partition(path, engine=engine) as log:
         assert log.end_offset == 16, "corruption below the recovery point must not cut the log"
         assert (path / segment_name(0)).stat().st_size == len(data)
@@ -242,9 +234,7 @@ def test_clean_shutdown_skips_the_scan(engine, tmp_path):
         log.append([b"one"], timestamps_ms=[TS])
         log.append([b"two"], timestamps_ms=[TS])
     data = (path / segment_name(0)).read_bytes()
-    with open(path / segment_name(0), "r+b") as f:  # corrupt the last batch's value
-        f.seek(len(data) - 3)
-        f.write(bytes([data[-3] ^ 1]))
+    xor_byte(path / segment_name(0), len(data) - 3, 1)  # corrupt the last batch's value
     with open_partition(path, engine=engine) as log:
         assert log.end_offset == 2, "with the marker there is no scan, so nothing is cut"
         with pytest.raises(CorruptBatchError):
@@ -383,12 +373,6 @@ def test_empty_directory_gets_segment_zero(engine, tmp_path):
 # SIGKILL of a writing process
 
 
-def spawn_writer(engine: str, path: Path, config: dict, seed: int, big: bool) -> subprocess.Popen:
-    args = [sys.executable, str(HERE / "writer_process.py"), "kill", engine, str(path), json.dumps(config)]
-    args += [str(seed)] + (["big"] if big else [])
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
-
-
 @pytest.mark.parametrize(
     "config, big",
     [
@@ -403,20 +387,15 @@ def test_sigkill_loses_no_acknowledged_batch(engine, tmp_path, config, big):
     rng = random.Random(zlib.crc32(f"{engine}{config}".encode()))
     acked: list[tuple[int, int, int]] = []  # (seed, batch index, base offset)
     for seed in range(5):
-        proc = spawn_writer(engine, path, config, seed, big)
         want_acks = rng.randint(1, 30 if big else 120)
-        try:
+        with reaped([spawn_child("kill", engine, path, config, seed, *(["big"] if big else []))]) as (proc,):
             for _ in range(want_acks):
                 line = proc.stdout.readline()
                 assert line, f"writer died early: {proc.stderr.read().decode()}"
                 i, base = map(int, line.split())
                 acked.append((seed, i, base))
-        finally:
             os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
-        assert proc.returncode == -signal.SIGKILL
+            assert proc.wait() == -signal.SIGKILL
         with open_partition(path, engine=engine, config=config) as log:
             everything = list(log.records())  # all CRC-valid after recovery
             assert [r.offset for r in everything] == list(range(log.end_offset))
@@ -427,6 +406,62 @@ def test_sigkill_loses_no_acknowledged_batch(engine, tmp_path, config, big):
         check_segment_indexes(path, 4096)
     if not big:
         assert len(segment_bases(path)) > 1, "the writer should have rolled at least once"
+
+
+@pytest.mark.parametrize("finder", ["reopen", "live-writer"])
+def test_sigkill_half_way_through_a_write_leaves_a_torn_tail_that_is_cut(
+    engine, other_engine, tmp_path, finder
+):
+    """A writer process dies in the middle of writing a batch (the child writes a prefix of a real
+    encoded batch at the end of the active segment, then SIGKILLs itself). Either a later open
+    (recovery) or a writer that was open all along in another process (this one, no recovery)
+    finds the torn tail: every acknowledged record is intact, the torn bytes are gone, and the
+    next append gets the offset right after the last acknowledged batch."""
+    config = {"segment.bytes": 4000, "index.interval.bytes": 100}
+    path = tmp_path / "torn-0"
+    live = open_partition(path, engine=other_engine, config=config) if finder == "live-writer" else None
+    try:
+        acked: list[tuple[int, int]] = []
+        with reaped([spawn_child("torn", engine, path, config, 3, 25)]) as (proc,):
+            for line in iter(proc.stdout.readline, b""):
+                if line.startswith(b"torn "):
+                    break
+                i, base = map(int, line.split())
+                acked.append((i, base))
+            else:
+                raise AssertionError(f"no torn line: {proc.stderr.read().decode()}")
+            assert proc.wait() == -signal.SIGKILL
+        _, torn_base, segment, good_size, cut = line.split()
+        torn_base, good_size, cut = int(torn_base), int(good_size), int(cut)
+        segment_file = path / segment.decode()
+        assert len(acked) == 25 and segment_file.name == segment_name(segment_bases(path)[-1])
+        data = segment_file.read_bytes()
+        assert len(data) == good_size + cut, "the torn bytes are on disk"
+        whole = parse_batches(data, strict=False)
+        assert sum(b.size for b in whole) == good_size and whole[-1].next_offset == torn_base
+        assert struct.unpack_from(">q", data, good_size)[0] == torn_base
+        assert struct.unpack_from(">i", data, good_size + 8)[0] + 12 > cut, "a prefix, not a batch"
+        assert not (path / CLEAN).exists()
+
+        log = live if live is not None else open_partition(path, engine=engine, config=config)
+        try:
+            assert log.end_offset == torn_base
+            for i, base in acked:
+                values = batch_values(3, i)
+                assert [r.value for r in log.records(base, base + len(values))] == values
+            assert [r.offset for r in log.records()] == list(range(torn_base))
+            assert log.append([b"next"], timestamps_ms=[TS]) == torn_base
+            assert segment_file.read_bytes()[:good_size] == data[:good_size]
+            after = parse_batches(segment_file.read_bytes())  # strict: whole batches only
+            assert after[-1].position == good_size and after[-1].base_offset == torn_base
+            assert [r.value for r in log.records(torn_base)] == [b"next"]
+        finally:
+            log.close()
+            live = None
+    finally:
+        if live is not None:
+            live.close()
+    check_segment_indexes(path, 100)
 
 
 def test_recovery_scans_a_large_segment_whole(both_engines, tmp_path):
@@ -528,9 +563,7 @@ def test_recovery_fuzz(both_engines, tmp_path_factory, seed, where, kind, checkp
         if kind == "cut":
             os.truncate(target, pos)
         elif kind == "flip":
-            with open(target, "r+b") as f:
-                f.seek(pos)
-                f.write(bytes([data[pos] ^ (1 << bit)]))
+            xor_byte(target, pos, 1 << bit)
         else:
             with open(target, "ab") as f:
                 f.write(bytes(37) if kind == "zero-tail" else garbage)
@@ -573,9 +606,7 @@ def test_framing_damage_below_recovery_point_is_reported(engine, tmp_path, clean
     if damage == "truncated-tail":
         os.truncate(path / segment_name(0), len(data) - 1)
     else:
-        with open(path / segment_name(0), "r+b") as f:
-            f.seek(victim.position + 9)
-            f.write(bytes([data[victim.position + 9] ^ 0x10]))  # length += 1 MiB
+        flip_length(path / segment_name(0), victim.position)
     if not clean:
         crash(path, 10)
     with open_partition(path, engine=engine, config={"segment.bytes": 300}) as log:
@@ -587,67 +618,30 @@ def test_framing_damage_below_recovery_point_is_reported(engine, tmp_path, clean
         assert info.value.position == victim.position
         with pytest.raises(CorruptBatchError):
             log.read_columns(0, 100)
-        try:
-            got = parse_batches(bytes(memoryview(log.read(victim.base_offset, 1000))))
-        except CorruptBatchError:
-            pass
-        else:
-            assert got[0].base_offset <= victim.base_offset <= got[0].last_offset, (
-                "read returned other offsets"
-            )
-
-
-def test_writer_never_cuts_synced_data_after_a_clean_shutdown(engine, tmp_path):
-    """After a clean shutdown there is no scan; a bit flip in a batch length of the synced active
-    segment then looks like a torn tail. Treating it as one makes end_offset drop below the
-    checkpointed recovery point and lets the next append truncate synced data and hand out its
-    offsets again (offsets are assigned once). Acceptable outcomes: open, read or append raise
-    CorruptBatchError, and the synced bytes stay on disk."""
-    path = tmp_path / "flip-0"
-    with open_partition(path, engine=engine) as log:
-        for i in range(10):
-            log.append([b"x%d" % i * 20], timestamps_ms=[TS + i])
-    assert read_checkpoint(path)[2] == "flip 0 10"
-    with open(path / segment_name(0), "r+b") as f:
-        f.seek(9)
-        byte = f.read(1)[0]
-        f.seek(9)
-        f.write(bytes([byte ^ 0x10]))
-    damaged = (path / segment_name(0)).read_bytes()
-    try:
-        log = open_partition(path, engine=engine)
-    except CorruptBatchError:
-        pass
-    else:
-        with log:
-            assert log.end_offset >= 10, "end_offset fell below the checkpointed recovery point"
-            try:
-                base = log.append([b"new"], timestamps_ms=[TS])
-            except CorruptBatchError:
-                pass
-            else:
-                assert base >= 10, "an offset was handed out twice"
-    assert (path / segment_name(0)).read_bytes()[: len(damaged)] == damaged
+        with pytest.raises(CorruptBatchError) as info:  # never other offsets, never nothing
+            log.read(victim.base_offset, 1000)
+        assert Path(info.value.path).name == segment_name(0)
+        assert info.value.position == victim.position
 
 
 def flip_length(path: Path, position: int) -> bytes:
     """Add 1 MiB to the length field of the batch at ``position``; returns the damaged file."""
-    with open(path, "r+b") as f:
-        f.seek(position + 9)
-        byte = f.read(1)[0]
-        f.seek(position + 9)
-        f.write(bytes([byte ^ 0x10]))
-    return path.read_bytes()
+    return xor_byte(path, position + 9, 0x10)
 
 
-def test_open_refusing_synced_damage_keeps_the_clean_marker(engine, tmp_path):
-    """Open raises for bytes that do not frame below the recovery point and leaves the directory
-    as it was: the marker stays, so the next open does not run a recovery that would cut."""
+@pytest.mark.parametrize("victim_index", [0, 4])
+def test_open_refusing_synced_damage_keeps_the_clean_marker(engine, tmp_path, victim_index):
+    """After a clean shutdown there is no scan; a bit flip in a batch length of the synced active
+    segment then looks like a torn tail. Treating it as one would make end_offset drop below the
+    checkpointed recovery point and let the next append truncate synced data and hand out its
+    offsets again. Open raises instead (for the first batch as for a later one) and leaves the
+    directory as it was: the marker stays, so the next open does not run a recovery that would cut."""
     path = tmp_path / "keep-0"
     with open_partition(path, engine=engine) as log:
         for i in range(10):
             log.append([b"x%d" % i * 20], timestamps_ms=[TS + i])
-    victim = parse_batches((path / segment_name(0)).read_bytes())[4]
+    assert read_checkpoint(path)[2] == "keep 0 10"
+    victim = parse_batches((path / segment_name(0)).read_bytes())[victim_index]
     damaged = flip_length(path / segment_name(0), victim.position)
     for _ in range(2):
         with pytest.raises(CorruptBatchError) as info:
@@ -692,11 +686,7 @@ def test_recovery_below_the_checkpoint_lowers_it(engine, tmp_path):
         for i in range(10):
             log.append([b"x%d" % i * 20], timestamps_ms=[TS + i])
     victim = parse_batches((path / segment_name(0)).read_bytes())[5]
-    with open(path / segment_name(0), "r+b") as f:
-        f.seek(victim.position + victim.size - 1)  # the last value byte: a CRC mismatch
-        byte = f.read(1)[0]
-        f.seek(victim.position + victim.size - 1)
-        f.write(bytes([byte ^ 0xFF]))
+    xor_byte(path / segment_name(0), victim.position + victim.size - 1, 0xFF)  # last value byte: bad CRC
     crash(path, 10)
     with open_partition(path, engine=engine) as log:
         assert log.end_offset == 5
@@ -722,8 +712,9 @@ def test_flush_ms_syncs_once_the_interval_passed(engine, tmp_path, open_log):
 @pytest.mark.parametrize("where", ["inside-header", "inside-value"])
 def test_bad_index_entry_below_recovery_point(engine, tmp_path, where):
     """Index files below the recovery point are trusted when they hold whole entries. An entry
-    whose position points inside a batch must still never make a read skip or misplace offsets:
-    the read either finds the right batches or raises CorruptBatchError."""
+    whose position points inside a batch must never make a read skip or misplace offsets: every
+    read that looks through it raises CorruptBatchError naming the file and the bad position,
+    while reads that do not use the entry (its own segment before it, other segments) work."""
     config = {"segment.bytes": 500, "index.interval.bytes": 0}
     path = tmp_path / "badidx-0"
     with open_partition(path, engine=engine, config=config) as log:
@@ -735,11 +726,21 @@ def test_bad_index_entry_below_recovery_point(engine, tmp_path, where):
     (path / segment_name(0, ".index")).write_bytes(struct.pack(">ii", 1, pos))
     with open_partition(path, engine=engine, config=config) as log:
         reads = {
-            "records": (lambda: [r.offset for r in log.records(2, 4)], [2, 3]),
-            "read_columns": (lambda: list(log.read_columns(2, 2).offsets), [2, 3]),
-            "read": (lambda: parse_batches(bytes(memoryview(log.read(2, 1))))[0].base_offset, 2),
-            "offset_for_timestamp": (lambda: log.offset_for_timestamp(TS + 2), 2),
+            "records": lambda: [r.offset for r in log.records(2, 4)],
+            "read_columns": lambda: list(log.read_columns(2, 2).offsets),
+            "read": lambda: parse_batches(bytes(memoryview(log.read(2, 1))))[0].base_offset,
+            "offset_for_timestamp": lambda: log.offset_for_timestamp(TS + 2),
         }
-        for name, (read, want) in reads.items():
-            with contextlib.suppress(CorruptBatchError):
-                assert read() == want, name
+        for name, read in reads.items():
+            with pytest.raises(CorruptBatchError) as info:
+                read()
+            assert Path(info.value.path).name == segment_name(0), name
+            assert Path(info.value.path).parent.resolve() == path.resolve(), name
+            assert info.value.position == pos, name
+        # below the entry in the same segment, and in the other segments, reads are unaffected
+        assert [r.offset for r in log.records(0, 2)] == [0, 1]
+        assert [r.offset for r in log.records(4, 12)] == list(range(4, 12))
+        assert list(log.read_columns(4, 4).offsets) == [4, 5, 6, 7]
+        assert parse_batches(bytes(memoryview(log.read(8, 1))))[0].base_offset == 8
+        assert log.offset_for_timestamp(TS + 5) == 5
+        assert log.offset_for_timestamp(TS + 9) == 9

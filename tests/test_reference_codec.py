@@ -4,21 +4,12 @@ kafka-python's record classes as an independent implementation of the format."""
 
 from __future__ import annotations
 
-import collections.abc
+import array
 import contextlib
 import gzip
 import random
 import struct
 import types
-
-import typing_extensions
-
-# The skeleton's pylog.engine imports collections.abc.Buffer, new in Python 3.12, while
-# pyproject.toml says >= 3.11; give 3.11 the same ABC so the package imports here.
-if not hasattr(collections.abc, "Buffer"):
-    collections.abc.Buffer = typing_extensions.Buffer  # type: ignore[attr-defined]
-
-import array
 import warnings
 
 import cramjam

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import reaped, xor_byte
 
 from pylog.config import LogConfig
 from pylog.errors import (
@@ -366,11 +367,7 @@ def test_recovery_cuts_at_a_flipped_bit(tmp_path: Path, pristine) -> None:
     # every bit flip must be caught
     for at in range(pos + 16, pos + size, 3):
         dst = crash_copy(src, tmp_path / f"flip{at}-0")
-        with open(seg(dst, last_base, ".log"), "r+b") as f:
-            f.seek(at)
-            byte = f.read(1)[0]
-            f.seek(at)
-            f.write(bytes([byte ^ 0x10]))
+        xor_byte(seg(dst, last_base, ".log"), at, 0x10)
         with open_log(dst, segment_bytes=1000) as log:
             assert log.end_offset == base, at
             assert all_records(log) == [r for r in recs if r[0] < base]
@@ -434,12 +431,15 @@ def test_a_crash_inside_a_recovery_cut_recovers_to_the_same_cut(
     def truncate(fd: int, length: int) -> None:
         raise Crash
 
+    real_ftruncate = os.ftruncate  # recovery_module.os is the global os: patched only inside
     with monkeypatch.context() as patch:
         patch.setattr(recovery_module, "delete_segment_files", delete)
         if crash_at == "the cut":
             patch.setattr(recovery_module.os, "ftruncate", truncate)
         with pytest.raises(Crash):
             open_log(dst, segment_bytes=1000)
+    assert os.ftruncate is real_ftruncate, "restored before the reopen, which must really cut"
+    assert len(deletes) == (crash_on_delete or len(bases) - 2), "the crash hit the step under test"
     with open_log(dst, segment_bytes=1000) as log:
         assert bases_of(dst) == bases[:2]
         assert log.end_offset == base
@@ -453,9 +453,7 @@ def test_corruption_below_recovery_point_is_reported_not_cut(tmp_path: Path, pri
     victim = bases[0]
     data = seg(dst, victim, ".log").read_bytes()
     pos, base, last, _, _ = batches(data)[2]
-    with open(seg(dst, victim, ".log"), "r+b") as f:
-        f.seek(pos + 70)
-        f.write(bytes([data[pos + 70] ^ 0xFF]))
+    xor_byte(seg(dst, victim, ".log"), pos + 70, 0xFF)
     with open_log(dst, segment_bytes=1000) as log:
         assert bases_of(dst) == bases
         assert len(seg(dst, victim, ".log").read_bytes()) == len(data)
@@ -706,8 +704,8 @@ def _child(path: Path, tag: str, n: int, mode: str) -> subprocess.Popen:
 
 def test_processes_append_concurrently(tmp_path: Path) -> None:
     path = tmp_path / "proc-0"
-    children = [_child(path, tag, 150, "close") for tag in ("a", "b", "c")]
-    assert [c.wait(120) for c in children] == [0, 0, 0]
+    with reaped([_child(path, tag, 150, "close") for tag in ("a", "b", "c")]) as children:
+        assert [c.wait(120) for c in children] == [0, 0, 0]
     assert (path / CLEAN).exists()
     with open_log(path, segment_bytes=2000, index_interval_bytes=64) as log:
         values = [r.value for r in log.records()]
@@ -726,7 +724,8 @@ def test_processes_append_concurrently(tmp_path: Path) -> None:
 
 def test_acknowledged_appends_survive_a_dead_process(tmp_path: Path) -> None:
     path = tmp_path / "proc-1"
-    assert _child(path, "d", 40, "die").wait(120) == 0
+    with reaped([_child(path, "d", 40, "die")]) as (child,):
+        assert child.wait(120) == 0
     assert not (path / CLEAN).exists()
     with open_log(path, segment_bytes=2000, index_interval_bytes=64) as log:  # recovers
         assert [r.value for r in log.records()] == [b"d-%d" % i for i in range(40)]
@@ -794,3 +793,98 @@ def test_replaced_active_segment_triggers_a_reload(tmp_path: Path) -> None:
         assert a.append([b"f"]) == 5
     finally:
         a.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# what gets fsynced
+
+FS_TS = 1_700_000_000_000
+
+
+@pytest.fixture
+def fsynced(monkeypatch):
+    """Record the path behind every fd the reference modules fsync (they all call ``os.fsync``
+    of the one ``os`` module), still doing the real fsync."""
+    import pylog.reference.checkpoint as checkpoint_module
+    import pylog.reference.log as log_module
+    import pylog.reference.recovery as recovery_module
+
+    real = os.fsync
+    calls: list[str] = []
+
+    def recording(fd: int) -> None:
+        calls.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    assert all(m.os is os for m in (log_module, checkpoint_module, recovery_module))
+    monkeypatch.setattr(os, "fsync", recording)
+    return calls
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to name fsynced fds")
+def test_sync_fsyncs_the_log_the_directory_and_the_checkpoint(tmp_path, fsynced):
+    path = tmp_path / "fs-0"
+    log = open_log(path)
+    try:
+        directory, ckpt_tmp = (
+            str(path.resolve()),
+            str(path.resolve() / "recovery-point-offset-checkpoint.tmp"),
+        )
+        log_file = str(seg(path, 0, ".log").resolve())
+        log.append([b"a", b"b"], timestamps_ms=[FS_TS, FS_TS])
+        log.flush()
+        assert fsynced == [], "flush() writes out, it never fsyncs"
+        assert not (path / "recovery-point-offset-checkpoint").exists() or read_text_offset(path) == 0
+
+        log.sync()  # the first sync after the segment was created: the directory entry too
+        assert log_file in fsynced
+        assert fsynced.index(log_file) < fsynced.index(ckpt_tmp), "data before the checkpoint"
+        assert fsynced[fsynced.index(ckpt_tmp) + 1 :] == [directory], "the checkpoint's rename"
+        assert directory in fsynced[: fsynced.index(ckpt_tmp)], "the new segment's directory entry"
+        assert read_text_offset(path) == 2
+        fsynced.clear()
+
+        log.append([b"c"], timestamps_ms=[FS_TS])
+        log.sync()  # no new file since the last sync: the directory only for the checkpoint
+        assert log_file in fsynced
+        assert fsynced[fsynced.index(ckpt_tmp) :] == [ckpt_tmp, directory]
+        assert directory not in fsynced[: fsynced.index(ckpt_tmp)]
+        assert read_text_offset(path) == 3
+        fsynced.clear()
+
+        log.roll()
+        log.append([b"d"], timestamps_ms=[FS_TS])
+        assert fsynced == []
+        log.sync()  # after a roll: the new segment's file and the directory, then the checkpoint
+        new_file = str(seg(path, 3, ".log").resolve())
+        assert new_file in fsynced
+        assert fsynced.index(new_file) < fsynced.index(ckpt_tmp)
+        assert directory in fsynced[: fsynced.index(ckpt_tmp)]
+        assert fsynced[-1] == directory
+        assert read_text_offset(path) == 4
+    finally:
+        log.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to name fsynced fds")
+def test_flush_messages_one_fsyncs_every_append(tmp_path, fsynced):
+    path = tmp_path / "fm-0"
+    log = open_log(path, **{"flush.messages": 1})
+    try:
+        log_file = str(seg(path, 0, ".log").resolve())
+        ckpt_tmp = str(path.resolve() / "recovery-point-offset-checkpoint.tmp")
+        for i in range(3):
+            fsynced.clear()
+            log.append([b"v%d" % i], timestamps_ms=[FS_TS])
+            assert fsynced.count(log_file) == 1, fsynced
+            assert fsynced.index(log_file) < fsynced.index(ckpt_tmp)
+            assert read_text_offset(path) == i + 1
+        fsynced.clear()
+        log.flush()
+        assert fsynced == []
+    finally:
+        log.close()
+
+
+def read_text_offset(path: Path) -> int:
+    return int((path / "recovery-point-offset-checkpoint").read_text().split()[-1])

@@ -1,10 +1,18 @@
 """Child processes for the crash and multi-process tests (run as a script, never imported by pytest
 as a test module). Modes:
 
-- ``kill ENGINE PATH CONFIG SEED [big]``: append batches forever, printing ``index base`` after each
-  acknowledged append, until the parent SIGKILLs it.
-- ``writer ENGINE PATH CONFIG ID COUNT``: print ``ready`` once open, wait for a line on stdin, append
-  COUNT batches of ``writer_values(ID, i)``, close, print ``done``.
+- ``kill ENGINE PATH CONFIG SEED [big] [step K]``: append batches forever, printing ``index base``
+  after each acknowledged append, until the parent SIGKILLs it. With ``step K``: print ``ready`` once
+  open and wait for a line on stdin before each group of K batches.
+- ``writer ENGINE PATH CONFIG ID COUNT [K]``: print ``ready`` once open, wait for a line on stdin,
+  append COUNT batches of ``writer_values(ID, i)``, close, print ``done``. With K: print each base
+  offset, and wait for another line on stdin before each further group of K batches.
+- ``torn ENGINE PATH CONFIG SEED COUNT``: append COUNT batches like ``kill`` (printing ``index base``),
+  then write the first 2/3 of the encoded next batch at the end of the active segment file, as a
+  crash half-way through a write would leave it, print ``torn BASE SEGMENT GOOD_SIZE CUT`` and
+  SIGKILL itself.
+- ``appender ENGINE PATH CONFIG``: print ``ready``; for each line on stdin append one record and
+  print ``base t`` (``t``: ``time.monotonic()`` right after ``append`` returned); exit at EOF.
 - ``reader ENGINE PATH CONFIG TOTAL``: print ``ready``, wait for a line on stdin, tail the log with
   ``wait_for`` + ``records()`` until TOTAL records were seen (TOTAL -1: until a record whose value
   is ``STOP``); print them as JSON ``[offset, sha1 of the value]``.
@@ -16,7 +24,9 @@ import hashlib
 import json
 import os
 import random
+import signal
 import sys
+import time
 
 CODECS = ("none", "gzip", "lz4", "zstd", "snappy")
 TS = 1_700_000_000_000
@@ -51,24 +61,60 @@ def main(argv: list[str]) -> None:
     mode, engine, path, config = argv[0], argv[1], argv[2], json.loads(argv[3])
     log = open_partition(path, engine=engine, config=config)
     if mode == "kill":
-        seed, big = int(argv[4]), argv[5:] == ["big"]
+        seed, big = int(argv[4]), "big" in argv[5:]
+        step = int(argv[argv.index("step") + 1]) if "step" in argv else 0
+        if step:
+            say("ready")
         i = 0
         while True:
+            if step and i % step == 0 and not sys.stdin.readline():
+                return
             values = batch_values(seed, i, big)
             base = log.append(
                 values, timestamps_ms=[TS + i] * len(values), compression=CODECS[(seed + i) % 5]
             )
             say(f"{i} {base}")
             i += 1
+    elif mode == "torn":
+        from helpers import kafka_build_batch, segment_bases, segment_name
+
+        seed, count = int(argv[4]), int(argv[5])
+        for i in range(count):
+            values = batch_values(seed, i)
+            base = log.append(values, timestamps_ms=[TS + i] * len(values))
+            say(f"{i} {base}")
+        values = batch_values(seed, count)
+        base = log.end_offset
+        batch = kafka_build_batch([(TS, None, v, []) for v in values], base_offset=base)
+        segment = os.path.join(path, segment_name(segment_bases(path)[-1]))
+        fd = os.open(segment, os.O_WRONLY | os.O_APPEND)
+        good_size = os.fstat(fd).st_size
+        cut = len(batch) * 2 // 3  # past the header: the length field promises more than is there
+        assert os.write(fd, batch[:cut]) == cut
+        say(f"torn {base} {os.path.basename(segment)} {good_size} {cut}")
+        os.kill(os.getpid(), signal.SIGKILL)  # the crash: no close, no cleanup
     elif mode == "writer":
         writer_id, count = int(argv[4]), int(argv[5])
+        step = int(argv[6]) if len(argv) > 6 else 0
         say("ready")
         sys.stdin.readline()
         for i in range(count):
+            if step and i and i % step == 0:
+                sys.stdin.readline()
             values = writer_values(writer_id, i)
-            log.append(values, timestamps_ms=[TS + i] * len(values))
+            base = log.append(values, timestamps_ms=[TS + i] * len(values))
+            if step:
+                say(str(base))
         log.close()
         say("done")
+    elif mode == "appender":
+        say("ready")
+        i = 0
+        while sys.stdin.readline():
+            i += 1
+            base = log.append([b"append-%d" % i], timestamps_ms=[TS + i])
+            say(f"{base} {time.monotonic()!r}")
+        log.close()
     elif mode == "reader":
         total = int(argv[4])
         say("ready")
