@@ -51,7 +51,10 @@ class Columns(NamedTuple):
     value_offsets: np.ndarray  # int64[n + 1]
     value_null: np.ndarray  # bool[n]
 
-    def __len__(self) -> int:  # type: ignore[override]
+    @property
+    def num_records(self) -> int:
+        """How many records the columns hold. (``len(columns)`` is 8, as for any 8-field named
+        tuple; overriding it broke ``_replace`` and ``_make``.)"""
         return len(self.offsets)
 
     def key(self, i: int) -> bytes | None:

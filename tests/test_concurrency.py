@@ -66,11 +66,11 @@ def test_threads_append_read_and_wait(open_log):
         while offset < total:
             assert log.wait_for(offset, 60_000)
             cols = log.read_columns(offset, 37)
-            assert len(cols) > 0
-            assert list(cols.offsets) == list(range(offset, offset + len(cols)))
-            for i in range(len(cols)):
+            assert cols.num_records > 0
+            assert list(cols.offsets) == list(range(offset, offset + cols.num_records))
+            for i in range(cols.num_records):
                 assert cols.value(i).startswith(b"w")
-            offset += len(cols)
+            offset += cols.num_records
 
     threads = [threading.Thread(target=append, args=(w,)) for w in range(writers)]
     threads += [threading.Thread(target=tail, args=(n,)) for n in ("t1", "t2")]

@@ -69,7 +69,7 @@ def outcome(call):
 
 
 def columns_tuples(cols):
-    n = len(cols)
+    n = cols.num_records
     return (
         [int(x) for x in cols.offsets],
         [int(x) for x in cols.timestamps],

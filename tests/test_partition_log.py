@@ -133,6 +133,16 @@ def test_records_are_plain_record_tuples(open_log):
         hash(rec)
 
 
+def test_columns_is_a_plain_named_tuple(open_log):
+    log = open_log()
+    log.append([b"a", None, b"ccc"], timestamps_ms=[TS, TS, TS])
+    cols = log.read_columns(0, 10)
+    assert len(cols) == 8 and cols._fields[0] == "offsets"
+    assert cols.num_records == 3
+    assert Columns._make(list(cols)).num_records == 3
+    assert cols._replace(offsets=cols.offsets[:1]).num_records == 1
+
+
 def test_records_ranges(open_log):
     log = open_log()
     want = fill(log, [3, 1, 4, 2])
@@ -234,7 +244,7 @@ def test_read_and_decode_match_records(open_log, engine):
 
 
 def check_columns_layout(cols: Columns) -> None:
-    n = len(cols)
+    n = cols.num_records
     assert isinstance(cols, Columns)
     assert cols.offsets.dtype == np.int64 and cols.offsets.shape == (n,)
     assert cols.timestamps.dtype == np.int64 and cols.timestamps.shape == (n,)
@@ -252,7 +262,8 @@ def check_columns_layout(cols: Columns) -> None:
 
 def columns_as_tuples(cols: Columns) -> list[tuple]:
     return [
-        (int(cols.offsets[i]), int(cols.timestamps[i]), cols.key(i), cols.value(i)) for i in range(len(cols))
+        (int(cols.offsets[i]), int(cols.timestamps[i]), cols.key(i), cols.value(i))
+        for i in range(cols.num_records)
     ]
 
 
@@ -709,7 +720,7 @@ def test_segment_larger_than_a_read_window(open_log):
     assert [r.offset for r in recs] == list(range(1202))
     assert recs[1200].value == big and recs[1201].value == b"tail"
     cols = log.read_columns(0, 5000)
-    assert len(cols) == 1202 and cols.value(1201) == b"tail"
+    assert cols.num_records == 1202 and cols.value(1201) == b"tail"
     assert log.offset_for_timestamp(TS + 1100) == 1100
     assert log.offset_for_timestamp(TS + 5001) == 1201
     assert [r.value for r in log.records(1199)] == [b"%06d" % 1199 + bytes(1000), big, b"tail"]

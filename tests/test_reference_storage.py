@@ -140,8 +140,8 @@ def test_read_columns_across_segments(tmp_path: Path) -> None:
         expected = [r for r in log.records(5)][:40]
         assert cols.offsets.tolist() == [r.offset for r in expected]
         assert cols.timestamps.tolist() == [r.timestamp for r in expected]
-        assert [cols.key(i) for i in range(len(cols))] == [r.key for r in expected]
-        assert [cols.value(i) for i in range(len(cols))] == [r.value for r in expected]
+        assert [cols.key(i) for i in range(cols.num_records)] == [r.key for r in expected]
+        assert [cols.value(i) for i in range(cols.num_records)] == [r.value for r in expected]
         assert cols.key_offsets.dtype.name == "int64" and len(cols.key_offsets) == 41
         assert cols.key_null.tolist() == [r.key is None for r in expected]
         assert len(log.read_columns(60, 10)) == 0
