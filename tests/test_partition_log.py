@@ -284,7 +284,7 @@ def test_read_columns(open_log):
             assert columns_as_tuples(cols) == simple[start : start + limit]
     empty = log.read_columns(end, 10)
     check_columns_layout(empty)
-    assert len(empty) == 0
+    assert empty.num_records == 0
     for bad in (-1, end + 1):
         with pytest.raises(OffsetOutOfRangeError):
             log.read_columns(bad, 10)

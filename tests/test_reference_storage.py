@@ -144,7 +144,7 @@ def test_read_columns_across_segments(tmp_path: Path) -> None:
         assert [cols.value(i) for i in range(cols.num_records)] == [r.value for r in expected]
         assert cols.key_offsets.dtype.name == "int64" and len(cols.key_offsets) == 41
         assert cols.key_null.tolist() == [r.key is None for r in expected]
-        assert len(log.read_columns(60, 10)) == 0
+        assert log.read_columns(60, 10).num_records == 0
 
 
 def test_closed_log_raises(tmp_path: Path) -> None:
