@@ -858,6 +858,8 @@ def test_sync_fsyncs_the_log_the_directory_and_the_checkpoint(tmp_path, fsynced)
         log.sync()  # after a roll: the new segment's file and the directory, then the checkpoint
         new_file = str(seg(path, 3, ".log").resolve())
         assert new_file in fsynced
+        # the roll at the recovery point wrote the old segment's seal entry since the last sync
+        assert str(seg(path, 0, ".timeindex").resolve()) in fsynced
         assert fsynced.index(new_file) < fsynced.index(ckpt_tmp)
         assert directory in fsynced[: fsynced.index(ckpt_tmp)]
         assert fsynced[-1] == directory

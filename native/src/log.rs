@@ -708,9 +708,11 @@ impl PartitionLog {
 
     fn sync_locked(&self, inner: &mut Inner) -> Result<()> {
         let rp = inner.recovery_point;
+        // why the segment holding `rp - 1`: a roll at the recovery point wrote the old
+        // segment's final time-index entry after the last sync
         let from = inner
             .segments
-            .partition_point(|s| s.base_offset <= rp)
+            .partition_point(|s| s.base_offset < rp)
             .saturating_sub(1);
         for seg in &inner.segments[from..] {
             seg.sync()?;

@@ -376,7 +376,9 @@ class PartitionLog:
                 self._sync_locked()
 
     def _sync_locked(self) -> None:
-        first = max(bisect_right(self._bases, self._recovery_point) - 1, 0)
+        # why the segment holding ``recovery_point - 1``: a roll at the recovery point wrote the
+        # old segment's final time-index entry after the last sync
+        first = max(bisect_right(self._bases, self._recovery_point - 1) - 1, 0)
         for segment in self._segments[first:]:
             os.fsync(segment.fd)
             for path in (segment.index_path, segment.time_index_path):
