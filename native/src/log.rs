@@ -397,12 +397,17 @@ impl PartitionLog {
 
     /// Catch up with the files (see the module comment). `writer`: the writer lock is held.
     fn resync(&self, inner: &mut Inner, writer: bool) -> Result<()> {
+        let dir_mtime = dir_mtime_ns(&self.dir_file)?;
+        self.resync_seen(inner, writer, dir_mtime)
+    }
+
+    /// `resync` with the directory mtime already read (`resync_for_read` has it).
+    fn resync_seen(&self, inner: &mut Inner, writer: bool, dir_mtime: i128) -> Result<()> {
         // why the directory mtime: every structural change by another process (a roll creates
         // `{end:020}.log`; retention or a swap unlinks or renames files) changes it. While it
         // equals the mtime of a full look that found nothing (and is old enough that a coarse
         // file-clock tick cannot hide a change), neither a roll nor an unlink happened since:
         // then the size of the active `.log` (one lseek) is all there is to check.
-        let dir_mtime = dir_mtime_ns(&self.dir_file)?;
         let mut quiet = inner.dir_unchanged_since == Some(dir_mtime);
         if !quiet && !writer && inner.segments.len() > 1 {
             let head = &inner.segments[0];
@@ -503,13 +508,11 @@ impl PartitionLog {
     /// (complete and CRC-valid). So a quiet directory needs no look at the tail: one `statx`
     /// instead of two or three syscalls on the random-read path.
     fn resync_for_read(&self, inner: &mut Inner, offset: i64) -> Result<()> {
-        if offset < Self::end_of(inner)
-            && inner.dir_unchanged_since.is_some()
-            && inner.dir_unchanged_since == Some(dir_mtime_ns(&self.dir_file)?)
-        {
+        let dir_mtime = dir_mtime_ns(&self.dir_file)?;
+        if offset < Self::end_of(inner) && inner.dir_unchanged_since == Some(dir_mtime) {
             return Ok(());
         }
-        self.resync(inner, false)
+        self.resync_seen(inner, false, dir_mtime)
     }
 
     fn end_of(inner: &Inner) -> i64 {
