@@ -351,7 +351,7 @@ def bytes_like(obj: object, what: str) -> bytes:
     """
     if type(obj) is bytes:
         return obj
-    not_bytes_like = f"{what} must be bytes-like or None, not {type(obj).__name__}"
+    not_bytes_like = f"{what} must be bytes-like, not {type(obj).__name__}"
     if isinstance(obj, str):
         raise TypeError(not_bytes_like)
     try:

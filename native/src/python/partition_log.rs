@@ -78,7 +78,7 @@ fn extract_bytes<'a>(
         }
     }
     Err(Error::Type(format!(
-        "{} must be bytes-like or None, not {}",
+        "{} must be bytes-like, not {}",
         what(),
         type_name(obj)
     )))
