@@ -539,3 +539,37 @@ def test_last_closer_trims_a_dead_writers_tail(engine, tmp_path, tail):
         assert again.append([b"z"], timestamps_ms=[TS]) == 3
         assert [r.offset for r in again.records()] == [0, 1, 2, 3]
     assert [b.base_offset for b in parse_batches(log_file.read_bytes())] == [0, 1, 2, 3]
+
+
+def test_native_engine_releases_the_gil_during_long_work(tmp_path):
+    """While one thread is inside a long native call (columnar decode of ~40 MB), another Python
+    thread keeps running. Holding the GIL there would freeze it for the whole call."""
+    skip_if_engine_missing("native")
+    values = [bytes([i % 251]) * 100 for i in range(1000)]
+    with open_partition(tmp_path / "gil-0", engine="native") as log:
+        for _ in range(400):
+            log.append(values, timestamps_ms=[TS] * 1000)
+        spins = [0]
+        stop = threading.Event()
+
+        def spin():
+            while not stop.is_set():
+                spins[0] += 1
+
+        spinner = threading.Thread(target=spin)
+        spinner.start()
+        try:
+            progress = []
+            for _ in range(3):
+                before = spins[0]
+                start = time.perf_counter()
+                cols = log.read_columns(0, 400_000)
+                elapsed = time.perf_counter() - start
+                assert cols.num_records == 400_000
+                progress.append((spins[0] - before, elapsed))
+        finally:
+            stop.set()
+            spinner.join(10)
+        # the spinner manages millions of increments a second when it has the GIL; a native call
+        # that kept the GIL would leave it at ~0 for the whole call
+        assert max(n / secs for n, secs in progress) > 100_000, progress
