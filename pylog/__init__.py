@@ -4,7 +4,8 @@ Start with ``pylog.engine.open_partition(path)``; the on-disk format is Kafka's,
 """
 
 from pylog.config import LogConfig
-from pylog.engine import Columns, PartitionLog, Record, decode_records, open_partition
+from pylog.engine import decode_records, open_partition
+from pylog.partition import Columns, PartitionLog, Record
 from pylog.errors import (
     CorruptBatchError,
     InternalError,

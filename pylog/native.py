@@ -14,7 +14,7 @@ import numpy as np
 
 from pylog import _native
 from pylog.config import LogConfig, resolve_codec
-from pylog.engine import BytesLike, Columns, Header, Record, check_record_range, timestamps_from_array
+from pylog.partition import BytesLike, Columns, Header, Record, check_record_range, timestamps_from_array
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -24,7 +24,7 @@ RECORDS_CHUNK_BYTES = 1 << 20
 
 
 class NativePartitionLog:
-    """A partition log served by the Rust engine (see ``pylog.engine.PartitionLog``)."""
+    """A partition log served by the Rust engine (see ``pylog.partition.PartitionLog``)."""
 
     def __init__(self, path: str, config: LogConfig):
         self._config = config

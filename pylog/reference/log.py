@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pylog.config import LogConfig, resolve_codec
-from pylog.engine import BytesLike, Columns, Header, Record, check_record_range
+from pylog.partition import BytesLike, Columns, Header, Record, check_record_range
 from pylog.errors import (
     CorruptBatchError,
     LogClosedError,
@@ -72,7 +72,7 @@ def _as_int(value: object, name: str) -> int:
 
 
 class PartitionLog:
-    """A partition log served by the pure-Python engine (see ``pylog.engine.PartitionLog``)."""
+    """A partition log served by the pure-Python engine (see ``pylog.partition.PartitionLog``)."""
 
     def __init__(self, path: str, config: LogConfig):
         self._path = os.fspath(path)

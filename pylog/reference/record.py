@@ -35,7 +35,7 @@ import crc32c as _crc32c_mod
 import numpy as np
 
 from pylog.config import CODEC_IDS
-from pylog.engine import Record, timestamps_from_array
+from pylog.partition import Record, timestamps_from_array
 from pylog.errors import (
     CorruptBatchError,
     InvalidConfigError,

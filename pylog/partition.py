@@ -1,0 +1,145 @@
+"""The partition-log contract both engines implement: shared types and argument checks.
+
+A leaf module (it imports nothing of the engines), so ``pylog.engine`` (which chooses and opens an
+engine), ``pylog.native`` and ``pylog.reference`` all import from here without an import circle.
+The behaviour contract is docs/partition-log.md.
+
+- ``Record``: one record as a consumer sees it; ``Columns``: records as Arrow-layout columns.
+- ``PartitionLog``: the protocol of one topic-partition directory (thread-safe; several processes
+  may open one directory).
+- ``check_record_range`` / ``timestamps_from_array``: argument checks shared by both engines, so
+  both raise the same error for the same bad argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from pylog.config import LogConfig
+from pylog.errors import InvalidRecordError, OffsetOutOfRangeError
+
+if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; the typing_extensions stub serves 3.11
+    from typing_extensions import Buffer
+
+INT64_MAX = 2**63 - 1
+
+BytesLike = bytes | bytearray | memoryview
+Header = tuple[str, bytes | None]
+
+
+class Record(NamedTuple):
+    """One record as a consumer sees it (kafka-python's ConsumerRecord fields, minus topic)."""
+
+    offset: int
+    timestamp: int
+    timestamp_type: int  # 0 CreateTime, 1 LogAppendTime
+    key: bytes | None
+    value: bytes | None
+    headers: list[Header]
+
+
+class Columns(NamedTuple):
+    """Records as columns (Arrow's binary layout for keys and values); no object per record."""
+
+    offsets: np.ndarray  # int64[n]
+    timestamps: np.ndarray  # int64[n]
+    keys: np.ndarray  # uint8, all keys back to back
+    key_offsets: np.ndarray  # int64[n + 1]; key i is keys[key_offsets[i]:key_offsets[i + 1]]
+    key_null: np.ndarray  # bool[n]
+    values: np.ndarray  # uint8
+    value_offsets: np.ndarray  # int64[n + 1]
+    value_null: np.ndarray  # bool[n]
+
+    @property
+    def num_records(self) -> int:
+        """How many records the columns hold. (``len(columns)`` is 8, as for any 8-field named
+        tuple; overriding it broke ``_replace`` and ``_make``.)"""
+        return len(self.offsets)
+
+    def key(self, i: int) -> bytes | None:
+        return (
+            None if self.key_null[i] else self.keys[self.key_offsets[i] : self.key_offsets[i + 1]].tobytes()
+        )
+
+    def value(self, i: int) -> bytes | None:
+        if self.value_null[i]:
+            return None
+        return self.values[self.value_offsets[i] : self.value_offsets[i + 1]].tobytes()
+
+
+@runtime_checkable
+class PartitionLog(Protocol):
+    """One topic-partition directory. Thread-safe; several processes may open the same directory."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def config(self) -> LogConfig: ...
+    @property
+    def start_offset(self) -> int: ...
+    @property
+    def end_offset(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+
+    def append(
+        self,
+        values: Sequence[BytesLike | None],
+        *,
+        keys: Sequence[BytesLike | None] | None = None,
+        headers: Sequence[Iterable[Header]] | None = None,
+        timestamps_ms: Sequence[int] | np.ndarray | None = None,
+        compression: str | None = None,
+    ) -> int: ...
+    def append_raw(self, batch: Buffer) -> int: ...
+    def read(self, offset: int, max_bytes: int) -> memoryview: ...
+    def records(self, start_offset: int | None = None, end_offset: int | None = None) -> Iterator[Record]: ...
+    def read_columns(self, offset: int, max_records: int) -> Columns: ...
+    def offset_for_timestamp(self, ts_ms: int) -> int | None: ...
+    def roll(self) -> None: ...
+    def flush(self) -> None: ...
+    def sync(self) -> None: ...
+    def wait_for(self, offset: int, timeout_ms: int) -> bool: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> PartitionLog: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def check_record_range(
+    start_offset: int | None, end_offset: int | None, log_start: int, log_end: int
+) -> tuple[int, int]:
+    """Resolve ``records(start_offset, end_offset)`` bounds (docs/partition-log.md, Reading)."""
+    start = log_start if start_offset is None else _as_offset(start_offset)
+    end = log_end if end_offset is None else min(_as_offset(end_offset), log_end)
+    if not log_start <= start <= log_end:
+        raise OffsetOutOfRangeError(f"offset {start} is outside the log [{log_start}, {log_end}]")
+    if end < start:
+        raise OffsetOutOfRangeError(f"end offset {end_offset} is below start offset {start}")
+    return start, end
+
+
+def _as_offset(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"offsets are integers, not {type(value).__name__}")
+    return int(value)
+
+
+def timestamps_from_array(timestamps_ms: np.ndarray) -> list:
+    """``append(timestamps_ms=array)`` for both engines: a 1-D integer array within [0, 2**63-1]
+    (vectorized check) becomes a list of ints; an object array a list of its items (checked per
+    item later); anything else raises ``InvalidRecordError``."""
+    if timestamps_ms.ndim != 1:
+        raise InvalidRecordError("timestamps_ms must be a one-dimensional array")
+    kind = timestamps_ms.dtype.kind
+    if kind in "iu":
+        if timestamps_ms.size and (
+            (kind == "i" and timestamps_ms.min() < 0) or (kind == "u" and timestamps_ms.max() > INT64_MAX)
+        ):
+            raise InvalidRecordError("timestamps_ms outside [0, 2**63-1]")
+        return timestamps_ms.tolist()
+    if kind == "O":
+        return list(timestamps_ms)
+    raise InvalidRecordError(f"timestamps_ms must hold integers, not {timestamps_ms.dtype}")
