@@ -3,8 +3,8 @@
 One source of truth for both engines: ``LogConfig.from_mapping`` validates what the user gave and
 ``LogConfig.to_kafka_dict`` hands the normalized values (ints, floats, lower-case strings) to the
 native engine, which re-checks types and ranges only as a guard against being called directly.
-Defaults are Kafka's (storage/.../internals/log/LogConfig.java, server-common/.../ServerLogConfigs.java).
-§2.8.
+Defaults are Kafka's (apache/kafka storage/src/main/java/org/apache/kafka/storage/internals/log/LogConfig.java
+and server-common/src/main/java/org/apache/kafka/server/config/ServerLogConfigs.java).
 """
 
 from __future__ import annotations
