@@ -3,7 +3,20 @@
 //! Linux, so they interoperate with Python's `fcntl.flock`.
 //!
 //! - `.pylog.lock`: the **writer lock**, held exclusively for one append / roll / sync / open /
-//!   close. Readers never take it.
+//!   close. Readers never take it. flock is what detects a dead writer (the kernel drops its
+//!   lock with its last descriptor); `WriterLock` layers a fair handoff over it, because flock
+//!   wakes its waiters without order and a writer in a tight loop re-takes the lock before the
+//!   woken waiter runs (one writer could starve another for seconds). The handoff, all in
+//!   `.pylog.shm` (shared_state.rs) plus a flock on that file:
+//!   1. an acquirer first tries `LOCK_EX | LOCK_NB`; if that fails it registers as waiting (a
+//!      *shared* flock on `.pylog.shm`, dropped by the kernel if it dies, and the
+//!      `waiting_hint` word), then blocks in `LOCK_EX`; whoever gets the lock bumps `grants`;
+//!   2. a releaser that finds the hint set tests for registered waiters (`LOCK_EX | LOCK_NB` on
+//!      `.pylog.shm` fails while one holds it shared); if there is one, its next acquire first
+//!      sleeps on `grants` (futex) until another writer took the lock, at most `YIELD_MAX`.
+//!   The hint is cleared before the test and set again when waiters remain, so a waiter that
+//!   registers concurrently is at worst missed for one round (fairness only, never safety: the
+//!   flock alone provides mutual exclusion, and a dead waiter's registration vanishes with it).
 //! - `.pylog.open`: the **open registration**. Every open log holds a shared lock on it. Under the
 //!   writer lock, a successful non-blocking exclusive lock means "no other process has this
 //!   directory open": the first opener (who recovers) or the last closer (who writes the marker).
@@ -13,8 +26,16 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::error::{IoContext, Result};
+use crate::shared_state::SharedState;
+
+/// Longest a releasing writer leaves the lock to a registered waiter before taking it again
+/// (a waiter that is slow to be scheduled, or dead, must not stall writers).
+pub const YIELD_MAX: Duration = Duration::from_millis(5);
 
 pub const WRITER_LOCK_FILE: &str = ".pylog.lock";
 pub const OPEN_LOCK_FILE: &str = ".pylog.open";
@@ -84,6 +105,87 @@ impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         // why: an unlock failure cannot be reported from drop; closing the file releases it anyway.
         let _ = self.lock.file.unlock();
+    }
+}
+
+/// The writer lock with the fair handoff described in the module header. One per log object;
+/// callers serialise their own threads (log.rs holds a mutex around it).
+#[derive(Debug)]
+pub struct WriterLock {
+    file: LockFile,
+    shared: Arc<SharedState>,
+    /// `grants` seen at a release that left the lock to a waiter (`NO_YIELD`: none).
+    yield_at: AtomicU64,
+}
+
+const NO_YIELD: u64 = u64::MAX;
+
+impl WriterLock {
+    pub fn new(file: LockFile, shared: Arc<SharedState>) -> WriterLock {
+        WriterLock {
+            file,
+            shared,
+            yield_at: AtomicU64::new(NO_YIELD),
+        }
+    }
+
+    /// Block until the writer lock is held (after yielding to a waiter if the last release
+    /// found one); released when the guard drops.
+    pub fn acquire(&self) -> Result<WriterGuard<'_>> {
+        let seen = self.yield_at.swap(NO_YIELD, Ordering::AcqRel);
+        if seen != NO_YIELD {
+            let seen = seen as u32;
+            let deadline = Instant::now() + YIELD_MAX;
+            while self.shared.grants() == seen {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                self.shared.wait_for_grant(seen, deadline - now);
+            }
+        }
+        if !self.file.try_exclusive()? {
+            let shm = self.shared.file();
+            shm.lock_shared()
+                .io_context(|| "registering as a waiting writer".to_owned())?;
+            self.shared.set_waiting_hint(true);
+            let locked = self.file.file.lock();
+            let _ = shm.unlock();
+            locked.io_context(|| format!("locking {}", self.file.path.display()))?;
+        }
+        self.shared.note_grant();
+        Ok(WriterGuard { lock: self })
+    }
+
+    fn release(&self) {
+        if self.shared.take_waiting_hint() {
+            match self.shared.file().try_lock() {
+                Ok(()) => {
+                    let _ = self.shared.file().unlock();
+                }
+                Err(TryLockError::WouldBlock) => {
+                    self.shared.set_waiting_hint(true);
+                    self.yield_at
+                        .store(u64::from(self.shared.grants()), Ordering::Release);
+                }
+                Err(TryLockError::Error(_)) => {}
+            }
+        }
+        // why ignored: an unlock failure cannot be reported from drop; closing the file
+        // releases the lock anyway.
+        let _ = self.file.unlock();
+    }
+}
+
+/// Holds the writer lock until dropped.
+#[derive(Debug)]
+pub struct WriterGuard<'a> {
+    lock: &'a WriterLock,
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.release();
     }
 }
 

@@ -1,25 +1,46 @@
 //! The partition log: one topic-partition directory of segments (docs/partition-log.md).
 //!
 //! State lives in `Inner` behind one mutex; the segments are sorted by base offset and the last
-//! one is active. Every operation first re-syncs with the disk (another process may have
-//! appended, rolled or replaced files): `fstat` of the active `.log` (link count 0 → reload
-//! the directory), a CRC-checked scan of complete batches past the known size, and a check for
-//! `{end:020}.log` (another process rolled). Writers do this under the writer lock
-//! (`.pylog.lock`) and repair what a dead writer left (a torn tail is truncated, missing index
-//! entries are appended); readers never take that lock and just ignore a torn tail. A tail is
-//! torn only at or above the recovery point: bytes that do not frame below it were synced whole,
-//! so they are corruption (`CorruptBatch`, nothing cut; see `check_tail`).
+//! one is active. Other processes (and other log objects in this one) append, roll and repair the
+//! same files, so an operation first catches up with them. What it looks at is decided by the
+//! shared coordination page `.pylog.shm` (shared_state.rs; Linux only):
+//! - the **layout generation**: when it equals the even value this object cached, the segment
+//!   set it holds is the directory's (no system call). Otherwise (changed, odd = a change in
+//!   progress or a writer that died mid-change, or a page that fails its magic check) the
+//!   segment set is refreshed from a directory listing, reusing segments whose `.log` still has
+//!   the same inode and reopening the others: a replaced middle segment (a compaction swap) is
+//!   noticed before the next read;
+//! - the **tail**: the active `.log`'s length (`fstat`) and a CRC-checked scan of complete
+//!   batches past the known size. A random `read` below the known end skips this too: bytes
+//!   appended since cannot change what it returns, and no process ever cuts a batch that another
+//!   could have accepted (complete and CRC-valid).
 //!
-//! Appends: one encode into a reusable buffer, one positional `write` at the tail, O(1) index
-//! work; the flush policy (`flush.messages`, `flush.ms`) may then `sync()`. Reads return whole
-//! batches: a range of an `Arc<Mmap>` for a sealed segment, a `pread` copy for the active one.
+//! Writers hold the writer lock (lock.rs: flock plus a fair handoff) and repair what a dead
+//! writer left: a page left inconsistent is rebuilt from the files, a torn tail is truncated
+//! (only ever in the last segment, after checking nobody rolled past it: a sealed segment is
+//! never cut), missing index entries are appended. A tail is torn only at or above the recovery
+//! point: bytes that do not frame below it were synced whole, so they are corruption
+//! (`CorruptBatch`, nothing cut; see `check_tail`). Readers never take the writer lock and just
+//! ignore a torn tail.
+//!
+//! Lock order: `writer` (this object's writing threads) → the writer lock (other processes) →
+//! `inner`. `inner` is never held while waiting for the writer lock, so reads in this process
+//! never wait for another process's writer; a reader waits at most for one batch's `pwrite`.
+//!
+//! Appends: one encode into a reusable buffer (before any lock but `writer`), one positional
+//! `write` at the tail, O(1) index work, then the tail is published on the page and waiters are
+//! woken (futex); the flush policy (`flush.messages`, `flush.ms`) may then `sync()`. Reads return
+//! whole batches: a range of an `Arc<Mmap>` for a sealed segment, a `pread` copy for the active
+//! one. `wait_for` sleeps on the page's futex word (no polling), looking at the files at least
+//! every `WAKE_FALLBACK_MS` (writers that do not speak the protocol, a writer that died between
+//! its write and its wake-up).
 
 use std::fs;
-use std::io::{ErrorKind, Seek, SeekFrom};
+use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::checkpoint;
@@ -27,16 +48,15 @@ use crate::columns::ColumnsBuilder;
 use crate::compression::Codec;
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
-use crate::lock::{LockFile, OPEN_LOCK_FILE, WRITER_LOCK_FILE};
+use crate::lock::{LockFile, WriterLock, OPEN_LOCK_FILE, WRITER_LOCK_FILE};
 use crate::record::{self, BatchHeader, RecordSpec, RecordView};
 use crate::recovery;
 use crate::segment::{
     ScanEnd, Segment, SegmentBytes, LOG_SUFFIX, LOOKUP_CHUNK_BYTES, MAX_RELATIVE_OFFSET,
     SCAN_CHUNK_BYTES,
 };
+use crate::shared_state::{SharedState, Tail, WAKE_FALLBACK_MS};
 
-/// How often `wait_for` re-checks the disk for other processes' appends.
-pub const WAIT_POLL_MS: u64 = 2;
 /// Longest `wait_for` timeout honoured (ten years).
 pub const MAX_WAIT_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 /// Smallest `pread` window of a `read` in the active segment (covers an index gap of
@@ -46,27 +66,6 @@ const READ_WINDOW_MIN_BYTES: usize = 4 << 10;
 const READ_WINDOW_SLACK_BYTES: usize = 2 << 10;
 /// Bytes of batches decoded per planning step of `read_columns`.
 const COLUMNS_CHUNK_BYTES: u64 = 4 << 20;
-
-/// A directory mtime must be this much older than the wall clock before an unchanged mtime is
-/// trusted to mean "nothing was created, removed or renamed since". why: file times come from
-/// a coarse clock (a jiffy on ext4, xfs, btrfs, tmpfs), so a change right after a look can carry
-/// the same mtime. A filesystem with whole-second times (ext3, FAT, some NFS) shows a zero
-/// nanosecond part; such an mtime must be `DIR_MTIME_SETTLE_COARSE_NS` old instead.
-const DIR_MTIME_SETTLE_NS: i128 = 100_000_000;
-const DIR_MTIME_SETTLE_COARSE_NS: i128 = 2_100_000_000;
-
-fn now_ns() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
-}
-
-fn dir_mtime_ns(dir: &fs::File) -> Result<i128> {
-    let m = dir
-        .metadata()
-        .io_context(|| "stat of the partition directory".to_owned())?;
-    Ok(i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()))
-}
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -114,28 +113,36 @@ impl RecordsChunk {
 
 struct Inner {
     segments: Vec<Segment>,
-    /// Directory mtime (ns) at a look that found no `{end:020}.log` (see `resync`).
-    dir_unchanged_since: Option<i128>,
+    /// The layout generation the segment set was last refreshed at (None: refresh next time).
+    known_generation: Option<u32>,
     open_lock: Option<LockFile>,
     recovery_point: i64,
     last_sync: Instant,
     /// Files were created, deleted or renamed since the last sync.
     dir_dirty: bool,
+    scratch: Vec<u8>,
+}
+
+/// Buffers of this object's writing threads (guarded by `PartitionLog::writer`).
+#[derive(Default)]
+struct WriterScratch {
     encode_buf: Vec<u8>,
     scratch: Vec<u8>,
 }
 
 pub struct PartitionLog {
     dir: PathBuf,
-    /// The directory itself, for a cheap `fstat` of its mtime.
-    dir_file: fs::File,
     config: LogConfig,
-    /// `.pylog.lock`; outside the mutex so its guard does not borrow the state.
-    writer_lock: LockFile,
+    /// `.pylog.shm`, mapped (shared with `writer_lock`).
+    shared: Arc<SharedState>,
+    /// `.pylog.lock` with the fair handoff; outside the mutexes so its guard borrows no state.
+    writer_lock: WriterLock,
+    /// Serialises this object's writers (flock is per open file: two threads of one object
+    /// would both "hold" it) and owns their buffers; taken before the writer lock.
+    writer: Mutex<WriterScratch>,
     inner: Mutex<Inner>,
-    appended: Condvar,
-    /// Set once by `close` (with `inner` held). why outside the mutex: `closed` and the Python
-    /// boundary's checks must not wait behind an append that waits for another process's lock.
+    /// Set once by `close`. why outside the mutexes: `closed` and the Python boundary's checks
+    /// must not wait behind an append that waits for another process's lock.
     closed: AtomicBool,
 }
 
@@ -216,6 +223,10 @@ const EACCES: i32 = 13;
 /// it. Below it they were synced whole, so they are corrupt: `CorruptBatch`, nothing is cut.
 /// The checkpoint file is re-read (only on this rare path): another process may have advanced
 /// the recovery point beyond `recovery_point`, the one this process knows.
+///
+/// Returns true when the writer found that another process has rolled past this segment (a
+/// later `.log` exists): then nothing is cut, because the segment is sealed and others may have
+/// it mapped (cutting it would be their SIGBUS); the caller refreshes its segment set.
 fn check_tail(
     dir: &Path,
     config: &LogConfig,
@@ -223,9 +234,9 @@ fn check_tail(
     end: ScanEnd,
     recovery_point: i64,
     writer: bool,
-) -> Result<()> {
+) -> Result<bool> {
     if end == ScanEnd::Clean {
-        return Ok(());
+        return Ok(false);
     }
     let synced = recovery_point.max(checkpoint::read_recovery_point(dir)?.unwrap_or(0));
     if seg.next_offset < synced {
@@ -238,8 +249,15 @@ fn check_tail(
             .io_context(|| format!("stat {}", seg.log_path.display()))?
             .len();
         if seg.scan_tail(config, len)? == ScanEnd::Clean {
-            return Ok(());
+            return Ok(false);
         }
+    }
+    if writer
+        && recovery::segment_bases(dir)?
+            .iter()
+            .any(|&b| b > seg.base_offset)
+    {
+        return Ok(true);
     }
     if seg.next_offset < synced {
         return Err(Error::CorruptBatch {
@@ -254,37 +272,141 @@ fn check_tail(
     if writer {
         seg.truncate_to_size()?;
     }
-    Ok(())
+    Ok(false)
 }
 
-/// Load the segments of `dir` (no recovery): all but the last sealed, the last derived from its
-/// bytes (framing only; a torn tail is left for the next writer's tail sync, bytes that do not
-/// frame below the recovery point are `CorruptBatch`). Creates segment 0 in an empty directory
-/// (only ever with the writer lock held).
-fn load_segments(
+fn end_of(inner: &Inner) -> i64 {
+    inner.segments.last().expect("segment").next_offset
+}
+
+fn start_of(inner: &Inner) -> i64 {
+    inner.segments[0].base_offset
+}
+
+fn tail_of(inner: &Inner) -> Tail {
+    let active = inner.segments.last().expect("segment");
+    Tail {
+        end_offset: active.next_offset,
+        active_base: active.base_offset,
+        active_size: active.size,
+    }
+}
+
+/// Make `inner.segments` the directory's segment set: segments whose `.log` still has the same
+/// inode are kept (an active one that another process sealed takes in its last batches and is
+/// sealed here too), the others are (re)opened: sealed ones as they are, the last one derived
+/// from its bytes (framing only; a torn tail is left for the next writer's tail sync, bytes that
+/// do not frame below the recovery point are `CorruptBatch`). A writer creates segment 0 in an
+/// empty directory; a reader that finds no segment keeps what it has and returns false.
+///
+/// The generation is read before and after the listing: if it was not stable, or moved, the
+/// result is not cached (`known_generation = None`) and the segments opened meanwhile are
+/// marked for reopening, since they may be half of another process's change.
+fn refresh_segments(
     dir: &Path,
     config: &LogConfig,
-    recovery_point: i64,
-) -> Result<(Vec<Segment>, bool)> {
-    let bases = recovery::segment_bases(dir)?;
-    let mut created = false;
-    let mut segments = Vec::with_capacity(bases.len().max(1));
-    for (i, &base) in bases.iter().enumerate() {
-        let last = i + 1 == bases.len();
-        let mut seg = Segment::open(dir, base, !last)?;
-        if last {
-            let end = seg.derive_active(config)?;
-            check_tail(dir, config, &mut seg, end, recovery_point, false)?;
-        } else {
-            seg.next_offset = bases[i + 1];
+    shared: &SharedState,
+    inner: &mut Inner,
+    writer: bool,
+) -> Result<bool> {
+    let before = shared.stable_generation();
+    let mut bases = recovery::segment_bases(dir)?;
+    if bases.is_empty() {
+        if !writer {
+            inner.known_generation = None;
+            return Ok(false);
         }
-        segments.push(seg);
+        shared.begin_change();
+        inner.segments.clear();
+        inner.segments.push(Segment::create(dir, 0)?);
+        inner.dir_dirty = true;
+        shared.end_change();
+        bases.push(0);
+    }
+    let mut old = std::mem::take(&mut inner.segments);
+    let mut segments = Vec::with_capacity(bases.len());
+    let result = (|| {
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let path = Segment::path_for(dir, base, LOG_SUFFIX);
+            let id = match fs::metadata(&path) {
+                Ok(m) => Some((m.dev(), m.ino())),
+                Err(e) if e.kind() == ErrorKind::NotFound => None,
+                Err(e) => return Err(e).io_context(|| format!("stat {}", path.display())),
+            };
+            let reuse = old
+                .iter()
+                .position(|s| s.base_offset == base && Some(s.file_id) == id && s.opened_stable);
+            let mut seg = match reuse {
+                Some(j) if !(last && old[j].sealed) => {
+                    let mut seg = old.swap_remove(j);
+                    if !last && !seg.sealed {
+                        // another process rolled past our active segment: its last batches
+                        // first (framing and CRC, as any tail sync), then seal it
+                        let len = seg
+                            .file
+                            .metadata()
+                            .io_context(|| format!("stat {}", seg.log_path.display()))?
+                            .len();
+                        seg.scan_tail(config, len)?;
+                        seg.seal(writer)?;
+                    }
+                    seg
+                }
+                _ => {
+                    let mut seg = match Segment::open(dir, base, !last) {
+                        Ok(seg) => seg,
+                        // raced a change of the directory: the next refresh sees the result
+                        Err(Error::Io { source, .. })
+                            if source.kind() == ErrorKind::NotFound && !writer =>
+                        {
+                            inner.known_generation = None;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    if last {
+                        let end = seg.derive_active(config)?;
+                        check_tail(dir, config, &mut seg, end, inner.recovery_point, false)?;
+                    }
+                    seg.opened_stable = false; // decided below
+                    seg
+                }
+            };
+            if !last {
+                seg.next_offset = bases[i + 1];
+            }
+            segments.push(seg);
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // keep a usable state: what we had, to be refreshed again next time
+        if inner.segments.is_empty() {
+            inner.segments = if segments.is_empty() { old } else { segments };
+            inner.segments.sort_by_key(|s| s.base_offset);
+        }
+        inner.known_generation = None;
+        return Err(e);
     }
     if segments.is_empty() {
-        segments.push(Segment::create(dir, 0)?);
-        created = true;
+        inner.segments = old;
+        inner.known_generation = None;
+        return Ok(false);
     }
-    Ok((segments, created))
+    let after = shared.stable_generation();
+    let stable = before.is_some() && before == after;
+    for seg in &mut segments {
+        if !seg.opened_stable {
+            seg.opened_stable = stable || writer;
+        }
+    }
+    inner.segments = segments;
+    inner.dir_dirty = true;
+    inner.known_generation = if stable { after } else { None };
+    let end = end_of(inner);
+    inner.recovery_point = inner.recovery_point.min(end);
+    Ok(true)
 }
 
 impl PartitionLog {
@@ -303,10 +425,17 @@ impl PartitionLog {
         let dir = dir.as_ref().to_path_buf();
         ensure_dir(&dir)?;
         check_writable(&dir)?;
-        let writer_lock = LockFile::open(&dir, WRITER_LOCK_FILE)?;
-        let guard = writer_lock.exclusive()?;
+        let lock_file = LockFile::open(&dir, WRITER_LOCK_FILE)?;
+        let guard = lock_file.exclusive()?;
+        let shared = Arc::new(SharedState::open(&dir)?);
         let open_lock = LockFile::open(&dir, OPEN_LOCK_FILE)?;
         let first = open_lock.try_exclusive()?;
+        // why: the first opener's page describes files recovery may change; a page another
+        // process left half-changed (it died) or damaged is rebuilt from the files too.
+        let rebuild = first || !shared.is_consistent();
+        if rebuild {
+            shared.begin_rebuild();
+        }
         let checkpointed = checkpoint::read_recovery_point(&dir)?;
         let mut recovery_point = None;
         let clean = first && checkpoint::clean_shutdown_exists(&dir);
@@ -317,43 +446,43 @@ impl PartitionLog {
             recovery_point = Some(checkpointed.unwrap_or(0));
         }
         open_lock.shared()?;
-        // (torn-tail checks inside re-read the checkpoint, so 0 is fine as what we know here)
-        let (segments, created) = load_segments(&dir, &config, 0)?;
+        let mut inner = Inner {
+            segments: Vec::new(),
+            known_generation: None,
+            open_lock: Some(open_lock),
+            // (torn-tail checks re-read the checkpoint, so 0 is fine as what we know here)
+            recovery_point: 0,
+            last_sync: Instant::now(),
+            dir_dirty: first,
+            scratch: Vec::new(),
+        };
+        refresh_segments(&dir, &config, &shared, &mut inner, true)?;
         if clean {
             // why after the load: if the bytes are corrupt below the recovery point, open fails
             // and the marker stays, so the next open does not run a recovery that cuts synced data
             checkpoint::remove_clean_shutdown(&dir)?;
         }
-        let end = segments.last().expect("at least one segment").next_offset;
+        let end = end_of(&inner);
         let recovery_point = recovery_point.unwrap_or(end).min(end);
+        inner.recovery_point = recovery_point;
         if first && !clean && checkpointed.is_some_and(|c| c > recovery_point) {
             // why: recovery cut below the checkpoint; the file must not claim offsets that are
             // gone, or a later torn tail there could never be cut (`check_tail`).
             checkpoint::write_recovery_point(&dir, recovery_point)?;
         }
-        // why: the marker's removal or recovery changed the directory (or nothing did and one
-        // extra directory fsync at the next sync is cheap).
-        let dir_dirty = created || first;
+        if rebuild {
+            shared.publish(tail_of(&inner));
+            shared.end_change();
+        }
+        inner.known_generation = shared.stable_generation();
         drop(guard);
-        let writer_lock = writer_lock;
-        let dir_file =
-            fs::File::open(&dir).io_context(|| format!("opening directory {}", dir.display()))?;
         Ok(PartitionLog {
             dir,
-            dir_file,
             config,
-            writer_lock,
-            inner: Mutex::new(Inner {
-                segments,
-                dir_unchanged_since: None,
-                open_lock: Some(open_lock),
-                recovery_point,
-                last_sync: Instant::now(),
-                dir_dirty,
-                encode_buf: Vec::new(),
-                scratch: Vec::new(),
-            }),
-            appended: Condvar::new(),
+            writer_lock: WriterLock::new(lock_file, shared.clone()),
+            shared,
+            writer: Mutex::new(WriterScratch::default()),
+            inner: Mutex::new(inner),
             closed: AtomicBool::new(false),
         })
     }
@@ -374,76 +503,81 @@ impl PartitionLog {
         Ok(g)
     }
 
+    fn lock_writer(&self) -> Result<MutexGuard<'_, WriterScratch>> {
+        let g = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed(self.dir.clone()));
+        }
+        Ok(g)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
 
     // ---- re-sync with the disk -------------------------------------------------------------
 
-    /// Reload the segments from the directory; false when a reader found no segment there (it
-    /// never creates files, so it keeps what it has and stops re-syncing for this call).
+    /// Reopen every segment from the directory (the active one shrank or was unlinked); false
+    /// when a reader found no segment there (it never creates files, so it keeps what it has).
     fn reload(&self, inner: &mut Inner, writer: bool) -> Result<bool> {
         if !writer && recovery::segment_bases(&self.dir)?.is_empty() {
             return Ok(false);
         }
-        let (segments, _) = load_segments(&self.dir, &self.config, inner.recovery_point)?;
-        inner.segments = segments;
-        inner.dir_unchanged_since = None;
-        inner.dir_dirty = true;
-        let end = inner.segments.last().expect("segment").next_offset;
-        inner.recovery_point = inner.recovery_point.min(end);
-        Ok(true)
+        inner.segments.clear();
+        refresh_segments(&self.dir, &self.config, &self.shared, inner, writer)
+    }
+
+    /// Writer lock held: repair a page a dead writer left half-changed (or that is damaged)
+    /// from the files, then catch up like any operation.
+    fn writer_resync(&self, inner: &mut Inner) -> Result<()> {
+        if !self.shared.is_consistent() {
+            self.shared.begin_rebuild();
+            self.reload(inner, true)?;
+            self.tail_sync(inner, true, false)?;
+            self.shared.publish(tail_of(inner));
+            self.shared.end_change();
+            inner.known_generation = self.shared.stable_generation();
+            return Ok(());
+        }
+        self.resync(inner, true)
     }
 
     /// Catch up with the files (see the module comment). `writer`: the writer lock is held.
     fn resync(&self, inner: &mut Inner, writer: bool) -> Result<()> {
-        let dir_mtime = dir_mtime_ns(&self.dir_file)?;
-        self.resync_seen(inner, writer, dir_mtime)
+        let generation = self.shared.stable_generation();
+        if generation.is_none() || generation != inner.known_generation {
+            if !refresh_segments(&self.dir, &self.config, &self.shared, inner, writer)? {
+                return Ok(());
+            }
+        }
+        // why the directory checks without a usable generation: then nothing tells us of
+        // another process's roll or unlink but the files themselves.
+        self.tail_sync(inner, writer, inner.known_generation.is_none())
     }
 
-    /// `resync` with the directory mtime already read (`resync_for_read` has it).
-    fn resync_seen(&self, inner: &mut Inner, writer: bool, dir_mtime: i128) -> Result<()> {
-        // why the directory mtime: every structural change by another process (a roll creates
-        // `{end:020}.log`; retention or a swap unlinks or renames files) changes it. While it
-        // equals the mtime of a full look that found nothing (and is old enough that a coarse
-        // file-clock tick cannot hide a change), neither a roll nor an unlink happened since:
-        // then the size of the active `.log` (one lseek) is all there is to check.
-        let mut quiet = inner.dir_unchanged_since == Some(dir_mtime);
-        if !quiet && !writer && inner.segments.len() > 1 {
+    /// The active segment's tail: its length, complete batches past the known size, a torn
+    /// tail (cut by a writer). `look_around`: also check the head's link count and for a
+    /// `{end:020}.log` (another process rolled), as without a usable layout generation.
+    fn tail_sync(&self, inner: &mut Inner, writer: bool, look_around: bool) -> Result<()> {
+        if look_around && !writer && inner.segments.len() > 1 {
             let head = &inner.segments[0];
             let meta = head
                 .file
                 .metadata()
                 .io_context(|| format!("stat {}", head.log_path.display()))?;
-            if meta.nlink() == 0 {
-                // the head went away (retention by another process)
-                if !self.reload(inner, writer)? {
-                    return Ok(());
-                }
+            if meta.nlink() == 0 && !self.reload(inner, writer)? {
+                return Ok(()); // the head went away (retention by another process)
             }
         }
         // why bounded: every round either takes in a roll or reloads; a runaway loop is a bug.
         for _ in 0..1_000_000 {
             let active = inner.segments.last_mut().expect("at least one segment");
-            let len = if quiet {
-                (&*active.file)
-                    .seek(SeekFrom::End(0))
-                    .io_context(|| format!("seek {}", active.log_path.display()))?
-            } else {
-                let meta = active
-                    .file
-                    .metadata()
-                    .io_context(|| format!("stat {}", active.log_path.display()))?;
-                if meta.nlink() == 0 {
-                    if !self.reload(inner, writer)? {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                meta.len()
-            };
-            if len < active.size {
-                quiet = false;
+            let meta = active
+                .file
+                .metadata()
+                .io_context(|| format!("stat {}", active.log_path.display()))?;
+            let len = meta.len();
+            if meta.nlink() == 0 || len < active.size {
                 if !self.reload(inner, writer)? {
                     return Ok(());
                 }
@@ -451,7 +585,7 @@ impl PartitionLog {
             }
             if len > active.size {
                 let end = active.scan_tail(&self.config, len)?;
-                check_tail(
+                let rolled_past = check_tail(
                     &self.dir,
                     &self.config,
                     active,
@@ -459,39 +593,23 @@ impl PartitionLog {
                     inner.recovery_point,
                     writer,
                 )?;
+                if rolled_past {
+                    // another process sealed this segment (the page did not say so: it was
+                    // damaged or the roller does not speak the protocol): never cut it
+                    inner.known_generation = None;
+                    refresh_segments(&self.dir, &self.config, &self.shared, inner, writer)?;
+                    continue;
+                }
             }
+            let active = inner.segments.last_mut().expect("at least one segment");
             if writer {
                 active.persist_index()?;
             }
-            if active.next_offset > active.base_offset && !quiet {
+            if look_around && active.next_offset > active.base_offset {
                 let next_path = Segment::path_for(&self.dir, active.next_offset, LOG_SUFFIX);
-                if !next_path.exists() {
-                    let settle_ns = if dir_mtime % 1_000_000_000 == 0 {
-                        DIR_MTIME_SETTLE_COARSE_NS
-                    } else {
-                        DIR_MTIME_SETTLE_NS
-                    };
-                    let settled = now_ns().saturating_sub(dir_mtime) > settle_ns;
-                    inner.dir_unchanged_since = settled.then_some(dir_mtime);
-                } else {
-                    inner.dir_unchanged_since = None;
-                    // Another process rolled: seal locally and move on to its new segment.
-                    active.seal(writer)?;
-                    let next = active.next_offset;
-                    let seg = match Segment::open(&self.dir, next, false) {
-                        Ok(s) => s,
-                        Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
-                            if !self.reload(inner, writer)? {
-                                return Ok(());
-                            }
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    let mut seg = seg;
-                    seg.derive_active(&self.config)?;
-                    inner.segments.push(seg);
-                    inner.dir_dirty = true;
+                if next_path.exists() {
+                    inner.known_generation = None;
+                    refresh_segments(&self.dir, &self.config, &self.shared, inner, writer)?;
                     continue;
                 }
             }
@@ -502,37 +620,16 @@ impl PartitionLog {
         ))
     }
 
-    /// `resync` for a read at `offset`. Below the known end only a structural change (roll,
-    /// unlink, swap: each changes the directory mtime) can alter what the read returns; bytes
-    /// appended since cannot, and no process ever cuts a batch another one could have accepted
-    /// (complete and CRC-valid). So a quiet directory needs no look at the tail: one `statx`
-    /// instead of two or three syscalls on the random-read path.
-    fn resync_for_read(&self, inner: &mut Inner, offset: i64) -> Result<()> {
-        let dir_mtime = dir_mtime_ns(&self.dir_file)?;
-        if offset < Self::end_of(inner) && inner.dir_unchanged_since == Some(dir_mtime) {
-            return Ok(());
-        }
-        self.resync_seen(inner, false, dir_mtime)
-    }
-
-    fn end_of(inner: &Inner) -> i64 {
-        inner.segments.last().expect("segment").next_offset
-    }
-
-    fn start_of(inner: &Inner) -> i64 {
-        inner.segments[0].base_offset
-    }
-
     pub fn start_offset(&self) -> Result<i64> {
         let mut inner = self.lock()?;
         self.resync(&mut inner, false)?;
-        Ok(Self::start_of(&inner))
+        Ok(start_of(&inner))
     }
 
     pub fn end_offset(&self) -> Result<i64> {
         let mut inner = self.lock()?;
         self.resync(&mut inner, false)?;
-        Ok(Self::end_of(&inner))
+        Ok(end_of(&inner))
     }
 
     // ---- writing ----------------------------------------------------------------------------
@@ -581,62 +678,62 @@ impl PartitionLog {
         Ok(last_offset - active.base_offset > MAX_RELATIVE_OFFSET)
     }
 
-    /// Seal the active segment and start `{end:020}` (writer lock held, re-synced).
+    /// Seal the active segment and start `{end:020}` (writer lock held, re-synced). The layout
+    /// generation is odd meanwhile; a crash leaves it odd and the next writer repairs.
     fn roll_locked(&self, inner: &mut Inner) -> Result<()> {
         let active = inner.segments.last_mut().expect("segment");
         if active.is_empty() {
             return Ok(());
         }
+        self.shared.begin_change();
         active.seal(true)?;
         let next = active.next_offset;
         let seg = Segment::create(&self.dir, next)?;
         inner.segments.push(seg);
         inner.dir_dirty = true;
+        self.shared.publish(tail_of(inner));
+        self.shared.end_change();
+        inner.known_generation = self.shared.stable_generation();
         Ok(())
     }
 
-    /// Write the batch in `inner.encode_buf` (base offset not yet assigned) at the end.
-    fn append_encoded(&self, inner: &mut Inner, rewrite_append_time: Option<i64>) -> Result<i64> {
-        let _guard = self.writer_lock.exclusive()?;
-        self.resync(inner, true)?;
-        let base = Self::end_of(inner);
-        let Inner {
-            encode_buf,
-            segments,
-            ..
-        } = inner;
-        record::set_base_offset(encode_buf, base);
-        record::set_partition_leader_epoch(encode_buf, 0);
+    /// Write the batch in `batch` (base offset not yet assigned) at the end. Writer lock held.
+    fn append_encoded(
+        &self,
+        inner: &mut Inner,
+        batch: &mut [u8],
+        rewrite_append_time: Option<i64>,
+    ) -> Result<i64> {
+        self.writer_resync(inner)?;
+        let base = end_of(inner);
+        record::set_base_offset(batch, base);
+        record::set_partition_leader_epoch(batch, 0);
         if let Some(t) = rewrite_append_time {
-            record::set_log_append_time(encode_buf, t);
+            record::set_log_append_time(batch, t);
         }
-        let header = BatchHeader::parse(encode_buf)
+        let header = BatchHeader::parse(batch)
             .ok_or_else(|| Error::Internal("encoded batch too short".into()))?;
         assert_eq!(
             header.size_bytes(),
-            encode_buf.len(),
+            batch.len(),
             "encoded batch length field"
         );
         assert_eq!(header.base_offset, base);
-        let active = segments.last_mut().expect("segment");
+        let active = inner.segments.last_mut().expect("segment");
         if self.should_roll(
             active,
-            encode_buf.len() as u64,
+            batch.len() as u64,
             header.last_offset(),
             header.max_timestamp,
         )? {
             self.roll_locked(inner)?;
         }
-        let Inner {
-            encode_buf,
-            segments,
-            ..
-        } = inner;
-        let active = segments.last_mut().expect("segment");
-        active.append(encode_buf, &header, &self.config)?;
+        let active = inner.segments.last_mut().expect("segment");
+        active.append(batch, &header, &self.config)?;
         active.persist_index()?;
         let end = header.next_offset();
-        debug_assert_eq!(Self::end_of(inner), end);
+        debug_assert_eq!(end_of(inner), end);
+        self.shared.publish(tail_of(inner));
         let now = Instant::now();
         let since_sync_ms = now
             .duration_since(inner.last_sync)
@@ -663,44 +760,46 @@ impl PartitionLog {
                 "append needs at least one record".into(),
             ));
         }
-        let mut inner = self.lock()?;
+        let mut w = self.lock_writer()?;
+        let w = &mut *w;
         let append_time = self.config.log_append_time.then_some(now_ms);
-        let mut buf = std::mem::take(&mut inner.encode_buf);
-        let mut scratch = std::mem::take(&mut inner.scratch);
-        buf.clear();
-        let encoded = record::encode_batch(&mut buf, &mut scratch, 0, records, codec, append_time);
-        inner.encode_buf = buf;
-        inner.scratch = scratch;
-        encoded?;
-        self.check_size(inner.encode_buf.len())?;
-        let base = self.append_encoded(&mut inner, None)?;
-        drop(inner);
-        self.appended.notify_all();
-        Ok(base)
+        w.encode_buf.clear();
+        record::encode_batch(
+            &mut w.encode_buf,
+            &mut w.scratch,
+            0,
+            records,
+            codec,
+            append_time,
+        )?;
+        self.check_size(w.encode_buf.len())?;
+        let _guard = self.writer_lock.acquire()?;
+        let mut inner = self.lock()?;
+        self.append_encoded(&mut inner, &mut w.encode_buf, None)
     }
 
     /// Append one pre-encoded v2 batch (validated); returns its assigned base offset.
     pub fn append_raw(&self, batch: &[u8]) -> Result<i64> {
-        let mut inner = self.lock()?;
+        let mut w = self.lock_writer()?;
+        let w = &mut *w;
         // why validate the copy: these are the bytes that get written, whatever the caller's
         // buffer does meanwhile.
-        inner.encode_buf.clear();
-        inner.encode_buf.extend_from_slice(batch);
-        record::validate_for_append(&inner.encode_buf)?;
-        self.check_size(inner.encode_buf.len())?;
+        w.encode_buf.clear();
+        w.encode_buf.extend_from_slice(batch);
+        record::validate_for_append(&w.encode_buf)?;
+        self.check_size(w.encode_buf.len())?;
         let rewrite = self.config.log_append_time.then(now_ms);
-        let base = self.append_encoded(&mut inner, rewrite)?;
-        drop(inner);
-        self.appended.notify_all();
-        Ok(base)
+        let _guard = self.writer_lock.acquire()?;
+        let mut inner = self.lock()?;
+        self.append_encoded(&mut inner, &mut w.encode_buf, rewrite)
     }
 
     pub fn roll(&self) -> Result<()> {
+        let _w = self.lock_writer()?;
+        let _guard = self.writer_lock.acquire()?;
         let mut inner = self.lock()?;
-        let inner = &mut *inner;
-        let _guard = self.writer_lock.exclusive()?;
-        self.resync(inner, true)?;
-        self.roll_locked(inner)
+        self.writer_resync(&mut inner)?;
+        self.roll_locked(&mut inner)
     }
 
     /// Nothing is buffered in memory for the log: checks the log is open.
@@ -724,7 +823,7 @@ impl PartitionLog {
             checkpoint::sync_dir(&self.dir)?;
             inner.dir_dirty = false;
         }
-        let end = Self::end_of(inner);
+        let end = end_of(inner);
         checkpoint::write_recovery_point(&self.dir, end)?;
         inner.recovery_point = end;
         inner.last_sync = Instant::now();
@@ -732,43 +831,52 @@ impl PartitionLog {
     }
 
     pub fn sync(&self) -> Result<()> {
+        let _w = self.lock_writer()?;
+        let _guard = self.writer_lock.acquire()?;
         let mut inner = self.lock()?;
-        let inner = &mut *inner;
-        let _guard = self.writer_lock.exclusive()?;
-        self.resync(inner, true)?;
-        self.sync_locked(inner)
+        self.writer_resync(&mut inner)?;
+        self.sync_locked(&mut inner)
     }
 
     /// Close; the last process to close syncs and writes the clean-shutdown marker. Idempotent.
     pub fn close(&self) -> Result<()> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let inner = &mut *inner;
+        // why: this object's own `wait_for`s return (with `Closed`) now.
+        self.shared.wake_waiters();
         let result = (|| {
-            let _guard = self.writer_lock.exclusive()?;
+            let _guard = self.writer_lock.acquire()?;
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let inner = &mut *inner;
             // why: the open lock is dropped while the writer lock is still held, so the next
             // opener (waiting for the writer lock) sees that this process is gone.
-            let open_lock = inner.open_lock.take().expect("open lock held while open");
-            if open_lock.try_exclusive()? {
-                self.resync(inner, true)?;
-                self.sync_locked(inner)?;
-                checkpoint::write_clean_shutdown(&self.dir)?;
-            }
+            let Some(open_lock) = inner.open_lock.take() else {
+                return Ok(());
+            };
+            let r = (|| {
+                if open_lock.try_exclusive()? {
+                    self.writer_resync(inner)?;
+                    self.sync_locked(inner)?;
+                    checkpoint::write_clean_shutdown(&self.dir)?;
+                }
+                Ok(())
+            })();
             drop(open_lock);
-            Ok(())
+            inner.segments.clear();
+            r
         })();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.open_lock = None;
         inner.segments.clear();
-        self.appended.notify_all();
         result
     }
 
     // ---- reading ----------------------------------------------------------------------------
 
     fn check_offset(inner: &Inner, offset: i64) -> Result<()> {
-        let (start, end) = (Self::start_of(inner), Self::end_of(inner));
+        let (start, end) = (start_of(inner), end_of(inner));
         if offset < start || offset > end {
             return Err(Error::OffsetOutOfRange(format!(
                 "offset {offset} is outside the log [{start}, {end}]"
@@ -796,9 +904,15 @@ impl PartitionLog {
     /// least one). Framing only.
     pub fn read(&self, offset: i64, max_bytes: u64) -> Result<SegmentBytes> {
         let mut inner = self.lock()?;
-        self.resync_for_read(&mut inner, offset)?;
+        // why no look at the files below the known end while the layout generation is the one
+        // we hold: see the module comment (the random-read path makes no system call).
+        let generation = self.shared.stable_generation();
+        if generation.is_none() || generation != inner.known_generation || offset >= end_of(&inner)
+        {
+            self.resync(&mut inner, false)?;
+        }
         Self::check_offset(&inner, offset)?;
-        if offset == Self::end_of(&inner) {
+        if offset == end_of(&inner) {
             return Ok(SegmentBytes::empty());
         }
         let window_bytes = (self.config.index_interval_bytes as usize)
@@ -823,7 +937,7 @@ impl PartitionLog {
         let mut inner = self.lock()?;
         self.resync(&mut inner, false)?;
         Self::check_offset(&inner, start)?;
-        let end = end.min(Self::end_of(&inner));
+        let end = end.min(end_of(&inner));
         Self::plan(&mut inner, start, end, max_bytes)
     }
 
@@ -905,11 +1019,11 @@ impl PartitionLog {
         while (columns.len() as u64) < max_records {
             let (wanted_end, chunk) = {
                 let mut inner = self.lock()?;
-                let end = Self::end_of(&inner);
+                let end = end_of(&inner);
                 if position >= end {
                     break;
                 }
-                if position < Self::start_of(&inner) {
+                if position < start_of(&inner) {
                     Self::check_offset(&inner, position)?;
                 }
                 // why the cap: offsets increase by at least one per record, so the records still
@@ -943,7 +1057,7 @@ impl PartitionLog {
     pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<i64>> {
         let mut inner = self.lock()?;
         self.resync(&mut inner, false)?;
-        let log_start = Self::start_of(&inner);
+        let log_start = start_of(&inner);
         let inner = &mut *inner;
         for seg in inner.segments.iter_mut() {
             if seg.is_empty() || seg.largest_timestamp()? < ts_ms {
@@ -988,27 +1102,29 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// True as soon as `end_offset > offset`; false after `timeout_ms`.
+    /// True as soon as `end_offset > offset`; false after `timeout_ms`. Sleeps on the shared
+    /// page's futex word (woken by every append, in any process, and by `close`), looking at
+    /// the files at least every `WAKE_FALLBACK_MS`.
     pub fn wait_for(&self, offset: i64, timeout_ms: u64) -> Result<bool> {
         // why the cap: `Instant + Duration` panics on overflow; ten years is "forever" here.
         let deadline = Instant::now() + Duration::from_millis(timeout_ms.min(MAX_WAIT_MS));
-        let mut inner = self.lock()?;
         loop {
-            self.resync(&mut inner, false)?;
-            if Self::end_of(&inner) > offset {
-                return Ok(true);
+            // why read before looking: an append after the look changes the word, so the
+            // sleep below returns at once instead of missing it
+            let seen = self.shared.tail_seq();
+            {
+                let mut inner = self.lock()?;
+                self.resync(&mut inner, false)?;
+                if end_of(&inner) > offset {
+                    return Ok(true);
+                }
             }
             let now = Instant::now();
             if now >= deadline {
                 return Ok(false);
             }
-            let wait = (deadline - now).min(Duration::from_millis(WAIT_POLL_MS));
-            // why: the condvar releases the log mutex while waiting (appenders can proceed).
-            inner = self
-                .appended
-                .wait_timeout(inner, wait)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            let sleep = (deadline - now).min(Duration::from_millis(WAKE_FALLBACK_MS));
+            self.shared.wait_tail(seen, sleep);
             if self.closed.load(Ordering::SeqCst) {
                 return Err(Error::Closed(self.dir.clone()));
             }

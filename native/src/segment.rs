@@ -13,7 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -216,6 +216,12 @@ pub struct Segment {
     /// lastOffset + 1 of the last batch (base when empty).
     pub next_offset: i64,
     pub sealed: bool,
+    /// `(st_dev, st_ino)` of the open `.log`: a file replaced by rename (a compaction swap) has
+    /// another identity, so a refresh of the segment set reopens it (log.rs).
+    pub file_id: (u64, u64),
+    /// Opened while the layout generation was stable (shared_state.rs); a segment opened in the
+    /// middle of another process's change is reopened by the next refresh.
+    pub opened_stable: bool,
     /// Derived (active) or loaded (sealed, lazily) index entries.
     index: Option<Arc<SegmentIndex>>,
     /// Entries the index files hold (active segment; as last seen by this process).
@@ -249,17 +255,18 @@ impl Segment {
     pub fn open(dir: &Path, base_offset: i64, sealed: bool) -> Result<Segment> {
         let log_path = Self::path_for(dir, base_offset, LOG_SUFFIX);
         let file = Self::open_log(&log_path)?;
-        let size = file
+        let meta = file
             .metadata()
-            .io_context(|| format!("stat {}", log_path.display()))?
-            .len();
+            .io_context(|| format!("stat {}", log_path.display()))?;
         Ok(Segment {
             base_offset,
             log_path,
             file: Arc::new(file),
-            size,
+            size: meta.len(),
             next_offset: base_offset,
             sealed,
+            file_id: (meta.dev(), meta.ino()),
+            opened_stable: true,
             index: None,
             offset_entries_in_file: 0,
             time_entries_in_file: 0,
@@ -289,6 +296,9 @@ impl Segment {
             .create_new(true)
             .open(&log_path)
             .io_context(|| format!("creating {}", log_path.display()))?;
+        let meta = file
+            .metadata()
+            .io_context(|| format!("stat {}", log_path.display()))?;
         let seg = Segment {
             base_offset,
             log_path,
@@ -296,6 +306,8 @@ impl Segment {
             size: 0,
             next_offset: base_offset,
             sealed: false,
+            file_id: (meta.dev(), meta.ino()),
+            opened_stable: true,
             index: Some(Arc::new(SegmentIndex::new(base_offset))),
             offset_entries_in_file: 0,
             time_entries_in_file: 0,
@@ -350,7 +362,7 @@ impl Segment {
             return Ok(None);
         }
         if self.mmap.is_none() {
-            // SAFETY: sealed segment files are immutable (../shared/ARCHITECTURE.md, invariant 2); only
+            // SAFETY: sealed segment files are immutable (docs/partition-log.md, invariant 2); only
             // recovery (which runs before any reader exists) or a later compaction swap by rename
             // replace them, never truncate in place.
             let m = unsafe { Mmap::map(&*self.file) }

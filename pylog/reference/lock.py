@@ -4,7 +4,13 @@ Two empty files, locked with ``flock(2)`` (the native engine uses the same call 
 so native and reference processes interoperate):
 
 - ``.pylog.lock``, the **writer lock**: held exclusively around every append, roll, sync, open and
-  close. Readers never take it, so they never block writers.
+  close. Readers never take it, so they never block writers (nor wait for them). ``WriterLock``
+  layers the fair handoff of native/src/lock.rs over it (flock wakes waiters in no order, so a
+  writer in a tight loop could starve another): an acquirer that fails ``LOCK_EX | LOCK_NB``
+  registers as waiting (a shared flock on ``.pylog.shm`` plus its ``waiting_hint`` word) and
+  blocks; a releaser that finds a registered waiter makes its own next acquire sleep on the
+  page's ``grants`` futex word until another writer took the lock (at most ``YIELD_MAX_SECONDS``).
+  flock alone gives mutual exclusion and detects dead holders; the handoff only orders.
 - ``.pylog.open``: every open log holds a **shared** lock on it for its whole life. Under the writer
   lock, ``LOCK_EX | LOCK_NB`` succeeding means nobody else has the directory open: at open this
   process is the first opener (it decides on recovery), at close it is the last closer (it writes
@@ -22,9 +28,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
+
+from pylog.reference.shared_state import SharedState
 
 WRITER_LOCK_FILE = ".pylog.lock"
 OPEN_LOCK_FILE = ".pylog.open"
+#: longest a releasing writer leaves the lock to a registered waiter before taking it again
+YIELD_MAX_SECONDS = 0.005
 
 
 class FileLock:
@@ -74,3 +85,46 @@ class FileLock:
             os.close(self.fd)
             self.fd = -1
             self._depth = 0
+
+
+class WriterLock:
+    """The writer lock with the fair handoff (module docstring); not re-entrant, not thread-safe
+    (the log serialises its writing threads around it)."""
+
+    __slots__ = ("_yield_at", "lock", "shared")
+
+    def __init__(self, lock: FileLock, shared: SharedState):
+        self.lock = lock
+        self.shared = shared
+        self._yield_at: int | None = None
+
+    def __enter__(self) -> WriterLock:
+        seen, self._yield_at = self._yield_at, None
+        if seen is not None:
+            deadline = time.monotonic() + YIELD_MAX_SECONDS
+            while self.shared.grants() == seen:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.shared.wait_for_grant(seen, remaining)
+        if not self.lock.try_exclusive():
+            fcntl.flock(self.shared.fd, fcntl.LOCK_SH)
+            try:
+                self.shared.set_waiting_hint(True)
+                fcntl.flock(self.lock.fd, fcntl.LOCK_EX)
+            finally:
+                fcntl.flock(self.shared.fd, fcntl.LOCK_UN)
+        self.lock._depth = 1
+        self.shared.note_grant()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.shared.take_waiting_hint():
+            try:
+                fcntl.flock(self.shared.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.shared.set_waiting_hint(True)
+                self._yield_at = self.shared.grants()
+            else:
+                fcntl.flock(self.shared.fd, fcntl.LOCK_UN)
+        self.lock.release()

@@ -1,19 +1,32 @@
 """The reference partition log: one topic-partition directory, pure Python (docs/partition-log.md).
 
-State, guarded by one ``RLock`` (never held while waiting): the segments sorted by base offset; the
-last one is **active** and its index entries are derived in memory from the bytes; the others are
-sealed and immutable. Every append, roll, sync, open and close also takes the cross-process
-**writer lock** (lock.py) and first re-syncs to the on-disk tail, because another process (or
-another ``PartitionLog`` object) may have appended, rolled, or died mid-write:
+State, guarded by one ``RLock`` (held only briefly, never while waiting for the writer lock):
+the segments sorted by base offset; the last one is **active** and its index entries are derived in
+memory from the bytes; the others are sealed and immutable. Every append, roll, sync, open and
+close also takes the cross-process **writer lock** (lock.py; flock plus a fair handoff). Lock
+order: ``_write_lock`` (this object's writing threads) → writer lock → ``_lock``, so a read in this
+process never waits for another process's writer.
 
-- ``fstat`` the active ``.log``: link count 0 (or shorter than what we know) → reload the directory;
+Another process (or another ``PartitionLog`` object) may have appended, rolled, or died mid-write,
+so each operation first catches up, guided by the shared page ``.pylog.shm`` (shared_state.py,
+Linux only; the protocol is native/src/shared_state.rs's):
+
+- the **layout generation** equals the even value this object cached → its segment set is the
+  directory's (no system call); otherwise the set is refreshed from a directory listing, keeping
+  the segments whose ``.log`` has the same inode and reopening the others (a replaced middle
+  segment, as a compaction swap leaves, is noticed before the next read);
+- ``fstat`` the active ``.log``: link count 0 (or shorter than what we know) → reopen everything;
 - take in the complete, CRC-valid batches past the known size; an incomplete or corrupt tail at or
   above the recovery point is torn: a writer truncates it (nobody alive is mid-write while it holds
-  the lock), a reader ignores it; below the recovery point it is corruption of synced data:
-  ``CorruptBatchError`` and nothing is cut (``_check_tail``);
-- ``{end:020}.log`` exists → another process rolled: seal locally, move to it, repeat.
+  the lock) unless another process has rolled past that segment (a sealed segment is never cut:
+  others may have it mapped), a reader ignores it; below the recovery point it is corruption of
+  synced data: ``CorruptBatchError`` and nothing is cut (``_check_tail``);
+- without a usable generation (a damaged page, or one left odd by a dead writer until the next
+  writer repairs it) also look for ``{end:020}.log`` (another process rolled) and the head's link
+  count, as the only evidence left.
 
-Reads re-sync the same way without the writer lock, so readers never block writers.
+A ``read`` below the known end at the cached generation looks at no file at all. Writers publish
+the tail on the page after each append and wake ``wait_for`` in any process (futex).
 
 Durability: an append returns after one positional write of the whole batch (so it survives the
 process being killed); ``sync()`` fsyncs from the segment holding the recovery point and then
@@ -35,26 +48,25 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pylog.config import LogConfig, resolve_codec
-from pylog.partition import BytesLike, Columns, Header, Record, check_record_range
 from pylog.errors import (
     CorruptBatchError,
     LogClosedError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
+from pylog.partition import BytesLike, Columns, Header, Record, check_record_range
 from pylog.reference import checkpoint, record
 from pylog.reference.checkpoint import fsync_dir
-from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock
+from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock, WriterLock
 from pylog.reference.recovery import list_segment_bases, recover
-from pylog.reference.segment import LOG_SUFFIX, Batch, Segment, file_prefix
+from pylog.reference.segment import LOG_SUFFIX, Batch, Segment, file_prefix, segment_paths
+from pylog.reference.shared_state import WAKE_FALLBACK_SECONDS, SharedState
 
 if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; annotations only
     from typing_extensions import Buffer  # collections.abc.Buffer is 3.12+
 
 #: bytes of batches decoded per visit under the lock by ``records()`` / ``read_columns()``
 RECORDS_CHUNK_BYTES = 1 << 20
-#: how often ``wait_for`` looks at the disk for other processes' appends
-WAIT_POLL_SECONDS = 0.002
 
 
 def _now_ms() -> int:
@@ -78,8 +90,11 @@ class PartitionLog:
         self._path = os.fspath(path)
         self._config = config
         self._lock = threading.RLock()
-        self._cond = threading.Condition(threading.Lock())
-        self._generation = 0  # bumped (under _cond) by every append through this object, and close
+        #: serialises this object's writing threads (flock is per open file: two threads of one
+        #: object would both "hold" it); taken before the writer lock
+        self._write_lock = threading.RLock()
+        #: the layout generation the segment set was refreshed at (None: refresh next time)
+        self._known_gen: int | None = None
         self._closed = True  # until fully open
         self._segments: list[Segment] = []
         self._bases: list[int] = []
@@ -91,30 +106,43 @@ class PartitionLog:
         os.makedirs(self._path, exist_ok=True)
         if not os.access(self._path, os.W_OK | os.X_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self._path)
-        self._writer = FileLock(os.path.join(self._path, WRITER_LOCK_FILE))
+        writer_file = FileLock(os.path.join(self._path, WRITER_LOCK_FILE))
         self._open_lock: FileLock | None = None
+        shared: SharedState | None = None
         try:
-            self._open_lock = FileLock(os.path.join(self._path, OPEN_LOCK_FILE))
-            with self._writer:
+            with writer_file:
+                shared = SharedState(self._path)
+                self._shared = shared
+                self._open_lock = FileLock(os.path.join(self._path, OPEN_LOCK_FILE))
                 self._open()
         except BaseException:
             for segment in self._segments:
                 segment.close()
             if self._open_lock is not None:
                 self._open_lock.close()
-            self._writer.close()
+            if shared is not None:
+                shared.close()
+            writer_file.close()
             raise
+        self._writer_file = writer_file
+        self._writer = WriterLock(writer_file, shared)
         self._closed = False
         self._last_sync_ms = _monotonic_ms()
         # why: a log dropped without close() must not keep holding .pylog.open, or no process
         # would ever be the last closer again (no sync, no marker: just release the locks)
-        weakref.finalize(self, _release_locks, self._open_lock, self._writer)
+        weakref.finalize(self, _release_locks, self._open_lock, self._writer_file, shared)
 
     def _open(self) -> None:
         """Under the writer lock: first-opener detection, recovery or marker skip, load."""
         assert self._open_lock is not None
         checkpointed = checkpoint.read_recovery_point(self._path)
-        if self._open_lock.try_exclusive():
+        first = self._open_lock.try_exclusive()
+        # why: the first opener's page describes files recovery may change; a page another
+        # process left half-changed (it died) or damaged is rebuilt from the files too
+        rebuild = first or not self._shared.is_consistent()
+        if rebuild:
+            self._shared.begin_rebuild()
+        if first:
             if checkpoint.has_clean_shutdown(self._path):
                 # why load first: if the bytes are corrupt below the recovery point, open raises
                 # and the marker stays, so the next open does not run a recovery that would cut
@@ -136,28 +164,105 @@ class PartitionLog:
         else:
             self._load()
             self._recovery_point = min(checkpointed or 0, self._active.next_offset)
+        if rebuild:
+            self._publish()
+            self._shared.end_change()
+        self._known_gen = self._shared.stable_generation()
         self._open_lock.shared()
 
     def _load(self) -> None:
-        """(Re)build the segment list from the directory; the last one is derived from its bytes."""
-        bases = list_segment_bases(self._path)
-        if not bases:
-            # only reachable with the writer lock held (open); a reader reload keeps what it has
-            Segment.create(self._path, 0, self._config).close()
-            self._dir_dirty = True
-            bases = [0]
-        segments = [Segment.open_sealed(self._path, b, self._config) for b in bases[:-1]]
-        segments.append(Segment.open_active(self._path, bases[-1], self._config))
-        try:
-            self._check_tail(segments[-1], writer=False)  # the next writer's tail sync cuts
-        except BaseException:
-            for segment in segments:
-                segment.close()
-            raise
+        """Reopen every segment from the directory (writer lock held: creates segment 0 in an
+        empty directory)."""
         for old in self._segments:
             old.close_index_files()  # descriptors of the .log close when readers let go
+        self._segments = []
+        self._bases = []
+        self._refresh(writer=True)
+
+    def _refresh(self, writer: bool) -> bool:
+        """Make the segment list the directory's segment set (module docstring): segments whose
+        ``.log`` has the same inode are kept (an active one another process sealed takes in its
+        last batches and is sealed here too), the others are (re)opened, the last one derived
+        from its bytes (a torn tail is left for the next writer, bytes that do not frame below the
+        recovery point raise). A reader that finds no segment keeps what it has (False).
+
+        The generation is read before and after the listing: if it was not stable or moved, the
+        result is not cached and the segments opened meanwhile are reopened by the next refresh.
+        """
+        shared = self._shared
+        before = shared.stable_generation()
+        bases = list_segment_bases(self._path)
+        if not bases:
+            if not writer:
+                self._known_gen = None
+                return False
+            shared.begin_change()
+            Segment.create(self._path, 0, self._config).close()
+            shared.end_change()
+            self._dir_dirty = True
+            bases = [0]
+        reusable = {(s.base, s.file_id): s for s in self._segments if s.opened_stable}
+        segments: list[Segment] = []
+        opened: list[Segment] = []
+        try:
+            for i, base in enumerate(bases):
+                last = i + 1 == len(bases)
+                try:
+                    st = os.stat(segment_paths(self._path, base)[0])
+                except FileNotFoundError:
+                    if writer:
+                        raise
+                    before = None  # raced a change: not cached, seen by the next refresh
+                    continue
+                segment = reusable.pop((base, (st.st_dev, st.st_ino)), None)
+                if segment is not None and last and segment.sealed:
+                    segment = None  # the segments after it went away: derive it as active
+                if segment is not None:
+                    if not last and not segment.sealed:
+                        # another process rolled past our active segment
+                        segment.scan_tail(segment.file_size(), check_crc=True)
+                        segment.seal(persist=writer)
+                else:
+                    try:
+                        if last:
+                            segment = Segment.open_active(self._path, base, self._config)
+                        else:
+                            segment = Segment.open_sealed(self._path, base, self._config)
+                    except FileNotFoundError:
+                        if writer:
+                            raise
+                        before = None
+                        continue
+                    opened.append(segment)
+                    if last:
+                        self._check_tail(segment, writer=False)  # the next writer's tail sync cuts
+                    segment.opened_stable = False  # decided below
+                segments.append(segment)
+        except BaseException:
+            for segment in opened:
+                segment.close()
+            self._known_gen = None
+            raise
+        if not segments:
+            self._known_gen = None
+            return False
+        after = shared.stable_generation()
+        stable = before is not None and before == after
+        for segment in opened:
+            segment.opened_stable = stable or writer
+        kept = {id(s) for s in segments}
+        for old in self._segments:
+            if id(old) not in kept:
+                old.close_index_files()  # descriptors of the .log close when readers let go
         self._segments = segments
-        self._bases = bases
+        self._bases = [s.base for s in segments]
+        self._dir_dirty = True
+        self._known_gen = after if stable else None
+        return True
+
+    def _publish(self) -> None:
+        active = self._active
+        self._shared.publish(active.next_offset, active.base, active.size)
 
     # ------------------------------------------------------------------ basics
 
@@ -208,36 +313,57 @@ class PartitionLog:
 
     # ------------------------------------------------------------------ tail sync
 
+    def _writer_sync_tail(self) -> None:
+        """Writer lock held: repair a page a dead writer left half-changed (or a damaged one)
+        from the files, then catch up like any operation."""
+        if not self._shared.is_consistent():
+            self._shared.begin_rebuild()
+            self._load()
+            self._sync_tail(writer=True)
+            self._publish()
+            self._shared.end_change()
+            self._known_gen = self._shared.stable_generation()
+            return
+        self._sync_tail(writer=True)
+
     def _sync_tail(self, *, writer: bool) -> None:
         """Catch up with the disk (module docstring). Caller holds ``_lock`` (and the writer lock
         when ``writer``)."""
-        # the head went away (retention by another process); a lone segment is the active one,
-        # whose link count the loop below checks anyway
-        if not writer and len(self._segments) > 1 and self._segments[0].link_count() == 0:
-            self._reload(writer)
+        generation = self._shared.stable_generation()
+        if (generation is None or generation != self._known_gen) and not self._refresh(writer):
+            return
+        # without a usable generation nothing but the files tells of another process's roll or
+        # unlink; a lone segment is the active one, whose link count the loop checks anyway
+        look_around = self._known_gen is None
+        head_gone = (
+            look_around and not writer and len(self._segments) > 1 and self._segments[0].link_count() == 0
+        )
+        if head_gone and not self._reload(writer):
+            return
         while True:
             active = self._active
             st = os.fstat(active.fd)
             if st.st_nlink == 0 or st.st_size < active.size:
-                self._reload(writer)
-                active = self._active
-                st = os.fstat(active.fd)
+                if not self._reload(writer):
+                    return
+                continue
             active.scan_tail(st.st_size, check_crc=True)
-            self._check_tail(active, writer)
+            if self._check_tail(active, writer):
+                # another process sealed this segment without the page saying so: never cut it
+                self._known_gen = None
+                self._refresh(writer)
+                continue
             if writer:
                 active.persist_indexes()  # a writer that died before its index write is repaired
-            if active.next_offset == active.base:
+            if not look_around or active.next_offset == active.base:
                 return
             next_log = os.path.join(self._path, file_prefix(active.next_offset) + LOG_SUFFIX)
             if not os.path.exists(next_log):
                 return
-            # another process rolled: it wrote the seal entry; derive the same one here
-            active.seal(persist=False)
-            self._segments.append(Segment.open_active(self._path, active.next_offset, self._config))
-            self._bases.append(active.next_offset)
-            self._dir_dirty = True
+            self._known_gen = None  # another process rolled
+            self._refresh(writer)
 
-    def _check_tail(self, segment: Segment, writer: bool) -> None:
+    def _check_tail(self, segment: Segment, writer: bool) -> bool:
         """Data below the recovery point is never cut (docs/partition-log.md, "Durability").
 
         A scan of the active segment that stopped at bytes which do not frame found a torn tail
@@ -245,9 +371,13 @@ class PartitionLog:
         it. Below it those bytes were synced whole, so they are corrupt: CorruptBatchError, and
         nothing is cut. The checkpoint file is re-read (only on this rare path) because another
         process may have advanced the recovery point since we looked.
+
+        Returns True when a writer found that another process rolled past this segment (a later
+        ``.log`` exists): then nothing is cut (the segment is sealed; others may have it mapped,
+        and cutting it would be their SIGBUS) and the caller refreshes its segment set.
         """
         if segment.torn_at is None:
-            return
+            return False
         synced = max(self._recovery_point, checkpoint.read_recovery_point(self._path) or 0)
         if segment.next_offset < synced:
             # why look again: a reader's scan may have raced a write that has since completed,
@@ -255,7 +385,9 @@ class PartitionLog:
             # second scan is whole on disk
             segment.scan_tail(segment.file_size(), check_crc=True)
             if segment.torn_at is None:
-                return
+                return False
+        if writer and any(b > segment.base for b in list_segment_bases(self._path)):
+            return True
         position = segment.torn_at
         if segment.next_offset < synced:
             raise CorruptBatchError(
@@ -265,11 +397,17 @@ class PartitionLog:
             )
         if writer:
             segment.truncate_tail()
+        return False
 
-    def _reload(self, writer: bool) -> None:
-        if list_segment_bases(self._path) or writer:
-            self._load()
-            self._dir_dirty = True
+    def _reload(self, writer: bool) -> bool:
+        """Reopen every segment (the active one shrank or went away); False when a reader found
+        no segment at all (it keeps what it has)."""
+        if not (list_segment_bases(self._path) or writer):
+            return False
+        for old in self._segments:
+            old.close_index_files()
+        self._segments = []
+        return self._refresh(writer)
 
     # ------------------------------------------------------------------ appends
 
@@ -319,48 +457,52 @@ class PartitionLog:
             )
 
     def _append_batch(self, batch: bytearray) -> int:
-        with self._lock:
+        with self._write_lock, self._writer, self._lock:
             self._check_open()
-            with self._writer:
-                self._sync_tail(writer=True)
-                base = self._active.next_offset
-                record.set_base_offset(batch, base)
-                header = record.parse_header(batch, 0)
-                assert header.base_offset == base and header.size_bytes == len(batch)
-                if self._active.should_roll(len(batch), header.last_offset, header.max_timestamp):
-                    self._roll_locked()
-                active = self._active
-                active.write_batch(batch, header)
-                active.persist_indexes()
-                end = active.next_offset
-                with self._cond:
-                    self._generation += 1
-                    self._cond.notify_all()
-                cfg = self._config
-                if (
-                    end - self._recovery_point >= cfg.flush_messages
-                    or _monotonic_ms() - self._last_sync_ms >= cfg.flush_ms
-                ):
-                    self._sync_locked()
+            self._writer_sync_tail()
+            base = self._active.next_offset
+            record.set_base_offset(batch, base)
+            header = record.parse_header(batch, 0)
+            assert header.base_offset == base and header.size_bytes == len(batch)
+            if self._active.should_roll(len(batch), header.last_offset, header.max_timestamp):
+                self._roll_locked()
+            active = self._active
+            active.write_batch(batch, header)
+            active.persist_indexes()
+            end = active.next_offset
+            self._publish()
+            cfg = self._config
+            if (
+                end - self._recovery_point >= cfg.flush_messages
+                or _monotonic_ms() - self._last_sync_ms >= cfg.flush_ms
+            ):
+                self._sync_locked()
         return base
 
     def roll(self) -> None:
         """Seal the active segment and start a new one (no-op when it is empty)."""
-        with self._lock:
+        with self._write_lock:
             self._check_open()
-            with self._writer:
-                self._sync_tail(writer=True)
+            with self._writer, self._lock:
+                self._check_open()
+                self._writer_sync_tail()
                 if self._active.size > 0:
                     self._roll_locked()
 
     def _roll_locked(self) -> None:
+        """Seal the active segment and start the next one; the layout generation is odd meanwhile
+        (a crash leaves it odd and the next writer repairs)."""
         active = self._active
         assert active.size > 0
+        self._shared.begin_change()
         active.seal(persist=True)
         base = active.next_offset
         self._segments.append(Segment.create(self._path, base, self._config))
         self._bases.append(base)
         self._dir_dirty = True
+        self._publish()
+        self._shared.end_change()
+        self._known_gen = self._shared.stable_generation()
 
     def flush(self) -> None:
         """Write out what is held in memory, without fsync (nothing is buffered here)."""
@@ -369,10 +511,11 @@ class PartitionLog:
 
     def sync(self) -> None:
         """fsync the unsynced segments and the directory, then advance the recovery point."""
-        with self._lock:
+        with self._write_lock:
             self._check_open()
-            with self._writer:
-                self._sync_tail(writer=True)
+            with self._writer, self._lock:
+                self._check_open()
+                self._writer_sync_tail()
                 self._sync_locked()
 
     def _sync_locked(self) -> None:
@@ -424,7 +567,11 @@ class PartitionLog:
         max_bytes = _as_int(max_bytes, "max_bytes")
         with self._lock:
             self._check_open()
-            self._sync_tail(writer=False)
+            # why no look at the files below the known end at the cached generation: bytes
+            # appended since cannot change what this returns (module docstring)
+            generation = self._shared.stable_generation()
+            if generation is None or generation != self._known_gen or offset >= self._active.next_offset:
+                self._sync_tail(writer=False)
             if self._check_offset(offset):
                 return memoryview(b"")
             found = self._locate(offset)
@@ -534,35 +681,36 @@ class PartitionLog:
         offset = _as_int(offset, "offset")
         timeout_ms = _as_int(timeout_ms, "timeout_ms")
         deadline = time.monotonic() + max(timeout_ms, 0) / 1000
+        shared = self._shared
         while True:
-            with self._cond:
-                generation = self._generation
+            # why read before looking: an append after the look changes the word, so the sleep
+            # below returns at once instead of missing it
+            seen = shared.tail_seq()
             if self.end_offset > offset:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            # why: an append through this object bumps the generation and wakes us at once;
-            # other processes' appends are only visible on disk, hence the 2 ms poll.
-            with self._cond:
-                self._cond.wait_for(
-                    lambda g=generation: self._generation != g, min(WAIT_POLL_SECONDS, remaining)
-                )
+            # woken by every append (any process, either engine) and by close; the fallback
+            # bounds how long a write outside the protocol goes unnoticed
+            shared.wait_tail(seen, min(WAKE_FALLBACK_SECONDS, remaining))
+            self._check_open()
 
     # ------------------------------------------------------------------ close
 
     def close(self) -> None:
         """Close (idempotent); the last process to close syncs and leaves the clean marker."""
-        with self._lock:
+        with self._write_lock:
             if self._closed:
                 return
             self._closed = True
+            self._shared.wake_waiters()  # this object's own wait_for calls return now
             try:
-                with self._writer:
+                with self._writer, self._lock:
                     try:
                         assert self._open_lock is not None
                         if self._open_lock.try_exclusive():
-                            self._sync_tail(writer=True)
+                            self._writer_sync_tail()
                             self._sync_locked()
                             checkpoint.write_clean_shutdown(self._path)
                     finally:
@@ -571,15 +719,14 @@ class PartitionLog:
                         if self._open_lock is not None:
                             self._open_lock.close()
             finally:
-                self._writer.close()
-                for segment in self._segments:
-                    segment.close()
-                with self._cond:
-                    self._generation += 1
-                    self._cond.notify_all()
+                with self._lock:  # a reader that checked before ``_closed`` was set is done
+                    self._writer_file.close()
+                    self._shared.close()
+                    for segment in self._segments:
+                        segment.close()
 
 
-def _release_locks(*locks: FileLock | None) -> None:
+def _release_locks(*locks: FileLock | SharedState | None) -> None:
     for lock in locks:
         if lock is not None:
             lock.close()

@@ -193,6 +193,13 @@ class Segment:
         # why: a reader generator may still hold this segment after a reload dropped it; the
         # descriptor closes when the last reference goes, never under a pread.
         self._finalizer = weakref.finalize(self, os.close, self.fd)
+        st = os.fstat(self.fd)
+        #: identity of the open ``.log``: a file replaced by rename (a compaction swap) differs,
+        #: so the log's refresh of its segment set reopens it
+        self.file_id = (st.st_dev, st.st_ino)
+        #: opened while the layout generation was stable (a segment opened in the middle of
+        #: another process's change is reopened by the next refresh)
+        self.opened_stable = True
         self.size = 0
         #: next offset after the last known batch (active segments, and sealed ones we scanned)
         self.next_offset = base

@@ -1,0 +1,341 @@
+//! `.pylog.shm`: the partition's shared-memory coordination page (Linux only: futex(2)).
+//!
+//! Every process (native or reference engine) that opens a partition maps this one page,
+//! `MAP_SHARED`. Like SQLite's WAL-index it holds only *derived* state: the segment files stay the
+//! only source of truth, and every field can be rebuilt from them. The first opener rebuilds it
+//! (under the writer lock, around recovery); a writer that finds it inconsistent repairs it.
+//!
+//! Layout (native-endian, little-endian on every supported target; fields naturally aligned):
+//!
+//! | offset | type | field | meaning |
+//! |-------:|------|-------|---------|
+//! | 0  | u32 | magic        | `SHARED_STATE_MAGIC` once initialised |
+//! | 4  | u32 | version      | `SHARED_STATE_VERSION` (a different layout is rebuilt, never read) |
+//! | 8  | u32 | generation   | layout generation, a seqlock: odd while a writer changes the segment set |
+//! | 12 | u32 | tail_seq     | futex word: odd while a writer publishes the tail, +2 per append |
+//! | 16 | u32 | grants       | futex word: +1 by every writer that acquires the writer lock |
+//! | 20 | u32 | waiting_hint | 1: some writer may be blocked on the writer lock (fair handoff) |
+//! | 24 | u32 | yielding     | 1: a releasing writer sleeps on `grants` to let a waiter in |
+//! | 32 | i64 | end_offset   | the log end offset published by the last append |
+//! | 40 | i64 | active_base  | base offset of the active segment at that append |
+//! | 48 | u64 | active_size  | its size in bytes after that append |
+//!
+//! Protocol (every store to the page is made with the writer lock held, except `waiting_hint`
+//! and `yielding`, which are hints only ever costing fairness, never correctness):
+//! - a roll (any change of the segment set: roll, recovery, later retention or a compaction swap)
+//!   makes `generation` odd, changes the files, then makes it even again. A reader whose cached
+//!   generation equals the current even one knows the segment set it holds is the directory's,
+//!   without a system call; any other value (odd, changed, or a page that fails the magic check)
+//!   sends it to the files (a directory listing compared by inode).
+//! - an append writes its batch, then makes `tail_seq` odd, stores the end / active size, makes
+//!   `tail_seq` even and `FUTEX_WAKE`s every waiter on it. `wait_for` reads `tail_seq` before
+//!   looking at the files and sleeps in `FUTEX_WAIT` on that value, so an append that lands after
+//!   the look changes the word and the sleep returns at once (no lost wake-up).
+//!
+//! Crash argument: a process killed at any instant leaves at worst (a) `generation` odd: the
+//! next writer re-reads the segment set from the directory and makes it even; readers meanwhile
+//! go to the files on every call (they never wait for it); (b) `tail_seq` odd or a stale end:
+//! the next writer re-derives the tail from the files (as it always does) and republishes; a
+//! waiter sleeping on the old value is woken by that next append, or by its fallback timeout
+//! (`wait_for` never sleeps longer than `WAKE_FALLBACK_MS` without looking at the files, which
+//! also covers writers that do not speak this protocol). A deleted or damaged page is rebuilt by
+//! the next first opener or writer. Nothing here is needed to read the files, so nothing here
+//! can lose an acknowledged record.
+//!
+//! Thread-safety: the mapping is shared by threads and processes; all accesses are atomics.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use memmap2::MmapRaw;
+
+use crate::error::{IoContext, Result};
+
+pub const SHARED_STATE_FILE: &str = ".pylog.shm";
+/// "PLSH" read as a little-endian u32.
+pub const SHARED_STATE_MAGIC: u32 = u32::from_le_bytes(*b"PLSH");
+pub const SHARED_STATE_VERSION: u32 = 1;
+/// Bytes of the file (one page; only the first 56 are used).
+pub const SHARED_STATE_BYTES: u64 = 4096;
+/// Longest sleep of `wait_for` between looks at the files (see the crash argument).
+pub const WAKE_FALLBACK_MS: u64 = 100;
+
+const MAGIC: usize = 0;
+const VERSION: usize = 4;
+const GENERATION: usize = 8;
+const TAIL_SEQ: usize = 12;
+const GRANTS: usize = 16;
+const WAITING_HINT: usize = 20;
+const YIELDING: usize = 24;
+const END_OFFSET: usize = 32;
+const ACTIVE_BASE: usize = 40;
+const ACTIVE_SIZE: usize = 48;
+
+/// The published tail: what the last append left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tail {
+    pub end_offset: i64,
+    pub active_base: i64,
+    pub active_size: u64,
+}
+
+/// One process's mapping of `.pylog.shm` (and the open file, whose flock marks waiting writers).
+#[derive(Debug)]
+pub struct SharedState {
+    map: MmapRaw,
+    file: File,
+}
+
+impl SharedState {
+    /// Open (creating, growing to one page) and map the file. Callers hold the writer lock, so
+    /// growing never races another opener's `set_len`.
+    pub fn open(dir: &Path) -> Result<SharedState> {
+        let path = dir.join(SHARED_STATE_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .io_context(|| format!("opening {}", path.display()))?;
+        let len = file
+            .metadata()
+            .io_context(|| format!("stat {}", path.display()))?
+            .len();
+        if len < SHARED_STATE_BYTES {
+            file.set_len(SHARED_STATE_BYTES)
+                .io_context(|| format!("sizing {}", path.display()))?;
+        }
+        let map = memmap2::MmapOptions::new()
+            .len(SHARED_STATE_BYTES as usize)
+            .map_raw(&file)
+            .io_context(|| format!("mapping {}", path.display()))?;
+        Ok(SharedState { map, file })
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        debug_assert!(offset % 4 == 0 && offset + 4 <= SHARED_STATE_BYTES as usize);
+        // SAFETY: the mapping is one page, aligned, alive as long as `self`; every access to it
+        // (in any process) is atomic, so shared references to atomics over it are sound.
+        unsafe { &*(self.map.as_mut_ptr().add(offset) as *const AtomicU32) }
+    }
+
+    fn i64_at(&self, offset: usize) -> &AtomicI64 {
+        debug_assert!(offset % 8 == 0);
+        // SAFETY: as `u32_at`.
+        unsafe { &*(self.map.as_mut_ptr().add(offset) as *const AtomicI64) }
+    }
+
+    fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        debug_assert!(offset % 8 == 0);
+        // SAFETY: as `u32_at`.
+        unsafe { &*(self.map.as_mut_ptr().add(offset) as *const AtomicU64) }
+    }
+
+    /// Magic and version match: the other fields mean what this module says.
+    pub fn is_valid(&self) -> bool {
+        self.u32_at(MAGIC).load(Ordering::Acquire) == SHARED_STATE_MAGIC
+            && self.u32_at(VERSION).load(Ordering::Acquire) == SHARED_STATE_VERSION
+    }
+
+    /// The current generation when it is usable for caching (valid page, even = stable).
+    pub fn stable_generation(&self) -> Option<u32> {
+        if !self.is_valid() {
+            return None;
+        }
+        let g = self.u32_at(GENERATION).load(Ordering::Acquire);
+        (g % 2 == 0).then_some(g)
+    }
+
+    /// Writer: the page is valid and no dead writer left a change half-done.
+    pub fn is_consistent(&self) -> bool {
+        self.is_valid()
+            && self.u32_at(GENERATION).load(Ordering::Acquire) % 2 == 0
+            && self.u32_at(TAIL_SEQ).load(Ordering::Acquire) % 2 == 0
+    }
+
+    /// Writer lock held: (re)initialise the page, with a generation no live reader has cached
+    /// (the old word moved on to the next even value past it; left odd until `end_change`).
+    pub fn begin_rebuild(&self) {
+        let g = self.u32_at(GENERATION).load(Ordering::Acquire);
+        self.u32_at(GENERATION)
+            .store((g | 1).wrapping_add(2), Ordering::SeqCst);
+        let t = self.u32_at(TAIL_SEQ).load(Ordering::Acquire);
+        self.u32_at(TAIL_SEQ).store(t | 1, Ordering::SeqCst);
+        self.u32_at(VERSION)
+            .store(SHARED_STATE_VERSION, Ordering::SeqCst);
+        self.u32_at(MAGIC)
+            .store(SHARED_STATE_MAGIC, Ordering::SeqCst);
+    }
+
+    /// Writer lock held: the segment set is about to change (generation made odd).
+    pub fn begin_change(&self) {
+        let g = self.u32_at(GENERATION).load(Ordering::Acquire);
+        if g % 2 == 0 {
+            self.u32_at(GENERATION)
+                .store(g.wrapping_add(1), Ordering::SeqCst);
+        }
+    }
+
+    /// Writer lock held: the change is complete (generation made even again).
+    pub fn end_change(&self) {
+        let g = self.u32_at(GENERATION).load(Ordering::Acquire);
+        if g % 2 == 1 {
+            self.u32_at(GENERATION)
+                .store(g.wrapping_add(1), Ordering::SeqCst);
+        }
+    }
+
+    /// The futex word of appends (read it before looking at the files, then `wait_tail`).
+    pub fn tail_seq(&self) -> u32 {
+        self.u32_at(TAIL_SEQ).load(Ordering::Acquire)
+    }
+
+    /// The published tail, if the page is valid and not being written.
+    pub fn tail(&self) -> Option<Tail> {
+        if !self.is_valid() {
+            return None;
+        }
+        let seq = self.u32_at(TAIL_SEQ).load(Ordering::Acquire);
+        if seq % 2 == 1 {
+            return None;
+        }
+        let tail = Tail {
+            end_offset: self.i64_at(END_OFFSET).load(Ordering::Acquire),
+            active_base: self.i64_at(ACTIVE_BASE).load(Ordering::Acquire),
+            active_size: self.u64_at(ACTIVE_SIZE).load(Ordering::Acquire),
+        };
+        (self.u32_at(TAIL_SEQ).load(Ordering::Acquire) == seq).then_some(tail)
+    }
+
+    /// Writer lock held: publish the tail and wake every `wait_for` (any process).
+    pub fn publish(&self, tail: Tail) {
+        let seq = self.u32_at(TAIL_SEQ).load(Ordering::Acquire) | 1;
+        self.u32_at(TAIL_SEQ).store(seq, Ordering::SeqCst);
+        self.i64_at(END_OFFSET)
+            .store(tail.end_offset, Ordering::Release);
+        self.i64_at(ACTIVE_BASE)
+            .store(tail.active_base, Ordering::Release);
+        self.u64_at(ACTIVE_SIZE)
+            .store(tail.active_size, Ordering::Release);
+        self.u32_at(TAIL_SEQ)
+            .store(seq.wrapping_add(1), Ordering::SeqCst);
+        futex_wake(self.u32_at(TAIL_SEQ), i32::MAX);
+    }
+
+    /// Wake every waiter of this page without a change (a closing log's own `wait_for`s).
+    pub fn wake_waiters(&self) {
+        futex_wake(self.u32_at(TAIL_SEQ), i32::MAX);
+    }
+
+    /// Sleep while `tail_seq == seen`, at most `timeout`.
+    pub fn wait_tail(&self, seen: u32, timeout: Duration) {
+        futex_wait(self.u32_at(TAIL_SEQ), seen, timeout);
+    }
+
+    // ---- fair handoff of the writer lock (lock.rs) --------------------------------------
+
+    pub fn grants(&self) -> u32 {
+        self.u32_at(GRANTS).load(Ordering::Acquire)
+    }
+
+    /// Writer lock just acquired: count the grant and wake a releaser that yields to us.
+    pub fn note_grant(&self) {
+        let g = self.u32_at(GRANTS).load(Ordering::Acquire);
+        self.u32_at(GRANTS)
+            .store(g.wrapping_add(1), Ordering::SeqCst);
+        if self.u32_at(YIELDING).swap(0, Ordering::SeqCst) != 0 {
+            futex_wake(self.u32_at(GRANTS), i32::MAX);
+        }
+    }
+
+    pub fn set_waiting_hint(&self, on: bool) {
+        self.u32_at(WAITING_HINT)
+            .store(u32::from(on), Ordering::SeqCst);
+    }
+
+    /// Clear the hint and say whether it was set.
+    pub fn take_waiting_hint(&self) -> bool {
+        self.u32_at(WAITING_HINT).swap(0, Ordering::SeqCst) != 0
+    }
+
+    /// Sleep while `grants == seen` (another writer has not taken the lock yet), at most `timeout`.
+    pub fn wait_for_grant(&self, seen: u32, timeout: Duration) {
+        self.u32_at(YIELDING).store(1, Ordering::SeqCst);
+        futex_wait(self.u32_at(GRANTS), seen, timeout);
+    }
+}
+
+/// `FUTEX_WAIT` (shared, not `_PRIVATE`: the word is in a file mapping other processes share).
+/// Returns on a wake, a value change, a signal or the timeout; callers re-check their condition.
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` points into a live mapping; the kernel only reads it and the timespec.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+fn futex_wake(word: &AtomicU32, count: i32) {
+    // SAFETY: `word` points into a live mapping; FUTEX_WAKE does not touch user memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            count,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebuild_publish_and_generations() {
+        let dir = std::env::temp_dir().join(format!("pylog-shm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = SharedState::open(&dir).unwrap();
+        let b = SharedState::open(&dir).unwrap();
+        assert!(!a.is_valid());
+        a.begin_rebuild();
+        assert_eq!(b.stable_generation(), None, "odd while rebuilding");
+        a.publish(Tail {
+            end_offset: 5,
+            active_base: 0,
+            active_size: 100,
+        });
+        a.end_change();
+        let g = b.stable_generation().expect("stable");
+        assert!(b.is_consistent());
+        assert_eq!(b.tail().unwrap().end_offset, 5);
+        b.begin_change();
+        assert_eq!(a.stable_generation(), None);
+        b.end_change();
+        assert_eq!(a.stable_generation(), Some(g.wrapping_add(2)));
+        let seen = a.tail_seq();
+        a.wait_tail(seen, Duration::from_millis(1)); // times out: nothing changed
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

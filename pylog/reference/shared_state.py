@@ -1,0 +1,208 @@
+"""``.pylog.shm``: the partition's shared-memory coordination page (Linux only: futex(2)).
+
+The twin of native/src/shared_state.rs, which documents the layout, the protocol and the crash
+argument; both engines map the same page, so each wakes the other's waiters and sees the other's
+layout changes. In short: every field is *derived* state (the segment files stay the only source
+of truth, and the first opener or a writer that finds the page inconsistent rebuilds it), every
+store is made with the writer lock held (except two hints that only cost fairness), and:
+
+- ``generation`` (offset 8) is a seqlock over the segment set: odd while a writer rolls (or
+  recovers, or later swaps); a reader caching the even value knows its segment set is current;
+- ``tail_seq`` (offset 12) is the futex word of appends: odd while a writer publishes
+  ``end_offset`` / ``active_base`` / ``active_size`` (offsets 32, 40, 48), then even, then
+  ``FUTEX_WAKE``; ``wait_for`` sleeps in ``FUTEX_WAIT`` on the value it read before looking;
+- ``grants`` / ``waiting_hint`` / ``yielding`` (16, 20, 24) carry the fair writer handoff
+  (lock.py).
+
+Python has no atomic read-modify-write on shared memory; none is needed, because only the
+writer-lock holder modifies the counters. Loads and stores go through aligned ``ctypes`` integers
+over the mapping (single machine loads and stores on x86-64 and aarch64; the syscalls between the
+protocol's steps order them). The futex calls go through ``ctypes`` to ``syscall(2)``; ctypes
+releases the GIL around them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+
+SHARED_STATE_FILE = ".pylog.shm"
+SHARED_STATE_MAGIC = int.from_bytes(b"PLSH", "little")
+SHARED_STATE_VERSION = 1
+SHARED_STATE_BYTES = 4096
+#: longest sleep of ``wait_for`` between looks at the files (writers outside the protocol, or one
+#: that died between its write and its wake-up)
+WAKE_FALLBACK_SECONDS = 0.1
+
+_MAGIC, _VERSION, _GENERATION, _TAIL_SEQ = 0, 4, 8, 12
+_GRANTS, _WAITING_HINT, _YIELDING = 16, 20, 24
+_END_OFFSET, _ACTIVE_BASE, _ACTIVE_SIZE = 32, 40, 48
+
+_SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(os.uname().machine, 202)
+_FUTEX_WAIT, _FUTEX_WAKE = 0, 1
+_INT_MAX = 2**31 - 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class SharedState:
+    """One mapping of ``.pylog.shm``; ``fd`` also carries the waiting writers' shared flock."""
+
+    __slots__ = (
+        "_active_base",
+        "_active_size",
+        "_end_offset",
+        "_generation",
+        "_grants",
+        "_magic",
+        "_map",
+        "_tail_seq",
+        "_version",
+        "_waiting_hint",
+        "_yielding",
+        "fd",
+    )
+
+    def __init__(self, dir_path: str):
+        """Open (creating, growing to one page) and map; the caller holds the writer lock."""
+        path = os.path.join(dir_path, SHARED_STATE_FILE)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            if os.fstat(self.fd).st_size < SHARED_STATE_BYTES:
+                os.ftruncate(self.fd, SHARED_STATE_BYTES)
+            self._map = mmap.mmap(
+                self.fd, SHARED_STATE_BYTES, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+            )
+        except BaseException:
+            os.close(self.fd)
+            raise
+        u32, i64, u64 = ctypes.c_uint32, ctypes.c_int64, ctypes.c_uint64
+        self._magic = u32.from_buffer(self._map, _MAGIC)
+        self._version = u32.from_buffer(self._map, _VERSION)
+        self._generation = u32.from_buffer(self._map, _GENERATION)
+        self._tail_seq = u32.from_buffer(self._map, _TAIL_SEQ)
+        self._grants = u32.from_buffer(self._map, _GRANTS)
+        self._waiting_hint = u32.from_buffer(self._map, _WAITING_HINT)
+        self._yielding = u32.from_buffer(self._map, _YIELDING)
+        self._end_offset = i64.from_buffer(self._map, _END_OFFSET)
+        self._active_base = i64.from_buffer(self._map, _ACTIVE_BASE)
+        self._active_size = u64.from_buffer(self._map, _ACTIVE_SIZE)
+
+    # ------------------------------------------------------------------ layout generation
+
+    def is_valid(self) -> bool:
+        return self._magic.value == SHARED_STATE_MAGIC and self._version.value == SHARED_STATE_VERSION
+
+    def stable_generation(self) -> int | None:
+        """The generation when usable for caching (valid page, even), else None."""
+        if not self.is_valid():
+            return None
+        g = self._generation.value
+        return None if g & 1 else g
+
+    def is_consistent(self) -> bool:
+        """Writer: valid, and no dead writer left a change or a publication half-done."""
+        return self.is_valid() and not self._generation.value & 1 and not self._tail_seq.value & 1
+
+    def begin_rebuild(self) -> None:
+        """Writer lock held: (re)initialise with a generation no live reader has cached."""
+        self._generation.value = ((self._generation.value | 1) + 2) & 0xFFFFFFFF
+        self._tail_seq.value |= 1
+        self._version.value = SHARED_STATE_VERSION
+        self._magic.value = SHARED_STATE_MAGIC
+
+    def begin_change(self) -> None:
+        g = self._generation.value
+        if not g & 1:
+            self._generation.value = (g + 1) & 0xFFFFFFFF
+
+    def end_change(self) -> None:
+        g = self._generation.value
+        if g & 1:
+            self._generation.value = (g + 1) & 0xFFFFFFFF
+
+    # ------------------------------------------------------------------ tail and wake-ups
+
+    def tail_seq(self) -> int:
+        return self._tail_seq.value
+
+    def tail(self) -> tuple[int, int, int] | None:
+        """(end_offset, active_base, active_size) as published, or None mid-publication."""
+        if not self.is_valid():
+            return None
+        seq = self._tail_seq.value
+        if seq & 1:
+            return None
+        tail = self._end_offset.value, self._active_base.value, self._active_size.value
+        return tail if self._tail_seq.value == seq else None
+
+    def publish(self, end_offset: int, active_base: int, active_size: int) -> None:
+        """Writer lock held: publish the tail and wake every ``wait_for`` (any process)."""
+        seq = self._tail_seq.value | 1
+        self._tail_seq.value = seq
+        self._end_offset.value = end_offset
+        self._active_base.value = active_base
+        self._active_size.value = active_size
+        self._tail_seq.value = (seq + 1) & 0xFFFFFFFF
+        _futex_wake(self._tail_seq)
+
+    def wake_waiters(self) -> None:
+        _futex_wake(self._tail_seq)
+
+    def wait_tail(self, seen: int, timeout: float) -> None:
+        _futex_wait(self._tail_seq, seen, timeout)
+
+    # ------------------------------------------------------------------ fair handoff (lock.py)
+
+    def grants(self) -> int:
+        return self._grants.value
+
+    def note_grant(self) -> None:
+        self._grants.value = (self._grants.value + 1) & 0xFFFFFFFF
+        if self._yielding.value:
+            self._yielding.value = 0
+            _futex_wake(self._grants)
+
+    def set_waiting_hint(self, on: bool) -> None:
+        self._waiting_hint.value = int(on)
+
+    def take_waiting_hint(self) -> bool:
+        was = self._waiting_hint.value
+        if was:
+            self._waiting_hint.value = 0
+        return bool(was)
+
+    def wait_for_grant(self, seen: int, timeout: float) -> None:
+        self._yielding.value = 1
+        _futex_wait(self._grants, seen, timeout)
+
+    def close(self) -> None:
+        """Close the descriptor; the mapping goes with the last reference (a thread may still be
+        asleep on it in ``wait_tail``, so it is never unmapped under that thread)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _futex_wait(word: ctypes.c_uint32, expected: int, timeout: float) -> None:
+    timeout = max(timeout, 0.0)
+    ts = _Timespec(int(timeout), int((timeout - int(timeout)) * 1e9))
+    # returns on a wake, a value change, a signal or the timeout; callers re-check
+    _libc.syscall(
+        _SYS_FUTEX,
+        ctypes.byref(word),
+        _FUTEX_WAIT,
+        ctypes.c_uint32(expected),
+        ctypes.byref(ts),
+        None,
+        0,
+    )
+
+
+def _futex_wake(word: ctypes.c_uint32) -> None:
+    _libc.syscall(_SYS_FUTEX, ctypes.byref(word), _FUTEX_WAKE, _INT_MAX, None, None, 0)
