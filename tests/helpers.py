@@ -421,17 +421,53 @@ WRITER_SCRIPT = Path(__file__).resolve().parent / "writer_process.py"
 
 
 def spawn_child(
-    mode: str, engine: str, path: str | os.PathLike[str], config: dict, *args: object
+    mode: str,
+    engine: str,
+    path: str | os.PathLike[str],
+    config: dict,
+    *args: object,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
-    """Start ``writer_process.py MODE ENGINE PATH CONFIG ARGS...`` with piped stdin/stdout/stderr."""
+    """Start ``writer_process.py MODE ENGINE PATH CONFIG ARGS...`` with piped stdin/stdout/stderr
+    (``env``: extra environment variables, e.g. the ``PYLOG_TEST_PAUSE`` crash-test hook)."""
     argv = [sys.executable, str(WRITER_SCRIPT), mode, engine, str(path), json.dumps(config)]
     return subprocess.Popen(
         argv + [str(a) for a in args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
     )
+
+
+#: ``.pylog.shm`` fields (native/src/shared_state.rs): name -> (offset, struct format)
+SHARED_STATE_FIELDS = {
+    "magic": (0, "<I"),
+    "version": (4, "<I"),
+    "generation": (8, "<I"),
+    "tail_seq": (12, "<I"),
+    "grants": (16, "<I"),
+    "end_offset": (32, "<q"),
+    "active_base": (40, "<q"),
+    "active_size": (48, "<Q"),
+}
+
+
+def read_shared_state(path: str | os.PathLike[str]) -> dict[str, int]:
+    """The fields of a partition's ``.pylog.shm`` as another process sees them."""
+    data = (Path(path) / ".pylog.shm").read_bytes()
+    return {k: struct.unpack_from(fmt, data, off)[0] for k, (off, fmt) in SHARED_STATE_FIELDS.items()}
+
+
+def write_shared_field(path: str | os.PathLike[str], name: str, value: int) -> None:
+    """Store one field of ``.pylog.shm`` in place (through the file: it is MAP_SHARED, so every
+    process that maps it sees the store), as a process that died mid-change would leave it."""
+    off, fmt = SHARED_STATE_FIELDS[name]
+    fd = os.open(Path(path) / ".pylog.shm", os.O_RDWR)
+    try:
+        os.pwrite(fd, struct.pack(fmt, value), off)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

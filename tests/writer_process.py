@@ -2,7 +2,8 @@
 as a test module). Modes:
 
 - ``kill ENGINE PATH CONFIG SEED [big] [step K]``: append batches forever, printing ``index base``
-  after each acknowledged append, until the parent SIGKILLs it. With ``step K``: print ``ready`` once
+  after each acknowledged append, until the parent SIGKILLs it (with ``PYLOG_TEST_PAUSE`` set, the
+  log stops the process at a known point first, printing ``pause POINT``). With ``step K``: print ``ready`` once
   open and wait for a line on stdin before each group of K batches.
 - ``writer ENGINE PATH CONFIG ID COUNT [K]``: print ``ready`` once open, wait for a line on stdin,
   append COUNT batches of ``writer_values(ID, i)``, close, print ``done``. With K: print each base
@@ -11,6 +12,8 @@ as a test module). Modes:
   then write the first 2/3 of the encoded next batch at the end of the active segment file, as a
   crash half-way through a write would leave it, print ``torn BASE SEGMENT GOOD_SIZE CUT`` and
   SIGKILL itself.
+- ``spin ENGINE PATH CONFIG ID SECONDS``: print ``ready``, wait for a line on stdin, append one
+  record ``w{ID}:{i}`` at a time in a tight loop for SECONDS, close, print how many it appended.
 - ``appender ENGINE PATH CONFIG``: print ``ready``; for each line on stdin append one record and
   print ``base t`` (``t``: ``time.monotonic()`` right after ``append`` returned); exit at EOF.
 - ``reader ENGINE PATH CONFIG TOTAL``: print ``ready``, wait for a line on stdin, tail the log with
@@ -107,6 +110,17 @@ def main(argv: list[str]) -> None:
                 say(str(base))
         log.close()
         say("done")
+    elif mode == "spin":
+        writer_id, seconds = int(argv[4]), float(argv[5])
+        say("ready")
+        sys.stdin.readline()
+        deadline = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < deadline:
+            log.append([b"w%d:%d" % (writer_id, n)], timestamps_ms=[TS])
+            n += 1
+        log.close()
+        say(str(n))
     elif mode == "appender":
         say("ready")
         i = 0

@@ -67,6 +67,41 @@ const READ_WINDOW_SLACK_BYTES: usize = 2 << 10;
 /// Bytes of batches decoded per planning step of `read_columns`.
 const COLUMNS_CHUNK_BYTES: u64 = 4 << 20;
 
+/// Test hook of the crash tests (tests/test_coordination.py): with `PYLOG_TEST_PAUSE=POINT:N`
+/// in the environment at open, the N-th time this log reaches `POINT` (`locked`: writer lock
+/// held before the write; `written`: batch written, not yet published; `publishing`: the page's
+/// tail half-updated; `rolling`: layout generation odd) it prints `pause POINT` on stdout and
+/// stops its process with SIGSTOP, so a test can look at the others and then SIGKILL it there.
+#[derive(Debug)]
+struct PauseHook {
+    point: String,
+    remaining: std::sync::atomic::AtomicU64,
+}
+
+impl PauseHook {
+    fn from_env() -> Option<PauseHook> {
+        let spec = std::env::var("PYLOG_TEST_PAUSE").ok()?;
+        let (point, n) = spec.split_once(':').unwrap_or((&spec, "1"));
+        Some(PauseHook {
+            point: point.to_owned(),
+            remaining: std::sync::atomic::AtomicU64::new(n.parse().unwrap_or(1)),
+        })
+    }
+
+    fn reached(hook: &Option<PauseHook>, point: &str) {
+        let Some(h) = hook else { return };
+        if h.point != point || h.remaining.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        let line = format!("pause {point}\n");
+        // SAFETY: plain write(2) of a live buffer to stdout, then raise(3).
+        unsafe {
+            libc::write(1, line.as_ptr().cast(), line.len());
+            libc::raise(libc::SIGSTOP);
+        }
+    }
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -144,6 +179,7 @@ pub struct PartitionLog {
     /// Set once by `close`. why outside the mutexes: `closed` and the Python boundary's checks
     /// must not wait behind an append that waits for another process's lock.
     closed: AtomicBool,
+    pause: Option<PauseHook>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -484,6 +520,7 @@ impl PartitionLog {
             writer: Mutex::new(WriterScratch::default()),
             inner: Mutex::new(inner),
             closed: AtomicBool::new(false),
+            pause: PauseHook::from_env(),
         })
     }
 
@@ -605,7 +642,10 @@ impl PartitionLog {
             if writer {
                 active.persist_index()?;
             }
-            if look_around && active.next_offset > active.base_offset {
+            // why writers always look: appending at `{end}` when `{end:020}.log` exists would
+            // write into a sealed segment; one path lookup per append buys that certainty even
+            // against a roller that does not speak the protocol
+            if (look_around || writer) && active.next_offset > active.base_offset {
                 let next_path = Segment::path_for(&self.dir, active.next_offset, LOG_SUFFIX);
                 if next_path.exists() {
                     inner.known_generation = None;
@@ -687,6 +727,7 @@ impl PartitionLog {
         }
         self.shared.begin_change();
         active.seal(true)?;
+        PauseHook::reached(&self.pause, "rolling");
         let next = active.next_offset;
         let seg = Segment::create(&self.dir, next)?;
         inner.segments.push(seg);
@@ -728,12 +769,16 @@ impl PartitionLog {
         )? {
             self.roll_locked(inner)?;
         }
+        PauseHook::reached(&self.pause, "locked");
         let active = inner.segments.last_mut().expect("segment");
         active.append(batch, &header, &self.config)?;
         active.persist_index()?;
         let end = header.next_offset();
         debug_assert_eq!(end_of(inner), end);
-        self.shared.publish(tail_of(inner));
+        PauseHook::reached(&self.pause, "written");
+        self.shared.publish_with(tail_of(inner), || {
+            PauseHook::reached(&self.pause, "publishing")
+        });
         let now = Instant::now();
         let since_sync_ms = now
             .duration_since(inner.last_sync)

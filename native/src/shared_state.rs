@@ -60,7 +60,7 @@ pub const SHARED_STATE_VERSION: u32 = 1;
 /// Bytes of the file (one page; only the first 56 are used).
 pub const SHARED_STATE_BYTES: u64 = 4096;
 /// Longest sleep of `wait_for` between looks at the files (see the crash argument).
-pub const WAKE_FALLBACK_MS: u64 = 100;
+pub const WAKE_FALLBACK_MS: u64 = 500;
 
 const MAGIC: usize = 0;
 const VERSION: usize = 4;
@@ -216,8 +216,14 @@ impl SharedState {
 
     /// Writer lock held: publish the tail and wake every `wait_for` (any process).
     pub fn publish(&self, tail: Tail) {
+        self.publish_with(tail, || {});
+    }
+
+    /// `publish`, calling `midway` while `tail_seq` is odd (the crash tests stop a process there).
+    pub fn publish_with(&self, tail: Tail, midway: impl FnOnce()) {
         let seq = self.u32_at(TAIL_SEQ).load(Ordering::Acquire) | 1;
         self.u32_at(TAIL_SEQ).store(seq, Ordering::SeqCst);
+        midway();
         self.i64_at(END_OFFSET)
             .store(tail.end_offset, Ordering::Release);
         self.i64_at(ACTIVE_BASE)

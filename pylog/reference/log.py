@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import threading
 import time
 import weakref
@@ -69,6 +70,33 @@ if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; annotations only
 RECORDS_CHUNK_BYTES = 1 << 20
 
 
+class _PauseHook:
+    """Test hook of the crash tests (tests/test_coordination.py), as native/src/log.rs's
+    ``PauseHook``: with ``PYLOG_TEST_PAUSE=POINT:N`` set at open, the N-th time this log reaches
+    ``POINT`` (``locked``, ``written``, ``publishing``, ``rolling``) it prints ``pause POINT`` on
+    stdout and stops its process with SIGSTOP."""
+
+    __slots__ = ("point", "remaining")
+
+    def __init__(self, spec: str):
+        point, _, n = spec.partition(":")
+        self.point = point
+        self.remaining = int(n) if n.isdigit() else 1
+
+    @staticmethod
+    def from_env() -> _PauseHook | None:
+        spec = os.environ.get("PYLOG_TEST_PAUSE")
+        return _PauseHook(spec) if spec else None
+
+    def reached(self, point: str) -> None:
+        if point != self.point:
+            return
+        self.remaining -= 1
+        if self.remaining == 0:
+            os.write(1, f"pause {point}\n".encode())
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -96,6 +124,7 @@ class PartitionLog:
         #: the layout generation the segment set was refreshed at (None: refresh next time)
         self._known_gen: int | None = None
         self._closed = True  # until fully open
+        self._pause = _PauseHook.from_env()
         self._segments: list[Segment] = []
         self._bases: list[int] = []
         self._dir_dirty = False
@@ -260,9 +289,9 @@ class PartitionLog:
         self._known_gen = after if stable else None
         return True
 
-    def _publish(self) -> None:
+    def _publish(self, midway=None) -> None:
         active = self._active
-        self._shared.publish(active.next_offset, active.base, active.size)
+        self._shared.publish(active.next_offset, active.base, active.size, midway)
 
     # ------------------------------------------------------------------ basics
 
@@ -355,7 +384,10 @@ class PartitionLog:
                 continue
             if writer:
                 active.persist_indexes()  # a writer that died before its index write is repaired
-            if not look_around or active.next_offset == active.base:
+            # why writers always look: appending at ``{end}`` when ``{end:020}.log`` exists would
+            # write into a sealed segment; one path lookup per append buys that certainty even
+            # against a roller that does not speak the protocol
+            if not (look_around or writer) or active.next_offset == active.base:
                 return
             next_log = os.path.join(self._path, file_prefix(active.next_offset) + LOG_SUFFIX)
             if not os.path.exists(next_log):
@@ -466,11 +498,17 @@ class PartitionLog:
             assert header.base_offset == base and header.size_bytes == len(batch)
             if self._active.should_roll(len(batch), header.last_offset, header.max_timestamp):
                 self._roll_locked()
+            if self._pause:
+                self._pause.reached("locked")
             active = self._active
             active.write_batch(batch, header)
             active.persist_indexes()
             end = active.next_offset
-            self._publish()
+            if self._pause:
+                self._pause.reached("written")
+                self._publish(lambda: self._pause.reached("publishing"))
+            else:
+                self._publish()
             cfg = self._config
             if (
                 end - self._recovery_point >= cfg.flush_messages
@@ -496,6 +534,8 @@ class PartitionLog:
         assert active.size > 0
         self._shared.begin_change()
         active.seal(persist=True)
+        if self._pause:
+            self._pause.reached("rolling")
         base = active.next_offset
         self._segments.append(Segment.create(self._path, base, self._config))
         self._bases.append(base)

@@ -33,7 +33,7 @@ SHARED_STATE_VERSION = 1
 SHARED_STATE_BYTES = 4096
 #: longest sleep of ``wait_for`` between looks at the files (writers outside the protocol, or one
 #: that died between its write and its wake-up)
-WAKE_FALLBACK_SECONDS = 0.1
+WAKE_FALLBACK_SECONDS = 0.5
 
 _MAGIC, _VERSION, _GENERATION, _TAIL_SEQ = 0, 4, 8, 12
 _GRANTS, _WAITING_HINT, _YIELDING = 16, 20, 24
@@ -141,10 +141,13 @@ class SharedState:
         tail = self._end_offset.value, self._active_base.value, self._active_size.value
         return tail if self._tail_seq.value == seq else None
 
-    def publish(self, end_offset: int, active_base: int, active_size: int) -> None:
-        """Writer lock held: publish the tail and wake every ``wait_for`` (any process)."""
+    def publish(self, end_offset: int, active_base: int, active_size: int, midway=None) -> None:
+        """Writer lock held: publish the tail and wake every ``wait_for`` (any process);
+        ``midway`` is called while ``tail_seq`` is odd (the crash tests stop a process there)."""
         seq = self._tail_seq.value | 1
         self._tail_seq.value = seq
+        if midway is not None:
+            midway()
         self._end_offset.value = end_offset
         self._active_base.value = active_base
         self._active_size.value = active_size
