@@ -91,6 +91,14 @@ def test_writer_killed_at_each_point_of_an_append(engine, other_engine, tmp_path
                 assert page["generation"] % 2 == 1, "stopped half-way through a roll"
 
             acked_end = max(base + len(batch_values(7, i)) for i, base in acked) if acked else 1
+            queued: dict = {}
+            if point == "locked":
+                # a writer thread of readers[0] now waits for the writer lock: the same object's
+                # reads must not wait behind it
+                blocked = threading.Thread(
+                    target=lambda: queued.setdefault("base", readers[0].append([b"queued"]))
+                )
+                blocked.start()
             for reader in readers:  # never waits for the stopped writer
                 end = in_thread(lambda r=reader: r.end_offset)
                 assert end >= acked_end
@@ -105,14 +113,23 @@ def test_writer_killed_at_each_point_of_an_append(engine, other_engine, tmp_path
 
             os.kill(child.pid, signal.SIGKILL)
             child.wait()
-        assert survivor.append([b"after"], timestamps_ms=[TS]) == end
+        after = survivor.append([b"after"], timestamps_ms=[TS])
         waiter.join(60)
         assert woke.get("ok") is True, "the survivor's append wakes a waiter in another object"
-        assert_page_consistent(path, end + 1)
+        if point == "locked":
+            blocked.join(60)
+            assert not blocked.is_alive(), "the queued append never got the lock"
+            assert sorted([after, queued["base"]]) == [end, end + 1]
+        else:
+            assert after == end
+        total = end + 1 + len(queued)
+        assert_page_consistent(path, total)
         for log in (survivor, *readers):
             final = {r.offset: r.value for r in log.records()}
-            assert sorted(final) == list(range(end + 1)), "contiguous offsets"
-            assert final[0] == b"before" and final[end] == b"after"
+            assert sorted(final) == list(range(total)), "contiguous offsets"
+            assert final[0] == b"before" and final[after] == b"after"
+            if queued:
+                assert final[queued["base"]] == b"queued"
             for i, base in acked:
                 want = batch_values(7, i)
                 assert [final[base + j] for j in range(len(want))] == want, f"acked batch {i} lost"
@@ -120,7 +137,7 @@ def test_writer_killed_at_each_point_of_an_append(engine, other_engine, tmp_path
         for log in (survivor, *readers):
             log.close()
     with open_partition(path, engine=engine, config=config) as again:
-        assert again.end_offset == end + 1
+        assert again.end_offset == total
 
 
 def test_shared_state_deleted_or_damaged_is_rebuilt(engine, other_engine, tmp_path):

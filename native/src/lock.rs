@@ -14,6 +14,7 @@
 //!   2. a releaser that finds the hint set tests for registered waiters (`LOCK_EX | LOCK_NB` on
 //!      `.pylog.shm` fails while one holds it shared); if there is one, its next acquire first
 //!      sleeps on `grants` (futex) until another writer took the lock, at most `YIELD_MAX`.
+//!
 //!   The hint is cleared before the test and set again when waiters remain, so a waiter that
 //!   registers concurrently is at worst missed for one round (fairness only, never safety: the
 //!   flock alone provides mutual exclusion, and a dead waiter's registration vanishes with it).

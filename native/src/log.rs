@@ -582,10 +582,10 @@ impl PartitionLog {
     /// Catch up with the files (see the module comment). `writer`: the writer lock is held.
     fn resync(&self, inner: &mut Inner, writer: bool) -> Result<()> {
         let generation = self.shared.stable_generation();
-        if generation.is_none() || generation != inner.known_generation {
-            if !refresh_segments(&self.dir, &self.config, &self.shared, inner, writer)? {
-                return Ok(());
-            }
+        if (generation.is_none() || generation != inner.known_generation)
+            && !refresh_segments(&self.dir, &self.config, &self.shared, inner, writer)?
+        {
+            return Ok(());
         }
         // why the directory checks without a usable generation: then nothing tells us of
         // another process's roll or unlink but the files themselves.

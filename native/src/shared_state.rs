@@ -120,20 +120,20 @@ impl SharedState {
     }
 
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        debug_assert!(offset % 4 == 0 && offset + 4 <= SHARED_STATE_BYTES as usize);
+        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= SHARED_STATE_BYTES as usize);
         // SAFETY: the mapping is one page, aligned, alive as long as `self`; every access to it
         // (in any process) is atomic, so shared references to atomics over it are sound.
         unsafe { &*(self.map.as_mut_ptr().add(offset) as *const AtomicU32) }
     }
 
     fn i64_at(&self, offset: usize) -> &AtomicI64 {
-        debug_assert!(offset % 8 == 0);
+        debug_assert!(offset.is_multiple_of(8));
         // SAFETY: as `u32_at`.
         unsafe { &*(self.map.as_mut_ptr().add(offset) as *const AtomicI64) }
     }
 
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        debug_assert!(offset % 8 == 0);
+        debug_assert!(offset.is_multiple_of(8));
         // SAFETY: as `u32_at`.
         unsafe { &*(self.map.as_mut_ptr().add(offset) as *const AtomicU64) }
     }
@@ -150,14 +150,20 @@ impl SharedState {
             return None;
         }
         let g = self.u32_at(GENERATION).load(Ordering::Acquire);
-        (g % 2 == 0).then_some(g)
+        g.is_multiple_of(2).then_some(g)
     }
 
     /// Writer: the page is valid and no dead writer left a change half-done.
     pub fn is_consistent(&self) -> bool {
         self.is_valid()
-            && self.u32_at(GENERATION).load(Ordering::Acquire) % 2 == 0
-            && self.u32_at(TAIL_SEQ).load(Ordering::Acquire) % 2 == 0
+            && self
+                .u32_at(GENERATION)
+                .load(Ordering::Acquire)
+                .is_multiple_of(2)
+            && self
+                .u32_at(TAIL_SEQ)
+                .load(Ordering::Acquire)
+                .is_multiple_of(2)
     }
 
     /// Writer lock held: (re)initialise the page, with a generation no live reader has cached
@@ -177,7 +183,7 @@ impl SharedState {
     /// Writer lock held: the segment set is about to change (generation made odd).
     pub fn begin_change(&self) {
         let g = self.u32_at(GENERATION).load(Ordering::Acquire);
-        if g % 2 == 0 {
+        if g.is_multiple_of(2) {
             self.u32_at(GENERATION)
                 .store(g.wrapping_add(1), Ordering::SeqCst);
         }
