@@ -13,7 +13,8 @@ as a test module). Modes:
   crash half-way through a write would leave it, print ``torn BASE SEGMENT GOOD_SIZE CUT`` and
   SIGKILL itself.
 - ``spin ENGINE PATH CONFIG ID SECONDS``: print ``ready``, wait for a line on stdin, append one
-  record ``w{ID}:{i}`` at a time in a tight loop for SECONDS, close, print how many it appended.
+  record ``w{ID}:{i}`` at a time in a tight loop for SECONDS, close, print how many it appended
+  and the longest single append in seconds (an upper bound of its longest wait for the lock).
 - ``appender ENGINE PATH CONFIG``: print ``ready``; for each line on stdin append one record and
   print ``base t`` (``t``: ``time.monotonic()`` right after ``append`` returned); exit at EOF.
 - ``reader ENGINE PATH CONFIG TOTAL``: print ``ready``, wait for a line on stdin, tail the log with
@@ -115,12 +116,13 @@ def main(argv: list[str]) -> None:
         say("ready")
         sys.stdin.readline()
         deadline = time.monotonic() + seconds
-        n = 0
-        while time.monotonic() < deadline:
+        n, longest = 0, 0.0
+        while (start := time.monotonic()) < deadline:
             log.append([b"w%d:%d" % (writer_id, n)], timestamps_ms=[TS])
+            longest = max(longest, time.monotonic() - start)
             n += 1
         log.close()
-        say(str(n))
+        say(f"{n} {longest!r}")
     elif mode == "appender":
         say("ready")
         i = 0
