@@ -52,8 +52,7 @@ use crate::lock::{LockFile, WriterLock, OPEN_LOCK_FILE, WRITER_LOCK_FILE};
 use crate::record::{self, BatchHeader, RecordSpec, RecordView};
 use crate::recovery;
 use crate::segment::{
-    ScanEnd, Segment, SegmentBytes, LOG_SUFFIX, LOOKUP_CHUNK_BYTES, MAX_RELATIVE_OFFSET,
-    SCAN_CHUNK_BYTES,
+    ScanEnd, Segment, SegmentBytes, LOG_SUFFIX, LOOKUP_CHUNK_BYTES, SCAN_CHUNK_BYTES,
 };
 use crate::shared_state::{SharedState, Tail, WAKE_FALLBACK_MS};
 
@@ -690,34 +689,6 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Roll rules §2.7 for an incoming batch.
-    fn should_roll(
-        &self,
-        active: &mut Segment,
-        size: u64,
-        last_offset: i64,
-        incoming_max_ts: i64,
-    ) -> Result<bool> {
-        if active.is_empty() {
-            return Ok(false);
-        }
-        if active.size + size > u64::from(self.config.segment_bytes) {
-            return Ok(true);
-        }
-        if let Some(first_ts) = active.first_batch_max_ts()? {
-            if first_ts >= 0 && incoming_max_ts.saturating_sub(first_ts) > self.config.segment_ms {
-                return Ok(true);
-            }
-        }
-        let idx = active.index()?;
-        if idx.offset_index_full(self.config.offset_index_max_entries())
-            || idx.time_index_full(self.config.time_index_full_entries())
-        {
-            return Ok(true);
-        }
-        Ok(last_offset - active.base_offset > MAX_RELATIVE_OFFSET)
-    }
-
     /// Seal the active segment and start `{end:020}` (writer lock held, re-synced). The layout
     /// generation is odd meanwhile; a crash leaves it odd and the next writer repairs.
     fn roll_locked(&self, inner: &mut Inner) -> Result<()> {
@@ -761,8 +732,8 @@ impl PartitionLog {
         );
         assert_eq!(header.base_offset, base);
         let active = inner.segments.last_mut().expect("segment");
-        if self.should_roll(
-            active,
+        if active.should_roll(
+            &self.config,
             batch.len() as u64,
             header.last_offset(),
             header.max_timestamp,
@@ -1006,7 +977,12 @@ impl PartitionLog {
             let from = pos;
             let mut to = pos;
             let read_chunk = (max_bytes as usize).clamp(LOOKUP_CHUNK_BYTES, SCAN_CHUNK_BYTES);
-            seg.for_each_batch(from, read_chunk, false, |p, h, _| {
+            // why copy while scanning: the active segment is read with `pread`s, and the bytes
+            // the scan read are the ones to decode (no second read); a sealed one is a range of
+            // its mapping, taken after the scan.
+            let sealed = seg.sealed;
+            let mut copied: Vec<u8> = Vec::new();
+            seg.for_each_batch(from, read_chunk, false, |p, h, batch| {
                 let size = h.size_bytes() as u64;
                 if h.base_offset >= end {
                     position = end; // nothing of [start, end) lies further on
@@ -1017,12 +993,19 @@ impl PartitionLog {
                 }
                 total += size;
                 to = p + size;
+                if !sealed {
+                    copied.extend_from_slice(batch);
+                }
                 position = position.max(h.next_offset());
                 Ok(total < max_bytes && position < end)
             })?;
             if to > from {
                 chunk.pieces.push(Piece {
-                    bytes: seg.bytes(from, to)?,
+                    bytes: if sealed {
+                        seg.bytes(from, to)?
+                    } else {
+                        SegmentBytes::Owned(copied)
+                    },
                     path: seg.log_path.clone(),
                     file_position: from,
                 });

@@ -608,6 +608,37 @@ impl Segment {
             .io_context(|| format!("truncating {}", self.log_path.display()))
     }
 
+    /// Roll rules 1-4 of docs/partition-log.md ("Roll rules", checked before each append; the
+    /// reference's `Segment.should_roll` is the twin): this segment is not empty and the incoming
+    /// batch would overflow `segment.bytes`, or is more than `segment.ms` newer than the first
+    /// batch, or an index is full, or its last offset does not fit the i32 relative range.
+    pub fn should_roll(
+        &mut self,
+        config: &LogConfig,
+        size: u64,
+        last_offset: i64,
+        incoming_max_ts: i64,
+    ) -> Result<bool> {
+        if self.is_empty() {
+            return Ok(false);
+        }
+        if self.size + size > u64::from(config.segment_bytes) {
+            return Ok(true);
+        }
+        if let Some(first_ts) = self.first_batch_max_ts()? {
+            if first_ts >= 0 && incoming_max_ts.saturating_sub(first_ts) > config.segment_ms {
+                return Ok(true);
+            }
+        }
+        let idx = self.index()?;
+        if idx.offset_index_full(config.offset_index_max_entries())
+            || idx.time_index_full(config.time_index_full_entries())
+        {
+            return Ok(true);
+        }
+        Ok(last_offset - self.base_offset > MAX_RELATIVE_OFFSET)
+    }
+
     /// maxTimestamp of the first batch (roll rule 2); `None` when empty.
     pub fn first_batch_max_ts(&mut self) -> Result<Option<i64>> {
         if self.size == 0 {
@@ -625,35 +656,36 @@ impl Segment {
         Ok(self.first_batch_max_ts)
     }
 
+    /// Where a forward scan for `offset` starts: the offset index's floor entry (0 when the
+    /// index points past the data: a damaged index).
+    fn scan_start(&mut self, offset: i64) -> Result<u64> {
+        let start = u64::from(self.index()?.lookup_offset(offset).position);
+        Ok(if start > self.size { 0 } else { start })
+    }
+
     /// Position of the first batch with `lastOffset >= offset` (index lookup, then a forward
     /// header scan; framing only), or `None` when this segment has none.
     pub fn find_batch(&mut self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
         if self.size == 0 || offset >= self.next_offset {
             return Ok(None);
         }
-        let mut start = u64::from(self.index()?.lookup_offset(offset).position);
-        if start > self.size {
-            start = 0; // a damaged index: scan from the start
-        }
-        let size = self.size;
+        let start = self.scan_start(offset)?;
         let mut found = None;
-        let scan = self.with_source(LOOKUP_CHUNK_BYTES, |src| {
-            scan_batches(src, start, size, false, |pos, h, _| {
-                if h.last_offset() >= offset {
-                    found = Some((pos, *h));
-                    return Ok(false);
-                }
-                Ok(true)
-            })
+        self.for_each_batch(start, LOOKUP_CHUNK_BYTES, false, |pos, h, _| {
+            if h.last_offset() >= offset {
+                found = Some((pos, *h));
+                return Ok(false);
+            }
+            Ok(true)
         })?;
-        self.strict(scan)?;
         Ok(found)
     }
 
     /// `read`'s work in this segment: whole batches from the first with `lastOffset >= offset`,
     /// as many as fit in `max_bytes` (at least one); `None` when the segment has no such batch.
-    /// Sealed: a range of the mapping. Active: `pread`s of `window_bytes` from the index entry
-    /// (usually one), and the result copied out of that window.
+    /// The same forward scan as `find_batch` (`for_each_batch`): over the mapping when sealed
+    /// (the result is a range of it), else `pread`s of `window_bytes` from the index entry
+    /// (usually one), the batches copied out as the scan passes them.
     pub fn read_batches(
         &mut self,
         offset: i64,
@@ -663,98 +695,34 @@ impl Segment {
         if self.size == 0 || offset >= self.next_offset {
             return Ok(None);
         }
-        let mut start = u64::from(self.index()?.lookup_offset(offset).position);
-        if start > self.size {
-            start = 0; // a damaged index: scan from the start
-        }
-        let size = self.size;
-        let mapped = if self.sealed { self.mmap()? } else { None };
-        let mut owned: Vec<u8> = Vec::new();
-        let mut buf_start = start;
-        if mapped.is_some() {
-            buf_start = 0;
-        }
-        let mut pos = start;
+        let start = self.scan_start(offset)?;
+        let sealed = self.sealed;
         let mut found: Option<u64> = None;
         let mut total = 0u64;
-        while pos < size {
-            let buf: &[u8] = match &mapped {
-                Some(m) => &m[..size as usize],
-                None => &owned,
-            };
-            let off = ((pos - buf_start) as usize).min(buf.len());
-            match record::frame(&buf[off..]) {
-                Frame::Batch(h) => {
-                    let batch_bytes = h.size_bytes() as u64;
-                    if found.is_none() {
-                        if h.last_offset() >= offset {
-                            found = Some(pos);
-                            total = batch_bytes;
-                        }
-                    } else if total + batch_bytes > max_bytes {
-                        break;
-                    } else {
-                        total += batch_bytes;
-                    }
-                    if found.is_some() && total >= max_bytes {
-                        break;
-                    }
-                    pos += batch_bytes;
+        let mut copied: Vec<u8> = Vec::new();
+        self.for_each_batch(start, window_bytes, false, |pos, h, batch| {
+            let size = h.size_bytes() as u64;
+            if found.is_none() {
+                if h.last_offset() < offset {
+                    return Ok(true);
                 }
-                Frame::Corrupt(reason) => {
-                    self.strict(Scan {
-                        position: pos,
-                        end: ScanEnd::Corrupt(reason),
-                    })?;
-                    break;
-                }
-                Frame::Incomplete => {
-                    if mapped.is_some() || (!buf.is_empty() && buf_start + buf.len() as u64 >= size)
-                    {
-                        // everything up to `size` was seen: bytes left there do not frame
-                        self.strict(Scan {
-                            position: pos,
-                            end: ScanEnd::Incomplete,
-                        })?;
-                        break;
-                    }
-                    // Refill, keeping the found batches in the window.
-                    let avail = &buf[off..];
-                    let need = if avail.len() >= LOG_OVERHEAD {
-                        LOG_OVERHEAD
-                            + i32::from_be_bytes(avail[8..12].try_into().unwrap()).max(0) as usize
-                    } else {
-                        record::BATCH_HEADER_BYTES
-                    };
-                    let keep_from = found.unwrap_or(pos);
-                    let want = ((pos - keep_from) as usize + need)
-                        .max(window_bytes)
-                        .min((size - keep_from) as usize);
-                    owned.resize(want, 0);
-                    let got = read_full_at(&self.file, &mut owned, keep_from)
-                        .io_context(|| format!("reading {}", self.log_path.display()))?;
-                    if got < want {
-                        return Err(Error::Internal(format!(
-                            "{} shrank under a reader",
-                            self.log_path.display()
-                        )));
-                    }
-                    buf_start = keep_from;
-                }
+                found = Some(pos);
+                total = size;
+            } else if total + size > max_bytes {
+                return Ok(false);
+            } else {
+                total += size;
             }
-        }
+            if !sealed {
+                copied.extend_from_slice(batch);
+            }
+            Ok(total < max_bytes)
+        })?;
         let Some(from) = found else { return Ok(None) };
-        let to = from + total;
-        if let Some(m) = mapped {
-            return Ok(Some(SegmentBytes::Mapped(m, from as usize..to as usize)));
+        if sealed {
+            return self.bytes(from, from + total).map(Some);
         }
-        let lo = (from - buf_start) as usize;
-        let hi = (to - buf_start) as usize;
-        owned.truncate(hi);
-        if lo == 0 {
-            return Ok(Some(SegmentBytes::Owned(owned)));
-        }
-        Ok(Some(SegmentBytes::Owned(owned[lo..hi].to_vec())))
+        Ok(Some(SegmentBytes::Owned(copied)))
     }
 
     /// A sealed segment must frame exactly to its end: a scan of it that stopped at bytes which
