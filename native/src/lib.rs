@@ -15,6 +15,7 @@ pub mod log;
 pub mod record;
 pub mod recovery;
 pub mod segment;
+pub mod segments;
 pub mod shared_state;
 pub mod varint;
 

@@ -54,6 +54,7 @@ use crate::recovery;
 use crate::segment::{
     ScanEnd, Segment, SegmentBytes, LOG_SUFFIX, LOOKUP_CHUNK_BYTES, SCAN_CHUNK_BYTES,
 };
+use crate::segments::Segments;
 use crate::shared_state::{SharedState, Tail, WAKE_FALLBACK_MS};
 
 /// Longest `wait_for` timeout honoured (ten years).
@@ -146,7 +147,7 @@ impl RecordsChunk {
 }
 
 struct Inner {
-    segments: Vec<Segment>,
+    segments: Segments,
     /// The layout generation the segment set was last refreshed at (None: refresh next time).
     known_generation: Option<u32>,
     open_lock: Option<LockFile>,
@@ -311,7 +312,7 @@ fn check_tail(
 }
 
 fn end_of(inner: &Inner) -> i64 {
-    inner.segments.last().expect("segment").next_offset
+    inner.segments.active().next_offset
 }
 
 fn start_of(inner: &Inner) -> i64 {
@@ -319,7 +320,7 @@ fn start_of(inner: &Inner) -> i64 {
 }
 
 fn tail_of(inner: &Inner) -> Tail {
-    let active = inner.segments.last().expect("segment");
+    let active = inner.segments.active();
     Tail {
         end_offset: active.next_offset,
         active_base: active.base_offset,
@@ -358,7 +359,7 @@ fn refresh_segments(
         shared.end_change();
         bases.push(0);
     }
-    let mut old = std::mem::take(&mut inner.segments);
+    let mut old = inner.segments.take();
     let mut segments = Vec::with_capacity(bases.len());
     let result = (|| {
         for (i, &base) in bases.iter().enumerate() {
@@ -418,14 +419,15 @@ fn refresh_segments(
     if let Err(e) = result {
         // keep a usable state: what we had, to be refreshed again next time
         if inner.segments.is_empty() {
-            inner.segments = if segments.is_empty() { old } else { segments };
-            inner.segments.sort_by_key(|s| s.base_offset);
+            inner
+                .segments
+                .replace(if segments.is_empty() { old } else { segments });
         }
         inner.known_generation = None;
         return Err(e);
     }
     if segments.is_empty() {
-        inner.segments = old;
+        inner.segments.replace(old);
         inner.known_generation = None;
         return Ok(false);
     }
@@ -436,7 +438,7 @@ fn refresh_segments(
             seg.opened_stable = stable || writer;
         }
     }
-    inner.segments = segments;
+    inner.segments.replace(segments);
     inner.dir_dirty = true;
     inner.known_generation = if stable { after } else { None };
     let end = end_of(inner);
@@ -482,7 +484,7 @@ impl PartitionLog {
         }
         open_lock.shared()?;
         let mut inner = Inner {
-            segments: Vec::new(),
+            segments: Segments::new(),
             known_generation: None,
             open_lock: Some(open_lock),
             // (torn-tail checks re-read the checkpoint, so 0 is fine as what we know here)
@@ -607,7 +609,7 @@ impl PartitionLog {
         }
         // why bounded: every round either takes in a roll or reloads; a runaway loop is a bug.
         for _ in 0..1_000_000 {
-            let active = inner.segments.last_mut().expect("at least one segment");
+            let active = inner.segments.active_mut();
             let meta = active
                 .file
                 .metadata()
@@ -637,7 +639,7 @@ impl PartitionLog {
                     continue;
                 }
             }
-            let active = inner.segments.last_mut().expect("at least one segment");
+            let active = inner.segments.active_mut();
             if writer {
                 active.persist_index()?;
             }
@@ -692,7 +694,7 @@ impl PartitionLog {
     /// Seal the active segment and start `{end:020}` (writer lock held, re-synced). The layout
     /// generation is odd meanwhile; a crash leaves it odd and the next writer repairs.
     fn roll_locked(&self, inner: &mut Inner) -> Result<()> {
-        let active = inner.segments.last_mut().expect("segment");
+        let active = inner.segments.active_mut();
         if active.is_empty() {
             return Ok(());
         }
@@ -731,7 +733,7 @@ impl PartitionLog {
             "encoded batch length field"
         );
         assert_eq!(header.base_offset, base);
-        let active = inner.segments.last_mut().expect("segment");
+        let active = inner.segments.active_mut();
         if active.should_roll(
             &self.config,
             batch.len() as u64,
@@ -741,7 +743,7 @@ impl PartitionLog {
             self.roll_locked(inner)?;
         }
         PauseHook::reached(&self.pause, "locked");
-        let active = inner.segments.last_mut().expect("segment");
+        let active = inner.segments.active_mut();
         active.append(batch, &header, &self.config)?;
         active.persist_index()?;
         let end = header.next_offset();
@@ -828,10 +830,7 @@ impl PartitionLog {
         let rp = inner.recovery_point;
         // why the segment holding `rp - 1`: a roll at the recovery point wrote the old
         // segment's final time-index entry after the last sync
-        let from = inner
-            .segments
-            .partition_point(|s| s.base_offset < rp)
-            .saturating_sub(1);
+        let from = inner.segments.floor_index(rp.saturating_sub(1));
         for seg in &inner.segments[from..] {
             seg.sync()?;
         }
@@ -904,10 +903,7 @@ impl PartitionLog {
     /// Segment index and position of the first batch with `lastOffset >= offset`, from the
     /// floor segment onwards.
     fn locate(inner: &mut Inner, offset: i64) -> Result<Option<(usize, u64, BatchHeader)>> {
-        let first = inner
-            .segments
-            .partition_point(|s| s.base_offset <= offset)
-            .saturating_sub(1);
+        let first = inner.segments.floor_index(offset);
         for i in first..inner.segments.len() {
             if let Some((pos, h)) = inner.segments[i].find_batch(offset)? {
                 return Ok(Some((i, pos, h)));
@@ -935,10 +931,7 @@ impl PartitionLog {
             .saturating_add(READ_WINDOW_SLACK_BYTES)
             .saturating_add(max_bytes.min(SCAN_CHUNK_BYTES as u64) as usize)
             .clamp(READ_WINDOW_MIN_BYTES, SCAN_CHUNK_BYTES);
-        let first = inner
-            .segments
-            .partition_point(|s| s.base_offset <= offset)
-            .saturating_sub(1);
+        let first = inner.segments.floor_index(offset);
         for seg in &mut inner.segments[first..] {
             if let Some(bytes) = seg.read_batches(offset, max_bytes, window_bytes)? {
                 return Ok(bytes);

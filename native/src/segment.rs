@@ -24,9 +24,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::index::{self, SegmentIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::record::{self, BatchHeader, Frame, LOG_OVERHEAD};
 
-pub const LOG_SUFFIX: &str = ".log";
-pub const INDEX_SUFFIX: &str = ".index";
-pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
+// The names of a segment's files are owned by segments.rs (re-exported for this module's users).
+pub use crate::segments::{file_name, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 /// Bytes read per `pread` when scanning a segment file.
 pub const SCAN_CHUNK_BYTES: usize = 1 << 20;
 /// Largest relative offset a segment can hold (`lastOffset - base`).
@@ -47,10 +46,6 @@ pub fn batch_fits(h: &BatchHeader, base: i64, next_offset: i64, position: u64) -
         && h.base_offset >= next_offset
         && relative.is_some_and(|r| (0..=MAX_RELATIVE_OFFSET).contains(&r))
         && position <= MAX_RELATIVE_OFFSET as u64
-}
-
-pub fn file_name(base_offset: i64, suffix: &str) -> String {
-    format!("{base_offset:020}{suffix}")
 }
 
 /// Why a scan stopped before `to`.

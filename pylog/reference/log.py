@@ -42,7 +42,6 @@ import signal
 import threading
 import time
 import weakref
-from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -61,6 +60,7 @@ from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock, WriterLock
 from pylog.reference.recovery import list_segment_bases, recover
 from pylog.reference.segment import LOG_SUFFIX, Batch, Segment, file_prefix, segment_paths
+from pylog.reference.segments import Segments
 from pylog.reference.shared_state import WAKE_FALLBACK_SECONDS, SharedState
 
 if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; annotations only
@@ -125,8 +125,7 @@ class PartitionLog:
         self._known_gen: int | None = None
         self._closed = True  # until fully open
         self._pause = _PauseHook.from_env()
-        self._segments: list[Segment] = []
-        self._bases: list[int] = []
+        self._segments = Segments()
         self._dir_dirty = False
         #: known synced end; 0 until open sets it (torn-tail checks re-read the checkpoint anyway)
         self._recovery_point = 0
@@ -204,8 +203,7 @@ class PartitionLog:
         empty directory)."""
         for old in self._segments:
             old.close_index_files()  # descriptors of the .log close when readers let go
-        self._segments = []
-        self._bases = []
+        self._segments = Segments()
         self._refresh(writer=True)
 
     def _refresh(self, writer: bool) -> bool:
@@ -283,8 +281,7 @@ class PartitionLog:
         for old in self._segments:
             if id(old) not in kept:
                 old.close_index_files()  # descriptors of the .log close when readers let go
-        self._segments = segments
-        self._bases = [s.base for s in segments]
+        self._segments = Segments(segments)
         self._dir_dirty = True
         self._known_gen = after if stable else None
         return True
@@ -314,7 +311,7 @@ class PartitionLog:
 
     @property
     def _active(self) -> Segment:
-        return self._segments[-1]
+        return self._segments.active
 
     def _check_open(self) -> None:
         if self._closed:
@@ -438,7 +435,7 @@ class PartitionLog:
             return False
         for old in self._segments:
             old.close_index_files()
-        self._segments = []
+        self._segments = Segments()
         return self._refresh(writer)
 
     # ------------------------------------------------------------------ appends
@@ -538,7 +535,6 @@ class PartitionLog:
             self._pause.reached("rolling")
         base = active.next_offset
         self._segments.append(Segment.create(self._path, base, self._config))
-        self._bases.append(base)
         self._dir_dirty = True
         self._publish()
         self._shared.end_change()
@@ -561,7 +557,7 @@ class PartitionLog:
     def _sync_locked(self) -> None:
         # why the segment holding ``recovery_point - 1``: a roll at the recovery point wrote the
         # old segment's final time-index entry after the last sync
-        first = max(bisect_right(self._bases, self._recovery_point - 1) - 1, 0)
+        first = self._segments.floor_index(self._recovery_point - 1)
         for segment in self._segments[first:]:
             os.fsync(segment.fd)
             for path in (segment.index_path, segment.time_index_path):
@@ -585,7 +581,7 @@ class PartitionLog:
 
     def _locate(self, offset: int) -> tuple[int, Batch] | None:
         """(segment index, batch) of the first batch with lastOffset >= offset."""
-        i = max(bisect_right(self._bases, offset) - 1, 0)
+        i = self._segments.floor_index(offset)
         while i < len(self._segments):
             found = self._segments[i].find(offset)
             if found is not None:

@@ -39,30 +39,22 @@ from pylog.reference.index import (
 )
 from pylog.reference.record import BATCH_HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2, MIN_LENGTH_FIELD
 
-LOG_SUFFIX = ".log"
-INDEX_SUFFIX = ".index"
-TIME_INDEX_SUFFIX = ".timeindex"
+# the names of a segment's files are owned by segments.py (re-exported for this module's users)
+from pylog.reference.segments import INDEX_SUFFIX as INDEX_SUFFIX
+from pylog.reference.segments import LOG_SUFFIX as LOG_SUFFIX
+from pylog.reference.segments import TIME_INDEX_SUFFIX as TIME_INDEX_SUFFIX
+from pylog.reference.segments import file_prefix as file_prefix
+from pylog.reference.segments import parse_base as parse_base
+
 #: bytes read per ``pread`` while scanning; whole batches larger than this are read on their own
 SCAN_WINDOW_BYTES = 1 << 16
 #: added to ``index.interval.bytes`` for an offset lookup's read window (see ``Segment.find``)
 LOOKUP_SLACK_BYTES = 2048
 
 
-def file_prefix(base: int) -> str:
-    return f"{base:020d}"
-
-
 def segment_paths(dir_path: str, base: int) -> tuple[str, str, str]:
     prefix = os.path.join(dir_path, file_prefix(base))
     return prefix + LOG_SUFFIX, prefix + INDEX_SUFFIX, prefix + TIME_INDEX_SUFFIX
-
-
-def parse_base(file_name: str) -> int | None:
-    """The base offset of ``{base:020}.<suffix>...``, or None when the name is not ours."""
-    prefix = file_name.split(".", 1)[0]
-    if len(prefix) != 20 or not prefix.isdigit():
-        return None
-    return int(prefix)
 
 
 def batch_fits(header: record.BatchHeader, base: int, next_offset: int, position: int) -> bool:
