@@ -97,6 +97,13 @@ class _PauseHook:
             os.kill(os.getpid(), signal.SIGSTOP)
 
 
+def _recovery_point_within(recovery_point: int, end: int) -> int:
+    """The one owner of the recovery-point clamp (Kafka: ``min(checkpoint, log end)``, §4.2): the
+    recovery point this process works with never lies past the log end it sees (after a recovery
+    cut, or a reload that found fewer offsets); native/src/log.rs's twin."""
+    return min(recovery_point, end)
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -183,15 +190,15 @@ class PartitionLog:
                 recover(self._path, self._config, checkpointed)
                 self._dir_dirty = True
                 self._load()
-                # §4.2: min(checkpoint, LEO); not advanced until a real sync
-                self._recovery_point = min(checkpointed or 0, self._active.next_offset)
+                # §4.2: not advanced until a real sync
+                self._recovery_point = _recovery_point_within(checkpointed or 0, self._active.next_offset)
                 if checkpointed is not None and checkpointed > self._recovery_point:
                     # why: recovery cut below the checkpoint; the file must not claim offsets
                     # that are gone, or a later torn tail there could never be cut (_check_tail)
                     checkpoint.write_recovery_point(self._path, self._recovery_point)
         else:
             self._load()
-            self._recovery_point = min(checkpointed or 0, self._active.next_offset)
+            self._recovery_point = _recovery_point_within(checkpointed or 0, self._active.next_offset)
         if rebuild:
             self._publish()
             self._shared.end_change()
@@ -282,6 +289,7 @@ class PartitionLog:
             if id(old) not in kept:
                 old.close_index_files()  # descriptors of the .log close when readers let go
         self._segments = Segments(segments)
+        self._recovery_point = _recovery_point_within(self._recovery_point, self._active.next_offset)
         self._dir_dirty = True
         self._known_gen = after if stable else None
         return True
