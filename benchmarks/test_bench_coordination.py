@@ -1,7 +1,9 @@
 """Coordination between writers, readers and processes (issue 5, section 3 goals).
 
 Each benchmark measures its contenders interleaved in one run (on these VMs separate runs swing by
-10x with the page cache and dirty-page throttling) and records the figures in ``extra_info``:
+10x with the page cache and dirty-page throttling) and records the figures in ``extra_info``; the
+measuring code is pylog/bench.py (shared with ``pylog bench``), the child processes
+pylog/bench_processes.py.
 
 - ``test_append_vs_os_write_interleaved``: call by call, ``append`` of one 1,000 x 100-byte batch,
   then ``os.write`` of that batch's encoded bytes to another file; the ratio of the medians is the
@@ -9,128 +11,65 @@ Each benchmark measures its contenders interleaved in one run (on these VMs sepa
 - ``test_random_reads_sealed``: ``read(offset, 1)`` at random offsets of small sealed segments
   (target >= 1 million reads/s in one thread, native).
 - ``test_cross_process_wakeup``: process B blocks in ``wait_for``; process A appends; latency from
-  ``append`` returning in A to ``wait_for`` returning in B (one monotonic clock for both), for
-  every pair of engines (target p50 <= 100 us, p99 <= 1 ms); and the CPU an idle waiter burns.
+  ``append`` returning in A to ``wait_for`` returning in B, for every pair of engines (target
+  p50 <= 100 us, p99 <= 1 ms), and the CPU an idle waiter uses (target: none measurable).
 - ``test_two_tight_appenders``: two processes append in tight loops to one partition; both must
-  progress, and the longest single append of either (it includes waiting for the writer lock)
-  is the fairness figure (target < 10 ms over a 10 s run).
+  progress, and the longest single append of either (it includes waiting for the writer lock) is
+  the fairness figure (target < 10 ms over a 10 s run).
 
 Smoke size in CI (``--benchmark-disable`` runs each body once); ``PYLOG_BENCH_SCALE=full`` for the
-figures in benchmarks/README.md. The child processes are benchmarks/coordination_child.py.
+figures in benchmarks/README.md.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import FULL
 
-from pylog.bench import BATCH_RECORDS, make_values, settle_page_cache
+from pylog.bench import (
+    BATCH_RECORDS,
+    idle_wait_cpu_share,
+    interleaved_append,
+    make_values,
+    percentile,
+    tight_appenders,
+    wakeup_latencies,
+)
 from pylog.engine import open_partition
 
-CHILD = str(Path(__file__).with_name("coordination_child.py"))
 ENGINES = ("native", "reference")
 
 
-def percentile(samples: list[int], q: float) -> int:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-@contextlib.contextmanager
-def spawn(*args: object) -> Iterator[subprocess.Popen]:
-    """A child running coordination_child.py; killed if still running at exit, pipes closed."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), env.get("PYTHONPATH")]))
-    with subprocess.Popen(
-        [sys.executable, CHILD, *map(str, args)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    ) as child:
-        try:
-            yield child
-        finally:
-            if child.poll() is None:
-                child.kill()
-
-
-def blocked(pid: int) -> bool:
-    """The process's main thread is asleep in the kernel (state S), i.e. inside ``wait_for``."""
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "S"
-
-
-def wait_until_blocked(pid: int) -> None:
-    deadline = time.monotonic() + 10
-    while not blocked(pid):
-        assert time.monotonic() < deadline, "the waiter never blocked"
-    # why twice: between printing "ready" and entering wait_for the thread can sleep briefly on
-    # the stdout pipe; a second look after a moment confirms it is the wait itself.
-    time.sleep(0.002)
-    while not blocked(pid):
-        assert time.monotonic() < deadline, "the waiter never blocked"
-
-
 def test_append_vs_os_write_interleaved(benchmark, engine, tmp_path):
-    values = make_values(BATCH_RECORDS)
-    batches = 400 if FULL else 10
-    if engine == "reference":
-        batches = max(1, batches // 10)
-
-    def interleaved():
-        log = open_partition(tmp_path / f"log-{time.monotonic_ns()}", engine=engine)
-        raw = os.open(tmp_path / f"raw-{time.monotonic_ns()}", os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            base = log.append(values)
-            encoded = bytes(log.read(base, 1))
-            settle_page_cache()
-            append_ns, write_ns = [], []
-            for _ in range(batches):
-                t0 = time.perf_counter_ns()
-                log.append(values)
-                t1 = time.perf_counter_ns()
-                os.write(raw, encoded)
-                t2 = time.perf_counter_ns()
-                append_ns.append(t1 - t0)
-                write_ns.append(t2 - t1)
-            end = log.end_offset
-        finally:
-            os.close(raw)
-            log.close()
-        return end, statistics.median(append_ns), statistics.median(write_ns), len(encoded)
-
-    end, append_med, write_med, size = benchmark.pedantic(interleaved, rounds=1, iterations=1)
-    assert end == (batches + 1) * BATCH_RECORDS
+    batches = (400 if FULL else 10) // (10 if engine == "reference" else 1) or 1
+    result = benchmark.pedantic(
+        lambda: interleaved_append(str(tmp_path), engine, batches, make_values(BATCH_RECORDS)),
+        rounds=1,
+        iterations=1,
+    )
+    assert result.end_offset == (batches + 1) * BATCH_RECORDS
     benchmark.extra_info.update(
-        batch_bytes=size,
-        append_median_us=append_med / 1e3,
-        os_write_median_us=write_med / 1e3,
-        append_share_of_os_write=write_med / append_med,
+        batch_bytes=result.batch_bytes,
+        append_median_us=result.append_median_ns / 1e3,
+        os_write_median_us=result.os_write_median_ns / 1e3,
+        append_share_of_os_write=result.share,
     )
 
 
 def test_random_reads_sealed(benchmark, engine, tmp_path):
     path = tmp_path / "log-0"
-    batches = 20_000 if FULL else 500
     values = make_values(10)
     with open_partition(path, engine=engine, config={"segment.bytes": 1 << 20}) as log:
-        for _ in range(batches):
+        for _ in range(20_000 if FULL else 500):
             log.append(values)
         log.roll()
         end = log.end_offset
     rng = random.Random(5)
     targets = [rng.randrange(end) for _ in range(200_000 if FULL and engine == "native" else 2_000)]
+    rounds = 3 if FULL else 1
     with open_partition(path, engine=engine) as log:
         read = log.read
 
@@ -143,77 +82,35 @@ def test_random_reads_sealed(benchmark, engine, tmp_path):
             return hits
 
         t0 = time.perf_counter_ns()
-        assert benchmark.pedantic(lookups, rounds=3 if FULL else 1) == len(targets)
-        elapsed = time.perf_counter_ns() - t0
-    benchmark.extra_info["reads_per_s"] = len(targets) * (3 if FULL else 1) / (elapsed / 1e9)
+        assert benchmark.pedantic(lookups, rounds=rounds) == len(targets)
+        elapsed_s = (time.perf_counter_ns() - t0) / 1e9
+    benchmark.extra_info["reads_per_s"] = len(targets) * rounds / elapsed_s
 
 
 @pytest.mark.parametrize("waiter_engine", ENGINES)
 def test_cross_process_wakeup(benchmark, engine, waiter_engine, tmp_path):
-    path = tmp_path / "log-0"
+    path = str(tmp_path / "log-0")
     rounds = 300 if FULL else 5
-    values = make_values(1)
-    writer = open_partition(path, engine=engine)
-    try:
-
-        def measure():
-            latencies = []
-            with spawn("waiter", path, waiter_engine, rounds) as child:
-                for _ in range(rounds):
-                    child.stdin.write(f"{writer.end_offset}\n")
-                    child.stdin.flush()
-                    assert child.stdout.readline().strip() == "ready"
-                    wait_until_blocked(child.pid)
-                    writer.append(values)
-                    returned = time.perf_counter_ns()
-                    woke, at, _cpu = map(int, child.stdout.readline().split())
-                    assert woke == 1
-                    latencies.append(at - returned)
-                child.stdin.close()
-                assert child.wait(timeout=30) == 0
-            return latencies
-
-        latencies = benchmark.pedantic(measure, rounds=1, iterations=1)
-        assert len(latencies) == rounds
-        # Idle: one wait_for of 1 s (0.1 s in smoke) with no appends.
-        idle_ms = 1000 if FULL else 100
-        with spawn("idle", path, waiter_engine, idle_ms) as child:
-            assert child.stdout.readline().strip() == "ready"
-            woke, cpu_ns = map(int, child.stdout.readline().split())
-            assert woke == 0 and child.wait(timeout=30) == 0
-    finally:
-        writer.close()
+    latencies = benchmark.pedantic(
+        lambda: wakeup_latencies(path, engine, waiter_engine, rounds), rounds=1, iterations=1
+    )
+    assert len(latencies) == rounds and min(latencies) > 0
+    idle_ms = 1000 if FULL else 100
     benchmark.extra_info.update(
         p50_us=percentile(latencies, 0.5) / 1e3,
         p99_us=percentile(latencies, 0.99) / 1e3,
         max_us=max(latencies) / 1e3,
-        idle_cpu_share=cpu_ns / (idle_ms * 1e6),
+        idle_cpu_share=idle_wait_cpu_share(path, waiter_engine, idle_ms),
     )
 
 
 @pytest.mark.parametrize("other_engine", ENGINES)
 def test_two_tight_appenders(benchmark, engine, other_engine, tmp_path):
-    path = tmp_path / "log-0"
-    seconds = 10.0 if FULL else 0.5
+    path = str(tmp_path / "log-0")
     open_partition(path, engine=engine).close()
-
-    def race():
-        with (
-            spawn("appender", path, engine, seconds) as first,
-            spawn("appender", path, other_engine, seconds) as second,
-        ):
-            children = [first, second]
-            for child in children:
-                assert child.stdout.readline().strip() == "ready"
-            for child in children:
-                child.stdin.write("go\n")
-                child.stdin.flush()
-            results = [tuple(map(int, child.stdout.readline().split())) for child in children]
-            for child in children:
-                assert child.wait(timeout=60) == 0
-        return results
-
-    results = benchmark.pedantic(race, rounds=1, iterations=1)
+    results = benchmark.pedantic(
+        lambda: tight_appenders(path, (engine, other_engine), 10.0 if FULL else 0.5), rounds=1, iterations=1
+    )
     with open_partition(path, engine="native") as log:
         assert log.end_offset == 10 * sum(count for count, _ in results)
     assert all(count > 0 for count, _ in results), results

@@ -1,4 +1,6 @@
-"""Child processes for benchmarks/test_bench_coordination.py (run as a script, one role each).
+"""Child processes of the coordination benchmarks (``python -m pylog.bench_processes ROLE ...``).
+
+Used by ``pylog bench`` and benchmarks/test_bench_coordination.py; one role per process:
 
 - ``waiter PATH ENGINE ROUNDS``: for each round, reads the offset to wait for from stdin, says
   ``ready`` on stdout, blocks in ``wait_for`` and reports the ``time.perf_counter_ns()`` at which
@@ -13,10 +15,56 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from pylog.engine import open_partition
+
+
+@contextlib.contextmanager
+def spawn(role: str, *args: object) -> Iterator[subprocess.Popen]:
+    """A child process in ``role``; killed if still running at exit, its pipes closed."""
+    env = dict(os.environ)
+    # why: the child must import the same pylog as this process (a checkout on PYTHONPATH too)
+    package_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    with subprocess.Popen(
+        [sys.executable, "-m", "pylog.bench_processes", role, *map(str, args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as child:
+        try:
+            yield child
+        finally:
+            if child.poll() is None:
+                child.kill()
+
+
+def _sleeping(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "S"
+
+
+def wait_until_blocked(pid: int, timeout_s: float = 10.0) -> None:
+    """Return once the process's main thread sleeps in the kernel (state S in /proc, Linux).
+
+    why twice: between printing ``ready`` and entering ``wait_for`` the thread can sleep briefly
+    on its stdout pipe; a second look a moment later confirms it is the wait itself.
+    """
+    deadline = time.monotonic() + timeout_s
+    for look in range(2):
+        if look:
+            time.sleep(0.002)
+        while not _sleeping(pid):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"process {pid} never blocked")
 
 
 def waiter(path: str, engine: str, rounds: int) -> None:
