@@ -12,9 +12,13 @@
 from __future__ import annotations
 
 import random
+import struct
 from pathlib import Path
 
+from helpers import crc32c, zigzag_varint
 from kafka_tools import batches, dump, require_kafka, sections, time_index_entries
+
+from pylog.errors import CorruptBatchError, InvalidRecordError, RecordTooLargeError
 
 BASE_TS = 1_700_000_000_000
 
@@ -111,3 +115,68 @@ def test_reopen_and_append_keeps_entries_kafka_can_read(open_log, tmp_path):
         for ts in (BASE_TS + 200_000, BASE_TS + 250_000, BASE_TS + 300_000, BASE_TS):
             log.append([b"x" * 40] * 5, timestamps_ms=[ts] * 5)
     check_final_entries(path)
+
+
+def control_batch(commit: bool, *, producer_id: int = 7, epoch: int = 1, ts: int = BASE_TS) -> bytes:
+    """A transaction marker as Kafka's coordinator writes it (REC/EndTransactionMarker.java): one
+    control record, key = (version 0, type 1 commit / 0 abort), value = (version 0, epoch 5)."""
+    key, value = struct.pack(">hh", 0, 1 if commit else 0), struct.pack(">hi", 0, 5)
+    body = b"\x00" + zigzag_varint(0) + zigzag_varint(0)
+    body += zigzag_varint(len(key)) + key + zigzag_varint(len(value)) + value + zigzag_varint(0)
+    record = zigzag_varint(len(body)) + body
+    tail = struct.pack(">hiqqqhii", 0x30, 0, ts, ts, producer_id, epoch, -1, 1) + record
+    return struct.pack(">qiibI", 0, 9 + len(tail), 0, 2, crc32c(tail)) + tail
+
+
+def mutated(rng: random.Random, batch: bytes) -> bytes:
+    """1-5 random bytes changed after the CRC field, sometimes cut short; then the length field
+    and the CRC-32C rewritten so that framing and checksum agree (only the content is wrong)."""
+    out = bytearray(batch)
+    for _ in range(rng.randint(1, 5)):
+        out[rng.randrange(21, len(out))] = rng.randrange(256)
+    if rng.random() < 0.2:
+        del out[rng.randrange(61, len(out)) :]
+    out[8:12] = struct.pack(">i", len(out) - 12)
+    out[17:21] = struct.pack(">I", crc32c(bytes(out[21:])))
+    return bytes(out)
+
+
+def test_append_raw_accepts_only_batches_kafka_decodes(open_log, tmp_path):
+    """A batch the engine accepts is a batch every reader can decode — Kafka's own reader too:
+    mutated batches of every codec (and transaction markers) go through ``append_raw``; Kafka's
+    DumpLogSegments then decodes every record of every accepted one, at the offsets pylog gives."""
+    require_kafka()
+    rng = random.Random(20261201)
+    with open_log(tmp_path / "sources") as source:
+        for codec in ("none", "gzip", "snappy", "lz4", "zstd"):
+            source.append(
+                [rng.randbytes(rng.randrange(0, 30)) for _ in range(3)] + [None],
+                keys=[b"k1", None, b"k3", b"k4"],
+                headers=[[("h", b"x"), ("n", None)], [], [("e", b"")], []],
+                timestamps_ms=[BASE_TS, BASE_TS + 5, BASE_TS - 3, BASE_TS + 1],
+                compression=codec,
+            )
+        sources = [bytes(source.read(offset, 1)) for offset in range(0, source.end_offset, 4)]
+    sources += [control_batch(True), control_batch(False)]
+    target = open_log(tmp_path / "t-0", segment_bytes=1 << 20)
+    accepted = refused = 0
+    for i in range(3000):
+        batch = mutated(rng, sources[i % len(sources)])
+        before = target.end_offset
+        try:
+            target.append_raw(batch)
+        except (CorruptBatchError, InvalidRecordError, RecordTooLargeError):
+            refused += 1
+            assert target.end_offset == before
+            continue
+        accepted += 1
+    ours = [r.offset for r in target.records()]
+    target.close()
+    assert accepted > 50 and refused > 50, (accepted, refused)
+    logs = segment_files(tmp_path / "t-0", ".log")
+    kafka_data = [
+        int(line.split()[2])
+        for line in dump(logs, "--deep-iteration", "--print-data-log").splitlines()
+        if line.startswith("| offset:") and "endTxnMarker" not in line and "isControl" not in line
+    ]
+    assert kafka_data == ours
