@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from pylog import arrow
 from pylog.config import LogConfig
 from pylog.errors import InvalidRecordError, OffsetOutOfRangeError
 
@@ -42,7 +43,14 @@ class Record(NamedTuple):
 
 
 class Columns(NamedTuple):
-    """Records as columns (Arrow's binary layout for keys and values); no object per record."""
+    """Records as columns (Arrow's binary layout for keys and values); no object per record.
+
+    Also an Arrow data source (the PyCapsule interface, ``pylog.arrow``), zero-copy, as
+    ``struct<offset: int64, timestamp: timestamp[ms, tz=UTC], key: large_binary, value: large_binary>``:
+    ``pyarrow.array(columns)``, ``pyarrow.RecordBatchReader.from_stream(columns)``; consumers that
+    take any tuple for a list of columns (``pyarrow.table``, ``polars.DataFrame``) get
+    ``columns.as_arrow()``.
+    """
 
     offsets: np.ndarray  # int64[n]
     timestamps: np.ndarray  # int64[n]
@@ -68,6 +76,19 @@ class Columns(NamedTuple):
         if self.value_null[i]:
             return None
         return self.values[self.value_offsets[i] : self.value_offsets[i + 1]].tobytes()
+
+    def as_arrow(self) -> arrow.ArrowColumns:
+        """The columns as an Arrow source that is not a tuple, for ``pyarrow.table``,
+        ``polars.DataFrame`` and others that read a tuple as a list of columns."""
+        return arrow.ArrowColumns(self)
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
+        """Arrow PyCapsule interface: the columns as one struct array (zero-copy; ``pylog.arrow``)."""
+        return arrow.export_array(self, requested_schema)
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """Arrow PyCapsule interface: a stream of one record batch holding the columns (zero-copy)."""
+        return arrow.export_stream(self, requested_schema)
 
 
 @runtime_checkable
