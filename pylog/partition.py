@@ -7,8 +7,8 @@ The behaviour contract is docs/partition-log.md.
 - ``Record``: one record as a consumer sees it; ``Columns``: records as Arrow-layout columns.
 - ``PartitionLog``: the protocol of one topic-partition directory (thread-safe; several processes
   may open one directory).
-- ``check_record_range`` / ``timestamps_from_array``: argument checks shared by both engines, so
-  both raise the same error for the same bad argument.
+- ``check_record_range`` / ``timestamps_from_array`` / ``as_int``: argument checks shared by both
+  engines, so both raise the same error for the same bad argument.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ def check_record_range(
     start_offset: int | None, end_offset: int | None, log_start: int, log_end: int
 ) -> tuple[int, int]:
     """Resolve ``records(start_offset, end_offset)`` bounds (docs/partition-log.md, Reading)."""
-    start = log_start if start_offset is None else _as_offset(start_offset)
-    end = log_end if end_offset is None else min(_as_offset(end_offset), log_end)
+    start = log_start if start_offset is None else as_int(start_offset, "start_offset")
+    end = log_end if end_offset is None else min(as_int(end_offset, "end_offset"), log_end)
     if not log_start <= start <= log_end:
         raise OffsetOutOfRangeError(f"offset {start} is outside the log [{log_start}, {log_end}]")
     if end < start:
@@ -142,9 +142,12 @@ def check_record_range(
     return start, end
 
 
-def _as_offset(value: object) -> int:
+def as_int(value: object, name: str) -> int:
+    """An integer argument (a Python or numpy int, not a bool), else ``TypeError`` naming it: the
+    check of every int argument of the Python engine layers (the native methods bound directly,
+    such as ``read``, make the same check in Rust)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"offsets are integers, not {type(value).__name__}")
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
     return int(value)
 
 

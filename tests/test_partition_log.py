@@ -550,6 +550,41 @@ DOC_CONFIG = {
 }
 
 
+def test_native_defaults_equal_pylog_config():
+    """native/src/config.rs keeps defaults for the Rust-only tests; pylog/config.py owns them."""
+    from helpers import skip_if_engine_missing
+
+    from pylog.config import LogConfig
+
+    skip_if_engine_missing("native")
+    from pylog import _native
+
+    native, python = _native.default_config(), LogConfig().to_kafka_dict()
+    assert native == python
+    assert {k: type(v) for k, v in native.items()} == {k: type(v) for k, v in python.items()}
+    assert {k: v[0] for k, v in DOC_CONFIG.items()} == python, "and both are the documented ones"
+
+
+def test_native_engine_takes_only_the_complete_normalized_dict(tmp_path):
+    """The ranges are pylog/config.py's; the Rust side guards only types and completeness."""
+    from helpers import skip_if_engine_missing
+
+    from pylog.config import LogConfig
+
+    skip_if_engine_missing("native")
+    from pylog import _native
+
+    complete = LogConfig().to_kafka_dict()
+    partial = {k: v for k, v in complete.items() if k != "flush.ms"}
+    with pytest.raises(InvalidConfigError, match=r"missing flush\.ms"):
+        _native.PartitionLog(str(tmp_path / "partial-0"), partial, Record)
+    with pytest.raises(InvalidConfigError, match=r"segment\.bytes"):
+        _native.PartitionLog(str(tmp_path / "type-0"), {**complete, "segment.bytes": "big"}, Record)
+    assert not (tmp_path / "partial-0").exists() and not (tmp_path / "type-0").exists()
+    log = _native.PartitionLog(str(tmp_path / "ok-0"), {**complete, "segment.bytes": 1000}, Record)
+    log.close()
+
+
 def test_config_table_covers_the_documented_keys():
     import re
 
