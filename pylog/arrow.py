@@ -167,6 +167,22 @@ def _address(array: np.ndarray) -> int:
     return array.__array_interface__["data"][0]
 
 
+#: pointer-array types by length (building ``c_void_p * n`` on each export costs more than using it)
+_POINTERS = tuple(c_void_p * n for n in range(5))
+_NULL_RELEASE = _Release()
+#: NUL-terminated copies of the default layout's names and formats, shared by every export (never
+#: freed: consumers only read them while the schema lives, and the module outlives the schemas)
+_STRINGS = {b: ctypes.create_string_buffer(b) for b in (b"", _STRUCT, _INT64, _TIMESTAMP_UTC, _LARGE_BINARY)}
+
+
+def _c_string(value: bytes, keep: list) -> int:
+    buffer = _STRINGS.get(value)
+    if buffer is None:  # a requested format such as another time zone: owned by this export
+        buffer = ctypes.create_string_buffer(value)
+        keep.append(buffer)
+    return ctypes.addressof(buffer)
+
+
 # ---------------------------------------------------------------------------------------------
 # buffers
 
@@ -177,23 +193,38 @@ class _ChildBuffers(NamedTuple):
     keep: tuple[np.ndarray, ...]
 
 
+def _contiguous(array: Any, dtype: np.dtype) -> np.ndarray:
+    """``array`` itself when it already is a contiguous ndarray of ``dtype`` (what both engines
+    return: the fast path), else a converted copy."""
+    if type(array) is np.ndarray and array.dtype == dtype and array.flags.c_contiguous:
+        return array
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+_I64, _U8, _BOOL = np.dtype(np.int64), np.dtype(np.uint8), np.dtype(np.bool_)
+
+
 def _int64_column(array: np.ndarray, name: str, length: int) -> np.ndarray:
-    array = np.ascontiguousarray(array, dtype=np.int64)
+    array = _contiguous(array, _I64)
     if array.ndim != 1 or len(array) != length:
         raise ValueError(f"Columns.{name} must be a 1-D array of {length} int64, got shape {array.shape}")
     return array
 
 
 def _binary_column(columns: Any, field: str, n: int) -> _ChildBuffers:
-    data = np.ascontiguousarray(getattr(columns, f"{field}s"), dtype=np.uint8).reshape(-1)
+    data = _contiguous(getattr(columns, f"{field}s"), _U8).reshape(-1)
     offsets = np.asarray(getattr(columns, f"{field}_offsets"))
     if n == 0 and offsets.size == 0:
         offsets = np.zeros(1, dtype=np.int64)
     offsets = _int64_column(offsets, f"{field}_offsets", n + 1)
-    null = np.ascontiguousarray(getattr(columns, f"{field}_null"), dtype=np.bool_)
+    null = _contiguous(getattr(columns, f"{field}_null"), _BOOL)
     if null.ndim != 1 or len(null) != n:
         raise ValueError(f"Columns.{field}_null must be a 1-D array of {n} bool, got shape {null.shape}")
-    if offsets[0] < 0 or offsets[-1] > len(data) or (n and bool(np.any(offsets[1:] < offsets[:-1]))):
+    if (
+        int(offsets[0]) < 0
+        or int(offsets[-1]) > len(data)
+        or (n > 1 and bool((offsets[1:] < offsets[:-1]).any()))
+    ):
         raise ValueError(
             f"Columns.{field}_offsets must start at >= 0, never decrease and end within the "
             f"{len(data)} bytes of Columns.{field}s"
@@ -230,41 +261,40 @@ def _buffers(columns: Any) -> tuple[int, tuple[_ChildBuffers, ...]]:
 def _fill_schema(
     target: ArrowSchema, fmt: bytes, name: bytes, flags: int, children: tuple[_Field, ...]
 ) -> None:
-    fmt_buf = ctypes.create_string_buffer(fmt)
-    name_buf = ctypes.create_string_buffer(name)
+    strings: list = []
     child_structs = [ArrowSchema() for _ in children]
     for child, field in zip(child_structs, children, strict=True):
         _fill_schema(child, field.format, field.name, field.flags, ())
-    child_pointers = (c_void_p * len(children))(*(ctypes.addressof(c) for c in child_structs))
-    target.format = ctypes.addressof(fmt_buf)
-    target.name = ctypes.addressof(name_buf)
+    child_pointers = _POINTERS[len(children)](*(ctypes.addressof(c) for c in child_structs))
+    target.format = _c_string(fmt, strings)
+    target.name = _c_string(name, strings)
     target.metadata = None
     target.flags = flags
     target.n_children = len(children)
     target.children = ctypes.addressof(child_pointers) if children else None
     target.dictionary = None
-    target.private_data = _keep((fmt_buf, name_buf, child_structs, child_pointers))
+    target.private_data = _keep((strings, child_structs, child_pointers))
     target.release = _release_schema_callback
 
 
 def _release_schema(address: int) -> None:
     schema = ArrowSchema.from_address(address)
     if schema.n_children:
-        for child in (c_void_p * schema.n_children).from_address(schema.children):
+        for child in _POINTERS[schema.n_children].from_address(schema.children):
             if ArrowSchema.from_address(child).release:
                 _release_schema(child)
     _LIVE.pop(schema.private_data, None)
-    schema.release = _Release()
+    schema.release = _NULL_RELEASE
 
 
 def _fill_array(
     target: ArrowArray, length: int, null_count: int, buffers: tuple[int, ...], keep: Any, children=()
 ) -> None:
-    buffer_pointers = (c_void_p * len(buffers))(*(b or None for b in buffers))
+    buffer_pointers = _POINTERS[len(buffers)](*(b or None for b in buffers))
     child_structs = [ArrowArray() for _ in children]
     for child, spec in zip(child_structs, children, strict=True):
         _fill_array(child, length, spec.null_count, spec.buffers, spec.keep)
-    child_pointers = (c_void_p * len(children))(*(ctypes.addressof(c) for c in child_structs))
+    child_pointers = _POINTERS[len(children)](*(ctypes.addressof(c) for c in child_structs))
     target.length = length
     target.null_count = null_count
     target.offset = 0
@@ -280,11 +310,11 @@ def _fill_array(
 def _release_array(address: int) -> None:
     array = ArrowArray.from_address(address)
     if array.n_children:
-        for child in (c_void_p * array.n_children).from_address(array.children):
+        for child in _POINTERS[array.n_children].from_address(array.children):
             if ArrowArray.from_address(child).release:
                 _release_array(child)
     _LIVE.pop(array.private_data, None)
-    array.release = _Release()
+    array.release = _NULL_RELEASE
 
 
 def _fill_columns_schema(target: ArrowSchema, layout: tuple[_Field, ...]) -> None:
@@ -327,7 +357,7 @@ def _stream_get_next(stream_address: int, out: int) -> int:
     target = ArrowArray.from_address(out)
     try:
         if stream.buffers is None:  # the one batch was taken: end of stream
-            target.release = _Release()
+            target.release = _NULL_RELEASE
             return 0
         _fill_columns_array(target, stream.buffers)
         stream.buffers = None
@@ -344,7 +374,7 @@ def _stream_get_last_error(stream_address: int) -> int | None:
 def _release_stream(address: int) -> None:
     stream = ArrowArrayStream.from_address(address)
     _LIVE.pop(stream.private_data, None)
-    stream.release = _Release()
+    stream.release = _NULL_RELEASE
 
 
 # The C callbacks; module globals so the function pointers outlive every export.
