@@ -22,8 +22,8 @@ one struct array (a record batch), length n, no nulls at the top level, children
   type has int32 offsets and would need a converted copy).
 - Zero-copy: every data and offset buffer is the numpy array's own memory (for the native engine
   that is the Rust-owned buffer behind ``np.frombuffer``). The only buffers built here are the
-  validity bitmaps, packed from the ``bool`` null masks (``np.packbits``: n/8 bytes, omitted when a
-  column has no null), and nothing is built for a column without nulls.
+  validity bitmaps, packed from the ``bool`` null masks (``np.packbits``, n/8 bytes; none for a
+  column without nulls, whose bitmap pointer is NULL as the interface allows).
 - Checked before export, so a consumer never reads out of bounds: lengths agree (n and n + 1), offsets
   start at >= 0, never decrease and end within the data. A ``Columns`` whose arrays have another dtype
   or are not contiguous (one rebuilt by hand with ``_replace``) is converted, which copies that array.
