@@ -26,7 +26,7 @@ use crate::checkpoint;
 use crate::columns::ColumnsBuilder;
 use crate::compression::Codec;
 use crate::config::LogConfig;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::lock::{LockFile, OPEN_LOCK_FILE, WRITER_LOCK_FILE};
 use crate::record::{self, BatchHeader, RecordSpec, RecordView};
 use crate::recovery;
@@ -243,6 +243,7 @@ fn check_tail(
     }
     if seg.next_offset < synced {
         return Err(Error::CorruptBatch {
+            kind: CorruptKind::Framing,
             reason: format!(
                 "batch at offset {} does not frame, below the recovery point {synced}",
                 seg.next_offset

@@ -24,7 +24,7 @@
 //!   `RecordView` handed to a visitor has passed every check, header keys' UTF-8 included.
 
 use crate::compression::{compress, decompress, Codec};
-use crate::error::{Error, Result};
+use crate::error::{CorruptKind, Error, Result};
 use crate::varint::{
     put_varint, put_varlong, read_varint, read_varlong, varint_size, varlong_size, VarintError,
 };
@@ -204,6 +204,22 @@ pub fn frame(buf: &[u8]) -> Frame {
     }
 }
 
+/// The kind of a `Frame::Corrupt` of `buf`: `Magic` when the length was fine but the magic
+/// was not, else `Framing`.
+pub fn frame_error_kind(buf: &[u8]) -> CorruptKind {
+    match buf.get(MAGIC_POS) {
+        Some(&m) if m as i8 != MAGIC_V2 && !matches!(frame_length(buf), Some(l) if l < MIN_LENGTH_FIELD) => {
+            CorruptKind::Magic
+        }
+        _ => CorruptKind::Framing,
+    }
+}
+
+fn frame_length(buf: &[u8]) -> Option<i32> {
+    let b = buf.get(LENGTH_POS..LOG_OVERHEAD)?;
+    Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// CRC-32C (Castagnoli), as Kafka's Crc32C.
 pub fn crc32c(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
@@ -215,7 +231,7 @@ pub fn verify_crc(batch: &[u8]) -> Result<()> {
         batch.get(CRC_POS..ATTRIBUTES_POS),
         batch.get(ATTRIBUTES_POS..),
     ) else {
-        return Err(Error::corrupt(
+        return Err(Error::corrupt(CorruptKind::Framing, 
             format!("batch of {} bytes is too short to hold a CRC", batch.len()),
             0,
         ));
@@ -223,7 +239,7 @@ pub fn verify_crc(batch: &[u8]) -> Result<()> {
     let stored = u32::from_be_bytes([stored[0], stored[1], stored[2], stored[3]]);
     let computed = crc32c(covered);
     if stored != computed {
-        return Err(Error::corrupt(
+        return Err(Error::corrupt(CorruptKind::Crc, 
             format!("CRC-32C mismatch: stored {stored:#010x}, computed {computed:#010x}"),
             0,
         ));
@@ -236,7 +252,7 @@ pub fn verify_crc(batch: &[u8]) -> Result<()> {
 /// Every failure is `Error::CorruptBatch` at position 0.
 pub fn validate_for_append(batch: &[u8]) -> Result<BatchHeader> {
     let Some(h) = BatchHeader::parse(batch) else {
-        return Err(Error::corrupt(
+        return Err(Error::corrupt(CorruptKind::Framing, 
             format!(
                 "batch of {} bytes is smaller than the {BATCH_HEADER_BYTES}-byte header",
                 batch.len()
@@ -245,7 +261,7 @@ pub fn validate_for_append(batch: &[u8]) -> Result<BatchHeader> {
         ));
     };
     if h.length as i64 != batch.len() as i64 - LOG_OVERHEAD as i64 {
-        return Err(Error::corrupt(
+        return Err(Error::corrupt(CorruptKind::Framing, 
             format!(
                 "batch length field {} does not match its {} bytes (expected {})",
                 h.length,
@@ -256,29 +272,29 @@ pub fn validate_for_append(batch: &[u8]) -> Result<BatchHeader> {
         ));
     }
     if h.magic != MAGIC_V2 {
-        return Err(Error::corrupt(
+        return Err(Error::corrupt(CorruptKind::Magic, 
             format!("unsupported magic {} (only 2 is supported)", h.magic),
             0,
         ));
     }
     verify_crc(batch)?;
     if Codec::from_id(h.codec_id()).is_none() {
-        return Err(Error::corrupt(
+        return Err(Error::corrupt(CorruptKind::Codec, 
             format!("unknown compression codec id {}", h.codec_id()),
             0,
         ));
     }
     if h.is_control() {
-        return Err(Error::corrupt("control batches cannot be appended", 0));
+        return Err(Error::corrupt(CorruptKind::Control, "control batches cannot be appended", 0));
     }
     if h.records_count <= 0 {
-        return Err(Error::corrupt(
+        return Err(Error::corrupt(CorruptKind::RecordCount, 
             format!("batch record count {} must be positive", h.records_count),
             0,
         ));
     }
     if h.last_offset_delta as i64 != h.records_count as i64 - 1 {
-        return Err(Error::corrupt(
+        return Err(Error::corrupt(CorruptKind::RecordCount, 
             format!(
                 "lastOffsetDelta {} does not match record count {}",
                 h.last_offset_delta, h.records_count
@@ -717,9 +733,11 @@ where
 {
     let header = match frame(batch) {
         Frame::Batch(h) => h,
-        Frame::Corrupt(reason) => return Err(Error::corrupt(reason, 0)),
+        Frame::Corrupt(reason) => {
+            return Err(Error::corrupt(frame_error_kind(batch), reason, 0))
+        }
         Frame::Incomplete if batch.len() < BATCH_HEADER_BYTES => {
-            return Err(Error::corrupt(
+            return Err(Error::corrupt(CorruptKind::Framing, 
                 format!(
                     "batch of {} bytes is smaller than the {BATCH_HEADER_BYTES}-byte header",
                     batch.len()
@@ -728,7 +746,7 @@ where
             ))
         }
         Frame::Incomplete => {
-            return Err(Error::corrupt(
+            return Err(Error::corrupt(CorruptKind::Framing, 
                 format!(
                     "batch length field {} runs past the end of the {} available bytes",
                     be_i32(
@@ -744,13 +762,13 @@ where
     let batch = &batch[..header.size_bytes()];
     verify_crc(batch)?;
     let Some(codec) = Codec::from_id(header.codec_id()) else {
-        return Err(Error::corrupt(
+        return Err(Error::corrupt(CorruptKind::Codec, 
             format!("unknown compression codec id {}", header.codec_id()),
             0,
         ));
     };
     if header.records_count < 0 {
-        return Err(Error::corrupt(
+        return Err(Error::corrupt(CorruptKind::RecordCount, 
             format!("negative record count {}", header.records_count),
             0,
         ));
@@ -766,7 +784,7 @@ where
                 MAX_DECOMPRESSED_BYTES,
             )
             .map_err(|e| {
-                Error::corrupt(format!("{} decompression failed: {e}", codec.name()), 0)
+                Error::corrupt(CorruptKind::Compression, format!("{} decompression failed: {e}", codec.name()), 0)
             })?;
             &scratch[..]
         }
@@ -775,7 +793,7 @@ where
     let mut pos = 0;
     for i in 0..header.records_count {
         if pos == data.len() {
-            return Err(Error::corrupt(
+            return Err(Error::corrupt(CorruptKind::RecordCount, 
                 format!(
                     "batch holds {i} records but its count is {}",
                     header.records_count
@@ -784,12 +802,12 @@ where
             ));
         }
         let record = parse_record(data, &mut pos, &header, log_append_time)
-            .map_err(|reason| Error::corrupt(format!("record {i}: {reason}"), 0))?;
+            .map_err(|reason| Error::corrupt(CorruptKind::Record, format!("record {i}: {reason}"), 0))?;
         visit(record)?;
     }
     // Kafka checks leftovers only for uncompressed batches ("Incorrect declared batch size").
     if codec == Codec::None && pos != data.len() {
-        return Err(Error::corrupt(
+        return Err(Error::corrupt(CorruptKind::RecordCount, 
             format!(
                 "{} bytes left over after the {} records of the batch",
                 data.len() - pos,
@@ -813,9 +831,11 @@ where
         let rest = &buf[pos..];
         let header = match frame(rest) {
             Frame::Batch(h) => h,
-            Frame::Corrupt(reason) => return Err(Error::corrupt(reason, pos as u64)),
+            Frame::Corrupt(reason) => {
+                return Err(Error::corrupt(frame_error_kind(rest), reason, pos as u64))
+            }
             Frame::Incomplete => {
-                return Err(Error::corrupt(
+                return Err(Error::corrupt(CorruptKind::Framing, 
                     format!(
                         "incomplete batch: only {} bytes left in the buffer",
                         rest.len()
@@ -1183,6 +1203,7 @@ mod tests {
                 reason,
                 path: None,
                 position: 0,
+                ..
             }) => reason,
             other => panic!("expected CorruptBatch at 0, got {other:?}"),
         }

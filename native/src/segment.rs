@@ -20,7 +20,7 @@ use std::sync::Arc;
 use memmap2::Mmap;
 
 use crate::config::LogConfig;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::index::{self, SegmentIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::record::{self, BatchHeader, Frame, LOG_OVERHEAD};
 
@@ -757,6 +757,7 @@ impl Segment {
             _ => return Ok(scan),
         };
         Err(Error::CorruptBatch {
+            kind: CorruptKind::Framing,
             reason,
             path: Some(self.log_path.clone()),
             position: scan.position,

@@ -38,6 +38,7 @@ from pylog.config import LogConfig, resolve_codec
 from pylog.partition import BytesLike, Columns, Header, Record, check_record_range
 from pylog.errors import (
     CorruptBatchError,
+    CorruptKind,
     LogClosedError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
@@ -262,6 +263,7 @@ class PartitionLog:
                 f"batch at offset {segment.next_offset} does not frame, below the recovery point {synced}",
                 segment.log_path,
                 position,
+                CorruptKind.FRAMING,
             )
         if writer:
             segment.truncate_tail()

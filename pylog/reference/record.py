@@ -38,6 +38,7 @@ from pylog.config import CODEC_IDS
 from pylog.partition import Record, timestamps_from_array
 from pylog.errors import (
     CorruptBatchError,
+    CorruptKind,
     InvalidConfigError,
     InvalidRecordError,
     RecordTooLargeError,
@@ -164,12 +165,14 @@ def frame(buf: Buffer, pos: int = 0, end: int | None = None) -> BatchHeader | No
     # why: like Kafka's FileLogInputStream, a too-small length is corruption even when the
     # (claimed) batch would also run past the end; a zero-filled tail must not look "unwritten".
     if length < MIN_LENGTH_FIELD:
-        raise CorruptBatchError(f"batch length field {length} < {MIN_LENGTH_FIELD}", position=pos)
+        raise CorruptBatchError(
+            f"batch length field {length} < {MIN_LENGTH_FIELD}", position=pos, kind=CorruptKind.FRAMING
+        )
     if pos + LOG_OVERHEAD + length > end:
         return None
     header = _make_header(_HEADER.unpack_from(view, pos))
     if header.magic != MAGIC_V2:
-        raise CorruptBatchError(f"unsupported magic {header.magic}", position=pos)
+        raise CorruptBatchError(f"unsupported magic {header.magic}", position=pos, kind=CorruptKind.MAGIC)
     return header
 
 
@@ -183,11 +186,15 @@ def verify_crc(buf: Buffer, pos: int, header: BatchHeader) -> None:
     view = _view(buf)
     end = pos + LOG_OVERHEAD + header.length
     if header.length < MIN_LENGTH_FIELD or end > len(view):
-        raise CorruptBatchError("batch shorter than its header or past the buffer", position=pos)
+        raise CorruptBatchError(
+            "batch shorter than its header or past the buffer", position=pos, kind=CorruptKind.FRAMING
+        )
     actual = _crc32c_mod.crc32c(memoryview(view)[pos + _POS_ATTRIBUTES : end])
     if actual != header.crc:
         raise CorruptBatchError(
-            f"CRC-32C mismatch: stored {header.crc:#010x}, computed {actual:#010x}", position=pos
+            f"CRC-32C mismatch: stored {header.crc:#010x}, computed {actual:#010x}",
+            position=pos,
+            kind=CorruptKind.CRC,
         )
 
 
@@ -196,26 +203,34 @@ def validate_for_append(batch: Buffer) -> BatchHeader:
     view = _view(batch)
     size = len(view)
     if size < BATCH_HEADER_BYTES:
-        raise CorruptBatchError(f"batch of {size} bytes < {BATCH_HEADER_BYTES}", position=0)
+        raise CorruptBatchError(
+            f"batch of {size} bytes < {BATCH_HEADER_BYTES}", position=0, kind=CorruptKind.FRAMING
+        )
     header = _make_header(_HEADER.unpack_from(view, 0))
     if header.length != size - LOG_OVERHEAD:
         raise CorruptBatchError(
             f"length field {header.length} != {size - LOG_OVERHEAD} (exactly one batch expected)",
             position=0,
+            kind=CorruptKind.FRAMING,
         )
     if header.magic != MAGIC_V2:
-        raise CorruptBatchError(f"unsupported magic {header.magic}", position=0)
+        raise CorruptBatchError(f"unsupported magic {header.magic}", position=0, kind=CorruptKind.MAGIC)
     verify_crc(view, 0, header)
     if header.codec_id > MAX_CODEC_ID:
-        raise CorruptBatchError(f"unknown compression codec id {header.codec_id}", position=0)
+        raise CorruptBatchError(
+            f"unknown compression codec id {header.codec_id}", position=0, kind=CorruptKind.CODEC
+        )
     if header.is_control:
-        raise CorruptBatchError("control batches cannot be appended", position=0)
+        raise CorruptBatchError("control batches cannot be appended", position=0, kind=CorruptKind.CONTROL)
     if header.records_count <= 0:
-        raise CorruptBatchError(f"record count {header.records_count} <= 0", position=0)
+        raise CorruptBatchError(
+            f"record count {header.records_count} <= 0", position=0, kind=CorruptKind.RECORD_COUNT
+        )
     if header.last_offset_delta != header.records_count - 1:
         raise CorruptBatchError(
             f"lastOffsetDelta {header.last_offset_delta} != count - 1 ({header.records_count - 1})",
             position=0,
+            kind=CorruptKind.RECORD_COUNT,
         )
     return header
 
@@ -271,6 +286,10 @@ encode_varlong = encode_varint
 class _Malformed(Exception):
     """Internal: a record-level decoding failure; decode_batch adds the batch position."""
 
+    def __init__(self, message: str, kind: CorruptKind = CorruptKind.RECORD):
+        super().__init__(message)
+        self.kind = kind
+
 
 def _read_varint(data: bytes, p: int, end: int) -> tuple[int, int]:
     """Zigzag varint (<= 5 bytes, truncated to 32 bits like Java) at ``data[p:end]``."""
@@ -320,7 +339,7 @@ def decode_varint(data: Buffer, pos: int = 0) -> tuple[int, int]:
     try:
         return _read_varint(view, pos, len(view))
     except _Malformed as e:
-        raise CorruptBatchError(str(e), position=pos) from None
+        raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
 
 
 def decode_varlong(data: Buffer, pos: int = 0) -> tuple[int, int]:
@@ -329,7 +348,7 @@ def decode_varlong(data: Buffer, pos: int = 0) -> tuple[int, int]:
     try:
         return _read_varlong(view, pos, len(view))
     except _Malformed as e:
-        raise CorruptBatchError(str(e), position=pos) from None
+        raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -627,7 +646,7 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
     # _read_varint/_read_varlong, which bound every read by the record end.
     for _ in range(count):
         if p >= end_all:
-            raise _Malformed(f"{len(out)} records found, header says {count}")
+            raise _Malformed(f"{len(out)} records found, header says {count}", CorruptKind.RECORD_COUNT)
         b = data[p]
         if b < 0x80:
             length = (b >> 1) ^ -(b & 1)
@@ -698,7 +717,7 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
                 ts = ((ts - INT64_MIN) & _U64) + INT64_MIN
         append(new_tuple(Record, (offset, ts, ts_type, key, value, record_headers)))
     if check_leftover and p != end_all:
-        raise _Malformed(f"{end_all - p} bytes left over after {count} records")
+        raise _Malformed(f"{end_all - p} bytes left over after {count} records", CorruptKind.RECORD_COUNT)
     return out
 
 
@@ -707,18 +726,24 @@ def decode_batch(buf: Buffer, pos: int, header: BatchHeader) -> list[Record]:
     CorruptBatchError positions are ``pos`` (the batch start)."""
     view = _view(buf)
     if header.length < MIN_LENGTH_FIELD:
-        raise CorruptBatchError(f"batch length field {header.length} < {MIN_LENGTH_FIELD}", position=pos)
+        raise CorruptBatchError(
+            f"batch length field {header.length} < {MIN_LENGTH_FIELD}", position=pos, kind=CorruptKind.FRAMING
+        )
     end = pos + LOG_OVERHEAD + header.length
     if end > len(view):
-        raise CorruptBatchError("batch runs past the end of the buffer", position=pos)
+        raise CorruptBatchError(
+            "batch runs past the end of the buffer", position=pos, kind=CorruptKind.FRAMING
+        )
     if header.magic != MAGIC_V2:
-        raise CorruptBatchError(f"unsupported magic {header.magic}", position=pos)
+        raise CorruptBatchError(f"unsupported magic {header.magic}", position=pos, kind=CorruptKind.MAGIC)
     verify_crc(view, pos, header)
     cid = header.codec_id
     if cid > MAX_CODEC_ID:
-        raise CorruptBatchError(f"unknown compression codec id {cid}", position=pos)
+        raise CorruptBatchError(f"unknown compression codec id {cid}", position=pos, kind=CorruptKind.CODEC)
     if header.records_count < 0:
-        raise CorruptBatchError(f"record count {header.records_count} < 0", position=pos)
+        raise CorruptBatchError(
+            f"record count {header.records_count} < 0", position=pos, kind=CorruptKind.RECORD_COUNT
+        )
     payload = memoryview(view)[pos + BATCH_HEADER_BYTES : end]
     if cid == 0:
         data = payload.tobytes()
@@ -726,11 +751,11 @@ def decode_batch(buf: Buffer, pos: int, header: BatchHeader) -> list[Record]:
         try:
             data = compression.decompress(cid, payload, MAX_DECOMPRESSED_BYTES)
         except CorruptBatchError as e:
-            raise CorruptBatchError(str(e), position=pos) from None
+            raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
     try:
         return _decode_records_area(data, header, check_leftover=cid == 0)
     except _Malformed as e:
-        raise CorruptBatchError(str(e), position=pos) from None
+        raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
 
 
 def decode_records(buffer: Buffer) -> list[Record]:
@@ -742,11 +767,15 @@ def decode_records(buffer: Buffer) -> list[Record]:
     while pos < end:
         if end - pos < BATCH_HEADER_BYTES:
             raise CorruptBatchError(
-                f"truncated batch: {end - pos} bytes < {BATCH_HEADER_BYTES}", position=pos
+                f"truncated batch: {end - pos} bytes < {BATCH_HEADER_BYTES}",
+                position=pos,
+                kind=CorruptKind.FRAMING,
             )
         header = frame(view, pos, end)
         if header is None:
-            raise CorruptBatchError("truncated batch: length runs past the buffer", position=pos)
+            raise CorruptBatchError(
+                "truncated batch: length runs past the buffer", position=pos, kind=CorruptKind.FRAMING
+            )
         out.extend(decode_batch(view, pos, header))
         pos += LOG_OVERHEAD + header.length
     return out

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from pylog.config import LogConfig
-from pylog.errors import CorruptBatchError
+from pylog.errors import CorruptBatchError, CorruptKind
 from pylog.reference import record
 from pylog.reference.index import (
     INT32_MAX,
@@ -110,7 +110,7 @@ def iter_batches(
 
     def incomplete(pos: int) -> None:
         if strict:
-            raise CorruptBatchError("incomplete batch at the end of a sealed segment", path, pos)
+            raise CorruptBatchError("incomplete batch at the end of a sealed segment", path, pos, CorruptKind.FRAMING)
 
     pos = start
     buf = b""
@@ -134,14 +134,14 @@ def iter_batches(
                     return
         length = int.from_bytes(buf[off + 8 : off + 12], "big", signed=True)
         if length < MIN_LENGTH_FIELD:
-            raise CorruptBatchError(f"batch length {length} < {MIN_LENGTH_FIELD}", path, pos)
+            raise CorruptBatchError(f"batch length {length} < {MIN_LENGTH_FIELD}", path, pos, CorruptKind.FRAMING)
         size = LOG_OVERHEAD + length
         if size > remaining:
             incomplete(pos)
             return
         header = record.parse_header(buf, off)
         if header.magic != MAGIC_V2:
-            raise CorruptBatchError(f"batch magic {header.magic} != {MAGIC_V2}", path, pos)
+            raise CorruptBatchError(f"batch magic {header.magic} != {MAGIC_V2}", path, pos, CorruptKind.FRAMING)
         if need_body and len(buf) - off < size:
             if size > window:
                 body = os.pread(fd, size, pos)
@@ -426,7 +426,7 @@ class Segment:
             return record.decode_batch(batch.buf, batch.off, batch.header)
         except CorruptBatchError as e:
             message = e.args[0] if e.args else "corrupt batch"
-            raise CorruptBatchError(message, self.log_path, batch.position) from None
+            raise CorruptBatchError(message, self.log_path, batch.position, e.kind) from None
 
     def pread(self, size: int, position: int) -> bytes:
         data = os.pread(self.fd, size, position)

@@ -1,5 +1,5 @@
 //! Decoded records and columns -> Python objects; the module-level functions `decode_records`
-//! and `crc32c`.
+//! and `crc32c`, and `CORRUPT_KINDS` (the names of `error::CorruptKind`, in declaration order).
 //!
 //! Records become `record_type(offset, timestamp, timestamp_type, key, value, headers)` with
 //! `key`/`value` as `bytes` or `None` and `headers` a fresh list of `(str, bytes | None)` tuples
@@ -322,5 +322,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeBuffer>()?;
     m.add_function(wrap_pyfunction!(decode_records, m)?)?;
     m.add_function(wrap_pyfunction!(crc32c_py, m)?)?;
+    // why: tests assert this equals `pylog.errors.CorruptKind`, so the two closed sets stay one.
+    let kinds: Vec<&str> = crate::error::CorruptKind::ALL
+        .iter()
+        .map(|k| k.name())
+        .collect();
+    m.add("CORRUPT_KINDS", PyTuple::new(m.py(), kinds)?)?;
     Ok(())
 }
