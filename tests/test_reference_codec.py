@@ -30,11 +30,12 @@ with warnings.catch_warnings():
 from pylog.engine import Record
 from pylog.errors import (
     CorruptBatchError,
+    CorruptKind,
     InvalidConfigError,
     InvalidRecordError,
     RecordTooLargeError,
 )
-from pylog.reference import compression, record
+from pylog.reference import compression, record, validator
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -407,7 +408,7 @@ def test_roundtrip_and_kafka_python_decodes_ours(params):
     assert header is not None and header.size_bytes == len(batch)
     assert header.max_timestamp == (max(ts) if lat is None else lat)
     assert header.base_timestamp == ts[0]
-    assert record.validate_for_append(batch) == header
+    assert validator.validate_for_append(batch) == header
 
     kb, theirs = kafka_python_decode(batch)
     assert kb.compression_type == CODEC_IDS[codec]
@@ -574,12 +575,12 @@ def test_frame():
 
 def test_validate_for_append():
     good = encode([b"a", b"b"], codec="lz4")
-    assert record.validate_for_append(good).records_count == 2
-    assert record.validate_for_append(memoryview(good)).records_count == 2
+    assert validator.validate_for_append(good).records_count == 2
+    assert validator.validate_for_append(memoryview(good)).records_count == 2
 
     def bad(b, match):
         with pytest.raises(CorruptBatchError, match=match) as info:
-            record.validate_for_append(b)
+            validator.validate_for_append(b)
         assert info.value.position == 0
 
     bad(good[:60], "< 61")
@@ -592,7 +593,9 @@ def test_validate_for_append():
     m[-1] ^= 0xFF
     bad(m, "CRC")
     bad(fix_crc(good[:21] + b"\x00\x05" + good[23:]), "codec")
-    bad(fix_crc(good[:21] + b"\x00\x23" + good[23:]), "control")
+    with pytest.raises(InvalidRecordError, match="control") as info:  # 2 records, not one marker
+        validator.validate_for_append(fix_crc(good[:21] + b"\x00\x23" + good[23:]))
+    assert info.value.kind is CorruptKind.CONTROL
     bad(craft(b"", 0), "count")
     bad(craft(raw_record(simple_body()), 1, last_offset_delta=3), "lastOffsetDelta")
 
@@ -601,7 +604,7 @@ def test_set_base_offset_epoch_keep_crc():
     b = bytearray(encode([b"a", b"b"], base=0))
     record.set_base_offset(b, 2**40)
     record.set_partition_leader_epoch(b, 77)
-    h = record.validate_for_append(b)
+    h = validator.validate_for_append(b)
     assert (h.base_offset, h.partition_leader_epoch) == (2**40, 77)
     assert [r.offset for r in record.decode_records(b)] == [2**40, 2**40 + 1]
 
@@ -611,7 +614,7 @@ def test_set_log_append_time_recomputes_crc(codec):
     b = bytearray(encode([b"a", b"b"], timestamps=[5, 9], codec=codec))
     old_crc = record.parse_header(b).crc
     record.set_log_append_time(b, 4242)
-    h = record.validate_for_append(b)  # CRC valid
+    h = validator.validate_for_append(b)  # CRC valid
     assert h.crc != old_crc
     assert h.timestamp_type == 1 and h.max_timestamp == 4242 and h.codec_id == CODEC_IDS[codec]
     assert [(r.timestamp, r.timestamp_type) for r in record.decode_records(b)] == [(4242, 1)] * 2

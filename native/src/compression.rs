@@ -83,6 +83,8 @@ const ZSTD_LEVEL: i32 = 3;
 
 pub const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
 const XERIAL_HEADER_BYTES: usize = 16;
+/// A xerial header whose version is below this is refused (as the reference engine does).
+const XERIAL_COMPATIBLE_VERSION: i32 = 1;
 /// Input bytes per snappy block (xerial `SnappyOutputStream` default block size).
 pub const SNAPPY_BLOCK_BYTES: usize = 32 * 1024;
 
@@ -226,6 +228,10 @@ fn snappy_xerial_decompress(
         if rest.starts_with(&XERIAL_MAGIC) {
             if rest.len() < XERIAL_HEADER_BYTES {
                 return Err("snappy: truncated xerial header".into());
+            }
+            let version = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+            if version < XERIAL_COMPATIBLE_VERSION {
+                return Err(format!("snappy: incompatible xerial version {version}"));
             }
             pos += XERIAL_HEADER_BYTES;
             continue;

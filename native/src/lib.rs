@@ -15,6 +15,7 @@ pub mod log;
 pub mod record;
 pub mod recovery;
 pub mod segment;
+pub mod validator;
 pub mod varint;
 
 #[cfg(feature = "python")]

@@ -30,6 +30,7 @@ use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::lock::{LockFile, OPEN_LOCK_FILE, WRITER_LOCK_FILE};
 use crate::record::{self, BatchHeader, RecordSpec, RecordView};
 use crate::recovery;
+use crate::validator;
 use crate::segment::{
     ScanEnd, Segment, SegmentBytes, LOG_SUFFIX, LOOKUP_CHUNK_BYTES, MAX_RELATIVE_OFFSET,
     SCAN_CHUNK_BYTES,
@@ -682,12 +683,23 @@ impl PartitionLog {
 
     /// Append one pre-encoded v2 batch (validated); returns its assigned base offset.
     pub fn append_raw(&self, batch: &[u8]) -> Result<i64> {
-        let mut inner = self.lock()?;
         // why validate the copy: these are the bytes that get written, whatever the caller's
-        // buffer does meanwhile.
-        inner.encode_buf.clear();
-        inner.encode_buf.extend_from_slice(batch);
-        record::validate_for_append(&inner.encode_buf)?;
+        // buffer does meanwhile. why outside the log mutex: decoding every record (and
+        // decompressing) must not hold up this process's readers.
+        let (mut buf, mut scratch) = {
+            let mut inner = self.lock()?;
+            (
+                std::mem::take(&mut inner.encode_buf),
+                std::mem::take(&mut inner.scratch),
+            )
+        };
+        buf.clear();
+        buf.extend_from_slice(batch);
+        let checked = validator::validate_for_append(&buf, &mut scratch);
+        let mut inner = self.lock()?;
+        inner.encode_buf = buf;
+        inner.scratch = scratch;
+        checked?;
         self.check_size(inner.encode_buf.len())?;
         let rewrite = self.config.log_append_time.then(now_ms);
         let base = self.append_encoded(&mut inner, rewrite)?;

@@ -43,7 +43,7 @@ from pylog.errors import (
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
-from pylog.reference import checkpoint, record
+from pylog.reference import checkpoint, record, validator
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock
 from pylog.reference.recovery import list_segment_bases, recover
@@ -299,10 +299,10 @@ class PartitionLog:
         return self._append_batch(batch)
 
     def append_raw(self, batch: Buffer) -> int:
-        """Append one pre-encoded v2 batch (CRC checked); its baseOffset is rewritten."""
+        """Append one pre-encoded v2 batch (every record validated); its baseOffset is rewritten."""
         self._check_open()
         data = bytearray(record.bytes_like(batch, "batch"))
-        record.validate_for_append(data)
+        validator.validate_for_append(data)
         self._check_size(len(data))
         record.set_partition_leader_epoch(data, 0)
         if self._config.log_append_time:

@@ -126,7 +126,7 @@ class BatchHeader(NamedTuple):
 _make_header = BatchHeader._make
 
 
-def _view(buf: Buffer) -> bytes | bytearray | memoryview:
+def view_of(buf: Buffer) -> bytes | bytearray | memoryview:
     """``buf`` indexable by byte: bytes/bytearray as they are, anything else a flat memoryview.
 
     A strided buffer is refused (``BufferError``, as the native engine): Python's bytes-like
@@ -156,7 +156,7 @@ def frame(buf: Buffer, pos: int = 0, end: int | None = None) -> BatchHeader | No
     """Framing of the batch at ``buf[pos:end]``: the header when complete, None when incomplete
     (< 12 bytes, or 12 + length past ``end``), CorruptBatchError(position=pos) when length < 49
     or magic != 2 (checked in that order; the CRC is not checked)."""
-    view = _view(buf)
+    view = view_of(buf)
     if end is None or end > len(view):
         end = len(view)
     if end - pos < LOG_OVERHEAD:
@@ -183,7 +183,7 @@ def crc32c(data: Buffer) -> int:
 
 def verify_crc(buf: Buffer, pos: int, header: BatchHeader) -> None:
     """CorruptBatchError(position=pos) unless the stored CRC matches bytes pos+21 .. pos+size."""
-    view = _view(buf)
+    view = view_of(buf)
     end = pos + LOG_OVERHEAD + header.length
     if header.length < MIN_LENGTH_FIELD or end > len(view):
         raise CorruptBatchError(
@@ -196,43 +196,6 @@ def verify_crc(buf: Buffer, pos: int, header: BatchHeader) -> None:
             position=pos,
             kind=CorruptKind.CRC,
         )
-
-
-def validate_for_append(batch: Buffer) -> BatchHeader:
-    """append_raw's checks (docs/partition-log.md); CorruptBatchError(position=0) on failure."""
-    view = _view(batch)
-    size = len(view)
-    if size < BATCH_HEADER_BYTES:
-        raise CorruptBatchError(
-            f"batch of {size} bytes < {BATCH_HEADER_BYTES}", position=0, kind=CorruptKind.FRAMING
-        )
-    header = _make_header(_HEADER.unpack_from(view, 0))
-    if header.length != size - LOG_OVERHEAD:
-        raise CorruptBatchError(
-            f"length field {header.length} != {size - LOG_OVERHEAD} (exactly one batch expected)",
-            position=0,
-            kind=CorruptKind.FRAMING,
-        )
-    if header.magic != MAGIC_V2:
-        raise CorruptBatchError(f"unsupported magic {header.magic}", position=0, kind=CorruptKind.MAGIC)
-    verify_crc(view, 0, header)
-    if header.codec_id > MAX_CODEC_ID:
-        raise CorruptBatchError(
-            f"unknown compression codec id {header.codec_id}", position=0, kind=CorruptKind.CODEC
-        )
-    if header.is_control:
-        raise CorruptBatchError("control batches cannot be appended", position=0, kind=CorruptKind.CONTROL)
-    if header.records_count <= 0:
-        raise CorruptBatchError(
-            f"record count {header.records_count} <= 0", position=0, kind=CorruptKind.RECORD_COUNT
-        )
-    if header.last_offset_delta != header.records_count - 1:
-        raise CorruptBatchError(
-            f"lastOffsetDelta {header.last_offset_delta} != count - 1 ({header.records_count - 1})",
-            position=0,
-            kind=CorruptKind.RECORD_COUNT,
-        )
-    return header
 
 
 def set_base_offset(batch: bytearray, base_offset: int) -> None:
@@ -283,7 +246,7 @@ def encode_varint(v: int) -> bytes:
 encode_varlong = encode_varint
 
 
-class _Malformed(Exception):
+class Malformed(Exception):
     """Internal: a record-level decoding failure; decode_batch adds the batch position."""
 
     def __init__(self, message: str, kind: CorruptKind = CorruptKind.RECORD):
@@ -301,7 +264,7 @@ def _read_varint(data: bytes, p: int, end: int) -> tuple[int, int]:
     shift = 0
     while shift < 35:
         if p >= end:
-            raise _Malformed("varint runs past the end of its record")
+            raise Malformed("varint runs past the end of its record")
         b = data[p]
         p += 1
         u |= (b & 0x7F) << shift
@@ -309,7 +272,7 @@ def _read_varint(data: bytes, p: int, end: int) -> tuple[int, int]:
             u &= _U32
             return (u >> 1) ^ -(u & 1), p
         shift += 7
-    raise _Malformed("varint longer than 5 bytes")
+    raise Malformed("varint longer than 5 bytes")
 
 
 def _read_varlong(data: bytes, p: int, end: int) -> tuple[int, int]:
@@ -322,7 +285,7 @@ def _read_varlong(data: bytes, p: int, end: int) -> tuple[int, int]:
     shift = 0
     while shift < 70:
         if p >= end:
-            raise _Malformed("varlong runs past the end of its record")
+            raise Malformed("varlong runs past the end of its record")
         b = data[p]
         p += 1
         u |= (b & 0x7F) << shift
@@ -330,24 +293,24 @@ def _read_varlong(data: bytes, p: int, end: int) -> tuple[int, int]:
             u &= _U64
             return (u >> 1) ^ -(u & 1), p
         shift += 7
-    raise _Malformed("varlong longer than 10 bytes")
+    raise Malformed("varlong longer than 10 bytes")
 
 
 def decode_varint(data: Buffer, pos: int = 0) -> tuple[int, int]:
     """(value, next position) of the zigzag varint at ``pos``; CorruptBatchError when malformed."""
-    view = _view(data)
+    view = view_of(data)
     try:
         return _read_varint(view, pos, len(view))
-    except _Malformed as e:
+    except Malformed as e:
         raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
 
 
 def decode_varlong(data: Buffer, pos: int = 0) -> tuple[int, int]:
     """(value, next position) of the zigzag varlong at ``pos``; CorruptBatchError when malformed."""
-    view = _view(data)
+    view = view_of(data)
     try:
         return _read_varlong(view, pos, len(view))
-    except _Malformed as e:
+    except Malformed as e:
         raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
 
 
@@ -598,35 +561,35 @@ def _read_headers(data: bytes, p: int, end: int) -> tuple[list, int]:
     """(headers, next position) of the headers array of one record at ``data[p:end]``."""
     header_count, p = _read_varint(data, p, end)
     if header_count < 0:
-        raise _Malformed(f"header count {header_count} < 0")
+        raise Malformed(f"header count {header_count} < 0")
     out: list = []
     for _ in range(header_count):  # bounded: each header takes >= 2 bytes of the record
         hkey_len, p = _read_varint(data, p, end)
         if hkey_len < 0:
-            raise _Malformed(f"header key length {hkey_len} < 0")
+            raise Malformed(f"header key length {hkey_len} < 0")
         if p + hkey_len > end:
-            raise _Malformed("header key runs past the end of its record")
+            raise Malformed("header key runs past the end of its record")
         try:
             hkey = data[p : p + hkey_len].decode("utf-8")
         except UnicodeDecodeError:
-            raise _Malformed("header key is not valid UTF-8") from None
+            raise Malformed("header key is not valid UTF-8") from None
         p += hkey_len
         hvalue_len, p = _read_varint(data, p, end)
         if hvalue_len < 0:
             if hvalue_len != -1:
-                raise _Malformed(f"header value length {hvalue_len} < -1")
+                raise Malformed(f"header value length {hvalue_len} < -1")
             hvalue = None
         else:
             if p + hvalue_len > end:
-                raise _Malformed("header value runs past the end of its record")
+                raise Malformed("header value runs past the end of its record")
             hvalue = data[p : p + hvalue_len]
             p += hvalue_len
         out.append((hkey, hvalue))
     return out, p
 
 
-def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool) -> list[Record]:
-    """Decode ``header.records_count`` records from ``data``; raises _Malformed."""
+def decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool) -> list[Record]:
+    """Decode ``header.records_count`` records from ``data``; raises Malformed."""
     count = header.records_count
     base_offset = header.base_offset
     base_ts = header.base_timestamp
@@ -646,7 +609,7 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
     # _read_varint/_read_varlong, which bound every read by the record end.
     for _ in range(count):
         if p >= end_all:
-            raise _Malformed(f"{len(out)} records found, header says {count}", CorruptKind.RECORD_COUNT)
+            raise Malformed(f"{len(out)} records found, header says {count}", CorruptKind.RECORD_COUNT)
         b = data[p]
         if b < 0x80:
             length = (b >> 1) ^ -(b & 1)
@@ -654,12 +617,12 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
         else:
             length, p = read_varint(data, p, end_all)
         if length < 0:
-            raise _Malformed(f"record length {length} < 0")
+            raise Malformed(f"record length {length} < 0")
         end = p + length
         if end > end_all:
-            raise _Malformed(f"record length {length} runs past the data")
+            raise Malformed(f"record length {length} runs past the data")
         if p >= end:
-            raise _Malformed("record shorter than its attributes byte")
+            raise Malformed("record shorter than its attributes byte")
         p += 1  # attributes: unused
         if p < end and (b := data[p]) < 0x80:
             ts_delta = (b >> 1) ^ -(b & 1)
@@ -678,11 +641,11 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
             key_len, p = read_varint(data, p, end)
         if key_len < 0:
             if key_len != -1:
-                raise _Malformed(f"key length {key_len} < -1")
+                raise Malformed(f"key length {key_len} < -1")
             key = None
         else:
             if p + key_len > end:
-                raise _Malformed("key runs past the end of its record")
+                raise Malformed("key runs past the end of its record")
             key = data[p : p + key_len]
             p += key_len
         if p < end and (b := data[p]) < 0x80:
@@ -692,11 +655,11 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
             value_len, p = read_varint(data, p, end)
         if value_len < 0:
             if value_len != -1:
-                raise _Malformed(f"value length {value_len} < -1")
+                raise Malformed(f"value length {value_len} < -1")
             value = None
         else:
             if p + value_len > end:
-                raise _Malformed("value runs past the end of its record")
+                raise Malformed("value runs past the end of its record")
             value = data[p : p + value_len]
             p += value_len
         if p < end and data[p] == 0:  # no headers: the common case
@@ -705,7 +668,7 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
         else:
             record_headers, p = _read_headers(data, p, end)
         if p != end:
-            raise _Malformed(f"record consumed {p - end + length} bytes, length says {length}")
+            raise Malformed(f"record consumed {p - end + length} bytes, length says {length}")
         offset = base_offset + offset_delta
         if not INT64_MIN <= offset <= INT64_MAX:  # Java long arithmetic wraps
             offset = ((offset - INT64_MIN) & _U64) + INT64_MIN
@@ -717,14 +680,14 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
                 ts = ((ts - INT64_MIN) & _U64) + INT64_MIN
         append(new_tuple(Record, (offset, ts, ts_type, key, value, record_headers)))
     if check_leftover and p != end_all:
-        raise _Malformed(f"{end_all - p} bytes left over after {count} records", CorruptKind.RECORD_COUNT)
+        raise Malformed(f"{end_all - p} bytes left over after {count} records", CorruptKind.RECORD_COUNT)
     return out
 
 
 def decode_batch(buf: Buffer, pos: int, header: BatchHeader) -> list[Record]:
-    """Validate (CRC, codec, record layout) and decode the complete batch at ``pos``.
-    CorruptBatchError positions are ``pos`` (the batch start)."""
-    view = _view(buf)
+    """Validate (CRC, codec, record layout) and decode the complete batch at ``pos``; a control
+    batch is validated and yields no records. CorruptBatchError positions are ``pos``."""
+    view = view_of(buf)
     if header.length < MIN_LENGTH_FIELD:
         raise CorruptBatchError(
             f"batch length field {header.length} < {MIN_LENGTH_FIELD}", position=pos, kind=CorruptKind.FRAMING
@@ -753,14 +716,17 @@ def decode_batch(buf: Buffer, pos: int, header: BatchHeader) -> list[Record]:
         except CorruptBatchError as e:
             raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
     try:
-        return _decode_records_area(data, header, check_leftover=cid == 0)
-    except _Malformed as e:
+        records = decode_records_area(data, header, check_leftover=cid == 0)
+    except Malformed as e:
         raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
+    # why: a control batch (transaction markers) is validated like any other, but Kafka's
+    # consumers never return its records; readers advance past it by its nextOffset
+    return [] if header.attributes & CONTROL_MASK else records
 
 
 def decode_records(buffer: Buffer) -> list[Record]:
     """All batches of a buffer; an incomplete trailing batch is CorruptBatchError."""
-    view = _view(buffer)
+    view = view_of(buffer)
     end = len(view)
     pos = 0
     out: list[Record] = []
