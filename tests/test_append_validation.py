@@ -12,15 +12,26 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import struct
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import IN_CI, as_tuples, crc32c, kafka_build_batch, skip_if_engine_missing
+from helpers import (
+    IN_CI,
+    DefaultRecordBatchBuilder,
+    as_tuples,
+    crc32c,
+    kafka_build_batch,
+    kafka_decode,
+    raw_record,
+    segment_files,
+    skip_if_engine_missing,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pylog.engine import open_partition
+from pylog.engine import decode_records, open_partition
 from pylog.errors import CorruptBatchError, CorruptKind, InvalidRecordError, RecordTooLargeError
 from pylog.reference import record
 
@@ -214,3 +225,170 @@ def test_mutated_batches_hypothesis(tmp_path_factory, codec, values, mutations, 
     finally:
         for part in parts.values():
             part.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# transaction markers: kept byte for byte, never returned as records (§1.5)
+
+PRODUCER_ID = 4242
+PRODUCER_EPOCH = 3
+ABORT, COMMIT = 0, 1
+
+
+def control_batch(
+    control_type: int,
+    ts: int,
+    *,
+    attributes: int = 0x30,
+    producer_id: int = PRODUCER_ID,
+    count: int = 1,
+    key: bytes | None = None,
+    value: bytes | None = None,
+) -> bytes:
+    """A control batch as a transaction coordinator writes it: one record, key (version 0, type),
+    value (version 0, coordinatorEpoch), transactional + control bits, the producer's id/epoch."""
+    key = struct.pack(">hh", 0, control_type) if key is None else key
+    value = struct.pack(">hi", 0, 17) if value is None else value
+    records = b"".join(raw_record(key=key, value=value, offset_delta=i) for i in range(count))
+    tail = struct.pack(">hiqqqhii", attributes, count - 1, ts, ts, producer_id, PRODUCER_EPOCH, -1, count)
+    tail += records
+    return struct.pack(">qiibI", 0, 9 + len(tail), -1, 2, crc32c(tail)) + tail
+
+
+def transactional_batch(records: list[tuple], sequence: int) -> bytes:
+    """A transactional data batch built by kafka-python (an independent encoder)."""
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=True,
+        producer_id=PRODUCER_ID,
+        producer_epoch=PRODUCER_EPOCH,
+        base_sequence=sequence,
+        batch_size=1 << 20,
+    )
+    for i, (ts, key, value) in enumerate(records):
+        assert builder.append(i, timestamp=ts, key=key, value=value, headers=[]) is not None
+    return bytes(builder.build())
+
+
+#: a transactional log: (batch, is a marker); offsets 0-2 data, 3 commit, 4-5 data, 6 abort,
+#: 7 data, 8 commit. Markers carry later timestamps than the data before them.
+def transactional_log() -> list[tuple[bytes, bool]]:
+    return [
+        (transactional_batch([(TS, b"a", b"1"), (TS + 1, b"b", b"2"), (TS + 2, None, b"3")], 0), False),
+        (control_batch(COMMIT, TS + 100), True),
+        (transactional_batch([(TS + 200, b"c", b"4"), (TS + 201, b"d", None)], 3), False),
+        (control_batch(ABORT, TS + 300), True),
+        (transactional_batch([(TS + 400, b"e", b"5")], 5), False),
+        (control_batch(COMMIT, TS + 500), True),
+    ]
+
+
+DATA_OFFSETS = [0, 1, 2, 4, 5, 7]
+
+
+def test_control_batches_skipped_by_readers_kept_by_read(open_log):
+    log = open_log(index_interval_bytes=0)
+    for batch, _ in transactional_log():
+        log.append_raw(batch)
+    assert log.end_offset == 9
+    got = as_tuples(log.records())
+    assert [r[0] for r in got] == DATA_OFFSETS
+    assert [r[3:5] for r in got] == [(b"a", b"1"), (b"b", b"2"), (None, b"3"), (b"c", b"4"), (b"d", None), (b"e", b"5")]
+    # positions advance past a marker's offset
+    assert [r[0] for r in as_tuples(log.records(3))] == [4, 5, 7]
+    assert as_tuples(log.records(3, 4)) == [] and as_tuples(log.records(8)) == []
+    cols = log.read_columns(0, 100)
+    assert [int(o) for o in cols.offsets] == DATA_OFFSETS
+    assert [int(o) for o in log.read_columns(3, 2).offsets] == [4, 5]
+    assert [int(o) for o in log.read_columns(6, 5).offsets] == [7]
+    assert log.read_columns(8, 5).num_records == 0
+    # read() keeps markers byte for byte (after baseOffset and the epoch, which append rewrites)
+    for offset, (batch, is_marker) in zip([0, 3, 4, 6, 7, 8], transactional_log(), strict=True):
+        raw = bytes(memoryview(log.read(offset, 1)))
+        assert raw[16:] == batch[16:] and int.from_bytes(raw[:8], "big") == offset
+        assert bool(raw[22] & 0x20) == is_marker
+    whole = bytes(memoryview(log.read(0, 1 << 20)))
+    assert [r.offset for r in decode_records(whole, engine=log_engine(log))] == DATA_OFFSETS
+    # kafka-python, an independent decoder, sees the same data records and our markers as markers
+    seen = kafka_decode(whole)
+    data = [r for batch, records in seen if not batch.is_control_batch for r in records]
+    assert data == got
+    markers = [records for batch, records in seen if batch.is_control_batch]  # ControlRecords
+    assert [(r[0], struct.unpack(">hh", r[3])) for [r] in markers] == [(3, (0, COMMIT)), (6, (0, ABORT)), (8, (0, COMMIT))]
+    assert all(batch.producer_id == PRODUCER_ID and batch.is_transactional for batch, _ in seen)
+
+
+def log_engine(log) -> str:
+    return "native" if type(log).__module__.startswith("pylog.native") else "reference"
+
+
+def test_offset_for_timestamp_never_returns_a_marker(open_log):
+    log = open_log(index_interval_bytes=0)
+    for batch, _ in transactional_log():
+        log.append_raw(batch)
+    assert log.offset_for_timestamp(TS + 50) == 4  # the commit at TS+100 (offset 3) is no match
+    assert log.offset_for_timestamp(TS + 250) == 7
+    assert log.offset_for_timestamp(TS + 401) is None  # only the last commit (TS+500) is later
+    assert log.offset_for_timestamp(TS) == 0
+
+
+def test_markers_survive_recovery_and_the_other_engine(engine, other_engine, tmp_path):
+    path = tmp_path / "txn-0"
+    with open_partition(path, engine=engine, config={"index.interval.bytes": 0}) as log:
+        for batch, _ in transactional_log():
+            log.append_raw(batch)
+        want = as_tuples(log.records())
+    files = segment_files(path)
+    (path / ".kafka_cleanshutdown").unlink()  # the next open recovers every segment
+    for name in (other_engine, engine):
+        with open_partition(path, engine=name, config={"index.interval.bytes": 0}) as log:
+            assert log.end_offset == 9
+            assert as_tuples(log.records()) == want
+        assert segment_files(path) == files, name
+        (path / ".kafka_cleanshutdown").unlink()
+
+
+def test_both_engines_write_markers_identically(both_engines, tmp_path):
+    out = {}
+    for name in both_engines:
+        with open_partition(tmp_path / name / "txn-0", engine=name, config={"index.interval.bytes": 0}) as log:
+            for batch, _ in transactional_log():
+                log.append_raw(batch)
+        out[name] = segment_files(tmp_path / name / "txn-0")
+    assert out["native"] == out["reference"]
+
+
+MALFORMED_MARKERS = {
+    "two records": lambda: control_batch(COMMIT, TS, count=2),
+    "short key": lambda: control_batch(COMMIT, TS, key=b"\x00\x00\x01"),
+    "null key": lambda: control_batch(COMMIT, TS, key=None) and _null_key_marker(),
+    "negative key version": lambda: control_batch(COMMIT, TS, key=struct.pack(">hh", -1, COMMIT)),
+    "short marker value": lambda: control_batch(ABORT, TS, value=b"\x00\x00\x00"),
+    "not transactional": lambda: control_batch(COMMIT, TS, attributes=0x20),
+    "no producer id": lambda: control_batch(COMMIT, TS, producer_id=-1),
+}
+
+
+def _null_key_marker() -> bytes:
+    records = raw_record(key=None, value=struct.pack(">hi", 0, 1))
+    tail = struct.pack(">hiqqqhii", 0x30, 0, TS, TS, PRODUCER_ID, PRODUCER_EPOCH, -1, 1) + records
+    return struct.pack(">qiibI", 0, 9 + len(tail), -1, 2, crc32c(tail)) + tail
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_MARKERS))
+def test_malformed_markers_refused(open_log, name):
+    log = open_log()
+    log.append([b"x"], timestamps_ms=[TS])
+    files = segment_files(log.path)
+    with pytest.raises(InvalidRecordError) as info:
+        log.append_raw(MALFORMED_MARKERS[name]())
+    assert info.value.kind is CorruptKind.CONTROL
+    assert log.end_offset == 1 and segment_files(log.path) == files
+
+
+def test_other_control_types_accepted(open_log):
+    """A LEADER_CHANGE-like control record (type 2) need not be transactional (KRaft writes them)."""
+    log = open_log()
+    assert log.append_raw(control_batch(2, TS, attributes=0x20, producer_id=-1, value=b"")) == 0
+    assert as_tuples(log.records()) == [] and log.end_offset == 1
