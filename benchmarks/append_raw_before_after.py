@@ -63,7 +63,9 @@ def main() -> None:
     args = parser.parse_args()
     values = make_values(BATCH_RECORDS)
     n = len(values)
-    batch = record.encode_batch(0, values, [None] * n, [[] for _ in range(n)], [TS + i for i in range(n)], args.codec, None)
+    batch = record.encode_batch(
+        0, values, [None] * n, [[] for _ in range(n)], [TS + i for i in range(n)], args.codec, None
+    )
     root = tempfile.mkdtemp(prefix="append-raw-")
     config = {"segment.bytes": 1 << 30}
     logs = {
@@ -73,7 +75,9 @@ def main() -> None:
     calls = {name: log.append_raw for name, log in logs.items()}
     if args.before:
         old = load_native(args.before)
-        before = old.PartitionLog(os.path.join(root, "native-before-0"), logs["native"].config.to_kafka_dict(), Record)
+        before = old.PartitionLog(
+            os.path.join(root, "native-before-0"), logs["native"].config.to_kafka_dict(), Record
+        )
         calls["native-before"] = before.append_raw
     with_validator = validator.validate_for_append
 
@@ -95,7 +99,9 @@ def main() -> None:
             calls[name](batch)
             times[name].append((time.perf_counter_ns() - t) / 1000)
     med = {name: statistics.median(ts) for name, ts in times.items()}
-    print(f"append_raw of one {len(batch)}-byte batch ({n} records, {args.codec}), median of {args.calls} calls:")
+    print(
+        f"append_raw of one {len(batch)}-byte batch ({n} records, {args.codec}), median of {args.calls} calls:"
+    )
     for name, us in med.items():
         print(f"  {name:17} {us:9.1f} us")
     if "native-before" in med:

@@ -13,10 +13,10 @@ Kafka-protocol front can map a kind to Kafka's error code
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class CorruptKind(str, Enum):
+class CorruptKind(StrEnum):
     """What was wrong with a batch. The Kafka error a protocol front would answer is in brackets
     (CORRUPT_MESSAGE for a ``CorruptBatchError``, the other codes for an ``InvalidRecordError``)."""
 
@@ -48,9 +48,6 @@ class CorruptKind(str, Enum):
     ATTRIBUTES = "attributes"
     #: a control batch that is not one well-formed control record [INVALID_RECORD]
     CONTROL = "control"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _kind(kind: CorruptKind | str | None) -> CorruptKind | None:

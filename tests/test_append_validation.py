@@ -65,7 +65,11 @@ def test_errors_keep_kind_path_position_through_pickling():
     inv = InvalidRecordError("lying maxTimestamp", CorruptKind.TIMESTAMP)
     assert str(inv) == "lying maxTimestamp (kind timestamp)"
     back = pickle.loads(pickle.dumps(inv))
-    assert (type(back), back.args, back.kind) == (InvalidRecordError, ("lying maxTimestamp",), CorruptKind.TIMESTAMP)
+    assert (type(back), back.args, back.kind) == (
+        InvalidRecordError,
+        ("lying maxTimestamp",),
+        CorruptKind.TIMESTAMP,
+    )
     assert InvalidRecordError("plain").kind is None
     assert isinstance(inv, ValueError)
     with pytest.raises(ValueError):
@@ -106,10 +110,8 @@ def mutate(batch: bytes, rng: random.Random) -> bytes:
     """Change 1-5 random bytes (mostly in the records area), sometimes truncate, then reseal."""
     out = bytearray(batch)
     for _ in range(rng.randint(1, 5)):
-        if rng.random() < 0.8 and len(out) > 61:
-            pos = rng.randrange(61, len(out))
-        else:
-            pos = rng.randrange(len(out))
+        in_records = rng.random() < 0.8 and len(out) > 61
+        pos = rng.randrange(61, len(out)) if in_records else rng.randrange(len(out))
         out[pos] = rng.randrange(256)
     if rng.random() < 0.15:
         del out[rng.randrange(1, len(out)) :]
@@ -210,7 +212,9 @@ mutation = st.tuples(st.integers(0, 10_000), st.integers(0, 255))
 )
 def test_mutated_batches_hypothesis(tmp_path_factory, codec, values, mutations, cut):
     n = len(values)
-    good = record.encode_batch(0, values, [None] * n, [[] for _ in range(n)], [TS + i for i in range(n)], codec, None)
+    good = record.encode_batch(
+        0, values, [None] * n, [[] for _ in range(n)], [TS + i for i in range(n)], codec, None
+    )
     bad = bytearray(good)
     for pos, value in mutations:
         bad[pos % len(bad)] = value
@@ -294,7 +298,14 @@ def test_control_batches_skipped_by_readers_kept_by_read(open_log):
     assert log.end_offset == 9
     got = as_tuples(log.records())
     assert [r[0] for r in got] == DATA_OFFSETS
-    assert [r[3:5] for r in got] == [(b"a", b"1"), (b"b", b"2"), (None, b"3"), (b"c", b"4"), (b"d", None), (b"e", b"5")]
+    assert [r[3:5] for r in got] == [
+        (b"a", b"1"),
+        (b"b", b"2"),
+        (None, b"3"),
+        (b"c", b"4"),
+        (b"d", None),
+        (b"e", b"5"),
+    ]
     # positions advance past a marker's offset
     assert [r[0] for r in as_tuples(log.records(3))] == [4, 5, 7]
     assert as_tuples(log.records(3, 4)) == [] and as_tuples(log.records(8)) == []
@@ -315,7 +326,11 @@ def test_control_batches_skipped_by_readers_kept_by_read(open_log):
     data = [r for batch, records in seen if not batch.is_control_batch for r in records]
     assert data == got
     markers = [records for batch, records in seen if batch.is_control_batch]  # ControlRecords
-    assert [(r[0], struct.unpack(">hh", r[3])) for [r] in markers] == [(3, (0, COMMIT)), (6, (0, ABORT)), (8, (0, COMMIT))]
+    assert [(r[0], struct.unpack(">hh", r[3])) for [r] in markers] == [
+        (3, (0, COMMIT)),
+        (6, (0, ABORT)),
+        (8, (0, COMMIT)),
+    ]
     assert all(batch.producer_id == PRODUCER_ID and batch.is_transactional for batch, _ in seen)
 
 
@@ -352,7 +367,9 @@ def test_markers_survive_recovery_and_the_other_engine(engine, other_engine, tmp
 def test_both_engines_write_markers_identically(both_engines, tmp_path):
     out = {}
     for name in both_engines:
-        with open_partition(tmp_path / name / "txn-0", engine=name, config={"index.interval.bytes": 0}) as log:
+        with open_partition(
+            tmp_path / name / "txn-0", engine=name, config={"index.interval.bytes": 0}
+        ) as log:
             for batch, _ in transactional_log():
                 log.append_raw(batch)
         out[name] = segment_files(tmp_path / name / "txn-0")
@@ -392,3 +409,94 @@ def test_other_control_types_accepted(open_log):
     log = open_log()
     assert log.append_raw(control_batch(2, TS, attributes=0x20, producer_id=-1, value=b"")) == 0
     assert as_tuples(log.records()) == [] and log.end_offset == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# each append rule, hand-built (docs/partition-log.md "append_raw")
+
+
+def data_batch(
+    records: bytes, count: int, *, attributes: int = 0, base_ts: int = TS, max_ts: int = TS
+) -> bytes:
+    tail = struct.pack(">hiqqqhii", attributes, count - 1, base_ts, max_ts, -1, -1, -1, count) + records
+    return struct.pack(">qiibI", 0, 9 + len(tail), -1, 2, crc32c(tail)) + tail
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data, mtime=0)
+
+
+I64_MAX = 2**63 - 1
+APPEND_RULES = {
+    # name: (batch, None if accepted else (class, kind))
+    "two records": (
+        data_batch(raw_record() + raw_record(offset_delta=1, ts_delta=5), 2, max_ts=TS + 5),
+        None,
+    ),
+    "negative ts delta": (
+        data_batch(raw_record(ts_delta=-7) + raw_record(offset_delta=1), 2, max_ts=TS),
+        None,
+    ),
+    "delete horizon bit": (data_batch(raw_record(), 1, attributes=0x40), None),
+    "log append time bit": (data_batch(raw_record(ts_delta=99), 1, attributes=0x08, max_ts=5), None),
+    "unused attribute bit 7": (
+        data_batch(raw_record(), 1, attributes=0x80),
+        (InvalidRecordError, "attributes"),
+    ),
+    "unused attribute bit 15": (
+        data_batch(raw_record(), 1, attributes=-0x8000),
+        (InvalidRecordError, "attributes"),
+    ),
+    "offset deltas swapped": (
+        data_batch(raw_record(offset_delta=1) + raw_record(offset_delta=0), 2),
+        (InvalidRecordError, "offset"),
+    ),
+    "offset delta gap": (
+        data_batch(raw_record() + raw_record(offset_delta=2), 2),
+        (InvalidRecordError, "offset"),
+    ),
+    "maxTimestamp too high": (data_batch(raw_record(), 1, max_ts=TS + 1), (InvalidRecordError, "timestamp")),
+    "maxTimestamp too low": (
+        data_batch(raw_record(ts_delta=3), 1, max_ts=TS),
+        (InvalidRecordError, "timestamp"),
+    ),
+    "timestamp overflow": (
+        data_batch(raw_record(ts_delta=I64_MAX), 1, base_ts=10, max_ts=-(2**63) + 9),
+        (InvalidRecordError, "timestamp"),
+    ),
+    "corrupt record outranks bad offset": (
+        data_batch(raw_record(offset_delta=5) + raw_record(length_override=99), 2),
+        (CorruptBatchError, "record"),
+    ),
+    "gzip leftover bytes": (
+        data_batch(_gzip(raw_record() + b"\x00"), 1, attributes=1),
+        (CorruptBatchError, "record_count"),
+    ),
+    "gzip fewer records": (
+        data_batch(_gzip(raw_record()), 2, attributes=1),
+        (CorruptBatchError, "record_count"),
+    ),
+    "gzip two records": (
+        data_batch(_gzip(raw_record() + raw_record(offset_delta=1)), 2, attributes=1),
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(APPEND_RULES))
+def test_append_rule(open_log, name):
+    batch, refusal = APPEND_RULES[name]
+    log = open_log()
+    log.append([b"x"], timestamps_ms=[TS])
+    files = segment_files(log.path)
+    if refusal is None:
+        assert log.append_raw(batch) == 1
+        assert len(as_tuples(log.records(1))) == log.end_offset - 1 == log.read_columns(1, 10).num_records
+        return
+    cls, kind = refusal
+    with pytest.raises(cls) as info:
+        log.append_raw(batch)
+    assert type(info.value) is cls and info.value.kind is CorruptKind(kind)
+    assert log.end_offset == 1 and segment_files(log.path) == files

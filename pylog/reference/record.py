@@ -35,7 +35,6 @@ import crc32c as _crc32c_mod
 import numpy as np
 
 from pylog.config import CODEC_IDS
-from pylog.partition import Record, timestamps_from_array
 from pylog.errors import (
     CorruptBatchError,
     CorruptKind,
@@ -43,6 +42,7 @@ from pylog.errors import (
     InvalidRecordError,
     RecordTooLargeError,
 )
+from pylog.partition import Record, timestamps_from_array
 from pylog.reference import compression
 
 if TYPE_CHECKING:  # collections.abc.Buffer is Python >= 3.12; annotations only

@@ -110,7 +110,9 @@ def iter_batches(
 
     def incomplete(pos: int) -> None:
         if strict:
-            raise CorruptBatchError("incomplete batch at the end of a sealed segment", path, pos, CorruptKind.FRAMING)
+            raise CorruptBatchError(
+                "incomplete batch at the end of a sealed segment", path, pos, CorruptKind.FRAMING
+            )
 
     pos = start
     buf = b""
@@ -134,14 +136,18 @@ def iter_batches(
                     return
         length = int.from_bytes(buf[off + 8 : off + 12], "big", signed=True)
         if length < MIN_LENGTH_FIELD:
-            raise CorruptBatchError(f"batch length {length} < {MIN_LENGTH_FIELD}", path, pos, CorruptKind.FRAMING)
+            raise CorruptBatchError(
+                f"batch length {length} < {MIN_LENGTH_FIELD}", path, pos, CorruptKind.FRAMING
+            )
         size = LOG_OVERHEAD + length
         if size > remaining:
             incomplete(pos)
             return
         header = record.parse_header(buf, off)
         if header.magic != MAGIC_V2:
-            raise CorruptBatchError(f"batch magic {header.magic} != {MAGIC_V2}", path, pos, CorruptKind.FRAMING)
+            raise CorruptBatchError(
+                f"batch magic {header.magic} != {MAGIC_V2}", path, pos, CorruptKind.FRAMING
+            )
         if need_body and len(buf) - off < size:
             if size > window:
                 body = os.pread(fd, size, pos)

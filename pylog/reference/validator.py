@@ -107,7 +107,9 @@ def validate_for_append(batch: Buffer) -> BatchHeader:
             raise _corrupt(e.kind or CorruptKind.COMPRESSION, str(e.args[0])) from None
     # why this header: the records then carry the raw deltas (offset = offsetDelta,
     # timestamp = timestampDelta), which the checks below need
-    raw = header._replace(base_offset=0, base_timestamp=0, attributes=header.attributes & ~TIMESTAMP_TYPE_MASK)
+    raw = header._replace(
+        base_offset=0, base_timestamp=0, attributes=header.attributes & ~TIMESTAMP_TYPE_MASK
+    )
     try:
         records = decode_records_area(data, raw, check_leftover=True)
     except Malformed as e:
