@@ -31,17 +31,18 @@ from pylog.bench import BATCH_RECORDS, make_values
 from pylog.engine import open_partition
 from pylog.errors import CorruptBatchError, CorruptKind
 from pylog.partition import Record
-from pylog.reference import record, validator
+from pylog.reference import batch as record_batch
+from pylog.reference import validator
 
 TS = 1_700_000_000_000
 
 
 def header_only_checks(batch):
     """What the reference's append_raw checked before every record was validated."""
-    header = record.parse_header(batch, 0)
+    header = record_batch.parse_header(batch, 0)
     if header.length != len(batch) - 12 or header.magic != 2:
         raise CorruptBatchError("framing", kind=CorruptKind.FRAMING)
-    record.verify_crc(batch, 0, header)
+    record_batch.verify_crc(batch, 0, header)
     if header.records_count <= 0 or header.last_offset_delta != header.records_count - 1:
         raise CorruptBatchError("count", kind=CorruptKind.RECORD_COUNT)
     return header
@@ -63,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     values = make_values(BATCH_RECORDS)
     n = len(values)
-    batch = record.encode_batch(
+    batch = record_batch.encode_batch(
         0, values, [None] * n, [[] for _ in range(n)], [TS + i for i in range(n)], args.codec, None
     )
     root = tempfile.mkdtemp(prefix="append-raw-")

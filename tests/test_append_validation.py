@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from pylog.engine import decode_records, open_partition
 from pylog.errors import CorruptBatchError, CorruptKind, InvalidRecordError, RecordTooLargeError
-from pylog.reference import record
+from pylog.reference import batch as record_batch
 
 # ---------------------------------------------------------------------------------------------
 # error kinds: one closed set shared by both engines
@@ -92,7 +92,7 @@ def base_batches(codec: str, rng: random.Random) -> list[bytes]:
         keys = [None if rng.random() < 0.4 else rng.randbytes(rng.randint(0, 4)) for _ in range(n)]
         headers = [[("h", rng.randbytes(2))] if rng.random() < 0.3 else [] for _ in range(n)]
         stamps = [TS + rng.randint(-20, 20) for _ in range(n)]
-        out.append(record.encode_batch(0, values, keys, headers, stamps, codec, None))
+        out.append(record_batch.encode_batch(0, values, keys, headers, stamps, codec, None))
     out.append(kafka_build_batch([(TS, b"k", b"value", [("a", None)]), (TS - 3, None, b"", [])], "none"))
     return out
 
@@ -212,7 +212,7 @@ mutation = st.tuples(st.integers(0, 10_000), st.integers(0, 255))
 )
 def test_mutated_batches_hypothesis(tmp_path_factory, codec, values, mutations, cut):
     n = len(values)
-    good = record.encode_batch(
+    good = record_batch.encode_batch(
         0, values, [None] * n, [[] for _ in range(n)], [TS + i for i in range(n)], codec, None
     )
     bad = bytearray(good)

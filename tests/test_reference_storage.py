@@ -26,6 +26,7 @@ from pylog.errors import (
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
+from pylog.reference import batch as record_batch
 from pylog.reference import record
 from pylog.reference.checkpoint import topic_partition
 from pylog.reference.log import PartitionLog
@@ -121,7 +122,7 @@ def test_append_read_records_roundtrip(tmp_path: Path) -> None:
         assert len(bases_of(tmp_path / "t-0")) > 3
         # read: whole batches of one segment, from the batch holding the offset, at least one
         one = log.read(4, 1)
-        assert [r.offset for r in record.decode_records(one)] == [3, 4, 5]
+        assert [r.offset for r in record_batch.decode_records(one)] == [3, 4, 5]
         whole = log.read(0, 10**9)
         assert len(whole) == os.path.getsize(seg(tmp_path / "t-0", 0, ".log"))
         assert len(log.read(120, 100)) == 0
@@ -187,7 +188,7 @@ def test_too_large_writes_nothing(tmp_path: Path) -> None:
 
 def _big_raw_batch(n: int) -> bytes:
     values, keys, headers, ts = record.prepare_records([b"z" * n], None, None, [5], 5)
-    return record.encode_batch(0, values, keys, headers, ts, "none", None)
+    return record_batch.encode_batch(0, values, keys, headers, ts, "none", None)
 
 
 def test_append_raw_rewrites_base_offset(tmp_path: Path) -> None:
@@ -673,7 +674,7 @@ def test_no_time_roll_when_the_first_batch_has_no_timestamp(tmp_path: Path) -> N
     path = tmp_path / "roll-5"
     raw = bytearray(_big_raw_batch(1))
     struct.pack_into(">qq", raw, 27, -1, -1)  # baseTimestamp, maxTimestamp
-    struct.pack_into(">I", raw, 17, record.crc32c(memoryview(raw)[21:]))
+    struct.pack_into(">I", raw, 17, record_batch.crc32c(memoryview(raw)[21:]))
     with open_log(path, segment_ms=10) as log:
         log.append_raw(raw)
         log.append([b"later"], timestamps_ms=[10**12])

@@ -4,22 +4,24 @@
 //! this file is `pylog/reference/validator.py`, and both raise the same error kinds.
 //!
 //! Checks, in this order (the first failure wins; docs/partition-log.md "append_raw"):
-//! 1. framing: size >= 61 and `length == size - 12` (exactly one batch)        CorruptBatch framing
-//! 2. magic 2                                                                   CorruptBatch magic
-//! 3. CRC-32C                                                                   CorruptBatch crc
-//! 4. attributes bits 7-15 zero                                              InvalidBatch attributes
-//! 5. codec id <= 4                                                             CorruptBatch codec
-//! 6. `count > 0` and `lastOffsetDelta == count - 1`                     CorruptBatch record_count
+//! 1. framing: size >= 61 and `length == size - 12` (exactly one batch): CorruptBatch framing;
+//! 2. magic 2: CorruptBatch magic;
+//! 3. CRC-32C: CorruptBatch crc;
+//! 4. attributes bits 7-15 zero: InvalidBatch attributes;
+//! 5. codec id <= 4: CorruptBatch codec;
+//! 6. `count > 0` and `lastOffsetDelta == count - 1`: CorruptBatch record_count;
 //! 7. the records (decompressed for a codec, at most `MAX_DECOMPRESSED_BYTES`) decode with the
 //!    reader's own code (`record::decode_records_area`), `count` of them and no byte left over,
-//!    for every codec                                          CorruptBatch compression/record/record_count
-//! 8. record i has offset delta i                                                InvalidBatch offset
-//! 9. `baseTimestamp + timestampDelta` fits an i64 for every record; for a CreateTime batch
-//!    (attributes bit 3 clear) `maxTimestamp` is the records' maximum          InvalidBatch timestamp
-//! 10. a control batch (bit 5) holds exactly one control record: a key of >= 4 bytes
-//!    (`version i16 >= 0, type i16`); for a commit/abort marker (type 0/1) also a value of
-//!    >= 6 bytes (`version i16 >= 0, coordinatorEpoch i32`), the transactional bit and a
-//!    producer id >= 0 (§1.5)                                                   InvalidBatch control
+//!    for every codec: CorruptBatch compression / record / record_count;
+//! 8. record i has offset delta i: InvalidBatch offset;
+//! 9. `baseTimestamp + timestampDelta` fits an i64 for every record, and for a CreateTime batch
+//!    (attributes bit 3 clear) `maxTimestamp` is the records' maximum: InvalidBatch timestamp;
+//! 10. a control batch (bit 5) holds exactly one control record: a key of at least 4 bytes
+//!     (`version i16 >= 0, type i16`); for a commit/abort marker (type 0/1) also a value of at
+//!     least 6 bytes (`version i16 >= 0, coordinatorEpoch i32`), the transactional bit and a
+//!     producer id of at least 0 (§1.5): InvalidBatch control.
+//!
+//! Checks 8-10 are reported only once every record decoded: corruption outranks them.
 //!
 //! Deviation from Kafka: its broker rewrites a CreateTime batch's maxTimestamp to the records'
 //! maximum (`setMaxTimestamp`); we refuse a batch whose header disagrees, because append_raw
@@ -30,12 +32,16 @@
 //!
 //! Thread-safety: pure functions of their input; `scratch` is caller-owned working memory.
 
-use crate::error::{CorruptKind, Error, Result};
-use crate::compression::Codec;
-use crate::record::{
-    decode_records_area, records_area, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD,
-    MAGIC_V2, TIMESTAMP_TYPE_MASK, TRANSACTIONAL_MASK,
+use crate::batch::{
+    records_area, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2, TIMESTAMP_TYPE_MASK,
+    TRANSACTIONAL_MASK,
 };
+use crate::compression::Codec;
+use crate::error::{CorruptKind, Error, Result};
+use crate::record::decode_records_area;
+
+/// Key and value of a control batch's record (checked by rule 10).
+type ControlRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Attribute bits Kafka defines (codec, timestamp type, transactional, control, delete
 /// horizon); the rest must be zero.
@@ -79,11 +85,14 @@ pub fn validate_for_append(batch: &[u8], scratch: &mut Vec<u8>) -> Result<BatchH
     if batch[16] as i8 != MAGIC_V2 {
         return Err(Error::corrupt(
             CorruptKind::Magic,
-            format!("unsupported magic {} (only 2 is supported)", batch[16] as i8),
+            format!(
+                "unsupported magic {} (only 2 is supported)",
+                batch[16] as i8
+            ),
             0,
         ));
     }
-    crate::record::verify_crc(batch)?;
+    crate::batch::verify_crc(batch)?;
     let attributes = i16::from_be_bytes([batch[21], batch[22]]);
     if attributes & !KNOWN_ATTRIBUTES_MASK != 0 {
         return Err(invalid(
@@ -92,7 +101,7 @@ pub fn validate_for_append(batch: &[u8], scratch: &mut Vec<u8>) -> Result<BatchH
         ));
     }
     let header = BatchHeader::parse(batch).expect("61 bytes are present");
-    // why not `record::check_batch`: it would compute the CRC a second time.
+    // why not `batch::check_batch`: it would compute the CRC a second time.
     let Some(codec) = Codec::from_id(header.codec_id()) else {
         return Err(Error::corrupt(
             CorruptKind::Codec,
@@ -103,7 +112,10 @@ pub fn validate_for_append(batch: &[u8], scratch: &mut Vec<u8>) -> Result<BatchH
     if header.records_count <= 0 {
         return Err(Error::corrupt(
             CorruptKind::RecordCount,
-            format!("batch record count {} must be positive", header.records_count),
+            format!(
+                "batch record count {} must be positive",
+                header.records_count
+            ),
             0,
         ));
     }
@@ -128,7 +140,7 @@ pub fn validate_for_append(batch: &[u8], scratch: &mut Vec<u8>) -> Result<BatchH
     };
     let mut expected_delta: i64 = 0;
     let mut max_timestamp = i64::MIN;
-    let mut control: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = None;
+    let mut control: Option<ControlRecord> = None;
     // why the first violation is kept, not returned: a malformed record later in the batch
     // outranks it (CorruptBatch before InvalidBatch), so every record is decoded first.
     let mut first_invalid: Option<Error> = None;
@@ -183,10 +195,7 @@ pub fn validate_for_append(batch: &[u8], scratch: &mut Vec<u8>) -> Result<BatchH
 }
 
 /// Rule 10: one control record with a well-formed key (and marker value).
-fn check_control(
-    header: &BatchHeader,
-    record: Option<(Option<Vec<u8>>, Option<Vec<u8>>)>,
-) -> Result<()> {
+fn check_control(header: &BatchHeader, record: Option<ControlRecord>) -> Result<()> {
     if header.records_count != 1 {
         return Err(invalid(
             CorruptKind::Control,

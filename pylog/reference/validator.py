@@ -33,11 +33,9 @@ from typing import TYPE_CHECKING
 
 from pylog.errors import CorruptBatchError, CorruptKind, InvalidRecordError
 from pylog.reference import compression
-from pylog.reference.record import (
+from pylog.reference.batch import (
     BATCH_HEADER_BYTES,
     CONTROL_MASK,
-    INT64_MAX,
-    INT64_MIN,
     LOG_OVERHEAD,
     MAGIC_V2,
     MAX_CODEC_ID,
@@ -45,12 +43,10 @@ from pylog.reference.record import (
     TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_MASK,
     BatchHeader,
-    Malformed,
-    decode_records_area,
     parse_header,
     verify_crc,
-    view_of,
 )
+from pylog.reference.record import INT64_MAX, INT64_MIN, Malformed, decode_records_area, view_of
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer

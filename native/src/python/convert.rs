@@ -15,8 +15,9 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 use super::buffer::{BufferBytes, NativeBuffer};
 use super::errors::guard;
+use crate::batch::decode_batches;
 use crate::columns::ColumnsBuilder;
-use crate::record::{decode_batches, RecordView};
+use crate::record::RecordView;
 
 const RECORD_FIELDS: usize = 6;
 
@@ -309,9 +310,9 @@ pub fn crc32c_py(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u32> {
         let slice = bytes.as_slice();
         // why: releasing the GIL costs more than hashing a short buffer.
         if slice.len() >= 1 << 16 {
-            Ok(py.detach(|| crate::record::crc32c(slice)))
+            Ok(py.detach(|| crate::batch::crc32c(slice)))
         } else {
-            Ok(crate::record::crc32c(slice))
+            Ok(crate::batch::crc32c(slice))
         }
     })
 }
