@@ -523,3 +523,15 @@ def test_copying_a_transactional_log_batch_by_batch(engine, other_engine, tmp_pa
             assert as_tuples(dst.records()) == as_tuples(src.records())
     name = "00000000000000000000.log"
     assert (dst_path / name).read_bytes() == (src_path / name).read_bytes()
+
+
+def test_size_is_checked_before_the_records(open_log):
+    """As Kafka: an oversized batch is RecordTooLargeError, whatever its records hold."""
+    log = open_log(max_message_bytes=200)
+    garbage = data_batch(b"\xff" * 300, 1)  # framed, CRC valid, records malformed
+    with pytest.raises(RecordTooLargeError):
+        log.append_raw(garbage)
+    with pytest.raises(CorruptBatchError) as info:
+        log.append_raw(data_batch(b"\xff" * 100, 1))
+    assert info.value.kind is CorruptKind.RECORD
+    assert log.end_offset == 0

@@ -689,6 +689,9 @@ impl PartitionLog {
         // decompressing) must not hold up this process's readers.
         let (mut buf, mut scratch) = {
             let mut inner = self.lock()?;
+            // why first: Kafka refuses an oversized batch before validating it, and decoding a
+            // huge one only to refuse it would be wasted work.
+            self.check_size(batch.len())?;
             (
                 std::mem::take(&mut inner.encode_buf),
                 std::mem::take(&mut inner.scratch),
@@ -701,7 +704,6 @@ impl PartitionLog {
         inner.encode_buf = buf;
         inner.scratch = scratch;
         checked?;
-        self.check_size(inner.encode_buf.len())?;
         let rewrite = self.config.log_append_time.then(now_ms);
         let base = self.append_encoded(&mut inner, rewrite)?;
         drop(inner);

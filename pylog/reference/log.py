@@ -305,8 +305,8 @@ class PartitionLog:
         """Append one pre-encoded v2 batch (every record validated); its baseOffset is rewritten."""
         self._check_open()
         data = bytearray(record.bytes_like(batch, "batch"))
+        self._check_size(len(data))  # first, as Kafka: never decode a batch only to refuse its size
         validator.validate_for_append(data)
-        self._check_size(len(data))
         record_batch.set_partition_leader_epoch(data, 0)
         if self._config.log_append_time:
             record_batch.set_log_append_time(data, _now_ms())
