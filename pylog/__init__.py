@@ -7,6 +7,7 @@ from pylog.config import LogConfig
 from pylog.engine import decode_records, open_partition
 from pylog.errors import (
     CorruptBatchError,
+    CorruptKind,
     InternalError,
     InvalidConfigError,
     InvalidRecordError,
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Columns",
     "CorruptBatchError",
+    "CorruptKind",
     "InternalError",
     "InvalidConfigError",
     "InvalidRecordError",

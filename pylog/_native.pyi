@@ -5,7 +5,9 @@ from typing import Any, final
 
 from typing_extensions import Buffer
 
-__all__ = ["NativeBuffer", "PartitionLog", "crc32c", "decode_records", "default_config"]
+__all__ = ["CORRUPT_KINDS", "NativeBuffer", "PartitionLog", "crc32c", "decode_records", "default_config"]
+
+CORRUPT_KINDS: tuple[str, ...]
 
 @final
 class NativeBuffer:

@@ -81,6 +81,6 @@ def decode_records(buffer: Buffer, *, engine: str | None = None) -> list[Record]
         from pylog import _native
 
         return _native.decode_records(buffer, Record)
-    from pylog.reference.record import decode_records as reference_decode
+    from pylog.reference.batch import decode_records as reference_decode
 
     return reference_decode(buffer)

@@ -174,9 +174,10 @@ def test_append_raw_accepts_only_batches_kafka_decodes(open_log, tmp_path):
     target.close()
     assert accepted > 50 and refused > 50, (accepted, refused)
     logs = segment_files(tmp_path / "t-0", ".log")
-    kafka_data = [
-        int(line.split()[2])
-        for line in dump(logs, "--deep-iteration", "--print-data-log").splitlines()
-        if line.startswith("| offset:") and "endTxnMarker" not in line and "isControl" not in line
-    ]
+    kafka_data, in_control_batch = [], False
+    for line in dump(logs, "--deep-iteration", "--print-data-log").splitlines():
+        if line.startswith("baseOffset:"):
+            in_control_batch = "isControl: true" in line
+        elif line.startswith("| offset:") and not in_control_batch:
+            kafka_data.append(int(line.split()[2]))
     assert kafka_data == ours

@@ -735,7 +735,6 @@ MALFORMED = {
     "bad crc": lambda: _set(good_raw_batch(), 17, 4, 12345, crc=False),
     "flipped value bit": lambda: _flip(good_raw_batch(), -3),
     "codec 5": lambda: _set(good_raw_batch(), 21, 2, 5, crc=True),
-    "control batch": lambda: _set(good_raw_batch(), 21, 2, 0x20, crc=True),
     "count 0": lambda: _set(good_raw_batch(), 57, 4, 0, crc=True),
     "count -1": lambda: _set(good_raw_batch(), 57, 4, -1, crc=True),
     "lastOffsetDelta": lambda: _set(good_raw_batch(), 23, 4, 0, crc=True),

@@ -22,18 +22,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
 use crate::columns::ColumnsBuilder;
 use crate::compression::Codec;
 use crate::config::LogConfig;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::lock::{LockFile, OPEN_LOCK_FILE, WRITER_LOCK_FILE};
-use crate::record::{self, BatchHeader, RecordSpec, RecordView};
+use crate::record::{RecordSpec, RecordView};
 use crate::recovery;
 use crate::segment::{
     ScanEnd, Segment, SegmentBytes, LOG_SUFFIX, LOOKUP_CHUNK_BYTES, MAX_RELATIVE_OFFSET,
     SCAN_CHUNK_BYTES,
 };
+use crate::validator;
 
 /// How often `wait_for` re-checks the disk for other processes' appends.
 pub const WAIT_POLL_MS: u64 = 2;
@@ -99,7 +101,7 @@ impl RecordsChunk {
     {
         let (start, end) = (self.start, self.end);
         for piece in &self.pieces {
-            record::decode_batches(piece.bytes.as_slice(), scratch, |rv| {
+            batch::decode_batches(piece.bytes.as_slice(), scratch, |rv| {
                 if rv.offset >= start && rv.offset < end {
                     visit(rv)
                 } else {
@@ -243,6 +245,7 @@ fn check_tail(
     }
     if seg.next_offset < synced {
         return Err(Error::CorruptBatch {
+            kind: CorruptKind::Framing,
             reason: format!(
                 "batch at offset {} does not frame, below the recovery point {synced}",
                 seg.next_offset
@@ -605,10 +608,10 @@ impl PartitionLog {
             segments,
             ..
         } = inner;
-        record::set_base_offset(encode_buf, base);
-        record::set_partition_leader_epoch(encode_buf, 0);
+        batch::set_base_offset(encode_buf, base);
+        batch::set_partition_leader_epoch(encode_buf, 0);
         if let Some(t) = rewrite_append_time {
-            record::set_log_append_time(encode_buf, t);
+            batch::set_log_append_time(encode_buf, t);
         }
         let header = BatchHeader::parse(encode_buf)
             .ok_or_else(|| Error::Internal("encoded batch too short".into()))?;
@@ -668,7 +671,7 @@ impl PartitionLog {
         let mut buf = std::mem::take(&mut inner.encode_buf);
         let mut scratch = std::mem::take(&mut inner.scratch);
         buf.clear();
-        let encoded = record::encode_batch(&mut buf, &mut scratch, 0, records, codec, append_time);
+        let encoded = batch::encode_batch(&mut buf, &mut scratch, 0, records, codec, append_time);
         inner.encode_buf = buf;
         inner.scratch = scratch;
         encoded?;
@@ -681,13 +684,26 @@ impl PartitionLog {
 
     /// Append one pre-encoded v2 batch (validated); returns its assigned base offset.
     pub fn append_raw(&self, batch: &[u8]) -> Result<i64> {
-        let mut inner = self.lock()?;
         // why validate the copy: these are the bytes that get written, whatever the caller's
-        // buffer does meanwhile.
-        inner.encode_buf.clear();
-        inner.encode_buf.extend_from_slice(batch);
-        record::validate_for_append(&inner.encode_buf)?;
-        self.check_size(inner.encode_buf.len())?;
+        // buffer does meanwhile. why outside the log mutex: decoding every record (and
+        // decompressing) must not hold up this process's readers.
+        let (mut buf, mut scratch) = {
+            let mut inner = self.lock()?;
+            // why first: Kafka refuses an oversized batch before validating it, and decoding a
+            // huge one only to refuse it would be wasted work.
+            self.check_size(batch.len())?;
+            (
+                std::mem::take(&mut inner.encode_buf),
+                std::mem::take(&mut inner.scratch),
+            )
+        };
+        buf.clear();
+        buf.extend_from_slice(batch);
+        let checked = validator::validate_for_append(&buf, &mut scratch);
+        let mut inner = self.lock()?;
+        inner.encode_buf = buf;
+        inner.scratch = scratch;
+        checked?;
         let rewrite = self.config.log_append_time.then(now_ms);
         let base = self.append_encoded(&mut inner, rewrite)?;
         drop(inner);
@@ -963,7 +979,7 @@ impl PartitionLog {
             })?;
             let mut scan_from = batch_copy;
             while let Some((p, bytes)) = scan_from.take() {
-                record::decode_batch(&bytes, &mut inner.scratch, |rv| {
+                batch::decode_batch(&bytes, &mut inner.scratch, |rv| {
                     if found.is_none() && rv.timestamp >= ts_ms && rv.offset >= log_start {
                         found = Some(rv.offset);
                     }

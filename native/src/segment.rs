@@ -19,10 +19,10 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
+use crate::batch::{self, BatchHeader, Frame, LOG_OVERHEAD};
 use crate::config::LogConfig;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::index::{self, SegmentIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
-use crate::record::{self, BatchHeader, Frame, LOG_OVERHEAD};
 
 pub const LOG_SUFFIX: &str = ".log";
 pub const INDEX_SUFFIX: &str = ".index";
@@ -154,7 +154,7 @@ where
                                 + i32::from_be_bytes(avail[8..12].try_into().unwrap()).max(0)
                                     as usize
                         } else {
-                            record::BATCH_HEADER_BYTES
+                            batch::BATCH_HEADER_BYTES
                         };
                         let want = (need.max(chunk_bytes) as u64).min(to - pos) as usize;
                         buf.resize(want, 0);
@@ -186,12 +186,12 @@ fn step<F>(avail: &[u8], pos: u64, check_crc: bool, visit: &mut F) -> Result<Ste
 where
     F: FnMut(u64, &BatchHeader, &[u8]) -> Result<bool>,
 {
-    match record::frame(avail) {
+    match batch::frame(avail) {
         Frame::Batch(header) => {
             let size = header.size_bytes();
             let batch = &avail[..size];
             if check_crc {
-                if let Err(e) = record::verify_crc(batch) {
+                if let Err(e) = batch::verify_crc(batch) {
                     return Ok(Step::Stop(ScanEnd::Corrupt(e.to_string())));
                 }
             }
@@ -602,7 +602,7 @@ impl Segment {
             return Ok(None);
         }
         if self.first_batch_max_ts.is_none() {
-            let mut buf = [0u8; record::BATCH_HEADER_BYTES];
+            let mut buf = [0u8; batch::BATCH_HEADER_BYTES];
             let got = read_full_at(&self.file, &mut buf, 0)
                 .io_context(|| format!("reading {}", self.log_path.display()))?;
             let h = BatchHeader::parse(&buf[..got]).ok_or_else(|| {
@@ -671,7 +671,7 @@ impl Segment {
                 None => &owned,
             };
             let off = ((pos - buf_start) as usize).min(buf.len());
-            match record::frame(&buf[off..]) {
+            match batch::frame(&buf[off..]) {
                 Frame::Batch(h) => {
                     let batch_bytes = h.size_bytes() as u64;
                     if found.is_none() {
@@ -712,7 +712,7 @@ impl Segment {
                         LOG_OVERHEAD
                             + i32::from_be_bytes(avail[8..12].try_into().unwrap()).max(0) as usize
                     } else {
-                        record::BATCH_HEADER_BYTES
+                        batch::BATCH_HEADER_BYTES
                     };
                     let keep_from = found.unwrap_or(pos);
                     let want = ((pos - keep_from) as usize + need)
@@ -757,6 +757,7 @@ impl Segment {
             _ => return Ok(scan),
         };
         Err(Error::CorruptBatch {
+            kind: CorruptKind::Framing,
             reason,
             path: Some(self.log_path.clone()),
             position: scan.position,
