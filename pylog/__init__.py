@@ -5,9 +5,9 @@ Start with ``pylog.engine.open_partition(path)``; the on-disk format is Kafka's,
 
 from pylog.config import LogConfig
 from pylog.engine import decode_records, open_partition
-from pylog.partition import Columns, PartitionLog, Record
 from pylog.errors import (
     CorruptBatchError,
+    CorruptKind,
     InternalError,
     InvalidConfigError,
     InvalidRecordError,
@@ -16,12 +16,14 @@ from pylog.errors import (
     PylogError,
     RecordTooLargeError,
 )
+from pylog.partition import Columns, PartitionLog, Record
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Columns",
     "CorruptBatchError",
+    "CorruptKind",
     "InternalError",
     "InvalidConfigError",
     "InvalidRecordError",

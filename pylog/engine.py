@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 
 ENGINES = ("native", "reference")
 
-__all__ = ["ENGINES", "Columns", "PartitionLog", "Record", "decode_records", "default_engine", "open_partition"]
+__all__ = [
+    "ENGINES",
+    "Columns",
+    "PartitionLog",
+    "Record",
+    "decode_records",
+    "default_engine",
+    "open_partition",
+]
 
 
 def default_engine() -> str:
@@ -73,6 +81,6 @@ def decode_records(buffer: Buffer, *, engine: str | None = None) -> list[Record]
         from pylog import _native
 
         return _native.decode_records(buffer, Record)
-    from pylog.reference.record import decode_records as reference_decode
+    from pylog.reference.batch import decode_records as reference_decode
 
     return reference_decode(buffer)

@@ -3,9 +3,55 @@
 Both engines raise exactly these classes (the Rust engine converts its error enum into them at the
 PyO3 boundary), so callers and tests can catch precisely. I/O failures are the standard ``OSError``
 subclasses (``FileNotFoundError``, ``PermissionError``, ``NotADirectoryError``...).
+
+``CorruptBatchError`` (always) and ``InvalidRecordError`` (when ``append_raw`` refuses a batch) carry
+a ``kind`` from the closed set ``CorruptKind``, the same in both engines (the Rust twin is
+``CorruptKind`` in native/src/error.rs), so tests compare kinds instead of free text and a
+Kafka-protocol front can map a kind to Kafka's error code
+(clients/src/main/java/org/apache/kafka/common/protocol/Errors.java).
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CorruptKind(StrEnum):
+    """What was wrong with a batch. The Kafka error a protocol front would answer is in brackets
+    (CORRUPT_MESSAGE for a ``CorruptBatchError``, the other codes for an ``InvalidRecordError``)."""
+
+    #: size below the 61-byte header, a length field that disagrees with the bytes (too small,
+    #: past the end, or not exactly one batch), an incomplete batch, or a segment scan that met
+    #: bytes which do not frame [CORRUPT_MESSAGE]
+    FRAMING = "framing"
+    #: magic byte other than 2 [CORRUPT_MESSAGE; UNSUPPORTED_VERSION for a v0/v1 producer]
+    MAGIC = "magic"
+    #: stored CRC-32C differs from the bytes [CORRUPT_MESSAGE]
+    CRC = "crc"
+    #: codec id (attributes bits 0-2) above 4 [UNSUPPORTED_COMPRESSION_TYPE]
+    CODEC = "codec"
+    #: the compressed records do not decompress, or decompress past the size limit [CORRUPT_MESSAGE]
+    COMPRESSION = "compression"
+    #: a record's layout: a varint over 5/10 bytes, a length below -1 or past its record, a record
+    #: length that disagrees with its fields, a negative header count or key length, a header key
+    #: that is not UTF-8 [CORRUPT_MESSAGE]
+    RECORD = "record"
+    #: the record count disagrees with the batch: negative or zero, fewer records than it says,
+    #: bytes left over after them, or ``lastOffsetDelta != count - 1`` [CORRUPT_MESSAGE / INVALID_RECORD]
+    RECORD_COUNT = "record_count"
+    #: record offset deltas that are not 0, 1, ..., count - 1 [INVALID_RECORD]
+    OFFSET = "offset"
+    #: a record timestamp that overflows int64 (baseTimestamp + delta), or a CreateTime batch
+    #: whose maxTimestamp is not its records' maximum [INVALID_TIMESTAMP]
+    TIMESTAMP = "timestamp"
+    #: attribute bits 7-15 set [INVALID_RECORD]
+    ATTRIBUTES = "attributes"
+    #: a control batch that is not one well-formed control record [INVALID_RECORD]
+    CONTROL = "control"
+
+
+def _kind(kind: CorruptKind | str | None) -> CorruptKind | None:
+    return None if kind is None else CorruptKind(kind)
 
 
 class PylogError(Exception):
@@ -15,17 +61,26 @@ class PylogError(Exception):
 class CorruptBatchError(PylogError):
     """A record batch failed validation (framing, magic, CRC-32C, record layout, codec).
 
-    ``path`` is the segment file (``None`` for an in-memory buffer) and ``position`` the byte
-    position of the batch in it.
+    ``path`` is the segment file (``None`` for an in-memory buffer), ``position`` the byte
+    position of the batch in it and ``kind`` the ``CorruptKind`` of the failure.
     """
 
-    def __init__(self, message: str, path: str | None = None, position: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        path: str | None = None,
+        position: int | None = None,
+        kind: CorruptKind | str | None = None,
+    ):
         super().__init__(message)
         self.path = path
         self.position = position
+        self.kind = _kind(kind)
 
     def __str__(self) -> str:
         where = []
+        if self.kind is not None:
+            where.append(f"kind {self.kind.value}")
         if self.path is not None:
             where.append(str(self.path))
         if self.position is not None:
@@ -33,8 +88,9 @@ class CorruptBatchError(PylogError):
         base = super().__str__()
         return f"{base} ({', '.join(where)})" if where else base
 
-    def __reduce__(self):  # keep path/position across pickling (multiprocessing)
-        return (type(self), (self.args[0] if self.args else "", self.path, self.position))
+    def __reduce__(self):  # keep path/position/kind across pickling (multiprocessing)
+        kind = None if self.kind is None else self.kind.value
+        return (type(self), (self.args[0] if self.args else "", self.path, self.position, kind))
 
 
 class OffsetOutOfRangeError(PylogError):
@@ -50,7 +106,20 @@ class InvalidConfigError(PylogError, ValueError):
 
 
 class InvalidRecordError(PylogError, ValueError):
-    """Records that cannot form a batch: none at all, mismatched lengths, bad timestamps."""
+    """Records that cannot form a batch: none at all, mismatched lengths, bad timestamps; or a
+    well-formed batch ``append_raw`` refuses (then ``kind`` says why; ``None`` otherwise)."""
+
+    def __init__(self, message: str = "", kind: CorruptKind | str | None = None):
+        super().__init__(message)
+        self.kind = _kind(kind)
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return base if self.kind is None else f"{base} (kind {self.kind.value})"
+
+    def __reduce__(self):
+        kind = None if self.kind is None else self.kind.value
+        return (type(self), (self.args[0] if self.args else "", kind))
 
 
 class LogClosedError(PylogError):
@@ -63,6 +132,7 @@ class InternalError(PylogError):
 
 __all__ = [
     "CorruptBatchError",
+    "CorruptKind",
     "InternalError",
     "InvalidConfigError",
     "InvalidRecordError",

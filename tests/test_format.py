@@ -32,7 +32,7 @@ from helpers import (
 )
 
 from pylog.engine import decode_records, open_partition
-from pylog.errors import CorruptBatchError, OffsetOutOfRangeError
+from pylog.errors import CorruptBatchError, CorruptKind, OffsetOutOfRangeError
 
 TS = 1_700_000_000_000
 
@@ -405,6 +405,25 @@ def test_hand_encoder_baseline(engine):
     assert kafka_decode(good)[0][1] == as_tuples(decode_records(good, engine=engine))
 
 
+#: the CorruptKind each decoding rule reports, the same in both engines
+BAD_BATCH_KINDS = {
+    "size < 61": CorruptKind.FRAMING,
+    "length < 49": CorruptKind.FRAMING,
+    "length past end": CorruptKind.FRAMING,
+    "magic 1": CorruptKind.MAGIC,
+    "magic 3": CorruptKind.MAGIC,
+    "crc mismatch": CorruptKind.CRC,
+    "codec 5": CorruptKind.CODEC,
+    "codec 7": CorruptKind.CODEC,
+    "count < 0": CorruptKind.RECORD_COUNT,
+    "fewer records than count": CorruptKind.RECORD_COUNT,
+    "leftover bytes": CorruptKind.RECORD_COUNT,
+    "leftover record": CorruptKind.RECORD_COUNT,
+    "gzip garbage": CorruptKind.COMPRESSION,
+    "gzip fewer records": CorruptKind.RECORD_COUNT,
+}
+
+
 @pytest.mark.parametrize("name", list(BAD_BATCHES))
 def test_decoding_rules(engine, name):
     bad = BAD_BATCHES[name]()
@@ -412,10 +431,12 @@ def test_decoding_rules(engine, name):
         decode_records(bad, engine=engine)
     assert info.value.position == 0
     assert info.value.path is None
+    assert info.value.kind == BAD_BATCH_KINDS.get(name, CorruptKind.RECORD)
     prefix = raw_batch(_rec(), 1)
     with pytest.raises(CorruptBatchError) as info:
         decode_records(prefix + bad, engine=engine)
     assert info.value.position == len(prefix)
+    assert info.value.kind == BAD_BATCH_KINDS.get(name, CorruptKind.RECORD)
 
 
 def test_decode_empty_buffer(engine):

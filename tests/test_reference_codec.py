@@ -30,11 +30,13 @@ with warnings.catch_warnings():
 from pylog.engine import Record
 from pylog.errors import (
     CorruptBatchError,
+    CorruptKind,
     InvalidConfigError,
     InvalidRecordError,
     RecordTooLargeError,
 )
-from pylog.reference import compression, record
+from pylog.reference import batch as record_batch
+from pylog.reference import compression, record, validator
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -49,7 +51,7 @@ FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 
 def encode(values, keys=None, headers=None, timestamps=None, codec="none", lat=None, base=0):
     v, k, h, t = record.prepare_records(values, keys, headers, timestamps, 1_700_000_000_000)
-    return record.encode_batch(base, v, k, h, t, codec, lat)
+    return record_batch.encode_batch(base, v, k, h, t, codec, lat)
 
 
 def craft(
@@ -68,14 +70,14 @@ def craft(
     lod = count - 1 if last_offset_delta is None else last_offset_delta
     covered = struct.pack(">hiqqqhii", attributes, lod, base_ts, max_ts, -1, -1, -1, count)
     covered += records_area
-    crc = record.crc32c(covered)
+    crc = record_batch.crc32c(covered)
     length = 49 + len(records_area) + length_delta
     return struct.pack(">qiibI", base_offset, length, 0, magic, crc) + covered
 
 
 def fix_crc(batch: bytes | bytearray) -> bytes:
     b = bytearray(batch)
-    struct.pack_into(">I", b, 17, record.crc32c(bytes(b[21:])))
+    struct.pack_into(">I", b, 17, record_batch.crc32c(bytes(b[21:])))
     return bytes(b)
 
 
@@ -99,7 +101,7 @@ def simple_body(ts_delta=0, offset_delta=0, key=b"k", value=b"v", headers=b"\x00
 
 def expect_corrupt(buf, position=0, match=None):
     with pytest.raises(CorruptBatchError, match=match) as info:
-        record.decode_records(buf)
+        record_batch.decode_records(buf)
     assert info.value.position == position
     assert info.value.path is None
     return info.value
@@ -247,10 +249,10 @@ def test_varint_roundtrip(v):
 
 
 def test_crc32c_vectors():
-    assert record.crc32c(b"Some String") == 608512271  # Crc32CTest
-    assert record.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
-    assert record.crc32c(memoryview(b"xx123456789")[2:]) == 0xE3069283
-    assert record.crc32c(bytearray(b"")) == 0
+    assert record_batch.crc32c(b"Some String") == 608512271  # Crc32CTest
+    assert record_batch.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    assert record_batch.crc32c(memoryview(b"xx123456789")[2:]) == 0xE3069283
+    assert record_batch.crc32c(bytearray(b"")) == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +292,7 @@ def test_golden_batch_codec_none():
         "FFFFFFFF"  # baseSequence -1
         "00000002"  # count
     )
-    crc = record.crc32c(covered + records_area)
+    crc = record_batch.crc32c(covered + records_area)
     expected = (
         bytes.fromhex("0000000000000005")  # baseOffset 5
         + (49 + len(records_area)).to_bytes(4, "big")
@@ -304,7 +306,7 @@ def test_golden_batch_codec_none():
     assert got.hex() == (
         "0000000000000005000000450000000002" + f"{crc:08x}" + covered.hex() + records_area.hex()
     )
-    recs = record.decode_records(got)
+    recs = record_batch.decode_records(got)
     assert recs == [
         Record(5, 1000, 0, b"k", b"v", [("h", b"x")]),
         Record(6, 999, 0, None, None, []),
@@ -313,16 +315,16 @@ def test_golden_batch_codec_none():
 
 def test_encode_header_fields_and_log_append_time():
     batch = encode([b"a", b"b", b"c"], timestamps=[50, 70, 60], base=1000)
-    h = record.parse_header(batch)
-    assert h == record.BatchHeader(1000, len(batch) - 12, 0, 2, h.crc, 0, 2, 50, 70, -1, -1, -1, 3)
+    h = record_batch.parse_header(batch)
+    assert h == record_batch.BatchHeader(1000, len(batch) - 12, 0, 2, h.crc, 0, 2, 50, 70, -1, -1, -1, 3)
     assert h.last_offset == 1002 and h.next_offset == 1003 and h.size_bytes == len(batch)
-    record.verify_crc(batch, 0, h)
+    record_batch.verify_crc(batch, 0, h)
 
     lat = encode([b"a", b"b"], timestamps=[50, 70], lat=12345, codec="gzip")
-    h = record.parse_header(lat)
+    h = record_batch.parse_header(lat)
     assert h.attributes == 0x08 | 1 and h.timestamp_type == 1 and h.codec_id == 1
     assert (h.base_timestamp, h.max_timestamp) == (50, 12345)
-    recs = record.decode_records(lat)
+    recs = record_batch.decode_records(lat)
     assert [(r.timestamp, r.timestamp_type) for r in recs] == [(12345, 1), (12345, 1)]
 
 
@@ -335,16 +337,16 @@ def test_encode_default_timestamp_is_now_for_every_record():
 @pytest.mark.parametrize("codec", CODECS)
 def test_codec_attribute_ids(codec):
     batch = encode([b"x" * 1000] * 3, codec=codec)
-    assert record.parse_header(batch).codec_id == CODEC_IDS[codec]
-    assert [r.value for r in record.decode_records(batch)] == [b"x" * 1000] * 3
+    assert record_batch.parse_header(batch).codec_id == CODEC_IDS[codec]
+    assert [r.value for r in record_batch.decode_records(batch)] == [b"x" * 1000] * 3
 
 
 def test_encode_unknown_codec():
     with pytest.raises(InvalidConfigError):
         encode([b"a"], codec="brotli")
     # producer / uncompressed mean none
-    assert record.parse_header(encode([b"a"], codec="producer")).codec_id == 0
-    assert record.parse_header(encode([b"a"], codec="uncompressed")).codec_id == 0
+    assert record_batch.parse_header(encode([b"a"], codec="producer")).codec_id == 0
+    assert record_batch.parse_header(encode([b"a"], codec="uncompressed")).codec_id == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,14 +402,14 @@ def test_roundtrip_and_kafka_python_decodes_ours(params):
         )
         for i in range(len(recs))
     ]
-    assert record.decode_records(batch) == expected
-    assert record.decode_records(memoryview(batch)) == expected
-    assert record.decode_records(bytearray(batch)) == expected
-    header = record.frame(batch)
+    assert record_batch.decode_records(batch) == expected
+    assert record_batch.decode_records(memoryview(batch)) == expected
+    assert record_batch.decode_records(bytearray(batch)) == expected
+    header = record_batch.frame(batch)
     assert header is not None and header.size_bytes == len(batch)
     assert header.max_timestamp == (max(ts) if lat is None else lat)
     assert header.base_timestamp == ts[0]
-    assert record.validate_for_append(batch) == header
+    assert validator.validate_for_append(batch) == header
 
     kb, theirs = kafka_python_decode(batch)
     assert kb.compression_type == CODEC_IDS[codec]
@@ -422,7 +424,7 @@ def test_we_decode_kafka_python_batches(params):
     expected = [
         Record(i, ts[i], 0, recs[i][0], recs[i][1], [tuple(x) for x in recs[i][2]]) for i in range(len(recs))
     ]
-    assert record.decode_records(batch) == expected
+    assert record_batch.decode_records(batch) == expected
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -431,8 +433,8 @@ def test_kafka_python_compressed_batch_really_compressed(codec):
     recs = [(b"key%d" % i, b"value " * 50, [("trace", b"abc")]) for i in range(100)]
     ts = list(range(1000, 1100))
     batch = kafka_python_build(recs, CODEC_IDS[codec], ts)
-    assert record.parse_header(batch).codec_id == CODEC_IDS[codec]
-    got = record.decode_records(batch)
+    assert record_batch.parse_header(batch).codec_id == CODEC_IDS[codec]
+    got = record_batch.decode_records(batch)
     assert [(r.key, r.value, r.headers, r.timestamp) for r in got] == [
         (k, v, h, t) for (k, v, h), t in zip(recs, ts, strict=True)
     ]
@@ -546,40 +548,40 @@ def test_prepare_unencodable_header_key():
 
 def test_frame():
     batch = encode([b"hello"])
-    h = record.frame(batch)
-    assert h == record.parse_header(batch)
-    assert record.frame(batch[:11]) is None  # < 12 bytes
-    assert record.frame(batch[:12]) is None  # length known, batch incomplete
-    assert record.frame(batch[:-1]) is None
-    assert record.frame(batch, 0, len(batch) - 1) is None  # ``end`` honoured
+    h = record_batch.frame(batch)
+    assert h == record_batch.parse_header(batch)
+    assert record_batch.frame(batch[:11]) is None  # < 12 bytes
+    assert record_batch.frame(batch[:12]) is None  # length known, batch incomplete
+    assert record_batch.frame(batch[:-1]) is None
+    assert record_batch.frame(batch, 0, len(batch) - 1) is None  # ``end`` honoured
     two = batch + batch
-    assert record.frame(two, len(batch)) == h
-    assert record.frame(b"\xee" * 3 + batch, 3) == h
+    assert record_batch.frame(two, len(batch)) == h
+    assert record_batch.frame(b"\xee" * 3 + batch, 3) == h
     # length < 49 is corruption, even when the claimed batch would also be incomplete
     zeros = bytes(100)
     with pytest.raises(CorruptBatchError) as info:
-        record.frame(b"\xee" * 7 + zeros, 7)
+        record_batch.frame(b"\xee" * 7 + zeros, 7)
     assert info.value.position == 7
     with pytest.raises(CorruptBatchError):
-        record.frame(zeros[:12])
+        record_batch.frame(zeros[:12])
     bad_magic = bytearray(batch)
     bad_magic[16] = 1
     with pytest.raises(CorruptBatchError, match="magic"):
-        record.frame(bad_magic)
+        record_batch.frame(bad_magic)
     # the CRC is not checked by framing
     bad_crc = bytearray(batch)
     bad_crc[-1] ^= 1
-    assert record.frame(bad_crc) is not None
+    assert record_batch.frame(bad_crc) is not None
 
 
 def test_validate_for_append():
     good = encode([b"a", b"b"], codec="lz4")
-    assert record.validate_for_append(good).records_count == 2
-    assert record.validate_for_append(memoryview(good)).records_count == 2
+    assert validator.validate_for_append(good).records_count == 2
+    assert validator.validate_for_append(memoryview(good)).records_count == 2
 
     def bad(b, match):
         with pytest.raises(CorruptBatchError, match=match) as info:
-            record.validate_for_append(b)
+            validator.validate_for_append(b)
         assert info.value.position == 0
 
     bad(good[:60], "< 61")
@@ -592,29 +594,31 @@ def test_validate_for_append():
     m[-1] ^= 0xFF
     bad(m, "CRC")
     bad(fix_crc(good[:21] + b"\x00\x05" + good[23:]), "codec")
-    bad(fix_crc(good[:21] + b"\x00\x23" + good[23:]), "control")
+    with pytest.raises(InvalidRecordError, match="control") as info:  # 2 records, not one marker
+        validator.validate_for_append(fix_crc(good[:21] + b"\x00\x23" + good[23:]))
+    assert info.value.kind is CorruptKind.CONTROL
     bad(craft(b"", 0), "count")
     bad(craft(raw_record(simple_body()), 1, last_offset_delta=3), "lastOffsetDelta")
 
 
 def test_set_base_offset_epoch_keep_crc():
     b = bytearray(encode([b"a", b"b"], base=0))
-    record.set_base_offset(b, 2**40)
-    record.set_partition_leader_epoch(b, 77)
-    h = record.validate_for_append(b)
+    record_batch.set_base_offset(b, 2**40)
+    record_batch.set_partition_leader_epoch(b, 77)
+    h = validator.validate_for_append(b)
     assert (h.base_offset, h.partition_leader_epoch) == (2**40, 77)
-    assert [r.offset for r in record.decode_records(b)] == [2**40, 2**40 + 1]
+    assert [r.offset for r in record_batch.decode_records(b)] == [2**40, 2**40 + 1]
 
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_set_log_append_time_recomputes_crc(codec):
     b = bytearray(encode([b"a", b"b"], timestamps=[5, 9], codec=codec))
-    old_crc = record.parse_header(b).crc
-    record.set_log_append_time(b, 4242)
-    h = record.validate_for_append(b)  # CRC valid
+    old_crc = record_batch.parse_header(b).crc
+    record_batch.set_log_append_time(b, 4242)
+    h = validator.validate_for_append(b)  # CRC valid
     assert h.crc != old_crc
     assert h.timestamp_type == 1 and h.max_timestamp == 4242 and h.codec_id == CODEC_IDS[codec]
-    assert [(r.timestamp, r.timestamp_type) for r in record.decode_records(b)] == [(4242, 1)] * 2
+    assert [(r.timestamp, r.timestamp_type) for r in record_batch.decode_records(b)] == [(4242, 1)] * 2
     _, theirs = kafka_python_decode(bytes(b))
     assert [(t[1], t[2]) for t in theirs] == [(4242, 1)] * 2
 
@@ -633,7 +637,7 @@ def test_rule_size_and_length():
     shorter = bytearray(batch)
     struct.pack_into(">i", shorter, 8, 48)
     expect_corrupt(shorter)
-    assert record.decode_records(b"") == []
+    assert record_batch.decode_records(b"") == []
 
 
 def test_rule_magic_crc_codec_count():
@@ -647,7 +651,7 @@ def test_rule_magic_crc_codec_count():
     for codec_id in (5, 6, 7):
         expect_corrupt(fix_crc(batch[:22] + bytes([codec_id]) + batch[23:]), match="codec")
     expect_corrupt(craft(b"", -1), match="count")
-    assert record.decode_records(craft(b"", 0)) == []  # an empty batch (count 0) is legal
+    assert record_batch.decode_records(craft(b"", 0)) == []  # an empty batch (count 0) is legal
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
@@ -661,14 +665,14 @@ def test_rule_decompression_failure(codec):
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_rule_decompressed_size_limit(codec, monkeypatch):
     batch = encode([b"v" * 1000] * 10, codec=codec)
-    area = len(record.decode_records(batch))  # decodes with the real limit
+    area = len(record_batch.decode_records(batch))  # decodes with the real limit
     assert area == 10
-    monkeypatch.setattr(record, "MAX_DECOMPRESSED_BYTES", 5000)
+    monkeypatch.setattr(record_batch, "MAX_DECOMPRESSED_BYTES", 5000)
     expect_corrupt(batch, match="exceed")
 
 
 def test_max_decompressed_bytes_is_256_mib():
-    assert record.MAX_DECOMPRESSED_BYTES == 256 * 1024 * 1024
+    assert record_batch.MAX_DECOMPRESSED_BYTES == 256 * 1024 * 1024
 
 
 def body_with(*parts: bytes) -> bytes:
@@ -733,42 +737,42 @@ def test_record_rules_inside_compressed_stream(codec, case):
 
 def test_rule_record_count():
     two = raw_record(simple_body()) + raw_record(simple_body(offset_delta=1))
-    assert len(record.decode_records(craft(two, 2))) == 2
+    assert len(record_batch.decode_records(craft(two, 2))) == 2
     expect_corrupt(craft(two, 3), match="records found")  # fewer records than count
     expect_corrupt(craft(two, 1), match="left over")  # leftover bytes (uncompressed)
     expect_corrupt(craft(two, 2**31 - 1), match="records found")  # huge count, no allocation
     # compressed: bytes after ``count`` records are ignored, like Kafka
-    recs = record.decode_records(craft(compression.compress("gzip", two), 1, attributes=1))
+    recs = record_batch.decode_records(craft(compression.compress("gzip", two), 1, attributes=1))
     assert len(recs) == 1
 
 
 def test_decode_wraps_offsets_and_timestamps_like_java():
     area = raw_record(simple_body(ts_delta=10, offset_delta=5))
-    recs = record.decode_records(craft(area, 1, base_offset=I64_MAX, base_ts=I64_MAX))
+    recs = record_batch.decode_records(craft(area, 1, base_offset=I64_MAX, base_ts=I64_MAX))
     assert recs[0].offset == -(2**63) + 4
     assert recs[0].timestamp == -(2**63) + 9
 
 
 def test_decode_ignores_offset_delta_order_and_record_attributes():
     area = raw_record(b"\x7f" + simple_body(offset_delta=7)[1:])
-    assert record.decode_records(craft(area, 1, base_offset=10))[0].offset == 17
+    assert record_batch.decode_records(craft(area, 1, base_offset=10))[0].offset == 17
 
 
 def test_decode_batch_positions():
     a = encode([b"a"], base=0)
     b = encode([b"b", b"c"], base=1, codec="zstd")
     buf = b"\x00" * 5 + a + b
-    h = record.frame(buf, 5 + len(a))
-    recs = record.decode_batch(buf, 5 + len(a), h)
+    h = record_batch.frame(buf, 5 + len(a))
+    recs = record_batch.decode_batch(buf, 5 + len(a), h)
     assert [(r.offset, r.value) for r in recs] == [(1, b"b"), (2, b"c")]
     corrupted = bytearray(buf)
     corrupted[-1] ^= 1
     with pytest.raises(CorruptBatchError) as info:
-        record.decode_batch(corrupted, 5 + len(a), h)
+        record_batch.decode_batch(corrupted, 5 + len(a), h)
     assert info.value.position == 5 + len(a)
     with pytest.raises(CorruptBatchError):
-        record.verify_crc(corrupted, 5 + len(a), h)
-    record.verify_crc(buf, 5 + len(a), h)
+        record_batch.verify_crc(corrupted, 5 + len(a), h)
+    record_batch.verify_crc(buf, 5 + len(a), h)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -777,7 +781,7 @@ def test_decode_batch_positions():
 
 def decode_or_corrupt(buf):
     try:
-        out = record.decode_records(buf)
+        out = record_batch.decode_records(buf)
     except CorruptBatchError as e:
         assert e.position is not None and 0 <= e.position <= len(buf)
         return None
@@ -1008,7 +1012,7 @@ def test_prepare_shape_errors_come_before_item_errors():
 
 
 def test_encode_refuses_what_a_reader_would_reject(monkeypatch):
-    monkeypatch.setattr(record, "MAX_DECOMPRESSED_BYTES", 1000)
+    monkeypatch.setattr(record_batch, "MAX_DECOMPRESSED_BYTES", 1000)
     with pytest.raises(RecordTooLargeError):
         encode([b"x" * 2000], codec="zstd")
     assert len(encode([b"x" * 2000], codec="none")) > 2000  # no codec: no decompression limit
@@ -1016,13 +1020,13 @@ def test_encode_refuses_what_a_reader_would_reject(monkeypatch):
 
 def test_buffers_of_every_shape_decode():
     batch = encode([b"a", b"b"], codec="snappy")
-    expected = record.decode_records(batch)
+    expected = record_batch.decode_records(batch)
     padded = np.frombuffer(b"".join(bytes([c, 0]) for c in batch), dtype=np.uint8)
     with pytest.raises(BufferError):  # strided: not bytes-like, refused as by the native engine
-        record.decode_records(memoryview(padded)[::2])
-    assert record.decode_records(np.frombuffer(batch, dtype=np.uint8)) == expected
+        record_batch.decode_records(memoryview(padded)[::2])
+    assert record_batch.decode_records(np.frombuffer(batch, dtype=np.uint8)) == expected
     as_u32 = np.frombuffer(batch + bytes(4 - len(batch) % 4), dtype=np.uint32)  # 1..4 zeros
     with pytest.raises(CorruptBatchError) as info:  # the zeros after the batch: a torn header
-        record.decode_records(as_u32)
+        record_batch.decode_records(as_u32)
     assert info.value.position == len(batch)
-    assert record.frame(batch, 0, len(batch) + 100) is not None  # ``end`` past the buffer
+    assert record_batch.frame(batch, 0, len(batch) + 100) is not None  # ``end`` past the buffer

@@ -83,6 +83,8 @@ const ZSTD_LEVEL: i32 = 3;
 
 pub const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
 const XERIAL_HEADER_BYTES: usize = 16;
+/// A xerial header whose version is below this is refused (as the reference engine does).
+const XERIAL_COMPATIBLE_VERSION: i32 = 1;
 /// Input bytes per snappy block (xerial `SnappyOutputStream` default block size).
 pub const SNAPPY_BLOCK_BYTES: usize = 32 * 1024;
 
@@ -91,15 +93,15 @@ pub const LZ4_MAGIC: u32 = 0x184D_2204;
 pub const LZ4_KAFKA_HEADER: [u8; 7] = [0x04, 0x22, 0x4D, 0x18, 0x60, 0x40, 0x82];
 /// Input bytes per LZ4 block (BD code 4).
 pub const LZ4_BLOCK_BYTES: usize = 64 * 1024;
-const LZ4_UNCOMPRESSED_BIT: u32 = 1 << 31;
-const LZ4_FLG_VERSION_MASK: u8 = 0xC0;
-const LZ4_FLG_VERSION_1: u8 = 0x40;
-const LZ4_FLG_BLOCK_INDEPENDENT: u8 = 0x20;
-const LZ4_FLG_BLOCK_CHECKSUM: u8 = 0x10;
-const LZ4_FLG_CONTENT_SIZE: u8 = 0x08;
-const LZ4_FLG_CONTENT_CHECKSUM: u8 = 0x04;
-const LZ4_FLG_RESERVED: u8 = 0x03;
-const LZ4_BD_RESERVED: u8 = 0x8F;
+pub const LZ4_UNCOMPRESSED_BIT: u32 = 1 << 31;
+pub const LZ4_FLG_VERSION_MASK: u8 = 0xC0;
+pub const LZ4_FLG_VERSION_1: u8 = 0x40;
+pub const LZ4_FLG_BLOCK_INDEPENDENT: u8 = 0x20;
+pub const LZ4_FLG_BLOCK_CHECKSUM: u8 = 0x10;
+pub const LZ4_FLG_CONTENT_SIZE: u8 = 0x08;
+pub const LZ4_FLG_CONTENT_CHECKSUM: u8 = 0x04;
+pub const LZ4_FLG_RESERVED: u8 = 0x03;
+pub const LZ4_BD_RESERVED: u8 = 0x8F;
 
 /// Compress `input` with `codec`, appending the stream to `out`.
 pub fn compress(codec: Codec, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
@@ -226,6 +228,10 @@ fn snappy_xerial_decompress(
         if rest.starts_with(&XERIAL_MAGIC) {
             if rest.len() < XERIAL_HEADER_BYTES {
                 return Err("snappy: truncated xerial header".into());
+            }
+            let version = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+            if version < XERIAL_COMPATIBLE_VERSION {
+                return Err(format!("snappy: incompatible xerial version {version}"));
             }
             pos += XERIAL_HEADER_BYTES;
             continue;
@@ -421,7 +427,7 @@ pub fn lz4_header_checksum(descriptor: &[u8]) -> u8 {
 }
 
 /// XXH32 (xxHash spec), used only for the LZ4 frame descriptor checksum.
-fn xxh32(data: &[u8], seed: u32) -> u32 {
+pub fn xxh32(data: &[u8], seed: u32) -> u32 {
     const P1: u32 = 2_654_435_761;
     const P2: u32 = 2_246_822_519;
     const P3: u32 = 3_266_489_917;
@@ -536,304 +542,4 @@ fn zstd_decompress(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), 
             "zstd",
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIMIT: usize = 64 << 20;
-
-    fn sample(n: usize) -> Vec<u8> {
-        // Compressible but not trivially: words from a small vocabulary plus a counter.
-        let mut v = Vec::with_capacity(n);
-        let mut i = 0u32;
-        while v.len() < n {
-            i = i.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            let word: &[u8] = match (i >> 16) % 5 {
-                0 => b"kafka ",
-                1 => b"log ",
-                2 => b"segment ",
-                3 => b"batch ",
-                _ => b"record ",
-            };
-            v.extend_from_slice(word);
-            v.push((i >> 24) as u8);
-        }
-        v.truncate(n);
-        v
-    }
-
-    fn noise(n: usize) -> Vec<u8> {
-        let mut x = 0x1234_5678_9abc_def0u64;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
-
-    const ALL: [Codec; 5] = [
-        Codec::None,
-        Codec::Gzip,
-        Codec::Snappy,
-        Codec::Lz4,
-        Codec::Zstd,
-    ];
-
-    #[test]
-    fn ids_and_names() {
-        for c in ALL {
-            assert_eq!(Codec::from_id(c.id()), Some(c));
-            assert_eq!(Codec::from_name(c.name()), Some(c));
-        }
-        assert_eq!(Codec::from_id(5), None);
-        assert_eq!(Codec::from_name("producer"), None);
-        assert_eq!(Codec::Zstd.id(), 4);
-    }
-
-    #[test]
-    fn round_trips() {
-        for c in ALL {
-            for n in [0, 1, 100, 32 * 1024, 64 * 1024, 64 * 1024 + 1, 300_000] {
-                for data in [sample(n), noise(n)] {
-                    let mut z = vec![0xEE]; // appends, does not overwrite
-                    compress(c, &data, &mut z).unwrap();
-                    assert_eq!(z[0], 0xEE);
-                    let mut back = vec![0xDD];
-                    decompress(c, &z[1..], &mut back, LIMIT).unwrap();
-                    assert_eq!(back[0], 0xDD);
-                    assert_eq!(&back[1..], &data[..], "{c:?} n={n}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn xxh32_vectors() {
-        assert_eq!(xxh32(b"", 0), 0x02CC_5D05);
-        // Kafka's default descriptor (FLG 0x60, BD 0x40) has HC 0x82 (spec §1.6).
-        assert_eq!(lz4_header_checksum(&[0x60, 0x40]), 0x82);
-    }
-
-    #[test]
-    fn lz4_frame_layout() {
-        let mut z = Vec::new();
-        compress(Codec::Lz4, &sample(1000), &mut z).unwrap();
-        assert_eq!(&z[..7], &[0x04, 0x22, 0x4D, 0x18, 0x60, 0x40, 0x82]);
-        assert_eq!(&z[z.len() - 4..], &[0, 0, 0, 0]);
-        let size = u32::from_le_bytes(z[7..11].try_into().unwrap());
-        assert_eq!(
-            size & LZ4_UNCOMPRESSED_BIT,
-            0,
-            "compressible block is compressed"
-        );
-        assert_eq!(11 + size as usize + 4, z.len());
-
-        // Incompressible input is stored raw with bit 31 set.
-        let data = noise(70_000);
-        let mut z = Vec::new();
-        compress(Codec::Lz4, &data, &mut z).unwrap();
-        let first = u32::from_le_bytes(z[7..11].try_into().unwrap());
-        assert_eq!(first, LZ4_UNCOMPRESSED_BIT | (64 * 1024) as u32);
-        assert_eq!(&z[11..11 + 65536], &data[..65536]);
-    }
-
-    /// Build a frame by hand with optional features the reader must accept.
-    fn lz4_frame(
-        data: &[u8],
-        flg_extra: u8,
-        bd_code: u8,
-        content_size: bool,
-        block_sums: bool,
-    ) -> Vec<u8> {
-        let mut flg = 0x60 | flg_extra;
-        if content_size {
-            flg |= LZ4_FLG_CONTENT_SIZE;
-        }
-        if block_sums {
-            flg |= LZ4_FLG_BLOCK_CHECKSUM;
-        }
-        let mut desc = vec![flg, bd_code << 4];
-        if content_size {
-            desc.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        }
-        let mut z = LZ4_MAGIC.to_le_bytes().to_vec();
-        z.extend_from_slice(&desc);
-        z.push(lz4_header_checksum(&desc));
-        for chunk in data.chunks(40_000) {
-            let c = lz4_flex::block::compress(chunk);
-            z.extend_from_slice(&(c.len() as u32).to_le_bytes());
-            z.extend_from_slice(&c);
-            if block_sums {
-                z.extend_from_slice(&[1, 2, 3, 4]);
-            }
-        }
-        z.extend_from_slice(&[0, 0, 0, 0]);
-        if flg & LZ4_FLG_CONTENT_CHECKSUM != 0 {
-            z.extend_from_slice(&[9, 9, 9, 9]);
-        }
-        z
-    }
-
-    #[test]
-    fn lz4_reader_accepts_frame_variants() {
-        let data = sample(100_000);
-        for bd in 4..=7 {
-            for (extra, cs, bs) in [
-                (0, false, false),
-                (LZ4_FLG_CONTENT_CHECKSUM, true, true),
-                (0, true, false),
-            ] {
-                let z = lz4_frame(&data, extra, bd, cs, bs);
-                let mut back = Vec::new();
-                decompress(Codec::Lz4, &z, &mut back, LIMIT).unwrap();
-                assert_eq!(back, data);
-            }
-        }
-    }
-
-    #[test]
-    fn lz4_reader_rejects() {
-        let data = sample(1000);
-        let good = lz4_frame(&data, 0, 4, false, false);
-        let mut back = Vec::new();
-        decompress(Codec::Lz4, &good, &mut back, LIMIT).unwrap();
-        let fix_hc = |z: &mut Vec<u8>| z[6] = lz4_header_checksum(&z[4..6]);
-        for (what, pos, val) in [
-            ("version", 4, 0x60 ^ 0x40 ^ 0x80), // version 10
-            ("dependent", 4, 0x40),
-            ("reserved flg", 4, 0x61),
-            ("reserved bd", 5, 0x41),
-            ("bd code 3", 5, 0x30),
-        ] {
-            let mut z = good.clone();
-            z[pos] = val;
-            fix_hc(&mut z);
-            let mut out = Vec::new();
-            assert!(
-                decompress(Codec::Lz4, &z, &mut out, LIMIT).is_err(),
-                "{what}"
-            );
-            assert!(out.is_empty());
-        }
-        let mut z = good.clone();
-        z[6] ^= 1;
-        assert!(
-            decompress(Codec::Lz4, &z, &mut Vec::new(), LIMIT).is_err(),
-            "bad HC"
-        );
-        // Missing end mark.
-        assert!(decompress(Codec::Lz4, &good[..good.len() - 4], &mut Vec::new(), LIMIT).is_err());
-    }
-
-    #[test]
-    fn snappy_xerial_layout_and_raw_fallback() {
-        let data = sample(100_000);
-        let mut z = Vec::new();
-        compress(Codec::Snappy, &data, &mut z).unwrap();
-        assert_eq!(&z[..8], &XERIAL_MAGIC);
-        assert_eq!(&z[8..16], &[0, 0, 0, 1, 0, 0, 0, 1]);
-        // 100 000 bytes in 32 KiB blocks = 4 blocks.
-        let mut pos = 16;
-        let mut blocks = 0;
-        while pos < z.len() {
-            let n = i32::from_be_bytes(z[pos..pos + 4].try_into().unwrap()) as usize;
-            let block = &z[pos + 4..pos + 4 + n];
-            assert!(snap::raw::decompress_len(block).unwrap() <= SNAPPY_BLOCK_BYTES);
-            pos += 4 + n;
-            blocks += 1;
-        }
-        assert_eq!(blocks, 4);
-
-        let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
-        let mut back = Vec::new();
-        decompress(Codec::Snappy, &raw, &mut back, LIMIT).unwrap();
-        assert_eq!(back, data);
-
-        // Two xerial streams back to back.
-        let mut two = z.clone();
-        two.extend_from_slice(&z);
-        let mut back = Vec::new();
-        decompress(Codec::Snappy, &two, &mut back, LIMIT).unwrap();
-        assert_eq!(back.len(), 2 * data.len());
-    }
-
-    #[test]
-    fn gzip_multi_member() {
-        let (a, b) = (sample(5000), noise(3000));
-        let mut z = Vec::new();
-        compress(Codec::Gzip, &a, &mut z).unwrap();
-        compress(Codec::Gzip, &b, &mut z).unwrap();
-        let mut back = Vec::new();
-        decompress(Codec::Gzip, &z, &mut back, LIMIT).unwrap();
-        assert_eq!(back.len(), 8000);
-        assert_eq!(&back[..5000], &a[..]);
-    }
-
-    #[test]
-    fn zstd_frame_without_content_size() {
-        let data = sample(200_000);
-        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
-        enc.include_contentsize(false).unwrap();
-        enc.write_all(&data).unwrap();
-        let z = enc.finish().unwrap();
-        let mut back = Vec::new();
-        decompress(Codec::Zstd, &z, &mut back, LIMIT).unwrap();
-        assert_eq!(back, data);
-    }
-
-    #[test]
-    fn limits_are_enforced() {
-        let data = vec![0u8; 1 << 20];
-        for c in ALL {
-            let mut z = Vec::new();
-            compress(c, &data, &mut z).unwrap();
-            let mut out = Vec::new();
-            assert!(
-                decompress(c, &z, &mut out, data.len() - 1).is_err(),
-                "{c:?}"
-            );
-            assert!(out.len() < data.len(), "{c:?}");
-            let mut out = Vec::new();
-            decompress(c, &z, &mut out, data.len()).unwrap();
-            assert_eq!(out.len(), data.len());
-        }
-    }
-
-    #[test]
-    fn garbage_and_truncation_never_panic() {
-        let data = sample(5000);
-        let mut x = 0xDEAD_BEEFu64;
-        // PYLOG_FUZZ_ROUNDS=200000 for a longer local run.
-        let rounds: usize = std::env::var("PYLOG_FUZZ_ROUNDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2000);
-        for c in ALL {
-            let mut z = Vec::new();
-            compress(c, &data, &mut z).unwrap();
-            for cut in 0..z.len().min(300) {
-                let _ = decompress(c, &z[..cut], &mut Vec::new(), LIMIT);
-            }
-            for _ in 0..rounds {
-                let mut m = z.clone();
-                for _ in 0..1 + (x % 4) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let i = (x >> 8) as usize % m.len();
-                    m[i] = (x >> 40) as u8;
-                }
-                let mut out = vec![7u8];
-                if decompress(c, &m, &mut out, LIMIT).is_err() {
-                    assert_eq!(out, [7], "{c:?}: an error appends nothing");
-                }
-                assert!(out.len() <= LIMIT + 1);
-            }
-        }
-    }
 }

@@ -4,15 +4,82 @@
 use std::io;
 use std::path::PathBuf;
 
+/// What was wrong with a batch: one closed set, the same in both engines (its Python twin is
+/// `pylog.errors.CorruptKind`, whose docstrings say which Kafka error code each maps to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CorruptKind {
+    /// Size below the header, a length field that disagrees with the bytes, an incomplete
+    /// batch, or a segment scan that met bytes which do not frame.
+    Framing,
+    /// Magic byte other than 2.
+    Magic,
+    /// Stored CRC-32C differs from the bytes.
+    Crc,
+    /// Codec id above 4.
+    Codec,
+    /// The records do not decompress, or decompress past the size limit.
+    Compression,
+    /// A record's layout (varints, lengths, header count and keys, UTF-8).
+    Record,
+    /// The record count disagrees with the batch (<= 0, too few records, bytes left over,
+    /// `lastOffsetDelta != count - 1`).
+    RecordCount,
+    /// Record offset deltas that are not 0..count-1 in order.
+    Offset,
+    /// A timestamp that overflows, or a CreateTime maxTimestamp that lies.
+    Timestamp,
+    /// Attribute bits 7-15 set.
+    Attributes,
+    /// A control batch that is not one well-formed control record.
+    Control,
+}
+
+impl CorruptKind {
+    pub const ALL: [CorruptKind; 11] = [
+        CorruptKind::Framing,
+        CorruptKind::Magic,
+        CorruptKind::Crc,
+        CorruptKind::Codec,
+        CorruptKind::Compression,
+        CorruptKind::Record,
+        CorruptKind::RecordCount,
+        CorruptKind::Offset,
+        CorruptKind::Timestamp,
+        CorruptKind::Attributes,
+        CorruptKind::Control,
+    ];
+
+    /// The value of the Python `CorruptKind` member.
+    pub fn name(self) -> &'static str {
+        match self {
+            CorruptKind::Framing => "framing",
+            CorruptKind::Magic => "magic",
+            CorruptKind::Crc => "crc",
+            CorruptKind::Codec => "codec",
+            CorruptKind::Compression => "compression",
+            CorruptKind::Record => "record",
+            CorruptKind::RecordCount => "record_count",
+            CorruptKind::Offset => "offset",
+            CorruptKind::Timestamp => "timestamp",
+            CorruptKind::Attributes => "attributes",
+            CorruptKind::Control => "control",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A batch failed validation. `path` is `None` for an in-memory buffer.
     #[error("{reason}")]
     CorruptBatch {
+        kind: CorruptKind,
         reason: String,
         path: Option<PathBuf>,
         position: u64,
     },
+    /// A well-formed batch that `append_raw` refuses (maps to `InvalidRecordError` with a kind).
+    #[error("{reason}")]
+    InvalidBatch { kind: CorruptKind, reason: String },
     #[error("{0}")]
     OffsetOutOfRange(String),
     #[error("{0}")]
@@ -41,8 +108,9 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub fn corrupt(reason: impl Into<String>, position: u64) -> Self {
+    pub fn corrupt(kind: CorruptKind, reason: impl Into<String>, position: u64) -> Self {
         Error::CorruptBatch {
+            kind,
             reason: reason.into(),
             path: None,
             position,
@@ -53,10 +121,12 @@ impl Error {
     pub fn in_file(self, file: &std::path::Path) -> Self {
         match self {
             Error::CorruptBatch {
+                kind,
                 reason,
                 path: None,
                 position,
             } => Error::CorruptBatch {
+                kind,
                 reason,
                 path: Some(file.to_path_buf()),
                 position,
@@ -69,10 +139,12 @@ impl Error {
     pub fn shifted(self, base: u64) -> Self {
         match self {
             Error::CorruptBatch {
+                kind,
                 reason,
                 path,
                 position,
             } => Error::CorruptBatch {
+                kind,
                 reason,
                 path,
                 position: position + base,

@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use crate::record::BatchHeader;
+use crate::batch::BatchHeader;
 
 pub const OFFSET_ENTRY_BYTES: u64 = 8;
 pub const TIME_ENTRY_BYTES: u64 = 12;

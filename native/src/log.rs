@@ -43,19 +43,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
 use crate::columns::ColumnsBuilder;
 use crate::compression::Codec;
 use crate::config::LogConfig;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::lock::{LockFile, WriterLock, OPEN_LOCK_FILE, WRITER_LOCK_FILE};
-use crate::record::{self, BatchHeader, RecordSpec, RecordView};
+use crate::record::{RecordSpec, RecordView};
 use crate::recovery;
 use crate::segment::{
     ScanEnd, Segment, SegmentBytes, LOG_SUFFIX, LOOKUP_CHUNK_BYTES, SCAN_CHUNK_BYTES,
 };
 use crate::segments::Segments;
 use crate::shared_state::{SharedState, Tail, WAKE_FALLBACK_MS};
+use crate::validator;
 
 /// Longest `wait_for` timeout honoured (ten years).
 pub const MAX_WAIT_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
@@ -133,7 +135,7 @@ impl RecordsChunk {
     {
         let (start, end) = (self.start, self.end);
         for piece in &self.pieces {
-            record::decode_batches(piece.bytes.as_slice(), scratch, |rv| {
+            batch::decode_batches(piece.bytes.as_slice(), scratch, |rv| {
                 if rv.offset >= start && rv.offset < end {
                     visit(rv)
                 } else {
@@ -297,6 +299,7 @@ fn check_tail(
     }
     if seg.next_offset < synced {
         return Err(Error::CorruptBatch {
+            kind: CorruptKind::Framing,
             reason: format!(
                 "batch at offset {} does not frame, below the recovery point {synced}",
                 seg.next_offset
@@ -727,10 +730,10 @@ impl PartitionLog {
     ) -> Result<i64> {
         self.writer_resync(inner)?;
         let base = end_of(inner);
-        record::set_base_offset(batch, base);
-        record::set_partition_leader_epoch(batch, 0);
+        batch::set_base_offset(batch, base);
+        batch::set_partition_leader_epoch(batch, 0);
         if let Some(t) = rewrite_append_time {
-            record::set_log_append_time(batch, t);
+            batch::set_log_append_time(batch, t);
         }
         let header = BatchHeader::parse(batch)
             .ok_or_else(|| Error::Internal("encoded batch too short".into()))?;
@@ -789,7 +792,7 @@ impl PartitionLog {
         let w = &mut *w;
         let append_time = self.config.log_append_time.then_some(now_ms);
         w.encode_buf.clear();
-        record::encode_batch(
+        batch::encode_batch(
             &mut w.encode_buf,
             &mut w.scratch,
             0,
@@ -798,25 +801,36 @@ impl PartitionLog {
             append_time,
         )?;
         self.check_size(w.encode_buf.len())?;
-        let _guard = self.writer_lock.acquire()?;
-        let mut inner = self.lock()?;
-        self.append_encoded(&mut inner, &mut w.encode_buf, None)
+        let base = {
+            let _guard = self.writer_lock.acquire()?;
+            let mut inner = self.lock()?;
+            self.append_encoded(&mut inner, &mut w.encode_buf, None)?
+        };
+        self.shared.wake_waiters();
+        Ok(base)
     }
 
     /// Append one pre-encoded v2 batch (validated); returns its assigned base offset.
     pub fn append_raw(&self, batch: &[u8]) -> Result<i64> {
+        // why first: Kafka refuses an oversized batch before validating it, and decoding a huge
+        // one only to refuse it would be wasted work.
+        self.check_size(batch.len())?;
         let mut w = self.lock_writer()?;
         let w = &mut *w;
         // why validate the copy: these are the bytes that get written, whatever the caller's
-        // buffer does meanwhile.
+        // buffer does meanwhile. why only this object's writer mutex held: decoding every
+        // record (and decompressing) must not hold up this process's readers.
         w.encode_buf.clear();
         w.encode_buf.extend_from_slice(batch);
-        record::validate_for_append(&w.encode_buf)?;
-        self.check_size(w.encode_buf.len())?;
+        validator::validate_for_append(&w.encode_buf, &mut w.scratch)?;
         let rewrite = self.config.log_append_time.then(now_ms);
-        let _guard = self.writer_lock.acquire()?;
-        let mut inner = self.lock()?;
-        self.append_encoded(&mut inner, &mut w.encode_buf, rewrite)
+        let base = {
+            let _guard = self.writer_lock.acquire()?;
+            let mut inner = self.lock()?;
+            self.append_encoded(&mut inner, &mut w.encode_buf, rewrite)?
+        };
+        self.shared.wake_waiters();
+        Ok(base)
     }
 
     pub fn roll(&self) -> Result<()> {
@@ -1105,7 +1119,7 @@ impl PartitionLog {
             })?;
             let mut scan_from = batch_copy;
             while let Some((p, bytes)) = scan_from.take() {
-                record::decode_batch(&bytes, &mut inner.scratch, |rv| {
+                batch::decode_batch(&bytes, &mut inner.scratch, |rv| {
                     if found.is_none() && rv.timestamp >= ts_ms && rv.offset >= log_start {
                         found = Some(rv.offset);
                     }

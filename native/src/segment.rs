@@ -19,10 +19,10 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
+use crate::batch::{self, BatchHeader, Frame, LOG_OVERHEAD};
 use crate::config::LogConfig;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::index::{self, SegmentIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
-use crate::record::{self, BatchHeader, Frame, LOG_OVERHEAD};
 
 // The names of a segment's files are owned by segments.rs (re-exported for this module's users).
 pub use crate::segments::{file_name, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
@@ -149,7 +149,7 @@ where
                                 + i32::from_be_bytes(avail[8..12].try_into().unwrap()).max(0)
                                     as usize
                         } else {
-                            record::BATCH_HEADER_BYTES
+                            batch::BATCH_HEADER_BYTES
                         };
                         let want = (need.max(chunk_bytes) as u64).min(to - pos) as usize;
                         buf.resize(want, 0);
@@ -181,12 +181,12 @@ fn step<F>(avail: &[u8], pos: u64, check_crc: bool, visit: &mut F) -> Result<Ste
 where
     F: FnMut(u64, &BatchHeader, &[u8]) -> Result<bool>,
 {
-    match record::frame(avail) {
+    match batch::frame(avail) {
         Frame::Batch(header) => {
             let size = header.size_bytes();
             let batch = &avail[..size];
             if check_crc {
-                if let Err(e) = record::verify_crc(batch) {
+                if let Err(e) = batch::verify_crc(batch) {
                     return Ok(Step::Stop(ScanEnd::Corrupt(e.to_string())));
                 }
             }
@@ -357,7 +357,7 @@ impl Segment {
             return Ok(None);
         }
         if self.mmap.is_none() {
-            // SAFETY: sealed segment files are immutable (docs/partition-log.md, "Reading": the active segment is never mapped); only
+            // SAFETY: sealed segment files are immutable (docs/partition-log.md, Reading); only
             // recovery (which runs before any reader exists) or a later compaction swap by rename
             // replace them, never truncate in place.
             let m = unsafe { Mmap::map(&*self.file) }
@@ -640,7 +640,7 @@ impl Segment {
             return Ok(None);
         }
         if self.first_batch_max_ts.is_none() {
-            let mut buf = [0u8; record::BATCH_HEADER_BYTES];
+            let mut buf = [0u8; batch::BATCH_HEADER_BYTES];
             let got = read_full_at(&self.file, &mut buf, 0)
                 .io_context(|| format!("reading {}", self.log_path.display()))?;
             let h = BatchHeader::parse(&buf[..got]).ok_or_else(|| {
@@ -732,6 +732,7 @@ impl Segment {
             _ => return Ok(scan),
         };
         Err(Error::CorruptBatch {
+            kind: CorruptKind::Framing,
             reason,
             path: Some(self.log_path.clone()),
             position: scan.position,

@@ -28,7 +28,7 @@
 //!   without a system call; any other value (odd, changed, or a page that fails the magic check)
 //!   sends it to the files (a directory listing compared by inode).
 //! - an append writes its batch, then makes `tail_seq` odd, stores the end / active size, makes
-//!   `tail_seq` even and `FUTEX_WAKE`s every waiter on it. `wait_for` reads `tail_seq` before
+//!   `tail_seq` even, and once it has released its locks `FUTEX_WAKE`s every waiter on it. `wait_for` reads `tail_seq` before
 //!   looking at the files and sleeps in `FUTEX_WAIT` on that value, so an append that lands after
 //!   the look changes the word and the sleep returns at once (no lost wake-up).
 //!
@@ -220,7 +220,8 @@ impl SharedState {
         (self.u32_at(TAIL_SEQ).load(Ordering::Acquire) == seq).then_some(tail)
     }
 
-    /// Writer lock held: publish the tail and wake every `wait_for` (any process).
+    /// Writer lock held: publish the tail (the caller wakes the waiters once it has released
+    /// its locks: `wake_waiters`).
     pub fn publish(&self, tail: Tail) {
         self.publish_with(tail, || {});
     }
@@ -238,10 +239,10 @@ impl SharedState {
             .store(tail.active_size, Ordering::Release);
         self.u32_at(TAIL_SEQ)
             .store(seq.wrapping_add(1), Ordering::SeqCst);
-        futex_wake(self.u32_at(TAIL_SEQ), i32::MAX);
     }
 
-    /// Wake every waiter of this page without a change (a closing log's own `wait_for`s).
+    /// Wake every `wait_for` of this page, in any process (after an append, once the writer
+    /// released its locks, so the woken do not run into them; and a closing log's own).
     pub fn wake_waiters(&self) {
         futex_wake(self.u32_at(TAIL_SEQ), i32::MAX);
     }

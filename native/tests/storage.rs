@@ -7,11 +7,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use pylog_native::batch::{self as record, BatchHeader};
 use pylog_native::compression::Codec;
 use pylog_native::config::LogConfig;
 use pylog_native::error::Error;
 use pylog_native::log::PartitionLog;
-use pylog_native::record::{self, BatchHeader, RecordSpec};
+use pylog_native::record::RecordSpec;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

@@ -37,7 +37,7 @@ import zlib
 import cramjam
 import lz4.frame
 
-from pylog.errors import CorruptBatchError
+from pylog.errors import CorruptBatchError, CorruptKind
 
 CODEC_NONE = 0
 CODEC_GZIP = 1
@@ -124,8 +124,12 @@ def compress(codec: str, data) -> bytes:
 # Decompression (untrusted input)
 
 
+def _corrupt(message: str) -> CorruptBatchError:
+    return CorruptBatchError(message, kind=CorruptKind.COMPRESSION)
+
+
 def _over_limit(limit: int) -> CorruptBatchError:
-    return CorruptBatchError(f"decompressed records exceed {limit} bytes")
+    return _corrupt(f"decompressed records exceed {limit} bytes")
 
 
 def _gzip_decompress(data: bytes, limit: int) -> bytes:
@@ -144,7 +148,7 @@ def _gzip_decompress(data: bytes, limit: int) -> bytes:
                 break
             chunk = d.decompress(d.unconsumed_tail, limit + 1 - total)
         if not d.eof:
-            raise CorruptBatchError("gzip: truncated stream")
+            raise _corrupt("gzip: truncated stream")
         rest = d.unused_data
         if not rest:
             return b"".join(out)
@@ -159,10 +163,10 @@ def _snappy_raw(chunk, total: int, limit: int) -> bytes:
         raise _over_limit(limit)
     if size > SNAPPY_MAX_EXPANSION * len(chunk):
         # why: no valid block expands this much; do not allocate what the preamble claims
-        raise CorruptBatchError(f"snappy: block claims {size} bytes from {len(chunk)}")
+        raise _corrupt(f"snappy: block claims {size} bytes from {len(chunk)}")
     out = bytes(cramjam.snappy.decompress_raw(chunk))
     if len(out) != size:  # pair assertion on the preamble we trusted for the limit
-        raise CorruptBatchError("snappy: block length differs from its preamble")
+        raise _corrupt("snappy: block length differs from its preamble")
     return out
 
 
@@ -177,18 +181,18 @@ def _snappy_decompress(data: bytes, limit: int) -> bytes:
     while p < end:
         if data.startswith(XERIAL_MAGIC, p):  # a (first or concatenated) xerial stream header
             if end - p < len(XERIAL_HEADER):
-                raise CorruptBatchError("snappy: truncated xerial header")
+                raise _corrupt("snappy: truncated xerial header")
             (version,) = _BE_I32.unpack_from(data, p + len(XERIAL_MAGIC))
             if version < XERIAL_COMPATIBLE_VERSION:
-                raise CorruptBatchError(f"snappy: incompatible xerial version {version}")
+                raise _corrupt(f"snappy: incompatible xerial version {version}")
             p += len(XERIAL_HEADER)
             continue
         if end - p < 4:
-            raise CorruptBatchError("snappy: truncated chunk length")
+            raise _corrupt("snappy: truncated chunk length")
         (length,) = _BE_I32.unpack_from(data, p)
         p += 4
         if length < 0 or p + length > end:
-            raise CorruptBatchError(f"snappy: chunk length {length} outside the stream")
+            raise _corrupt(f"snappy: chunk length {length} outside the stream")
         chunk = _snappy_raw(view[p : p + length], total, limit)
         total += len(chunk)
         out.append(chunk)
@@ -199,17 +203,17 @@ def _snappy_decompress(data: bytes, limit: int) -> bytes:
 def _lz4_check_descriptor(data: bytes) -> None:
     """Kafka's Lz4BlockInputStream.readHeader checks (the header checksum is left to lz4)."""
     if len(data) < 7 or not data.startswith(LZ4_FRAME_MAGIC):
-        raise CorruptBatchError("lz4: not an LZ4 frame")
+        raise _corrupt("lz4: not an LZ4 frame")
     flg = data[4]
     bd = data[5]
     if flg >> 6 != 0b01:
-        raise CorruptBatchError(f"lz4: unsupported frame version {flg >> 6}")
+        raise _corrupt(f"lz4: unsupported frame version {flg >> 6}")
     if flg & 0b11:
-        raise CorruptBatchError("lz4: reserved FLG bits set")
+        raise _corrupt("lz4: reserved FLG bits set")
     if not flg & 0x20:
-        raise CorruptBatchError("lz4: dependent blocks are not supported")
+        raise _corrupt("lz4: dependent blocks are not supported")
     if bd & 0x8F or not 4 <= (bd >> 4) & 0x07 <= 7:
-        raise CorruptBatchError(f"lz4: bad block descriptor {bd:#04x}")
+        raise _corrupt(f"lz4: bad block descriptor {bd:#04x}")
 
 
 def _lz4_decompress(data: bytes, limit: int) -> bytes:
@@ -222,7 +226,7 @@ def _lz4_decompress(data: bytes, limit: int) -> bytes:
         if total > limit:
             raise _over_limit(limit)
         if d.needs_input:
-            raise CorruptBatchError("lz4: truncated frame")
+            raise _corrupt("lz4: truncated frame")
         chunk = d.decompress(b"", max_length=min(step, limit + 1 - total))
         total += len(chunk)
         out.append(chunk)
@@ -238,42 +242,42 @@ def zstd_decompressed_bound(data: bytes) -> int:
     frame structure is malformed or truncated. RFC 8878 §3.1."""
     end = len(data)
     if end == 0:
-        raise CorruptBatchError("zstd: empty stream")
+        raise _corrupt("zstd: empty stream")
     bound = 0
     p = 0
     while p < end:
         if end - p < 4:
-            raise CorruptBatchError("zstd: truncated frame magic")
+            raise _corrupt("zstd: truncated frame magic")
         (magic,) = _LE_U32.unpack_from(data, p)
         p += 4
         if magic & ZSTD_SKIPPABLE_MAGIC_MASK == ZSTD_SKIPPABLE_MAGIC:
             if end - p < 4:
-                raise CorruptBatchError("zstd: truncated skippable frame")
+                raise _corrupt("zstd: truncated skippable frame")
             (size,) = _LE_U32.unpack_from(data, p)
             p += 4 + size
             if p > end:
-                raise CorruptBatchError("zstd: skippable frame runs past the stream")
+                raise _corrupt("zstd: skippable frame runs past the stream")
             continue
         if magic != ZSTD_FRAME_MAGIC:
-            raise CorruptBatchError(f"zstd: bad frame magic {magic:#010x}")
+            raise _corrupt(f"zstd: bad frame magic {magic:#010x}")
         if p >= end:
-            raise CorruptBatchError("zstd: truncated frame header")
+            raise _corrupt("zstd: truncated frame header")
         fhd = data[p]
         p += 1
         fcs_flag = fhd >> 6
         single_segment = (fhd >> 5) & 1
         if fhd & 0x08:
-            raise CorruptBatchError("zstd: reserved frame header bit set")
+            raise _corrupt("zstd: reserved frame header bit set")
         has_checksum = (fhd >> 2) & 1
         header_rest = (
             (0 if single_segment else 1) + (0, 1, 2, 4)[fhd & 0x03] + (single_segment, 2, 4, 8)[fcs_flag]
         )
         p += header_rest
         if p > end:
-            raise CorruptBatchError("zstd: truncated frame header")
+            raise _corrupt("zstd: truncated frame header")
         while True:  # blocks
             if end - p < 3:
-                raise CorruptBatchError("zstd: truncated block header")
+                raise _corrupt("zstd: truncated block header")
             block_header = data[p] | (data[p + 1] << 8) | (data[p + 2] << 16)
             p += 3
             last = block_header & 1
@@ -289,15 +293,15 @@ def zstd_decompressed_bound(data: bytes) -> int:
                 bound += ZSTD_BLOCK_MAX_BYTES
                 p += block_size
             else:
-                raise CorruptBatchError("zstd: reserved block type")
+                raise _corrupt("zstd: reserved block type")
             if p > end:
-                raise CorruptBatchError("zstd: block runs past the stream")
+                raise _corrupt("zstd: block runs past the stream")
             if last:
                 break
         if has_checksum:
             p += 4
             if p > end:
-                raise CorruptBatchError("zstd: truncated content checksum")
+                raise _corrupt("zstd: truncated content checksum")
     return bound
 
 
@@ -333,10 +337,10 @@ def decompress(codec_id: int, data, limit: int) -> bytes:
     try:
         decoder = _DECOMPRESSORS[codec_id]
     except KeyError:
-        raise CorruptBatchError(f"unknown compression codec id {codec_id}") from None
+        raise CorruptBatchError(f"unknown compression codec id {codec_id}", kind=CorruptKind.CODEC) from None
     data = _as_bytes(data)
     if not data:
-        raise CorruptBatchError("empty compressed records")
+        raise _corrupt("empty compressed records")
     try:
         out = decoder(data, limit)
     except CorruptBatchError:
@@ -345,6 +349,6 @@ def decompress(codec_id: int, data, limit: int) -> bytes:
         raise
     except Exception as e:  # zlib.error, cramjam.DecompressionError, lz4's RuntimeError, ...
         name = ("gzip", "snappy", "lz4", "zstd")[codec_id - 1]
-        raise CorruptBatchError(f"{name}: {type(e).__name__}: {e}") from None
+        raise _corrupt(f"{name}: {type(e).__name__}: {e}") from None
     assert len(out) <= limit
     return out

@@ -50,12 +50,14 @@ import numpy as np
 from pylog.config import LogConfig, resolve_codec
 from pylog.errors import (
     CorruptBatchError,
+    CorruptKind,
     LogClosedError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
 from pylog.partition import BytesLike, Columns, Header, Record, check_record_range
-from pylog.reference import checkpoint, record
+from pylog.reference import batch as record_batch
+from pylog.reference import checkpoint, record, validator
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock, WriterLock
 from pylog.reference.recovery import list_segment_bases, recover
@@ -431,6 +433,7 @@ class PartitionLog:
                 f"batch at offset {segment.next_offset} does not frame, below the recovery point {synced}",
                 segment.log_path,
                 position,
+                CorruptKind.FRAMING,
             )
         if writer:
             segment.truncate_tail()
@@ -467,19 +470,21 @@ class PartitionLog:
         append_time = now_ms if self._config.log_append_time else None
         # why: baseOffset is outside the CRC, so the batch is encoded (and compressed) before
         # taking any lock and only its first 8 bytes are rewritten once the offset is known.
-        batch = bytearray(record.encode_batch(0, values_, keys_, headers_, timestamps, codec, append_time))
+        batch = bytearray(
+            record_batch.encode_batch(0, values_, keys_, headers_, timestamps, codec, append_time)
+        )
         self._check_size(len(batch))
         return self._append_batch(batch)
 
     def append_raw(self, batch: Buffer) -> int:
-        """Append one pre-encoded v2 batch (CRC checked); its baseOffset is rewritten."""
+        """Append one pre-encoded v2 batch (every record validated); its baseOffset is rewritten."""
         self._check_open()
         data = bytearray(record.bytes_like(batch, "batch"))
-        record.validate_for_append(data)
-        self._check_size(len(data))
-        record.set_partition_leader_epoch(data, 0)
+        self._check_size(len(data))  # first, as Kafka: never decode a batch only to refuse its size
+        validator.validate_for_append(data)
+        record_batch.set_partition_leader_epoch(data, 0)
         if self._config.log_append_time:
-            record.set_log_append_time(data, _now_ms())
+            record_batch.set_log_append_time(data, _now_ms())
         return self._append_batch(data)
 
     def _check_size(self, size: int) -> None:
@@ -498,8 +503,8 @@ class PartitionLog:
             self._check_open()
             self._writer_sync_tail()
             base = self._active.next_offset
-            record.set_base_offset(batch, base)
-            header = record.parse_header(batch, 0)
+            record_batch.set_base_offset(batch, base)
+            header = record_batch.parse_header(batch, 0)
             assert header.base_offset == base and header.size_bytes == len(batch)
             if self._active.should_roll(len(batch), header.last_offset, header.max_timestamp):
                 self._roll_locked()
@@ -520,6 +525,8 @@ class PartitionLog:
                 or _monotonic_ms() - self._last_sync_ms >= cfg.flush_ms
             ):
                 self._sync_locked()
+        # why after the locks: the woken waiters do not run into them
+        self._shared.wake_waiters()
         return base
 
     def roll(self) -> None:

@@ -1,131 +1,48 @@
-"""RecordBatch v2 (magic 2): layout, encode, validate, decode (spec §1.1-§1.4, §1.7).
+"""One record of a v2 batch, Kafka's DefaultRecord
+(clients/src/main/java/org/apache/kafka/common/record/DefaultRecord.java): zigzag varints, the
+checks of ``append``'s arguments, encoding records, and parsing them from a records area (the
+batch around them is ``batch.py``). The twin of native/src/record.rs (varints: varint.rs).
+Spec §1.3, §1.4.
 
-Batch header, 61 bytes, big-endian::
-
-     0 baseOffset i64 | 8 length i32 (= size - 12) | 12 partitionLeaderEpoch i32 | 16 magic i8 (=2)
-    17 crc u32 (CRC-32C of bytes 21..end) | 21 attributes i16 | 23 lastOffsetDelta i32
-    27 baseTimestamp i64 | 35 maxTimestamp i64 | 43 producerId i64 | 51 producerEpoch i16
-    53 baseSequence i32 | 57 recordsCount i32 | 61 records (or one compressed stream of them)
-
-Record (inside the records area or the decompressed stream), all varints zigzag (§1.3, §1.4)::
+Record (inside the records area or the decompressed stream), all varints zigzag::
 
     length varint | attributes i8 (0) | timestampDelta varlong | offsetDelta varint
     keyLength varint (-1 = null) | key | valueLength varint (-1 = null) | value
     headersCount varint | (headerKeyLength varint | UTF-8 key | headerValueLength varint | value)*
 
 Invariants kept here:
-- Encoding is a pure function of the prepared inputs (byte-identical to the native engine for
-  codec none): epoch 0, producer fields -1, baseTimestamp = ts[0], maxTimestamp = max(ts) or the
-  append time with the LogAppendTime bit.
 - Decoding trusts nothing: every length is bounded by the bytes actually present before anything is
-  sliced, no list is sized from a count read off the wire, and every malformed input raises
-  ``CorruptBatchError`` with the batch position (docs/partition-log.md "Decoding rules").
+  sliced, and no list is sized from a count read off the wire; failures raise ``Malformed`` with a
+  kind, which the batch decoder turns into ``CorruptBatchError`` at the batch position.
 - Varints follow Java's ``ByteUtils``: at most 5 (varint) / 10 (varlong) bytes, and the raw value is
   truncated to 32 / 64 bits before the zigzag decode, the way Java's int/long shifts do.
   Record offsets and timestamps (base + delta) wrap to int64 like Java's long arithmetic.
+Thread-safety: pure functions of their arguments.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-import crc32c as _crc32c_mod
 import numpy as np
 
-from pylog.config import CODEC_IDS
+from pylog.errors import CorruptBatchError, CorruptKind, InvalidRecordError
 from pylog.partition import Record, timestamps_from_array
-from pylog.errors import (
-    CorruptBatchError,
-    InvalidConfigError,
-    InvalidRecordError,
-    RecordTooLargeError,
-)
-from pylog.reference import compression
 
 if TYPE_CHECKING:  # collections.abc.Buffer is Python >= 3.12; annotations only
-    from typing_extensions import Buffer  # collections.abc.Buffer is 3.12+
+    from typing_extensions import Buffer
 
-LOG_OVERHEAD = 12
-BATCH_HEADER_BYTES = 61
-MAGIC_V2 = 2
-MIN_LENGTH_FIELD = BATCH_HEADER_BYTES - LOG_OVERHEAD
-MAX_DECOMPRESSED_BYTES = 256 << 20
-CODEC_MASK = 0x07
-TIMESTAMP_TYPE_MASK = 0x08
-TRANSACTIONAL_MASK = 0x10
-CONTROL_MASK = 0x20
+    from pylog.reference.batch import BatchHeader
 
-# Field positions (one set of constants for the reader and the writer).
-_POS_LENGTH = 8
-_POS_EPOCH = 12
-_POS_CRC = 17
-_POS_ATTRIBUTES = 21  # the CRC covers [21, end)
-_POS_MAX_TIMESTAMP = 35
-
-MAX_CODEC_ID = 4
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 _U64 = (1 << 64) - 1
 _U32 = (1 << 32) - 1
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")  # the whole 61-byte header
-_PREFIX = struct.Struct(">qiibI")  # baseOffset .. crc (bytes 0..21)
-_CRC_COVERED_HEADER = struct.Struct(">hiqqqhii")  # attributes .. recordsCount (bytes 21..61)
-_I64 = struct.Struct(">q")
-_I32 = struct.Struct(">i")
-_U32S = struct.Struct(">I")
-_I16 = struct.Struct(">h")
-assert _HEADER.size == BATCH_HEADER_BYTES
-assert _PREFIX.size + _CRC_COVERED_HEADER.size == BATCH_HEADER_BYTES
 
-
-class BatchHeader(NamedTuple):
-    base_offset: int
-    length: int
-    partition_leader_epoch: int
-    magic: int
-    crc: int
-    attributes: int
-    last_offset_delta: int
-    base_timestamp: int
-    max_timestamp: int
-    producer_id: int
-    producer_epoch: int
-    base_sequence: int
-    records_count: int
-
-    @property
-    def size_bytes(self) -> int:
-        return LOG_OVERHEAD + self.length
-
-    @property
-    def last_offset(self) -> int:
-        return self.base_offset + self.last_offset_delta
-
-    @property
-    def next_offset(self) -> int:
-        return self.last_offset + 1
-
-    @property
-    def codec_id(self) -> int:
-        return self.attributes & CODEC_MASK
-
-    @property
-    def timestamp_type(self) -> int:
-        return 1 if self.attributes & TIMESTAMP_TYPE_MASK else 0
-
-    @property
-    def is_control(self) -> bool:
-        return bool(self.attributes & CONTROL_MASK)
-
-
-_make_header = BatchHeader._make
-
-
-def _view(buf: Buffer) -> bytes | bytearray | memoryview:
+def view_of(buf: Buffer) -> bytes | bytearray | memoryview:
     """``buf`` indexable by byte: bytes/bytearray as they are, anything else a flat memoryview.
 
     A strided buffer is refused (``BufferError``, as the native engine): Python's bytes-like
@@ -140,102 +57,6 @@ def _view(buf: Buffer) -> bytes | bytearray | memoryview:
     if mv.format != "B" or mv.ndim != 1:
         mv = mv.cast("B")
     return mv
-
-
-# ---------------------------------------------------------------------------------------------
-# Framing, CRC
-
-
-def parse_header(buf: Buffer, pos: int = 0) -> BatchHeader:
-    """Parse the 61-byte header at ``pos`` without validation (caller ensures 61 bytes)."""
-    return _make_header(_HEADER.unpack_from(buf, pos))
-
-
-def frame(buf: Buffer, pos: int = 0, end: int | None = None) -> BatchHeader | None:
-    """Framing of the batch at ``buf[pos:end]``: the header when complete, None when incomplete
-    (< 12 bytes, or 12 + length past ``end``), CorruptBatchError(position=pos) when length < 49
-    or magic != 2 (checked in that order; the CRC is not checked)."""
-    view = _view(buf)
-    if end is None or end > len(view):
-        end = len(view)
-    if end - pos < LOG_OVERHEAD:
-        return None
-    (length,) = _I32.unpack_from(view, pos + _POS_LENGTH)
-    # why: like Kafka's FileLogInputStream, a too-small length is corruption even when the
-    # (claimed) batch would also run past the end; a zero-filled tail must not look "unwritten".
-    if length < MIN_LENGTH_FIELD:
-        raise CorruptBatchError(f"batch length field {length} < {MIN_LENGTH_FIELD}", position=pos)
-    if pos + LOG_OVERHEAD + length > end:
-        return None
-    header = _make_header(_HEADER.unpack_from(view, pos))
-    if header.magic != MAGIC_V2:
-        raise CorruptBatchError(f"unsupported magic {header.magic}", position=pos)
-    return header
-
-
-def crc32c(data: Buffer) -> int:
-    """CRC-32C (Castagnoli) as Java's ``java.util.zip.CRC32C``."""
-    return _crc32c_mod.crc32c(data)
-
-
-def verify_crc(buf: Buffer, pos: int, header: BatchHeader) -> None:
-    """CorruptBatchError(position=pos) unless the stored CRC matches bytes pos+21 .. pos+size."""
-    view = _view(buf)
-    end = pos + LOG_OVERHEAD + header.length
-    if header.length < MIN_LENGTH_FIELD or end > len(view):
-        raise CorruptBatchError("batch shorter than its header or past the buffer", position=pos)
-    actual = _crc32c_mod.crc32c(memoryview(view)[pos + _POS_ATTRIBUTES : end])
-    if actual != header.crc:
-        raise CorruptBatchError(
-            f"CRC-32C mismatch: stored {header.crc:#010x}, computed {actual:#010x}", position=pos
-        )
-
-
-def validate_for_append(batch: Buffer) -> BatchHeader:
-    """append_raw's checks (docs/partition-log.md); CorruptBatchError(position=0) on failure."""
-    view = _view(batch)
-    size = len(view)
-    if size < BATCH_HEADER_BYTES:
-        raise CorruptBatchError(f"batch of {size} bytes < {BATCH_HEADER_BYTES}", position=0)
-    header = _make_header(_HEADER.unpack_from(view, 0))
-    if header.length != size - LOG_OVERHEAD:
-        raise CorruptBatchError(
-            f"length field {header.length} != {size - LOG_OVERHEAD} (exactly one batch expected)",
-            position=0,
-        )
-    if header.magic != MAGIC_V2:
-        raise CorruptBatchError(f"unsupported magic {header.magic}", position=0)
-    verify_crc(view, 0, header)
-    if header.codec_id > MAX_CODEC_ID:
-        raise CorruptBatchError(f"unknown compression codec id {header.codec_id}", position=0)
-    if header.is_control:
-        raise CorruptBatchError("control batches cannot be appended", position=0)
-    if header.records_count <= 0:
-        raise CorruptBatchError(f"record count {header.records_count} <= 0", position=0)
-    if header.last_offset_delta != header.records_count - 1:
-        raise CorruptBatchError(
-            f"lastOffsetDelta {header.last_offset_delta} != count - 1 ({header.records_count - 1})",
-            position=0,
-        )
-    return header
-
-
-def set_base_offset(batch: bytearray, base_offset: int) -> None:
-    _I64.pack_into(batch, 0, base_offset)
-
-
-def set_partition_leader_epoch(batch: bytearray, epoch: int) -> None:
-    _I32.pack_into(batch, _POS_EPOCH, epoch)
-
-
-def set_log_append_time(batch: bytearray, append_time_ms: int) -> None:
-    """Set the timestamp-type bit and maxTimestamp, recompute the CRC."""
-    (attributes,) = _I16.unpack_from(batch, _POS_ATTRIBUTES)
-    _I16.pack_into(batch, _POS_ATTRIBUTES, attributes | TIMESTAMP_TYPE_MASK)
-    _I64.pack_into(batch, _POS_MAX_TIMESTAMP, append_time_ms)
-    (length,) = _I32.unpack_from(batch, _POS_LENGTH)
-    crc = _crc32c_mod.crc32c(memoryview(batch)[_POS_ATTRIBUTES : LOG_OVERHEAD + length])
-    _U32S.pack_into(batch, _POS_CRC, crc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,8 +89,12 @@ def encode_varint(v: int) -> bytes:
 encode_varlong = encode_varint
 
 
-class _Malformed(Exception):
+class Malformed(Exception):
     """Internal: a record-level decoding failure; decode_batch adds the batch position."""
+
+    def __init__(self, message: str, kind: CorruptKind = CorruptKind.RECORD):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _read_varint(data: bytes, p: int, end: int) -> tuple[int, int]:
@@ -282,7 +107,7 @@ def _read_varint(data: bytes, p: int, end: int) -> tuple[int, int]:
     shift = 0
     while shift < 35:
         if p >= end:
-            raise _Malformed("varint runs past the end of its record")
+            raise Malformed("varint runs past the end of its record")
         b = data[p]
         p += 1
         u |= (b & 0x7F) << shift
@@ -290,7 +115,7 @@ def _read_varint(data: bytes, p: int, end: int) -> tuple[int, int]:
             u &= _U32
             return (u >> 1) ^ -(u & 1), p
         shift += 7
-    raise _Malformed("varint longer than 5 bytes")
+    raise Malformed("varint longer than 5 bytes")
 
 
 def _read_varlong(data: bytes, p: int, end: int) -> tuple[int, int]:
@@ -303,7 +128,7 @@ def _read_varlong(data: bytes, p: int, end: int) -> tuple[int, int]:
     shift = 0
     while shift < 70:
         if p >= end:
-            raise _Malformed("varlong runs past the end of its record")
+            raise Malformed("varlong runs past the end of its record")
         b = data[p]
         p += 1
         u |= (b & 0x7F) << shift
@@ -311,25 +136,25 @@ def _read_varlong(data: bytes, p: int, end: int) -> tuple[int, int]:
             u &= _U64
             return (u >> 1) ^ -(u & 1), p
         shift += 7
-    raise _Malformed("varlong longer than 10 bytes")
+    raise Malformed("varlong longer than 10 bytes")
 
 
 def decode_varint(data: Buffer, pos: int = 0) -> tuple[int, int]:
     """(value, next position) of the zigzag varint at ``pos``; CorruptBatchError when malformed."""
-    view = _view(data)
+    view = view_of(data)
     try:
         return _read_varint(view, pos, len(view))
-    except _Malformed as e:
-        raise CorruptBatchError(str(e), position=pos) from None
+    except Malformed as e:
+        raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
 
 
 def decode_varlong(data: Buffer, pos: int = 0) -> tuple[int, int]:
     """(value, next position) of the zigzag varlong at ``pos``; CorruptBatchError when malformed."""
-    view = _view(data)
+    view = view_of(data)
     try:
         return _read_varlong(view, pos, len(view))
-    except _Malformed as e:
-        raise CorruptBatchError(str(e), position=pos) from None
+    except Malformed as e:
+        raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,7 +305,7 @@ _NO_HEADERS = b"\x00"
 _ATTRIBUTES_0 = b"\x00"
 
 
-def _encode_records(
+def encode_records(
     values: list, keys: list, headers: list, timestamps: list[int], base_ts: int
 ) -> list[bytes]:
     """The records area as a list of pieces (length varint, body) per record."""
@@ -521,56 +346,6 @@ def _encode_records(
     return parts
 
 
-def codec_id(codec: str) -> int:
-    """Attribute id of a codec name; ``producer``/``uncompressed`` mean none."""
-    if codec in ("producer", "uncompressed"):
-        codec = "none"
-    try:
-        return CODEC_IDS[codec]
-    except (KeyError, TypeError):
-        raise InvalidConfigError(
-            f"unknown compression codec {codec!r}; known: {', '.join(CODEC_IDS)}"
-        ) from None
-
-
-def encode_batch(
-    base_offset: int,
-    values: list,
-    keys: list,
-    headers: list,
-    timestamps: list[int],
-    codec: str,
-    log_append_time_ms: int | None,
-) -> bytes:
-    """One batch as docs/partition-log.md "Appending" describes (prepared inputs)."""
-    cid = codec_id(codec)
-    n = len(values)
-    assert n > 0 and len(keys) == n and len(headers) == n and len(timestamps) == n
-    base_ts = timestamps[0]
-    records = b"".join(_encode_records(values, keys, headers, timestamps, base_ts))
-    if cid != 0 and len(records) > MAX_DECOMPRESSED_BYTES:
-        # why: a reader rejects a stream that decompresses past the limit as corrupt, and
-        # recovery would then truncate the log there; never write what we cannot read back.
-        raise RecordTooLargeError(
-            f"{len(records)} bytes of records exceed {MAX_DECOMPRESSED_BYTES} before compression"
-        )
-    payload = records if cid == 0 else compression.compress(codec, records)
-    if BATCH_HEADER_BYTES + len(payload) > LOG_OVERHEAD + INT32_MAX:
-        raise RecordTooLargeError(f"a batch of {len(payload)} bytes of records overflows int32")
-    attributes = cid
-    if log_append_time_ms is None:
-        max_ts = max(timestamps)
-    else:
-        attributes |= TIMESTAMP_TYPE_MASK
-        max_ts = log_append_time_ms
-    covered = _CRC_COVERED_HEADER.pack(attributes, n - 1, base_ts, max_ts, -1, -1, -1, n)
-    crc = _crc32c_mod.crc32c(payload, _crc32c_mod.crc32c(covered))
-    length = BATCH_HEADER_BYTES - LOG_OVERHEAD + len(payload)
-    batch = b"".join((_PREFIX.pack(base_offset, length, 0, MAGIC_V2, crc), covered, payload))
-    assert len(batch) == LOG_OVERHEAD + length  # pair assertion: what we frame is what we wrote
-    return batch
-
-
 # ---------------------------------------------------------------------------------------------
 # Decoding
 
@@ -579,39 +354,39 @@ def _read_headers(data: bytes, p: int, end: int) -> tuple[list, int]:
     """(headers, next position) of the headers array of one record at ``data[p:end]``."""
     header_count, p = _read_varint(data, p, end)
     if header_count < 0:
-        raise _Malformed(f"header count {header_count} < 0")
+        raise Malformed(f"header count {header_count} < 0")
     out: list = []
     for _ in range(header_count):  # bounded: each header takes >= 2 bytes of the record
         hkey_len, p = _read_varint(data, p, end)
         if hkey_len < 0:
-            raise _Malformed(f"header key length {hkey_len} < 0")
+            raise Malformed(f"header key length {hkey_len} < 0")
         if p + hkey_len > end:
-            raise _Malformed("header key runs past the end of its record")
+            raise Malformed("header key runs past the end of its record")
         try:
             hkey = data[p : p + hkey_len].decode("utf-8")
         except UnicodeDecodeError:
-            raise _Malformed("header key is not valid UTF-8") from None
+            raise Malformed("header key is not valid UTF-8") from None
         p += hkey_len
         hvalue_len, p = _read_varint(data, p, end)
         if hvalue_len < 0:
             if hvalue_len != -1:
-                raise _Malformed(f"header value length {hvalue_len} < -1")
+                raise Malformed(f"header value length {hvalue_len} < -1")
             hvalue = None
         else:
             if p + hvalue_len > end:
-                raise _Malformed("header value runs past the end of its record")
+                raise Malformed("header value runs past the end of its record")
             hvalue = data[p : p + hvalue_len]
             p += hvalue_len
         out.append((hkey, hvalue))
     return out, p
 
 
-def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool) -> list[Record]:
-    """Decode ``header.records_count`` records from ``data``; raises _Malformed."""
+def decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool) -> list[Record]:
+    """Decode ``header.records_count`` records from ``data``; raises Malformed."""
     count = header.records_count
     base_offset = header.base_offset
     base_ts = header.base_timestamp
-    log_append_time = header.attributes & TIMESTAMP_TYPE_MASK
+    log_append_time = header.timestamp_type == 1
     ts_type = 1 if log_append_time else 0
     max_ts = header.max_timestamp
     read_varint = _read_varint
@@ -627,7 +402,7 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
     # _read_varint/_read_varlong, which bound every read by the record end.
     for _ in range(count):
         if p >= end_all:
-            raise _Malformed(f"{len(out)} records found, header says {count}")
+            raise Malformed(f"{len(out)} records found, header says {count}", CorruptKind.RECORD_COUNT)
         b = data[p]
         if b < 0x80:
             length = (b >> 1) ^ -(b & 1)
@@ -635,12 +410,12 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
         else:
             length, p = read_varint(data, p, end_all)
         if length < 0:
-            raise _Malformed(f"record length {length} < 0")
+            raise Malformed(f"record length {length} < 0")
         end = p + length
         if end > end_all:
-            raise _Malformed(f"record length {length} runs past the data")
+            raise Malformed(f"record length {length} runs past the data")
         if p >= end:
-            raise _Malformed("record shorter than its attributes byte")
+            raise Malformed("record shorter than its attributes byte")
         p += 1  # attributes: unused
         if p < end and (b := data[p]) < 0x80:
             ts_delta = (b >> 1) ^ -(b & 1)
@@ -659,11 +434,11 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
             key_len, p = read_varint(data, p, end)
         if key_len < 0:
             if key_len != -1:
-                raise _Malformed(f"key length {key_len} < -1")
+                raise Malformed(f"key length {key_len} < -1")
             key = None
         else:
             if p + key_len > end:
-                raise _Malformed("key runs past the end of its record")
+                raise Malformed("key runs past the end of its record")
             key = data[p : p + key_len]
             p += key_len
         if p < end and (b := data[p]) < 0x80:
@@ -673,11 +448,11 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
             value_len, p = read_varint(data, p, end)
         if value_len < 0:
             if value_len != -1:
-                raise _Malformed(f"value length {value_len} < -1")
+                raise Malformed(f"value length {value_len} < -1")
             value = None
         else:
             if p + value_len > end:
-                raise _Malformed("value runs past the end of its record")
+                raise Malformed("value runs past the end of its record")
             value = data[p : p + value_len]
             p += value_len
         if p < end and data[p] == 0:  # no headers: the common case
@@ -686,7 +461,7 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
         else:
             record_headers, p = _read_headers(data, p, end)
         if p != end:
-            raise _Malformed(f"record consumed {p - end + length} bytes, length says {length}")
+            raise Malformed(f"record consumed {p - end + length} bytes, length says {length}")
         offset = base_offset + offset_delta
         if not INT64_MIN <= offset <= INT64_MAX:  # Java long arithmetic wraps
             offset = ((offset - INT64_MIN) & _U64) + INT64_MIN
@@ -698,55 +473,5 @@ def _decode_records_area(data: bytes, header: BatchHeader, check_leftover: bool)
                 ts = ((ts - INT64_MIN) & _U64) + INT64_MIN
         append(new_tuple(Record, (offset, ts, ts_type, key, value, record_headers)))
     if check_leftover and p != end_all:
-        raise _Malformed(f"{end_all - p} bytes left over after {count} records")
-    return out
-
-
-def decode_batch(buf: Buffer, pos: int, header: BatchHeader) -> list[Record]:
-    """Validate (CRC, codec, record layout) and decode the complete batch at ``pos``.
-    CorruptBatchError positions are ``pos`` (the batch start)."""
-    view = _view(buf)
-    if header.length < MIN_LENGTH_FIELD:
-        raise CorruptBatchError(f"batch length field {header.length} < {MIN_LENGTH_FIELD}", position=pos)
-    end = pos + LOG_OVERHEAD + header.length
-    if end > len(view):
-        raise CorruptBatchError("batch runs past the end of the buffer", position=pos)
-    if header.magic != MAGIC_V2:
-        raise CorruptBatchError(f"unsupported magic {header.magic}", position=pos)
-    verify_crc(view, pos, header)
-    cid = header.codec_id
-    if cid > MAX_CODEC_ID:
-        raise CorruptBatchError(f"unknown compression codec id {cid}", position=pos)
-    if header.records_count < 0:
-        raise CorruptBatchError(f"record count {header.records_count} < 0", position=pos)
-    payload = memoryview(view)[pos + BATCH_HEADER_BYTES : end]
-    if cid == 0:
-        data = payload.tobytes()
-    else:
-        try:
-            data = compression.decompress(cid, payload, MAX_DECOMPRESSED_BYTES)
-        except CorruptBatchError as e:
-            raise CorruptBatchError(str(e), position=pos) from None
-    try:
-        return _decode_records_area(data, header, check_leftover=cid == 0)
-    except _Malformed as e:
-        raise CorruptBatchError(str(e), position=pos) from None
-
-
-def decode_records(buffer: Buffer) -> list[Record]:
-    """All batches of a buffer; an incomplete trailing batch is CorruptBatchError."""
-    view = _view(buffer)
-    end = len(view)
-    pos = 0
-    out: list[Record] = []
-    while pos < end:
-        if end - pos < BATCH_HEADER_BYTES:
-            raise CorruptBatchError(
-                f"truncated batch: {end - pos} bytes < {BATCH_HEADER_BYTES}", position=pos
-            )
-        header = frame(view, pos, end)
-        if header is None:
-            raise CorruptBatchError("truncated batch: length runs past the buffer", position=pos)
-        out.extend(decode_batch(view, pos, header))
-        pos += LOG_OVERHEAD + header.length
+        raise Malformed(f"{end_all - p} bytes left over after {count} records", CorruptKind.RECORD_COUNT)
     return out

@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from pylog.config import LogConfig
-from pylog.errors import CorruptBatchError
-from pylog.reference import record
+from pylog.errors import CorruptBatchError, CorruptKind
+from pylog.reference import batch as record_batch
+from pylog.reference.batch import BATCH_HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2, MIN_LENGTH_FIELD
 from pylog.reference.index import (
     INT32_MAX,
     IndexBuilder,
@@ -37,7 +38,6 @@ from pylog.reference.index import (
     offset_index_max_entries,
     time_index_max_entries,
 )
-from pylog.reference.record import BATCH_HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2, MIN_LENGTH_FIELD
 
 # the names of a segment's files are owned by segments.py (re-exported for this module's users)
 from pylog.reference.segments import INDEX_SUFFIX as INDEX_SUFFIX
@@ -57,7 +57,7 @@ def segment_paths(dir_path: str, base: int) -> tuple[str, str, str]:
     return prefix + LOG_SUFFIX, prefix + INDEX_SUFFIX, prefix + TIME_INDEX_SUFFIX
 
 
-def batch_fits(header: record.BatchHeader, base: int, next_offset: int, position: int) -> bool:
+def batch_fits(header: record_batch.BatchHeader, base: int, next_offset: int, position: int) -> bool:
     """Whether a framed batch can stand at ``position`` of the segment based at ``base``, after a
     batch ending at ``next_offset``: offsets never go back (``lastOffsetDelta >= 0``, ``baseOffset
     >= next_offset``), its last offset is within the segment's int32 relative range, and its
@@ -76,7 +76,7 @@ class Batch(NamedTuple):
     """A framed batch of a file; ``buf[off : off + size]`` holds its bytes when asked for."""
 
     position: int
-    header: record.BatchHeader
+    header: record_batch.BatchHeader
     buf: bytes
     off: int
 
@@ -102,7 +102,9 @@ def iter_batches(
 
     def incomplete(pos: int) -> None:
         if strict:
-            raise CorruptBatchError("incomplete batch at the end of a sealed segment", path, pos)
+            raise CorruptBatchError(
+                "incomplete batch at the end of a sealed segment", path, pos, CorruptKind.FRAMING
+            )
 
     pos = start
     buf = b""
@@ -126,14 +128,18 @@ def iter_batches(
                     return
         length = int.from_bytes(buf[off + 8 : off + 12], "big", signed=True)
         if length < MIN_LENGTH_FIELD:
-            raise CorruptBatchError(f"batch length {length} < {MIN_LENGTH_FIELD}", path, pos)
+            raise CorruptBatchError(
+                f"batch length {length} < {MIN_LENGTH_FIELD}", path, pos, CorruptKind.FRAMING
+            )
         size = LOG_OVERHEAD + length
         if size > remaining:
             incomplete(pos)
             return
-        header = record.parse_header(buf, off)
+        header = record_batch.parse_header(buf, off)
         if header.magic != MAGIC_V2:
-            raise CorruptBatchError(f"batch magic {header.magic} != {MAGIC_V2}", path, pos)
+            raise CorruptBatchError(
+                f"batch magic {header.magic} != {MAGIC_V2}", path, pos, CorruptKind.FRAMING
+            )
         if need_body and len(buf) - off < size:
             if size > window:
                 body = os.pread(fd, size, pos)
@@ -162,7 +168,7 @@ def valid_batches(
     try:
         for batch in iter_batches(fd, start, end, path=path, need_body=check_crc):
             if check_crc:
-                record.verify_crc(batch.buf, batch.off, batch.header)
+                record_batch.verify_crc(batch.buf, batch.off, batch.header)
             if not batch_fits(batch.header, base, next_offset, batch.position):
                 return
             yield batch
@@ -296,7 +302,7 @@ class Segment:
 
     # ----------------------------------------------------------------- tail
 
-    def _observe(self, position: int, header: record.BatchHeader) -> None:
+    def _observe(self, position: int, header: record_batch.BatchHeader) -> None:
         assert self.builder is not None
         if self.batch_count == 0:
             self.first_max_timestamp = header.max_timestamp
@@ -351,7 +357,7 @@ class Segment:
 
     # ----------------------------------------------------------------- writes
 
-    def write_batch(self, batch: bytes | bytearray, header: record.BatchHeader) -> None:
+    def write_batch(self, batch: bytes | bytearray, header: record_batch.BatchHeader) -> None:
         """Write one whole batch at the tail, then derive its index entries (writer lock held)."""
         assert not self.sealed and header.size_bytes == len(batch), (header.size_bytes, len(batch))
         assert header.base_offset >= self.next_offset, (header.base_offset, self.next_offset)
@@ -422,10 +428,10 @@ class Segment:
     def decode(self, batch: Batch) -> list:
         """Records of a whole batch; CorruptBatchError carries this file and the batch position."""
         try:
-            return record.decode_batch(batch.buf, batch.off, batch.header)
+            return record_batch.decode_batch(batch.buf, batch.off, batch.header)
         except CorruptBatchError as e:
             message = e.args[0] if e.args else "corrupt batch"
-            raise CorruptBatchError(message, self.log_path, batch.position) from None
+            raise CorruptBatchError(message, self.log_path, batch.position, e.kind) from None
 
     def pread(self, size: int, position: int) -> bytes:
         data = os.pread(self.fd, size, position)

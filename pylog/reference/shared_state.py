@@ -9,8 +9,8 @@ store is made with the writer lock held (except two hints that only cost fairnes
 - ``generation`` (offset 8) is a seqlock over the segment set: odd while a writer rolls (or
   recovers, or later swaps); a reader caching the even value knows its segment set is current;
 - ``tail_seq`` (offset 12) is the futex word of appends: odd while a writer publishes
-  ``end_offset`` / ``active_base`` / ``active_size`` (offsets 32, 40, 48), then even, then
-  ``FUTEX_WAKE``; ``wait_for`` sleeps in ``FUTEX_WAIT`` on the value it read before looking;
+  ``end_offset`` / ``active_base`` / ``active_size`` (offsets 32, 40, 48), then even, then (locks
+  released) ``FUTEX_WAKE``; ``wait_for`` sleeps in ``FUTEX_WAIT`` on the value it read before looking;
 - ``grants`` / ``waiting_hint`` / ``yielding`` (16, 20, 24) carry the fair writer handoff
   (lock.py).
 
@@ -142,8 +142,9 @@ class SharedState:
         return tail if self._tail_seq.value == seq else None
 
     def publish(self, end_offset: int, active_base: int, active_size: int, midway=None) -> None:
-        """Writer lock held: publish the tail and wake every ``wait_for`` (any process);
-        ``midway`` is called while ``tail_seq`` is odd (the crash tests stop a process there)."""
+        """Writer lock held: publish the tail (the caller wakes the waiters once it released its
+        locks: ``wake_waiters``); ``midway`` is called while ``tail_seq`` is odd (the crash tests
+        stop a process there)."""
         seq = self._tail_seq.value | 1
         self._tail_seq.value = seq
         if midway is not None:
@@ -152,7 +153,6 @@ class SharedState:
         self._active_base.value = active_base
         self._active_size.value = active_size
         self._tail_seq.value = (seq + 1) & 0xFFFFFFFF
-        _futex_wake(self._tail_seq)
 
     def wake_waiters(self) -> None:
         _futex_wake(self._tail_seq)

@@ -1,5 +1,5 @@
 //! Decoded records and columns -> Python objects; the module-level functions `decode_records`
-//! and `crc32c`.
+//! and `crc32c`, and `CORRUPT_KINDS` (the names of `error::CorruptKind`, in declaration order).
 //!
 //! Records become `record_type(offset, timestamp, timestamp_type, key, value, headers)` with
 //! `key`/`value` as `bytes` or `None` and `headers` a fresh list of `(str, bytes | None)` tuples
@@ -15,8 +15,9 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 use super::buffer::{BufferBytes, NativeBuffer};
 use super::errors::guard;
+use crate::batch::decode_batches;
 use crate::columns::ColumnsBuilder;
-use crate::record::{decode_batches, RecordView};
+use crate::record::RecordView;
 
 const RECORD_FIELDS: usize = 6;
 
@@ -309,9 +310,9 @@ pub fn crc32c_py(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u32> {
         let slice = bytes.as_slice();
         // why: releasing the GIL costs more than hashing a short buffer.
         if slice.len() >= 1 << 16 {
-            Ok(py.detach(|| crate::record::crc32c(slice)))
+            Ok(py.detach(|| crate::batch::crc32c(slice)))
         } else {
-            Ok(crate::record::crc32c(slice))
+            Ok(crate::batch::crc32c(slice))
         }
     })
 }
@@ -322,5 +323,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeBuffer>()?;
     m.add_function(wrap_pyfunction!(decode_records, m)?)?;
     m.add_function(wrap_pyfunction!(crc32c_py, m)?)?;
+    // why: tests assert this equals `pylog.errors.CorruptKind`, so the two closed sets stay one.
+    let kinds: Vec<&str> = crate::error::CorruptKind::ALL
+        .iter()
+        .map(|k| k.name())
+        .collect();
+    m.add("CORRUPT_KINDS", PyTuple::new(m.py(), kinds)?)?;
     Ok(())
 }

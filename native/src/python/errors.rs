@@ -1,7 +1,8 @@
 //! `crate::error::Error` -> Python exceptions, and the panic guard.
 //!
 //! Both engines raise the classes of `pylog/errors.py`, so this is the only place the Rust enum
-//! meets them: CorruptBatch -> `CorruptBatchError(message, path | None, position)`,
+//! meets them: CorruptBatch -> `CorruptBatchError(message, path | None, position, kind)`,
+//! InvalidBatch -> `InvalidRecordError(message, kind)` (kind: the `CorruptKind` value string),
 //! OffsetOutOfRange / RecordTooLarge / InvalidConfig / InvalidRecord / Closed / Internal -> their
 //! `pylog.errors` class, Type -> `TypeError`, Io -> the `OSError` subclass of its kind with errno.
 //! A Rust panic must never reach Python as `PanicException` (which is a `BaseException` and
@@ -32,13 +33,15 @@ pyo3::import_exception!(pylog.errors, InternalError);
 pub fn to_pyerr(e: Error) -> PyErr {
     match e {
         Error::CorruptBatch {
+            kind,
             reason,
             path,
             position,
         } => {
             let path = path.map(|p| p.to_string_lossy().into_owned());
-            CorruptBatchError::new_err((reason, path, position))
+            CorruptBatchError::new_err((reason, path, position, kind.name()))
         }
+        Error::InvalidBatch { kind, reason } => InvalidRecordError::new_err((reason, kind.name())),
         Error::OffsetOutOfRange(m) => OffsetOutOfRangeError::new_err(m),
         Error::RecordTooLarge(m) => RecordTooLargeError::new_err(m),
         Error::InvalidConfig(m) => InvalidConfigError::new_err(m),

@@ -15,6 +15,7 @@ mod partition_log;
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<partition_log::PyPartitionLog>()?;
+    m.add_function(wrap_pyfunction!(partition_log::default_config, m)?)?;
     convert::register(m)?;
     Ok(())
 }
