@@ -271,7 +271,7 @@ fn load_segments(
     let mut segments = Vec::with_capacity(bases.len().max(1));
     for (i, &base) in bases.iter().enumerate() {
         let last = i + 1 == bases.len();
-        let mut seg = Segment::open(dir, base, !last)?;
+        let mut seg = Segment::open(dir, base, !last, config)?;
         if last {
             let end = seg.derive_active(config)?;
             check_tail(dir, config, &mut seg, end, recovery_point, false)?;
@@ -478,7 +478,7 @@ impl PartitionLog {
                     // Another process rolled: seal locally and move on to its new segment.
                     active.seal(writer)?;
                     let next = active.next_offset;
-                    let seg = match Segment::open(&self.dir, next, false) {
+                    let seg = match Segment::open(&self.dir, next, false, &self.config) {
                         Ok(s) => s,
                         Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
                             if !self.reload(inner, writer)? {
@@ -753,6 +753,9 @@ impl PartitionLog {
             let open_lock = inner.open_lock.take().expect("open lock held while open");
             if open_lock.try_exclusive()? {
                 self.resync(inner, true)?;
+                // Kafka's close-time time-index entry (docs/partition-log.md "Index rules")
+                let active = inner.segments.last_mut().expect("segment");
+                active.append_final_time_entry()?;
                 self.sync_locked(inner)?;
                 checkpoint::write_clean_shutdown(&self.dir)?;
             }

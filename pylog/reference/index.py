@@ -15,7 +15,20 @@ process and both engines produce the same bytes: batch i at position p_i gets an
 ``(lastOffset - base, p_i)``; the time entry ``(maxTsSoFar, offsetOfMaxTsSoFar - base)`` is added
 only when ``maxTsSoFar`` exceeds the last time entry (empty index counts as -1).
 ``maxTsSoFar`` includes batch i, and ``offsetOfMaxTsSoFar`` is the lastOffset of the batch where the
-maximum was first seen. Sealing appends one final time entry by the same "only if greater" rule.
+maximum was first seen. The final time entry (``IndexBuilder.seal``: at roll, at the last
+closer's close, at the end of a recovery rebuild; Kafka's LogSegment onBecomeInactiveSegment, close
+and recover, storage/src/main/java/org/apache/kafka/storage/internals/log/LogSegment.java) appends
+``(maxTsSoFar, offsetOfMaxTsSoFar)`` by the same "only if greater" rule.
+
+Loading (``load_indexes``) is Kafka's sanityCheck made strict: a file that is not a whole number of
+entries, or whose entries are not strictly increasing, fall outside the segment's offsets, or point
+outside its ``.log``, is refused (``IndexRefused``; the caller rebuilds it from the bytes). A loaded
+pair can then *replay* the segment's batches (``IndexBuilder.replaying``): the file's offset entries
+are taken as they are (they may be Kafka's, at other points than ours), each one re-offers the time
+entry of its point (repairing a ``.timeindex`` a dead writer left one entry short), and derivation
+continues past the last one. So the file's entries, a close-time final entry included, stay the
+first entries of the in-memory index. A file entry that does not stand at a batch start is a
+mismatch (``replay_matched`` false): the caller rebuilds.
 """
 
 from __future__ import annotations
@@ -42,18 +55,106 @@ def time_index_max_entries(segment_index_bytes: int) -> int:
     return segment_index_bytes // TIME_ENTRY_BYTES - 1
 
 
+class IndexRefused(Exception):
+    """Index files that fail the sanity check; the message says why."""
+
+
+def _whole(data: bytes, entry_bytes: int) -> bytes:
+    if len(data) % entry_bytes:
+        raise IndexRefused(f"{len(data)} bytes is not a whole number of {entry_bytes}-byte entries")
+    return data
+
+
+def check_offset_entries(index: OffsetIndex, log_bytes: int, next_offset: int | None) -> None:
+    """Strictly increasing in offset and position, offsets in ``[base, next)``, positions inside
+    the ``.log``; raises ``IndexRefused``."""
+    base = index.base
+    prev_rel = prev_pos = -1
+    for i, (rel, pos) in enumerate(zip(index.rel_offsets, index.positions, strict=True)):
+        if rel < 0 or (next_offset is not None and base + rel >= next_offset):
+            raise IndexRefused(f"offset entry {i}: offset {base + rel} outside the segment")
+        if not 0 <= pos < log_bytes:
+            # why the u32 view: the native engine reads positions as u32
+            raise IndexRefused(f"offset entry {i}: position {pos % 2**32} outside the {log_bytes}-byte log")
+        if i and (rel <= prev_rel or pos <= prev_pos):
+            raise IndexRefused(f"offset entry {i} does not follow the one before")
+        prev_rel, prev_pos = rel, pos
+
+
+def check_time_entries(index: TimeIndex, next_offset: int | None) -> None:
+    """Strictly increasing in both fields, offsets in ``[base, next)``; raises ``IndexRefused``."""
+    base = index.base
+    prev_ts = prev_rel = 0
+    for i, (ts, rel) in enumerate(zip(index.timestamps, index.rel_offsets, strict=True)):
+        if rel < 0 or (next_offset is not None and base + rel >= next_offset):
+            raise IndexRefused(f"time entry {i}: offset {base + rel} outside the segment")
+        if i and (ts <= prev_ts or rel <= prev_rel):
+            raise IndexRefused(f"time entry {i} does not follow the one before")
+        prev_ts, prev_rel = ts, rel
+
+
+def load_indexes(
+    index_path: str, time_index_path: str, base: int, log_bytes: int, next_offset: int | None
+) -> tuple[OffsetIndex, TimeIndex]:
+    """Read and sanity-check a segment's index files (``next_offset``: its end when known).
+    Missing files are empty indexes. Raises ``IndexRefused``."""
+    offset_index = OffsetIndex(index_path, base)
+    data = _whole(_read_file(index_path) or b"", OFFSET_ENTRY_BYTES)
+    for rel, pos in OFFSET_ENTRY.iter_unpack(data):
+        offset_index.rel_offsets.append(rel)
+        offset_index.positions.append(pos)
+    time_index = TimeIndex(time_index_path, base)
+    data = _whole(_read_file(time_index_path) or b"", TIME_ENTRY_BYTES)
+    for ts, rel in TIME_ENTRY.iter_unpack(data):
+        time_index.timestamps.append(ts)
+        time_index.rel_offsets.append(rel)
+    check_offset_entries(offset_index, log_bytes, next_offset)
+    check_time_entries(time_index, next_offset)
+    offset_index.persisted = len(offset_index)
+    time_index.persisted = len(time_index)
+    return offset_index, time_index
+
+
+def replace_file(path: str, data: bytes) -> None:
+    """Replace an index file by rename (a rebuilt sealed index): a process reading the old file
+    keeps reading it whole, a later one reads the new one whole."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        _pwrite_all(fd, data, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _pwrite_all(fd: int, data: bytes, at: int) -> None:
+    written = 0
+    while written < len(data):
+        written += os.pwrite(fd, data[written:], at + written)
+
+
 def _persist(index: OffsetIndex | TimeIndex, entry_bytes: int) -> None:
     """Append to the file the entries it lacks; cut a ragged tail (a writer died mid-entry).
+    A refused file (``rewrite``) is overwritten whole, in place: other writers keep descriptors
+    on it, so it must stay the same file.
 
     Index files only grow while a directory is open (recovery runs only with nobody else open),
     so once this object wrote ``n`` entries the file holds at least ``n``: nothing to check then.
     """
     want = len(index)
-    if want <= index.persisted:
+    if want <= index.persisted and not index.rewrite:
         return
     if index.fd < 0:
         index.fd = os.open(index.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     fd = index.fd
+    if index.rewrite:
+        data = index.pack_from(0)
+        _pwrite_all(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        index.persisted = want
+        index.rewrite = False
+        return
     size = os.fstat(fd).st_size
     have = size // entry_bytes
     if have < want:
@@ -85,13 +186,14 @@ def _read_file(path: str) -> bytes | None:
 class OffsetIndex:
     """``relOffset -> position`` entries of one segment."""
 
-    __slots__ = ("base", "fd", "path", "persisted", "positions", "rel_offsets")
+    __slots__ = ("base", "fd", "path", "persisted", "positions", "rel_offsets", "rewrite")
 
     def __init__(self, path: str, base: int):
         self.path = path
         self.base = base
         self.fd = -1  # opened by the first persist()
         self.persisted = 0  # entries this object knows the file holds
+        self.rewrite = False  # the file was refused on load: persist() overwrites it whole
         self.rel_offsets: list[int] = []
         self.positions: list[int] = []
 
@@ -140,13 +242,14 @@ class OffsetIndex:
 class TimeIndex:
     """``timestamp -> relOffset`` entries of one segment, increasing in both."""
 
-    __slots__ = ("base", "fd", "path", "persisted", "rel_offsets", "timestamps")
+    __slots__ = ("base", "fd", "path", "persisted", "rel_offsets", "rewrite", "timestamps")
 
     def __init__(self, path: str, base: int):
         self.path = path
         self.base = base
         self.fd = -1
         self.persisted = 0
+        self.rewrite = False
         self.timestamps: list[int] = []
         self.rel_offsets: list[int] = []
 
@@ -171,6 +274,9 @@ class TimeIndex:
     def maybe_append(self, timestamp: int, rel_offset: int) -> bool:
         """Append only when ``timestamp`` exceeds the last entry's (empty counts as -1)."""
         if timestamp <= self.last_timestamp:
+            return False
+        # why: loaded entries (Kafka's) may name record offsets; an entry never goes back in offset
+        if self.rel_offsets and rel_offset <= self.rel_offsets[-1]:
             return False
         assert 0 <= rel_offset <= INT32_MAX, rel_offset
         self.timestamps.append(timestamp)
@@ -207,6 +313,9 @@ class IndexBuilder:
         "max_timestamp",
         "offset_index",
         "offset_of_max_timestamp",
+        "replay_cursor",
+        "replay_len",
+        "replay_mismatch",
         "time_index",
     )
 
@@ -218,17 +327,50 @@ class IndexBuilder:
         self.last_entry_pos = 0
         self.max_timestamp = NO_TIMESTAMP
         self.offset_of_max_timestamp = offset_index.base
+        self.replay_len = 0
+        self.replay_cursor = 0
+        self.replay_mismatch = False
+
+    @classmethod
+    def replaying(cls, offset_index: OffsetIndex, time_index: TimeIndex, interval_bytes: int) -> IndexBuilder:
+        """A builder that starts from loaded index files and replays the segment's batches
+        (module docstring)."""
+        builder = cls(offset_index, time_index, interval_bytes)
+        builder.replay_len = len(offset_index)
+        if offset_index.positions:
+            builder.last_entry_pos = offset_index.positions[-1]
+        return builder
+
+    @property
+    def replay_matched(self) -> bool:
+        """After replaying every batch: whether each loaded offset entry stood at a batch start."""
+        return not self.replay_mismatch and self.replay_cursor == self.replay_len
 
     def observe(self, position: int, last_offset: int, max_timestamp: int) -> None:
         """Account for the batch at ``position`` (maxTsSoFar first, then the interval rule)."""
         if max_timestamp > self.max_timestamp:
             self.max_timestamp = max_timestamp
             self.offset_of_max_timestamp = last_offset
+        if self.replay_cursor < self.replay_len:
+            at = self.offset_index.positions[self.replay_cursor]
+            if (
+                at == position
+                and self.base + self.offset_index.rel_offsets[self.replay_cursor] >= last_offset
+            ):
+                # why re-offer the time entry: .index and .timeindex are two writes; a writer
+                # that died between them left the time entry of this point out
+                self.replay_cursor += 1
+                self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp - self.base)
+            elif at <= position:
+                self.replay_mismatch = True
+                self.replay_cursor = self.replay_len
+            return
         if position - self.last_entry_pos > self.interval_bytes:
             self.offset_index.append(last_offset - self.base, position)
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp - self.base)
             self.last_entry_pos = position
 
     def seal(self) -> None:
-        """The final time entry of a segment that stops being active (§2.6)."""
+        """The final time entry: a segment stops being active (roll), is closed by the last
+        closer, or was rebuilt by recovery (Kafka's onBecomeInactiveSegment, close, recover)."""
         self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp - self.base)

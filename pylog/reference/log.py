@@ -24,6 +24,7 @@ advances the recovery-point checkpoint. The first opener runs recovery unless th
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import threading
 import time
@@ -146,7 +147,10 @@ class PartitionLog:
             Segment.create(self._path, 0, self._config).close()
             self._dir_dirty = True
             bases = [0]
-        segments = [Segment.open_sealed(self._path, b, self._config) for b in bases[:-1]]
+        segments = [
+            Segment.open_sealed(self._path, b, self._config, next_base=n)
+            for b, n in itertools.pairwise(bases)
+        ]
         segments.append(Segment.open_active(self._path, bases[-1], self._config))
         try:
             self._check_tail(segments[-1], writer=False)  # the next writer's tail sync cuts
@@ -563,6 +567,8 @@ class PartitionLog:
                         assert self._open_lock is not None
                         if self._open_lock.try_exclusive():
                             self._sync_tail(writer=True)
+                            # Kafka's close-time time-index entry (docs/partition-log.md "Index rules")
+                            self._active.append_final_time_entry()
                             self._sync_locked()
                             checkpoint.write_clean_shutdown(self._path)
                     finally:
