@@ -332,9 +332,11 @@ impl Segment {
         if let Some(idx) = &self.index {
             return Ok(idx.clone());
         }
-        let (ob, tb) = self.read_index_files()?;
+        let files = self.read_index_files()?;
         let next = (self.next_offset > self.base_offset).then_some(self.next_offset);
-        let idx = match SegmentIndex::load(self.base_offset, &ob, &tb, self.size, next) {
+        let loaded = files
+            .and_then(|(ob, tb)| SegmentIndex::load(self.base_offset, &ob, &tb, self.size, next));
+        let idx = match loaded {
             Ok(idx) => idx,
             Err(reason) => {
                 // why: a damaged index can send lookups past records (Kafka rebuilds it too,
@@ -354,12 +356,22 @@ impl Segment {
         Ok(idx)
     }
 
-    fn read_index_files(&self) -> Result<(Vec<u8>, Vec<u8>)> {
-        let o = self.index_path(INDEX_SUFFIX);
-        let t = self.index_path(TIME_INDEX_SUFFIX);
-        let ob = index::read_file(&o).io_context(|| format!("reading {}", o.display()))?;
-        let tb = index::read_file(&t).io_context(|| format!("reading {}", t.display()))?;
-        Ok((ob, tb))
+    /// Both index files' bytes, or why they cannot be used (one is missing).
+    fn read_index_files(&self) -> Result<std::result::Result<(Vec<u8>, Vec<u8>), String>> {
+        let mut out = Vec::with_capacity(2);
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let p = self.index_path(suffix);
+            match std::fs::read(&p) {
+                Ok(b) => out.push(b),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Ok(Err(format!("{} is missing", p.display())))
+                }
+                Err(e) => return Err(e).io_context(|| format!("reading {}", p.display())),
+            }
+        }
+        let tb = out.pop().expect("two files");
+        let ob = out.pop().expect("two files");
+        Ok(Ok((ob, tb)))
     }
 
     /// A sealed segment's index derived from its bytes (framing only), with the final entry.
@@ -420,13 +432,14 @@ impl Segment {
         self.index_interval_bytes = config.index_interval_bytes;
         // why the index files before the log's length: entries are written after their batch,
         // so every entry read here points into bytes the scan below sees.
-        let (ob, tb) = self.read_index_files()?;
+        let files = self.read_index_files()?;
         let file_len = self
             .file
             .metadata()
             .io_context(|| format!("stat {}", self.log_path.display()))?
             .len();
-        let loaded = SegmentIndex::load(self.base_offset, &ob, &tb, file_len, None);
+        let loaded = files
+            .and_then(|(ob, tb)| SegmentIndex::load(self.base_offset, &ob, &tb, file_len, None));
         let refused = match loaded {
             Ok(idx) => {
                 self.offset_entries_in_file = idx.offsets.len() as u64;

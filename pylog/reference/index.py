@@ -97,14 +97,19 @@ def load_indexes(
     index_path: str, time_index_path: str, base: int, log_bytes: int, next_offset: int | None
 ) -> tuple[OffsetIndex, TimeIndex]:
     """Read and sanity-check a segment's index files (``next_offset``: its end when known).
-    Missing files are empty indexes. Raises ``IndexRefused``."""
+    Raises ``IndexRefused`` (a missing file too)."""
+    offset_data, time_data = _read_file(index_path), _read_file(time_index_path)
+    for path, data in ((index_path, offset_data), (time_index_path, time_data)):
+        if data is None:
+            raise IndexRefused(f"{path} is missing")
+    assert offset_data is not None and time_data is not None
     offset_index = OffsetIndex(index_path, base)
-    data = _whole(_read_file(index_path) or b"", OFFSET_ENTRY_BYTES)
+    data = _whole(offset_data, OFFSET_ENTRY_BYTES)
     for rel, pos in OFFSET_ENTRY.iter_unpack(data):
         offset_index.rel_offsets.append(rel)
         offset_index.positions.append(pos)
     time_index = TimeIndex(time_index_path, base)
-    data = _whole(_read_file(time_index_path) or b"", TIME_ENTRY_BYTES)
+    data = _whole(time_data, TIME_ENTRY_BYTES)
     for ts, rel in TIME_ENTRY.iter_unpack(data):
         time_index.timestamps.append(ts)
         time_index.rel_offsets.append(rel)

@@ -183,15 +183,11 @@ def derive_indexes(
 def _rebuild_if_refused(dir_path: str, base: int, next_base: int, config: LogConfig) -> None:
     """Step 5: rebuild a sealed segment's index files when the sanity check refuses them."""
     log_path, index_path, time_index_path = segment_paths(dir_path, base)
-    missing = [p for p in (index_path, time_index_path) if not os.path.exists(p)]
-    if missing:
-        reason = f"{missing[0]} is missing"
-    else:
-        try:
-            load_indexes(index_path, time_index_path, base, os.stat(log_path).st_size, next_base)
-            return
-        except IndexRefused as refused:
-            reason = str(refused)
+    try:
+        load_indexes(index_path, time_index_path, base, os.stat(log_path).st_size, next_base)
+        return
+    except IndexRefused as refused:
+        reason = str(refused)
     events.index_rebuilt(log_path, reason)
     offset_index, time_index = derive_indexes(dir_path, base, config, sealed=True)
     _write_file(index_path, offset_index.to_bytes())
