@@ -209,6 +209,9 @@ where
     }
 }
 
+/// `.index` and `.timeindex` bytes, or why they cannot be used.
+type IndexFiles = std::result::Result<(Vec<u8>, Vec<u8>), String>;
+
 /// One segment of a partition log.
 #[derive(Debug)]
 pub struct Segment {
@@ -357,7 +360,7 @@ impl Segment {
     }
 
     /// Both index files' bytes, or why they cannot be used (one is missing).
-    fn read_index_files(&self) -> Result<std::result::Result<(Vec<u8>, Vec<u8>), String>> {
+    fn read_index_files(&self) -> Result<IndexFiles> {
         let mut out = Vec::with_capacity(2);
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             let p = self.index_path(suffix);
