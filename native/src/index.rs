@@ -53,6 +53,117 @@ pub struct TimeEntry {
     pub offset: i64,
 }
 
+/// What the two index kinds share: a fixed-size big-endian entry whose first field is the sorted
+/// key (offset index: the offset; time index: the timestamp), stored relative to the segment base.
+/// The codec, the sparse lookup and the whole-entry rule are written once, over this trait.
+pub trait IndexEntry: Copy {
+    /// Bytes per entry in the file.
+    const BYTES: u64;
+    /// The sorted key.
+    fn key(&self) -> i64;
+    /// The answer of a lookup below the first entry (Kafka's AbstractIndex largest lower bound).
+    fn below_first(base_offset: i64) -> Self;
+    /// Append the file form of this entry (offsets relative to `base_offset`).
+    fn encode_into(&self, base_offset: i64, out: &mut Vec<u8>);
+    /// Parse one entry of `Self::BYTES` bytes.
+    fn decode(base_offset: i64, bytes: &[u8]) -> Self;
+}
+
+fn relative(offset: i64, base_offset: i64) -> i32 {
+    let rel = offset - base_offset;
+    assert!(
+        (0..=i64::from(i32::MAX)).contains(&rel),
+        "relative offset {rel} out of range"
+    );
+    rel as i32
+}
+
+impl IndexEntry for OffsetEntry {
+    const BYTES: u64 = OFFSET_ENTRY_BYTES;
+    fn key(&self) -> i64 {
+        self.offset
+    }
+    fn below_first(base_offset: i64) -> Self {
+        OffsetEntry {
+            offset: base_offset,
+            position: 0,
+        }
+    }
+    fn encode_into(&self, base_offset: i64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&relative(self.offset, base_offset).to_be_bytes());
+        out.extend_from_slice(&(self.position as i32).to_be_bytes());
+    }
+    fn decode(base_offset: i64, c: &[u8]) -> Self {
+        let rel = i32::from_be_bytes(c[0..4].try_into().unwrap());
+        let pos = i32::from_be_bytes(c[4..8].try_into().unwrap());
+        OffsetEntry {
+            offset: base_offset + i64::from(rel),
+            position: pos as u32,
+        }
+    }
+}
+
+impl IndexEntry for TimeEntry {
+    const BYTES: u64 = TIME_ENTRY_BYTES;
+    fn key(&self) -> i64 {
+        self.timestamp
+    }
+    fn below_first(base_offset: i64) -> Self {
+        TimeEntry {
+            timestamp: NO_TIMESTAMP,
+            offset: base_offset,
+        }
+    }
+    fn encode_into(&self, base_offset: i64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&relative(self.offset, base_offset).to_be_bytes());
+    }
+    fn decode(base_offset: i64, c: &[u8]) -> Self {
+        TimeEntry {
+            timestamp: i64::from_be_bytes(c[0..8].try_into().unwrap()),
+            offset: base_offset + i64::from(i32::from_be_bytes(c[8..12].try_into().unwrap())),
+        }
+    }
+}
+
+/// Entries `from..` in file form.
+pub fn encode_entries<E: IndexEntry>(base_offset: i64, entries: &[E], from: usize) -> Vec<u8> {
+    let tail = &entries[from.min(entries.len())..];
+    let mut out = Vec::with_capacity(tail.len() * E::BYTES as usize);
+    for e in tail {
+        e.encode_into(base_offset, &mut out);
+    }
+    debug_assert_eq!(out.len() as u64, tail.len() as u64 * E::BYTES);
+    out
+}
+
+/// The whole entries of file bytes (a ragged tail is ignored; `load` refuses one).
+pub fn decode_entries<E: IndexEntry>(base_offset: i64, bytes: &[u8]) -> Vec<E> {
+    bytes
+        .chunks_exact(E::BYTES as usize)
+        .map(|c| E::decode(base_offset, c))
+        .collect()
+}
+
+/// Sparse lookup: the largest entry with key <= `target`, else `E::below_first`.
+pub fn floor_entry<E: IndexEntry>(entries: &[E], base_offset: i64, target: i64) -> E {
+    match entries.partition_point(|e| e.key() <= target) {
+        0 => E::below_first(base_offset),
+        i => entries[i - 1],
+    }
+}
+
+/// Offset index entries at which it is full: `segment.index.bytes / 8` (Kafka's maxEntries).
+pub fn offset_index_full_entries(segment_index_bytes: u32) -> u64 {
+    u64::from(segment_index_bytes) / OFFSET_ENTRY_BYTES
+}
+
+/// Time index entries at which it is full: `segment.index.bytes / 12 - 1`; the last slot is
+/// kept for the final entry (Kafka's TimeIndex.isFull, spec §2.3).
+pub fn time_index_full_entries(segment_index_bytes: u32) -> u64 {
+    (u64::from(segment_index_bytes) / TIME_ENTRY_BYTES).saturating_sub(1)
+}
+
 /// Both indexes of one segment plus the running state that derives them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentIndex {
@@ -178,28 +289,12 @@ impl SegmentIndex {
 
     /// Largest entry with offset <= target, else `(base, 0)` (§2.2).
     pub fn lookup_offset(&self, target: i64) -> OffsetEntry {
-        let i = self.offsets.partition_point(|e| e.offset <= target);
-        if i == 0 {
-            OffsetEntry {
-                offset: self.base_offset,
-                position: 0,
-            }
-        } else {
-            self.offsets[i - 1]
-        }
+        floor_entry(&self.offsets, self.base_offset, target)
     }
 
     /// Largest entry with timestamp <= target, else `(-1, base)` (§2.3).
     pub fn lookup_time(&self, target_ts: i64) -> TimeEntry {
-        let i = self.times.partition_point(|e| e.timestamp <= target_ts);
-        if i == 0 {
-            TimeEntry {
-                timestamp: NO_TIMESTAMP,
-                offset: self.base_offset,
-            }
-        } else {
-            self.times[i - 1]
-        }
+        floor_entry(&self.times, self.base_offset, target_ts)
     }
 
     /// Largest timestamp of a sealed segment: its last time entry, or -1.
@@ -207,48 +302,25 @@ impl SegmentIndex {
         self.last_time_ts()
     }
 
-    pub fn offset_index_full(&self, max_entries: u64) -> bool {
-        self.offsets.len() as u64 >= max_entries
-    }
-
-    pub fn time_index_full(&self, full_entries: u64) -> bool {
-        self.times.len() as u64 >= full_entries
+    /// Roll rule 3: either index is full for `segment.index.bytes` (the one owner of the
+    /// thresholds, `offset_index_full_entries` / `time_index_full_entries`).
+    pub fn is_full(&self, segment_index_bytes: u32) -> bool {
+        self.offsets.len() as u64 >= offset_index_full_entries(segment_index_bytes)
+            || self.times.len() as u64 >= time_index_full_entries(segment_index_bytes)
     }
 
     /// Offset entries `from..` encoded for the `.index` file.
     pub fn encode_offsets(&self, from: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            (self.offsets.len().saturating_sub(from)) * OFFSET_ENTRY_BYTES as usize,
-        );
-        for e in &self.offsets[from.min(self.offsets.len())..] {
-            let rel = e.offset - self.base_offset;
-            assert!(
-                (0..=i64::from(i32::MAX)).contains(&rel),
-                "relative offset {rel} out of range"
-            );
-            out.extend_from_slice(&(rel as i32).to_be_bytes());
-            out.extend_from_slice(&(e.position as i32).to_be_bytes());
-        }
-        out
+        encode_entries(self.base_offset, &self.offsets, from)
     }
 
     /// Time entries `from..` encoded for the `.timeindex` file.
     pub fn encode_times(&self, from: usize) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity((self.times.len().saturating_sub(from)) * TIME_ENTRY_BYTES as usize);
-        for e in &self.times[from.min(self.times.len())..] {
-            let rel = e.offset - self.base_offset;
-            assert!(
-                (0..=i64::from(i32::MAX)).contains(&rel),
-                "relative offset {rel} out of range"
-            );
-            out.extend_from_slice(&e.timestamp.to_be_bytes());
-            out.extend_from_slice(&(rel as i32).to_be_bytes());
-        }
-        out
+        encode_entries(self.base_offset, &self.times, from)
     }
 }
 
+/// The one whole-entry rule: a file that is not a whole number of entries is refused on load.
 fn whole_entries(bytes: &[u8], entry_bytes: u64) -> std::result::Result<&[u8], String> {
     if !(bytes.len() as u64).is_multiple_of(entry_bytes) {
         return Err(format!(
@@ -317,41 +389,12 @@ pub fn check_time_entries(
 
 /// Parse `.index` bytes (a ragged tail is ignored).
 pub fn decode_offsets(base_offset: i64, bytes: &[u8]) -> Vec<OffsetEntry> {
-    bytes
-        .chunks_exact(OFFSET_ENTRY_BYTES as usize)
-        .map(|c| {
-            let rel = i32::from_be_bytes(c[0..4].try_into().unwrap());
-            let pos = i32::from_be_bytes(c[4..8].try_into().unwrap());
-            OffsetEntry {
-                offset: base_offset + i64::from(rel),
-                position: pos as u32,
-            }
-        })
-        .collect()
+    decode_entries(base_offset, bytes)
 }
 
 /// Parse `.timeindex` bytes (a ragged tail is ignored).
 pub fn decode_times(base_offset: i64, bytes: &[u8]) -> Vec<TimeEntry> {
-    bytes
-        .chunks_exact(TIME_ENTRY_BYTES as usize)
-        .map(|c| {
-            let ts = i64::from_be_bytes(c[0..8].try_into().unwrap());
-            let rel = i32::from_be_bytes(c[8..12].try_into().unwrap());
-            TimeEntry {
-                timestamp: ts,
-                offset: base_offset + i64::from(rel),
-            }
-        })
-        .collect()
-}
-
-/// Read a whole index file (missing → empty).
-pub fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
+    decode_entries(base_offset, bytes)
 }
 
 /// Replace an index file by rename (a rebuilt sealed index): a process reading the old file
@@ -604,6 +647,22 @@ mod tests {
             bad.observe(i as u64 * 112, &header(100 + 2 * i as i64, 2, *t), 200);
         }
         assert!(!bad.replay_matched());
+    }
+
+    #[test]
+    fn full_thresholds_are_kafkas() {
+        assert_eq!(offset_index_full_entries(10 << 20), 1_310_720);
+        assert_eq!(time_index_full_entries(10 << 20), 873_812);
+        let mut idx = SegmentIndex::new(0);
+        idx.times.push(TimeEntry {
+            timestamp: 1,
+            offset: 0,
+        });
+        assert!(
+            idx.is_full(24),
+            "24 bytes: one time entry plus the final one's slot"
+        );
+        assert!(!idx.is_full(36));
     }
 
     #[test]

@@ -573,9 +573,7 @@ impl PartitionLog {
             }
         }
         let idx = active.index()?;
-        if idx.offset_index_full(self.config.offset_index_max_entries())
-            || idx.time_index_full(self.config.time_index_full_entries())
-        {
+        if idx.is_full(self.config.segment_index_bytes) {
             return Ok(true);
         }
         Ok(last_offset - active.base_offset > MAX_RELATIVE_OFFSET)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import struct
 from bisect import bisect_right
+from typing import ClassVar
 
 OFFSET_ENTRY = struct.Struct(">ii")
 TIME_ENTRY = struct.Struct(">qi")
@@ -45,14 +46,23 @@ NO_TIMESTAMP = -1
 INT32_MAX = 2**31 - 1
 
 
-def offset_index_max_entries(segment_index_bytes: int) -> int:
+def offset_index_full_entries(segment_index_bytes: int) -> int:
+    """Offset index entries at which it is full: ``segment.index.bytes // 8`` (Kafka's maxEntries)."""
     return segment_index_bytes // OFFSET_ENTRY_BYTES
 
 
-def time_index_max_entries(segment_index_bytes: int) -> int:
+def time_index_full_entries(segment_index_bytes: int) -> int:
+    """Time index entries at which it is full: ``segment.index.bytes // 12 - 1``."""
     # why: Kafka's TimeIndex.isFull is entries >= maxEntries - 1, the last slot is kept for the
-    # seal entry written at roll.
-    return segment_index_bytes // TIME_ENTRY_BYTES - 1
+    # final entry written at roll or close.
+    return max(segment_index_bytes // TIME_ENTRY_BYTES - 1, 0)
+
+
+def indexes_full(offset_index: OffsetIndex, time_index: TimeIndex, segment_index_bytes: int) -> bool:
+    """Roll rule 3: either index is full (the one owner of the thresholds)."""
+    return len(offset_index) >= offset_index_full_entries(segment_index_bytes) or len(
+        time_index
+    ) >= time_index_full_entries(segment_index_bytes)
 
 
 class IndexRefused(Exception):
@@ -104,15 +114,9 @@ def load_indexes(
             raise IndexRefused(f"{path} is missing")
     assert offset_data is not None and time_data is not None
     offset_index = OffsetIndex(index_path, base)
-    data = _whole(offset_data, OFFSET_ENTRY_BYTES)
-    for rel, pos in OFFSET_ENTRY.iter_unpack(data):
-        offset_index.rel_offsets.append(rel)
-        offset_index.positions.append(pos)
+    offset_index._extend(_whole(offset_data, OFFSET_ENTRY_BYTES))
     time_index = TimeIndex(time_index_path, base)
-    data = _whole(time_data, TIME_ENTRY_BYTES)
-    for ts, rel in TIME_ENTRY.iter_unpack(data):
-        time_index.timestamps.append(ts)
-        time_index.rel_offsets.append(rel)
+    time_index._extend(_whole(time_data, TIME_ENTRY_BYTES))
     check_offset_entries(offset_index, log_bytes, next_offset)
     check_time_entries(time_index, next_offset)
     offset_index.persisted = len(offset_index)
@@ -139,7 +143,7 @@ def _pwrite_all(fd: int, data: bytes, at: int) -> None:
         written += os.pwrite(fd, data[written:], at + written)
 
 
-def _persist(index: OffsetIndex | TimeIndex, entry_bytes: int) -> None:
+def _persist(index: _SparseIndex, entry_bytes: int) -> None:
     """Append to the file the entries it lacks; cut a ragged tail (a writer died mid-entry).
     A refused file (``rewrite``) is overwritten whole, in place: other writers keep descriptors
     on it, so it must stay the same file.
@@ -174,12 +178,6 @@ def _persist(index: OffsetIndex | TimeIndex, entry_bytes: int) -> None:
     index.persisted = want
 
 
-def _close_fd(index: OffsetIndex | TimeIndex) -> None:
-    if index.fd >= 0:
-        os.close(index.fd)
-        index.fd = -1
-
-
 def _read_file(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
@@ -188,10 +186,14 @@ def _read_file(path: str) -> bytes | None:
         return None
 
 
-class OffsetIndex:
-    """``relOffset -> position`` entries of one segment."""
+class _SparseIndex:
+    """What the two index kinds share, written once: two parallel columns in file order (the
+    first is the sorted key), the entry codec (``ENTRY``), the sparse lookup (``_floor``), the
+    whole-entry rule and the writer's persistence (append what the file lacks, or overwrite a
+    refused file whole)."""
 
-    __slots__ = ("base", "fd", "path", "persisted", "positions", "rel_offsets", "rewrite")
+    __slots__ = ("base", "fd", "path", "persisted", "rewrite")
+    ENTRY: ClassVar[struct.Struct]
 
     def __init__(self, path: str, base: int):
         self.path = path
@@ -199,23 +201,54 @@ class OffsetIndex:
         self.fd = -1  # opened by the first persist()
         self.persisted = 0  # entries this object knows the file holds
         self.rewrite = False  # the file was refused on load: persist() overwrites it whole
+
+    def _columns(self) -> tuple[list[int], list[int]]:
+        raise NotImplementedError
+
+    def _extend(self, data: bytes) -> None:
+        """Take in the entries of ``data`` (whole entries; ``load_indexes`` checks that)."""
+        keys, values = self._columns()
+        for key, value in self.ENTRY.iter_unpack(data):
+            keys.append(key)
+            values.append(value)
+
+    def _floor(self, key: int) -> int:
+        """Index of the largest entry whose key is <= ``key`` (-1 below the first)."""
+        return bisect_right(self._columns()[0], key) - 1
+
+    def __len__(self) -> int:
+        return len(self._columns()[0])
+
+    def to_bytes(self) -> bytes:
+        return self.pack_from(0)
+
+    def pack_from(self, i: int) -> bytes:
+        keys, values = self._columns()
+        return b"".join(map(self.ENTRY.pack, keys[i:], values[i:]))
+
+    def persist(self) -> None:
+        """Append the entries the file lacks (a writer, under the writer lock)."""
+        _persist(self, self.ENTRY.size)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class OffsetIndex(_SparseIndex):
+    """``relOffset -> position`` entries of one segment."""
+
+    __slots__ = ("positions", "rel_offsets")
+    ENTRY = OFFSET_ENTRY
+
+    def __init__(self, path: str, base: int):
+        super().__init__(path, base)
         self.rel_offsets: list[int] = []
         self.positions: list[int] = []
 
-    @classmethod
-    def load(cls, path: str, base: int) -> OffsetIndex:
-        """The whole entries of the file (a missing file is an empty index)."""
-        index = cls(path, base)
-        data = _read_file(path)
-        if data:
-            count = len(data) // OFFSET_ENTRY_BYTES
-            for rel, pos in OFFSET_ENTRY.iter_unpack(memoryview(data)[: count * OFFSET_ENTRY_BYTES]):
-                index.rel_offsets.append(rel)
-                index.positions.append(pos)
-        return index
-
-    def __len__(self) -> int:
-        return len(self.rel_offsets)
+    def _columns(self) -> tuple[list[int], list[int]]:
+        return self.rel_offsets, self.positions
 
     def append(self, rel_offset: int, position: int) -> None:
         assert 0 <= rel_offset <= INT32_MAX and 0 <= position <= INT32_MAX, (rel_offset, position)
@@ -225,52 +258,25 @@ class OffsetIndex:
 
     def lookup(self, offset: int) -> tuple[int, int]:
         """(offset, position) of the largest entry <= offset; ``(base, 0)`` below the first."""
-        i = bisect_right(self.rel_offsets, offset - self.base) - 1
+        i = self._floor(offset - self.base)
         if i < 0:
             return self.base, 0
         return self.base + self.rel_offsets[i], self.positions[i]
 
-    def to_bytes(self) -> bytes:
-        return self.pack_from(0)
 
-    def pack_from(self, i: int) -> bytes:
-        return b"".join(map(OFFSET_ENTRY.pack, self.rel_offsets[i:], self.positions[i:]))
-
-    def persist(self) -> None:
-        """Append the entries the file lacks (a writer, under the writer lock)."""
-        _persist(self, OFFSET_ENTRY_BYTES)
-
-    def close(self) -> None:
-        _close_fd(self)
-
-
-class TimeIndex:
+class TimeIndex(_SparseIndex):
     """``timestamp -> relOffset`` entries of one segment, increasing in both."""
 
-    __slots__ = ("base", "fd", "path", "persisted", "rel_offsets", "rewrite", "timestamps")
+    __slots__ = ("rel_offsets", "timestamps")
+    ENTRY = TIME_ENTRY
 
     def __init__(self, path: str, base: int):
-        self.path = path
-        self.base = base
-        self.fd = -1
-        self.persisted = 0
-        self.rewrite = False
+        super().__init__(path, base)
         self.timestamps: list[int] = []
         self.rel_offsets: list[int] = []
 
-    @classmethod
-    def load(cls, path: str, base: int) -> TimeIndex:
-        index = cls(path, base)
-        data = _read_file(path)
-        if data:
-            count = len(data) // TIME_ENTRY_BYTES
-            for ts, rel in TIME_ENTRY.iter_unpack(memoryview(data)[: count * TIME_ENTRY_BYTES]):
-                index.timestamps.append(ts)
-                index.rel_offsets.append(rel)
-        return index
-
-    def __len__(self) -> int:
-        return len(self.timestamps)
+    def _columns(self) -> tuple[list[int], list[int]]:
+        return self.timestamps, self.rel_offsets
 
     @property
     def last_timestamp(self) -> int:
@@ -290,22 +296,10 @@ class TimeIndex:
 
     def lookup(self, timestamp: int) -> tuple[int, int]:
         """(timestamp, offset) of the largest entry with ts <= timestamp; ``(-1, base)`` below."""
-        i = bisect_right(self.timestamps, timestamp) - 1
+        i = self._floor(timestamp)
         if i < 0:
             return NO_TIMESTAMP, self.base
         return self.timestamps[i], self.base + self.rel_offsets[i]
-
-    def to_bytes(self) -> bytes:
-        return self.pack_from(0)
-
-    def pack_from(self, i: int) -> bytes:
-        return b"".join(map(TIME_ENTRY.pack, self.timestamps[i:], self.rel_offsets[i:]))
-
-    def persist(self) -> None:
-        _persist(self, TIME_ENTRY_BYTES)
-
-    def close(self) -> None:
-        _close_fd(self)
 
 
 class IndexBuilder:

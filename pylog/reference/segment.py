@@ -37,10 +37,9 @@ from pylog.reference.index import (
     IndexRefused,
     OffsetIndex,
     TimeIndex,
+    indexes_full,
     load_indexes,
-    offset_index_max_entries,
     replace_file,
-    time_index_max_entries,
 )
 from pylog.reference.record import BATCH_HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2, MIN_LENGTH_FIELD
 
@@ -330,10 +329,7 @@ class Segment:
         return os.fstat(self.fd).st_nlink
 
     def is_index_full(self) -> bool:
-        n = self.config.segment_index_bytes
-        return len(self.offset_index) >= offset_index_max_entries(n) or len(
-            self.time_index
-        ) >= time_index_max_entries(n)
+        return indexes_full(self.offset_index, self.time_index, self.config.segment_index_bytes)
 
     def should_roll(self, size: int, last_offset: int, max_timestamp: int) -> bool:
         """Roll rules 1-4 of docs/partition-log.md, checked before each append."""
