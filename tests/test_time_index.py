@@ -182,11 +182,12 @@ def test_roll_and_close_across_segments(engine, tmp_path):
 @pytest.mark.parametrize("torn", [False, True])
 def test_recovery_rebuild_ends_with_the_final_entry(engine, tmp_path, torn):
     path = tmp_path / "t-2"
-    config = {"index.interval.bytes": 100, "segment.bytes": 3000}
+    config = {"index.interval.bytes": 400, "segment.bytes": 3000}
     rng = random.Random(11)
     log = open_partition(path, engine=engine, config=config)
     for _ in range(70):
         log.append([b"y" * rng.randint(10, 70)], timestamps_ms=[TS + rng.randint(0, 5000)])
+    log.append([b"max"], timestamps_ms=[TS + 9000])  # the last segment's max, past its last entry
     log.close()
     os.remove(path / CLEAN)
     (path / CHECKPOINT).unlink()
@@ -203,7 +204,8 @@ def test_recovery_rebuild_ends_with_the_final_entry(engine, tmp_path, torn):
     for base in bases:
         log_bytes = files(path, base)[0]
         assert len(parse_batches(log_bytes)) > 0
-        assert_indexes(path, base, KafkaSegment.recovered(log_bytes, base, 100))
+        assert_indexes(path, base, KafkaSegment.recovered(log_bytes, base, 400))
+    assert struct.unpack(">qi", files(path, last)[2][-12:])[0] == TS + 9000, "the final entry"
 
 
 def build_kafka_dir(tmp_path: Path, name: str, *, live_interval: int) -> tuple[Path, list[int]]:
@@ -218,6 +220,7 @@ def build_kafka_dir(tmp_path: Path, name: str, *, live_interval: int) -> tuple[P
             [b"k" * rng.randint(10, 80) for _ in range(count)],
             timestamps_ms=[TS + rng.randint(0, 20_000) for _ in range(count)],
         )
+    log.append([b"max"], timestamps_ms=[TS + 25_000])  # the active segment's max: only a final entry has it
     log.close()
     path = tmp_path / name
     path.mkdir()
@@ -291,6 +294,7 @@ def test_kafka_directory_opened_uncleanly_keeps_its_entries(engine, tmp_path):
     for base in bases[:-1]:
         assert after[base] == before[base], f"segment {base}: Kafka's index files changed"
     # the recovered active segment: Kafka's recover rule with the final entry, as Kafka wrote it
+    assert struct.unpack(">qi", before[last][2][-12:])[0] == TS + 25_000
     assert after[last] == before[last]
     assert_indexes(path, last, KafkaSegment.recovered(before[last][0], last, 700))
 
