@@ -109,12 +109,15 @@ def test_temporary_files_and_a_swap_finished_at_open(both_engines, tmp_path, cap
         crash(path)
         first = segment_bases(path)[0]
         (path / (segment_name(first) + ".deleted")).write_bytes(b"old")
+        (path / (segment_name(first, ".timeindex") + ".tmp")).write_bytes(b"half")
         for suffix in (".log", ".index", ".timeindex"):  # a swap that got as far as .swap
             os.replace(path / segment_name(first, suffix), path / (segment_name(first, suffix) + ".swap"))
 
     got = run_both(tmp_path, caplog, prepare, open_and_close)
     first = f"<dir>/{segment_name(0)}"
     assert ("pylog.recovery", logging.INFO, f"deleted {first}.deleted (a deletion left unfinished)") in got
+    tmp = f"<dir>/{segment_name(0, '.timeindex')}.tmp"
+    assert ("pylog.recovery", logging.INFO, f"deleted {tmp} (an unfinished index rebuild)") in got
     for suffix in (".index", ".log", ".timeindex"):
         name = f"<dir>/{segment_name(0, suffix)}"
         assert (

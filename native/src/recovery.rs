@@ -6,7 +6,7 @@
 //! 2. finish `*.swap`: a swap at or above the lowest `.cleaned` base is deleted; for every other
 //!    swap `.log`, delete the plain segments whose base lies in its offset range, then rename
 //!    all swap files to their final names;
-//! 3. delete index files without a `.log`;
+//! 3. delete index files without a `.log`, and the `.tmp` of an unfinished index rebuild;
 //! 4. segments below the one holding the recovery point: never rewritten; index files that are
 //!    missing or refused by the sanity check (`SegmentIndex::load`: whole entries, strictly
 //!    increasing, inside the segment and its `.log`) are rebuilt from the bytes (framing only,
@@ -66,6 +66,7 @@ fn list_names(dir: &Path) -> Result<Vec<String>> {
         let entry = entry.io_context(|| format!("listing {}", dir.display()))?;
         out.push(entry.file_name().to_string_lossy().into_owned());
     }
+    out.sort(); // why: a stable order of deletions (and their events) in both engines
     Ok(out)
 }
 
@@ -291,7 +292,12 @@ pub fn recover_interruptible(
         .map(|(_, b, _)| *b)
         .collect();
     for (name, base, rest) in &files {
-        if matches!(rest.as_str(), "index" | "timeindex") && !logs.contains(base) {
+        if matches!(rest.as_str(), "index.tmp" | "timeindex.tmp") {
+            // a rebuilt sealed index whose rename did not happen (`index::replace_file`)
+            remove(&dir.join(name))?;
+            events::recovery_deleted_file(&dir.join(name), "an unfinished index rebuild");
+            changed_dir = true;
+        } else if matches!(rest.as_str(), "index" | "timeindex") && !logs.contains(base) {
             remove(&dir.join(name))?;
             events::recovery_deleted_file(&dir.join(name), "an index without its log");
             changed_dir = true;

@@ -7,7 +7,7 @@ Run by the first opener, under the writer lock, when ``.kafka_cleanshutdown`` is
    deleted (an incomplete split, KAFKA-6264); for every remaining ``.log.swap``, the plain segments
    whose base lies in its offset range ``[base, nextOffset)`` are deleted, then every ``.swap`` file
    is renamed to its final name;
-3. delete index files that have no ``.log``;
+3. delete index files that have no ``.log``, and the ``.tmp`` of an unfinished index rebuild;
 4. from the segment holding the recovery point to the last one, scan the batches checking framing,
    magic, CRC, ``baseOffset >= previous nextOffset`` (the segment base for its first batch) and
    ``lastOffset - base <= 2**31 - 1``; at the first failure delete every later segment, then
@@ -96,7 +96,7 @@ def _scan_next_offset(path: str, base: int) -> int:
 
 def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
     """Steps 1-3 of the module docstring."""
-    names = os.listdir(dir_path)
+    names = sorted(os.listdir(dir_path))  # a stable order of deletions (and their events)
     min_cleaned: int | None = None
     swaps: list[str] = []
     for name in names:
@@ -135,10 +135,14 @@ def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
         path = os.path.join(dir_path, name)
         os.replace(path, path[: -len(SWAP_SUFFIX)])
         events.recovery_swap_completed(path, path[: -len(SWAP_SUFFIX)])
-    # orphan index files
+    # orphan index files, and the .tmp of an unfinished index rebuild (index.replace_file)
     bases = set(list_segment_bases(dir_path))
-    for name in os.listdir(dir_path):
-        if (name.endswith(INDEX_SUFFIX) or name.endswith(TIME_INDEX_SUFFIX)) and name.count(".") == 1:
+    for name in sorted(os.listdir(dir_path)):
+        if name.endswith((INDEX_SUFFIX + ".tmp", TIME_INDEX_SUFFIX + ".tmp")) and name.count(".") == 2:
+            if parse_base(name) is not None:
+                _unlink(os.path.join(dir_path, name))
+                events.recovery_deleted_file(os.path.join(dir_path, name), "an unfinished index rebuild")
+        elif (name.endswith(INDEX_SUFFIX) or name.endswith(TIME_INDEX_SUFFIX)) and name.count(".") == 1:
             base = parse_base(name)
             if base is not None and base not in bases:
                 _unlink(os.path.join(dir_path, name))
