@@ -173,10 +173,9 @@ def test_torn_tail_cut_by_a_live_writer(both_engines, tmp_path, caplog):
     ]
 
 
-def test_a_handler_may_call_back_into_the_log(tmp_path, caplog):
-    """The native engine runs handlers after releasing its locks: a handler that reads the same
-    log object (its mutex) or opens the directory again (the writer lock) does not deadlock."""
-    pytest.importorskip("pylog._native")
+def test_a_handler_may_call_back_into_the_log(engine, tmp_path, caplog):
+    """Both engines run handlers after releasing their locks: a handler that reads the same log
+    object (its lock) or opens the directory again (the writer lock) does not deadlock."""
     path = tmp_path / "cb-0"
     write(path)
     crash(path)
@@ -185,7 +184,7 @@ def test_a_handler_may_call_back_into_the_log(tmp_path, caplog):
     class CallsBack(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if record.name == "pylog.recovery":
-                with open_partition(path, engine="native", config=CONFIG) as again:
+                with open_partition(path, engine=engine, config=CONFIG) as again:
                     seen.append(again.end_offset)
             elif record.name == "pylog.log":
                 seen.append(log.end_offset)
@@ -196,7 +195,7 @@ def test_a_handler_may_call_back_into_the_log(tmp_path, caplog):
     old_level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        log = open_partition(path, engine="native", config=CONFIG)
+        log = open_partition(path, engine=engine, config=CONFIG)
         assert seen and seen[0] == 40
         with open(path / segment_name(segment_bases(path)[-1]), "ab") as f:
             f.write(b"\x00" * 20)

@@ -43,7 +43,7 @@ from pylog.errors import (
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
-from pylog.reference import checkpoint, record
+from pylog.reference import checkpoint, events, record
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock
 from pylog.reference.recovery import list_segment_bases, recover
@@ -78,7 +78,7 @@ class PartitionLog:
     def __init__(self, path: str, config: LogConfig):
         self._path = os.fspath(path)
         self._config = config
-        self._lock = threading.RLock()
+        self._lock = events.DeferringRLock()  # events are logged after it is released
         self._cond = threading.Condition(threading.Lock())
         self._generation = 0  # bumped (under _cond) by every append through this object, and close
         self._closed = True  # until fully open
@@ -96,7 +96,7 @@ class PartitionLog:
         self._open_lock: FileLock | None = None
         try:
             self._open_lock = FileLock(os.path.join(self._path, OPEN_LOCK_FILE))
-            with self._writer:
+            with events.deferred(), self._writer:
                 self._open()
         except BaseException:
             for segment in self._segments:
