@@ -5,7 +5,6 @@ Start with ``pylog.engine.open_partition(path)``; the on-disk format is Kafka's,
 
 from pylog.config import LogConfig
 from pylog.engine import decode_records, open_partition
-from pylog.partition import Columns, PartitionLog, Record
 from pylog.errors import (
     CorruptBatchError,
     InternalError,
@@ -16,6 +15,7 @@ from pylog.errors import (
     PylogError,
     RecordTooLargeError,
 )
+from pylog.partition import Columns, PartitionLog, Record
 
 __version__ = "0.1.0"
 

@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 
 ENGINES = ("native", "reference")
 
-__all__ = ["ENGINES", "Columns", "PartitionLog", "Record", "decode_records", "default_engine", "open_partition"]
+__all__ = [
+    "ENGINES",
+    "Columns",
+    "PartitionLog",
+    "Record",
+    "decode_records",
+    "default_engine",
+    "open_partition",
+]
 
 
 def default_engine() -> str:

@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pylog.config import LogConfig, resolve_codec
-from pylog.partition import BytesLike, Columns, Header, Record, check_record_range
 from pylog.errors import (
     CorruptBatchError,
     LogClosedError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
+from pylog.partition import BytesLike, Columns, Header, Record, check_record_range
 from pylog.reference import checkpoint, events, record
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock

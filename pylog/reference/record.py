@@ -35,13 +35,13 @@ import crc32c as _crc32c_mod
 import numpy as np
 
 from pylog.config import CODEC_IDS
-from pylog.partition import Record, timestamps_from_array
 from pylog.errors import (
     CorruptBatchError,
     InvalidConfigError,
     InvalidRecordError,
     RecordTooLargeError,
 )
+from pylog.partition import Record, timestamps_from_array
 from pylog.reference import compression
 
 if TYPE_CHECKING:  # collections.abc.Buffer is Python >= 3.12; annotations only
