@@ -5,7 +5,7 @@ from typing import Any, final
 
 from typing_extensions import Buffer
 
-__all__ = ["NativeBuffer", "PartitionLog", "crc32c", "decode_records"]
+__all__ = ["NativeBuffer", "PartitionLog", "crc32c", "decode_records", "default_config"]
 
 @final
 class NativeBuffer:
@@ -58,3 +58,4 @@ class PartitionLog:
 
 def decode_records(buffer: Buffer, record_type: type) -> list[Any]: ...
 def crc32c(data: Buffer) -> int: ...
+def default_config() -> dict[str, int | float | str]: ...

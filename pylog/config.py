@@ -1,8 +1,11 @@
 """Partition-level configuration: Kafka's topic config names, defaults and validation.
 
-One source of truth for both engines: ``LogConfig.from_mapping`` validates what the user gave and
-``LogConfig.to_kafka_dict`` hands the normalized values (ints, floats, lower-case strings) to the
-native engine, which re-checks types and ranges only as a guard against being called directly.
+The owner of every config rule for both engines (the reference engine must run without the native
+extension): ``LogConfig.from_mapping`` validates what the user gave (Kafka's ranges and string
+forms) and ``LogConfig.to_kafka_dict`` hands the complete normalized dict (ints, floats, canonical
+strings) to the native engine, which keeps only type guards and refuses an incomplete dict. Its
+defaults (native/src/config.rs, needed by the Rust-only tests) are held equal to these by
+tests/test_partition_log.py through ``_native.default_config()``.
 Defaults are Kafka's (apache/kafka storage/src/main/java/org/apache/kafka/storage/internals/log/LogConfig.java
 and server-common/src/main/java/org/apache/kafka/server/config/ServerLogConfigs.java).
 """

@@ -7,8 +7,8 @@ The behaviour contract is docs/partition-log.md.
 - ``Record``: one record as a consumer sees it; ``Columns``: records as Arrow-layout columns.
 - ``PartitionLog``: the protocol of one topic-partition directory (thread-safe; several processes
   may open one directory).
-- ``check_record_range`` / ``timestamps_from_array``: argument checks shared by both engines, so
-  both raise the same error for the same bad argument.
+- ``check_record_range`` / ``timestamps_from_array`` / ``as_int``: argument checks shared by both
+  engines, so both raise the same error for the same bad argument.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from pylog import arrow
 from pylog.config import LogConfig
 from pylog.errors import InvalidRecordError, OffsetOutOfRangeError
 
@@ -42,7 +43,14 @@ class Record(NamedTuple):
 
 
 class Columns(NamedTuple):
-    """Records as columns (Arrow's binary layout for keys and values); no object per record."""
+    """Records as columns (Arrow's binary layout for keys and values); no object per record.
+
+    Also an Arrow data source (the PyCapsule interface, ``pylog.arrow``), zero-copy, as
+    ``struct<offset: int64, timestamp: timestamp[ms, tz=UTC], key: large_binary, value: large_binary>``:
+    ``pyarrow.array(columns)``, ``pyarrow.RecordBatchReader.from_stream(columns)``; consumers that
+    take any tuple for a list of columns (``pyarrow.table``, ``polars.DataFrame``) get
+    ``columns.as_arrow()``.
+    """
 
     offsets: np.ndarray  # int64[n]
     timestamps: np.ndarray  # int64[n]
@@ -68,6 +76,19 @@ class Columns(NamedTuple):
         if self.value_null[i]:
             return None
         return self.values[self.value_offsets[i] : self.value_offsets[i + 1]].tobytes()
+
+    def as_arrow(self) -> arrow.ArrowColumns:
+        """The columns as an Arrow source that is not a tuple, for ``pyarrow.table``,
+        ``polars.DataFrame`` and others that read a tuple as a list of columns."""
+        return arrow.ArrowColumns(self)
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
+        """Arrow PyCapsule interface: the columns as one struct array (zero-copy; ``pylog.arrow``)."""
+        return arrow.export_array(self, requested_schema)
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """Arrow PyCapsule interface: a stream of one record batch holding the columns (zero-copy)."""
+        return arrow.export_stream(self, requested_schema)
 
 
 @runtime_checkable
@@ -112,8 +133,8 @@ def check_record_range(
     start_offset: int | None, end_offset: int | None, log_start: int, log_end: int
 ) -> tuple[int, int]:
     """Resolve ``records(start_offset, end_offset)`` bounds (docs/partition-log.md, Reading)."""
-    start = log_start if start_offset is None else _as_offset(start_offset)
-    end = log_end if end_offset is None else min(_as_offset(end_offset), log_end)
+    start = log_start if start_offset is None else as_int(start_offset, "start_offset")
+    end = log_end if end_offset is None else min(as_int(end_offset, "end_offset"), log_end)
     if not log_start <= start <= log_end:
         raise OffsetOutOfRangeError(f"offset {start} is outside the log [{log_start}, {log_end}]")
     if end < start:
@@ -121,9 +142,12 @@ def check_record_range(
     return start, end
 
 
-def _as_offset(value: object) -> int:
+def as_int(value: object, name: str) -> int:
+    """An integer argument (a Python or numpy int, not a bool), else ``TypeError`` naming it: the
+    check of every int argument of the Python engine layers (the native methods bound directly,
+    such as ``read``, make the same check in Rust)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"offsets are integers, not {type(value).__name__}")
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
     return int(value)
 
 

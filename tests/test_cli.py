@@ -23,10 +23,15 @@ def test_bench_quick_prints_one_table_and_saves_json(tmp_path, capsys):
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0].startswith("pylog bench:")
-    for workload in ("append", "records()", "read_columns()", "random read", "recovery"):
+    for workload in ("append", "records()", "read_columns()", "random read", "recovery", "wake-up"):
         assert any(line.startswith(workload) for line in lines), workload
     assert "wrong" not in out
-    assert "unflushed: reference run 1" in err.splitlines()[-1]  # the progress reached the last step
+    # the progress reached the last step, and counted the steps right
+    assert err.splitlines()[-1].endswith("wake-up in another process, p50: reference run 1")
+    one_run = bench.Scale.quick()
+    one_run.repeat = 1
+    steps = bench.Bench(".", one_run).steps()
+    assert f"] {steps}/{steps} " in err.splitlines()[-1]
     figures = json.loads(out_json.read_text())
     rows = {row["workload"]: row for row in figures["rows"]}
     append = rows["append 1000-record batches"]

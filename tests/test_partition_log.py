@@ -360,6 +360,8 @@ def test_segment_ms_rolls_by_record_time(open_log):
     assert segment_bases(log.path) == [0]
     log.append([b"c"], timestamps_ms=[11_001])  # 1001 > 1000 past the first batch's max
     assert segment_bases(log.path) == [0, 2]
+    log.append([b"d"], timestamps_ms=[100])  # a time before the segment's never rolls
+    assert segment_bases(log.path) == [0, 2]
 
 
 def test_context_manager_and_closed_errors(open_log, engine):
@@ -386,6 +388,7 @@ def test_context_manager_and_closed_errors(open_log, engine):
             pytest.fail(f"{name} worked on a closed log")
     log.close()  # idempotent
     assert log.closed
+    assert "closed" in repr(log)
 
 
 def test_closed_log_properties(open_log):
@@ -404,6 +407,46 @@ def test_reopen_keeps_data(open_log, tmp_path):
     again = open_log(path, segment_bytes=300)
     assert as_tuples(again.records()) == want
     assert again.append([b"next"], timestamps_ms=[TS]) == len(want)
+
+
+def test_a_later_opener_runs_no_recovery(open_log, other_engine, tmp_path):
+    """Only the first opener recovers: a torn tail that a live writer (maybe in another process)
+    could still be completing is left alone by a second open, ignored by its reads, and cut by
+    the next writer before it appends."""
+    path = tmp_path / "later-0"
+    first = open_log(path)
+    first.append([b"one"], timestamps_ms=[TS])
+    log_file = path / "00000000000000000000.log"
+    whole = log_file.stat().st_size
+    torn = kafka_build_batch([(TS, None, b"x" * 40, [])])[:30]
+    with open(log_file, "ab") as f:
+        f.write(torn)
+    second = open_log(path, engine=other_engine)
+    assert second.end_offset == first.end_offset == 1
+    assert log_file.stat().st_size == whole + len(torn), "a later opener cuts nothing"
+    assert [r.value for r in second.records()] == [b"one"]
+    assert second.append([b"two"], timestamps_ms=[TS]) == 1  # a writer cuts the torn tail first
+    assert [b.position for b in parse_batches(log_file.read_bytes())] == [0, whole]
+    assert [r.value for r in first.records()] == [b"one", b"two"]
+
+
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("t-007", "t 7"),
+        ("t-", "t- 0"),
+        ("-5", "-5 0"),
+        ("t-99999999999", "t-99999999999 0"),
+        ("t--1", "t- 1"),
+    ],
+)
+def test_checkpoint_names_topic_and_partition(open_log, tmp_path, name, line):
+    """The checkpoint's ``topic partition`` come from ``<topic>-<partition>`` when the suffix is
+    a partition number (Kafka's int), else the whole directory name with partition 0."""
+    log = open_log(tmp_path / name)
+    log.append([b"a"], timestamps_ms=[TS])
+    log.sync()
+    assert (tmp_path / name / "recovery-point-offset-checkpoint").read_text() == f"0\n1\n{line} 1\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,6 +548,41 @@ DOC_CONFIG = {
     "min.compaction.lag.ms": (0, 1000, [-1, "now"]),
     "max.compaction.lag.ms": (LONG_MAX, 1, [0, -1, "later"]),
 }
+
+
+def test_native_defaults_equal_pylog_config():
+    """native/src/config.rs keeps defaults for the Rust-only tests; pylog/config.py owns them."""
+    from helpers import skip_if_engine_missing
+
+    from pylog.config import LogConfig
+
+    skip_if_engine_missing("native")
+    from pylog import _native
+
+    native, python = _native.default_config(), LogConfig().to_kafka_dict()
+    assert native == python
+    assert {k: type(v) for k, v in native.items()} == {k: type(v) for k, v in python.items()}
+    assert {k: v[0] for k, v in DOC_CONFIG.items()} == python, "and both are the documented ones"
+
+
+def test_native_engine_takes_only_the_complete_normalized_dict(tmp_path):
+    """The ranges are pylog/config.py's; the Rust side guards only types and completeness."""
+    from helpers import skip_if_engine_missing
+
+    from pylog.config import LogConfig
+
+    skip_if_engine_missing("native")
+    from pylog import _native
+
+    complete = LogConfig().to_kafka_dict()
+    partial = {k: v for k, v in complete.items() if k != "flush.ms"}
+    with pytest.raises(InvalidConfigError, match=r"missing flush\.ms"):
+        _native.PartitionLog(str(tmp_path / "partial-0"), partial, Record)
+    with pytest.raises(InvalidConfigError, match=r"segment\.bytes"):
+        _native.PartitionLog(str(tmp_path / "type-0"), {**complete, "segment.bytes": "big"}, Record)
+    assert not (tmp_path / "partial-0").exists() and not (tmp_path / "type-0").exists()
+    log = _native.PartitionLog(str(tmp_path / "ok-0"), {**complete, "segment.bytes": 1000}, Record)
+    log.close()
 
 
 def test_config_table_covers_the_documented_keys():
@@ -701,10 +779,13 @@ def test_append_raw_rewrites_base_offset_and_epoch(open_log):
 
 def test_append_raw_too_large(open_log):
     log = open_log(max_message_bytes=500)
+    want = fill(log, [1])
+    files = segment_files(log.path)
     with pytest.raises(RecordTooLargeError):
         log.append_raw(kafka_build_batch([(TS, None, bytes(600), [])]))
-    assert log.end_offset == 0
-    assert log.append_raw(kafka_build_batch([(TS, None, bytes(100), [])])) == 0
+    assert log.end_offset == 1 and segment_files(log.path) == files
+    assert as_tuples(log.records()) == want
+    assert log.append_raw(kafka_build_batch([(TS, None, bytes(100), [])])) == 1
 
 
 def test_segment_larger_than_a_read_window(open_log):

@@ -403,7 +403,7 @@ impl Segment {
             return Ok(None);
         }
         if self.mmap.is_none() {
-            // SAFETY: sealed segment files are immutable (../shared/ARCHITECTURE.md, invariant 2); only
+            // SAFETY: sealed segment files are immutable (docs/partition-log.md, Reading); only
             // recovery (which runs before any reader exists) or a later compaction swap by rename
             // replace them, never truncate in place.
             let m = unsafe { Mmap::map(&*self.file) }

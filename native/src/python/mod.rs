@@ -18,6 +18,7 @@ mod partition_log;
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::init(m.py())?;
     m.add_class::<partition_log::PyPartitionLog>()?;
+    m.add_function(wrap_pyfunction!(partition_log::default_config, m)?)?;
     convert::register(m)?;
     Ok(())
 }

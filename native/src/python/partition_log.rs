@@ -132,8 +132,9 @@ fn codec_from_name(name: &str) -> Result<Codec, Error> {
         .ok_or_else(|| Error::InvalidConfig(format!("unknown compression codec {name:?}")))
 }
 
+/// The complete normalized dict of `LogConfig.to_kafka_dict()` (validated by `pylog/config.py`).
 fn config_from_dict(config: &Bound<'_, PyDict>) -> Result<LogConfig, Error> {
-    let mut c = LogConfig::default();
+    let mut pairs = Vec::with_capacity(config.len());
     for (k, v) in config.iter() {
         let key: String = k.extract().map_err(|_| {
             Error::InvalidConfig(format!("config keys are strings, not {}", type_name(&k)))
@@ -156,9 +157,24 @@ fn config_from_dict(config: &Bound<'_, PyDict>) -> Result<LogConfig, Error> {
                 type_name(&v)
             )));
         };
-        c.set(&key, &value)?;
+        pairs.push((key, value));
     }
-    Ok(c)
+    LogConfig::from_complete_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.clone())))
+}
+
+/// `_native.default_config()`: the Rust defaults (`LogConfig::default`) under their Kafka names,
+/// so a Python test can hold them equal to `pylog.config.LogConfig()`'s.
+#[pyfunction]
+pub fn default_config(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let out = PyDict::new(py);
+    for (key, value) in LogConfig::default().to_pairs() {
+        match value {
+            ConfigValue::Int(i) => out.set_item(key, i)?,
+            ConfigValue::Float(f) => out.set_item(key, f)?,
+            ConfigValue::Str(s) => out.set_item(key, s)?,
+        }
+    }
+    Ok(out)
 }
 
 /// Everything `append` extracted from Python, owned (or borrowed from immutable `bytes`).

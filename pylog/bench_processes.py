@@ -1,0 +1,116 @@
+"""Child processes of the coordination benchmarks (``python -m pylog.bench_processes ROLE ...``).
+
+Used by ``pylog bench`` and benchmarks/test_bench_coordination.py; one role per process:
+
+- ``waiter PATH ENGINE ROUNDS``: for each round, reads the offset to wait for from stdin, says
+  ``ready`` on stdout, blocks in ``wait_for`` and reports the ``time.perf_counter_ns()`` at which
+  it returned plus the CPU time the call used. ``CLOCK_MONOTONIC`` (perf_counter) is one clock for
+  every process of the machine, so the parent subtracts its own append-return time.
+- ``idle PATH ENGINE MS``: one ``wait_for`` that times out after MS ms with no appends; reports
+  the process CPU time it used (a polling waiter burns CPU, a woken one does not).
+- ``appender PATH ENGINE SECONDS``: appends 10-record batches in a tight loop after ``go`` on
+  stdin, and reports how many appends it made and its longest single append (which includes the
+  wait for the writer lock while the other appender holds it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pylog.engine import open_partition
+
+
+@contextlib.contextmanager
+def spawn(role: str, *args: object) -> Iterator[subprocess.Popen]:
+    """A child process in ``role``; killed if still running at exit, its pipes closed."""
+    env = dict(os.environ)
+    # why: the child must import the same pylog as this process (a checkout on PYTHONPATH too)
+    package_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    with subprocess.Popen(
+        [sys.executable, "-m", "pylog.bench_processes", role, *map(str, args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as child:
+        try:
+            yield child
+        finally:
+            if child.poll() is None:
+                child.kill()
+
+
+def _sleeping(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "S"
+
+
+def wait_until_blocked(pid: int, timeout_s: float = 10.0) -> None:
+    """Return once the process's main thread sleeps in the kernel (state S in /proc, Linux).
+
+    why twice: between printing ``ready`` and entering ``wait_for`` the thread can sleep briefly
+    on its stdout pipe; a second look a moment later confirms it is the wait itself.
+    """
+    deadline = time.monotonic() + timeout_s
+    for look in range(2):
+        if look:
+            time.sleep(0.002)
+        while not _sleeping(pid):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"process {pid} never blocked")
+
+
+def waiter(path: str, engine: str, rounds: int) -> None:
+    with open_partition(path, engine=engine) as log:
+        for _ in range(rounds):
+            offset = int(sys.stdin.readline())
+            print("ready", flush=True)
+            cpu = time.process_time_ns()
+            woke = log.wait_for(offset, 10_000)
+            now = time.perf_counter_ns()
+            print(f"{int(woke)} {now} {time.process_time_ns() - cpu}", flush=True)
+
+
+def idle(path: str, engine: str, ms: int) -> None:
+    with open_partition(path, engine=engine) as log:
+        end = log.end_offset
+        print("ready", flush=True)
+        cpu = time.process_time_ns()
+        woke = log.wait_for(end, ms)
+        print(f"{int(woke)} {time.process_time_ns() - cpu}", flush=True)
+
+
+def appender(path: str, engine: str, seconds: float) -> None:
+    values = [b"x" * 100] * 10
+    with open_partition(path, engine=engine) as log:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        count, longest = 0, 0
+        stop = time.perf_counter_ns() + int(seconds * 1e9)
+        while True:
+            t0 = time.perf_counter_ns()
+            if t0 >= stop:
+                break
+            log.append(values)
+            longest = max(longest, time.perf_counter_ns() - t0)
+            count += 1
+        print(f"{count} {longest}", flush=True)
+
+
+if __name__ == "__main__":
+    role, path, engine, arg = sys.argv[1:5]
+    if role == "waiter":
+        waiter(path, engine, int(arg))
+    elif role == "idle":
+        idle(path, engine, int(arg))
+    elif role == "appender":
+        appender(path, engine, float(arg))
+    else:
+        raise SystemExit(f"unknown role {role}")

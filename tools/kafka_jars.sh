@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Resolve Apache Kafka's jars (broker, storage and tools, with their dependencies) from Maven
+# Central into a cache outside the repository, and print the directory that holds them.
+#
+#   tools/kafka_jars.sh            -> prints e.g. /root/.cache/pylog/kafka-4.4.0/libs
+#   java -cp "$(tools/kafka_jars.sh)/*" org.apache.kafka.tools.DumpLogSegments --files X.log
+#
+# Tests use Kafka's own tools as an independent judge of our files (tests/kafka.py finds the
+# directory through PYLOG_KAFKA_LIBS or this cache). Needs Java 17+ and Maven; says what is
+# missing otherwise. The cache survives between runs: a second call resolves nothing.
+set -euo pipefail
+version=${PYLOG_KAFKA_VERSION:-4.4.0}
+cache=${PYLOG_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pylog/kafka-$version}
+libs="$cache/libs"
+
+command -v java >/dev/null || { echo "kafka_jars.sh: java not found (Kafka $version needs Java 17+)" >&2; exit 3; }
+java_major=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+if [ "${java_major%%.*}" -lt 17 ] 2>/dev/null; then
+  echo "kafka_jars.sh: Java $java_major found, Kafka $version needs Java 17+" >&2; exit 3
+fi
+if [ -f "$libs/.complete" ]; then echo "$libs"; exit 0; fi
+mkdir -p "$cache"
+# why the lock: parallel test workers may all find the cache cold; one fetches, the others wait
+exec 9>"$cache/.lock"
+flock 9
+if [ -f "$libs/.complete" ]; then echo "$libs"; exit 0; fi
+command -v mvn >/dev/null || { echo "kafka_jars.sh: mvn (Maven) not found; it fetches Kafka's jars" >&2; exit 3; }
+
+cat > "$cache/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>pylog</groupId><artifactId>kafka-jars</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$version</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$version</version></dependency>
+  </dependencies>
+</project>
+POM
+rm -rf "$libs"
+mvn -q -B -Dstyle.color=never -f "$cache/pom.xml" dependency:copy-dependencies -DoutputDirectory="$libs" >&2
+touch "$libs/.complete"
+echo "$libs"
