@@ -245,7 +245,6 @@ impl LogConfig {
             ("max.compaction.lag.ms", Int(self.max_compaction_lag_ms)),
         ]
     }
-
 }
 
 #[cfg(test)]
