@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import struct
 from bisect import bisect_right
+from collections.abc import Callable
 from typing import ClassVar
 
 OFFSET_ENTRY = struct.Struct(">ii")
@@ -104,11 +105,19 @@ def check_time_entries(index: TimeIndex, next_offset: int | None) -> None:
 
 
 def load_indexes(
-    index_path: str, time_index_path: str, base: int, log_bytes: int, next_offset: int | None
+    index_path: str,
+    time_index_path: str,
+    base: int,
+    log_bytes: int | Callable[[], int],
+    next_offset: int | None,
 ) -> tuple[OffsetIndex, TimeIndex]:
     """Read and sanity-check a segment's index files (``next_offset``: its end when known).
+    ``log_bytes`` may be a function, called after the files were read (the active segment: its
+    entries are written after their batch, so every entry read points into bytes seen then).
     Raises ``IndexRefused`` (a missing file too)."""
     offset_data, time_data = _read_file(index_path), _read_file(time_index_path)
+    if callable(log_bytes):
+        log_bytes = log_bytes()
     for path, data in ((index_path, offset_data), (time_index_path, time_data)):
         if data is None:
             raise IndexRefused(f"{path} is missing")

@@ -246,9 +246,7 @@ class Segment:
         # why the index files before the log's length: entries are written after their batch,
         # so every entry read here points into bytes the scan below sees
         try:
-            loaded = load_indexes(
-                segment.index_path, segment.time_index_path, base, segment.file_size(), None
-            )
+            loaded = load_indexes(segment.index_path, segment.time_index_path, base, segment.file_size, None)
         except IndexRefused as refused:
             reason = str(refused)
         else:
