@@ -274,7 +274,7 @@ fn load_segments(
     let mut segments = Vec::with_capacity(bases.len().max(1));
     for (i, &base) in bases.iter().enumerate() {
         let last = i + 1 == bases.len();
-        let mut seg = Segment::open(dir, base, !last)?;
+        let mut seg = Segment::open(dir, base, !last, config)?;
         if last {
             let end = seg.derive_active(config)?;
             check_tail(dir, config, &mut seg, end, recovery_point, false)?;
@@ -481,7 +481,7 @@ impl PartitionLog {
                     // Another process rolled: seal locally and move on to its new segment.
                     active.seal(writer)?;
                     let next = active.next_offset;
-                    let seg = match Segment::open(&self.dir, next, false) {
+                    let seg = match Segment::open(&self.dir, next, false, &self.config) {
                         Ok(s) => s,
                         Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
                             if !self.reload(inner, writer)? {
@@ -576,9 +576,7 @@ impl PartitionLog {
             }
         }
         let idx = active.index()?;
-        if idx.offset_index_full(self.config.offset_index_max_entries())
-            || idx.time_index_full(self.config.time_index_full_entries())
-        {
+        if idx.is_full(self.config.segment_index_bytes) {
             return Ok(true);
         }
         Ok(last_offset - active.base_offset > MAX_RELATIVE_OFFSET)
@@ -769,6 +767,9 @@ impl PartitionLog {
             let open_lock = inner.open_lock.take().expect("open lock held while open");
             if open_lock.try_exclusive()? {
                 self.resync(inner, true)?;
+                // Kafka's close-time time-index entry (docs/partition-log.md "Index rules")
+                let active = inner.segments.last_mut().expect("segment");
+                active.append_final_time_entry()?;
                 self.sync_locked(inner)?;
                 checkpoint::write_clean_shutdown(&self.dir)?;
             }

@@ -24,6 +24,7 @@ advances the recovery-point checkpoint. The first opener runs recovery unless th
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import threading
 import time
@@ -44,7 +45,7 @@ from pylog.errors import (
 )
 from pylog.partition import BytesLike, Columns, Header, Record, check_record_range
 from pylog.reference import batch as record_batch
-from pylog.reference import checkpoint, record, validator
+from pylog.reference import checkpoint, events, record, validator
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock
 from pylog.reference.recovery import list_segment_bases, recover
@@ -79,7 +80,7 @@ class PartitionLog:
     def __init__(self, path: str, config: LogConfig):
         self._path = os.fspath(path)
         self._config = config
-        self._lock = threading.RLock()
+        self._lock = events.DeferringRLock()  # events are logged after it is released
         self._cond = threading.Condition(threading.Lock())
         self._generation = 0  # bumped (under _cond) by every append through this object, and close
         self._closed = True  # until fully open
@@ -97,7 +98,7 @@ class PartitionLog:
         self._open_lock: FileLock | None = None
         try:
             self._open_lock = FileLock(os.path.join(self._path, OPEN_LOCK_FILE))
-            with self._writer:
+            with events.deferred(), self._writer:
                 self._open()
         except BaseException:
             for segment in self._segments:
@@ -148,7 +149,10 @@ class PartitionLog:
             Segment.create(self._path, 0, self._config).close()
             self._dir_dirty = True
             bases = [0]
-        segments = [Segment.open_sealed(self._path, b, self._config) for b in bases[:-1]]
+        segments = [
+            Segment.open_sealed(self._path, b, self._config, next_base=n)
+            for b, n in itertools.pairwise(bases)
+        ]
         segments.append(Segment.open_active(self._path, bases[-1], self._config))
         try:
             self._check_tail(segments[-1], writer=False)  # the next writer's tail sync cuts
@@ -568,6 +572,8 @@ class PartitionLog:
                         assert self._open_lock is not None
                         if self._open_lock.try_exclusive():
                             self._sync_tail(writer=True)
+                            # Kafka's close-time time-index entry (docs/partition-log.md "Index rules")
+                            self._active.append_final_time_entry()
                             self._sync_locked()
                             checkpoint.write_clean_shutdown(self._path)
                     finally:
