@@ -175,6 +175,8 @@ def test_sync_fsyncs_the_log_the_directory_and_the_checkpoint(tmp_path, fsynced)
             str(path.resolve() / "recovery-point-offset-checkpoint.tmp"),
         )
         log_file = str(seg(path, 0, ".log").resolve())
+        assert fsynced[-1:] == [directory], "recovery at open ends with a directory fsync"
+        fsynced.clear()
         log.append([b"a", b"b"], timestamps_ms=[FS_TS, FS_TS])
         log.flush()
         assert fsynced == [], "flush() writes out, it never fsyncs"

@@ -9,7 +9,9 @@
 //! Written to `<file>.tmp`, fsynced, renamed over the file, then the directory is fsynced, so a
 //! crash leaves either the old or the new checkpoint. `{topic}`/`{partition}` come from the
 //! directory name `<topic>-<partition>` (else topic = name, partition = 0). Readers take the
-//! offset of the first entry; a missing or unreadable checkpoint means "recover everything" (0).
+//! first entry: its offset is the last whitespace-separated token, the partition the one before,
+//! the topic the rest (a directory name may hold spaces); a missing or unreadable checkpoint
+//! means "recover everything" (0).
 //!
 //! `.kafka_cleanshutdown`: an empty file created by the last process to close cleanly.
 
@@ -92,7 +94,12 @@ fn parse_recovery_point(text: &str) -> Option<i64> {
     if count == 0 {
         return None;
     }
-    let offset: i64 = lines.next()?.split_whitespace().nth(2)?.parse().ok()?;
+    // why from the end: the topic (from the directory name) may hold spaces; the offset is the
+    // last token, the partition the one before, the topic the rest.
+    let mut tokens = lines.next()?.split_whitespace().rev();
+    let offset: i64 = tokens.next()?.parse().ok()?;
+    let _partition: u32 = tokens.next()?.parse().ok()?;
+    tokens.next()?; // a topic
     (offset >= 0).then_some(offset)
 }
 
@@ -132,6 +139,16 @@ mod tests {
         );
         assert_eq!(topic_partition(Path::new("/x/plain")), ("plain".into(), 0));
         assert_eq!(topic_partition(Path::new("/x/t-")), ("t-".into(), 0));
+    }
+
+    #[test]
+    fn parse_takes_fields_from_the_end() {
+        assert_eq!(parse_recovery_point("0\n1\nmy topic 3 42\n"), Some(42));
+        assert_eq!(parse_recovery_point("0\n1\nt 3 42\n"), Some(42));
+        assert_eq!(parse_recovery_point("0\n1\n3 42\n"), None);
+        assert_eq!(parse_recovery_point("0\n1\nt x 42\n"), None);
+        assert_eq!(parse_recovery_point("0\n1\nt 3 -1\n"), None);
+        assert_eq!(parse_recovery_point("0\n0\n"), None);
     }
 
     #[test]

@@ -245,17 +245,6 @@ impl LogConfig {
             ("max.compaction.lag.ms", Int(self.max_compaction_lag_ms)),
         ]
     }
-
-    /// Offset index entries that make it full (`segment.index.bytes / 8`).
-    pub fn offset_index_max_entries(&self) -> u64 {
-        u64::from(self.segment_index_bytes) / crate::index::OFFSET_ENTRY_BYTES
-    }
-
-    /// Time index entry count at which it is full: `segment.index.bytes / 12 - 1` (the last
-    /// slot is reserved for the seal entry; Kafka's TimeIndex).
-    pub fn time_index_full_entries(&self) -> u64 {
-        (u64::from(self.segment_index_bytes) / crate::index::TIME_ENTRY_BYTES).saturating_sub(1)
-    }
 }
 
 #[cfg(test)]
@@ -267,8 +256,6 @@ mod tests {
         let c = LogConfig::default();
         assert_eq!(c.segment_bytes, 1 << 30);
         assert_eq!(c.max_message_bytes, 1_048_588);
-        assert_eq!(c.offset_index_max_entries(), 1_310_720);
-        assert_eq!(c.time_index_full_entries(), 873_812);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod columns;
 pub mod compression;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod index;
 pub mod lock;
 pub mod log;

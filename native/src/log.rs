@@ -393,7 +393,7 @@ fn refresh_segments(
                     seg
                 }
                 _ => {
-                    let mut seg = match Segment::open(dir, base, !last) {
+                    let mut seg = match Segment::open(dir, base, !last, config) {
                         Ok(seg) => seg,
                         // raced a change of the directory: the next refresh sees the result
                         Err(Error::Io { source, .. })
@@ -894,6 +894,8 @@ impl PartitionLog {
             let r = (|| {
                 if open_lock.try_exclusive()? {
                     self.writer_resync(inner)?;
+                    // Kafka's close-time time-index entry (docs/partition-log.md "Index rules")
+                    inner.segments.active_mut().append_final_time_entry()?;
                     self.sync_locked(inner)?;
                     checkpoint::write_clean_shutdown(&self.dir)?;
                 }

@@ -6,14 +6,19 @@
 //! 2. finish `*.swap`: a swap at or above the lowest `.cleaned` base is deleted; for every other
 //!    swap `.log`, delete the plain segments whose base lies in its offset range, then rename
 //!    all swap files to their final names;
-//! 3. delete index files without a `.log`;
-//! 4. segments below the one holding the recovery point: never rewritten; an index file that is
-//!    missing or not a whole number of entries is rebuilt from the bytes (framing only);
+//! 3. delete index files without a `.log`, and the `.tmp` of an unfinished index rebuild;
+//! 4. segments below the one holding the recovery point: never rewritten; index files that are
+//!    missing or refused by the sanity check (`SegmentIndex::load`: whole entries, strictly
+//!    increasing, inside the segment and its `.log`) are rebuilt from the bytes (framing only,
+//!    sealed rule); files that pass are kept as they are (Kafka's entries stay Kafka's);
 //! 5. from the segment holding the recovery point to the last: scan batches (framing, magic,
 //!    CRC, `baseOffset >= previous nextOffset`, `lastOffset - base <= 2**31-1`); at the first
-//!    failure truncate the `.log` there and delete every later segment; rewrite both index files
-//!    from the bytes (sealed rule, with the final time entry, for all but the last segment);
+//!    failure delete every later segment, then truncate the `.log` there (this module owns that
+//!    cut-and-delete rule); rewrite both index files from the bytes, each ending with the final
+//!    time entry (Kafka's LogSegment.recover ends with it too, the last segment included);
 //! 6. an empty directory gets segment 0.
+//!
+//! Every deletion, completed swap, cut and rebuilt index is reported (`events`).
 //!
 //! why mmap: the scan is CRC-bound; scanning a mapping avoids a copy, so a 1 GiB unflushed log
 //! recovers at memory bandwidth. Nobody else has the directory open while this runs (first
@@ -29,7 +34,8 @@ use memmap2::Mmap;
 use crate::checkpoint;
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
-use crate::index::{SegmentIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+use crate::events;
+use crate::index::SegmentIndex;
 use crate::segment::{
     batch_fits, scan_batches, ScanEnd, Segment, Source, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
@@ -60,6 +66,7 @@ fn list_names(dir: &Path) -> Result<Vec<String>> {
         let entry = entry.io_context(|| format!("listing {}", dir.display()))?;
         out.push(entry.file_name().to_string_lossy().into_owned());
     }
+    out.sort(); // why: a stable order of deletions (and their events) in both engines
     Ok(out)
 }
 
@@ -179,12 +186,23 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .io_context(|| format!("syncing {}", path.display()))
 }
 
-fn index_file_ok(path: &Path, entry_bytes: u64) -> Result<bool> {
-    match fs::metadata(path) {
-        Ok(m) => Ok(m.len() % entry_bytes == 0),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).io_context(|| format!("stat {}", path.display())),
+/// Why a segment's index files must be rebuilt (`None`: they pass the sanity check).
+fn index_files_refused(dir: &Path, base: i64, next_offset: i64) -> Result<Option<String>> {
+    let log_bytes = fs::metadata(log_path(dir, base))
+        .io_context(|| format!("stat {}", log_path(dir, base).display()))?
+        .len();
+    let mut files = Vec::with_capacity(2);
+    for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        let p = Segment::path_for(dir, base, suffix);
+        match fs::read(&p) {
+            Ok(b) => files.push(b),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(Some(format!("{} is missing", p.display())))
+            }
+            Err(e) => return Err(e).io_context(|| format!("reading {}", p.display())),
+        }
     }
+    Ok(SegmentIndex::load(base, &files[0], &files[1], log_bytes, Some(next_offset)).err())
 }
 
 /// Run recovery on `dir` (which exists). Leaves at least one segment.
@@ -208,12 +226,14 @@ pub fn recover_interruptible(
     for name in list_names(dir)? {
         if name.ends_with(".deleted") {
             remove(&dir.join(&name))?;
+            events::recovery_deleted_file(&dir.join(&name), "a deletion left unfinished");
             changed_dir = true;
         } else if name.ends_with(".cleaned") {
             if let Some((base, _)) = parse_name(&name) {
                 min_cleaned = min_cleaned.min(base);
             }
             remove(&dir.join(&name))?;
+            events::recovery_deleted_file(&dir.join(&name), "an unfinished cleaning");
             changed_dir = true;
         } else if name.ends_with(".swap") {
             match parse_name(&name) {
@@ -223,6 +243,7 @@ pub fn recover_interruptible(
                 }
                 None => {
                     remove(&dir.join(&name))?;
+                    events::recovery_deleted_file(&dir.join(&name), "an unfinished swap");
                     changed_dir = true;
                 }
             }
@@ -234,6 +255,7 @@ pub fn recover_interruptible(
     for (name, base, rest) in swaps {
         if base >= min_cleaned {
             remove(&dir.join(&name))?;
+            events::recovery_deleted_file(&dir.join(&name), "an unfinished swap");
             changed_dir = true;
         } else {
             kept.push((name, base, rest));
@@ -248,6 +270,10 @@ pub fn recover_interruptible(
         for other in segment_bases(dir)? {
             if *base <= other && other < next.max(*base + 1) {
                 delete_segment_files(dir, other)?;
+                events::recovery_deleted_file(
+                    &log_path(dir, other),
+                    "replaced by an interrupted swap",
+                );
             }
         }
     }
@@ -255,6 +281,7 @@ pub fn recover_interruptible(
         let final_name = name.strip_suffix(".swap").expect("swap suffix");
         fs::rename(dir.join(name), dir.join(final_name))
             .io_context(|| format!("renaming {name} to {final_name}"))?;
+        events::recovery_swap_completed(&dir.join(name), &dir.join(final_name));
         changed_dir = true;
     }
     // 3. orphan indexes
@@ -265,8 +292,14 @@ pub fn recover_interruptible(
         .map(|(_, b, _)| *b)
         .collect();
     for (name, base, rest) in &files {
-        if matches!(rest.as_str(), "index" | "timeindex") && !logs.contains(base) {
+        if matches!(rest.as_str(), "index.tmp" | "timeindex.tmp") {
+            // a rebuilt sealed index whose rename did not happen (`index::replace_file`)
             remove(&dir.join(name))?;
+            events::recovery_deleted_file(&dir.join(name), "an unfinished index rebuild");
+            changed_dir = true;
+        } else if matches!(rest.as_str(), "index" | "timeindex") && !logs.contains(base) {
+            remove(&dir.join(name))?;
+            events::recovery_deleted_file(&dir.join(name), "an index without its log");
             changed_dir = true;
         }
     }
@@ -274,6 +307,7 @@ pub fn recover_interruptible(
     if bases.is_empty() {
         Segment::create(dir, 0)?;
         checkpoint::sync_dir(dir)?;
+        events::recovery_done(dir, 1, 0, 0, 0);
         return Ok(Recovered {
             recovery_point: 0,
             truncated_bytes: 0,
@@ -284,28 +318,22 @@ pub fn recover_interruptible(
     let holding = bases
         .partition_point(|b| *b <= checkpointed)
         .saturating_sub(1);
-    // 4. below the recovery point: rebuild missing or ragged index files only
-    for &base in &bases[..holding] {
-        let o = Segment::path_for(dir, base, INDEX_SUFFIX);
-        let t = Segment::path_for(dir, base, TIME_INDEX_SUFFIX);
-        let o_ok = index_file_ok(&o, OFFSET_ENTRY_BYTES)?;
-        let t_ok = index_file_ok(&t, TIME_ENTRY_BYTES)?;
-        if o_ok && t_ok {
+    // 4. below the recovery point: rebuild index files refused by the sanity check only
+    for (i, &base) in bases[..holding].iter().enumerate() {
+        let Some(reason) = index_files_refused(dir, base, bases[i + 1])? else {
             continue;
-        }
-        let (mut idx, _, _, _) = derive(
-            &Segment::path_for(dir, base, LOG_SUFFIX),
-            base,
-            config,
-            false,
-        )?;
+        };
+        events::index_rebuilt(&log_path(dir, base), &reason);
+        let (mut idx, _, _, _) = derive(&log_path(dir, base), base, config, false)?;
         idx.seal();
-        if !o_ok {
-            write_file(&o, &idx.encode_offsets(0))?;
-        }
-        if !t_ok {
-            write_file(&t, &idx.encode_times(0))?;
-        }
+        write_file(
+            &Segment::path_for(dir, base, INDEX_SUFFIX),
+            &idx.encode_offsets(0),
+        )?;
+        write_file(
+            &Segment::path_for(dir, base, TIME_INDEX_SUFFIX),
+            &idx.encode_times(0),
+        )?;
     }
     // 5. from the segment holding the recovery point
     let mut truncated_bytes = 0;
@@ -326,6 +354,7 @@ pub fn recover_interruptible(
             // it keep the later segments, with a gap in the offsets.
             for &later in &bases[i + 1..] {
                 delete_segment_files(dir, later)?;
+                events::recovery_deleted_segment(&self::log_path(dir, later), &log_path);
                 deleted_segments += 1;
             }
             if deleted_segments > 0 {
@@ -341,11 +370,10 @@ pub fn recover_interruptible(
             f.sync_all()
                 .io_context(|| format!("syncing {}", log_path.display()))?;
             truncated_bytes = file_len - valid;
+            events::recovery_truncated(&log_path, valid, file_len, next);
             last = i;
         }
-        if i < last {
-            idx.seal();
-        }
+        idx.seal();
         write_file(
             &Segment::path_for(dir, base, INDEX_SUFFIX),
             &idx.encode_offsets(0),
@@ -362,6 +390,13 @@ pub fn recover_interruptible(
     if changed_dir {
         checkpoint::sync_dir(dir)?;
     }
+    events::recovery_done(
+        dir,
+        last + 1,
+        log_end,
+        checkpointed.min(log_end),
+        truncated_bytes,
+    );
     Ok(Recovered {
         recovery_point: checkpointed.min(log_end),
         truncated_bytes,

@@ -8,8 +8,12 @@
 //!   writer repairing a torn tail); sealed segments are immutable and may be memory-mapped;
 //! - only the active segment can have a not-yet-written tail: a sealed one must frame exactly to
 //!   its end, so a read that meets bytes there which do not frame is `CorruptBatch` (`strict`);
-//! - the active segment's index entries are derived here from its bytes; `*_in_file` count what
-//!   its index files hold, and a writer appends the missing ones (`persist_index`).
+//! - the active segment's index entries are its index files' entries (checked, `SegmentIndex::load`)
+//!   followed by those derived here from its bytes past them; `*_in_file` count what its index
+//!   files hold, and a writer appends the missing ones (`persist_index`); files refused by the
+//!   check are rebuilt from the bytes and rewritten whole by the next writer (`index_rewrite`);
+//! - a sealed segment's index is loaded lazily; one refused by the check is rebuilt from the
+//!   bytes (sealed rule) and replaced on disk by rename (readers of the old file keep it).
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -200,6 +204,9 @@ where
     }
 }
 
+/// `.index` and `.timeindex` bytes, or why they cannot be used.
+type IndexFiles = std::result::Result<(Vec<u8>, Vec<u8>), String>;
+
 /// One segment of a partition log.
 #[derive(Debug)]
 pub struct Segment {
@@ -227,6 +234,10 @@ pub struct Segment {
     mmap: Option<Arc<Mmap>>,
     /// Writer-side handles of `.index` / `.timeindex` (active segment; dropped at seal).
     index_files: Option<(File, File)>,
+    /// The index files were refused on load: the next `persist_index` rewrites them whole.
+    index_rewrite: bool,
+    /// `index.interval.bytes`, for a rebuild of a refused sealed index.
+    index_interval_bytes: u32,
 }
 
 impl Segment {
@@ -247,7 +258,7 @@ impl Segment {
     }
 
     /// Open an existing segment (sealed or not, size = current file length, not validated).
-    pub fn open(dir: &Path, base_offset: i64, sealed: bool) -> Result<Segment> {
+    pub fn open(dir: &Path, base_offset: i64, sealed: bool, config: &LogConfig) -> Result<Segment> {
         let log_path = Self::path_for(dir, base_offset, LOG_SUFFIX);
         let file = Self::open_log(&log_path)?;
         let meta = file
@@ -268,6 +279,8 @@ impl Segment {
             first_batch_max_ts: None,
             mmap: None,
             index_files: None,
+            index_rewrite: false,
+            index_interval_bytes: config.index_interval_bytes,
         })
     }
 
@@ -309,6 +322,8 @@ impl Segment {
             first_batch_max_ts: None,
             mmap: None,
             index_files: None,
+            index_rewrite: false,
+            index_interval_bytes: LogConfig::default().index_interval_bytes,
         };
         Ok(seg)
     }
@@ -327,26 +342,64 @@ impl Segment {
         if let Some(idx) = &self.index {
             return Ok(idx.clone());
         }
-        let o = self.index_path(INDEX_SUFFIX);
-        let t = self.index_path(TIME_INDEX_SUFFIX);
-        let ob = index::read_file(&o).io_context(|| format!("reading {}", o.display()))?;
-        let tb = index::read_file(&t).io_context(|| format!("reading {}", t.display()))?;
-        let mut idx = SegmentIndex::new(self.base_offset);
-        idx.offsets = index::decode_offsets(self.base_offset, &ob);
-        idx.times = index::decode_times(self.base_offset, &tb);
-        // why: a damaged sealed index must not send lookups past the data; keep the sane prefix.
-        let size = self.size;
-        let sane = idx
-            .offsets
-            .iter()
-            .zip(std::iter::once(None).chain(idx.offsets.iter().map(Some)))
-            .take_while(|(e, prev)| {
-                u64::from(e.position) < size && prev.is_none_or(|p| p.offset < e.offset)
-            })
-            .count();
-        idx.offsets.truncate(sane);
+        let files = self.read_index_files()?;
+        let next = (self.next_offset > self.base_offset).then_some(self.next_offset);
+        let loaded = files
+            .and_then(|(ob, tb)| SegmentIndex::load(self.base_offset, &ob, &tb, self.size, next));
+        let idx = match loaded {
+            Ok(idx) => idx,
+            Err(reason) => {
+                // why: a damaged index can send lookups past records (Kafka rebuilds it too,
+                // LogLoader sanityCheck/recoverSegment).
+                let idx = self.rebuild_sealed_index()?;
+                crate::events::index_rebuilt(&self.log_path, &reason);
+                let o = idx.encode_offsets(0);
+                let t = idx.encode_times(0);
+                // best effort: a reader may lack write permission; the rebuilt index serves anyway
+                let _ = index::replace_file(&self.index_path(INDEX_SUFFIX), &o)
+                    .and_then(|()| index::replace_file(&self.index_path(TIME_INDEX_SUFFIX), &t));
+                idx
+            }
+        };
         let idx = Arc::new(idx);
         self.index = Some(idx.clone());
+        Ok(idx)
+    }
+
+    /// Both index files' bytes, or why they cannot be used (one is missing).
+    fn read_index_files(&self) -> Result<IndexFiles> {
+        let mut out = Vec::with_capacity(2);
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let p = self.index_path(suffix);
+            match std::fs::read(&p) {
+                Ok(b) => out.push(b),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Ok(Err(format!("{} is missing", p.display())))
+                }
+                Err(e) => return Err(e).io_context(|| format!("reading {}", p.display())),
+            }
+        }
+        let tb = out.pop().expect("two files");
+        let ob = out.pop().expect("two files");
+        Ok(Ok((ob, tb)))
+    }
+
+    /// A sealed segment's index derived from its bytes (framing only), with the final entry.
+    fn rebuild_sealed_index(&mut self) -> Result<SegmentIndex> {
+        let mut idx = SegmentIndex::new(self.base_offset);
+        let (base, size, interval) = (self.base_offset, self.size, self.index_interval_bytes);
+        let mut next = base;
+        self.with_source(SCAN_CHUNK_BYTES, |src| {
+            scan_batches(src, 0, size, false, |pos, h, _| {
+                if !batch_fits(h, base, next, pos) {
+                    return Ok(false);
+                }
+                idx.observe(pos, h, interval);
+                next = h.next_offset();
+                Ok(true)
+            })
+        })?;
+        idx.seal();
         Ok(idx)
     }
 
@@ -386,21 +439,49 @@ impl Segment {
     /// closed cleanly, or written whole by a live process). Stops at a torn or invalid batch
     /// without cutting it (a writer does that at its next tail sync).
     pub fn derive_active(&mut self, config: &LogConfig) -> Result<ScanEnd> {
-        let o_path = self.index_path(INDEX_SUFFIX);
-        let t_path = self.index_path(TIME_INDEX_SUFFIX);
-        self.offset_entries_in_file = file_len_or_zero(&o_path)? / OFFSET_ENTRY_BYTES;
-        self.time_entries_in_file = file_len_or_zero(&t_path)? / TIME_ENTRY_BYTES;
-        self.size = 0;
-        self.next_offset = self.base_offset;
-        self.first_batch_max_ts = None;
-        self.index = Some(Arc::new(SegmentIndex::new(self.base_offset)));
-        self.sealed = false;
-        self.mmap = None;
+        self.index_interval_bytes = config.index_interval_bytes;
+        // why the index files before the log's length: entries are written after their batch,
+        // so every entry read here points into bytes the scan below sees.
+        let files = self.read_index_files()?;
         let file_len = self
             .file
             .metadata()
             .io_context(|| format!("stat {}", self.log_path.display()))?
             .len();
+        let loaded = files
+            .and_then(|(ob, tb)| SegmentIndex::load(self.base_offset, &ob, &tb, file_len, None));
+        let refused = match loaded {
+            Ok(idx) => {
+                self.offset_entries_in_file = idx.offsets.len() as u64;
+                self.time_entries_in_file = idx.times.len() as u64;
+                let end = self.derive_from(config, file_len, idx)?;
+                if self.index.as_ref().is_some_and(|i| i.replay_matched()) {
+                    self.index_rewrite = false;
+                    return Ok(end);
+                }
+                "an entry does not stand at a batch start".to_string()
+            }
+            Err(reason) => reason,
+        };
+        crate::events::index_rebuilt(&self.log_path, &refused);
+        self.index_rewrite = true;
+        self.offset_entries_in_file = 0;
+        self.time_entries_in_file = 0;
+        self.derive_from(config, file_len, SegmentIndex::new(self.base_offset))
+    }
+
+    fn derive_from(
+        &mut self,
+        config: &LogConfig,
+        file_len: u64,
+        idx: SegmentIndex,
+    ) -> Result<ScanEnd> {
+        self.size = 0;
+        self.next_offset = self.base_offset;
+        self.first_batch_max_ts = None;
+        self.index = Some(Arc::new(idx));
+        self.sealed = false;
+        self.mmap = None;
         self.take_in(config, file_len, false, SCAN_CHUNK_BYTES)
     }
 
@@ -494,6 +575,21 @@ impl Segment {
         };
         let n_off = idx.offsets.len() as u64;
         let n_time = idx.times.len() as u64;
+        if self.index_rewrite {
+            // the files were refused on load: replace their contents with the derived entries
+            for (suffix, bytes) in [
+                (INDEX_SUFFIX, idx.encode_offsets(0)),
+                (TIME_INDEX_SUFFIX, idx.encode_times(0)),
+            ] {
+                let p = self.index_path(suffix);
+                index::rewrite_in_place(&p, &bytes)
+                    .io_context(|| format!("rewriting {}", p.display()))?;
+            }
+            self.offset_entries_in_file = n_off;
+            self.time_entries_in_file = n_time;
+            self.index_rewrite = false;
+            return Ok(());
+        }
         if n_off <= self.offset_entries_in_file && n_time <= self.time_entries_in_file {
             return Ok(());
         }
@@ -537,6 +633,9 @@ impl Segment {
 
     /// Re-read how many entries the index files hold (another process may have appended).
     pub fn refresh_index_file_counts(&mut self) -> Result<()> {
+        if self.index_rewrite {
+            return Ok(()); // their contents are about to be replaced
+        }
         for (suffix, entry, slot) in [
             (
                 INDEX_SUFFIX,
@@ -577,6 +676,17 @@ impl Segment {
         Ok(())
     }
 
+    /// The last closer's close: append the final time entry to the active segment's time index
+    /// (Kafka's LogSegment.close), so a broker reading the directory finds the segment's
+    /// largest timestamp there. The segment stays active; a reopen loads the entry back.
+    pub fn append_final_time_entry(&mut self) -> Result<()> {
+        assert!(!self.sealed, "final entry of a sealed segment");
+        if let Some(idx) = self.index.as_mut() {
+            Arc::make_mut(idx).seal();
+        }
+        self.persist_index()
+    }
+
     /// Fsync the `.log` and both index files.
     pub fn sync(&self) -> Result<()> {
         self.file
@@ -598,9 +708,23 @@ impl Segment {
     /// Truncate the `.log` to `size` (a writer repairing a torn or corrupt tail).
     pub fn truncate_to_size(&mut self) -> Result<()> {
         assert!(!self.sealed);
+        let file_bytes = self
+            .file
+            .metadata()
+            .io_context(|| format!("stat {}", self.log_path.display()))?
+            .len();
         self.file
             .set_len(self.size)
-            .io_context(|| format!("truncating {}", self.log_path.display()))
+            .io_context(|| format!("truncating {}", self.log_path.display()))?;
+        if file_bytes > self.size {
+            crate::events::torn_tail_truncated(
+                &self.log_path,
+                self.size,
+                file_bytes,
+                self.next_offset,
+            );
+        }
+        Ok(())
     }
 
     /// Roll rules 1-4 of docs/partition-log.md ("Roll rules", checked before each append; the
@@ -626,9 +750,7 @@ impl Segment {
             }
         }
         let idx = self.index()?;
-        if idx.offset_index_full(config.offset_index_max_entries())
-            || idx.time_index_full(config.time_index_full_entries())
-        {
+        if idx.is_full(config.segment_index_bytes) {
             return Ok(true);
         }
         Ok(last_offset - self.base_offset > MAX_RELATIVE_OFFSET)
@@ -789,14 +911,6 @@ impl Segment {
         } else {
             idx.max_ts_so_far
         })
-    }
-}
-
-fn file_len_or_zero(path: &Path) -> Result<u64> {
-    match std::fs::metadata(path) {
-        Ok(m) => Ok(m.len()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(e).io_context(|| format!("stat {}", path.display())),
     }
 }
 

@@ -11,8 +11,9 @@ OffsetCheckpointFile.java)::
 ``-<digits>`` with a non-empty topic before the last ``-`` and digits that fit in a u32 (written as
 an integer, so ``t-007`` is partition 7); otherwise topic = directory name and partition = 0.
 Writes go to ``.tmp``, are fsynced, renamed into place and the directory is fsynced, so a crash
-leaves the old or the new file, never a torn one. Readers take the offset of the first entry; a
-missing or malformed file reads as "no recovery point" (recover everything).
+leaves the old or the new file, never a torn one. Readers take the first entry: its offset is the
+last whitespace-separated token, the partition the one before, the topic the rest (a directory name
+may hold spaces); a missing or malformed file reads as "no recovery point" (recover everything).
 
 ``.kafka_cleanshutdown`` is an empty file written by the last process to close cleanly; the next
 first opener deletes it and skips the recovery scan.
@@ -78,7 +79,12 @@ def read_recovery_point(dir_path: str) -> int | None:
         int(lines[0])  # the version: any number is read the same way (as the native engine)
         if int(lines[1]) < 1:
             return None
-        offset = int(lines[2].split()[2])
+        # why from the end: the topic (from the directory name) may hold spaces; the offset is
+        # the last token, the partition the one before, the topic the rest
+        fields = lines[2].split()
+        if len(fields) < 3 or not 0 <= int(fields[-2]) <= _U32_MAX:
+            return None
+        offset = int(fields[-1])
     except (IndexError, ValueError):
         return None
     return offset if offset >= 0 else None

@@ -57,7 +57,7 @@ from pylog.errors import (
 )
 from pylog.partition import BytesLike, Columns, Header, Record, check_record_range
 from pylog.reference import batch as record_batch
-from pylog.reference import checkpoint, record, validator
+from pylog.reference import checkpoint, events, record, validator
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock, WriterLock
 from pylog.reference.recovery import list_segment_bases, recover
@@ -126,7 +126,7 @@ class PartitionLog:
     def __init__(self, path: str, config: LogConfig):
         self._path = os.fspath(path)
         self._config = config
-        self._lock = threading.RLock()
+        self._lock = events.DeferringRLock()  # events are logged after it is released
         #: serialises this object's writing threads (flock is per open file: two threads of one
         #: object would both "hold" it); taken before the writer lock
         self._write_lock = threading.RLock()
@@ -147,7 +147,7 @@ class PartitionLog:
         self._open_lock: FileLock | None = None
         shared: SharedState | None = None
         try:
-            with writer_file:
+            with events.deferred(), writer_file:
                 shared = SharedState(self._path)
                 self._shared = shared
                 self._open_lock = FileLock(os.path.join(self._path, OPEN_LOCK_FILE))
@@ -263,7 +263,9 @@ class PartitionLog:
                         if last:
                             segment = Segment.open_active(self._path, base, self._config)
                         else:
-                            segment = Segment.open_sealed(self._path, base, self._config)
+                            segment = Segment.open_sealed(
+                                self._path, base, self._config, next_base=bases[i + 1]
+                            )
                     except FileNotFoundError:
                         if writer:
                             raise
@@ -762,6 +764,8 @@ class PartitionLog:
                         assert self._open_lock is not None
                         if self._open_lock.try_exclusive():
                             self._writer_sync_tail()
+                            # Kafka's close-time time-index entry (docs/partition-log.md "Index rules")
+                            self._active.append_final_time_entry()
                             self._sync_locked()
                             checkpoint.write_clean_shutdown(self._path)
                     finally:

@@ -7,32 +7,39 @@ Run by the first opener, under the writer lock, when ``.kafka_cleanshutdown`` is
    deleted (an incomplete split, KAFKA-6264); for every remaining ``.log.swap``, the plain segments
    whose base lies in its offset range ``[base, nextOffset)`` are deleted, then every ``.swap`` file
    is renamed to its final name;
-3. delete index files that have no ``.log``;
+3. delete index files that have no ``.log``, and the ``.tmp`` of an unfinished index rebuild;
 4. from the segment holding the recovery point to the last one, scan the batches checking framing,
    magic, CRC, ``baseOffset >= previous nextOffset`` (the segment base for its first batch) and
-   ``lastOffset - base <= 2**31 - 1``; at the first failure truncate the ``.log`` there and delete
-   every later segment; rewrite both index files from the bytes (sealed rule for all but the last);
+   ``lastOffset - base <= 2**31 - 1``; at the first failure delete every later segment, then
+   truncate the ``.log`` there (this module owns that cut-and-delete rule); rewrite both index
+   files from the bytes, each ending with the final time entry (Kafka's LogSegment.recover ends
+   with it too, the last segment included);
 5. segments below the recovery point are never rewritten: their index files are rebuilt only when
-   missing or not a whole number of entries;
-6. a directory without segments gets an empty segment 0.
+   missing or refused by the sanity check (``index.load_indexes``: whole entries, strictly
+   increasing, inside the segment and its ``.log``); files that pass are kept as they are;
+6. a directory without segments gets an empty segment 0;
+7. the directory is fsynced (deletions, renames and creations above are durable).
 
-Nothing here reads records: a batch is whole when its framing and CRC are right.
+Nothing here reads records: a batch is whole when its framing and CRC are right. Every deletion,
+completed swap, cut and rebuilt index is reported (``events``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 
 from pylog.config import LogConfig
 from pylog.errors import CorruptBatchError
+from pylog.reference import events
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.index import (
-    OFFSET_ENTRY_BYTES,
-    TIME_ENTRY_BYTES,
     IndexBuilder,
+    IndexRefused,
     OffsetIndex,
     TimeIndex,
+    load_indexes,
 )
 from pylog.reference.segment import (
     INDEX_SUFFIX,
@@ -89,18 +96,20 @@ def _scan_next_offset(path: str, base: int) -> int:
 
 def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
     """Steps 1-3 of the module docstring."""
-    names = os.listdir(dir_path)
+    names = sorted(os.listdir(dir_path))  # a stable order of deletions (and their events)
     min_cleaned: int | None = None
     swaps: list[str] = []
     for name in names:
         path = os.path.join(dir_path, name)
         if name.endswith(DELETED_SUFFIX):
             _unlink(path)
+            events.recovery_deleted_file(path, "a deletion left unfinished")
         elif name.endswith(CLEANED_SUFFIX):
             base = parse_base(name)
             if base is not None:
                 min_cleaned = base if min_cleaned is None else min(min_cleaned, base)
             _unlink(path)
+            events.recovery_deleted_file(path, "an unfinished cleaning")
         elif name.endswith(SWAP_SUFFIX):
             swaps.append(name)
     valid_swaps = []
@@ -108,6 +117,7 @@ def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
         base = parse_base(name)
         if base is None or (min_cleaned is not None and base >= min_cleaned):
             _unlink(os.path.join(dir_path, name))
+            events.recovery_deleted_file(os.path.join(dir_path, name), "an unfinished swap")
         else:
             valid_swaps.append(name)
     for name in valid_swaps:
@@ -118,16 +128,25 @@ def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
             for other in list_segment_bases(dir_path):
                 if base <= other < max(next_offset, base + 1):
                     delete_segment_files(dir_path, other)
+                    events.recovery_deleted_file(
+                        segment_paths(dir_path, other)[0], "replaced by an interrupted swap"
+                    )
     for name in valid_swaps:
         path = os.path.join(dir_path, name)
         os.replace(path, path[: -len(SWAP_SUFFIX)])
-    # orphan index files
+        events.recovery_swap_completed(path, path[: -len(SWAP_SUFFIX)])
+    # orphan index files, and the .tmp of an unfinished index rebuild (index.replace_file)
     bases = set(list_segment_bases(dir_path))
-    for name in os.listdir(dir_path):
-        if (name.endswith(INDEX_SUFFIX) or name.endswith(TIME_INDEX_SUFFIX)) and name.count(".") == 1:
+    for name in sorted(os.listdir(dir_path)):
+        if name.endswith((INDEX_SUFFIX + ".tmp", TIME_INDEX_SUFFIX + ".tmp")) and name.count(".") == 2:
+            if parse_base(name) is not None:
+                _unlink(os.path.join(dir_path, name))
+                events.recovery_deleted_file(os.path.join(dir_path, name), "an unfinished index rebuild")
+        elif (name.endswith(INDEX_SUFFIX) or name.endswith(TIME_INDEX_SUFFIX)) and name.count(".") == 1:
             base = parse_base(name)
             if base is not None and base not in bases:
                 _unlink(os.path.join(dir_path, name))
+                events.recovery_deleted_file(os.path.join(dir_path, name), "an index without its log")
 
 
 def _write_file(path: str, data: bytes) -> None:
@@ -165,35 +184,28 @@ def derive_indexes(
     return builder.offset_index, builder.time_index
 
 
-def _rebuild_if_damaged(dir_path: str, base: int, config: LogConfig) -> None:
-    _, index_path, time_index_path = segment_paths(dir_path, base)
-    bad_offset = _damaged(index_path, OFFSET_ENTRY_BYTES)
-    bad_time = _damaged(time_index_path, TIME_ENTRY_BYTES)
-    if not (bad_offset or bad_time):
-        return
-    offset_index, time_index = derive_indexes(dir_path, base, config, sealed=True)
-    if bad_offset:
-        _write_file(index_path, offset_index.to_bytes())
-    if bad_time:
-        _write_file(time_index_path, time_index.to_bytes())
-
-
-def _damaged(path: str, entry_bytes: int) -> bool:
+def _rebuild_if_refused(dir_path: str, base: int, next_base: int, config: LogConfig) -> None:
+    """Step 5: rebuild a sealed segment's index files when the sanity check refuses them."""
+    log_path, index_path, time_index_path = segment_paths(dir_path, base)
     try:
-        return os.stat(path).st_size % entry_bytes != 0
-    except FileNotFoundError:
-        return True
+        load_indexes(index_path, time_index_path, base, os.stat(log_path).st_size, next_base)
+        return
+    except IndexRefused as refused:
+        reason = str(refused)
+    events.index_rebuilt(log_path, reason)
+    offset_index, time_index = derive_indexes(dir_path, base, config, sealed=True)
+    _write_file(index_path, offset_index.to_bytes())
+    _write_file(time_index_path, time_index.to_bytes())
 
 
-def recover_segment(dir_path: str, base: int, config: LogConfig, *, later: list[int]) -> bool:
+def recover_segment(dir_path: str, base: int, config: LogConfig, *, later: list[int]) -> tuple[int, int]:
     """Validate one segment, cut it at the first bad batch, rewrite its indexes.
 
     When bytes are cut, every segment in ``later`` is deleted first. why that order: until the
     cut, the bad batch is still on disk, so a crash in between leads the next recovery to the
     same cut; cutting first would let it keep the later segments, with a gap in the offsets.
-    True when bytes were cut.
+    Returns (bytes cut, next offset after the last valid batch).
     """
-    last = not later
     log_path, index_path, time_index_path = segment_paths(dir_path, base)
     builder = IndexBuilder(
         OffsetIndex(index_path, base), TimeIndex(time_index_path, base), config.index_interval_bytes
@@ -202,26 +214,29 @@ def recover_segment(dir_path: str, base: int, config: LogConfig, *, later: list[
     try:
         file_size = os.fstat(fd).st_size
         valid = 0
+        next_offset = base
         batches = valid_batches(fd, 0, file_size, base=base, next_offset=base, path=log_path, check_crc=True)
         for batch in batches:
             header = batch.header
             builder.observe(batch.position, header.last_offset, header.max_timestamp)
             valid = batch.position + header.size_bytes
+            next_offset = header.next_offset
         truncated = valid < file_size
         if truncated:
             for later_base in later:
                 delete_segment_files(dir_path, later_base)
+                events.recovery_deleted_segment(segment_paths(dir_path, later_base)[0], log_path)
             if later:
                 fsync_dir(dir_path)  # the deletes are durable before the cut is
             os.ftruncate(fd, valid)
             os.fsync(fd)
+            events.recovery_truncated(log_path, valid, file_size, next_offset)
     finally:
         os.close(fd)
-    if not last and not truncated:  # a cut segment becomes the last one: it stays active
-        builder.seal()
+    builder.seal()  # every rebuilt index ends with the final entry, as Kafka's recover does
     _write_file(index_path, builder.offset_index.to_bytes())
     _write_file(time_index_path, builder.time_index.to_bytes())
-    return truncated
+    return file_size - valid, next_offset
 
 
 def recover(dir_path: str, config: LogConfig, recovery_point: int | None) -> None:
@@ -230,14 +245,21 @@ def recover(dir_path: str, config: LogConfig, recovery_point: int | None) -> Non
     bases = list_segment_bases(dir_path)
     if not bases:
         Segment.create(dir_path, 0, config).close()
+        fsync_dir(dir_path)
+        events.recovery_done(dir_path, 1, 0, 0, 0)
         return
     point = 0 if recovery_point is None else recovery_point
     first = 0
     for i, base in enumerate(bases):
         if base <= point:
             first = i
-    for base in bases[:first]:
-        _rebuild_if_damaged(dir_path, base, config)
+    for base, next_base in itertools.pairwise(bases[: first + 1]):
+        _rebuild_if_refused(dir_path, base, next_base, config)
+    cut, log_end, segments = 0, bases[-1], len(bases)
     for i in range(first, len(bases)):
-        if recover_segment(dir_path, bases[i], config, later=bases[i + 1 :]):
+        cut, log_end = recover_segment(dir_path, bases[i], config, later=bases[i + 1 :])
+        if cut:
+            segments = i + 1
             break
+    fsync_dir(dir_path)
+    events.recovery_done(dir_path, segments, log_end, min(point, log_end), cut)

@@ -6,10 +6,12 @@ may be appending, or a dead writer left a torn tail). Invariants:
 
 - batches are only ever added at ``size``, with one positional write of the whole batch, by the
   holder of the writer lock; a sealed segment's files never change again;
-- the **active** (last) segment's index entries are derived in memory from the headers this process
-  has scanned (``IndexBuilder``), never read back from its index files, because another process may
-  not have written them yet; a writer appends whatever entries the files lack;
-- a **sealed** segment's indexes are read from its files, lazily, on first use.
+- the **active** (last) segment's index entries are its index files' entries (checked, then
+  replayed: ``index.load_indexes``, ``IndexBuilder.replaying``) followed by those derived in memory
+  from the headers this process has scanned past them; a writer appends whatever entries the files
+  lack; files refused by the check are rebuilt from the bytes and rewritten whole by the next writer;
+- a **sealed** segment's indexes are read from its files, lazily, on first use; files refused by the
+  check are rebuilt from the bytes (sealed rule) and replaced on disk by rename.
 
 Framing of a batch in a file (Kafka's FileLogInputStream.nextBatch order): fewer than 12 bytes left
 → not yet written; ``length < 49`` → corrupt; ``12 + length`` past the end → not yet written;
@@ -29,14 +31,17 @@ from typing import NamedTuple
 from pylog.config import LogConfig
 from pylog.errors import CorruptBatchError, CorruptKind
 from pylog.reference import batch as record_batch
+from pylog.reference import events
 from pylog.reference.batch import BATCH_HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2, MIN_LENGTH_FIELD
 from pylog.reference.index import (
     INT32_MAX,
     IndexBuilder,
+    IndexRefused,
     OffsetIndex,
     TimeIndex,
-    offset_index_max_entries,
-    time_index_max_entries,
+    indexes_full,
+    load_indexes,
+    replace_file,
 )
 
 # the names of a segment's files are owned by segments.py (re-exported for this module's users)
@@ -210,6 +215,7 @@ class Segment:
         self.builder: IndexBuilder | None = None
         self._offset_index: OffsetIndex | None = None
         self._time_index: TimeIndex | None = None
+        self._next_base: int | None = None
 
     # ----------------------------------------------------------------- construction
 
@@ -228,18 +234,38 @@ class Segment:
         return segment
 
     @classmethod
-    def open_sealed(cls, dir_path: str, base: int, config: LogConfig) -> Segment:
+    def open_sealed(
+        cls, dir_path: str, base: int, config: LogConfig, *, next_base: int | None = None
+    ) -> Segment:
+        """``next_base``: the next segment's base, bounding the offsets its index may name."""
         segment = cls(dir_path, base, config, sealed=True)
         segment.size = os.fstat(segment.fd).st_size
         segment.next_offset = -1  # unknown until scanned; only the active segment's matters
+        segment._next_base = next_base
         return segment
 
     @classmethod
     def open_active(cls, dir_path: str, base: int, config: LogConfig) -> Segment:
-        """Derive the active segment's state from its bytes (framing only: the bytes were
-        recovered, or closed cleanly, or written by a live process)."""
+        """Derive the active segment's state from its index files and bytes (framing only: the
+        bytes were recovered, or closed cleanly, or written by a live process)."""
         segment = cls(dir_path, base, config, sealed=False)
+        # why the index files before the log's length: entries are written after their batch,
+        # so every entry read here points into bytes the scan below sees
+        try:
+            loaded = load_indexes(segment.index_path, segment.time_index_path, base, segment.file_size, None)
+        except IndexRefused as refused:
+            reason = str(refused)
+        else:
+            segment.builder = IndexBuilder.replaying(*loaded, config.index_interval_bytes)
+            segment.scan_tail(segment.file_size(), check_crc=False)
+            if segment.builder.replay_matched:
+                return segment
+            reason = "an entry does not stand at a batch start"
+            segment.size, segment.next_offset, segment.batch_count = 0, base, 0
+            segment.first_max_timestamp = None
+        events.index_rebuilt(segment.log_path, reason)
         segment.builder = segment._new_builder()
+        segment.builder.offset_index.rewrite = segment.builder.time_index.rewrite = True
         segment.scan_tail(segment.file_size(), check_crc=False)
         return segment
 
@@ -257,7 +283,8 @@ class Segment:
         if self.builder is not None:
             return self.builder.offset_index
         if self._offset_index is None:
-            self._offset_index = OffsetIndex.load(self.index_path, self.base)
+            self._load_sealed_indexes()
+        assert self._offset_index is not None
         return self._offset_index
 
     @property
@@ -265,8 +292,33 @@ class Segment:
         if self.builder is not None:
             return self.builder.time_index
         if self._time_index is None:
-            self._time_index = TimeIndex.load(self.time_index_path, self.base)
+            self._load_sealed_indexes()
+        assert self._time_index is not None
         return self._time_index
+
+    def _load_sealed_indexes(self) -> None:
+        try:
+            self._offset_index, self._time_index = load_indexes(
+                self.index_path, self.time_index_path, self.base, self.size, self._next_base
+            )
+            return
+        except IndexRefused as refused:
+            # why: a damaged index can send lookups past records (Kafka rebuilds it too,
+            # LogLoader sanityCheck/recoverSegment)
+            reason = str(refused)
+        builder = self._new_builder()
+        for batch in valid_batches(
+            self.fd, 0, self.size, base=self.base, next_offset=self.base, path=self.log_path, check_crc=False
+        ):
+            builder.observe(batch.position, batch.header.last_offset, batch.header.max_timestamp)
+        builder.seal()
+        events.index_rebuilt(self.log_path, reason)
+        self._offset_index, self._time_index = builder.offset_index, builder.time_index
+        try:  # best effort: a reader may lack write permission; the rebuilt index serves anyway
+            replace_file(self.index_path, self._offset_index.to_bytes())
+            replace_file(self.time_index_path, self._time_index.to_bytes())
+        except OSError:
+            pass
 
     def largest_timestamp(self) -> int:
         """The active segment's max timestamp so far; a sealed one's last time entry (or -1)."""
@@ -281,10 +333,7 @@ class Segment:
         return os.fstat(self.fd).st_nlink
 
     def is_index_full(self) -> bool:
-        n = self.config.segment_index_bytes
-        return len(self.offset_index) >= offset_index_max_entries(n) or len(
-            self.time_index
-        ) >= time_index_max_entries(n)
+        return indexes_full(self.offset_index, self.time_index, self.config.segment_index_bytes)
 
     def should_roll(self, size: int, last_offset: int, max_timestamp: int) -> bool:
         """Roll rules 1-4 of docs/partition-log.md, checked before each append."""
@@ -340,7 +389,10 @@ class Segment:
     def truncate_tail(self) -> None:
         """Cut the torn tail found by the last scan (writer lock held)."""
         assert not self.sealed and self.torn_at is not None
+        file_bytes = self.file_size()
         os.ftruncate(self.fd, self.torn_at)
+        if file_bytes > self.torn_at:
+            events.torn_tail_truncated(self.log_path, self.torn_at, file_bytes, self.next_offset)
         self.torn_at = None
 
     def batches(self, start: int, *, need_body: bool, window: int = SCAN_WINDOW_BYTES) -> Iterator[Batch]:
@@ -376,6 +428,14 @@ class Segment:
         """Append to the index files the derived entries they lack (writer lock held)."""
         self.offset_index.persist()
         self.time_index.persist()
+
+    def append_final_time_entry(self) -> None:
+        """The last closer's close: append the final time entry to the active segment's time index
+        (Kafka's LogSegment.close), so a broker reading the directory finds the segment's largest
+        timestamp there. The segment stays active; a reopen loads the entry back."""
+        assert not self.sealed and self.builder is not None
+        self.builder.seal()
+        self.persist_indexes()
 
     def seal(self, *, persist: bool) -> None:
         """Stop being active: the final time entry, written by the process that rolls."""

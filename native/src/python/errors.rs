@@ -85,7 +85,11 @@ fn io_to_pyerr(context: &str, source: &io::Error) -> PyErr {
 /// Run `f`, turning a Rust panic into `pylog.errors.InternalError` instead of letting PyO3
 /// raise `PanicException`.
 pub fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    // why here: every engine call returns through this point with its locks released, so
+    // queued operator events can run Python logging handlers safely (python/logging.rs)
+    super::logging::flush();
+    match outcome {
         Ok(result) => result,
         Err(payload) => {
             let what = payload

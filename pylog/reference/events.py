@@ -1,0 +1,147 @@
+"""Operator events: what recovery, index loading and a writer's tail repair did to the files,
+logged through Python's ``logging``. The twin of ``native/src/events.rs``: same logger names,
+levels and text in both engines.
+
+Levels follow Kafka's LogLoader and LogSegment
+(storage/src/main/java/org/apache/kafka/storage/internals/log/LogLoader.java, LogSegment.java):
+WARNING when bytes are cut (corruption or a torn tail) or an index file is refused and rebuilt;
+INFO for segments and temporary files deleted, swaps completed and the recovery summary.
+
+Loggers: ``pylog.recovery`` (recovery at open), ``pylog.index`` (index loading and rebuilds),
+``pylog.log`` (a live writer's tail repair).
+
+why deferred: a handler may call back into pylog (read the log it is told about, open the
+directory); run while the engine holds its lock or the writer lock, that could deadlock. So, as
+the native engine does, records raised while this thread holds the log's lock (``DeferringRLock``)
+or is inside ``deferred()`` are queued on the thread and handed to ``logging`` when the outermost
+of them is left, after the locks were released.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+
+_local = threading.local()
+
+
+def _queue() -> list[tuple[logging.Logger, int, str, tuple[object, ...]]]:
+    q = getattr(_local, "queue", None)
+    if q is None:
+        q = _local.queue = []
+        _local.depth = 0
+    return q
+
+
+class deferred:
+    """Queue this thread's events until the outermost ``deferred`` (or lock) is left."""
+
+    def __enter__(self) -> None:
+        _queue()
+        _local.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _local.depth -= 1
+        if _local.depth == 0:
+            pending, _local.queue = _local.queue, []
+            for logger, level, msg, args in pending:
+                logger.log(level, msg, *args)
+
+
+class DeferringRLock:
+    """A re-entrant lock whose holder's events are logged once it is released (``deferred``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._deferred = deferred()
+
+    def __enter__(self) -> bool:
+        self._deferred.__enter__()
+        try:
+            return self._lock.__enter__()
+        except BaseException:
+            self._deferred.__exit__(None, None, None)
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._lock.__exit__(kind, exc, tb)
+        self._deferred.__exit__(kind, exc, tb)
+
+
+def _log(logger: logging.Logger, level: int, msg: str, *args: object) -> None:
+    queue = _queue()
+    if _local.depth > 0:
+        queue.append((logger, level, msg, args))
+    else:
+        logger.log(level, msg, *args)
+
+
+RECOVERY = logging.getLogger("pylog.recovery")
+INDEX = logging.getLogger("pylog.index")
+LOG = logging.getLogger("pylog.log")
+
+
+def recovery_truncated(log_path: str, valid_bytes: int, file_bytes: int, next_offset: int) -> None:
+    """Recovery cut a segment at the first invalid batch."""
+    _log(
+        RECOVERY,
+        logging.WARNING,
+        "%s: invalid or torn batch at byte position %d; truncated %d bytes (file was %d bytes), "
+        "log end offset now %d",
+        log_path,
+        valid_bytes,
+        file_bytes - valid_bytes,
+        file_bytes,
+        next_offset,
+    )
+
+
+def recovery_deleted_segment(log_path: str, cut_log_path: str) -> None:
+    """Recovery deleted a segment after the one it cut."""
+    _log(RECOVERY, logging.INFO, "deleted segment %s after the truncation of %s", log_path, cut_log_path)
+
+
+def recovery_deleted_file(path: str, why: str) -> None:
+    """Recovery deleted a temporary or orphan file."""
+    _log(RECOVERY, logging.INFO, "deleted %s (%s)", path, why)
+
+
+def recovery_swap_completed(source: str, target: str) -> None:
+    """Recovery finished an interrupted swap: one swap file renamed to its final name."""
+    _log(RECOVERY, logging.INFO, "completed an interrupted swap: renamed %s to %s", source, target)
+
+
+def recovery_done(dir_path: str, segments: int, log_end: int, recovery_point: int, cut: int) -> None:
+    """The summary of one recovery."""
+    _log(
+        RECOVERY,
+        logging.INFO,
+        "recovered %s: %d segments, log end offset %d, recovery point %d, %d bytes truncated",
+        dir_path,
+        segments,
+        log_end,
+        recovery_point,
+        cut,
+    )
+
+
+def index_rebuilt(log_path: str, reason: str) -> None:
+    """An index file pair was refused on load and rebuilt from the segment's bytes."""
+    _log(INDEX, logging.WARNING, "rebuilding the index files of %s: %s", log_path, reason)
+
+
+def torn_tail_truncated(log_path: str, valid_bytes: int, file_bytes: int, next_offset: int) -> None:
+    """A writer cut a torn tail left by a writer that died mid-append."""
+    _log(
+        LOG,
+        logging.WARNING,
+        "%s: torn batch at byte position %d; truncated %d bytes (file was %d bytes), log end offset %d",
+        log_path,
+        valid_bytes,
+        max(file_bytes - valid_bytes, 0),
+        file_bytes,
+        next_offset,
+    )
