@@ -32,18 +32,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pylog.errors import CorruptBatchError, CorruptKind, InvalidRecordError
-from pylog.reference import compression
 from pylog.reference.batch import (
     BATCH_HEADER_BYTES,
     CONTROL_MASK,
     LOG_OVERHEAD,
     MAGIC_V2,
     MAX_CODEC_ID,
-    MAX_DECOMPRESSED_BYTES,
     TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_MASK,
     BatchHeader,
     parse_header,
+    records_area,
     verify_crc,
 )
 from pylog.reference.record import INT64_MAX, INT64_MIN, Malformed, decode_records_area, view_of
@@ -93,14 +92,7 @@ def validate_for_append(batch: Buffer) -> BatchHeader:
             CorruptKind.RECORD_COUNT,
             f"lastOffsetDelta {header.last_offset_delta} != count - 1 ({header.records_count - 1})",
         )
-    payload = memoryview(view)[BATCH_HEADER_BYTES:size]
-    if codec == 0:
-        data = payload.tobytes()
-    else:
-        try:
-            data = compression.decompress(codec, payload, MAX_DECOMPRESSED_BYTES)
-        except CorruptBatchError as e:
-            raise _corrupt(e.kind or CorruptKind.COMPRESSION, str(e.args[0])) from None
+    data = records_area(view, 0, header)
     # why this header: the records then carry the raw deltas (offset = offsetDelta,
     # timestamp = timestampDelta), which the checks below need
     raw = header._replace(
