@@ -20,9 +20,12 @@ Checks, in this order (the first failure wins; docs/partition-log.md "append_raw
         a commit/abort marker (type 0/1) also a value >= 6 bytes (version i16 >= 0,
         coordinatorEpoch i32), the transactional bit and a producer id >= 0   InvalidRecordError control
 
-Deviation from Kafka: its broker rewrites a CreateTime batch's maxTimestamp to the records' maximum;
-we refuse a batch whose header disagrees, since append_raw keeps batches byte for byte (it is also
-the copy path) and the time index and the roll rule read that field.
+Deviations from Kafka, both because append_raw keeps batches byte for byte (it is also the copy
+path): its broker rewrites a CreateTime batch's maxTimestamp to the records' maximum, where we
+refuse a batch whose header disagrees (the time index and the roll rule read that field); and it
+does not refuse offset deltas other than 0..count-1 (an uncompressed batch is written as it is, a
+compressed one is rebuilt with new deltas), where we refuse them (rule 8), since a reader would
+otherwise see offsets outside the batch. Honest v2 writers always agree on both.
 Why reuse the decoder: a validator that parsed records its own way could accept what the reader
 refuses; here the reader's checks are a subset of these by construction.
 """
