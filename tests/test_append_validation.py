@@ -32,6 +32,7 @@ from helpers import (
     raw_record,
     segment_files,
     skip_if_engine_missing,
+    zigzag_varint,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -535,3 +536,100 @@ def test_size_is_checked_before_the_records(open_log):
         log.append_raw(data_batch(b"\xff" * 100, 1))
     assert info.value.kind is CorruptKind.RECORD
     assert log.end_offset == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-byte varints: the fuzz above builds records whose varints are all one byte, so these
+# reach the decoders' two-byte and longer paths (lengths, deltas and header fields >= 64)
+
+
+def multibyte_batch(rng: random.Random, n: int = 40) -> tuple[bytes, list[int]]:
+    """A valid batch whose every varint field takes two bytes or more, and the positions (in the
+    batch) of every varint byte, where mutations are aimed."""
+    records = bytearray()
+    varint_positions: list[int] = []
+    stamps = []
+    for i in range(n):
+        ts_delta = rng.choice((-1, 1)) * rng.randint(64, 9000)
+        stamps.append(TS + ts_delta)
+        key = rng.randbytes(rng.randint(64, 200))
+        value = rng.randbytes(rng.randint(64, 300) if i % 10 else 8200)  # 3-byte lengths too
+        hkey, hvalue = b"h" * rng.randint(64, 100), rng.randbytes(rng.randint(64, 100))
+        parts: list[tuple[bool, bytes]] = [
+            (False, b"\x00"),
+            (True, zigzag_varint(ts_delta)),
+            (True, zigzag_varint(i)),
+            (True, zigzag_varint(len(key))),
+            (False, key),
+            (True, zigzag_varint(len(value))),
+            (False, value),
+            (True, zigzag_varint(1)),
+            (True, zigzag_varint(len(hkey))),
+            (False, hkey),
+            (True, zigzag_varint(len(hvalue))),
+            (False, hvalue),
+        ]
+        body_len = sum(len(p) for _, p in parts)
+        parts.insert(0, (True, zigzag_varint(body_len)))
+        for is_varint, part in parts:
+            if is_varint:
+                varint_positions.extend(range(61 + len(records), 61 + len(records) + len(part)))
+            records += part
+    batch = data_batch(bytes(records), n, max_ts=max(stamps))
+    return batch, varint_positions
+
+
+def test_multibyte_varints_fuzz(partitions):
+    """Mutations aimed at multi-byte varints (and cuts right after one) get the same verdict and
+    kind from both engines, and what is accepted reads back."""
+    rng = random.Random("append-raw-multibyte")
+    good, positions = multibyte_batch(rng)
+    assert compare_engines(partitions, good, full_check=True)[0] == "ok"
+    verdicts: Counter = Counter()
+    for i in range(300):
+        bad = bytearray(good)
+        for _ in range(rng.randint(1, 3)):
+            bad[rng.choice(positions)] = rng.choice((0x00, 0x01, 0x7F, 0x80, 0x81, 0xFF, rng.randrange(256)))
+        if rng.random() < 0.2:
+            del bad[rng.choice(positions) + 1 :]  # a varint's continuation is the last byte
+        verdict = compare_engines(partitions, reseal(bad), full_check=i % 100 == 0)
+        verdicts[verdict[0] if verdict[0] == "ok" else verdict[2].value] += 1
+    assert verdicts["ok"] > 0 and verdicts["record"] > 0, verdicts
+
+
+def _varint_of_width(value: int, width: int) -> bytes:
+    """``value`` zigzag-encoded in exactly ``width`` bytes (padded with continuation bytes, as
+    Java's ByteUtils.readVarint accepts)."""
+    u = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    for i in range(width):
+        b = (u >> (7 * i)) & 0x7F
+        out.append(b | 0x80 if i < width - 1 else b)
+    assert u >> (7 * width) == 0
+    return bytes(out)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_padded_varints_accepted_by_both_engines(partitions, width):
+    """A varint may use more bytes than it needs (Java reads it); both engines read every field
+    padded to ``width`` bytes the same way."""
+
+    def v(value: int) -> bytes:
+        return _varint_of_width(value, width)
+
+    body = b"\x00" + v(5) + v(0) + v(2) + b"kk" + v(3) + b"vvv" + v(1) + v(1) + b"h" + v(-1)
+    record = v(len(body)) + body
+    verdict = compare_engines(partitions, data_batch(record, 1, max_ts=TS + 5), full_check=True)
+    assert verdict == ("ok", [(0, TS + 5, 0, b"kk", b"vvv", (("h", None),))])
+
+
+def test_a_varint_continued_past_its_record_is_refused(partitions):
+    """A record's last field is a varint whose byte says "continued" but the record (or the
+    whole batch) ends there: both engines refuse it as a corrupt record, never reading across
+    the record's end or past the data."""
+    for field in range(5):  # the continuation in ts delta, offset delta, key, value, header count
+        body = b"\x00" + b"\x00\x00\x01\x01\x00"[:field] + b"\x80"
+        record = zigzag_varint(len(body)) + body
+        for records, count in ((record, 1), (record + raw_record(offset_delta=1), 2)):
+            verdict = compare_engines(partitions, data_batch(records, count), full_check=False)
+            assert verdict == ("refused", "CorruptBatchError", CorruptKind.RECORD), (field, verdict)

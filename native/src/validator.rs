@@ -23,10 +23,14 @@
 //!
 //! Checks 8-10 are reported only once every record decoded: corruption outranks them.
 //!
-//! Deviation from Kafka: its broker rewrites a CreateTime batch's maxTimestamp to the records'
-//! maximum (`setMaxTimestamp`); we refuse a batch whose header disagrees, because append_raw
-//! keeps batches byte for byte (it is also the copy path) and the time index and the roll rule
-//! read that field. Honest writers (Kafka's, kafka-python's, ours) always agree.
+//! Deviations from Kafka, both because append_raw keeps batches byte for byte (it is also the
+//! copy path): its broker rewrites a CreateTime batch's maxTimestamp to the records' maximum
+//! (`setMaxTimestamp`), where we refuse a batch whose header disagrees (the time index and the
+//! roll rule read that field); and it does not refuse offset deltas other than 0..count-1 (an
+//! uncompressed batch is written as it is, a compressed one is rebuilt with new deltas, see
+//! `validateMessagesAndAssignOffsetsCompressed`), where we refuse them (rule 8), since a reader
+//! would otherwise see offsets outside the batch. Honest writers (Kafka's, kafka-python's,
+//! ours) always agree on both.
 //! Why reuse the decoder: a validator that parsed records its own way could accept what the
 //! reader refuses; here the reader's checks are a subset of these by construction.
 //!

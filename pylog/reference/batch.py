@@ -236,6 +236,20 @@ def encode_batch(
     return batch
 
 
+def records_area(view: bytes | bytearray | memoryview, pos: int, header: BatchHeader) -> bytes:
+    """The records area of the framed batch at ``pos`` (codec id checked by the caller),
+    decompressed (at most ``MAX_DECOMPRESSED_BYTES``); CorruptBatchError at ``pos`` when it does
+    not decompress. The twin of native/src/batch.rs ``records_area``."""
+    payload = memoryview(view)[pos + BATCH_HEADER_BYTES : pos + LOG_OVERHEAD + header.length]
+    cid = header.codec_id
+    if cid == 0:
+        return payload.tobytes()
+    try:
+        return compression.decompress(cid, payload, MAX_DECOMPRESSED_BYTES)
+    except CorruptBatchError as e:
+        raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
+
+
 def decode_batch(buf: Buffer, pos: int, header: BatchHeader) -> list[Record]:
     """Validate (CRC, codec, record layout) and decode the complete batch at ``pos``; a control
     batch is validated and yields no records. CorruptBatchError positions are ``pos``."""
@@ -259,14 +273,7 @@ def decode_batch(buf: Buffer, pos: int, header: BatchHeader) -> list[Record]:
         raise CorruptBatchError(
             f"record count {header.records_count} < 0", position=pos, kind=CorruptKind.RECORD_COUNT
         )
-    payload = memoryview(view)[pos + BATCH_HEADER_BYTES : end]
-    if cid == 0:
-        data = payload.tobytes()
-    else:
-        try:
-            data = compression.decompress(cid, payload, MAX_DECOMPRESSED_BYTES)
-        except CorruptBatchError as e:
-            raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
+    data = records_area(view, pos, header)
     try:
         records = decode_records_area(data, header, check_leftover=cid == 0)
     except Malformed as e:

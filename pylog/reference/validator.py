@@ -20,9 +20,12 @@ Checks, in this order (the first failure wins; docs/partition-log.md "append_raw
         a commit/abort marker (type 0/1) also a value >= 6 bytes (version i16 >= 0,
         coordinatorEpoch i32), the transactional bit and a producer id >= 0   InvalidRecordError control
 
-Deviation from Kafka: its broker rewrites a CreateTime batch's maxTimestamp to the records' maximum;
-we refuse a batch whose header disagrees, since append_raw keeps batches byte for byte (it is also
-the copy path) and the time index and the roll rule read that field.
+Deviations from Kafka, both because append_raw keeps batches byte for byte (it is also the copy
+path): its broker rewrites a CreateTime batch's maxTimestamp to the records' maximum, where we
+refuse a batch whose header disagrees (the time index and the roll rule read that field); and it
+does not refuse offset deltas other than 0..count-1 (an uncompressed batch is written as it is, a
+compressed one is rebuilt with new deltas), where we refuse them (rule 8), since a reader would
+otherwise see offsets outside the batch. Honest v2 writers always agree on both.
 Why reuse the decoder: a validator that parsed records its own way could accept what the reader
 refuses; here the reader's checks are a subset of these by construction.
 """
@@ -32,18 +35,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pylog.errors import CorruptBatchError, CorruptKind, InvalidRecordError
-from pylog.reference import compression
 from pylog.reference.batch import (
     BATCH_HEADER_BYTES,
     CONTROL_MASK,
     LOG_OVERHEAD,
     MAGIC_V2,
     MAX_CODEC_ID,
-    MAX_DECOMPRESSED_BYTES,
     TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_MASK,
     BatchHeader,
     parse_header,
+    records_area,
     verify_crc,
 )
 from pylog.reference.record import INT64_MAX, INT64_MIN, Malformed, decode_records_area, view_of
@@ -93,14 +95,7 @@ def validate_for_append(batch: Buffer) -> BatchHeader:
             CorruptKind.RECORD_COUNT,
             f"lastOffsetDelta {header.last_offset_delta} != count - 1 ({header.records_count - 1})",
         )
-    payload = memoryview(view)[BATCH_HEADER_BYTES:size]
-    if codec == 0:
-        data = payload.tobytes()
-    else:
-        try:
-            data = compression.decompress(codec, payload, MAX_DECOMPRESSED_BYTES)
-        except CorruptBatchError as e:
-            raise _corrupt(e.kind or CorruptKind.COMPRESSION, str(e.args[0])) from None
+    data = records_area(view, 0, header)
     # why this header: the records then carry the raw deltas (offset = offsetDelta,
     # timestamp = timestampDelta), which the checks below need
     raw = header._replace(
