@@ -46,7 +46,7 @@ class deferred:
         if _local.depth == 0:
             pending, _local.queue = _local.queue, []
             for logger, level, msg, args in pending:
-                logger.log(level, msg, *args)
+                _emit(logger, level, msg, args)
 
 
 class DeferringRLock:
@@ -71,12 +71,34 @@ class DeferringRLock:
         self._deferred.__exit__(kind, exc, tb)
 
 
+class _Unraisable:
+    """Reports its exception through ``sys.unraisablehook`` when dropped (CPython runs a failing
+    ``__del__`` through PyErr_WriteUnraisable, what the native bridge calls for a failing handler;
+    Python has no public call for it before 3.13)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def __del__(self) -> None:
+        raise self.exc
+
+
+def _emit(logger: logging.Logger, level: int, msg: str, args: tuple[object, ...]) -> None:
+    # why: a failing handler must not turn the engine call's result into an error (the call
+    # succeeded, files changed) nor keep the later records from the other handlers; reported as
+    # unraisable, as the native engine does (python/logging.rs)
+    try:
+        logger.log(level, msg, *args)
+    except Exception as e:
+        _Unraisable(e)
+
+
 def _log(logger: logging.Logger, level: int, msg: str, *args: object) -> None:
     queue = _queue()
     if _local.depth > 0:
         queue.append((logger, level, msg, args))
     else:
-        logger.log(level, msg, *args)
+        _emit(logger, level, msg, args)
 
 
 RECOVERY = logging.getLogger("pylog.recovery")
