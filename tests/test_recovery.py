@@ -11,6 +11,8 @@ import random
 import shutil
 import signal
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -852,3 +854,31 @@ def test_checkpoint_of_a_directory_with_a_space(both_engines, tmp_path, engine_n
         assert segment_bases(path) == [0, 10]
         with pytest.raises(CorruptBatchError):
             list(log.records())
+
+
+@pytest.mark.skipif(
+    shutil.which("strace") is None, reason="needs strace to kill the opener at a chosen write"
+)
+@pytest.mark.parametrize("suffix", [".index", ".timeindex"])
+def test_sigkill_while_rebuilding_an_index_below_the_recovery_point(engine, tmp_path, suffix):
+    """Later opens trust an index file below the recovery point as it is, so a kill half-way
+    through its rebuild must not leave 0 bytes (a whole number of entries, which passes the sanity
+    check): the opener is killed at its first write to the file (strace injects SIGKILL there),
+    and the next open still rebuilds it."""
+    path = tmp_path / "kill-0"
+    three_segments(path, "reference")
+    before = segment_files(path)
+    crash(path, 30)
+    target = path / segment_name(0, suffix)
+    os.truncate(target, target.stat().st_size - 3)  # refused: not a whole number of entries
+    opener = (
+        "from pylog.engine import open_partition; "
+        f"open_partition({str(path)!r}, engine={engine!r}, config={{'index.interval.bytes': {INTERVAL}}})"
+    )
+    strace = ["strace", "-f", "-qq", "-o", os.devnull, "-P", str(target), "-P", f"{target}.tmp"]
+    strace += ["-e", "trace=write,pwrite64", "-e", "inject=write,pwrite64:signal=SIGKILL"]
+    child = subprocess.run([*strace, sys.executable, "-c", opener], env=dict(os.environ), check=False)
+    assert child.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), child.returncode
+    assert (path / CLEAN).exists() is False
+    reopen_state(path, engine)
+    assert segment_files(path) == before
