@@ -6,6 +6,7 @@ putting back an older ``recovery-point-offset-checkpoint``), or for real by SIGK
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -882,3 +883,35 @@ def test_sigkill_while_rebuilding_an_index_below_the_recovery_point(engine, tmp_
     assert (path / CLEAN).exists() is False
     reopen_state(path, engine)
     assert segment_files(path) == before
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0\n1\n{tp} 1_0\n",  # digit separators
+        "0\n1\n{tp} \u0661\u0660\n",  # non-ASCII digits
+        "-1\n1\n{tp} 10\n",  # a negative version
+        "0\n1_0\n{tp} 10\n",
+        "0\n1\nt 0_0 10\n",
+        "0\n1\nt -0 10\n",  # an unsigned partition with a sign
+    ],
+    ids=["separators", "non-ascii", "negative-version", "count-separators", "partition-separators", "signed"],
+)
+def test_malformed_checkpoint_numbers_read_alike(both_engines, tmp_path, caplog, text):
+    """Both engines read the numbers of a checkpoint as Rust's parser does: one that only Python's
+    int() takes makes the file unreadable (recover everything) in both, not a recovery point of 10
+    in one of them."""
+    template = tmp_path / "template" / "ck-0"
+    three_segments(template, "reference")
+    seen = {}
+    for engine in ENGINES:
+        path = tmp_path / engine / "ck-0"
+        shutil.copytree(template, path)
+        crash(path)
+        (path / CHECKPOINT).write_text(text.format(tp=topic_partition(path)), encoding="utf-8")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pylog.recovery"):
+            reopen_state(path, engine)
+        seen[engine] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recovered ")]
+    assert len(seen["native"]) == 1 and "recovery point 0," in seen["native"][0]
+    assert [m.replace("native", "reference") for m in seen["native"]] == seen["reference"]
