@@ -10,7 +10,7 @@
 //! 4. segments below the one holding the recovery point: never rewritten; index files that are
 //!    missing or refused by the sanity check (`SegmentIndex::load`: whole entries, strictly
 //!    increasing, inside the segment and its `.log`) are rebuilt from the bytes (framing only,
-//!    sealed rule); files that pass are kept as they are (Kafka's entries stay Kafka's);
+//!    sealed rule) through a `.tmp` and a rename, as later opens trust them; files that pass are kept as they are (Kafka's entries stay Kafka's);
 //! 5. from the segment holding the recovery point to the last: scan batches (framing, magic,
 //!    CRC, `baseOffset >= previous nextOffset`, `lastOffset - base <= 2**31-1`); at the first
 //!    failure delete every later segment, then truncate the `.log` there (this module owns that

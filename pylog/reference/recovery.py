@@ -16,7 +16,8 @@ Run by the first opener, under the writer lock, when ``.kafka_cleanshutdown`` is
    with it too, the last segment included);
 5. segments below the recovery point are never rewritten: their index files are rebuilt only when
    missing or refused by the sanity check (``index.load_indexes``: whole entries, strictly
-   increasing, inside the segment and its ``.log``); files that pass are kept as they are;
+   increasing, inside the segment and its ``.log``), through a ``.tmp`` and a rename, as later
+   opens trust them; files that pass are kept as they are;
 6. a directory without segments gets an empty segment 0;
 7. the directory is fsynced (deletions, renames and creations above are durable).
 
