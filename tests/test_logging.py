@@ -210,3 +210,39 @@ def test_a_handler_may_call_back_into_the_log(engine, tmp_path, caplog):
 def test_nothing_is_logged_for_a_clean_open(both_engines, tmp_path, caplog):
     got = run_both(tmp_path, caplog, lambda path: None, open_and_close)
     assert got == []
+
+
+def test_a_failing_handler_does_not_fail_the_call(engine, tmp_path, monkeypatch):
+    """A handler that raises is reported as unraisable (``sys.unraisablehook``) in both engines; the
+    engine call still succeeds and every record still reaches the other handlers."""
+    path = tmp_path / "fail-0"
+    write(path)
+    crash(path)
+    reported: list[BaseException | None] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda args: reported.append(args.exc_value))
+    received: list[str] = []
+
+    class Fails(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            raise RuntimeError("handler failed")
+
+    class Records(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            received.append(record.getMessage())
+
+    recording, failing = Records(), Fails()
+    recovery, root = logging.getLogger("pylog.recovery"), logging.getLogger("pylog")
+    old_level = root.level
+    recovery.addHandler(recording)  # why the child: its handlers run before the parent's
+    root.addHandler(failing)
+    root.setLevel(logging.INFO)
+    try:
+        log = open_partition(path, engine=engine, config=CONFIG)
+        assert log.end_offset == 40
+        log.close()
+    finally:
+        recovery.removeHandler(recording)
+        root.removeHandler(failing)
+        root.setLevel(old_level)
+    assert len(received) == 1 and received[0].startswith("recovered ")
+    assert [type(e) for e in reported] == [RuntimeError] * len(received)

@@ -6,11 +6,14 @@ putting back an older ``recovery-point-offset-checkpoint``), or for real by SIGK
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
 import signal
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -852,3 +855,63 @@ def test_checkpoint_of_a_directory_with_a_space(both_engines, tmp_path, engine_n
         assert segment_bases(path) == [0, 10]
         with pytest.raises(CorruptBatchError):
             list(log.records())
+
+
+@pytest.mark.skipif(
+    shutil.which("strace") is None, reason="needs strace to kill the opener at a chosen write"
+)
+@pytest.mark.parametrize("suffix", [".index", ".timeindex"])
+def test_sigkill_while_rebuilding_an_index_below_the_recovery_point(engine, tmp_path, suffix):
+    """Later opens trust an index file below the recovery point as it is, so a kill half-way
+    through its rebuild must not leave 0 bytes (a whole number of entries, which passes the sanity
+    check): the opener is killed at its first write to the file (strace injects SIGKILL there),
+    and the next open still rebuilds it."""
+    path = tmp_path / "kill-0"
+    three_segments(path, "reference")
+    before = segment_files(path)
+    crash(path, 30)
+    target = path / segment_name(0, suffix)
+    os.truncate(target, target.stat().st_size - 3)  # refused: not a whole number of entries
+    opener = (
+        "from pylog.engine import open_partition; "
+        f"open_partition({str(path)!r}, engine={engine!r}, config={{'index.interval.bytes': {INTERVAL}}})"
+    )
+    strace = ["strace", "-f", "-qq", "-o", os.devnull, "-P", str(target), "-P", f"{target}.tmp"]
+    strace += ["-e", "trace=write,pwrite64", "-e", "inject=write,pwrite64:signal=SIGKILL"]
+    child = subprocess.run([*strace, sys.executable, "-c", opener], env=dict(os.environ), check=False)
+    assert child.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), child.returncode
+    assert (path / CLEAN).exists() is False
+    reopen_state(path, engine)
+    assert segment_files(path) == before
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0\n1\n{tp} 1_0\n",  # digit separators
+        "0\n1\n{tp} \u0661\u0660\n",  # non-ASCII digits
+        "-1\n1\n{tp} 10\n",  # a negative version
+        "0\n1_0\n{tp} 10\n",
+        "0\n1\nt 0_0 10\n",
+        "0\n1\nt -0 10\n",  # an unsigned partition with a sign
+    ],
+    ids=["separators", "non-ascii", "negative-version", "count-separators", "partition-separators", "signed"],
+)
+def test_malformed_checkpoint_numbers_read_alike(both_engines, tmp_path, caplog, text):
+    """Both engines read the numbers of a checkpoint as Rust's parser does: one that only Python's
+    int() takes makes the file unreadable (recover everything) in both, not a recovery point of 10
+    in one of them."""
+    template = tmp_path / "template" / "ck-0"
+    three_segments(template, "reference")
+    seen = {}
+    for engine in ENGINES:
+        path = tmp_path / engine / "ck-0"
+        shutil.copytree(template, path)
+        crash(path)
+        (path / CHECKPOINT).write_text(text.format(tp=topic_partition(path)), encoding="utf-8")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pylog.recovery"):
+            reopen_state(path, engine)
+        seen[engine] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recovered ")]
+    assert len(seen["native"]) == 1 and "recovery point 0," in seen["native"][0]
+    assert [m.replace("native", "reference") for m in seen["native"]] == seen["reference"]

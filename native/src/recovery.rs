@@ -10,7 +10,7 @@
 //! 4. segments below the one holding the recovery point: never rewritten; index files that are
 //!    missing or refused by the sanity check (`SegmentIndex::load`: whole entries, strictly
 //!    increasing, inside the segment and its `.log`) are rebuilt from the bytes (framing only,
-//!    sealed rule); files that pass are kept as they are (Kafka's entries stay Kafka's);
+//!    sealed rule) through a `.tmp` and a rename, as later opens trust them; files that pass are kept as they are (Kafka's entries stay Kafka's);
 //! 5. from the segment holding the recovery point to the last: scan batches (framing, magic,
 //!    CRC, `baseOffset >= previous nextOffset`, `lastOffset - base <= 2**31-1`); at the first
 //!    failure delete every later segment, then truncate the `.log` there (this module owns that
@@ -171,6 +171,29 @@ fn derive(
     Ok((idx, valid, file_len, prev_next))
 }
 
+/// A segment's two index files from `idx`, each written by `write`.
+fn write_index_files(
+    dir: &Path,
+    base: i64,
+    idx: &SegmentIndex,
+    write: fn(&Path, &[u8]) -> Result<()>,
+) -> Result<()> {
+    write(
+        &Segment::path_for(dir, base, INDEX_SUFFIX),
+        &idx.encode_offsets(0),
+    )?;
+    write(
+        &Segment::path_for(dir, base, TIME_INDEX_SUFFIX),
+        &idx.encode_times(0),
+    )
+}
+
+/// Replace a file through its `.tmp` and a rename (`index::replace_file`; step 3 deletes the
+/// `.tmp` a kill left behind).
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::index::replace_file(path, bytes).io_context(|| format!("replacing {}", path.display()))
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
@@ -180,8 +203,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .io_context(|| format!("writing {}", path.display()))?;
     f.write_all(bytes)
         .io_context(|| format!("writing {}", path.display()))?;
-    // why: a rebuilt index below the recovery point is trusted by later opens; a crash must not
-    // leave it empty (0 bytes is a whole number of entries, so nothing would rebuild it again).
+    // why: the clean-shutdown marker a later close writes makes later opens trust these files
     f.sync_all()
         .io_context(|| format!("syncing {}", path.display()))
 }
@@ -326,14 +348,10 @@ pub fn recover_interruptible(
         events::index_rebuilt(&log_path(dir, base), &reason);
         let (mut idx, _, _, _) = derive(&log_path(dir, base), base, config, false)?;
         idx.seal();
-        write_file(
-            &Segment::path_for(dir, base, INDEX_SUFFIX),
-            &idx.encode_offsets(0),
-        )?;
-        write_file(
-            &Segment::path_for(dir, base, TIME_INDEX_SUFFIX),
-            &idx.encode_times(0),
-        )?;
+        // why by rename: later opens trust a file below the recovery point as it is, and a kill
+        // between truncating it and writing it would leave 0 bytes (a whole number of entries)
+        write_index_files(dir, base, &idx, replace_file)?;
+        changed_dir = true;
     }
     // 5. from the segment holding the recovery point
     let mut truncated_bytes = 0;
@@ -374,14 +392,9 @@ pub fn recover_interruptible(
             last = i;
         }
         idx.seal();
-        write_file(
-            &Segment::path_for(dir, base, INDEX_SUFFIX),
-            &idx.encode_offsets(0),
-        )?;
-        write_file(
-            &Segment::path_for(dir, base, TIME_INDEX_SUFFIX),
-            &idx.encode_times(0),
-        )?;
+        // in place is enough here: until the directory is next closed cleanly, every open
+        // recovers this segment again
+        write_index_files(dir, base, &idx, write_file)?;
         if i == last {
             log_end = next;
             break;

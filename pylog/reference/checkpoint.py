@@ -30,6 +30,8 @@ CHECKPOINT_VERSION = 0
 
 _TOPIC_PARTITION = re.compile(r"^(.+)-([0-9]+)$", re.DOTALL)
 _U32_MAX = 2**32 - 1
+_U64_MAX = 2**64 - 1
+_I64_MAX = 2**63 - 1
 
 
 def topic_partition(dir_path: str) -> tuple[str, int]:
@@ -68,6 +70,18 @@ def write_recovery_point(dir_path: str, offset: int) -> None:
     fsync_dir(dir_path)
 
 
+def _parse_int(token: str, high: int, *, signed: bool = False) -> int:
+    """A number as the native engine reads it (Rust's ``str::parse``): an optional sign and ASCII
+    digits only, in range. why not plain ``int()``: it also takes ``1_000`` and non-ASCII digits,
+    so the engines would read a malformed file differently (one recovering less than the other)."""
+    if re.fullmatch(r"[+-]?[0-9]+" if signed else r"\+?[0-9]+", token, re.ASCII) is None:
+        raise ValueError(token)
+    value = int(token)
+    if not (-high - 1 if signed else 0) <= value <= high:
+        raise ValueError(token)
+    return value
+
+
 def read_recovery_point(dir_path: str) -> int | None:
     """The first entry's offset, or None when the file is missing or malformed."""
     try:
@@ -76,15 +90,16 @@ def read_recovery_point(dir_path: str) -> int | None:
     except (FileNotFoundError, UnicodeDecodeError):
         return None
     try:
-        int(lines[0])  # the version: any number is read the same way (as the native engine)
-        if int(lines[1]) < 1:
+        _parse_int(lines[0].strip(), _U32_MAX)  # the version: any is read the same way (as native)
+        if _parse_int(lines[1].strip(), _U64_MAX) < 1:
             return None
         # why from the end: the topic (from the directory name) may hold spaces; the offset is
         # the last token, the partition the one before, the topic the rest
         fields = lines[2].split()
-        if len(fields) < 3 or not 0 <= int(fields[-2]) <= _U32_MAX:
+        if len(fields) < 3:
             return None
-        offset = int(fields[-1])
+        _parse_int(fields[-2], _U32_MAX)
+        offset = _parse_int(fields[-1], _I64_MAX, signed=True)
     except (IndexError, ValueError):
         return None
     return offset if offset >= 0 else None

@@ -23,60 +23,99 @@ import logging
 import threading
 from types import TracebackType
 
-_local = threading.local()
+
+class _ThreadState(threading.local):
+    """This thread's nesting depth of deferring regions and the events queued inside them."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.queue: list[tuple[logging.Logger, int, str, tuple[object, ...]]] = []
 
 
-def _queue() -> list[tuple[logging.Logger, int, str, tuple[object, ...]]]:
-    q = getattr(_local, "queue", None)
-    if q is None:
-        q = _local.queue = []
-        _local.depth = 0
-    return q
+_local = _ThreadState()
+
+
+def _leave() -> None:
+    """Leave one deferring region; the outermost hands the queued events to ``logging``."""
+    state = _local
+    state.depth -= 1
+    if state.depth == 0 and state.queue:
+        _flush(state)
+
+
+def _flush(state: _ThreadState) -> None:
+    pending, state.queue = state.queue, []
+    for logger, level, msg, args in pending:
+        _emit(logger, level, msg, args)
 
 
 class deferred:
     """Queue this thread's events until the outermost ``deferred`` (or lock) is left."""
 
     def __enter__(self) -> None:
-        _queue()
         _local.depth += 1
 
     def __exit__(self, *exc: object) -> None:
-        _local.depth -= 1
-        if _local.depth == 0:
-            pending, _local.queue = _local.queue, []
-            for logger, level, msg, args in pending:
-                logger.log(level, msg, *args)
+        _leave()
 
 
 class DeferringRLock:
-    """A re-entrant lock whose holder's events are logged once it is released (``deferred``)."""
+    """A re-entrant lock whose holder's events are logged once it is released (``deferred``).
+
+    why so plain: every reference-engine call takes it, so it adds only a thread-local counter to
+    the RLock (no method calls of its own)."""
+
+    __slots__ = ("_lock",)
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._deferred = deferred()
 
     def __enter__(self) -> bool:
-        self._deferred.__enter__()
+        _local.depth += 1
         try:
-            return self._lock.__enter__()
+            return self._lock.acquire()
         except BaseException:
-            self._deferred.__exit__(None, None, None)
+            _leave()
             raise
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._lock.__exit__(kind, exc, tb)
-        self._deferred.__exit__(kind, exc, tb)
+        self._lock.release()
+        state = _local  # _leave(), inlined: this runs at the end of every engine call
+        state.depth -= 1
+        if state.depth == 0 and state.queue:
+            _flush(state)
+
+
+class _Unraisable:
+    """Reports its exception through ``sys.unraisablehook`` when dropped (CPython runs a failing
+    ``__del__`` through PyErr_WriteUnraisable, what the native bridge calls for a failing handler;
+    Python has no public call for it before 3.13)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def __del__(self) -> None:
+        raise self.exc
+
+
+def _emit(logger: logging.Logger, level: int, msg: str, args: tuple[object, ...]) -> None:
+    # why: a failing handler must not turn the engine call's result into an error (the call
+    # succeeded, files changed) nor keep the later records from the other handlers; reported as
+    # unraisable, as the native engine does (python/logging.rs)
+    try:
+        logger.log(level, msg, *args)
+    except Exception as e:
+        _Unraisable(e)
 
 
 def _log(logger: logging.Logger, level: int, msg: str, *args: object) -> None:
-    queue = _queue()
-    if _local.depth > 0:
-        queue.append((logger, level, msg, args))
+    state = _local
+    if state.depth > 0:
+        state.queue.append((logger, level, msg, args))
     else:
-        logger.log(level, msg, *args)
+        _emit(logger, level, msg, args)
 
 
 RECOVERY = logging.getLogger("pylog.recovery")

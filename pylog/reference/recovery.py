@@ -16,7 +16,8 @@ Run by the first opener, under the writer lock, when ``.kafka_cleanshutdown`` is
    with it too, the last segment included);
 5. segments below the recovery point are never rewritten: their index files are rebuilt only when
    missing or refused by the sanity check (``index.load_indexes``: whole entries, strictly
-   increasing, inside the segment and its ``.log``); files that pass are kept as they are;
+   increasing, inside the segment and its ``.log``), through a ``.tmp`` and a rename, as later
+   opens trust them; files that pass are kept as they are;
 6. a directory without segments gets an empty segment 0;
 7. the directory is fsynced (deletions, renames and creations above are durable).
 
@@ -40,6 +41,7 @@ from pylog.reference.index import (
     OffsetIndex,
     TimeIndex,
     load_indexes,
+    replace_file,
 )
 from pylog.reference.segment import (
     INDEX_SUFFIX,
@@ -155,8 +157,7 @@ def _write_file(path: str, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        # a rebuilt index below the recovery point is trusted later: a crash must not leave it
-        # empty (0 bytes is a whole number of entries, so nothing would rebuild it again)
+        # the clean-shutdown marker a later close writes makes later opens trust these files
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -194,8 +195,10 @@ def _rebuild_if_refused(dir_path: str, base: int, next_base: int, config: LogCon
         reason = str(refused)
     events.index_rebuilt(log_path, reason)
     offset_index, time_index = derive_indexes(dir_path, base, config, sealed=True)
-    _write_file(index_path, offset_index.to_bytes())
-    _write_file(time_index_path, time_index.to_bytes())
+    # why by rename: later opens trust a file below the recovery point as it is, and a kill
+    # between truncating it and writing it would leave 0 bytes (a whole number of entries)
+    replace_file(index_path, offset_index.to_bytes())
+    replace_file(time_index_path, time_index.to_bytes())
 
 
 def recover_segment(dir_path: str, base: int, config: LogConfig, *, later: list[int]) -> tuple[int, int]:
