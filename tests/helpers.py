@@ -1,6 +1,6 @@
 """Independent helpers for the cross-engine tests: they share no code with either engine.
 
-Batch headers are parsed with ``struct`` straight from the spec (kafka-log.md §1.1), index entries
+Batch headers are parsed with ``struct`` straight from Kafka's layout (DefaultRecordBatch.java), index entries
 are recomputed from the ``.log`` bytes by the contract's rules, and kafka-python's record classes
 serve as the third-party encoder/decoder.
 """

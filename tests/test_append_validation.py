@@ -238,7 +238,7 @@ def test_mutated_batches_hypothesis(tmp_path_factory, codec, values, mutations, 
 
 
 # ---------------------------------------------------------------------------------------------
-# transaction markers: kept byte for byte, never returned as records (§1.5)
+# transaction markers: kept byte for byte, never returned as records (ControlRecordType.java, EndTransactionMarker.java)
 
 PRODUCER_ID = 4242
 PRODUCER_EPOCH = 3

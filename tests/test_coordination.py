@@ -180,7 +180,7 @@ def test_shared_state_deleted_or_damaged_is_rebuilt(engine, other_engine, tmp_pa
 
 
 def test_stale_writer_never_cuts_a_segment_another_process_rolled_past(engine, other_engine, tmp_path):
-    """Issue 5 §4.1: a writer whose view is stale (here: a roll by a process that did not bump
+    """Issue 5, section 4.1: a writer whose view is stale (here: a roll by a process that did not bump
     the layout generation, as a tool outside the protocol would) meets bytes that do not frame at
     the end of what it knew as the active segment. It must see that a later segment exists
     first, and never truncate the sealed one (others may have it mapped)."""
@@ -240,7 +240,7 @@ def _swap_in(path, base: int, files: tuple[bytes, bytes, bytes]) -> None:
 
 
 def test_replaced_middle_segment_is_noticed_before_the_next_read(engine, other_engine, tmp_path):
-    """Issue 5 §4.2: another process replaces a middle segment's files by rename (same offsets,
+    """Issue 5, section 4.2: another process replaces a middle segment's files by rename (same offsets,
     other bytes: what a compaction swap leaves) and bumps the layout generation as a swap does.
     A reader that has the old segment mapped sees the new bytes on its next read; the old mapping
     stays valid (no SIGBUS). A replacement by a tool that does not bump the generation crashes

@@ -1,4 +1,4 @@
-"""Recovery and durability (docs/partition-log.md "Durability, recovery and processes", §4).
+"""Recovery and durability (docs/partition-log.md "Durability, recovery and processes"; Kafka's LogLoader and LogSegment.recover).
 
 A crash is simulated by closing cleanly and then removing ``.kafka_cleanshutdown`` (optionally
 putting back an older ``recovery-point-offset-checkpoint``), or for real by SIGKILL of a child process.

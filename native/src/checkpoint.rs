@@ -1,4 +1,4 @@
-//! The recovery-point checkpoint and the clean-shutdown marker (spec §2.1, §4.1).
+//! The recovery-point checkpoint and the clean-shutdown marker (Kafka's CheckpointFile.java, OffsetCheckpointFile.java, CleanShutdownFileHandler.java).
 //!
 //! `recovery-point-offset-checkpoint`, Kafka's text checkpoint (CheckpointFile.java):
 //! ```text

@@ -1,4 +1,4 @@
-//! Kafka's record-batch codecs (spec §1.6): what sits in bytes 61.. of a compressed batch.
+//! Kafka's record-batch codecs (MemoryRecordsBuilder.java, Lz4BlockOutputStream.java): what sits in bytes 61.. of a compressed batch.
 //!
 //! | id | name   | stream                                                                     |
 //! |----|--------|----------------------------------------------------------------------------|

@@ -1,4 +1,4 @@
-//! Recovery after an unclean shutdown: Kafka's LogLoader rules (spec §4.2-§4.3) as
+//! Recovery after an unclean shutdown: Kafka's LogLoader rules (LogLoader.java, LogSegment.recover) as
 //! docs/partition-log.md "Durability, recovery and processes" states them.
 //!
 //! Order:

@@ -19,7 +19,7 @@
 //! 10. a control batch (bit 5) holds exactly one control record: a key of at least 4 bytes
 //!     (`version i16 >= 0, type i16`); for a commit/abort marker (type 0/1) also a value of at
 //!     least 6 bytes (`version i16 >= 0, coordinatorEpoch i32`), the transactional bit and a
-//!     producer id of at least 0 (§1.5): InvalidBatch control.
+//!     producer id of at least 0 (EndTransactionMarker.java): InvalidBatch control.
 //!
 //! Checks 8-10 are reported only once every record decoded: corruption outranks them.
 //!

@@ -1,4 +1,4 @@
-//! Kafka's zigzag varint/varlong (ByteUtils.java, spec §1.4): protobuf base-128, LSB group first,
+//! Kafka's zigzag varint/varlong (ByteUtils.java): protobuf base-128, LSB group first,
 //! 0x80 continuation; 32-bit values take at most 5 bytes, 64-bit at most 10.
 //!
 //! Zigzag maps signed to unsigned so small magnitudes stay short: `enc(v) = (v << 1) ^ (v >> 31)`

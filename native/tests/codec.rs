@@ -129,7 +129,7 @@ fn crc32c_vectors() {
 
 #[test]
 fn golden_uncompressed_batch() {
-    // One record, key "k", value "v", ts 5, base offset 3: every byte spelled out (spec §1.1/§1.3).
+    // One record, key "k", value "v", ts 5, base offset 3: every byte spelled out (DefaultRecordBatch.java, DefaultRecord.java).
     let batch = encode_owned(
         &[(5, Some(b"k".to_vec()), Some(b"v".to_vec()), vec![])],
         3,

@@ -20,7 +20,7 @@ mod varint {
         buf[1..end].to_vec()
     }
 
-    /// Kafka ByteUtilsTest testVarintSerde / spec §1.4.
+    /// Kafka ByteUtilsTest testVarintSerde.
     const VARINT_VECTORS: &[(i32, &[u8])] = &[
         (0, &[0x00]),
         (-1, &[0x01]),
@@ -45,7 +45,7 @@ mod varint {
         (i32::MIN, &[0xFF, 0xFF, 0xFF, 0xFF, 0x0F]),
     ];
 
-    /// Kafka ByteUtilsTest testVarlongSerde / spec §1.4.
+    /// Kafka ByteUtilsTest testVarlongSerde.
     const VARLONG_VECTORS: &[(i64, &[u8])] = &[
         (0, &[0x00]),
         (-1, &[0x01]),
@@ -280,7 +280,7 @@ mod compression {
     #[test]
     fn xxh32_vectors() {
         assert_eq!(xxh32(b"", 0), 0x02CC_5D05);
-        // Kafka's default descriptor (FLG 0x60, BD 0x40) has HC 0x82 (spec §1.6).
+        // Kafka's default descriptor (FLG 0x60, BD 0x40) has HC 0x82 (Lz4BlockOutputStream.java).
         assert_eq!(lz4_header_checksum(&[0x60, 0x40]), 0x82);
     }
 

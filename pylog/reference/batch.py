@@ -2,7 +2,7 @@
 (clients/src/main/java/org/apache/kafka/common/record/DefaultRecordBatch.java): the batch layout,
 header, framing, CRC, in-place header rewrites, and the batch-level encode and decode around the
 records area (its records are ``record.py``; append validation is ``validator.py``). The twin of
-native/src/batch.rs. Spec §1.1, §1.2, §1.6, §1.7.
+native/src/batch.rs. Kafka's DefaultRecordBatch.java, MemoryRecordsBuilder.java and FileLogInputStream.java.
 
 Batch header, 61 bytes, big-endian::
 

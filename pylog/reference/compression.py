@@ -1,4 +1,4 @@
-"""Kafka codecs for the reference engine (spec §1.6).
+"""Kafka codecs for the reference engine (MemoryRecordsBuilder.java, Lz4BlockOutputStream.java).
 
 API: ``compress(codec: str, data) -> bytes``; ``decompress(codec_id: int, data, limit) -> bytes``
 raising ``CorruptBatchError`` (without a position; the caller adds the batch position) on malformed

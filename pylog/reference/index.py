@@ -1,6 +1,6 @@
 """Offset and time indexes of one segment, and the rule that derives them from the segment bytes.
 
-File formats (§2.2, §2.3), big-endian, never preallocated (entries = file length // entry size)::
+File formats (OffsetIndex.java, TimeIndex.java), big-endian, never preallocated (entries = file length // entry size)::
 
     .index      relOffset i32 | position i32        (8 bytes)   relOffset = batch.lastOffset - base
     .timeindex  timestamp i64 | relOffset i32       (12 bytes)  "max timestamp up to that offset"

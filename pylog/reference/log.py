@@ -100,7 +100,7 @@ class _PauseHook:
 
 
 def _recovery_point_within(recovery_point: int, end: int) -> int:
-    """The one owner of the recovery-point clamp (Kafka: ``min(checkpoint, log end)``, §4.2): the
+    """The one owner of the recovery-point clamp (Kafka: ``min(checkpoint, log end)``, LogLoader.java): the
     recovery point this process works with never lies past the log end it sees (after a recovery
     cut, or a reload that found fewer offsets); native/src/log.rs's twin."""
     return min(recovery_point, end)
@@ -192,7 +192,7 @@ class PartitionLog:
                 recover(self._path, self._config, checkpointed)
                 self._dir_dirty = True
                 self._load()
-                # §4.2: not advanced until a real sync
+                # LogLoader: not advanced until a real sync
                 self._recovery_point = _recovery_point_within(checkpointed or 0, self._active.next_offset)
                 if checkpointed is not None and checkpointed > self._recovery_point:
                     # why: recovery cut below the checkpoint; the file must not claim offsets

@@ -2,7 +2,7 @@
 (clients/src/main/java/org/apache/kafka/common/record/DefaultRecord.java): zigzag varints, the
 checks of ``append``'s arguments, encoding records, and parsing them from a records area (the
 batch around them is ``batch.py``). The twin of native/src/record.rs (varints: varint.rs).
-Spec §1.3, §1.4.
+Kafka's DefaultRecord.java and ByteUtils.java.
 
 Record (inside the records area or the decompressed stream), all varints zigzag::
 
@@ -60,7 +60,7 @@ def view_of(buf: Buffer) -> bytes | bytearray | memoryview:
 
 
 # ---------------------------------------------------------------------------------------------
-# Zigzag varints (§1.4)
+# Zigzag varints (ByteUtils.java)
 
 _SMALL_VARINT_LIMIT = 1 << 13  # zigzag values in [-8192, 8192) take 1 or 2 bytes; cache them
 

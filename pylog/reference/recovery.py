@@ -1,4 +1,4 @@
-"""Recovery of a partition directory after an unclean shutdown (Kafka's LogLoader, §4.2-§4.3).
+"""Recovery of a partition directory after an unclean shutdown (Kafka's LogLoader.java and LogSegment.recover).
 
 Run by the first opener, under the writer lock, when ``.kafka_cleanshutdown`` is absent:
 

@@ -1,6 +1,6 @@
 """One segment of a partition log: ``{base:020}.log`` plus its ``.index`` and ``.timeindex``.
 
-The ``.log`` is RecordBatch v2 back to back from position 0 (§1.1). ``size`` is the number of bytes
+The ``.log`` is RecordBatch v2 back to back from position 0 (DefaultRecordBatch.java). ``size`` is the number of bytes
 this process knows to hold whole, valid batches; bytes past it are "not yet seen" (another process
 may be appending, or a dead writer left a torn tail). Invariants:
 
@@ -470,7 +470,7 @@ class Segment:
         return None
 
     def find_timestamp(self, ts_ms: int, start_offset: int) -> int | None:
-        """§3.3: time index, offset index, then the first batch with maxTimestamp >= ts_ms and
+        """LogSegment.findOffsetByTimestamp: time index, offset index, then the first batch with maxTimestamp >= ts_ms and
         the first record in it with timestamp >= ts_ms and offset >= start_offset."""
         _, index_offset = self.time_index.lookup(ts_ms)
         _, start = self.offset_index.lookup(max(index_offset, start_offset))
