@@ -222,9 +222,14 @@ fn frame_length(buf: &[u8]) -> Option<i32> {
     Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// CRC-32C (Castagnoli), as Kafka's Crc32C.
+/// CRC-32C (Castagnoli), as Kafka's Crc32C
+/// (clients/src/main/java/org/apache/kafka/common/utils/Crc32C.java).
+// why crc-fast: it folds with PCLMULQDQ alongside the CRC32 instruction, 1.35x the speed of the
+// crc32c crate's three-way CRC32 loop on a 100 KB batch here (native/benches/codec.rs); the
+// CPU features are detected once per process. Its iSCSI algorithm is CRC-32C; the checksum is
+// returned widened to u64.
 pub fn crc32c(data: &[u8]) -> u32 {
-    crc32c::crc32c(data)
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
 }
 
 /// Check the stored CRC of one whole batch (`batch.len() == size`); error position 0.
