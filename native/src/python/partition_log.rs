@@ -306,6 +306,74 @@ fn extract_items<'a>(s: &'a Shapes<'_>) -> Result<Extracted<'a>, Error> {
     })
 }
 
+/// The items of a list or tuple argument as a tuple: a tuple as it is, a list snapshotted by
+/// `PyList_AsTuple` (one C loop of increfs instead of a `Bound` per item), so the items stay
+/// alive and in place while the GIL is released even if another thread changes the list.
+/// `None` for any other type.
+fn snapshot<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyTuple>> {
+    if let Ok(t) = obj.cast_exact::<PyTuple>() {
+        return Some(t.clone());
+    }
+    obj.cast_exact::<PyList>().ok().map(|l| l.to_tuple())
+}
+
+/// The items of `tuple` as byte slices when every one is `bytes` (subclasses included) or None;
+/// `None` as soon as one is anything else.
+fn bytes_items<'a>(tuple: &'a Bound<'_, PyTuple>) -> Option<Vec<Option<&'a [u8]>>> {
+    let mut out = Vec::with_capacity(tuple.len());
+    for item in tuple.iter_borrowed() {
+        let ptr = item.as_ptr();
+        if item.is_none() {
+            out.push(None);
+        } else if unsafe { pyo3::ffi::PyBytes_Check(ptr) } != 0 {
+            // SAFETY: `ptr` is a bytes object (checked above), whose contents never change;
+            // `tuple` holds a strong reference to it for at least 'a, so the slice stays valid
+            // while the GIL is released.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    pyo3::ffi::PyBytes_AsString(ptr) as *const u8,
+                    pyo3::ffi::PyBytes_Size(ptr) as usize,
+                )
+            };
+            out.push(Some(bytes));
+        } else {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// `append`'s common call, without a `Bound` per item: values (non-empty) and keys (or None)
+/// lists or tuples of `bytes`/None of one length, no headers, no timestamps. `None` when the
+/// call is anything else; the general path then handles it, every error included.
+fn plain_records<'a>(
+    values: &'a Bound<'_, PyTuple>,
+    keys: Option<&'a Bound<'_, PyTuple>>,
+    now: i64,
+) -> Option<Vec<RecordSpec<'a>>> {
+    let value_items = bytes_items(values)?;
+    if value_items.is_empty() {
+        return None;
+    }
+    let key_items = match keys {
+        Some(k) if k.len() != value_items.len() => return None,
+        Some(k) => Some(bytes_items(k)?),
+        None => None,
+    };
+    Some(
+        value_items
+            .iter()
+            .enumerate()
+            .map(|(i, &value)| RecordSpec {
+                timestamp: now,
+                key: key_items.as_ref().and_then(|k| k[i]),
+                value,
+                headers: &[],
+            })
+            .collect(),
+    )
+}
+
 /// The `(str, bytes | None)` pairs of record `i`'s headers (shape only).
 fn header_pairs_of<'py>(h: &Bound<'py, PyAny>, i: usize) -> Result<Vec<Bound<'py, PyAny>>, Error> {
     let not_pairs = || {
@@ -469,6 +537,23 @@ impl PyPartitionLog {
                 return Err(to_pyerr(Error::Closed(self.log.path().to_path_buf())));
             }
             let codec = codec_from_name(codec).map_err(to_pyerr)?;
+            let absent = |a: Option<&Bound<'_, PyAny>>| a.is_none_or(|a| a.is_none());
+            if absent(headers) && absent(timestamps_ms) {
+                let value_tuple = snapshot(values);
+                // Some(None): no keys; None: keys of a type the general path handles
+                let key_tuple = match keys.filter(|k| !k.is_none()) {
+                    None => Some(None),
+                    Some(k) => snapshot(k).map(Some),
+                };
+                if let (Some(v), Some(k)) = (&value_tuple, &key_tuple) {
+                    let now = now_ms();
+                    if let Some(specs) = plain_records(v, k.as_ref(), now) {
+                        return py
+                            .detach(|| self.log.append_at(&specs, codec, now))
+                            .map_err(to_pyerr);
+                    }
+                }
+            }
             let shaped = shapes(values, keys, headers, timestamps_ms).map_err(to_pyerr)?;
             let x = extract_items(&shaped).map_err(to_pyerr)?;
             py.detach(|| {
