@@ -81,11 +81,21 @@ fn nullable_len(b: Option<&[u8]>) -> i32 {
     b.map_or(-1, |b| b.len() as i32)
 }
 
+/// Append the first `n` bytes of the small stack buffer `buf`.
+// why a fixed-size copy then a cut: copying all N bytes compiles to a few vector stores, where
+// copying a variable 1..N would call memmove; the cut only lowers the length.
+#[inline(always)]
+fn push_small<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], n: usize) {
+    let len = out.len();
+    out.extend_from_slice(buf);
+    out.truncate(len + n);
+}
+
 #[inline]
 fn push_varint(out: &mut Vec<u8>, v: i32) {
     let mut buf = [0u8; MAX_VARINT_BYTES];
     let n = put_varint(&mut buf, 0, v);
-    out.extend_from_slice(&buf[..n]);
+    push_small(out, &buf, n);
 }
 
 #[inline]
@@ -100,9 +110,9 @@ fn push_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
 /// the records' maximum timestamp (at least `base_timestamp`). A record body over i32::MAX is
 /// `RecordTooLarge`; `out` then holds a partial area, which the caller cuts.
 // why one pass: each record is sized (arithmetic on its lengths) right before it is written, so
-// no per-call table of sizes and no zero-filled area that the writer then overwrites; the
-// bytes go in with `extend_from_slice` after one `reserve` per record, the small fields
-// gathered on the stack first so a record with no key takes three copies.
+// no per-call table of sizes and no zero-filled area that the writer then overwrites. The
+// small fields are gathered on the stack and copied in fixed-size pieces (`push_small`), so a
+// record without key or headers costs one memmove, its value's.
 pub fn write_records(
     out: &mut Vec<u8>,
     records: &[RecordSpec<'_>],
@@ -115,7 +125,8 @@ pub fn write_records(
             record_body_size(r, offset_delta, base_timestamp),
             "a record",
         )?;
-        out.reserve(varint_size(body) + body as usize);
+        // why the slack: push_small copies whole stack buffers before cutting them back
+        out.reserve(varint_size(body) + body as usize + MAX_RECORD_PREFIX_BYTES);
         let mut prefix = [0u8; MAX_RECORD_PREFIX_BYTES];
         let mut pos = put_varint(&mut prefix, 0, body);
         let body_start = out.len() + pos;
@@ -127,7 +138,7 @@ pub fn write_records(
         );
         pos = put_varint(&mut prefix, pos, offset_delta);
         pos = put_varint(&mut prefix, pos, nullable_len(r.key));
-        out.extend_from_slice(&prefix[..pos]);
+        push_small(out, &prefix, pos);
         if let Some(key) = r.key {
             out.extend_from_slice(key);
         }
