@@ -22,8 +22,8 @@
 use crate::batch::BatchHeader;
 use crate::error::{CorruptKind, Error, Result};
 use crate::varint::{
-    put_varint, put_varlong, read_varint, read_varlong, varint_size, varlong_size,
-    zigzag_decode_32, zigzag_decode_64, VarintError, MAX_VARINT_BYTES, MAX_VARLONG_BYTES,
+    read_varint, read_varlong, varint_size, varlong_size, zigzag_decode_32, zigzag_decode_64,
+    zigzag_encode_32, zigzag_encode_64, VarintError,
 };
 
 /// One record to encode. Keys/values `None` are nulls; header keys are UTF-8 by construction.
@@ -70,35 +70,31 @@ fn record_body_size(r: &RecordSpec<'_>, offset_delta: i32, base_timestamp: i64) 
     size
 }
 
-/// Bytes of a record before its key: length varint, attributes, timestampDelta varlong,
-/// offsetDelta varint, keyLength varint.
-const MAX_RECORD_PREFIX_BYTES: usize =
-    MAX_VARINT_BYTES + 1 + MAX_VARLONG_BYTES + MAX_VARINT_BYTES + MAX_VARINT_BYTES;
-
 /// The length varint of a nullable byte string (-1 for null).
 #[inline]
 fn nullable_len(b: Option<&[u8]>) -> i32 {
     b.map_or(-1, |b| b.len() as i32)
 }
 
-/// Append the first `n` bytes of the small stack buffer `buf`.
-// why a fixed-size copy then a cut: copying all N bytes compiles to a few vector stores, where
-// copying a variable 1..N would call memmove; the cut only lowers the length.
+/// Push the unsigned LEB128 bytes of `u` (a zigzag-encoded varint or varlong).
+// why byte pushes: the caller reserved the record's bytes, so each push is a store and a
+// predictable capacity check; gathering the fields on the stack first cost a failed
+// store-to-load forward per record (perf), and a variable-length copy a memmove call.
 #[inline(always)]
-fn push_small<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], n: usize) {
-    let len = out.len();
-    out.extend_from_slice(buf);
-    out.truncate(len + n);
+fn push_unsigned(out: &mut Vec<u8>, mut u: u64) {
+    while u >= 0x80 {
+        out.push((u as u8) | 0x80);
+        u >>= 7;
+    }
+    out.push(u as u8);
 }
 
-#[inline]
+#[inline(always)]
 fn push_varint(out: &mut Vec<u8>, v: i32) {
-    let mut buf = [0u8; MAX_VARINT_BYTES];
-    let n = put_varint(&mut buf, 0, v);
-    push_small(out, &buf, n);
+    push_unsigned(out, zigzag_encode_32(v) as u64);
 }
 
-#[inline]
+#[inline(always)]
 fn push_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
     push_varint(out, nullable_len(b));
     if let Some(b) = b {
@@ -110,9 +106,8 @@ fn push_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
 /// the records' maximum timestamp (at least `base_timestamp`). A record body over i32::MAX is
 /// `RecordTooLarge`; `out` then holds a partial area, which the caller cuts.
 // why one pass: each record is sized (arithmetic on its lengths) right before it is written, so
-// no per-call table of sizes and no zero-filled area that the writer then overwrites. The
-// small fields are gathered on the stack and copied in fixed-size pieces (`push_small`), so a
-// record without key or headers costs one memmove, its value's.
+// no per-call table of sizes and no zero-filled area that the writer then overwrites; one
+// `reserve` per record, then byte pushes for the small fields and one memmove per byte string.
 pub fn write_records(
     out: &mut Vec<u8>,
     records: &[RecordSpec<'_>],
@@ -125,23 +120,16 @@ pub fn write_records(
             record_body_size(r, offset_delta, base_timestamp),
             "a record",
         )?;
-        // why the slack: push_small copies whole stack buffers before cutting them back
-        out.reserve(varint_size(body) + body as usize + MAX_RECORD_PREFIX_BYTES);
-        let mut prefix = [0u8; MAX_RECORD_PREFIX_BYTES];
-        let mut pos = put_varint(&mut prefix, 0, body);
-        let body_start = out.len() + pos;
-        prefix[pos] = 0; // attributes
-        pos = put_varlong(
-            &mut prefix,
-            pos + 1,
-            r.timestamp.wrapping_sub(base_timestamp),
+        out.reserve(varint_size(body) + body as usize);
+        push_varint(out, body);
+        let body_start = out.len();
+        out.push(0); // attributes
+        push_unsigned(
+            out,
+            zigzag_encode_64(r.timestamp.wrapping_sub(base_timestamp)),
         );
-        pos = put_varint(&mut prefix, pos, offset_delta);
-        pos = put_varint(&mut prefix, pos, nullable_len(r.key));
-        push_small(out, &prefix, pos);
-        if let Some(key) = r.key {
-            out.extend_from_slice(key);
-        }
+        push_varint(out, offset_delta);
+        push_nullable(out, r.key);
         push_nullable(out, r.value);
         push_varint(out, r.headers.len() as i32);
         for (k, v) in r.headers {
