@@ -317,30 +317,28 @@ fn snapshot<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyTuple>> {
     obj.cast_exact::<PyList>().ok().map(|l| l.to_tuple())
 }
 
-/// The items of `tuple` as byte slices when every one is `bytes` (subclasses included) or None;
-/// `None` as soon as one is anything else.
-fn bytes_items<'a>(tuple: &'a Bound<'_, PyTuple>) -> Option<Vec<Option<&'a [u8]>>> {
-    let mut out = Vec::with_capacity(tuple.len());
-    for item in tuple.iter_borrowed() {
-        let ptr = item.as_ptr();
-        if item.is_none() {
-            out.push(None);
-        } else if unsafe { pyo3::ffi::PyBytes_Check(ptr) } != 0 {
-            // SAFETY: `ptr` is a bytes object (checked above), whose contents never change;
-            // `tuple` holds a strong reference to it for at least 'a, so the slice stays valid
-            // while the GIL is released.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(
-                    pyo3::ffi::PyBytes_AsString(ptr) as *const u8,
-                    pyo3::ffi::PyBytes_Size(ptr) as usize,
-                )
-            };
-            out.push(Some(bytes));
-        } else {
-            return None;
-        }
+/// Item `item` of a snapshot tuple as a byte slice if it is `bytes` (subclasses included),
+/// `Some(None)` if it is None, `None` if it is anything else.
+#[inline]
+fn bytes_item<'a>(item: pyo3::Borrowed<'a, '_, PyAny>) -> Option<Option<&'a [u8]>> {
+    let ptr = item.as_ptr();
+    if item.is_none() {
+        return Some(None);
     }
-    Some(out)
+    // SAFETY: PyBytes_Check only reads the type of a live object.
+    if unsafe { pyo3::ffi::PyBytes_Check(ptr) } == 0 {
+        return None;
+    }
+    // SAFETY: `ptr` is a bytes object (checked above), whose contents never change; the tuple
+    // that `item` borrows from holds a strong reference to it for at least 'a, so the slice
+    // stays valid while the GIL is released. why the macros: they read the object's fields in
+    // place instead of calling into libpython twice per item.
+    Some(Some(unsafe {
+        std::slice::from_raw_parts(
+            pyo3::ffi::PyBytes_AS_STRING(ptr) as *const u8,
+            pyo3::ffi::Py_SIZE(ptr) as usize,
+        )
+    }))
 }
 
 /// `append`'s common call, without a `Bound` per item: values (non-empty) and keys (or None)
@@ -351,27 +349,24 @@ fn plain_records<'a>(
     keys: Option<&'a Bound<'_, PyTuple>>,
     now: i64,
 ) -> Option<Vec<RecordSpec<'a>>> {
-    let value_items = bytes_items(values)?;
-    if value_items.is_empty() {
+    if values.is_empty() || keys.is_some_and(|k| k.len() != values.len()) {
         return None;
     }
-    let key_items = match keys {
-        Some(k) if k.len() != value_items.len() => return None,
-        Some(k) => Some(bytes_items(k)?),
-        None => None,
-    };
-    Some(
-        value_items
-            .iter()
-            .enumerate()
-            .map(|(i, &value)| RecordSpec {
-                timestamp: now,
-                key: key_items.as_ref().and_then(|k| k[i]),
-                value,
-                headers: &[],
-            })
-            .collect(),
-    )
+    let mut specs = Vec::with_capacity(values.len());
+    for item in values.iter_borrowed() {
+        specs.push(RecordSpec {
+            timestamp: now,
+            key: None,
+            value: bytes_item(item)?,
+            headers: &[],
+        });
+    }
+    if let Some(keys) = keys {
+        for (spec, item) in specs.iter_mut().zip(keys.iter_borrowed()) {
+            spec.key = bytes_item(item)?;
+        }
+    }
+    Some(specs)
 }
 
 /// The `(str, bytes | None)` pairs of record `i`'s headers (shape only).
