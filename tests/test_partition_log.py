@@ -683,6 +683,59 @@ def test_bad_input(open_log, expected, call):
     assert_unchanged_and_usable(log, files, end, want)
 
 
+# The same bad calls without timestamps_ms: the native engine's fast path for lists of bytes
+# must hand each of them to the general checks (same error class and message in both engines).
+BAD_DEFAULT_TIMESTAMP_APPENDS = [
+    (TypeError, lambda log: log.append(["text"])),
+    (TypeError, lambda log: log.append([b"ok", 1])),
+    (TypeError, lambda log: log.append((b"ok", bytearray(b"x"), "s"))),
+    (TypeError, lambda log: log.append([b"v", b"w"], keys=[b"k", "k"])),
+    (InvalidRecordError, lambda log: log.append([])),
+    (InvalidRecordError, lambda log: log.append(())),
+    (InvalidRecordError, lambda log: log.append([b"a", b"b"], keys=[b"k"])),
+    (InvalidRecordError, lambda log: log.append([b"a"], keys=(b"k", None))),
+]
+
+
+@pytest.mark.parametrize("expected, call", BAD_DEFAULT_TIMESTAMP_APPENDS)
+def test_bad_input_with_default_timestamps_same_in_both_engines(open_log, expected, call):
+    messages = []
+    for engine in ("native", "reference"):
+        log = open_log(engine=engine, max_message_bytes=4000)
+        want = fill(log, [2, 1])
+        files, end = segment_files(log.path), log.end_offset
+        with pytest.raises(expected) as raised:
+            call(log)
+        messages.append(str(raised.value))
+        assert_unchanged_and_usable(log, files, end, want)
+    assert messages[0] == messages[1]
+
+
+class BytesSubclass(bytes):
+    pass
+
+
+def test_append_argument_containers_give_identical_batches(open_log):
+    """Lists and tuples (the native fast path), a generator and a list with a bytearray (the
+    general path) and bytes subclasses all encode the same records the same way."""
+    values = [b"a", None, BytesSubclass(b"ccc"), b""]
+    keys = [None, b"k1", b"", BytesSubclass(b"k3")]
+    batches = []
+    for engine in ("native", "reference"):
+        for make in (list, tuple, lambda xs: (x for x in xs), lambda xs: [*xs[:-1], bytearray(xs[-1])]):
+            log = open_log(engine=engine)
+            base = log.append(make(values), keys=make(keys), timestamps_ms=None)
+            assert [(r.key, r.value) for r in log.records()] == [
+                (None if k is None else bytes(k), None if v is None else bytes(v))
+                for k, v in zip(keys, values, strict=True)
+            ]
+            raw = bytearray(log.read(base, 1 << 20))
+            raw[27:43] = bytes(16)  # baseTimestamp, maxTimestamp: the call's clock
+            raw[17:21] = bytes(4)  # the CRC covers the timestamps
+            batches.append(bytes(raw))
+    assert len(set(batches)) == 1
+
+
 def test_batch_larger_than_segment_bytes(open_log):
     log = open_log(segment_bytes=300)
     want = fill(log, [1])

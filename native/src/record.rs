@@ -10,8 +10,9 @@
 //! headersCount varint | { keyLength varint (>= 0) | UTF-8 key | valueLength varint (-1 null) | value }*
 //! ```
 //! Invariants:
-//! - Writer: every length field is computed before the bytes are written (`size_records`) and the
-//!   encoded size is asserted equal to it; a record body over i32::MAX is `RecordTooLarge`.
+//! - Writer: every record's length field is computed before its bytes are written
+//!   (`record_body_size`) and the bytes written are asserted equal to it; a record body over
+//!   i32::MAX is `RecordTooLarge`.
 //! - Reader: every read is bounds-checked against the record it belongs to, nothing is
 //!   preallocated from a count, and a `RecordView` handed to a visitor has passed every check,
 //!   header keys' UTF-8 included. Errors are `CorruptBatch` at position 0.
@@ -21,8 +22,8 @@
 use crate::batch::BatchHeader;
 use crate::error::{CorruptKind, Error, Result};
 use crate::varint::{
-    put_varint, put_varlong, read_varint, read_varlong, varint_size, varlong_size,
-    zigzag_decode_32, zigzag_decode_64, VarintError,
+    read_varint, read_varlong, varint_size, varlong_size, zigzag_decode_32, zigzag_decode_64,
+    zigzag_encode_32, zigzag_encode_64, VarintError,
 };
 
 /// One record to encode. Keys/values `None` are nulls; header keys are UTF-8 by construction.
@@ -69,75 +70,81 @@ fn record_body_size(r: &RecordSpec<'_>, offset_delta: i32, base_timestamp: i64) 
     size
 }
 
+/// The length varint of a nullable byte string (-1 for null).
 #[inline]
-fn put_bytes(buf: &mut [u8], pos: usize, b: &[u8]) -> usize {
-    let end = pos + b.len();
-    buf[pos..end].copy_from_slice(b);
-    end
+fn nullable_len(b: Option<&[u8]>) -> i32 {
+    b.map_or(-1, |b| b.len() as i32)
 }
 
-#[inline]
-fn put_nullable(buf: &mut [u8], pos: usize, b: Option<&[u8]>) -> usize {
-    match b {
-        None => put_varint(buf, pos, -1),
-        Some(b) => {
-            let pos = put_varint(buf, pos, b.len() as i32);
-            put_bytes(buf, pos, b)
-        }
+/// Push the unsigned LEB128 bytes of `u` (a zigzag-encoded varint or varlong).
+// why byte pushes: the caller reserved the record's bytes, so each push is a store and a
+// predictable capacity check; gathering the fields on the stack first cost a failed
+// store-to-load forward per record (perf), and a variable-length copy a memmove call.
+#[inline(always)]
+fn push_unsigned(out: &mut Vec<u8>, mut u: u64) {
+    while u >= 0x80 {
+        out.push((u as u8) | 0x80);
+        u >>= 7;
+    }
+    out.push(u as u8);
+}
+
+#[inline(always)]
+fn push_varint(out: &mut Vec<u8>, v: i32) {
+    push_unsigned(out, zigzag_encode_32(v) as u64);
+}
+
+#[inline(always)]
+fn push_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    push_varint(out, nullable_len(b));
+    if let Some(b) = b {
+        out.extend_from_slice(b);
     }
 }
 
-/// Write the records area (uncompressed) into `buf`, which has exactly the size computed by
-/// the caller from `record_body_size`; returns the bytes written.
-// why: writing into a pre-sized slice instead of pushing to a Vec removes a capacity check and
-// a length update per field; the encoder then runs at a few ns per record plus the memcpy.
+/// Append the records area (uncompressed) of `records` to `out`, offset deltas from 0; returns
+/// the records' maximum timestamp (at least `base_timestamp`). A record body over i32::MAX is
+/// `RecordTooLarge`; `out` then holds a partial area, which the caller cuts.
+// why one pass: each record is sized (arithmetic on its lengths) right before it is written, so
+// no per-call table of sizes and no zero-filled area that the writer then overwrites; one
+// `reserve` per record, then byte pushes for the small fields and one memmove per byte string.
 pub fn write_records(
-    buf: &mut [u8],
-    records: &[RecordSpec<'_>],
-    body_sizes: &[u32],
-    base_timestamp: i64,
-) -> usize {
-    let mut pos = 0;
-    for (i, (r, &body)) in records.iter().zip(body_sizes).enumerate() {
-        let offset_delta = i as i32; // count was checked to fit an i32
-        let body = body as usize;
-        pos = put_varint(buf, pos, body as i32);
-        let body_start = pos;
-        buf[pos] = 0; // attributes
-        pos = put_varlong(buf, pos + 1, r.timestamp.wrapping_sub(base_timestamp));
-        pos = put_varint(buf, pos, offset_delta);
-        pos = put_nullable(buf, pos, r.key);
-        pos = put_nullable(buf, pos, r.value);
-        pos = put_varint(buf, pos, r.headers.len() as i32);
-        for (k, v) in r.headers {
-            pos = put_varint(buf, pos, k.len() as i32);
-            pos = put_bytes(buf, pos, k.as_bytes());
-            pos = put_nullable(buf, pos, *v);
-        }
-        debug_assert_eq!(pos - body_start, body);
-    }
-    pos
-}
-
-/// Size every record's body into `body_sizes` (cleared first) for `write_records`; returns the
-/// records area's size and the records' maximum timestamp. A body over i32::MAX is
-/// `RecordTooLarge`.
-pub fn size_records(
+    out: &mut Vec<u8>,
     records: &[RecordSpec<'_>],
     base_timestamp: i64,
-    body_sizes: &mut Vec<u32>,
-) -> Result<(usize, i64)> {
-    body_sizes.clear();
+) -> Result<i64> {
     let mut max_timestamp = base_timestamp;
-    let mut records_bytes: usize = 0;
     for (i, r) in records.iter().enumerate() {
-        let body = record_body_size(r, i as i32, base_timestamp);
-        let body = len_i32(body, "a record")?;
-        records_bytes += varint_size(body) + body as usize;
-        body_sizes.push(body as u32);
+        let offset_delta = i as i32; // the caller checked that the count fits an i32
+        let body = len_i32(
+            record_body_size(r, offset_delta, base_timestamp),
+            "a record",
+        )?;
+        out.reserve(varint_size(body) + body as usize);
+        push_varint(out, body);
+        let body_start = out.len();
+        out.push(0); // attributes
+        push_unsigned(
+            out,
+            zigzag_encode_64(r.timestamp.wrapping_sub(base_timestamp)),
+        );
+        push_varint(out, offset_delta);
+        push_nullable(out, r.key);
+        push_nullable(out, r.value);
+        push_varint(out, r.headers.len() as i32);
+        for (k, v) in r.headers {
+            push_varint(out, k.len() as i32);
+            out.extend_from_slice(k.as_bytes());
+            push_nullable(out, *v);
+        }
+        assert_eq!(
+            out.len() - body_start,
+            body as usize,
+            "a record's bytes differ from its computed size"
+        );
         max_timestamp = max_timestamp.max(r.timestamp);
     }
-    Ok((records_bytes, max_timestamp))
+    Ok(max_timestamp)
 }
 
 /// A decoded record borrowing from the batch (or from the decompression scratch buffer).

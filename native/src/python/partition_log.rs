@@ -306,6 +306,69 @@ fn extract_items<'a>(s: &'a Shapes<'_>) -> Result<Extracted<'a>, Error> {
     })
 }
 
+/// The items of a list or tuple argument as a tuple: a tuple as it is, a list snapshotted by
+/// `PyList_AsTuple` (one C loop of increfs instead of a `Bound` per item), so the items stay
+/// alive and in place while the GIL is released even if another thread changes the list.
+/// `None` for any other type.
+fn snapshot<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyTuple>> {
+    if let Ok(t) = obj.cast_exact::<PyTuple>() {
+        return Some(t.clone());
+    }
+    obj.cast_exact::<PyList>().ok().map(|l| l.to_tuple())
+}
+
+/// Item `item` of a snapshot tuple as a byte slice if it is `bytes` (subclasses included),
+/// `Some(None)` if it is None, `None` if it is anything else.
+#[inline]
+fn bytes_item<'a>(item: pyo3::Borrowed<'a, '_, PyAny>) -> Option<Option<&'a [u8]>> {
+    let ptr = item.as_ptr();
+    if item.is_none() {
+        return Some(None);
+    }
+    // SAFETY: PyBytes_Check only reads the type of a live object.
+    if unsafe { pyo3::ffi::PyBytes_Check(ptr) } == 0 {
+        return None;
+    }
+    // SAFETY: `ptr` is a bytes object (checked above), whose contents never change; the tuple
+    // that `item` borrows from holds a strong reference to it for at least 'a, so the slice
+    // stays valid while the GIL is released. why the macros: they read the object's fields in
+    // place instead of calling into libpython twice per item.
+    Some(Some(unsafe {
+        std::slice::from_raw_parts(
+            pyo3::ffi::PyBytes_AS_STRING(ptr) as *const u8,
+            pyo3::ffi::Py_SIZE(ptr) as usize,
+        )
+    }))
+}
+
+/// `append`'s common call, without a `Bound` per item: values (non-empty) and keys (or None)
+/// lists or tuples of `bytes`/None of one length, no headers, no timestamps. `None` when the
+/// call is anything else; the general path then handles it, every error included.
+fn plain_records<'a>(
+    values: &'a Bound<'_, PyTuple>,
+    keys: Option<&'a Bound<'_, PyTuple>>,
+    now: i64,
+) -> Option<Vec<RecordSpec<'a>>> {
+    if values.is_empty() || keys.is_some_and(|k| k.len() != values.len()) {
+        return None;
+    }
+    let mut specs = Vec::with_capacity(values.len());
+    for item in values.iter_borrowed() {
+        specs.push(RecordSpec {
+            timestamp: now,
+            key: None,
+            value: bytes_item(item)?,
+            headers: &[],
+        });
+    }
+    if let Some(keys) = keys {
+        for (spec, item) in specs.iter_mut().zip(keys.iter_borrowed()) {
+            spec.key = bytes_item(item)?;
+        }
+    }
+    Some(specs)
+}
+
 /// The `(str, bytes | None)` pairs of record `i`'s headers (shape only).
 fn header_pairs_of<'py>(h: &Bound<'py, PyAny>, i: usize) -> Result<Vec<Bound<'py, PyAny>>, Error> {
     let not_pairs = || {
@@ -469,6 +532,23 @@ impl PyPartitionLog {
                 return Err(to_pyerr(Error::Closed(self.log.path().to_path_buf())));
             }
             let codec = codec_from_name(codec).map_err(to_pyerr)?;
+            let absent = |a: Option<&Bound<'_, PyAny>>| a.is_none_or(|a| a.is_none());
+            if absent(headers) && absent(timestamps_ms) {
+                let value_tuple = snapshot(values);
+                // Some(None): no keys; None: keys of a type the general path handles
+                let key_tuple = match keys.filter(|k| !k.is_none()) {
+                    None => Some(None),
+                    Some(k) => snapshot(k).map(Some),
+                };
+                if let (Some(v), Some(k)) = (&value_tuple, &key_tuple) {
+                    let now = now_ms();
+                    if let Some(specs) = plain_records(v, k.as_ref(), now) {
+                        return py
+                            .detach(|| self.log.append_at(&specs, codec, now))
+                            .map_err(to_pyerr);
+                    }
+                }
+            }
             let shaped = shapes(values, keys, headers, timestamps_ms).map_err(to_pyerr)?;
             let x = extract_items(&shaped).map_err(to_pyerr)?;
             py.detach(|| {
