@@ -74,16 +74,19 @@ def test_random_reads_sealed(benchmark, engine, tmp_path):
         read = log.read
 
         def lookups():
-            hits = 0
+            # why a bare loop: the figure is the cost of `read` itself; checking each result here
+            # (slicing, two int.from_bytes) would add more Python than the call costs
             for offset in targets:
-                buf = read(offset, 1)
-                base = int.from_bytes(buf[0:8], "big")
-                hits += base <= offset <= base + int.from_bytes(buf[23:27], "big")
-            return hits
+                read(offset, 1)
 
         t0 = time.perf_counter_ns()
-        assert benchmark.pedantic(lookups, rounds=rounds) == len(targets)
+        benchmark.pedantic(lookups, rounds=rounds)
         elapsed_s = (time.perf_counter_ns() - t0) / 1e9
+        # the results, checked outside the timing: a sample holds the batch of its offset
+        for offset in targets[:: max(1, len(targets) // 2_000)]:
+            buf = read(offset, 1)
+            base = int.from_bytes(buf[0:8], "big")
+            assert base <= offset <= base + int.from_bytes(buf[23:27], "big"), offset
     benchmark.extra_info["reads_per_s"] = len(targets) * rounds / elapsed_s
 
 
