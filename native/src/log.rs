@@ -963,6 +963,12 @@ impl PartitionLog {
         Ok(SegmentBytes::empty())
     }
 
+    /// The longest wait of this object for the writer lock since the last call, in
+    /// nanoseconds (a diagnostic for the fairness benchmark; lock.rs).
+    pub fn take_longest_writer_lock_wait_ns(&self) -> u64 {
+        self.writer_lock.take_longest_wait_ns()
+    }
+
     /// Bytes a `read` scans from its index entry: one index interval, slack for the batch that
     /// crosses it, and the result (a `pread` window for the active segment).
     fn read_window_bytes(&self, max_bytes: u64) -> usize {

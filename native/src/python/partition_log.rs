@@ -454,6 +454,12 @@ impl PyPartitionLog {
         self.log.is_closed()
     }
 
+    /// Diagnostic: the longest wait of this object for the writer lock since the last call, in
+    /// nanoseconds.
+    fn take_longest_writer_lock_wait_ns(&self) -> u64 {
+        self.log.take_longest_writer_lock_wait_ns()
+    }
+
     #[pyo3(signature = (values, keys, headers, timestamps_ms, codec))]
     fn append(
         &self,
