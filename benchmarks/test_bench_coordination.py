@@ -14,8 +14,11 @@ pylog/bench_processes.py.
   ``append`` returning in A to ``wait_for`` returning in B, for every pair of engines (target
   p50 <= 100 us, p99 <= 1 ms), and the CPU an idle waiter uses (target: none measurable).
 - ``test_two_tight_appenders``: two processes append in tight loops to one partition; both must
-  progress, and the longest single append of either (it includes waiting for the writer lock) is
-  the fairness figure (target < 10 ms over a 10 s run).
+  progress, and the longest wait of either for the writer lock is the fairness figure (target
+  < 10 ms over a 10 s run): ``longest_lock_wait_ms`` as the native engine measures it inside its
+  lock acquisition (None for the reference engine, which does not), and ``longest_append_ms``,
+  the longest single append, an upper bound of it for both engines (it also holds the append's
+  own work and any preemption of the process, which a loaded 2-core machine makes common).
 
 Smoke size in CI (``--benchmark-disable`` runs each body once); ``PYLOG_BENCH_SCALE=full`` for the
 figures in benchmarks/README.md.
@@ -74,16 +77,19 @@ def test_random_reads_sealed(benchmark, engine, tmp_path):
         read = log.read
 
         def lookups():
-            hits = 0
+            # why a bare loop: the figure is the cost of `read` itself; checking each result here
+            # (slicing, two int.from_bytes) would add more Python than the call costs
             for offset in targets:
-                buf = read(offset, 1)
-                base = int.from_bytes(buf[0:8], "big")
-                hits += base <= offset <= base + int.from_bytes(buf[23:27], "big")
-            return hits
+                read(offset, 1)
 
         t0 = time.perf_counter_ns()
-        assert benchmark.pedantic(lookups, rounds=rounds) == len(targets)
+        benchmark.pedantic(lookups, rounds=rounds)
         elapsed_s = (time.perf_counter_ns() - t0) / 1e9
+        # the results, checked outside the timing: a sample holds the batch of its offset
+        for offset in targets[:: max(1, len(targets) // 2_000)]:
+            buf = read(offset, 1)
+            base = int.from_bytes(buf[0:8], "big")
+            assert base <= offset <= base + int.from_bytes(buf[23:27], "big"), offset
     benchmark.extra_info["reads_per_s"] = len(targets) * rounds / elapsed_s
 
 
@@ -115,9 +121,13 @@ def test_two_tight_appenders(benchmark, engine, other_engine, tmp_path):
         lambda: tight_appenders(path, (engine, other_engine), 10.0 if FULL else 0.5), rounds=1, iterations=1
     )
     with open_partition(path, engine="native") as log:
-        assert log.end_offset == 10 * sum(count for count, _ in results)
-    assert all(count > 0 for count, _ in results), results
+        assert log.end_offset == 10 * sum(count for count, _, _ in results)
+    assert all(count > 0 for count, _, _ in results), results
+    for (_, longest, lock_wait), child_engine in zip(results, (engine, other_engine), strict=True):
+        # the engine's own figure is measured inside the append the caller timed
+        assert (lock_wait == -1) == (child_engine == "reference") and lock_wait <= longest, results
     benchmark.extra_info.update(
-        appends=[count for count, _ in results],
-        longest_append_ms=[longest / 1e6 for _, longest in results],
+        appends=[count for count, _, _ in results],
+        longest_append_ms=[longest / 1e6 for _, longest, _ in results],
+        longest_lock_wait_ms=[None if wait < 0 else wait / 1e6 for _, _, wait in results],
     )

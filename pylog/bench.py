@@ -259,9 +259,10 @@ def idle_wait_cpu_share(path: str, engine: str, ms: int) -> float:
     return cpu_ns / (ms * 1e6)
 
 
-def tight_appenders(path: str, engines: tuple[str, str], seconds: float) -> list[tuple[int, int]]:
+def tight_appenders(path: str, engines: tuple[str, str], seconds: float) -> list[tuple[int, int, int]]:
     """Two processes append 10-record batches in tight loops for ``seconds``; per process, the
-    number of appends and its longest single append in ns (it includes the writer-lock wait)."""
+    number of appends, its longest single append in ns (an upper bound of its writer-lock wait)
+    and its longest writer-lock wait in ns as the engine measured it (-1: not measured)."""
     with (
         spawn("appender", path, engines[0], seconds) as first,
         spawn("appender", path, engines[1], seconds) as second,
@@ -278,8 +279,8 @@ def tight_appenders(path: str, engines: tuple[str, str], seconds: float) -> list
         results = []
         for child in children:
             assert child.stdout is not None
-            count, longest = map(int, child.stdout.readline().split())
-            results.append((count, longest))
+            count, longest, lock_wait = map(int, child.stdout.readline().split())
+            results.append((count, longest, lock_wait))
         for child in children:
             if child.wait(timeout=60) != 0:
                 raise RuntimeError("an appender failed")

@@ -9,8 +9,10 @@ Used by ``pylog bench`` and benchmarks/test_bench_coordination.py; one role per 
 - ``idle PATH ENGINE MS``: one ``wait_for`` that times out after MS ms with no appends; reports
   the process CPU time it used (a polling waiter burns CPU, a woken one does not).
 - ``appender PATH ENGINE SECONDS``: appends 10-record batches in a tight loop after ``go`` on
-  stdin, and reports how many appends it made and its longest single append (which includes the
-  wait for the writer lock while the other appender holds it).
+  stdin, and reports how many appends it made, its longest single append (an upper bound of the
+  wait for the writer lock: it also holds the append's own work and any preemption of the
+  process) and the longest writer-lock wait itself as the engine measured it
+  (``take_longest_writer_lock_wait_ns``; -1 from an engine without that diagnostic, the reference).
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def appender(path: str, engine: str, seconds: float) -> None:
     with open_partition(path, engine=engine) as log:
         print("ready", flush=True)
         sys.stdin.readline()
+        take_lock_wait = getattr(log, "take_longest_writer_lock_wait_ns", lambda: -1)
+        take_lock_wait()  # why: from here on, the waits of the loop alone (not the open's)
         count, longest = 0, 0
         stop = time.perf_counter_ns() + int(seconds * 1e9)
         while True:
@@ -101,7 +105,8 @@ def appender(path: str, engine: str, seconds: float) -> None:
             log.append(values)
             longest = max(longest, time.perf_counter_ns() - t0)
             count += 1
-        print(f"{count} {longest}", flush=True)
+        lock_wait = take_lock_wait()
+        print(f"{count} {longest} {lock_wait}", flush=True)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,10 @@ class NativePartitionLog:
         """Block until ``end_offset > offset`` or the timeout; True when data arrived."""
         return self._log.wait_for(offset, timeout_ms)
 
+    def take_longest_writer_lock_wait_ns(self) -> int:
+        """Diagnostic (native engine only): the longest writer-lock wait (ns) since the last call."""
+        return self._log.take_longest_writer_lock_wait_ns()
+
     def close(self) -> None:
         """Close; the last process to close writes the clean-shutdown marker. Idempotent."""
         self._log.close()

@@ -117,6 +117,9 @@ pub struct WriterLock {
     shared: Arc<SharedState>,
     /// `grants` seen at a release that left the lock to a waiter (`NO_YIELD`: none).
     yield_at: AtomicU64,
+    /// Longest `acquire` so far (yielding to a waiter included), in nanoseconds: the fairness
+    /// figure, measured here because a caller's timing also holds its own preemptions.
+    longest_wait_ns: AtomicU64,
 }
 
 const NO_YIELD: u64 = u64::MAX;
@@ -127,12 +130,14 @@ impl WriterLock {
             file,
             shared,
             yield_at: AtomicU64::new(NO_YIELD),
+            longest_wait_ns: AtomicU64::new(0),
         }
     }
 
     /// Block until the writer lock is held (after yielding to a waiter if the last release
     /// found one); released when the guard drops.
     pub fn acquire(&self) -> Result<WriterGuard<'_>> {
+        let started = Instant::now();
         let seen = self.yield_at.swap(NO_YIELD, Ordering::AcqRel);
         if seen != NO_YIELD {
             let seen = seen as u32;
@@ -155,7 +160,14 @@ impl WriterLock {
             locked.io_context(|| format!("locking {}", self.file.path.display()))?;
         }
         self.shared.note_grant();
+        let waited = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.longest_wait_ns.fetch_max(waited, Ordering::Relaxed);
         Ok(WriterGuard { lock: self })
+    }
+
+    /// The longest `acquire` of this object since the last call, in nanoseconds (a diagnostic).
+    pub fn take_longest_wait_ns(&self) -> u64 {
+        self.longest_wait_ns.swap(0, Ordering::Relaxed)
     }
 
     fn release(&self) {

@@ -204,6 +204,46 @@ where
     }
 }
 
+/// The batches one `read` returns, met by a forward scan: from the first whose `lastOffset >=
+/// offset`, as many whole ones as fit in `max_bytes`, at least one (the one owner of that rule
+/// for `read_batches` and `read_mapped`).
+struct ReadSpan {
+    offset: i64,
+    max_bytes: u64,
+    /// Position of the first batch taken.
+    found: Option<u64>,
+    /// Bytes taken.
+    total: u64,
+}
+
+impl ReadSpan {
+    fn new(offset: i64, max_bytes: u64) -> ReadSpan {
+        ReadSpan {
+            offset,
+            max_bytes,
+            found: None,
+            total: 0,
+        }
+    }
+
+    /// The batch at `pos`: (taken, keep scanning).
+    fn visit(&mut self, pos: u64, h: &BatchHeader) -> (bool, bool) {
+        let size = h.size_bytes() as u64;
+        if self.found.is_none() {
+            if h.last_offset() < self.offset {
+                return (false, true);
+            }
+            self.found = Some(pos);
+            self.total = size;
+        } else if self.total + size > self.max_bytes {
+            return (false, false);
+        } else {
+            self.total += size;
+        }
+        (true, self.total < self.max_bytes)
+    }
+}
+
 /// `.index` and `.timeindex` bytes, or why they cannot be used.
 type IndexFiles = std::result::Result<(Vec<u8>, Vec<u8>), String>;
 
@@ -814,32 +854,66 @@ impl Segment {
         }
         let start = self.scan_start(offset)?;
         let sealed = self.sealed;
-        let mut found: Option<u64> = None;
-        let mut total = 0u64;
+        let mut span = ReadSpan::new(offset, max_bytes);
         let mut copied: Vec<u8> = Vec::new();
         self.for_each_batch(start, window_bytes, false, |pos, h, batch| {
-            let size = h.size_bytes() as u64;
-            if found.is_none() {
-                if h.last_offset() < offset {
-                    return Ok(true);
-                }
-                found = Some(pos);
-                total = size;
-            } else if total + size > max_bytes {
-                return Ok(false);
-            } else {
-                total += size;
-            }
-            if !sealed {
+            let (taken, more) = span.visit(pos, h);
+            if taken && !sealed {
                 copied.extend_from_slice(batch);
             }
-            Ok(total < max_bytes)
+            Ok(more)
         })?;
-        let Some(from) = found else { return Ok(None) };
+        let Some(from) = span.found else {
+            return Ok(None);
+        };
         if sealed {
-            return self.bytes(from, from + total).map(Some);
+            return self.bytes(from, from + span.total).map(Some);
         }
         Ok(Some(SegmentBytes::Owned(copied)))
+    }
+
+    /// `read_batches` of a sealed segment from what is already in memory (its mapping and its
+    /// loaded index), scanning at most `scan_limit` bytes from the index entry; `None` whenever
+    /// that does not settle the answer (nothing mapped or loaded yet, no such batch here, a scan
+    /// cut by the limit, bytes that do not frame): the caller then takes `read_batches`, which
+    /// loads what is missing and reports corruption. Never a system call, never a lock.
+    pub fn read_mapped(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        scan_limit: usize,
+    ) -> Option<SegmentBytes> {
+        if !self.sealed || offset >= self.next_offset {
+            return None;
+        }
+        let (index, map) = (self.index.as_ref()?, self.mmap.as_ref()?);
+        let size = self.size.min(map.len() as u64);
+        let start = u64::from(index.lookup_offset(offset).position);
+        let end = start.saturating_add(scan_limit as u64).min(size);
+        if start >= end {
+            return None;
+        }
+        let mut span = ReadSpan::new(offset, max_bytes);
+        let scan = scan_batches(
+            Source::Mem(&map[..end as usize]),
+            start,
+            end,
+            false,
+            |pos, h, _| Ok(span.visit(pos, h).1),
+        )
+        .ok()?;
+        // why: a span ends by choice (`Stopped`) or at the segment's end; a scan that stopped
+        // at the limit may have left out batches that belong to it.
+        let settled = match scan.end {
+            ScanEnd::Stopped => true,
+            ScanEnd::Clean => end == self.size,
+            ScanEnd::Incomplete | ScanEnd::Corrupt(_) => false,
+        };
+        let from = span.found.filter(|_| settled)?;
+        Some(SegmentBytes::Mapped(
+            map.clone(),
+            from as usize..(from + span.total) as usize,
+        ))
     }
 
     /// A sealed segment must frame exactly to its end: a scan of it that stopped at bytes which

@@ -823,3 +823,64 @@ fn bytes_that_do_not_frame_below_the_recovery_point_are_never_cut() {
         assert_eq!(fs::read(&path).unwrap(), damaged);
     }
 }
+
+/// `read_in_memory` (the GIL-held fast path of `read`) answers exactly what `read` answers, or
+/// declines: for every offset and several `max_bytes`, across sealed segments with batches of
+/// varied sizes, after another instance changed the layout, and once closed.
+#[test]
+fn read_in_memory_agrees_with_read_or_declines() {
+    let d = TempDir::new("t");
+    let cfg = config(&[("segment.bytes", 6000), ("index.interval.bytes", 700)]);
+    let log = PartitionLog::open(d.path(), cfg.clone()).unwrap();
+    for i in 0..120usize {
+        let value = vec![b'v'; 20 + (i * 37) % 400];
+        let count = 1 + i % 5;
+        let values: Vec<&[u8]> = (0..count).map(|_| value.as_slice()).collect();
+        append_values(&log, &values, 1000 + i as i64);
+    }
+    let sealed_end = log.end_offset().unwrap();
+    log.roll().unwrap();
+    let logs = fs::read_dir(d.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("log".as_ref()))
+        .count();
+    assert!(logs > 4, "{logs} segments");
+    append_values(&log, &[b"active"], 9000);
+    let sizes = [1u64, 300, 2500, 16 << 10, (16 << 10) + 1];
+    let mut answered = 0;
+    for &max_bytes in &sizes {
+        for offset in 0..=log.end_offset().unwrap() {
+            let expected = log.read(offset, max_bytes).unwrap();
+            match log.read_in_memory(offset, max_bytes) {
+                Some(got) => {
+                    assert_eq!(got.as_slice(), expected.as_slice(), "{offset} {max_bytes}");
+                    assert!(offset < sealed_end && max_bytes <= 16 << 10);
+                    answered += 1;
+                }
+                // `read` just loaded this segment's mapping and index: only the active segment
+                // and reads too large to be a few headers' work are declined
+                None => assert!(
+                    offset >= sealed_end || max_bytes > 16 << 10,
+                    "declined {offset} {max_bytes}"
+                ),
+            }
+        }
+    }
+    // after a warm-up read, every small read of sealed data is answered from memory
+    for offset in 0..sealed_end {
+        assert!(log.read_in_memory(offset, 1).is_some(), "{offset}");
+    }
+    assert!(answered >= sealed_end * 4);
+    // another instance changes the layout: declined until `read` caught up
+    let other = PartitionLog::open(d.path(), cfg).unwrap();
+    other.roll().unwrap();
+    assert!(log.read_in_memory(0, 1).is_none());
+    assert_eq!(
+        log.read(0, 1).unwrap().as_slice(),
+        other.read(0, 1).unwrap().as_slice()
+    );
+    assert!(log.read_in_memory(0, 1).is_some());
+    log.close().unwrap();
+    assert!(log.read_in_memory(0, 1).is_none());
+    other.close().unwrap();
+}
