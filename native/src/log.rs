@@ -66,9 +66,6 @@ pub const MAX_WAIT_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 const READ_WINDOW_MIN_BYTES: usize = 4 << 10;
 /// Room past the index gap for the batch itself.
 const READ_WINDOW_SLACK_BYTES: usize = 2 << 10;
-/// Largest `read` that `read_in_memory` answers (it runs with the GIL held: its work must stay a
-/// few batch headers).
-pub const IN_MEMORY_READ_MAX_BYTES: u64 = 16 << 10;
 /// Bytes of batches decoded per planning step of `read_columns`.
 const COLUMNS_CHUNK_BYTES: u64 = 4 << 20;
 
@@ -976,33 +973,6 @@ impl PartitionLog {
             .saturating_add(READ_WINDOW_SLACK_BYTES)
             .saturating_add(max_bytes.min(SCAN_CHUNK_BYTES as u64) as usize)
             .clamp(READ_WINDOW_MIN_BYTES, SCAN_CHUNK_BYTES)
-    }
-
-    /// `read` answered from memory alone, or `None` (then call `read`): for a small read
-    /// (`max_bytes <= IN_MEMORY_READ_MAX_BYTES`) below the known end, in a sealed segment
-    /// already mapped with its index loaded, while `inner` is free and the layout generation is
-    /// the one held. It never blocks, makes no system call and scans at most one read window of
-    /// the mapping, so a caller may run it without releasing the GIL (python/partition_log.rs:
-    /// that saves the GIL handoff, the largest cost of a random read; the one possible wait is a
-    /// page fault on the mapping, as for any memory-mapped array read with the GIL held).
-    /// Whatever it declines, including every error, `read` decides with the same rules.
-    pub fn read_in_memory(&self, offset: i64, max_bytes: u64) -> Option<SegmentBytes> {
-        if max_bytes > IN_MEMORY_READ_MAX_BYTES {
-            return None;
-        }
-        let inner = self.inner.try_lock().ok()?;
-        if self.closed.load(Ordering::SeqCst) {
-            return None;
-        }
-        let generation = self.shared.stable_generation();
-        if generation.is_none() || generation != inner.known_generation {
-            return None;
-        }
-        if offset < start_of(&inner) || offset >= end_of(&inner) {
-            return None;
-        }
-        let seg = &inner.segments[inner.segments.floor_index(offset)];
-        seg.read_mapped(offset, max_bytes, self.read_window_bytes(max_bytes))
     }
 
     /// Plan one chunk of `records(start, end)`: whole batches holding offsets `>= start`,

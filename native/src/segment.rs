@@ -206,7 +206,7 @@ where
 
 /// The batches one `read` returns, met by a forward scan: from the first whose `lastOffset >=
 /// offset`, as many whole ones as fit in `max_bytes`, at least one (the one owner of that rule
-/// for `read_batches` and `read_mapped`).
+/// for `read_batches`).
 struct ReadSpan {
     offset: i64,
     max_bytes: u64,
@@ -870,50 +870,6 @@ impl Segment {
             return self.bytes(from, from + span.total).map(Some);
         }
         Ok(Some(SegmentBytes::Owned(copied)))
-    }
-
-    /// `read_batches` of a sealed segment from what is already in memory (its mapping and its
-    /// loaded index), scanning at most `scan_limit` bytes from the index entry; `None` whenever
-    /// that does not settle the answer (nothing mapped or loaded yet, no such batch here, a scan
-    /// cut by the limit, bytes that do not frame): the caller then takes `read_batches`, which
-    /// loads what is missing and reports corruption. Never a system call, never a lock.
-    pub fn read_mapped(
-        &self,
-        offset: i64,
-        max_bytes: u64,
-        scan_limit: usize,
-    ) -> Option<SegmentBytes> {
-        if !self.sealed || offset >= self.next_offset {
-            return None;
-        }
-        let (index, map) = (self.index.as_ref()?, self.mmap.as_ref()?);
-        let size = self.size.min(map.len() as u64);
-        let start = u64::from(index.lookup_offset(offset).position);
-        let end = start.saturating_add(scan_limit as u64).min(size);
-        if start >= end {
-            return None;
-        }
-        let mut span = ReadSpan::new(offset, max_bytes);
-        let scan = scan_batches(
-            Source::Mem(&map[..end as usize]),
-            start,
-            end,
-            false,
-            |pos, h, _| Ok(span.visit(pos, h).1),
-        )
-        .ok()?;
-        // why: a span ends by choice (`Stopped`) or at the segment's end; a scan that stopped
-        // at the limit may have left out batches that belong to it.
-        let settled = match scan.end {
-            ScanEnd::Stopped => true,
-            ScanEnd::Clean => end == self.size,
-            ScanEnd::Incomplete | ScanEnd::Corrupt(_) => false,
-        };
-        let from = span.found.filter(|_| settled)?;
-        Some(SegmentBytes::Mapped(
-            map.clone(),
-            from as usize..(from + span.total) as usize,
-        ))
     }
 
     /// A sealed segment must frame exactly to its end: a scan of it that stopped at bytes which

@@ -612,13 +612,7 @@ impl PyPartitionLog {
     ) -> PyResult<Bound<'py, PyMemoryView>> {
         let offset = int_arg(offset, "offset").map_err(to_pyerr)?;
         let max_bytes = int_arg(max_bytes, "max_bytes").map_err(to_pyerr)?.max(0) as u64;
-        // why first without releasing the GIL: a random read of a sealed segment is a few
-        // hundred nanoseconds of memory work, and handing the GIL over and back costs as much
-        // again; `read_in_memory` takes only what cannot block (log.rs), the rest is detached.
-        let bytes = match guard(|| Ok(self.log.read_in_memory(offset, max_bytes)))? {
-            Some(bytes) => bytes,
-            None => self.run(py, |log| log.read(offset, max_bytes))?,
-        };
+        let bytes = self.run(py, |log| log.read(offset, max_bytes))?;
         // why a memoryview made here: wrapping in Python costs a frame per call, and random
         // reads are call-bound (a few microseconds each).
         PyMemoryView::from(Bound::new(py, buffer_of(bytes))?.as_any())
