@@ -2,7 +2,7 @@
 //! (clients/src/main/java/org/apache/kafka/common/record/DefaultRecordBatch.java): the batch
 //! layout, header, framing, CRC, in-place header rewrites, and the batch-level encode and decode
 //! around the records area (its records are `record.rs`; append validation is `validator.rs`).
-//! Spec §1.1, §1.2, §1.6, §1.7.
+//! Kafka's DefaultRecordBatch.java, MemoryRecordsBuilder.java and FileLogInputStream.java.
 //!
 //! Batch header, 61 bytes, big-endian:
 //! ```text
@@ -160,7 +160,7 @@ fn be_i64(h: &[u8; BATCH_HEADER_BYTES], pos: usize) -> i64 {
     i64::from_be_bytes(b)
 }
 
-/// What lies at the start of a byte range that should begin with a batch (spec §1.7).
+/// What lies at the start of a byte range that should begin with a batch (FileLogInputStream.nextBatch).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
     /// A complete batch is present (its CRC is *not* checked here).

@@ -1,4 +1,4 @@
-//! Sparse offset and time indexes (spec §2.2, §2.3, §2.5, §3.2), as pure functions of the
+//! Sparse offset and time indexes (Kafka's OffsetIndex, TimeIndex, AbstractIndex and LogSegment.append), as pure functions of the
 //! segment bytes (docs/partition-log.md "Index rules").
 //!
 //! ```text
@@ -159,7 +159,7 @@ pub fn offset_index_full_entries(segment_index_bytes: u32) -> u64 {
 }
 
 /// Time index entries at which it is full: `segment.index.bytes / 12 - 1`; the last slot is
-/// kept for the final entry (Kafka's TimeIndex.isFull, spec §2.3).
+/// kept for the final entry (Kafka's TimeIndex.isFull).
 pub fn time_index_full_entries(segment_index_bytes: u32) -> u64 {
     (u64::from(segment_index_bytes) / TIME_ENTRY_BYTES).saturating_sub(1)
 }

@@ -449,7 +449,7 @@ fn refresh_segments(
     Ok(true)
 }
 
-/// The one owner of the recovery-point clamp (Kafka: `min(checkpoint, log end)`, §4.2): the
+/// The one owner of the recovery-point clamp (Kafka: `min(checkpoint, log end)`, LogLoader.java): the
 /// recovery point this process works with never lies past the log end it sees (after a
 /// recovery cut, or a reload that found fewer offsets). Recovery computes the same clamp for its
 /// result (recovery.rs); the reference's `_recovery_point_within` is the twin.
@@ -1109,7 +1109,7 @@ impl PartitionLog {
         Ok(columns)
     }
 
-    /// First offset `>= start_offset` whose record timestamp is `>= ts_ms` (§3.3), else None.
+    /// First offset `>= start_offset` whose record timestamp is `>= ts_ms` (LogSegment.findOffsetByTimestamp), else None.
     pub fn offset_for_timestamp(&self, ts_ms: i64) -> Result<Option<i64>> {
         let mut inner = self.lock()?;
         self.resync(&mut inner, false)?;

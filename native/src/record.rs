@@ -1,7 +1,7 @@
 //! One record of a v2 batch, Kafka's DefaultRecord
 //! (clients/src/main/java/org/apache/kafka/common/record/DefaultRecord.java): sizing and
 //! writing records, and parsing them from a records area (the batch around them is `batch.rs`).
-//! Spec §1.3, §1.4.
+//! Kafka's DefaultRecord.java and ByteUtils.java.
 //!
 //! Each record (all varints zigzag, `varint.rs`):
 //! ```text

@@ -1,4 +1,4 @@
-//! One segment: `{base:020}.log` plus its two sparse indexes (spec §2).
+//! One segment: `{base:020}.log` plus its two sparse indexes (Kafka's LogSegment.java).
 //!
 //! The `.log` holds RecordBatch v2 batches back to back. `size` is the length of the prefix this
 //! process has validated (complete batches only); the file may be longer while another process
@@ -96,7 +96,7 @@ pub enum Source<'a> {
 /// `pread` size for short lookups (a header scan from an index entry).
 pub const LOOKUP_CHUNK_BYTES: usize = 16 << 10;
 
-/// Visit the batches in `[from, to)`: framing (spec §1.7) and, if `check_crc`, the CRC.
+/// Visit the batches in `[from, to)`: framing (FileLogInputStream.nextBatch) and, if `check_crc`, the CRC.
 /// `visit(position, header, batch_bytes)` returns `Ok(false)` to stop (the stop position is then
 /// the visited batch's position). Positions are file positions.
 pub fn scan_batches<F>(
