@@ -36,7 +36,9 @@ def spawn(role: str, *args: object) -> Iterator[subprocess.Popen]:
     package_root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     with subprocess.Popen(
-        [sys.executable, "-m", "pylog.bench_processes", role, *map(str, args)],
+        # why -P: `-m` would put the working directory first on sys.path, so a source checkout
+        # there (without its built extension) would shadow the pylog this process runs
+        [sys.executable, "-P", "-m", "pylog.bench_processes", role, *map(str, args)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
