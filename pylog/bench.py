@@ -110,9 +110,13 @@ class Row:
 
     @property
     def speedup(self) -> float | None:
-        if self.native and self.reference:
-            return self.reference / self.native if self.lower_is_better else self.native / self.reference
-        return None
+        """native/reference (reference/native for latencies); None when a ratio means nothing:
+        a latency at or below zero (a waiter woken before the writer's call returned)."""
+        if not (self.native and self.reference) or (
+            self.lower_is_better and min(self.native, self.reference) <= 0
+        ):
+            return None
+        return self.reference / self.native if self.lower_is_better else self.native / self.reference
 
 
 class Progress:

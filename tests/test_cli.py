@@ -56,3 +56,14 @@ def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_bench_shows_no_ratio_for_a_latency_at_or_below_zero():
+    """A waiter can return before the writer's ``append`` does (a latency below zero); a ratio of
+    such figures means nothing, so the table shows none, and the row keeps its figures."""
+    woken_early = bench.Row("wake-up", "us", native=-3.0, reference=100.0, lower_is_better=True)
+    assert woken_early.speedup is None
+    fields = bench.format_table([woken_early]).splitlines()[-1].split()
+    assert fields[2:5] == ["-3.00", "100", "-"]  # native, reference, no native/ref ratio
+    assert bench.Row("wake-up", "us", native=20.0, reference=100.0, lower_is_better=True).speedup == 5.0
+    assert bench.Row("append", "MB/s", native=200.0, reference=100.0).speedup == 2.0
