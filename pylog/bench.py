@@ -27,6 +27,7 @@ import random
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -225,6 +226,12 @@ def interleaved_append(root: str, engine: str, batches: int, values: list[bytes]
     return Interleaved(end, statistics.median(append_ns), statistics.median(write_ns), len(encoded))
 
 
+def _expect_ready(child: subprocess.Popen, role: str) -> None:
+    assert child.stdout is not None
+    if child.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"the {role} process failed")
+
+
 def wakeup_latencies(path: str, writer_engine: str, waiter_engine: str, rounds: int) -> list[int]:
     """Nanoseconds from ``append`` returning here to ``wait_for`` returning in another process
     (blocked before each append), per round. One monotonic clock serves both processes."""
@@ -236,12 +243,11 @@ def wakeup_latencies(path: str, writer_engine: str, waiter_engine: str, rounds: 
             for _ in range(rounds):
                 child.stdin.write(f"{writer.end_offset}\n")
                 child.stdin.flush()
-                if child.stdout.readline().strip() != "ready":
-                    raise RuntimeError("the waiter process failed")
+                _expect_ready(child, "waiter")
                 wait_until_blocked(child.pid)
                 writer.append(values)
                 returned = time.perf_counter_ns()
-                woke, at, _cpu = map(int, child.stdout.readline().split())
+                woke, at = map(int, child.stdout.readline().split())
                 if not woke:
                     raise RuntimeError("the waiter timed out although a record was appended")
                 latencies.append(at - returned)
@@ -255,8 +261,7 @@ def idle_wait_cpu_share(path: str, engine: str, ms: int) -> float:
     """CPU time a ``wait_for`` of ``ms`` with nothing appended uses, as a share of one core."""
     with spawn("idle", path, engine, ms) as child:
         assert child.stdout is not None
-        if child.stdout.readline().strip() != "ready":
-            raise RuntimeError("the idle waiter failed")
+        _expect_ready(child, "idle waiter")
         woke, cpu_ns = map(int, child.stdout.readline().split())
         if woke or child.wait(timeout=60) != 0:
             raise RuntimeError("the idle waiter woke without an append, or failed")
@@ -273,9 +278,7 @@ def tight_appenders(path: str, engines: tuple[str, str], seconds: float) -> list
     ):
         children = [first, second]
         for child in children:
-            assert child.stdout is not None
-            if child.stdout.readline().strip() != "ready":
-                raise RuntimeError("an appender failed to start")
+            _expect_ready(child, "appender")
         for child in children:
             assert child.stdin is not None
             child.stdin.write("go\n")

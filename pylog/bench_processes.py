@@ -4,7 +4,7 @@ Used by ``pylog bench`` and benchmarks/test_bench_coordination.py; one role per 
 
 - ``waiter PATH ENGINE ROUNDS``: for each round, reads the offset to wait for from stdin, says
   ``ready`` on stdout, blocks in ``wait_for`` and reports the ``time.perf_counter_ns()`` at which
-  it returned plus the CPU time the call used. ``CLOCK_MONOTONIC`` (perf_counter) is one clock for
+  it returned. ``CLOCK_MONOTONIC`` (perf_counter) is one clock for
   every process of the machine, so the parent subtracts its own append-return time.
 - ``idle PATH ENGINE MS``: one ``wait_for`` that times out after MS ms with no appends; reports
   the CPU time of the waiting thread (a polling waiter burns CPU, a woken one does not).
@@ -76,10 +76,8 @@ def waiter(path: str, engine: str, rounds: int) -> None:
         for _ in range(rounds):
             offset = int(sys.stdin.readline())
             print("ready", flush=True)
-            cpu = time.process_time_ns()
             woke = log.wait_for(offset, 10_000)
-            now = time.perf_counter_ns()
-            print(f"{int(woke)} {now} {time.process_time_ns() - cpu}", flush=True)
+            print(f"{int(woke)} {time.perf_counter_ns()}", flush=True)
 
 
 def idle(path: str, engine: str, ms: int) -> None:
