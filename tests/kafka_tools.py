@@ -26,17 +26,12 @@ DUMP_LOG_SEGMENTS = "org.apache.kafka.tools.DumpLogSegments"
 
 @functools.cache
 def kafka_libs() -> tuple[str | None, str]:
-    """(directory of Kafka's jars, None) or (None, why they are not available)."""
+    """(directory of Kafka's jars, "") or (None, why they are not available)."""
     given = os.environ.get("PYLOG_KAFKA_LIBS")
     if given:
-        return (
-            (given, "")
-            if Path(given, ".complete").exists() or any(Path(given).glob("kafka_*.jar"))
-            else (
-                None,
-                f"PYLOG_KAFKA_LIBS={given} holds no Kafka jars",
-            )
-        )
+        if any(Path(given).glob("kafka_*.jar")):
+            return given, ""
+        return None, f"PYLOG_KAFKA_LIBS={given} holds no Kafka jars"
     if shutil.which("java") is None:
         return None, "Java is not installed (Kafka's tools need Java 17+)"
     if shutil.which("mvn") is None and not IN_CI:
