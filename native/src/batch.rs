@@ -174,10 +174,9 @@ pub enum Frame {
 /// Framing of the batch at `buf[0..]`: order of checks: < 12 bytes → Incomplete; length < 49 →
 /// Corrupt; 12 + length > buf.len() → Incomplete; magic != 2 → Corrupt; else Batch.
 pub fn frame(buf: &[u8]) -> Frame {
-    let Some(len_bytes) = buf.get(LENGTH_POS..LOG_OVERHEAD) else {
+    let Some(length) = frame_length(buf) else {
         return Frame::Incomplete;
     };
-    let length = i32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
     if length < MIN_LENGTH_FIELD {
         return Frame::Corrupt(format!(
             "batch length field {length} is below the minimum {MIN_LENGTH_FIELD}"
@@ -217,6 +216,7 @@ pub fn frame_error_kind(buf: &[u8]) -> CorruptKind {
     }
 }
 
+/// The length field of the batch at `buf[0..]`; `None` when fewer than 12 bytes.
 fn frame_length(buf: &[u8]) -> Option<i32> {
     let b = buf.get(LENGTH_POS..LOG_OVERHEAD)?;
     Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
@@ -256,6 +256,12 @@ pub fn verify_crc(batch: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Store the CRC-32C of bytes 21.. of one whole batch in its CRC field.
+fn write_crc(batch: &mut [u8]) {
+    let crc = crc32c(&batch[ATTRIBUTES_POS..]);
+    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Rewrite baseOffset in place (not covered by the CRC).
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&base_offset.to_be_bytes());
@@ -278,8 +284,7 @@ pub fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
         | TIMESTAMP_TYPE_MASK;
     batch[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8].copy_from_slice(&append_time_ms.to_be_bytes());
-    let crc = crc32c(&batch[ATTRIBUTES_POS..]);
-    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    write_crc(batch);
 }
 
 /// Encode `records` (non-empty) as one batch appended to `out` (docs/partition-log.md, Appending):
@@ -356,8 +361,7 @@ pub fn encode_batch(
     };
     let batch = &mut out[start..];
     header.write_to(batch);
-    let crc = crc32c(&batch[ATTRIBUTES_POS..]);
-    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    write_crc(batch);
     Ok(())
 }
 
@@ -410,10 +414,7 @@ pub fn check_batch(batch: &[u8]) -> Result<(BatchHeader, Codec)> {
                 CorruptKind::Framing,
                 format!(
                     "batch length field {} runs past the end of the {} available bytes",
-                    be_i32(
-                        batch[..BATCH_HEADER_BYTES].try_into().expect("61 bytes"),
-                        LENGTH_POS
-                    ),
+                    frame_length(batch).expect("12 bytes are present"),
                     batch.len()
                 ),
                 0,

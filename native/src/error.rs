@@ -118,39 +118,22 @@ impl Error {
     }
 
     /// Attach the file a corrupt batch was read from (positions are already file positions).
-    pub fn in_file(self, file: &std::path::Path) -> Self {
-        match self {
-            Error::CorruptBatch {
-                kind,
-                reason,
-                path: None,
-                position,
-            } => Error::CorruptBatch {
-                kind,
-                reason,
-                path: Some(file.to_path_buf()),
-                position,
-            },
-            other => other,
+    pub fn in_file(mut self, file: &std::path::Path) -> Self {
+        if let Error::CorruptBatch {
+            path: path @ None, ..
+        } = &mut self
+        {
+            *path = Some(file.to_path_buf());
         }
+        self
     }
 
     /// Shift the position of a corrupt-batch error found inside a slice that starts at `base`.
-    pub fn shifted(self, base: u64) -> Self {
-        match self {
-            Error::CorruptBatch {
-                kind,
-                reason,
-                path,
-                position,
-            } => Error::CorruptBatch {
-                kind,
-                reason,
-                path,
-                position: position + base,
-            },
-            other => other,
+    pub fn shifted(mut self, base: u64) -> Self {
+        if let Error::CorruptBatch { position, .. } = &mut self {
+            *position += base;
         }
+        self
     }
 }
 

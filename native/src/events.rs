@@ -27,7 +27,7 @@ pub fn recovery_truncated(log_path: &Path, valid_bytes: u64, file_bytes: u64, ne
         "{}: invalid or torn batch at byte position {valid_bytes}; truncated {} bytes \
          (file was {file_bytes} bytes), log end offset now {next_offset}",
         log_path.display(),
-        file_bytes - valid_bytes
+        file_bytes.saturating_sub(valid_bytes)
     );
 }
 

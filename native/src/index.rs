@@ -331,6 +331,11 @@ fn whole_entries(bytes: &[u8], entry_bytes: u64) -> std::result::Result<&[u8], S
     Ok(bytes)
 }
 
+/// Whether an entry's `offset` lies in the segment's `[base, next)` (`next` unknown: no bound).
+fn in_segment(offset: i64, base_offset: i64, next_offset: Option<i64>) -> bool {
+    offset >= base_offset && next_offset.is_none_or(|n| offset < n)
+}
+
 /// Offset entries: strictly increasing in offset and position, offsets in `[base, next)`,
 /// positions inside the `.log`.
 pub fn check_offset_entries(
@@ -341,7 +346,7 @@ pub fn check_offset_entries(
 ) -> std::result::Result<(), String> {
     let mut previous: Option<&OffsetEntry> = None;
     for (i, e) in entries.iter().enumerate() {
-        if e.offset < base_offset || next_offset.is_some_and(|n| e.offset >= n) {
+        if !in_segment(e.offset, base_offset, next_offset) {
             return Err(format!(
                 "offset entry {i}: offset {} outside the segment",
                 e.offset
@@ -371,7 +376,7 @@ pub fn check_time_entries(
 ) -> std::result::Result<(), String> {
     let mut previous: Option<&TimeEntry> = None;
     for (i, e) in entries.iter().enumerate() {
-        if e.offset < base_offset || next_offset.is_some_and(|n| e.offset >= n) {
+        if !in_segment(e.offset, base_offset, next_offset) {
             return Err(format!(
                 "time entry {i}: offset {} outside the segment",
                 e.offset

@@ -74,7 +74,8 @@ pub fn validate_for_append(batch: &[u8], scratch: &mut Vec<u8>) -> Result<BatchH
             0,
         ));
     }
-    let length = i32::from_be_bytes([batch[8], batch[9], batch[10], batch[11]]);
+    let header = BatchHeader::parse(batch).expect("61 bytes are present");
+    let length = header.length;
     if length as i64 != batch.len() as i64 - LOG_OVERHEAD as i64 {
         return Err(Error::corrupt(
             CorruptKind::Framing,
@@ -86,25 +87,21 @@ pub fn validate_for_append(batch: &[u8], scratch: &mut Vec<u8>) -> Result<BatchH
             0,
         ));
     }
-    if batch[16] as i8 != MAGIC_V2 {
+    if header.magic != MAGIC_V2 {
         return Err(Error::corrupt(
             CorruptKind::Magic,
-            format!(
-                "unsupported magic {} (only 2 is supported)",
-                batch[16] as i8
-            ),
+            format!("unsupported magic {} (only 2 is supported)", header.magic),
             0,
         ));
     }
     crate::batch::verify_crc(batch)?;
-    let attributes = i16::from_be_bytes([batch[21], batch[22]]);
+    let attributes = header.attributes;
     if attributes & !KNOWN_ATTRIBUTES_MASK != 0 {
         return Err(invalid(
             CorruptKind::Attributes,
             format!("attributes {attributes:#06x} set bits 7-15, which are unused"),
         ));
     }
-    let header = BatchHeader::parse(batch).expect("61 bytes are present");
     // why not `batch::check_batch`: it would compute the CRC a second time.
     let Some(codec) = Codec::from_id(header.codec_id()) else {
         return Err(Error::corrupt(

@@ -8,6 +8,7 @@
 //! once the engine call has returned and released every lock (`errors::guard` calls it).
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::OnceLock;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -24,7 +25,7 @@ struct Queued {
 }
 
 thread_local! {
-    static QUEUE: RefCell<Vec<Queued>> = const { RefCell::new(Vec::new()) };
+    static QUEUE: RefCell<VecDeque<Queued>> = const { RefCell::new(VecDeque::new()) };
 }
 
 static FORWARD: OnceLock<pyo3_log::Logger> = OnceLock::new();
@@ -45,9 +46,9 @@ impl Log for Deferred {
         QUEUE.with(|q| {
             let mut q = q.borrow_mut();
             if q.len() >= QUEUE_MAX {
-                q.remove(0);
+                q.pop_front();
             }
-            q.push(queued);
+            q.push_back(queued);
         });
     }
 
