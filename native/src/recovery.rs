@@ -37,7 +37,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::events;
 use crate::index::SegmentIndex;
 use crate::segment::{
-    batch_fits, scan_batches, ScanEnd, Segment, Source, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+    index_batches, scan_batches, ScanEnd, Segment, Source, INDEX_SUFFIX, LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
 };
 
 /// What recovery found.
@@ -145,30 +146,24 @@ fn derive(
     config: &LogConfig,
     check: bool,
 ) -> Result<(SegmentIndex, u64, u64, i64)> {
-    let mut idx = SegmentIndex::new(base);
     let Some((file, m)) = map(path)? else {
-        return Ok((idx, 0, 0, base));
+        return Ok((SegmentIndex::new(base), 0, 0, base));
     };
     let file_len = m.len() as u64;
-    let mut prev_next = base;
-    let interval = config.index_interval_bytes;
-    let scan = scan_batches(Source::Mem(&m), 0, file_len, check, |pos, h, _| {
-        // why in both modes: below the recovery point (no check) a batch that cannot stand there
-        // ends the index; reads report it, nothing is cut.
-        if !batch_fits(h, base, prev_next, pos) {
-            return Ok(false);
-        }
-        idx.observe(pos, h, interval);
-        prev_next = h.next_offset();
-        Ok(true)
-    })?;
+    let (idx, scan, next) = index_batches(
+        Source::Mem(&m),
+        base,
+        file_len,
+        check,
+        config.index_interval_bytes,
+    )?;
     drop(m);
     drop(file);
     let valid = match scan.end {
         ScanEnd::Clean => file_len,
         _ => scan.position,
     };
-    Ok((idx, valid, file_len, prev_next))
+    Ok((idx, valid, file_len, next))
 }
 
 /// A segment's two index files from `idx`, each written by `write`.

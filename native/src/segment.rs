@@ -204,6 +204,32 @@ where
     }
 }
 
+/// The index of the batches in `[0, to)` of a segment based at `base`, as far as each one fits
+/// after the one before (`batch_fits`); `check_crc` as for `scan_batches`. The one owner of this
+/// loop (a sealed index rebuild, recovery). Returns the index (not sealed), the scan and the
+/// next offset.
+pub fn index_batches(
+    source: Source<'_>,
+    base: i64,
+    to: u64,
+    check_crc: bool,
+    index_interval_bytes: u32,
+) -> Result<(SegmentIndex, Scan, i64)> {
+    let mut idx = SegmentIndex::new(base);
+    let mut next = base;
+    let scan = scan_batches(source, 0, to, check_crc, |pos, h, _| {
+        // why also without the CRC check: a batch that cannot stand there ends the index; reads
+        // report it, nothing is cut.
+        if !batch_fits(h, base, next, pos) {
+            return Ok(false);
+        }
+        idx.observe(pos, h, index_interval_bytes);
+        next = h.next_offset();
+        Ok(true)
+    })?;
+    Ok((idx, scan, next))
+}
+
 /// The batches one `read` returns, met by a forward scan: from the first whose `lastOffset >=
 /// offset`, as many whole ones as fit in `max_bytes`, at least one (the one owner of that rule
 /// for `read_batches`).
@@ -426,18 +452,9 @@ impl Segment {
 
     /// A sealed segment's index derived from its bytes (framing only), with the final entry.
     fn rebuild_sealed_index(&mut self) -> Result<SegmentIndex> {
-        let mut idx = SegmentIndex::new(self.base_offset);
         let (base, size, interval) = (self.base_offset, self.size, self.index_interval_bytes);
-        let mut next = base;
-        self.with_source(SCAN_CHUNK_BYTES, |src| {
-            scan_batches(src, 0, size, false, |pos, h, _| {
-                if !batch_fits(h, base, next, pos) {
-                    return Ok(false);
-                }
-                idx.observe(pos, h, interval);
-                next = h.next_offset();
-                Ok(true)
-            })
+        let (mut idx, _, _) = self.with_source(SCAN_CHUNK_BYTES, |src| {
+            index_batches(src, base, size, false, interval)
         })?;
         idx.seal();
         Ok(idx)

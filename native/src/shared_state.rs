@@ -15,7 +15,7 @@
 //! | 12 | u32 | tail_seq     | futex word: odd while a writer publishes the tail, +2 per append |
 //! | 16 | u32 | grants       | futex word: +1 by every writer that acquires the writer lock |
 //! | 20 | u32 | waiting_hint | 1: some writer may be blocked on the writer lock (fair handoff) |
-//! | 24 | u32 | yielding     | 1: a releasing writer sleeps on `grants` to let a waiter in |
+//! | 24 | u32 | yielding     | 1: a writer that left the lock to a waiter sleeps on `grants` at its next acquire |
 //! | 32 | i64 | end_offset   | the log end offset published by the last append |
 //! | 40 | i64 | active_base  | base offset of the active segment at that append |
 //! | 48 | u64 | active_size  | its size in bytes after that append |
