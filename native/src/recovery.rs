@@ -40,6 +40,7 @@ use crate::segment::{
     index_batches, scan_batches, ScanEnd, Segment, Source, INDEX_SUFFIX, LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
 };
+use crate::segments::parse_file_name;
 
 /// What recovery found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,15 +51,6 @@ pub struct Recovered {
     pub truncated_bytes: u64,
     /// Segments deleted after the cut.
     pub deleted_segments: usize,
-}
-
-/// A segment-family file name: `{base:020}.{rest}` (rest = "log", "index.swap", ...).
-fn parse_name(name: &str) -> Option<(i64, &str)> {
-    let (prefix, rest) = name.split_once('.')?;
-    if prefix.len() != 20 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((prefix.parse().ok()?, rest))
 }
 
 fn list_names(dir: &Path) -> Result<Vec<String>> {
@@ -76,7 +68,7 @@ fn list(dir: &Path) -> Result<Vec<(String, i64, String)>> {
     for entry in fs::read_dir(dir).io_context(|| format!("listing {}", dir.display()))? {
         let entry = entry.io_context(|| format!("listing {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some((base, rest)) = parse_name(&name) {
+        if let Some((base, rest)) = parse_file_name(&name) {
             let rest = rest.to_owned();
             out.push((name, base, rest));
         }
@@ -246,14 +238,14 @@ pub fn recover_interruptible(
             events::recovery_deleted_file(&dir.join(&name), "a deletion left unfinished");
             changed_dir = true;
         } else if name.ends_with(".cleaned") {
-            if let Some((base, _)) = parse_name(&name) {
+            if let Some((base, _)) = parse_file_name(&name) {
                 min_cleaned = min_cleaned.min(base);
             }
             remove(&dir.join(&name))?;
             events::recovery_deleted_file(&dir.join(&name), "an unfinished cleaning");
             changed_dir = true;
         } else if name.ends_with(".swap") {
-            match parse_name(&name) {
+            match parse_file_name(&name) {
                 Some((base, rest)) => {
                     let rest = rest.to_owned();
                     swaps.push((name, base, rest));
