@@ -357,7 +357,7 @@ fn refresh_segments(
         }
         shared.begin_change();
         inner.segments.clear();
-        inner.segments.push(Segment::create(dir, 0)?);
+        inner.segments.push(Segment::create(dir, 0, config)?);
         inner.dir_dirty = true;
         shared.end_change();
         bases.push(0);
@@ -712,7 +712,7 @@ impl PartitionLog {
         active.seal(true)?;
         PauseHook::reached(&self.pause, "rolling");
         let next = active.next_offset;
-        let seg = Segment::create(&self.dir, next)?;
+        let seg = Segment::create(&self.dir, next, &self.config)?;
         inner.segments.push(seg);
         inner.dir_dirty = true;
         self.shared.publish(tail_of(inner));

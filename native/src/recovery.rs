@@ -314,7 +314,7 @@ pub fn recover_interruptible(
     }
     let bases: Vec<i64> = logs.into_iter().collect();
     if bases.is_empty() {
-        Segment::create(dir, 0)?;
+        Segment::create(dir, 0, config)?;
         checkpoint::sync_dir(dir)?;
         events::recovery_done(dir, 1, 0, 0, 0);
         return Ok(Recovered {

@@ -351,7 +351,7 @@ impl Segment {
     }
 
     /// Create an empty active segment: `.log`, `.index` and `.timeindex` (kept if present).
-    pub fn create(dir: &Path, base_offset: i64) -> Result<Segment> {
+    pub fn create(dir: &Path, base_offset: i64, config: &LogConfig) -> Result<Segment> {
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             let p = Self::path_for(dir, base_offset, suffix);
             OpenOptions::new()
@@ -389,7 +389,7 @@ impl Segment {
             mmap: None,
             index_files: None,
             index_rewrite: false,
-            index_interval_bytes: LogConfig::default().index_interval_bytes,
+            index_interval_bytes: config.index_interval_bytes,
         };
         Ok(seg)
     }

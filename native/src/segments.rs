@@ -138,7 +138,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut segs = Segments::new();
         for base in [0, 10, 20] {
-            segs.push(Segment::create(&dir, base).unwrap());
+            segs.push(Segment::create(&dir, base, &crate::config::LogConfig::default()).unwrap());
         }
         assert_eq!(segs.floor_index(-1), 0);
         assert_eq!(segs.floor_index(9), 0);
