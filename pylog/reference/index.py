@@ -178,9 +178,7 @@ def _persist(index: _SparseIndex, entry_bytes: int) -> None:
     if have < want:
         data = index.pack_from(have)
         assert len(data) == (want - have) * entry_bytes
-        written = os.pwrite(fd, data, have * entry_bytes)
-        while written < len(data):
-            written += os.pwrite(fd, data[written:], have * entry_bytes + written)
+        _pwrite_all(fd, data, have * entry_bytes)
         size = max(size, want * entry_bytes)
     if size % entry_bytes:
         os.ftruncate(fd, size - size % entry_bytes)
