@@ -204,10 +204,7 @@ class PartitionLog:
     def _load(self) -> None:
         """Reopen every segment from the directory (writer lock held: creates segment 0 in an
         empty directory)."""
-        for old in self._segments:
-            old.close_index_files()  # descriptors of the .log close when readers let go
-        self._segments = Segments()
-        self._refresh(writer=True)
+        self._reload(writer=True)
 
     def _refresh(self, writer: bool) -> bool:
         """Make the segment list the directory's segment set (module docstring): segments whose
@@ -438,10 +435,10 @@ class PartitionLog:
     def _reload(self, writer: bool) -> bool:
         """Reopen every segment (the active one shrank or went away); False when a reader found
         no segment at all (it keeps what it has)."""
-        if not (list_segment_bases(self._path) or writer):
+        if not writer and not list_segment_bases(self._path):
             return False
         for old in self._segments:
-            old.close_index_files()
+            old.close_index_files()  # descriptors of the .log close when readers let go
         self._segments = Segments()
         return self._refresh(writer)
 
