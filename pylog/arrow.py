@@ -466,10 +466,18 @@ def _refusal(what: str) -> ValueError:
 # the protocol methods (``Columns`` delegates to these)
 
 
+def _checked(
+    columns: Any, requested_schema: object | None
+) -> tuple[tuple[int, tuple[_ChildBuffers, ...]], tuple[_Field, ...]]:
+    """The checked buffers of ``columns`` and the layout to export them as (raises before any
+    capsule exists)."""
+    buffers = _buffers(columns)
+    return buffers, _requested_layout(requested_schema, tuple(child.null_count for child in buffers[1]))
+
+
 def export_array(columns: Any, requested_schema: object | None = None) -> tuple[object, object]:
     """``__arrow_c_array__``: (``arrow_schema`` capsule, ``arrow_array`` capsule) of ``columns``."""
-    buffers = _buffers(columns)
-    layout = _requested_layout(requested_schema, tuple(child.null_count for child in buffers[1]))
+    buffers, layout = _checked(columns, requested_schema)
     schema, array = ArrowSchema(), ArrowArray()
     _fill_columns_array(array, buffers)
     _fill_columns_schema(schema, layout)
@@ -480,8 +488,8 @@ def export_array(columns: Any, requested_schema: object | None = None) -> tuple[
 
 def export_stream(columns: Any, requested_schema: object | None = None) -> object:
     """``__arrow_c_stream__``: an ``arrow_array_stream`` capsule yielding ``columns`` as one batch."""
-    buffers = _buffers(columns)  # checked now, where the caller gets a Python exception, not an errno
-    layout = _requested_layout(requested_schema, tuple(child.null_count for child in buffers[1]))
+    # checked now, where the caller gets a Python exception, not an errno
+    buffers, layout = _checked(columns, requested_schema)
     stream = ArrowArrayStream()
     stream.get_schema = _get_schema_callback
     stream.get_next = _get_next_callback

@@ -280,7 +280,7 @@ def decode_batch(buf: Buffer, pos: int, header: BatchHeader) -> list[Record]:
         raise CorruptBatchError(str(e.args[0]), position=pos, kind=e.kind) from None
     # why: a control batch (transaction markers) is validated like any other, but Kafka's
     # consumers never return its records; readers advance past it by its nextOffset
-    return [] if header.attributes & CONTROL_MASK else records
+    return [] if header.is_control else records
 
 
 def decode_records(buffer: Buffer) -> list[Record]:

@@ -152,7 +152,7 @@ def _pwrite_all(fd: int, data: bytes, at: int) -> None:
         written += os.pwrite(fd, data[written:], at + written)
 
 
-def _persist(index: _SparseIndex, entry_bytes: int) -> None:
+def _persist(index: _SparseIndex) -> None:
     """Append to the file the entries it lacks; cut a ragged tail (a writer died mid-entry).
     A refused file (``rewrite``) is overwritten whole, in place: other writers keep descriptors
     on it, so it must stay the same file.
@@ -160,6 +160,7 @@ def _persist(index: _SparseIndex, entry_bytes: int) -> None:
     Index files only grow while a directory is open (recovery runs only with nobody else open),
     so once this object wrote ``n`` entries the file holds at least ``n``: nothing to check then.
     """
+    entry_bytes = index.ENTRY.size
     want = len(index)
     if want <= index.persisted and not index.rewrite:
         return
@@ -178,9 +179,7 @@ def _persist(index: _SparseIndex, entry_bytes: int) -> None:
     if have < want:
         data = index.pack_from(have)
         assert len(data) == (want - have) * entry_bytes
-        written = os.pwrite(fd, data, have * entry_bytes)
-        while written < len(data):
-            written += os.pwrite(fd, data[written:], have * entry_bytes + written)
+        _pwrite_all(fd, data, have * entry_bytes)
         size = max(size, want * entry_bytes)
     if size % entry_bytes:
         os.ftruncate(fd, size - size % entry_bytes)
@@ -237,7 +236,7 @@ class _SparseIndex:
 
     def persist(self) -> None:
         """Append the entries the file lacks (a writer, under the writer lock)."""
-        _persist(self, self.ENTRY.size)
+        _persist(self)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -55,7 +55,7 @@ from pylog.errors import (
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
-from pylog.partition import BytesLike, Columns, Header, Record, check_record_range
+from pylog.partition import BytesLike, Columns, Header, Record, as_int, check_record_range
 from pylog.reference import batch as record_batch
 from pylog.reference import checkpoint, events, record, validator
 from pylog.reference.checkpoint import fsync_dir
@@ -112,12 +112,6 @@ def _now_ms() -> int:
 
 def _monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
-
-
-def _as_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
-    return int(value)
 
 
 class PartitionLog:
@@ -210,10 +204,7 @@ class PartitionLog:
     def _load(self) -> None:
         """Reopen every segment from the directory (writer lock held: creates segment 0 in an
         empty directory)."""
-        for old in self._segments:
-            old.close_index_files()  # descriptors of the .log close when readers let go
-        self._segments = Segments()
-        self._refresh(writer=True)
+        self._reload(writer=True)
 
     def _refresh(self, writer: bool) -> bool:
         """Make the segment list the directory's segment set (module docstring): segments whose
@@ -444,10 +435,10 @@ class PartitionLog:
     def _reload(self, writer: bool) -> bool:
         """Reopen every segment (the active one shrank or went away); False when a reader found
         no segment at all (it keeps what it has)."""
-        if not (list_segment_bases(self._path) or writer):
+        if not writer and not list_segment_bases(self._path):
             return False
         for old in self._segments:
-            old.close_index_files()
+            old.close_index_files()  # descriptors of the .log close when readers let go
         self._segments = Segments()
         return self._refresh(writer)
 
@@ -616,8 +607,8 @@ class PartitionLog:
 
     def read(self, offset: int, max_bytes: int) -> memoryview:
         """Whole batches of one segment from the batch holding ``offset`` (at least one)."""
-        offset = _as_int(offset, "offset")
-        max_bytes = _as_int(max_bytes, "max_bytes")
+        offset = as_int(offset, "offset")
+        max_bytes = as_int(max_bytes, "max_bytes")
         with self._lock:
             self._check_open()
             # why no look at the files below the known end at the cached generation: bytes
@@ -698,8 +689,8 @@ class PartitionLog:
 
     def read_columns(self, offset: int, max_records: int) -> Columns:
         """Up to ``max_records`` records from ``offset`` as numpy columns, across segments."""
-        offset = _as_int(offset, "offset")
-        max_records = _as_int(max_records, "max_records")
+        offset = as_int(offset, "offset")
+        max_records = as_int(max_records, "max_records")
         records: list[Record] = []
         with self._lock:
             self._check_open()
@@ -717,7 +708,7 @@ class PartitionLog:
 
     def offset_for_timestamp(self, ts_ms: int) -> int | None:
         """First offset whose timestamp is >= ``ts_ms`` (Kafka's ListOffsets rule), else None."""
-        ts_ms = _as_int(ts_ms, "ts_ms")
+        ts_ms = as_int(ts_ms, "ts_ms")
         with self._lock:
             self._check_open()
             self._sync_tail(writer=False)
@@ -731,8 +722,8 @@ class PartitionLog:
 
     def wait_for(self, offset: int, timeout_ms: int) -> bool:
         """Block until ``end_offset > offset`` or the timeout; True when data arrived."""
-        offset = _as_int(offset, "offset")
-        timeout_ms = _as_int(timeout_ms, "timeout_ms")
+        offset = as_int(offset, "offset")
+        timeout_ms = as_int(timeout_ms, "timeout_ms")
         deadline = time.monotonic() + max(timeout_ms, 0) / 1000
         shared = self._shared
         while True:

@@ -70,10 +70,6 @@ class Segments:
         ``offset`` is below every base) — Kafka's ``LogSegments.floorSegment``."""
         return max(bisect_right(self._bases, offset) - 1, 0)
 
-    @property
-    def base_offsets(self) -> list[int]:
-        return list(self._bases)
-
     def __len__(self) -> int:
         return len(self._segments)
 

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING
 from pylog.errors import CorruptBatchError, CorruptKind, InvalidRecordError
 from pylog.reference.batch import (
     BATCH_HEADER_BYTES,
-    CONTROL_MASK,
     LOG_OVERHEAD,
     MAGIC_V2,
     MAX_CODEC_ID,
@@ -121,12 +120,12 @@ def validate_for_append(batch: Buffer) -> BatchHeader:
             )
         if ts > max_ts:
             max_ts = ts
-    if not header.attributes & TIMESTAMP_TYPE_MASK and header.max_timestamp != max_ts:
+    if header.timestamp_type == 0 and header.max_timestamp != max_ts:
         raise InvalidRecordError(
             f"maxTimestamp {header.max_timestamp} is not the records' maximum {max_ts}",
             CorruptKind.TIMESTAMP,
         )
-    if header.attributes & CONTROL_MASK:
+    if header.is_control:
         _check_control(header, records[0].key, records[0].value)
     return header
 
