@@ -445,16 +445,8 @@ fn refresh_segments(
     inner.dir_dirty = true;
     inner.known_generation = if stable { after } else { None };
     let end = end_of(inner);
-    inner.recovery_point = recovery_point_within(inner.recovery_point, end);
+    inner.recovery_point = recovery::recovery_point_within(inner.recovery_point, end);
     Ok(true)
-}
-
-/// The one owner of the recovery-point clamp (Kafka: `min(checkpoint, log end)`, LogLoader.java): the
-/// recovery point this process works with never lies past the log end it sees (after a
-/// recovery cut, or a reload that found fewer offsets). Recovery computes the same clamp for its
-/// result (recovery.rs); the reference's `_recovery_point_within` is the twin.
-fn recovery_point_within(recovery_point: i64, end: i64) -> i64 {
-    recovery_point.min(end)
 }
 
 impl PartitionLog {
@@ -511,7 +503,7 @@ impl PartitionLog {
             checkpoint::remove_clean_shutdown(&dir)?;
         }
         let end = end_of(&inner);
-        inner.recovery_point = recovery_point_within(recovery_point.unwrap_or(end), end);
+        inner.recovery_point = recovery::recovery_point_within(recovery_point.unwrap_or(end), end);
         if first && !clean && checkpointed.is_some_and(|c| c > inner.recovery_point) {
             // why: recovery cut below the checkpoint; the file must not claim offsets that are
             // gone, or a later torn tail there could never be cut (`check_tail`).

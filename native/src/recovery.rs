@@ -42,6 +42,13 @@ use crate::segment::{
 };
 use crate::segments::parse_file_name;
 
+/// The one owner of the recovery-point clamp (Kafka's LogLoader: `min(checkpoint, log end)`):
+/// the recovery point never lies past the log end, after a recovery cut here or when a log
+/// reloads and finds fewer offsets (log.rs). The reference's `recovery_point_within` is the twin.
+pub fn recovery_point_within(recovery_point: i64, end: i64) -> i64 {
+    recovery_point.min(end)
+}
+
 /// What recovery found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
@@ -394,11 +401,11 @@ pub fn recover_interruptible(
         dir,
         last + 1,
         log_end,
-        checkpointed.min(log_end),
+        recovery_point_within(checkpointed, log_end),
         truncated_bytes,
     );
     Ok(Recovered {
-        recovery_point: checkpointed.min(log_end),
+        recovery_point: recovery_point_within(checkpointed, log_end),
         truncated_bytes,
         deleted_segments,
     })

@@ -60,7 +60,7 @@ from pylog.reference import batch as record_batch
 from pylog.reference import checkpoint, events, record, validator
 from pylog.reference.checkpoint import fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock, WriterLock
-from pylog.reference.recovery import list_segment_bases, recover
+from pylog.reference.recovery import list_segment_bases, recover, recovery_point_within
 from pylog.reference.segment import LOG_SUFFIX, Batch, Segment, file_prefix, segment_paths
 from pylog.reference.segments import Segments
 from pylog.reference.shared_state import WAKE_FALLBACK_SECONDS, SharedState
@@ -97,13 +97,6 @@ class _PauseHook:
         if self.remaining == 0:
             os.write(1, f"pause {point}\n".encode())
             os.kill(os.getpid(), signal.SIGSTOP)
-
-
-def _recovery_point_within(recovery_point: int, end: int) -> int:
-    """The one owner of the recovery-point clamp (Kafka: ``min(checkpoint, log end)``, LogLoader.java): the
-    recovery point this process works with never lies past the log end it sees (after a recovery
-    cut, or a reload that found fewer offsets); native/src/log.rs's twin."""
-    return min(recovery_point, end)
 
 
 def _now_ms() -> int:
@@ -187,14 +180,14 @@ class PartitionLog:
                 self._dir_dirty = True
                 self._load()
                 # LogLoader: not advanced until a real sync
-                self._recovery_point = _recovery_point_within(checkpointed or 0, self._active.next_offset)
+                self._recovery_point = recovery_point_within(checkpointed or 0, self._active.next_offset)
                 if checkpointed is not None and checkpointed > self._recovery_point:
                     # why: recovery cut below the checkpoint; the file must not claim offsets
                     # that are gone, or a later torn tail there could never be cut (_check_tail)
                     checkpoint.write_recovery_point(self._path, self._recovery_point)
         else:
             self._load()
-            self._recovery_point = _recovery_point_within(checkpointed or 0, self._active.next_offset)
+            self._recovery_point = recovery_point_within(checkpointed or 0, self._active.next_offset)
         if rebuild:
             self._publish()
             self._shared.end_change()
@@ -284,7 +277,7 @@ class PartitionLog:
             if id(old) not in kept:
                 old.close_index_files()  # descriptors of the .log close when readers let go
         self._segments = Segments(segments)
-        self._recovery_point = _recovery_point_within(self._recovery_point, self._active.next_offset)
+        self._recovery_point = recovery_point_within(self._recovery_point, self._active.next_offset)
         self._dir_dirty = True
         self._known_gen = after if stable else None
         return True

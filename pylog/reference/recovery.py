@@ -59,6 +59,13 @@ CLEANED_SUFFIX = ".cleaned"
 SWAP_SUFFIX = ".swap"
 
 
+def recovery_point_within(recovery_point: int, end: int) -> int:
+    """The one owner of the recovery-point clamp (Kafka's LogLoader: ``min(checkpoint, log end)``):
+    the recovery point never lies past the log end, after a recovery cut here or when a log
+    reloads and finds fewer offsets (log.py); native/src/recovery.rs's twin."""
+    return min(recovery_point, end)
+
+
 def list_segment_bases(dir_path: str) -> list[int]:
     """Bases of the ``{base:020}.log`` files, sorted."""
     bases = []
@@ -265,4 +272,4 @@ def recover(dir_path: str, config: LogConfig, recovery_point: int | None) -> Non
             segments = i + 1
             break
     fsync_dir(dir_path)
-    events.recovery_done(dir_path, segments, log_end, min(point, log_end), cut)
+    events.recovery_done(dir_path, segments, log_end, recovery_point_within(point, log_end), cut)
