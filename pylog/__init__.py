@@ -16,24 +16,34 @@ from pylog.errors import (
     PylogError,
     RecordTooLargeError,
 )
+from pylog.listener import ConsumerRebalanceListener
+from pylog.log import Log, open
 from pylog.partition import Columns, PartitionLog, Record
+from pylog.types import ConsumerRecord, OffsetAndMetadata, RecordMetadata, TopicPartition
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Columns",
+    "ConsumerRebalanceListener",
+    "ConsumerRecord",
     "CorruptBatchError",
     "CorruptKind",
     "InternalError",
     "InvalidConfigError",
     "InvalidRecordError",
+    "Log",
     "LogClosedError",
     "LogConfig",
+    "OffsetAndMetadata",
     "OffsetOutOfRangeError",
     "PartitionLog",
     "PylogError",
     "Record",
+    "RecordMetadata",
     "RecordTooLargeError",
+    "TopicPartition",
     "decode_records",
+    "open",
     "open_partition",
 ]

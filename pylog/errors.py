@@ -130,14 +130,98 @@ class InternalError(PylogError):
     """A bug inside pylog (for example a Rust panic caught at the boundary). Please report it."""
 
 
+# --- client-layer errors (topics, producers, consumers, groups); names are kafka-python's -------
+
+
+class KafkaTimeoutError(PylogError, TimeoutError):
+    """A blocking call (``future.get(timeout)``, ``flush(timeout)``, ``close(timeout)``) ran out of time."""
+
+
+class UnknownTopicOrPartitionError(PylogError, KeyError):
+    """The topic does not exist (or was deleted), or it has no such partition."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidTopicError(PylogError, ValueError):
+    """A topic name breaks Kafka's rules (``[a-zA-Z0-9._-]``, 1..249 characters, not ``.``/``..``)."""
+
+
+class TopicAlreadyExistsError(PylogError):
+    """``create_topic`` for a name that exists."""
+
+
+class InvalidPartitionsError(PylogError, ValueError):
+    """A partition count below 1, or ``create_partitions`` to fewer partitions than the topic has."""
+
+
+class SerializationError(PylogError):
+    """A key/value serializer or deserializer failed; the message names topic, partition (and
+    offset, for deserializers); ``__cause__`` is the serializer's own exception."""
+
+
+class ClientClosedError(LogClosedError):
+    """A ``Log``, producer or consumer was used after ``close()``."""
+
+
+class CatalogError(PylogError):
+    """The catalog database is corrupt, foreign (not pylog's), or from an unknown schema version.
+    pylog refuses it and never overwrites it."""
+
+
+class IllegalStateError(PylogError):
+    """A call that the client's state forbids: ``position``/``seek``/``commit`` of a partition that
+    is not assigned, ``assign`` after ``subscribe`` (or the reverse), ``poll`` with no assignment."""
+
+
+class NoOffsetForPartitionError(OffsetOutOfRangeError):
+    """``auto_offset_reset="none"`` and the partition has no committed offset to start from."""
+
+
+class InvalidGroupIdError(PylogError, ValueError):
+    """A group operation with an empty or missing ``group_id``."""
+
+
+class CommitFailedError(PylogError):
+    """A commit was refused: the member's generation (Kafka's ILLEGAL_GENERATION) is older than
+    the group's, the member was removed from the group, or a rebalance moved the partition away.
+    Nothing of the commit was applied; the consumer rejoins on its next ``poll``."""
+
+
+class NonEmptyGroupError(PylogError):
+    """A group admin operation (``delete_group``, ``reset_offsets``) while the group has live members."""
+
+
+class GroupIdNotFoundError(PylogError, KeyError):
+    """``describe_group``/``delete_group`` of a group the catalog does not know."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 __all__ = [
+    "CatalogError",
+    "ClientClosedError",
+    "CommitFailedError",
     "CorruptBatchError",
     "CorruptKind",
+    "GroupIdNotFoundError",
+    "IllegalStateError",
     "InternalError",
     "InvalidConfigError",
+    "InvalidGroupIdError",
+    "InvalidPartitionsError",
     "InvalidRecordError",
+    "InvalidTopicError",
+    "KafkaTimeoutError",
     "LogClosedError",
+    "NoOffsetForPartitionError",
+    "NonEmptyGroupError",
     "OffsetOutOfRangeError",
     "PylogError",
     "RecordTooLargeError",
+    "SerializationError",
+    "TopicAlreadyExistsError",
+    "UnknownTopicOrPartitionError",
 ]

@@ -1,0 +1,1 @@
+"""The embedded backend: the client API over the SQLite catalog and the engine seam (one host)."""

@@ -1,0 +1,59 @@
+"""The client layer's value types, with kafka-python's names and field orders.
+
+Each is a named tuple (immutable, hashable where its fields are, cheap to build from Rust), so a
+kafka-python program that unpacks or indexes them keeps working:
+
+- ``TopicPartition(topic, partition)``: a dict key throughout the API.
+- ``OffsetAndMetadata(offset, metadata, leader_epoch)``: what ``commit`` takes; ``offset`` is the
+  *next* offset to read, as in Kafka. ``leader_epoch`` is -1 (pylog has no leaders).
+- ``RecordMetadata``: what a producer's future resolves to.
+- ``ConsumerRecord``: what ``poll`` returns. ``headers`` is a list of ``(str, bytes)`` pairs;
+  ``serialized_*_size`` are -1 for a null key/value, as in Kafka; ``checksum`` is None (v2 batches
+  carry one CRC per batch, not per record); ``leader_epoch`` is -1.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+class OffsetAndMetadata(NamedTuple):
+    offset: int
+    metadata: str = ""
+    leader_epoch: int = -1
+
+
+class RecordMetadata(NamedTuple):
+    topic: str
+    partition: int
+    topic_partition: TopicPartition
+    offset: int
+    timestamp: int
+    checksum: int | None
+    serialized_key_size: int
+    serialized_value_size: int
+    serialized_header_size: int
+
+
+class ConsumerRecord(NamedTuple):
+    topic: str
+    partition: int
+    leader_epoch: int
+    offset: int
+    timestamp: int
+    timestamp_type: int  # 0 CreateTime, 1 LogAppendTime
+    key: object
+    value: object
+    headers: list[tuple[str, bytes | None]]
+    checksum: int | None
+    serialized_key_size: int
+    serialized_value_size: int
+    serialized_header_size: int
+
+
+__all__ = ["ConsumerRecord", "OffsetAndMetadata", "RecordMetadata", "TopicPartition"]
