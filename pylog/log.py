@@ -21,6 +21,18 @@ class Log:
     def create_topic(self, name: str, partitions: int = 1, config: Mapping[str, Any] | None = None) -> None:
         self._backend.create_topic(name, partitions, config)
 
+    def producer(self, **config: Any) -> Any:
+        """A ``pylog.Producer`` (kafka-python's config names)."""
+        from pylog.producer import Producer
+
+        return Producer(self._backend, **config)
+
+    def consumer(self, *topics: str, **config: Any) -> Any:
+        """A ``pylog.Consumer`` (kafka-python's config names), subscribed to ``topics`` if given."""
+        from pylog.consumer import Consumer
+
+        return Consumer(self._backend, *topics, **config)
+
     def close(self) -> None:
         self._backend.close()
 

@@ -71,6 +71,37 @@ class EmbeddedBackend:
                 self._partitions[tp] = log
             return log
 
+    # --- factories of the embedded cores (each owned by its own module) ---------------------------
+
+    def producer_core(self, config: Any) -> Any:
+        """The accumulator/partitioner/group-commit core behind a ``pylog.Producer``."""
+        from pylog.embedded.producer_core import ProducerCore
+
+        return ProducerCore(self, config)
+
+    def fetcher(self, config: Any) -> Any:
+        """Positions, fetching and waiting behind a ``pylog.Consumer``."""
+        from pylog.embedded.fetcher import Fetcher
+
+        return Fetcher(self, config)
+
+    def group_member(self, **settings: Any) -> Any:
+        """One consumer's membership of a group (join, heartbeats, rebalances, fenced commits)."""
+        from pylog.embedded.coordinator import GroupMember
+
+        return GroupMember(self, **settings)
+
+    @property
+    def group_store(self) -> Any:
+        """Groups, members, generations and committed offsets in the catalog."""
+        with self._lock:
+            store = getattr(self, "_group_store", None)
+            if store is None:
+                from pylog.embedded.group_store import GroupStore
+
+                store = self._group_store = GroupStore(self.catalog, self)
+            return store
+
     def close(self) -> None:
         with self._lock:
             logs, self._partitions = list(self._partitions.values()), {}
