@@ -4,6 +4,7 @@ Start with ``pylog.engine.open_partition(path)``; the on-disk format is Kafka's,
 """
 
 from pylog.config import LogConfig
+from pylog.consumer import Consumer
 from pylog.engine import decode_records, open_partition
 from pylog.errors import (
     CorruptBatchError,
@@ -19,12 +20,13 @@ from pylog.errors import (
 from pylog.listener import ConsumerRebalanceListener
 from pylog.log import Log, open
 from pylog.partition import Columns, PartitionLog, Record
-from pylog.types import ConsumerRecord, OffsetAndMetadata, RecordMetadata, TopicPartition
+from pylog.types import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, RecordMetadata, TopicPartition
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Columns",
+    "Consumer",
     "ConsumerRebalanceListener",
     "ConsumerRecord",
     "CorruptBatchError",
@@ -36,6 +38,7 @@ __all__ = [
     "LogClosedError",
     "LogConfig",
     "OffsetAndMetadata",
+    "OffsetAndTimestamp",
     "OffsetOutOfRangeError",
     "PartitionLog",
     "PylogError",

@@ -10,6 +10,8 @@ kafka-python program that unpacks or indexes them keeps working:
 - ``ConsumerRecord``: what ``poll`` returns. ``headers`` is a list of ``(str, bytes)`` pairs;
   ``serialized_*_size`` are -1 for a null key/value, as in Kafka; ``checksum`` is None (v2 batches
   carry one CRC per batch, not per record); ``leader_epoch`` is -1.
+- ``OffsetAndTimestamp(offset, timestamp, leader_epoch)``: what ``offsets_for_times`` maps a
+  partition to (kafka-python's ``kafka.structs.OffsetAndTimestamp``).
 """
 
 from __future__ import annotations
@@ -56,4 +58,10 @@ class ConsumerRecord(NamedTuple):
     serialized_header_size: int
 
 
-__all__ = ["ConsumerRecord", "OffsetAndMetadata", "RecordMetadata", "TopicPartition"]
+class OffsetAndTimestamp(NamedTuple):
+    offset: int
+    timestamp: int
+    leader_epoch: int = -1
+
+
+__all__ = ["ConsumerRecord", "OffsetAndMetadata", "OffsetAndTimestamp", "RecordMetadata", "TopicPartition"]
