@@ -202,6 +202,9 @@ class Consumer:
         self._listener: Any = None
         self._member: Any = None
         self._paused: set[TopicPartition] = set()
+        #: the fetcher's assignment version the cache was made at (None: stale)
+        self._fetchable_key: int | None = None
+        self._fetchable_cache: list[TopicPartition] = []
         self._next_auto_commit = time.monotonic() + self._config.auto_commit_interval_ms / 1000
         #: no-group subscription: the backend's metadata version the assignment was made at
         self._metadata_seen: object = None
@@ -342,6 +345,7 @@ class Consumer:
         tps = set(tps)
         self._fetcher.remove(tps)
         self._paused -= tps
+        self._fetchable_key = None
         self._clear_buffer()
 
     # ------------------------------------------------------------------ group mode
@@ -425,7 +429,7 @@ class Consumer:
     def _init_positions(self, tps: Iterable[TopicPartition], *, lenient: bool = False) -> None:
         """Positions from the committed offsets, else ``auto_offset_reset`` (``none``:
         ``NoOffsetForPartitionError``, unless ``lenient``: then left unset until asked for)."""
-        missing = {tp for tp in tps if self._fetcher.is_assigned(tp) and self._fetcher.position(tp) is None}
+        missing = self._fetcher.missing_positions().intersection(tps)
         if not missing:
             return
         committed = self._committed_offsets(missing)
@@ -511,6 +515,7 @@ class Consumer:
         self._check_open()
         for tp in partitions:
             self._paused.add(self._check_assigned(tp))
+            self._fetchable_key = None
         self._clear_buffer()
 
     def resume(self, *partitions: TopicPartition) -> None:
@@ -519,6 +524,7 @@ class Consumer:
             if not _is_tp(tp):
                 raise TypeError(f"partitions must be TopicPartitions, not {type(tp).__name__}")
             self._paused.discard(tp)
+            self._fetchable_key = None
 
     def paused(self) -> set[TopicPartition]:
         self._check_open()
@@ -561,8 +567,9 @@ class Consumer:
             self._group_poll(remaining_ms)
             self._refresh_auto_assignment()
             self._maybe_auto_commit()
-            tps = [tp for tp in sorted(self._fetcher.assigned()) if tp not in self._paused]
-            self._init_positions(tps)
+            tps = self._fetchable()
+            if self._fetcher.has_missing_positions():
+                self._init_positions(tps)
             remaining_ms = max(0.0, (deadline - time.monotonic()) * 1000)
             if columns:
                 out: dict = self._fetcher.fetch_columns(tps, max_records, remaining_ms)
@@ -575,6 +582,14 @@ class Consumer:
             if out or time.monotonic() >= deadline:
                 return out
             # a wakeup (a rebalance to run): back to member.poll within the remaining time
+
+    def _fetchable(self) -> list[TopicPartition]:
+        """The assigned partitions not paused, sorted (cached until either changes)."""
+        key = self._fetcher.assignment_version
+        if self._fetchable_key != key:
+            self._fetchable_cache = [tp for tp in sorted(self._fetcher.assigned()) if tp not in self._paused]
+            self._fetchable_key = key
+        return self._fetchable_cache
 
     def _deserialized(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> dict:
         kd, vd = self._config.key_deserializer, self._config.value_deserializer

@@ -73,6 +73,12 @@ class Fetcher:
         self._reset_policy: str = getattr(config, "auto_offset_reset", "latest")
         self._max_bytes: int = getattr(config, "max_partition_fetch_bytes", DEFAULT_MAX_PARTITION_FETCH_BYTES)
         self._positions: dict[TopicPartition, int | None] = {}
+        #: partitions whose position is unset
+        self._unset: set[TopicPartition] = set()
+        #: partitions last found empty at their position: (append counter, position, when);
+        #: while the counter has not moved the engine is not asked again (see ``_quiet``)
+        self._idle: dict[TopicPartition, tuple[int, int, float]] = {}
+        self._assignment_version = 0
         self._waiter = _waiter(backend.engine)
         self._wake_consumed = self._waiter.wake_seq()
         #: where the next fetch starts in its partition list (so one busy partition does not
@@ -90,14 +96,28 @@ class Fetcher:
     def add(self, tps: Iterable[TopicPartition]) -> None:
         """Assign partitions (their positions unset until ``seek``/``reset``)."""
         for tp in tps:
-            self._positions.setdefault(tp, None)
+            if tp not in self._positions:
+                self._positions[tp] = None
+                self._unset.add(tp)
+                self._assignment_version += 1
 
     def remove(self, tps: Iterable[TopicPartition]) -> None:
         for tp in tps:
-            self._positions.pop(tp, None)
+            if self._positions.pop(tp, 0) != 0:
+                self._assignment_version += 1
+            self._unset.discard(tp)
+            self._idle.pop(tp, None)
 
-    def missing_positions(self) -> list[TopicPartition]:
-        return [tp for tp, p in self._positions.items() if p is None]
+    def missing_positions(self) -> set[TopicPartition]:
+        return set(self._unset)
+
+    def has_missing_positions(self) -> bool:
+        return bool(self._unset)
+
+    @property
+    def assignment_version(self) -> int:
+        """Changes whenever partitions are added or removed."""
+        return self._assignment_version
 
     def position(self, tp: TopicPartition) -> int | None:
         return self._positions[tp]
@@ -108,6 +128,7 @@ class Fetcher:
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._positions[tp] = offset
+        self._unset.discard(tp)
 
     def reset(self, tp: TopicPartition, policy: str | None = None) -> int:
         """Set the position by ``policy`` (``earliest``/``latest``; default: ``auto_offset_reset``);
@@ -119,7 +140,7 @@ class Fetcher:
             )
         log = self._log(tp)
         offset = self._call(tp, lambda: log.start_offset if policy == "earliest" else log.end_offset)
-        self._positions[tp] = offset
+        self.seek(tp, offset)
         return offset
 
     # ------------------------------------------------------------------ offsets
@@ -179,17 +200,18 @@ class Fetcher:
         self, tps: Sequence[TopicPartition], max_records: int, timeout_ms: float, look: Callable
     ) -> dict:
         deadline = time.monotonic() + max(timeout_ms, 0) / 1000
-        if tps:
+        if len(tps) > 1:
             start = self._rotation % len(tps)
-            tps = list(tps[start:]) + list(tps[:start])
+            tps = [*tps[start:], *tps[:start]]
             self._rotation += 1
+        partition_log = self._backend.partition_log
         while True:
             # why read before looking: an append (or a wakeup) after the look changes a word,
             # so the sleep below returns at once instead of missing it
             wake_seen = self._waiter.wake_seq()
-            logs = [self._log(tp) for tp in tps]
-            seen = [self._call(tp, log.tail_seq) for tp, log in zip(tps, logs, strict=True)]
-            out = look(tps, logs, max_records)
+            logs = [partition_log(tp) for tp in tps]
+            seen = [log.tail_seq() for log in logs]
+            out = look(tps, logs, seen, max_records)
             woken = wake_seen != self._wake_consumed
             self._wake_consumed = wake_seen
             if out or woken:
@@ -199,16 +221,36 @@ class Fetcher:
                 return out
             self._waiter.wait(logs, seen, wake_seen, max(1, int(min(remaining_ms, WAKE_FALLBACK_MS) + 0.999)))
 
-    def _fetch_records(self, tps: Sequence[TopicPartition], logs: list, max_records: int) -> dict:
+    def _quiet(self, tp: TopicPartition, seq: int, position: int | None, now: float) -> bool:
+        """Nothing was appended to ``tp`` since it was last found empty at ``position``: its
+        append counter is the same even value. why bounded by the fallback: a writer outside
+        the protocol (no counter) is noticed by a real look at least that often."""
+        idle = self._idle.get(tp)
+        return (
+            idle is not None
+            and idle[0] == seq
+            and idle[1] == position
+            and not seq & 1
+            and now - idle[2] < WAKE_FALLBACK_MS / 1000
+        )
+
+    def _fetch_records(
+        self, tps: Sequence[TopicPartition], logs: list, seen: list[int], max_records: int
+    ) -> dict:
         out: dict[TopicPartition, list[ConsumerRecord]] = {}
         count = 0
-        for tp, log in zip(tps, logs, strict=True):
+        now = time.monotonic()
+        for tp, log, seq in zip(tps, logs, seen, strict=True):
             if count >= max_records:
                 break
+            if self._quiet(tp, seq, self._positions[tp], now):
+                continue
             records = self._partition_records(tp, log, max_records - count)
             if records:
                 out[tp] = records
                 count += len(records)
+            else:
+                self._idle[tp] = (seq, self._positions[tp], now)  # type: ignore[assignment]
         return out
 
     def _partition_records(self, tp: TopicPartition, log: Any, wanted: int) -> list[ConsumerRecord]:
@@ -217,37 +259,39 @@ class Fetcher:
         for _ in range(_MAX_EMPTY_STEPS):
             # why the end: offsets rise by at least one per record, so the records wanted lie
             # below position + wanted; a batch straddling it continues there next time
-            end = position + wanted
             try:
-                records, next_offset = self._call(
-                    tp,
-                    log.consumer_records_chunk,
-                    position,
-                    end,
-                    self._max_bytes,
-                    tp.topic,
-                    tp.partition,
-                    ConsumerRecord,
+                records, next_offset = log.consumer_records_chunk(
+                    position, position + wanted, self._max_bytes, tp.topic, tp.partition, ConsumerRecord
                 )
             except OffsetOutOfRangeError:
                 position = self._out_of_range(tp, log, position)
                 continue
+            except (LogClosedError, OSError):
+                self._check_partition(tp)
+                raise
             self._positions[tp] = next_offset
             if records or next_offset <= position:
                 return records
             position = next_offset  # a control batch or a compacted-away range: step over it
         return []
 
-    def _fetch_columns(self, tps: Sequence[TopicPartition], logs: list, max_records: int) -> dict:
+    def _fetch_columns(
+        self, tps: Sequence[TopicPartition], logs: list, seen: list[int], max_records: int
+    ) -> dict:
         out: dict[TopicPartition, Columns] = {}
         count = 0
-        for tp, log in zip(tps, logs, strict=True):
+        now = time.monotonic()
+        for tp, log, seq in zip(tps, logs, seen, strict=True):
             if count >= max_records:
                 break
+            if self._quiet(tp, seq, self._positions[tp], now):
+                continue
             columns = self._partition_columns(tp, log, max_records - count)
             if columns is not None and columns.num_records:
                 out[tp] = columns
                 count += columns.num_records
+            else:
+                self._idle[tp] = (seq, self._positions[tp], now)  # type: ignore[assignment]
         return out
 
     def _partition_columns(self, tp: TopicPartition, log: Any, wanted: int) -> Columns | None:
@@ -280,7 +324,7 @@ class Fetcher:
                 " and auto_offset_reset is 'none'"
             )
         offset = start if self._reset_policy == "earliest" else end
-        self._positions[tp] = offset
+        self.seek(tp, offset)
         return offset
 
     # ------------------------------------------------------------------ engine access
@@ -295,8 +339,11 @@ class Fetcher:
         try:
             return f(*args)
         except (LogClosedError, OSError):
-            check = getattr(self._backend, "check_partition", None)
-            if check is not None:
-                with contextlib.suppress(LogClosedError, OSError):
-                    check(tp)
+            self._check_partition(tp)
             raise
+
+    def _check_partition(self, tp: TopicPartition) -> None:
+        check = getattr(self._backend, "check_partition", None)
+        if check is not None:
+            with contextlib.suppress(LogClosedError, OSError):
+                check(tp)
