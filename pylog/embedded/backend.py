@@ -213,8 +213,9 @@ class EmbeddedBackend:
     def _await_writers(self) -> None:
         """Wait until no process holds the catalog's write lock (a deletion renames its
         directories inside its transaction), then refresh the snapshot."""
-        with self.catalog.write():
-            pass
+        if not self.catalog.connection().in_transaction:  # else the caller holds a snapshot
+            with self.catalog.write():
+                pass
         self._sync()
 
     # --- the backend surface used by producers and consumers ---------------------------------------

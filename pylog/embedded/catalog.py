@@ -108,8 +108,8 @@ class Catalog:
 
     def _open(self) -> None:
         self._refuse_non_sqlite()
-        db = self.connection()
         try:
+            db = self.connection()
             application_id, user_version, objects = self._identity(db)
             if application_id == 0 and user_version == 0 and objects == 0:
                 self._create(db)
@@ -211,8 +211,12 @@ class Catalog:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``), committed at the end, rolled back on error.
-        Not reentrant: do not open another transaction inside it on the same thread."""
+        Inside another transaction of this thread it joins that one (the outer one commits or
+        rolls back; open the outer one with ``write()`` if the inner one writes)."""
         db = self.connection()
+        if db.in_transaction:
+            yield db
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -226,8 +230,12 @@ class Catalog:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot of the catalog."""
+        """A read transaction: one consistent snapshot of the catalog (inside another transaction
+        of this thread: that one's snapshot)."""
         db = self.connection()
+        if db.in_transaction:
+            yield db
+            return
         db.execute("BEGIN")
         try:
             yield db
