@@ -238,3 +238,46 @@ def test_processes_create_topics_concurrently(tmp_path: Path) -> None:
         assert dirs == {f"own-{w}-{n}-{p}" for w in range(workers) for n in range(8) for p in range(2)} | {
             f"{name}-0" for name in expected if not name.startswith("own-")
         }
+
+
+# --- noticing other connections' commits --------------------------------------------------------
+
+
+def test_the_commit_marker_moves_with_every_commit_of_another_connection(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path)
+    other = Catalog(tmp_path)
+    try:
+        first = catalog.commit_marker()
+        assert first is not None
+        with catalog.read() as db:
+            db.execute("SELECT * FROM topics").fetchall()
+        assert catalog.commit_marker() == first  # reads change nothing
+        markers = [first]
+        for n in range(5):
+            with other.write() as db:
+                db.execute("UPDATE topic_versions SET config_version = ?", (n + 1,))
+            markers.append(catalog.commit_marker())
+        assert len(set(markers)) == len(markers)
+        version, _ = catalog.data_version()
+        with other.write() as db:
+            db.execute("UPDATE topic_versions SET config_version = 99")
+        assert catalog.data_version()[0] != version
+    finally:
+        catalog.close()
+        other.close()
+
+
+def test_topic_changes_are_seen_without_the_commit_marker(tmp_path: Path) -> None:
+    """The fallback when the WAL-index header cannot be mapped: PRAGMA data_version."""
+    with pylog.open(tmp_path) as first, pylog.open(tmp_path) as second:
+        mapping, second._backend.catalog.wal_index = second._backend.catalog.wal_index, None
+        assert mapping is not None
+        mapping.close()
+        assert second._backend.catalog.commit_marker() is None
+        assert second.list_topics() == []
+        first.create_topic("t")
+        assert second.list_topics() == ["t"]
+        first.create_partitions("t", 3)
+        assert second._backend.partitions_for("t") == 3
+        first.delete_topic("t")
+        assert second.list_topics() == []

@@ -41,13 +41,14 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pylog.config import LogConfig
 from pylog.embedded import topics as layout
-from pylog.embedded.catalog import Catalog
+from pylog.embedded.catalog import WAL_INDEX_HEADER_BYTES, Catalog
 from pylog.engine import ENGINES, PartitionLog, default_engine, open_partition
 from pylog.errors import (
     ClientClosedError,
@@ -61,6 +62,9 @@ from pylog.types import PartitionDescription, TopicDescription, TopicPartition
 
 LOG = logging.getLogger("pylog.topics")
 
+#: the longest a topic change by another process can go unnoticed if the catalog's commit marker
+#: (the WAL-index header) ever failed to move: then the catalog itself is asked
+RECHECK_INTERVAL_S = 1.0
 #: a limit on the partitions of one topic (each is a directory with open files)
 MAX_PARTITIONS = 10_000
 _KNOWN_CONFIG_KEYS = frozenset(LogConfig().to_kafka_dict())
@@ -126,6 +130,10 @@ class EmbeddedBackend:
         self._retired: list[tuple[TopicPartition, str, PartitionLog]] = []
         #: topics this process is deleting right now (their handles are already closed)
         self._deleting: set[str] = set()
+        #: the catalog's commit marker when the topic snapshot was last checked, and the deadline
+        #: of the next unconditional check
+        self._seen_marker: bytes | None = None
+        self._recheck_at = 0.0
         self.catalog = Catalog(self.path)
         try:
             self._remove_deletion_leftovers()
@@ -142,9 +150,27 @@ class EmbeddedBackend:
 
     def _sync(self) -> None:
         """Bring the topic snapshot up to date if another connection changed the catalog."""
+        try:
+            marker = self.catalog.commit_marker()
+        except ValueError:  # the mapping was closed by a concurrent close()
+            self._check_open()
+            raise
+        if marker is not None:
+            now = time.monotonic()
+            if marker == self._seen_marker and now < self._recheck_at:
+                return
+            self._check_versions()
+            # why: set only after the check, from a marker read before it; a commit in between
+            # moves the marker again and the next call checks once more
+            self._seen_marker, self._recheck_at = marker, now + RECHECK_INTERVAL_S
+            return
         version, seen = self.catalog.data_version()
         if version == seen:
             return
+        self._check_versions()
+        self.catalog.acknowledge(version)
+
+    def _check_versions(self) -> None:
         row = (
             self.catalog.connection()
             .execute("SELECT metadata_version, config_version FROM topic_versions WHERE id = 0")
@@ -152,7 +178,6 @@ class EmbeddedBackend:
         )
         if tuple(row) != self._versions:
             self._reload()
-        self.catalog.acknowledge(version)
 
     def _reload(self) -> None:
         """Read the topics table and apply it if it is newer than the snapshot."""
@@ -254,6 +279,21 @@ class EmbeddedBackend:
         any process deleted the topic since the handle was cached."""
         if self._closed:
             raise ClientClosedError(f"the log {self.path} is closed")
+        # the hit path, inlined (this runs once per produced batch and per polled partition):
+        # nothing committed to the catalog since the last check, and the handle is cached
+        wal_index = self.catalog.wal_index
+        try:
+            if (
+                wal_index is not None
+                and wal_index[:WAL_INDEX_HEADER_BYTES] == self._seen_marker
+                and time.monotonic() < self._recheck_at
+            ):
+                log = self._handles.get(tp)
+                if log is not None:
+                    return log
+        except ValueError:  # the mapping was closed by a concurrent close()
+            self._check_open()
+            raise
         self._sync()
         log = self._handles.get(tp)
         if log is not None:

@@ -31,6 +31,7 @@ dying (the project's "acknowledged" level); an fsync happens at checkpoints.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import sqlite3
 import threading
@@ -47,6 +48,10 @@ APPLICATION_ID = 0x70796C67
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
 SQLITE_HEADER = b"SQLite format 3\x00"
+#: the first copy of SQLite's WAL-index header at the start of ``catalog.db-shm`` (walformat.html
+#: section 2.1: iVersion, unused, iChange, isInit, bigEndCksum, szPage, mxFrame, nPage, frame
+#: checksums, salts, checksum); every commit by any connection rewrites it (iChange counts them)
+WAL_INDEX_HEADER_BYTES = 48
 #: SQLite's primary result codes for "malformed database" and "not a database"
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
@@ -98,8 +103,11 @@ class Catalog:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
+        #: read-only shared mapping of the WAL-index header (see ``commit_marker``)
+        self.wal_index: mmap.mmap | None = None
         try:
             self._open()
+            self.wal_index = self._map_wal_index()
         except BaseException:
             self.close()
             raise
@@ -195,6 +203,37 @@ class Catalog:
             self._connections.append(db)
         return db
 
+    def _map_wal_index(self) -> mmap.mmap | None:
+        """A read-only shared mapping of the WAL-index header, or None where there is none."""
+        try:
+            fd = os.open(self.path + "-shm", os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_size < WAL_INDEX_HEADER_BYTES:
+                return None
+            return mmap.mmap(fd, WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+
+    def commit_marker(self) -> bytes | None:
+        """Bytes that change with every commit to the catalog by any connection of any process
+        (the WAL-index header in ``catalog.db-shm``), read without a system call; None if the
+        header cannot be mapped (then use ``data_version``).
+
+        why: ``PRAGMA data_version`` costs a read transaction (two fcntl locks, a stat and the
+        sqlite3 module's statement overhead, ~6-8 us here); the backend checks for topic changes
+        on every ``partition_log`` call. SQLite keeps this header's format stable because
+        connections of different SQLite versions share one ``-shm`` file, and no connection
+        unlinks the file while another (ours) has the database open.
+        """
+        wal_index = self.wal_index
+        if wal_index is None:
+            return None
+        return wal_index[:WAL_INDEX_HEADER_BYTES]
+
     def data_version(self) -> tuple[int, int | None]:
         """``PRAGMA data_version`` of this thread's connection and the value this thread last
         acknowledged with ``acknowledge``: unequal when another connection committed since."""
@@ -256,3 +295,6 @@ class Catalog:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
         self._state.db = None
+        wal_index, self.wal_index = self.wal_index, None
+        if wal_index is not None:
+            wal_index.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import multiprocessing
 import os
 import re
 from pathlib import Path
@@ -368,3 +369,74 @@ def test_other_engine_reads_the_same_directory(engine: str, other_engine: str, l
         backend(log).partition_log(TopicPartition("t", 0)).append([b"shared"])
     with pylog.open(log_dir, engine=other_engine) as log:
         assert [r.value for r in backend(log).partition_log(TopicPartition("t", 0)).records()] == [b"shared"]
+
+
+# --- deletion while another process uses the topic ------------------------------------------------
+
+
+def _append_until_deleted(directory: str, engine: str, ready, deleted, results) -> None:  # type: ignore[no-untyped-def]
+    """Child: append through the backend until the topic is gone; report how the loop ended.
+    With ``deleted`` given, stop after ``ready`` and make one more call once the parent deleted."""
+    try:
+        with pylog.open(directory, engine=engine) as log:
+            tp = TopicPartition("t", 0)
+            appended = 0
+            while True:
+                try:
+                    handle = backend(log).partition_log(tp)
+                except UnknownTopicOrPartitionError:
+                    results.put(("partition_log", appended))
+                    return
+                try:
+                    handle.append([b"v" * 100])
+                    appended += 1
+                except Exception as error:  # an engine call on a handle whose directory went away
+                    try:
+                        backend(log).check_partition(tp)
+                    except UnknownTopicOrPartitionError:
+                        results.put((f"check_partition after {type(error).__name__}", appended))
+                        return
+                    results.put((f"unexpected {error!r}", appended))
+                    return
+                if appended == 20:
+                    ready.set()
+                    if deleted is not None:
+                        deleted.wait(60)
+    except BaseException as error:
+        results.put((f"crashed {error!r}", -1))
+
+
+@pytest.mark.parametrize("synchronized", [True, False], ids=["after-deletion", "while-appending"])
+def test_deletion_reaches_a_process_appending_to_the_topic(
+    engine: str, log: pylog.Log, log_dir: Path, synchronized: bool
+) -> None:
+    log.create_topic("t")
+    log.create_topic("other")
+    context = multiprocessing.get_context("spawn")
+    ready, deleted, results = context.Event(), context.Event(), context.Queue()
+    child = context.Process(
+        target=_append_until_deleted,
+        args=(str(log_dir), engine, ready, deleted if synchronized else None, results),
+    )
+    child.start()
+    try:
+        assert ready.wait(120)
+        log.delete_topic("t")
+        deleted.set()
+        how, appended = results.get(timeout=120)
+        child.join(60)
+    finally:
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+    assert appended >= 20
+    if synchronized:  # the deletion committed before the child's next call
+        assert how == "partition_log"
+    else:
+        assert how == "partition_log" or how.startswith("check_partition after "), how
+    names = sorted(os.listdir(log_dir))
+    assert not [n for n in names if n.startswith("t-")], names  # nothing recreated, nothing left
+    assert "other-0" in names
+    assert log.list_topics() == ["other"]
+    log.create_topic("t")
+    assert backend(log).partition_log(TopicPartition("t", 0)).end_offset == 0
