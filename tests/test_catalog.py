@@ -281,3 +281,19 @@ def test_topic_changes_are_seen_without_the_commit_marker(tmp_path: Path) -> Non
         assert second._backend.partitions_for("t") == 3
         first.delete_topic("t")
         assert second.list_topics() == []
+
+
+def test_a_finished_threads_connection_is_closed(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path)
+    try:
+        opened: list[sqlite3.Connection] = []
+        for _ in range(3):
+            thread = threading.Thread(target=lambda: opened.append(catalog.connection()))
+            thread.start()
+            thread.join()
+        # each new connection closes the ones of threads that finished before it
+        assert len(catalog._connections) <= 2  # the main thread's and at most the last thread's
+        with pytest.raises(sqlite3.ProgrammingError):
+            opened[0].execute("SELECT 1")
+    finally:
+        catalog.close()

@@ -4,10 +4,13 @@ The embedded implementation of the seam documented in ``pylog.backend`` (``Backe
 
 - the catalog (``pylog.embedded.catalog``) of the log directory, opened once per backend;
 - a snapshot of the catalog's topics (name -> ``TopicInfo``), refreshed when another connection
-  changed them. The check is ``PRAGMA data_version`` on the calling thread's connection (a few
-  microseconds; it moves on any commit by another connection, in this process or another) and,
-  only when that moved, the one-row ``topic_versions`` counters; ``topics`` is read again only
-  when those moved. So ``partition_log`` on a cached partition costs one pragma and a dict lookup;
+  changed them. The check compares the catalog's commit marker (SQLite's WAL-index header, mapped
+  read-only from ``catalog.db-shm``: it moves on every commit of any connection, in this process
+  or another) with the one seen at the last check; only when it moved are the one-row
+  ``topic_versions`` counters read, and ``topics`` only when those moved. Without the mapping,
+  ``PRAGMA data_version`` plays the marker's part (~7 us a call). The counters are also read at
+  least every ``RECHECK_INTERVAL_S``. So ``partition_log`` on a cached partition costs a 48-byte
+  compare and a dict lookup (~1 us);
 - the opened engine handles, one per partition, shared by every producer and consumer of this
   backend. When the snapshot changes, the handles of a deleted (or deleted and recreated) topic are
   closed, so their users get ``LogClosedError`` from the engine and then
@@ -525,12 +528,6 @@ class EmbeddedBackend:
             LOG.info("removing %s, left over by an interrupted topic deletion", path)
             layout.remove_tree(path)
 
-    def list_topic_infos(self) -> list[TopicInfo]:
-        """The catalog's rows of all topics, sorted by name."""
-        self._check_open()
-        self._sync()
-        return [self._topics[name] for name in sorted(self._topics) if name not in self._deleting]
-
     def describe_topic(self, name: str) -> TopicDescription:
         """The topic's id, config overrides and, per partition, start/end offsets and size on disk."""
         self._check_open()
@@ -607,18 +604,22 @@ class EmbeddedBackend:
     # --- group admin: delegated to the group store (same names and arguments as pylog.Log's) -------
 
     def list_groups(self) -> Any:
+        """The consumer groups of the catalog (``GroupStore.list_groups``)."""
         self._check_open()
         return self.group_store.list_groups()
 
     def describe_group(self, group_id: str) -> Any:
+        """State, members, assignment, committed offsets and lag (``GroupStore.describe_group``)."""
         self._check_open()
         return self.group_store.describe_group(group_id)
 
     def delete_group(self, group_id: str) -> Any:
+        """Delete a group without live members (``GroupStore.delete_group``)."""
         self._check_open()
         return self.group_store.delete_group(group_id)
 
     def reset_offsets(self, group_id: str, topic: str, to: Any = "earliest") -> Any:
+        """Reset a group's committed offsets of ``topic`` (``GroupStore.reset_offsets``)."""
         self._check_open()
         return self.group_store.reset_offsets(group_id, topic, to=to)
 

@@ -35,6 +35,7 @@ import mmap
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,8 +102,11 @@ class Catalog:
         self.path = str(Path(directory) / CATALOG_FILE)
         self._state = _ThreadState()
         self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        #: every thread's connection, with its thread (a finished thread's one is closed when the
+        #: next connection opens: thread-locals of a finished thread are never used again)
+        self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
         self._closed = False
+        self._pid = os.getpid()
         #: read-only shared mapping of the WAL-index header (see ``commit_marker``)
         self.wal_index: mmap.mmap | None = None
         try:
@@ -198,9 +202,19 @@ class Catalog:
         # why: an SQLite connection must not cross fork(); the child opens its own
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA synchronous=NORMAL")
-        state.db, state.pid, state.data_version = db, os.getpid(), None
+        pid = os.getpid()
+        state.db, state.pid, state.data_version = db, pid, None
         with self._lock:
-            self._connections.append(db)
+            if self._pid != pid:  # forked: the parent's connections are the parent's business
+                self._pid, self._connections = pid, []
+            finished = [
+                conn for thread, conn in self._connections if (t := thread()) is None or not t.is_alive()
+            ]
+            self._connections = [(thread, conn) for thread, conn in self._connections if conn not in finished]
+            self._connections.append((weakref.ref(threading.current_thread()), db))
+        for conn in finished:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
         return db
 
     def _map_wal_index(self) -> mmap.mmap | None:
@@ -290,7 +304,8 @@ class Catalog:
         """Close every thread's connection; later use raises ``ClientClosedError``."""
         with self._lock:
             self._closed = True
-            connections, self._connections = self._connections, []
+            connections = [db for _, db in self._connections]
+            self._connections = []
         for db in connections:
             with contextlib.suppress(sqlite3.Error):
                 db.close()

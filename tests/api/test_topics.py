@@ -45,6 +45,9 @@ def test_legal_names_are_created_inside_the_directory(log: pylog.Log, log_dir: P
         path = log_dir / f"{name}-{n}"
         assert path.is_dir()
         assert path.resolve().parent == log_dir.resolve()
+    log.delete_topic(name)  # its -delete names stay within 255 characters
+    assert log.list_topics() == []
+    assert [p.name for p in log_dir.iterdir() if p.is_dir()] == []
 
 
 @pytest.mark.parametrize("name", ILLEGAL_NAMES)
@@ -172,6 +175,23 @@ def test_create_partitions_grows_and_refuses_shrinking(log: pylog.Log, log_dir: 
 
 
 # --- the backend surface ----------------------------------------------------------------------------
+
+
+def test_an_unknown_engine_is_refused(log_dir: Path) -> None:
+    with pytest.raises(InvalidConfigError):
+        pylog.open(log_dir, engine="turbo")
+
+
+def test_config_changes_reach_handles_in_another_log(engine: str, log_dir: Path) -> None:
+    with pylog.open(log_dir, engine=engine) as first, pylog.open(log_dir, engine=engine) as second:
+        first.create_topic("t", config={"segment.bytes": 4096})
+        cached = backend(second).partition_log(TopicPartition("t", 0))
+        assert cached.config.segment_bytes == 4096
+        version = backend(second).metadata_version()
+        first.alter_topic_config("t", {"segment.bytes": 8192})
+        reopened = backend(second).partition_log(TopicPartition("t", 0))
+        assert reopened is not cached and reopened.config.segment_bytes == 8192
+        assert backend(second).metadata_version() == version
 
 
 def test_partitions_for_and_auto_create(log: pylog.Log) -> None:
@@ -440,3 +460,47 @@ def test_deletion_reaches_a_process_appending_to_the_topic(
     assert log.list_topics() == ["other"]
     log.create_topic("t")
     assert backend(log).partition_log(TopicPartition("t", 0)).end_offset == 0
+
+
+def _crash_during_deletion(directory: str, engine: str, crash_at: str) -> None:
+    """Child: delete topic ``t`` and die (os._exit, no cleanup) at ``crash_at``."""
+    from pylog.embedded import backend as backend_module
+
+    def die(*args: object, **kwargs: object) -> None:
+        os._exit(17)
+
+    with pylog.open(directory, engine=engine) as log:
+        if crash_at == "before-commit":  # the renames are done, the transaction is not committed
+            backend_module.layout.fsync_dir = die  # type: ignore[attr-defined]
+        else:  # committed, the renamed trees not removed yet
+            backend_module.layout.remove_tree = die  # type: ignore[attr-defined]
+        log.delete_topic("t")
+
+
+@pytest.mark.parametrize("crash_at", ["before-commit", "after-commit"])
+def test_a_deletion_killed_half_way_leaves_a_whole_state(
+    engine: str, log_dir: Path, crash_at: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pylog.open(log_dir, engine=engine) as log:
+        log.create_topic("t", partitions=3)
+        for n in range(3):
+            backend(log).partition_log(TopicPartition("t", n)).append([b"record-%d" % n])
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(target=_crash_during_deletion, args=(str(log_dir), engine, crash_at))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 17
+    leftovers = [p.name for p in log_dir.iterdir() if p.name.endswith("-delete")]
+    assert len(leftovers) == 3  # every partition was renamed as a whole, none half-removed
+    with caplog.at_level(logging.INFO, logger="pylog.topics"), pylog.open(log_dir, engine=engine) as log:
+        assert [p.name for p in log_dir.iterdir() if p.name.endswith("-delete")] == []
+        if crash_at == "before-commit":  # not deleted: everything is back
+            assert log.list_topics() == ["t"]
+            for n in range(3):
+                records = backend(log).partition_log(TopicPartition("t", n)).records()
+                assert [r.value for r in records] == [b"record-%d" % n]
+            assert sum("restored" in r.getMessage() for r in caplog.records) == 3
+        else:  # deleted: nothing is left
+            assert log.list_topics() == []
+            assert [p.name for p in log_dir.iterdir() if p.is_dir()] == []
+            assert sum("left over" in r.getMessage() for r in caplog.records) == 3
