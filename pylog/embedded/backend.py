@@ -448,6 +448,7 @@ class EmbeddedBackend:
                     raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
                 db.execute("DELETE FROM topics WHERE name = ?", (name,))
                 _bump(db, "metadata_version")
+                self._forget_committed_offsets(db, name)
                 self._close_handles_of(name)
                 try:
                     for partition in range(int(row[0])):
@@ -468,6 +469,19 @@ class EmbeddedBackend:
         LOG.info("deleted topic %r; removing its %d partition directories", name, len(renamed))
         for target in renamed:
             layout.remove_tree(target)
+
+    @staticmethod
+    def _forget_committed_offsets(db: Any, topic: str) -> None:
+        """Drop every group's committed offsets of a deleted topic, in the deletion's transaction,
+        as Kafka's group coordinator does when partitions are deleted
+        (group-coordinator/src/main/java/org/apache/kafka/coordinator/group/OffsetMetadataManager.java
+        ``onPartitionsDeleted``): a topic created again under the name starts with none, instead of
+        resuming a group at an offset of the old topic's records."""
+        table = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'group_offsets'"
+        ).fetchone()
+        if table is not None:  # the group schema's table of committed offsets
+            db.execute("DELETE FROM group_offsets WHERE topic = ?", (topic,))
 
     def _close_handles_of(self, topic: str) -> None:
         with self._lock:
@@ -664,6 +678,11 @@ class EmbeddedBackend:
             logs = list(self._handles.values())
             retired = [log for _, _, log in self._retired]
             self._handles, self._opened_as, self._retired = {}, {}, []
+        store = getattr(self, "_group_store", None)
+        if store is not None and hasattr(store, "close"):
+            # why: stops the members' heartbeat threads, so none is inside a catalog transaction
+            # when the connections go
+            store.close()
         for log in retired:  # no caller uses these any more
             self._close_quietly(log)
         errors: list[BaseException] = []

@@ -504,3 +504,30 @@ def test_a_deletion_killed_half_way_leaves_a_whole_state(
             assert log.list_topics() == []
             assert [p.name for p in log_dir.iterdir() if p.is_dir()] == []
             assert sum("left over" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_deleting_a_topic_drops_its_committed_offsets(log: pylog.Log, log_dir: Path) -> None:
+    """As Kafka's coordinator does: a topic created again under the name must not resume a group
+    at an offset of the old topic's records."""
+    import sqlite3
+
+    db = sqlite3.connect(log_dir / "catalog.db")
+    try:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'group_offsets'").fetchone() is None:
+            pytest.skip("the group schema (group_offsets) is not in this build")
+        columns = [row[1] for row in db.execute("PRAGMA table_info(group_offsets)")]
+        log.create_topic("t", partitions=2)
+        log.create_topic("keep")
+        rows = [("g", "t", 0), ("g", "t", 1), ("g", "keep", 0)]
+        with db:
+            for group, topic, partition in rows:
+                values = {"group_id": group, "topic": topic, "partition": partition, "committed_offset": 500}
+                values.update({c: "" if c == "metadata" else -1 for c in columns if c not in values})
+                db.execute(
+                    f"INSERT INTO group_offsets ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                    tuple(values.values()),
+                )
+        log.delete_topic("t")
+        assert db.execute("SELECT topic, partition FROM group_offsets").fetchall() == [("keep", 0)]
+    finally:
+        db.close()
