@@ -20,7 +20,15 @@ from pylog.errors import (
 from pylog.listener import ConsumerRebalanceListener
 from pylog.log import Log, open
 from pylog.partition import Columns, PartitionLog, Record
-from pylog.types import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, RecordMetadata, TopicPartition
+from pylog.types import (
+    ConsumerRecord,
+    OffsetAndMetadata,
+    OffsetAndTimestamp,
+    PartitionDescription,
+    RecordMetadata,
+    TopicDescription,
+    TopicPartition,
+)
 
 __version__ = "0.1.0"
 
@@ -40,11 +48,13 @@ __all__ = [
     "OffsetAndMetadata",
     "OffsetAndTimestamp",
     "OffsetOutOfRangeError",
+    "PartitionDescription",
     "PartitionLog",
     "PylogError",
     "Record",
     "RecordMetadata",
     "RecordTooLargeError",
+    "TopicDescription",
     "TopicPartition",
     "decode_records",
     "open",
