@@ -5,7 +5,16 @@ from typing import Any, final
 
 from typing_extensions import Buffer
 
-__all__ = ["CORRUPT_KINDS", "NativeBuffer", "PartitionLog", "crc32c", "decode_records", "default_config"]
+__all__ = [
+    "CORRUPT_KINDS",
+    "NativeBuffer",
+    "PartitionLog",
+    "crc32c",
+    "decode_records",
+    "default_config",
+    "murmur2",
+    "partition_for_key",
+]
 
 CORRUPT_KINDS: tuple[str, ...]
 
@@ -62,3 +71,5 @@ class PartitionLog:
 def decode_records(buffer: Buffer, record_type: type) -> list[Any]: ...
 def crc32c(data: Buffer) -> int: ...
 def default_config() -> dict[str, int | float | str]: ...
+def murmur2(data: Buffer) -> int: ...
+def partition_for_key(key: Buffer, partitions: int) -> int: ...

@@ -12,6 +12,7 @@ mod convert;
 mod errors;
 mod logging;
 mod partition_log;
+mod producer;
 
 #[pymodule]
 #[pyo3(name = "_native")]
@@ -20,5 +21,6 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<partition_log::PyPartitionLog>()?;
     m.add_function(wrap_pyfunction!(partition_log::default_config, m)?)?;
     convert::register(m)?;
+    producer::register(m)?;
     Ok(())
 }
