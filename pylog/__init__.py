@@ -16,19 +16,23 @@ from pylog.errors import (
     PylogError,
     RecordTooLargeError,
 )
+from pylog.future import BatchMetadata, FutureRecordMetadata
 from pylog.listener import ConsumerRebalanceListener
 from pylog.log import Log, open
 from pylog.partition import Columns, PartitionLog, Record
+from pylog.producer import Producer
 from pylog.types import ConsumerRecord, OffsetAndMetadata, RecordMetadata, TopicPartition
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchMetadata",
     "Columns",
     "ConsumerRebalanceListener",
     "ConsumerRecord",
     "CorruptBatchError",
     "CorruptKind",
+    "FutureRecordMetadata",
     "InternalError",
     "InvalidConfigError",
     "InvalidRecordError",
@@ -38,6 +42,7 @@ __all__ = [
     "OffsetAndMetadata",
     "OffsetOutOfRangeError",
     "PartitionLog",
+    "Producer",
     "PylogError",
     "Record",
     "RecordMetadata",
