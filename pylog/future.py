@@ -31,6 +31,10 @@ from pylog.types import RecordMetadata, TopicPartition
 _log = logging.getLogger("pylog.producer")
 
 
+#: ``fill_ts`` of a segment whose engine-stamped time is read on demand (``ProduceResult.resolver``)
+UNKNOWN_TIMESTAMP = -2
+
+
 class BatchMetadata(NamedTuple):
     """One engine batch written by ``send_batch``: records ``base_offset .. base_offset+count-1``
     of ``partition``, in the order given (a list too large for one batch is written as several)."""
@@ -52,7 +56,18 @@ class ProduceResult:
     error of single records that failed alone (too large even in a batch of their own).
     """
 
-    __slots__ = ("_callbacks", "_event", "_lock", "done", "error", "record_errors", "segments", "tp")
+    __slots__ = (
+        "_callbacks",
+        "_event",
+        "_lock",
+        "done",
+        "driver",
+        "error",
+        "record_errors",
+        "resolver",
+        "segments",
+        "tp",
+    )
 
     def __init__(self, tp: TopicPartition):
         self.tp = tp
@@ -63,6 +78,12 @@ class ProduceResult:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: list[tuple[Any, Callable[[Any], Any] | None, Callable[[Any], Any] | None]] = []
+        #: set by the producer core: ``driver()`` lets a waiting ``get`` write a batch that is due
+        #: (linger passed) in the waiting thread, so waiters share a group commit
+        self.driver: Callable[[], None] | None = None
+        #: set by the producer core: ``resolver(base_offset)`` reads the timestamp the engine gave
+        #: a batch whose ``fill_ts`` is ``UNKNOWN_TIMESTAMP`` (read only when someone asks)
+        self.resolver: Callable[[int], int] | None = None
 
     def complete(
         self,
@@ -78,6 +99,7 @@ class ProduceResult:
         self._finish()
 
     def _finish(self) -> None:
+        self.driver = None
         with self._lock:
             if self.done:  # why: a close() that gave up and a late writer may both finish it
                 return
@@ -88,6 +110,9 @@ class ProduceResult:
             owner._run(on_success, on_error)
 
     def wait(self, timeout: float | None) -> bool:
+        driver = self.driver
+        if driver is not None and not self.done:
+            driver()
         return self._event.wait(timeout)
 
     def locate(self, index: int) -> tuple[int, int, int]:
@@ -97,6 +122,9 @@ class ProduceResult:
             first, base, fill_ts, append_ts = segments[0]
         else:
             first, base, fill_ts, append_ts = segments[bisect.bisect_right(segments, (index, 2**63)) - 1]
+        if fill_ts == UNKNOWN_TIMESTAMP and self.resolver is not None:
+            fill_ts = self.resolver(base)
+            self.segments = [(f, b, fill_ts if b == base else t, a) for f, b, t, a in self.segments]
         return base + index - first, fill_ts, append_ts
 
     def subscribe(self, owner: Any, on_success: Any, on_error: Any) -> bool:
@@ -247,6 +275,8 @@ class FutureBatchMetadata(_Future):
             return None, result.error
         if result.record_errors:
             return None, next(iter(result.record_errors.values()))
+        for first, *_ in result.segments:
+            result.locate(first)  # resolves engine-stamped times
         bounds = [s[0] for s in result.segments[1:]] + [self._count]
         return [
             BatchMetadata(

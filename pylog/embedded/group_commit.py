@@ -4,7 +4,8 @@
 throughput one batch per fsync whatever the concurrency; instead each writer, after its append,
 calls ``wait_durable(end_offset)`` with the log end its append produced. If no sync is running,
 that writer becomes the syncer: it notes the highest end offset registered so far (every batch
-whose writer registered had been appended, so the coming ``sync()`` covers it) and syncs; writers
+whose writer registered had been appended, so the coming ``sync()`` covers it — and so is every
+batch below the log's end offset read just before the sync) and syncs; writers
 arriving meanwhile wait on the condition and are released together when a sync covering them
 completes — the next sync picks all of them up at once. This is the rule of a database's group
 commit (and of Kafka's flush of a whole log, core/src/main/scala/kafka/log/UnifiedLog.scala
@@ -53,6 +54,8 @@ class GroupCommit:
                 target = self._registered_end
                 self._cond.release()
                 try:
+                    # why: batches appended but not registered yet are covered too
+                    target = max(target, self._log.end_offset)
                     self._log.sync()
                 except BaseException:
                     self._cond.acquire()

@@ -44,6 +44,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import functools
 import random
 import struct
 import threading
@@ -62,7 +63,13 @@ from pylog.errors import (
     RecordTooLargeError,
     UnknownTopicOrPartitionError,
 )
-from pylog.future import FutureBatchMetadata, FutureRecordMetadata, ProduceResult, failed_record_future
+from pylog.future import (
+    UNKNOWN_TIMESTAMP,
+    FutureBatchMetadata,
+    FutureRecordMetadata,
+    ProduceResult,
+    failed_record_future,
+)
 from pylog.types import TopicPartition
 
 try:  # the Rust hash when the extension is there (same results: tests/test_partitioner.py)
@@ -226,6 +233,7 @@ class ProducerCore:
                 batch = None
             if batch is None:
                 batch = part.open = _Batch(part, time.monotonic() + self._linger_s)
+                batch.result.driver = functools.partial(self._drive, batch)
                 self._incomplete.add(batch.result)
                 if not self._lingering:
                     self._wake.notify()
@@ -352,31 +360,40 @@ class ProducerCore:
     # --- writing ---------------------------------------------------------------------------------
 
     def _write_queued(self, part: _Partition, *, sync_here: bool) -> None:
-        """Write ``part``'s queued batches in order (whoever holds its write lock writes them)."""
+        """Write ``part``'s queued batches in order (whoever holds its write lock writes them).
+        With ``sync_here`` (acks=all) the group-commit wait happens after the write lock is
+        released, so other threads append to the partition while this one waits for the fsync."""
+        to_sync: list[tuple[_Batch, Any, int, list, dict | None]] = []
         with part.write_lock:
             while True:
                 with self._lock:
                     if not part.queue:
-                        return
+                        break
                     batch = part.queue.popleft()
-                self._write(batch, sync_here)
+                item = self._write(batch)
+                if item is not None:
+                    if sync_here:
+                        to_sync.append(item)
+                    else:
+                        with self._lock:
+                            self._to_sync.append(item)
+                            self._wake.notify()
+        if to_sync:
+            self._sync_and_finish(to_sync)
 
-    def _write(self, batch: _Batch, sync_here: bool) -> None:
+    def _write(self, batch: _Batch) -> tuple[_Batch, Any, int, list, dict | None] | None:
+        """Append the batch; complete it (acks 0/1, failures), or return what acks=all must sync."""
         tp = batch.part.tp
         try:
             log = self._backend.partition_log(tp)
             segments, errors = self._append(log, batch, 0, len(batch.values))
-        except BaseException as error:
+        except BaseException as error:  # why: every failure belongs to the batch's futures
             self._finish_failed(batch, self._typed_error(tp, error))
-            return
+            return None
         if not self._acks_all or not segments:
             self._finish(batch, segments, errors)
-        elif sync_here:
-            self._sync_and_finish([(batch, log, _segments_end(segments, batch), segments, errors)])
-        else:
-            with self._lock:
-                self._to_sync.append((batch, log, _segments_end(segments, batch), segments, errors))
-                self._wake.notify()
+            return None
+        return (batch, log, _segments_end(segments, batch), segments, errors)
 
     def _append(
         self, log: Any, batch: _Batch, start: int, end: int
@@ -411,12 +428,13 @@ class ProducerCore:
             first_errors.update(second_errors)
             return first + second, first_errors
         append_ts = -1
-        if timestamps is None or log.config.log_append_time:
-            stamped, log_append_time = self._engine_timestamp(log, base)
-            if log_append_time:
-                append_ts = stamped
-            else:
-                fill_ts = stamped
+        if log.config.log_append_time:
+            append_ts = self._engine_timestamp(log, base)[0]
+        elif timestamps is None:
+            # why: read back only if someone asks (a 61-byte header read is a whole-batch read)
+            fill_ts = UNKNOWN_TIMESTAMP
+            if batch.result.resolver is None:
+                batch.result.resolver = functools.partial(_stamped_time, log)
         return [(start, base, fill_ts, append_ts)], {}
 
     def _codec(self, log: Any) -> str | None:
@@ -487,6 +505,32 @@ class ProducerCore:
                 self._finish_failed(batch, self._typed_error(batch.part.tp, failure))
             else:
                 self._finish(batch, segments, errors)
+
+    def _drive(self, batch: _Batch) -> None:
+        """A thread waits for ``batch``'s result: if the batch is due (its linger passed) and not
+        written yet, write it here (and, for acks=all, sync it through the group commit here),
+        rather than waiting for the background thread. With many waiting threads this is what
+        shares one fsync among them."""
+        part = batch.part
+        with self._lock:
+            if not batch.closed:
+                if batch.deadline > time.monotonic():
+                    return
+                topic_state = self._topics.get(part.tp.topic)
+                if topic_state is None:
+                    return
+                self._close_batch(batch, topic_state)
+            queued = batch in part.queue
+            item = None
+            if not queued:
+                for i, candidate in enumerate(self._to_sync):
+                    if candidate[0] is batch:
+                        item = self._to_sync.pop(i)
+                        break
+        if queued:
+            self._write_queued(part, sync_here=True)
+        elif item is not None:
+            self._sync_and_finish([item])
 
     # --- flush, close, background ----------------------------------------------------------------
 
@@ -571,6 +615,13 @@ class ProducerCore:
         if to_sync:
             self._sync_and_finish(to_sync)
         return True
+
+
+def _stamped_time(log: Any, base_offset: int) -> int:
+    try:
+        return ProducerCore._engine_timestamp(log, base_offset)[0]
+    except Exception:  # why: the batch is gone (retention, deleted topic): no time known
+        return -1
 
 
 def _segments_end(segments: list[tuple[int, int, int, int]], batch: _Batch) -> int:

@@ -481,6 +481,7 @@ def test_group_commit_covers_concurrent_writers(tmp_path: Path, engine: str) -> 
             self.end = 0
             self.synced_to = 0
             self.syncs = 0
+            self.end_offset = 0
             self.lock = threading.Lock()
             self.inside = threading.Event()
             self.release = threading.Event()
@@ -513,6 +514,8 @@ def test_group_commit_covers_concurrent_writers(tmp_path: Path, engine: str) -> 
 
 def test_group_commit_sync_failure_reaches_the_writer() -> None:
     class Broken:
+        end_offset = 1
+
         def sync(self) -> None:
             raise OSError(5, "I/O error")
 
