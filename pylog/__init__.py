@@ -19,7 +19,14 @@ from pylog.errors import (
 from pylog.listener import ConsumerRebalanceListener
 from pylog.log import Log, open
 from pylog.partition import Columns, PartitionLog, Record
-from pylog.types import ConsumerRecord, OffsetAndMetadata, RecordMetadata, TopicPartition
+from pylog.types import (
+    ConsumerRecord,
+    OffsetAndMetadata,
+    PartitionDescription,
+    RecordMetadata,
+    TopicDescription,
+    TopicPartition,
+)
 
 __version__ = "0.1.0"
 
@@ -37,11 +44,13 @@ __all__ = [
     "LogConfig",
     "OffsetAndMetadata",
     "OffsetOutOfRangeError",
+    "PartitionDescription",
     "PartitionLog",
     "PylogError",
     "Record",
     "RecordMetadata",
     "RecordTooLargeError",
+    "TopicDescription",
     "TopicPartition",
     "decode_records",
     "open",

@@ -1,0 +1,370 @@
+"""Topic admin through ``pylog.Log``: create, list, describe, alter, grow and delete topics.
+
+Runs on both engines through the ``log`` fixture. Tests that look at the embedded backend's files
+(partition directories, ``partition.metadata``, ``-delete`` leftovers) also take ``log_dir``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+import pylog
+from pylog.errors import (
+    ClientClosedError,
+    InvalidConfigError,
+    InvalidPartitionsError,
+    InvalidTopicError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from pylog.types import TopicPartition
+
+LEGAL_NAMES = ["a", "orders", "Orders.v2", "with_underscore", "with-dash", "...", "x" * 249, "0-1"]
+ILLEGAL_NAMES = ["", ".", "..", "x" * 250, "a/b", "../escape", "/abs", "a b", "ü", "a\0b", "a\\b", "tab\t"]
+
+
+def backend(log: pylog.Log):
+    return log._backend
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", LEGAL_NAMES)
+def test_legal_names_are_created_inside_the_directory(log: pylog.Log, log_dir: Path, name: str) -> None:
+    log.create_topic(name, partitions=2)
+    assert name in log.list_topics()
+    for n in range(2):
+        path = log_dir / f"{name}-{n}"
+        assert path.is_dir()
+        assert path.resolve().parent == log_dir.resolve()
+
+
+@pytest.mark.parametrize("name", ILLEGAL_NAMES)
+def test_illegal_names_are_refused_and_touch_nothing(log: pylog.Log, log_dir: Path, name: str) -> None:
+    before = sorted(os.listdir(log_dir))
+    with pytest.raises(InvalidTopicError):
+        log.create_topic(name)
+    with pytest.raises(InvalidTopicError):
+        backend(log).partitions_for(name, create=True)
+    with pytest.raises(InvalidTopicError):
+        log.delete_topic(name)
+    assert sorted(os.listdir(log_dir)) == before
+    assert not (log_dir.parent / "escape-0").exists()
+    assert log.list_topics() == []
+
+
+@pytest.mark.parametrize("name", [None, 7, b"bytes"])
+def test_non_str_names_are_refused(log: pylog.Log, name: object) -> None:
+    with pytest.raises(InvalidTopicError):
+        log.create_topic(name)  # type: ignore[arg-type]
+
+
+def test_names_colliding_on_dot_and_underscore_are_refused(log: pylog.Log) -> None:
+    log.create_topic("a.b")
+    with pytest.raises(InvalidTopicError, match="collides"):
+        log.create_topic("a_b")
+    assert log.list_topics() == ["a.b"]
+
+
+def test_create_twice_raises_topic_already_exists(log: pylog.Log) -> None:
+    log.create_topic("t", partitions=2)
+    with pytest.raises(TopicAlreadyExistsError):
+        log.create_topic("t", partitions=3)
+    assert backend(log).partitions_for("t") == 2
+
+
+# --- partitions and config ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("partitions", [0, -1, 1.5, "2", True, None])
+def test_bad_partition_counts_are_refused(log: pylog.Log, partitions: object) -> None:
+    with pytest.raises(InvalidPartitionsError):
+        log.create_topic("t", partitions=partitions)  # type: ignore[arg-type]
+    assert log.list_topics() == []
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"no.such.key": 1}, {"segment.bytes": 1}, {"segment.bytes": "big"}, {"cleanup.policy": "nope"}, [1]],
+)
+def test_bad_config_is_refused_and_nothing_is_created(log: pylog.Log, log_dir: Path, config: object) -> None:
+    with pytest.raises(InvalidConfigError):
+        log.create_topic("t", config=config)  # type: ignore[arg-type]
+    assert log.list_topics() == []
+    assert not (log_dir / "t-0").exists()
+
+
+def test_topic_config_reaches_the_engine(log: pylog.Log) -> None:
+    log.create_topic("t", config={"segment.bytes": "2048", "message.timestamp.type": "LogAppendTime"})
+    handle = backend(log).partition_log(TopicPartition("t", 0))
+    assert handle.config.segment_bytes == 2048
+    assert handle.config.log_append_time
+    assert log.describe_topic("t").config == {
+        "segment.bytes": 2048,
+        "message.timestamp.type": "LogAppendTime",
+    }
+
+
+def test_describe_topic_reports_offsets_and_size(log: pylog.Log, log_dir: Path) -> None:
+    log.create_topic("t", partitions=2)
+    handle = backend(log).partition_log(TopicPartition("t", 1))
+    handle.append([b"v" * 100] * 5)
+    handle.flush()
+    description = log.describe_topic("t")
+    assert description.name == "t"
+    assert [p.partition for p in description.partitions] == [0, 1]
+    assert (description.partitions[0].start_offset, description.partitions[0].end_offset) == (0, 0)
+    assert (description.partitions[1].start_offset, description.partitions[1].end_offset) == (0, 5)
+    on_disk = sum(f.stat().st_size for f in (log_dir / "t-1").iterdir() if f.is_file())
+    assert description.partitions[1].size_bytes == on_disk
+    assert description.partitions[1].size_bytes > description.partitions[0].size_bytes
+    with pytest.raises(UnknownTopicOrPartitionError):
+        log.describe_topic("missing")
+
+
+def test_alter_topic_config_applies_to_handles_opened_afterwards(log: pylog.Log) -> None:
+    log.create_topic("t", config={"segment.bytes": 4096})
+    before = backend(log).partition_log(TopicPartition("t", 0))
+    log.alter_topic_config("t", {"retention.ms": 60_000, "segment.bytes": None})
+    after = backend(log).partition_log(TopicPartition("t", 0))
+    assert after is not before
+    assert after.config.retention_ms == 60_000
+    assert after.config.segment_bytes == pylog.LogConfig().segment_bytes
+    assert log.describe_topic("t").config == {"retention.ms": 60_000}
+    before.append([b"in flight"])  # the replaced handle still works for a call in flight
+    assert after.end_offset == 1
+
+
+def test_alter_topic_config_refuses_bad_values_and_keeps_the_old(log: pylog.Log) -> None:
+    log.create_topic("t", config={"segment.bytes": 4096})
+    for bad in ({"segment.bytes": -5}, {"nope": 1}, {"nope": None}):
+        with pytest.raises(InvalidConfigError):
+            log.alter_topic_config("t", bad)
+    assert log.describe_topic("t").config == {"segment.bytes": 4096}
+    with pytest.raises(UnknownTopicOrPartitionError):
+        log.alter_topic_config("missing", {"retention.ms": 1})
+
+
+def test_create_partitions_grows_and_refuses_shrinking(log: pylog.Log, log_dir: Path) -> None:
+    log.create_topic("t", partitions=2, config={"segment.bytes": 4096})
+    version = backend(log).metadata_version()
+    log.create_partitions("t", 4)
+    assert backend(log).partitions_for("t") == 4
+    assert backend(log).metadata_version() > version
+    assert backend(log).partition_log(TopicPartition("t", 3)).config.segment_bytes == 4096
+    assert (log_dir / "t-3" / "partition.metadata").read_text() == (
+        log_dir / "t-0" / "partition.metadata"
+    ).read_text()
+    for total in (4, 3, 0):
+        with pytest.raises(InvalidPartitionsError):
+            log.create_partitions("t", total)
+    assert backend(log).partitions_for("t") == 4
+    with pytest.raises(UnknownTopicOrPartitionError):
+        log.create_partitions("missing", 3)
+
+
+# --- the backend surface ----------------------------------------------------------------------------
+
+
+def test_partitions_for_and_auto_create(log: pylog.Log) -> None:
+    with pytest.raises(UnknownTopicOrPartitionError):
+        backend(log).partitions_for("auto")
+    assert log.list_topics() == []
+    assert backend(log).partitions_for("auto", create=True) == 1
+    assert log.list_topics() == ["auto"]
+    assert backend(log).partitions_for("auto", create=True) == 1
+
+
+def test_auto_create_can_be_turned_off(engine: str, log_dir: Path) -> None:
+    with pylog.open(log_dir, engine=engine, auto_create_topics=False) as log:
+        with pytest.raises(UnknownTopicOrPartitionError):
+            backend(log).partitions_for("auto", create=True)
+        assert log.list_topics() == []
+
+
+def test_partition_log_is_cached_and_checks_the_partition(log: pylog.Log) -> None:
+    log.create_topic("t", partitions=2)
+    first = backend(log).partition_log(TopicPartition("t", 1))
+    assert backend(log).partition_log(TopicPartition("t", 1)) is first
+    assert backend(log).partition_log(("t", 1)) is first  # type: ignore[arg-type]
+    for bad in (TopicPartition("t", 2), TopicPartition("t", -1), TopicPartition("nope", 0)):
+        with pytest.raises(UnknownTopicOrPartitionError):
+            backend(log).partition_log(bad)
+        with pytest.raises(UnknownTopicOrPartitionError):
+            backend(log).check_partition(bad)
+    backend(log).check_partition(TopicPartition("t", 0))
+
+
+def test_metadata_version_moves_on_create_delete_and_growth_only(log: pylog.Log) -> None:
+    versions = [backend(log).metadata_version()]
+    log.create_topic("t")
+    versions.append(backend(log).metadata_version())
+    log.alter_topic_config("t", {"retention.ms": 5})
+    versions.append(backend(log).metadata_version())
+    log.create_partitions("t", 2)
+    versions.append(backend(log).metadata_version())
+    log.delete_topic("t")
+    versions.append(backend(log).metadata_version())
+    assert versions[1] > versions[0]
+    assert versions[2] == versions[1]
+    assert versions[4] > versions[3] > versions[2]
+
+
+def test_changes_by_another_log_are_seen(engine: str, log_dir: Path) -> None:
+    with pylog.open(log_dir, engine=engine) as first, pylog.open(log_dir, engine=engine) as second:
+        first.create_topic("t", partitions=2)
+        assert second.list_topics() == ["t"]
+        handle = backend(second).partition_log(TopicPartition("t", 0))
+        first.create_partitions("t", 3)
+        assert backend(second).partitions_for("t") == 3
+        first.delete_topic("t")
+        with pytest.raises(UnknownTopicOrPartitionError):
+            backend(second).partition_log(TopicPartition("t", 0))
+        with pytest.raises(UnknownTopicOrPartitionError):
+            backend(second).check_partition(TopicPartition("t", 0))
+        assert handle.closed
+        first.create_topic("t")  # recreated: a new topic id, a fresh handle
+        assert backend(second).partition_log(TopicPartition("t", 0)) is not handle
+        assert backend(second).partition_log(TopicPartition("t", 0)).end_offset == 0
+
+
+# --- partition.metadata and deletion ------------------------------------------------------------------
+
+
+def test_partition_metadata_is_kafkas_format(log: pylog.Log, log_dir: Path) -> None:
+    log.create_topic("t", partitions=3)
+    topic_id = log.describe_topic("t").topic_id
+    assert len(base64.urlsafe_b64decode(topic_id + "==")) == 16
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", topic_id) and not topic_id.startswith("-")
+    for n in range(3):
+        assert (
+            log_dir / f"t-{n}" / "partition.metadata"
+        ).read_bytes() == f"version: 0\ntopic_id: {topic_id}".encode()
+    log.create_topic("u")
+    assert log.describe_topic("u").topic_id != topic_id
+
+
+def test_delete_topic_removes_everything(log: pylog.Log, log_dir: Path) -> None:
+    log.create_topic("t", partitions=3)
+    log.create_topic("keep")
+    backend(log).partition_log(TopicPartition("t", 0)).append([b"x"])
+    handle = backend(log).partition_log(TopicPartition("t", 0))
+    log.delete_topic("t")
+    assert log.list_topics() == ["keep"]
+    assert sorted(p.name for p in log_dir.iterdir() if p.is_dir()) == ["keep-0"]
+    assert handle.closed
+    with pytest.raises(UnknownTopicOrPartitionError):
+        backend(log).partition_log(TopicPartition("t", 0))
+    with pytest.raises(UnknownTopicOrPartitionError):
+        log.delete_topic("t")
+    log.create_topic("t")
+    assert backend(log).partition_log(TopicPartition("t", 0)).end_offset == 0
+
+
+def test_interrupted_deletion_is_finished_on_open(
+    engine: str, log_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pylog.open(log_dir, engine=engine) as log:
+        log.create_topic("t", partitions=2)
+    # a committed deletion whose removal did not finish: a renamed tree, partly emptied
+    leftover = log_dir / ("t-1." + "ab" * 16 + "-delete")
+    os.rename(log_dir / "t-1", leftover)
+    (leftover / "partition.metadata").unlink()
+    with caplog.at_level(logging.INFO, logger="pylog.topics"), pylog.open(log_dir, engine=engine) as log:
+        assert not leftover.exists()
+        assert any("left over" in r.getMessage() for r in caplog.records)
+        assert (log_dir / "t-0").is_dir()
+
+
+def test_deletion_that_crashed_before_commit_is_rolled_back_on_open(
+    engine: str, log_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pylog.open(log_dir, engine=engine) as log:
+        log.create_topic("t", partitions=1)
+        backend(log).partition_log(TopicPartition("t", 0)).append([b"kept"])
+    renamed = log_dir / ("t-0." + "cd" * 16 + "-delete")
+    os.rename(log_dir / "t-0", renamed)  # the topic is still in the catalog
+    with caplog.at_level(logging.WARNING, logger="pylog.topics"), pylog.open(log_dir, engine=engine) as log:
+        assert not renamed.exists()
+        assert [r.value for r in backend(log).partition_log(TopicPartition("t", 0)).records()] == [b"kept"]
+        assert any("restored" in r.getMessage() for r in caplog.records)
+
+
+def test_create_over_an_empty_leftover_directory(log: pylog.Log, log_dir: Path) -> None:
+    (log_dir / "t-0").mkdir()
+    log.create_topic("t")
+    assert (log_dir / "t-0" / "partition.metadata").exists()
+
+
+def test_create_refuses_a_directory_holding_foreign_records(
+    engine: str, log: pylog.Log, log_dir: Path
+) -> None:
+    with pylog.open_partition(log_dir / "t-0", engine=engine) as foreign:
+        foreign.append([b"precious"])
+    with pytest.raises(pylog.errors.CatalogError, match="holds records"):
+        log.create_topic("t")
+    assert log.list_topics() == []
+    with pylog.open_partition(log_dir / "t-0", engine=engine) as foreign:
+        assert [r.value for r in foreign.records()] == [b"precious"]
+
+
+# --- closing -------------------------------------------------------------------------------------------
+
+
+def test_every_call_after_close_raises(engine: str, log_dir: Path) -> None:
+    log = pylog.open(log_dir, engine=engine)
+    log.create_topic("t")
+    handle = backend(log).partition_log(TopicPartition("t", 0))
+    log.close()
+    log.close()  # idempotent
+    assert log.closed and handle.closed
+    calls = [
+        lambda: log.create_topic("u"),
+        lambda: log.delete_topic("t"),
+        log.list_topics,
+        lambda: log.describe_topic("t"),
+        lambda: log.alter_topic_config("t", {}),
+        lambda: log.create_partitions("t", 2),
+        log.list_groups,
+        lambda: log.describe_group("g"),
+        lambda: log.delete_group("g"),
+        lambda: log.reset_offsets("g", "t"),
+        log.producer,
+        log.consumer,
+        lambda: backend(log).partition_log(TopicPartition("t", 0)),
+        lambda: backend(log).partitions_for("t"),
+        lambda: backend(log).check_partition(TopicPartition("t", 0)),
+        backend(log).metadata_version,
+    ]
+    for call in calls:
+        with pytest.raises(ClientClosedError):
+            call()
+    with pytest.raises(ClientClosedError), log:
+        pass
+
+
+def test_reopen_keeps_topics(engine: str, log_dir: Path) -> None:
+    with pylog.open(log_dir, engine=engine) as log:
+        log.create_topic("t", partitions=2, config={"retention.ms": 1234})
+        backend(log).partition_log(TopicPartition("t", 1)).append([b"a", b"b"])
+        topic_id = log.describe_topic("t").topic_id
+    with pylog.open(log_dir, engine=engine) as log:
+        description = log.describe_topic("t")
+        assert description.topic_id == topic_id
+        assert description.config == {"retention.ms": 1234}
+        assert [p.end_offset for p in description.partitions] == [0, 2]
+
+
+def test_other_engine_reads_the_same_directory(engine: str, other_engine: str, log_dir: Path) -> None:
+    with pylog.open(log_dir, engine=engine) as log:
+        log.create_topic("t")
+        backend(log).partition_log(TopicPartition("t", 0)).append([b"shared"])
+    with pylog.open(log_dir, engine=other_engine) as log:
+        assert [r.value for r in backend(log).partition_log(TopicPartition("t", 0)).records()] == [b"shared"]
