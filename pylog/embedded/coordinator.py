@@ -125,6 +125,7 @@ class GroupMember:
         self._wakeup: Callable[[], None] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._store.register(self)
 
     # ------------------------------------------------------------------ properties
 
@@ -201,9 +202,8 @@ class GroupMember:
                 if result.fenced == "instance_fenced":
                     lost = self._drop_membership()
                     self._closed = True
-                    self._stop.set()
-                    self._thread = None
-                    self._store.wakeup.bump(self.group_id)  # the heartbeat thread ends
+                    self._stop.set()  # the heartbeat thread ends (close() joins it)
+                    self._store.wakeup.bump(self.group_id)
                     raise FencedInstanceIdError(
                         f"group {self.group_id!r}: another consumer joined as group_instance_id"
                         f" {self.group_instance_id!r}; this one ({len(lost)} partitions) is out of the group"
@@ -307,10 +307,11 @@ class GroupMember:
             self._member_id, self._generation, self._fenced = "", -1, False
             self._synced_word = None
         # outside the lock: the heartbeat thread may be waiting for it
+        bumped = False
         if member_id and self.group_instance_id is None:
-            self._store.leave(self.group_id, member_id)  # bumps the word: the thread wakes
-        elif thread is not None:
-            self._store.wakeup.bump(self.group_id)  # a change of value: no lost wake-up
+            bumped = self._store.leave(self.group_id, member_id)  # a rebalance bumps the word
+        if thread is not None and not bumped:
+            self._store.wakeup.bump(self.group_id)  # a change of value: the thread cannot miss it
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
@@ -338,6 +339,16 @@ class GroupMember:
             daemon=True,
         )
         self._thread.start()
+
+    def stop_heartbeats(self) -> None:
+        """End the heartbeat thread (the backend is closing); the membership stays in the catalog."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        if thread is not None:
+            self._store.wakeup.bump(self.group_id)
+            if thread is not threading.current_thread():
+                thread.join()
 
     def _heartbeat_loop(self, stop: threading.Event) -> None:
         wakeup = self._store.wakeup
@@ -372,6 +383,8 @@ class GroupMember:
                             self._wake_consumer()
                     next_beat = now_ns() + interval_ns
                 wakeup.wait(self.group_id, seen_word, max(next_beat - now_ns(), 0) / 1e9)
+            except ClientClosedError:  # the backend closed under us
+                return
             except Exception:  # a failed heartbeat must not kill the thread: retried next interval
                 _log.exception("group %s: heartbeat failed", self.group_id)
                 next_beat = now_ns() + interval_ns

@@ -57,6 +57,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -170,6 +171,18 @@ class GroupStore:
         self._topic_lock = threading.Lock()
         self._topic_map_version: object = object()
         self._topic_map: dict[str, int] = {}
+        self._live_members: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def register(self, member: Any) -> None:
+        """A ``GroupMember`` of this backend: ``close`` stops its heartbeat thread."""
+        self._live_members.add(member)
+
+    def close(self) -> None:
+        """Stop every member's heartbeat thread (without leaving: a process closing its log is a
+        member going away, the session timeout applies). The backend calls this before it closes
+        the catalog, so no thread is inside a transaction when the connections go."""
+        for member in list(self._live_members):
+            member.stop_heartbeats()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -523,8 +536,9 @@ class GroupStore:
             ).fetchone()
         return cursor.rowcount == 1, generation[0] if generation else -1
 
-    def leave(self, group_id: str, member_id: str) -> None:
-        """A clean leave: the member's partitions are free and the others rebalance at once."""
+    def leave(self, group_id: str, member_id: str) -> bool:
+        """A clean leave: the member's partitions are free and the others rebalance at once.
+        Returns whether the group's wake-up word was bumped."""
         topic_map = self.topic_map()
         with self._txn(group_id) as txn:
             self._expire(txn, group_id, topic_map)
@@ -533,6 +547,7 @@ class GroupStore:
             ).fetchone():
                 self._remove_member(txn.db, group_id, member_id)
                 self._rebalance(txn, group_id, topic_map)
+        return txn.bump
 
     # ------------------------------------------------------------------ offsets
 
