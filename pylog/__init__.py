@@ -4,6 +4,7 @@ Start with ``pylog.engine.open_partition(path)``; the on-disk format is Kafka's,
 """
 
 from pylog.config import LogConfig
+from pylog.consumer import Consumer
 from pylog.engine import decode_records, open_partition
 from pylog.errors import (
     CorruptBatchError,
@@ -22,6 +23,7 @@ from pylog.partition import Columns, PartitionLog, Record
 from pylog.types import (
     ConsumerRecord,
     OffsetAndMetadata,
+    OffsetAndTimestamp,
     PartitionDescription,
     RecordMetadata,
     TopicDescription,
@@ -32,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Columns",
+    "Consumer",
     "ConsumerRebalanceListener",
     "ConsumerRecord",
     "CorruptBatchError",
@@ -43,6 +46,7 @@ __all__ = [
     "LogClosedError",
     "LogConfig",
     "OffsetAndMetadata",
+    "OffsetAndTimestamp",
     "OffsetOutOfRangeError",
     "PartitionDescription",
     "PartitionLog",
