@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from group_assignor_stand_in import install
 
 import pylog.embedded.group_store as group_store
 from pylog.embedded.backend import EmbeddedBackend
@@ -33,8 +32,6 @@ from pylog.errors import (
     UnknownTopicOrPartitionError,
 )
 from pylog.types import OffsetAndMetadata, TopicPartition
-
-install()
 
 LONG = {"session_timeout_ms": 60_000, "heartbeat_interval_ms": 50_000}
 
