@@ -294,3 +294,81 @@ def test_unsubscribe_leaves_the_group(log, member):
     assert c.assignment() == set() and c.subscription() is None
     c.close()
     assert member.calls.count(("close",)) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# with the real group member and group store (pylog.embedded.coordinator / group_store)
+
+
+def test_standalone_commits_with_a_group_id(log):
+    log.create_topic("t", 2)
+    produce(log, T0, [b"a", b"b", b"c"])
+    first = log.consumer(group_id="solo", auto_offset_reset="earliest", enable_auto_commit=False)
+    first.assign([T0, T1])
+    assert first.committed(T0) is None
+    assert offsets(first.poll(max_records=2)) == {T0: [0, 1]}
+    first.commit()
+    assert first.committed(T0) == 2 and first.committed(T1) == 0
+    results: list = []
+    first.commit_async({T0: OffsetAndMetadata(1, "half", -1)}, callback=lambda o, e: results.append(e))
+    assert results == [None]
+    assert first.committed(T0, metadata=True) == OffsetAndMetadata(1, "half", -1)
+    first.close()
+    again = log.consumer(group_id="solo", auto_offset_reset="none", enable_auto_commit=False)
+    again.assign([T0])
+    assert again.position(T0) == 1  # from the committed offset
+    assert offsets(again.poll()) == {T0: [1, 2]}
+    again.close()
+
+
+def test_standalone_auto_commit_on_close(log):
+    log.create_topic("t", 1)
+    produce(log, T0, [b"a", b"b"])
+    c = log.consumer(group_id="auto", auto_offset_reset="earliest")
+    c.assign([T0])
+    c.poll()
+    c.close()
+    check = log.consumer(group_id="auto")
+    assert check.committed(T0) == 2
+    check.close()
+
+
+def poll_until(consumers, done, timeout_s=30.0):
+    """Poll every consumer in turn (short polls, one thread) until ``done(got)`` holds."""
+    got: dict = {id(c): [] for c in consumers}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for c in consumers:
+            for records in c.poll(timeout_ms=20).values():
+                got[id(c)].extend((r.partition, r.offset) for r in records)
+        if done(got):
+            return got
+    raise AssertionError(f"not done in {timeout_s} s: {[c.assignment() for c in consumers]}")
+
+
+def test_a_real_group_splits_the_partitions_and_hands_them_over_on_close(log):
+    log.create_topic("t", 3)
+    for p in range(3):
+        produce(log, TopicPartition("t", p), [b"%d-%d" % (p, i) for i in range(5)])
+    settings = dict(group_id="real", auto_offset_reset="earliest", enable_auto_commit=False)
+    a = log.consumer("t", **settings)
+    b = log.consumer("t", **settings)
+    everything = {(p, i) for p in range(3) for i in range(5)}
+
+    def split_and_consumed(got):
+        ours, theirs = a.assignment(), b.assignment()
+        seen = got[id(a)] + got[id(b)]
+        return ours and theirs and not ours & theirs and len(ours | theirs) == 3 and set(seen) == everything
+
+    got = poll_until([a, b], split_and_consumed)
+    a_parts = {p for p, _ in got[id(a)]}
+    a.commit()
+    b.commit()
+    for p in range(3):
+        produce(log, TopicPartition("t", p), [b"late"])
+    a.close()
+    late = {(p, 5) for p in range(3)}
+    got = poll_until([b], lambda g: b.assignment() == {T0, T1, T2} and late <= set(g[id(b)]))
+    # a's partitions resume from a's commit: nothing below it is read again
+    assert all(offset == 5 for p, offset in got[id(b)] if p in a_parts)
+    b.close()
