@@ -3,16 +3,18 @@
 Targets (issue 6, "Speed"; 100-byte values, page cache):
 - ``poll()`` producing ``ConsumerRecord``s: >= 3 M records/s and >= 3x the reference engine;
 - ``poll_columns()``: >= 1 GB/s of payload;
-- end-to-end latency, an append (``send()`` + ``flush()`` once the producer lands) to a tailing
-  consumer's ``poll()`` returning the record: one process p50 <= 50 us, p99 <= 500 us; two
+- end-to-end latency, ``send()`` + ``flush()`` to a tailing consumer's ``poll()`` returning the
+  record: one process p50 <= 50 us, p99 <= 500 us; two
   processes p50 <= 200 us, p99 <= 2 ms.
 
 Each benchmark checks its result (every record seen once, in order). The ``interleaved`` tests
 alternate the contenders round by round in one process and record medians in ``extra_info``
 (the page cache makes separate runs swing; CONVENTIONS). Figures: benchmarks/README.md, end.
 
-Appends go through the engine's ``append`` via the embedded backend's partition handle until
-the producer lands (then ``send()`` + ``flush()``); the path from there to ``poll()`` is the same.
+The rate benchmarks fill the log through the engine's ``append`` (the producer's own speed is
+benchmarks/test_bench_producer.py's); the latency benchmarks produce with ``pylog.Producer``
+(``send()`` + ``flush()``, the target's path) and, to show the consumer's share alone, with the
+engine's ``append``.
 """
 
 from __future__ import annotations
@@ -158,19 +160,40 @@ def test_poll_columns_rate_interleaved(consume_dir, scale, record_property):
 # end-to-end latency
 
 
-def one_process_latencies(path: Path, engine: str, rounds: int) -> list[int]:
-    """Append one record, then the tailing consumer (another thread) returns it from poll: ns."""
+class Sender:
+    """One record to partition 0 of ``lat``: ``send()`` + ``flush()`` (acks=1: no fsync, the
+    targets are for the page cache), or the engine's ``append`` (the consumer's share alone)."""
+
+    def __init__(self, log: pylog.Log, via: str):
+        self.value = b"x" * VALUE_BYTES
+        self.producer = log.producer(acks=1) if via == "producer" else None
+        self.handle = log._backend.partition_log(TopicPartition("lat", 0))
+
+    def __call__(self) -> None:
+        if self.producer is None:
+            self.handle.append([self.value])
+        else:
+            self.producer.send("lat", self.value, partition=0)
+            self.producer.flush()
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.close()
+
+
+def one_process_latencies(path: Path, engine: str, rounds: int, via: str) -> list[int]:
+    """send() + flush() one record, then the tailing consumer (another thread) returns it from
+    poll: ns."""
     with pylog.open(path, engine=engine) as log:
         log.create_topic("lat", 1)
         tp = TopicPartition("lat", 0)
-        handle = log._backend.partition_log(tp)
+        send = Sender(log, via)
         consumer = log.consumer(auto_offset_reset="latest")
         consumer.assign([tp])
         consumer.poll()
         returned: list[int] = []
         got = threading.Event()
         stop = False
-        value = b"x" * VALUE_BYTES
 
         def tail():
             expected = 0
@@ -191,12 +214,13 @@ def one_process_latencies(path: Path, engine: str, rounds: int) -> list[int]:
             for _ in range(rounds):
                 got.clear()
                 sent.append(time.perf_counter_ns())
-                handle.append([value])
+                send()
                 assert got.wait(10)
         finally:
             stop = True
             thread.join(5)
             consumer.close()
+            send.close()
         return [b - a for a, b in zip(sent, returned, strict=True)]
 
 
@@ -224,16 +248,15 @@ with pylog.open(sys.argv[1], engine=sys.argv[2]) as log:
 """
 
 
-def two_process_latencies(path: Path, engine: str, rounds: int) -> list[int]:
-    """Append here; a consumer in a child process returns it from poll: ns (CLOCK_MONOTONIC is
-    one clock for every process of the host)."""
+def two_process_latencies(path: Path, engine: str, rounds: int, via: str) -> list[int]:
+    """send() + flush() here; a consumer in a child process returns it from poll: ns
+    (CLOCK_MONOTONIC is one clock for every process of the host)."""
     with pylog.open(path, engine=engine) as log:
         log.create_topic("lat", 1)
-        handle = log._backend.partition_log(TopicPartition("lat", 0))
+        send = Sender(log, via)
         env = dict(
             os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         )
-        value = b"x" * VALUE_BYTES
         sent: list[int] = []
         with subprocess.Popen(
             [sys.executable, "-P", "-c", CHILD, str(path), engine, str(rounds)],
@@ -246,13 +269,14 @@ def two_process_latencies(path: Path, engine: str, rounds: int) -> list[int]:
                 assert child.stdout.readline().strip() == "ready"
                 for _ in range(rounds):
                     sent.append(time.perf_counter_ns())
-                    handle.append([value])
+                    send()
                     assert child.stdout.readline().strip() == "got"
                 returned = list(map(int, child.stdout.readline().split()))
                 assert child.wait(30) == 0
             finally:
                 if child.poll() is None:
                     child.kill()
+                send.close()
         return [b - a for a, b in zip(sent, returned, strict=True)]
 
 
@@ -264,12 +288,13 @@ def summary(latencies: list[int]) -> dict[str, float]:
     }
 
 
+@pytest.mark.parametrize("via", ["producer", "append"])
 @pytest.mark.parametrize("processes", [1, 2])
-def test_end_to_end_latency(tmp_path, engine, scale, processes, record_property):
+def test_end_to_end_latency(tmp_path, engine, scale, processes, via, record_property):
     rounds = max(scale.wakeup_rounds * 10, 50)
     measure = one_process_latencies if processes == 1 else two_process_latencies
-    latencies = measure(tmp_path / "log", engine, rounds)
+    latencies = measure(tmp_path / "log", engine, rounds, via)
     assert len(latencies) == rounds and all(v > 0 for v in latencies)
     figures = summary(latencies)
-    record_property(f"latency_{processes}p_{engine}", figures)
-    print(f"\nend-to-end latency, {processes} process(es), {engine}: {figures}")
+    record_property(f"latency_{processes}p_{via}_{engine}", figures)
+    print(f"\nend-to-end latency via {via}, {processes} process(es), {engine}: {figures}")
