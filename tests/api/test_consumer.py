@@ -549,3 +549,16 @@ def test_a_native_directory_reads_the_same_with_the_reference_engine(tmp_path):
         got = drain(c)
         assert {r.partition for r in got} == {0, 1}
         c.close()
+
+
+def test_a_deleted_topic_is_unknown_on_the_next_poll(log, topic):
+    produce(log, T0, [b"a"])
+    c = log.consumer(auto_offset_reset="earliest")
+    c.assign([T0, T1])
+    assert offsets(c.poll()) == {T0: [0]}
+    log.delete_topic("t")
+    with pytest.raises(UnknownTopicOrPartitionError):
+        c.poll()
+    with pytest.raises(UnknownTopicOrPartitionError):
+        c.end_offsets([T0])
+    c.close()
