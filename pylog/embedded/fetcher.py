@@ -36,7 +36,10 @@ from __future__ import annotations
 
 import contextlib
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from pylog.engine import default_engine
@@ -51,6 +54,37 @@ DEFAULT_MAX_PARTITION_FETCH_BYTES = 1 << 20
 WAKE_FALLBACK_MS = 500
 #: most empty chunks (control batches, compaction gaps) stepped over per partition per look
 _MAX_EMPTY_STEPS = 64
+#: a fetch from the engine asks for up to this many times the records wanted; the rest waits in
+#: a ``_Leftover`` for the next polls (why: a batch larger than ``max_records`` would otherwise
+#: be decoded again by every poll that takes a part of it; Kafka's consumer keeps the rest of a
+#: fetched response the same way, clients/src/main/java/org/apache/kafka/clients/consumer/
+#: internals/CompletedFetch.java). Bounds what is held: 3x ``max_records`` per partition.
+FETCH_AHEAD = 4
+_OFFSET = itemgetter(3)  # ConsumerRecord.offset
+
+
+@dataclass
+class _Leftover:
+    """Records fetched for a partition but not returned yet: every record of
+    ``[start, next_offset)`` (as the engine returned them), those from ``index`` on unreturned."""
+
+    log: Any
+    start: int
+    next_offset: int
+    records: list
+    index: int
+
+    def take(self, position: int, wanted: int) -> tuple[list, int] | None:
+        """The records from ``position`` on (at most ``wanted``) and the position after them;
+        None when ``position`` is outside what this holds."""
+        if not self.start <= position < self.next_offset:
+            return None
+        i = bisect_left(self.records, position, key=_OFFSET)
+        taken = self.records[i : i + wanted]
+        self.index = i + len(taken)
+        after = self.next_offset if self.index >= len(self.records) else _OFFSET(self.records[self.index])
+        return taken, after
+
 
 RESET_POLICIES = ("earliest", "latest", "none")
 
@@ -75,6 +109,8 @@ class Fetcher:
         self._positions: dict[TopicPartition, int | None] = {}
         #: partitions whose position is unset
         self._unset: set[TopicPartition] = set()
+        #: partitions with records fetched ahead (see FETCH_AHEAD)
+        self._leftover: dict[TopicPartition, _Leftover] = {}
         #: partitions last found empty at their position: (append counter, position, when);
         #: while the counter has not moved the engine is not asked again (see ``_quiet``)
         self._idle: dict[TopicPartition, tuple[int, int, float]] = {}
@@ -107,6 +143,7 @@ class Fetcher:
                 self._assignment_version += 1
             self._unset.discard(tp)
             self._idle.pop(tp, None)
+            self._leftover.pop(tp, None)
 
     def missing_positions(self) -> set[TopicPartition]:
         return set(self._unset)
@@ -256,12 +293,24 @@ class Fetcher:
     def _partition_records(self, tp: TopicPartition, log: Any, wanted: int) -> list[ConsumerRecord]:
         position = self._positions[tp]
         assert position is not None, tp
+        left = self._leftover.pop(tp, None)
+        if left is not None and left.log is log:
+            found = left.take(position, wanted)
+            if found is not None:
+                taken, after = found
+                self._positions[tp] = after
+                if after < left.next_offset:
+                    self._leftover[tp] = left
+                if taken:
+                    return taken
+                position = after
         for _ in range(_MAX_EMPTY_STEPS):
-            # why the end: offsets rise by at least one per record, so the records wanted lie
-            # below position + wanted; a batch straddling it continues there next time
+            # why the end: offsets rise by at least one per record, so FETCH_AHEAD x the records
+            # wanted lie below position + that many; a batch straddling it continues there
+            ahead = wanted * FETCH_AHEAD
             try:
                 records, next_offset = log.consumer_records_chunk(
-                    position, position + wanted, self._max_bytes, tp.topic, tp.partition, ConsumerRecord
+                    position, position + ahead, self._max_bytes, tp.topic, tp.partition, ConsumerRecord
                 )
             except OffsetOutOfRangeError:
                 position = self._out_of_range(tp, log, position)
@@ -269,6 +318,10 @@ class Fetcher:
             except (LogClosedError, OSError):
                 self._check_partition(tp)
                 raise
+            if len(records) > wanted:
+                self._leftover[tp] = _Leftover(log, position, next_offset, records, wanted)
+                self._positions[tp] = _OFFSET(records[wanted])
+                return records[:wanted]
             self._positions[tp] = next_offset
             if records or next_offset <= position:
                 return records

@@ -562,3 +562,25 @@ def test_a_deleted_topic_is_unknown_on_the_next_poll(log, topic):
     with pytest.raises(UnknownTopicOrPartitionError):
         c.end_offsets([T0])
     c.close()
+
+
+def test_native_records_are_left_out_of_the_cyclic_collector(tmp_path):
+    """The native engine builds ConsumerRecords untracked by the GC (they hold no cycles; a
+    tracked container per record made every poll pay a young-generation collection); they
+    still behave as ordinary records."""
+    import gc
+
+    with pylog.open(tmp_path / "n", engine="native") as log:
+        log.create_topic("t", 1)
+        produce(log, T0, [b"a", b"b"], headers=[[("h", b"1")], []])
+        c = log.consumer(auto_offset_reset="earliest")
+        c.assign([T0])
+        records = c.poll()[T0]
+        assert not any(gc.is_tracked(r) or gc.is_tracked(r.headers) for r in records)
+        records[1].headers.append(("later", b"x"))
+        gc.collect()
+        assert records[0].headers == [("h", b"1")] and records[1].headers == [("later", b"x")]
+        assert records[0] == ConsumerRecord(
+            "t", 0, -1, 0, records[0].timestamp, 0, None, b"a", [("h", b"1")], None, -1, 1, 2
+        )
+        c.close()
