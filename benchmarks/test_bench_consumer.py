@@ -326,3 +326,30 @@ def test_end_to_end_latency(tmp_path, engine, scale, processes, via, record_prop
     figures = summary(latencies)
     record_property(f"latency_{processes}p_{via}_{engine}", figures)
     print(f"\nend-to-end latency via {via}, {processes} process(es), {engine}: {figures}")
+
+
+def test_poll_rate_by_poll_size_interleaved(consume_dir, scale, record_property):
+    """Kafka's default max_poll_records=500 against 10,000-record polls (the per-poll cost)."""
+    path, end = consume_dir
+    limit = min(end, scale.iterate_records_native)
+    log, consumer = open_consumer(path, "native")
+    rates: dict[int, list[float]] = {500: [], POLL_RECORDS: []}
+    try:
+        for _ in range(scale.repeat):
+            for size in rates:
+                consumer.seek(TP, 0)
+                count, cpu = 0, time.process_time()
+                while count < limit:
+                    records = consumer.poll(max_records=min(size, limit - count))[TP]
+                    assert records[0].offset == count
+                    count += len(records)
+                rates[size].append(count / max(time.process_time() - cpu, 1e-9))
+    finally:
+        consumer.close()
+        log.close()
+    medians = {size: statistics.median(r) for size, r in rates.items()}
+    record_property("poll_records_per_cpu_s_by_poll_size", medians)
+    print(
+        f"\npoll() per CPU-s: max_records=500 {medians[500] / 1e6:.2f} M rec/s, "
+        f"{POLL_RECORDS} {medians[POLL_RECORDS] / 1e6:.2f} M rec/s"
+    )
