@@ -27,6 +27,12 @@ engine's fallback (``WAKE_FALLBACK_MS``: writers outside the protocol, or one ki
 write and its wake-up). With more than ``WAIT_ANY_MAX_WORDS - 1`` partitions only the first
 ones are watched and the rest are looked at on each fallback (a documented limit).
 
+Two shortcuts keep a look cheap: a partition found empty is not asked again while its append
+counter stays the same even value (at most one fallback interval), so idle partitions among busy
+ones cost a word comparison; and a fetch asks the engine for up to ``FETCH_AHEAD`` times the
+records wanted, keeping the rest for the next polls (``_Leftover``; dropped when the partition is
+removed or its engine handle changes), so a batch larger than a poll is decoded once.
+
 A ``wakeup()`` that arrives while no fetch is blocked is kept: the next ``fetch`` looks once and
 returns without sleeping, as Kafka's ``ConsumerNetworkClient.wakeup`` makes the next blocking
 call return.
