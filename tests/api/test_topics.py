@@ -531,3 +531,42 @@ def test_deleting_a_topic_drops_its_committed_offsets(log: pylog.Log, log_dir: P
         assert db.execute("SELECT topic, partition FROM group_offsets").fetchall() == [("keep", 0)]
     finally:
         db.close()
+
+
+def test_a_lost_partition_metadata_is_written_again(log: pylog.Log, log_dir: Path) -> None:
+    log.create_topic("t")
+    backend(log).partition_log(TopicPartition("t", 0)).append([b"kept"])
+    expected = (log_dir / "t-0" / "partition.metadata").read_bytes()
+    log.close()
+    (log_dir / "t-0" / "partition.metadata").unlink()
+    with pylog.open(log_dir, engine=log.engine) as reopened:
+        assert [r.value for r in backend(reopened).partition_log(TopicPartition("t", 0)).records()] == [
+            b"kept"
+        ]
+    assert (log_dir / "t-0" / "partition.metadata").read_bytes() == expected
+
+
+def test_a_partition_directory_of_another_topic_is_refused(log: pylog.Log, log_dir: Path) -> None:
+    log.create_topic("t")
+    log.create_topic("u")
+    log.close()
+    (log_dir / "t-0" / "partition.metadata").write_bytes(
+        (log_dir / "u-0" / "partition.metadata").read_bytes()
+    )
+    with pylog.open(log_dir, engine=log.engine) as reopened:
+        with pytest.raises(UnknownTopicOrPartitionError, match="belongs to another topic"):
+            backend(reopened).partition_log(TopicPartition("t", 0))
+        with pytest.raises(UnknownTopicOrPartitionError, match="belongs to another topic"):
+            backend(reopened).check_partition(TopicPartition("t", 0))
+
+
+def test_a_removed_partition_directory_is_reported_not_recreated(log: pylog.Log, log_dir: Path) -> None:
+    import shutil
+
+    log.create_topic("t")
+    log.close()
+    shutil.rmtree(log_dir / "t-0")
+    with pylog.open(log_dir, engine=log.engine) as reopened:
+        with pytest.raises(UnknownTopicOrPartitionError, match="missing"):
+            backend(reopened).partition_log(TopicPartition("t", 0))
+        assert not (log_dir / "t-0").exists()
