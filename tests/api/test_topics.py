@@ -570,3 +570,69 @@ def test_a_removed_partition_directory_is_reported_not_recreated(log: pylog.Log,
         with pytest.raises(UnknownTopicOrPartitionError, match="missing"):
             backend(reopened).partition_log(TopicPartition("t", 0))
         assert not (log_dir / "t-0").exists()
+
+
+def _churn_topics(directory: str, engine: str, worker: int, rounds: int, barrier, results) -> None:  # type: ignore[no-untyped-def]
+    """Child: create, use and delete the same few topics as the other workers, at once."""
+    expected = (TopicAlreadyExistsError, UnknownTopicOrPartitionError)
+    unexpected: list[str] = []
+    try:
+        with pylog.open(directory, engine=engine) as log:
+            barrier.wait()
+            for n in range(rounds):
+                name = f"churn-{n % 3}"
+                for step in ("create", "append", "delete", "append"):
+                    try:
+                        if step == "create":
+                            log.create_topic(name, partitions=2)
+                        elif step == "delete":
+                            log.delete_topic(name)
+                        else:
+                            tp = TopicPartition(name, worker % 2)
+                            try:
+                                backend(log).partition_log(tp).append([b"w%d" % worker])
+                            except expected:
+                                raise
+                            except Exception:
+                                backend(log).check_partition(tp)
+                                raise
+                    except expected:
+                        pass
+                    except Exception as error:
+                        unexpected.append(f"{step} {name}: {error!r}")
+        results.put((worker, unexpected))
+    except BaseException as error:
+        results.put((worker, [f"crashed: {error!r}"]))
+
+
+def test_processes_creating_using_and_deleting_the_same_topics(
+    engine: str, log: pylog.Log, log_dir: Path
+) -> None:
+    """Every call ends in success or a typed error, and afterwards the directory holds exactly the
+    live topics' partitions, each with its partition.metadata (no stray or half-deleted one)."""
+    context = multiprocessing.get_context("spawn")
+    workers = 3
+    barrier, results = context.Barrier(workers), context.Queue()
+    children = [
+        context.Process(target=_churn_topics, args=(str(log_dir), engine, w, 12, barrier, results))
+        for w in range(workers)
+    ]
+    for child in children:
+        child.start()
+    try:
+        outcomes = [results.get(timeout=300) for _ in children]
+        for child in children:
+            child.join(60)
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.kill()
+    assert [child.exitcode for child in children] == [0] * workers
+    assert [problems for _, problems in outcomes if problems] == []
+    with pylog.open(log_dir, engine=engine) as fresh:
+        live = {name: fresh.describe_topic(name).topic_id for name in fresh.list_topics()}
+    dirs = sorted(p.name for p in log_dir.iterdir() if p.is_dir())
+    assert dirs == sorted(f"{name}-{n}" for name in live for n in range(2))
+    for name, topic_id in live.items():
+        for n in range(2):
+            assert (log_dir / f"{name}-{n}" / "partition.metadata").read_text().endswith(topic_id)
