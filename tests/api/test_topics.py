@@ -636,3 +636,47 @@ def test_processes_creating_using_and_deleting_the_same_topics(
     for name, topic_id in live.items():
         for n in range(2):
             assert (log_dir / f"{name}-{n}" / "partition.metadata").read_text().endswith(topic_id)
+
+
+def test_threads_appending_while_the_topic_changes_and_goes(log: pylog.Log) -> None:
+    import threading
+
+    log.create_topic("t", partitions=2)
+    started = threading.Barrier(5)
+    endings: list[str] = []
+
+    def append(worker: int) -> None:
+        tp = TopicPartition("t", worker % 2)
+        appended = 0
+        started.wait()
+        while True:
+            try:
+                handle = backend(log).partition_log(tp)
+            except UnknownTopicOrPartitionError:
+                endings.append("partition_log")
+                return
+            try:
+                handle.append([b"x"])
+                appended += 1
+            except Exception as error:
+                try:
+                    backend(log).check_partition(tp)
+                except UnknownTopicOrPartitionError:
+                    endings.append("check_partition")
+                    return
+                if not isinstance(error, pylog.LogClosedError):
+                    endings.append(f"unexpected {error!r}")
+                    return
+                # a handle replaced meanwhile (the topic is still there): take the current one
+
+    threads = [threading.Thread(target=append, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    log.alter_topic_config("t", {"segment.bytes": 4096})
+    log.create_partitions("t", 3)
+    log.delete_topic("t")
+    for thread in threads:
+        thread.join(60)
+    assert set(endings) <= {"check_partition", "partition_log"}, endings
+    assert len(endings) == 4
