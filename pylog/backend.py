@@ -55,10 +55,11 @@ class Backend(Protocol):
         What an engine handle does when its directory is renamed away (a deletion in another
         process) or removed: nothing recreates the directory. The first call that touches the
         files raises ``FileNotFoundError`` (``append`` opens the index files by path; ``roll``,
-        ``read``, ``end_offset``... list the directory again). After a failed listing both engines
-        are left without segments: the native one then raises ``InternalError`` ("a log has at
-        least one segment") and the reference one ``IndexError`` on every call; ``close()``
-        raises ``FileNotFoundError`` but does close. So call this on any exception."""
+        ``read``, ``end_offset``... list the directory again). An ``append`` whose listing failed
+        (the directory removed, not only renamed) leaves the handle without segments: every later
+        call, ``close()`` included, raises ``InternalError`` ("a log has at least one segment",
+        native) or ``IndexError`` (reference). ``close()`` on a renamed directory raises
+        ``FileNotFoundError`` but does close it. So call this on any exception."""
         ...
 
     def list_topics(self) -> list[str]:
