@@ -11,8 +11,10 @@ created together in one transaction by whichever process creates the file.
 - ``topic_versions(id = 0, metadata_version, config_version)``: one row of two counters that only
   grow. ``metadata_version`` moves on every create, delete and added partition,
   ``config_version`` on every config change, in the same transaction as the change. A process
-  notices another's change through ``PRAGMA data_version`` (cheap, moves on any commit by another
-  connection) and then these two counters (one row), and reads ``topics`` only when they moved.
+  notices a change through ``commit_marker()`` (the WAL-index header in ``catalog.db-shm``, which
+  every commit of any connection rewrites; a memory read) or, without it, ``PRAGMA data_version``
+  (moves on any commit by another connection), then reads these two counters (one row), and reads
+  ``topics`` only when they moved.
 
 Opening refuses, with ``CatalogError`` naming the path and without writing a byte: a file that is
 not an SQLite database, an SQLite database of another application (another ``application_id``, or
@@ -24,7 +26,8 @@ Concurrency: safe for any number of threads and processes. Each thread has its o
 connections in the child. ``write()`` is a ``BEGIN IMMEDIATE`` transaction: it takes SQLite's
 write lock up front, so two writers never deadlock on a lock upgrade, and waits up to
 ``BUSY_TIMEOUT_S`` for it. ``read()`` is a deferred transaction (a consistent snapshot; WAL lets
-it run beside a writer). ``synchronous=NORMAL``: a committed transaction survives the process
+it run beside a writer). Either one opened inside another transaction of the same thread joins
+it. ``synchronous=NORMAL``: a committed transaction survives the process
 dying (the project's "acknowledged" level); an fsync happens at checkpoints.
 """
 
