@@ -137,12 +137,13 @@ class Catalog:
             mode = db.execute("PRAGMA journal_mode").fetchone()[0]
             if mode.lower() != "wal":
                 db.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.DatabaseError as error:
+        except sqlite3.Error as error:
             if is_corruption(error):
                 raise CatalogError(
                     f"the catalog {self.path} is corrupt or not a database: {error}"
                 ) from error
-            raise
+            # a read-only directory, a file we may not read, a lock held past the busy timeout
+            raise CatalogError(f"cannot open the catalog {self.path}: {error}") from error
 
     def _refuse_non_sqlite(self) -> None:
         try:
