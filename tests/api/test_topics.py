@@ -680,3 +680,55 @@ def test_threads_appending_while_the_topic_changes_and_goes(log: pylog.Log) -> N
         thread.join(60)
     assert set(endings) <= {"check_partition", "partition_log"}, endings
     assert len(endings) == 4
+
+
+KAFKA_PARTITION_METADATA = """
+import java.io.File;
+import org.apache.kafka.common.Uuid;
+import org.apache.kafka.storage.internals.checkpoint.PartitionMetadata;
+import org.apache.kafka.storage.internals.checkpoint.PartitionMetadataFile;
+import org.apache.kafka.storage.internals.log.LogDirFailureChannel;
+
+public class KafkaPartitionMetadata {
+    public static void main(String[] args) {
+        // args: a directory to read partition.metadata from, a directory and a topic id to write
+        PartitionMetadata ours = new PartitionMetadataFile(
+            new File(args[0], "partition.metadata"), new LogDirFailureChannel(1)).read();
+        System.out.println(ours.version() + " " + ours.topicId());
+        PartitionMetadataFile theirs = new PartitionMetadataFile(
+            new File(args[1], "partition.metadata"), new LogDirFailureChannel(1));
+        theirs.record(Uuid.fromString(args[2]));
+        theirs.maybeFlush();
+    }
+}
+"""
+
+
+def test_partition_metadata_round_trips_with_kafkas_own_class(
+    log: pylog.Log, log_dir: Path, tmp_path: Path
+) -> None:
+    """Kafka's PartitionMetadataFile reads the file pylog writes, and pylog reads the one it writes."""
+    import subprocess
+
+    from kafka_tools import require_kafka
+
+    from pylog.embedded.topics import new_topic_id, read_partition_metadata
+
+    libs = require_kafka()
+    log.create_topic("t")
+    ours = log.describe_topic("t").topic_id
+    theirs = new_topic_id()
+    source = tmp_path / "KafkaPartitionMetadata.java"
+    source.write_text(KAFKA_PARTITION_METADATA)
+    written = tmp_path / "kafka-0"
+    written.mkdir()
+    done = subprocess.run(
+        ["java", "-Xmx128m", "-cp", f"{libs}/*", str(source), str(log_dir / "t-0"), str(written), theirs],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", ours]
+    assert read_partition_metadata(str(written)) == theirs
+    assert (written / "partition.metadata").read_bytes() == f"version: 0\ntopic_id: {theirs}".encode()
