@@ -112,8 +112,16 @@ class Catalog:
         self._pid = os.getpid()
         #: read-only shared mapping of the WAL-index header (see ``commit_marker``)
         self.wal_index: mmap.mmap | None = None
+        #: a connection no thread uses, open as long as the catalog: SQLite removes the ``-shm``
+        #: file when the last connection to the database closes, which would leave the mapping
+        #: on a dead file (a thread's connection is closed once the thread has finished)
+        self._anchor: sqlite3.Connection | None = None
         try:
             self._open()
+            self._anchor = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            self._anchor.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the -shm
             self.wal_index = self._map_wal_index()
         except BaseException:
             self.close()
@@ -245,7 +253,7 @@ class Catalog:
         sqlite3 module's statement overhead, ~6-8 us here); the backend checks for topic changes
         on every ``partition_log`` call. SQLite keeps this header's format stable because
         connections of different SQLite versions share one ``-shm`` file, and no connection
-        unlinks the file while another (ours) has the database open.
+        unlinks the file while another (our anchor connection) has the database open.
         """
         wal_index = self.wal_index
         if wal_index is None:
@@ -317,3 +325,7 @@ class Catalog:
         wal_index, self.wal_index = self.wal_index, None
         if wal_index is not None:
             wal_index.close()
+        anchor, self._anchor = self._anchor, None
+        if anchor is not None:
+            with contextlib.suppress(sqlite3.Error):
+                anchor.close()
