@@ -47,9 +47,19 @@ class Backend(Protocol):
 
     def check_partition(self, tp: TopicPartition) -> None:
         """Raise ``UnknownTopicOrPartitionError`` if ``tp``'s topic was deleted (by any process) or
-        has no such partition. Cores call it when an engine call on a cached handle raised
-        (``OSError``, ``LogClosedError``...) to turn "deleted under me" into the typed error; if it
-        returns, the original error stands."""
+        has no such partition. Cores call it when an engine call on a cached handle raised, to
+        turn "deleted under me" into the typed error; if it returns, the partition is in place and
+        the original error stands (after a ``LogClosedError``, ask ``partition_log`` again: the
+        topic may have been deleted and created again, with a new handle).
+
+        What an engine handle does when its directory is renamed away (a deletion in another
+        process) or removed: nothing recreates the directory. The first call that touches the
+        files raises ``FileNotFoundError`` (``append`` opens the index files by path; ``roll``,
+        ``read``, ``end_offset``... list the directory again). An ``append`` whose listing failed
+        (the directory removed, not only renamed) leaves the handle without segments: every later
+        call, ``close()`` included, raises ``InternalError`` ("a log has at least one segment",
+        native) or ``IndexError`` (reference). ``close()`` on a renamed directory raises
+        ``FileNotFoundError`` but does close it. So call this on any exception."""
         ...
 
     def list_topics(self) -> list[str]:

@@ -297,3 +297,23 @@ def test_a_finished_threads_connection_is_closed(tmp_path: Path) -> None:
             opened[0].execute("SELECT 1")
     finally:
         catalog.close()
+
+
+def test_changes_are_seen_after_the_opening_thread_finished(tmp_path: Path) -> None:
+    """The thread that opened the log ends (its connection is closed when another thread opens
+    one): the commit marker must still watch the live ``-shm`` file."""
+    opened: list[pylog.Log] = []
+    thread = threading.Thread(target=lambda: opened.append(pylog.open(tmp_path)))
+    thread.start()
+    thread.join()
+    (log,) = opened
+    try:
+        log.create_topic("first")  # this thread's new connection closes the finished thread's
+        with pylog.open(tmp_path) as other:
+            other.create_topic("t")
+        assert log.list_topics() == ["first", "t"]
+        with pylog.open(tmp_path) as other:
+            other.delete_topic("t")
+        assert log.list_topics() == ["first"]
+    finally:
+        log.close()

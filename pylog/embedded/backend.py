@@ -303,7 +303,7 @@ class EmbeddedBackend:
             return log
         return self._open(tp)
 
-    def _open(self, tp: TopicPartition) -> PartitionLog:
+    def _open(self, tp: TopicPartition, *, retry: bool = True) -> PartitionLog:
         topic, partition = tp
         info = self._topic(topic)
         if (
@@ -333,19 +333,35 @@ class EmbeddedBackend:
                     self._opened_as[tp] = (info.topic_id, info.config_json)
                     return log
                 self._close_quietly(log)
-        return self._missing_partition(tp, path)
+        return self._missing_partition(tp, path, info.topic_id, retry=retry)
 
-    def _missing_partition(self, tp: TopicPartition, path: str) -> PartitionLog:
-        """The partition's directory is gone or is not the topic's: a deletion in flight, or a
-        directory removed by hand. Always raises ``UnknownTopicOrPartitionError``."""
+    def _missing_partition(
+        self, tp: TopicPartition, path: str, topic_id: str, *, retry: bool
+    ) -> PartitionLog:
+        """The partition's directory is gone or its ``partition.metadata`` does not name the
+        topic (``topic_id``): a deletion in flight (wait for it: it renames inside its catalog
+        transaction), the topic deleted and created again meanwhile (open the new one), a lost
+        ``partition.metadata`` (written again, as a Kafka broker does) or a directory removed or
+        replaced by hand (``UnknownTopicOrPartitionError``)."""
         self._await_writers()
         info = self._topics.get(tp.topic)
-        if info is None or tp.partition >= info.partitions:
+        if info is None or tp.topic in self._deleting or tp.partition >= info.partitions:
             self._discard_stray(path)
             raise UnknownTopicOrPartitionError(f"topic {tp.topic!r} was deleted")
+        if retry and info.topic_id != topic_id:
+            return self._open(tp, retry=False)
+        found = layout.read_partition_metadata(path)
+        if retry and found is None and os.path.isdir(path) and not os.path.islink(path):
+            LOG.warning("%s had no partition.metadata; writing it again (topic id %s)", path, info.topic_id)
+            layout.write_partition_metadata(path, info.topic_id)
+            return self._open(tp, retry=False)
+        if found is None:
+            raise UnknownTopicOrPartitionError(
+                f"the directory {path} of partition {tp.partition} of topic {tp.topic!r} is missing"
+            )
         raise UnknownTopicOrPartitionError(
-            f"the directory {path} of partition {tp.partition} of topic {tp.topic!r} is missing or "
-            f"belongs to another topic (its partition.metadata does not name topic id {info.topic_id})"
+            f"the directory {path} belongs to another topic: its partition.metadata names topic id "
+            f"{found}, not {tp.topic!r}'s {info.topic_id}"
         )
 
     def _discard_stray(self, path: str) -> None:
@@ -380,7 +396,7 @@ class EmbeddedBackend:
             )
         path = self._partition_path(topic, partition)
         if layout.read_partition_metadata(path) != info.topic_id:
-            self._missing_partition(TopicPartition(topic, partition), path)
+            self._missing_partition(TopicPartition(topic, partition), path, info.topic_id, retry=True)
 
     # --- topic admin (called by pylog.Log) ---------------------------------------------------------
 

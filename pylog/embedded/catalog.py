@@ -11,8 +11,10 @@ created together in one transaction by whichever process creates the file.
 - ``topic_versions(id = 0, metadata_version, config_version)``: one row of two counters that only
   grow. ``metadata_version`` moves on every create, delete and added partition,
   ``config_version`` on every config change, in the same transaction as the change. A process
-  notices another's change through ``PRAGMA data_version`` (cheap, moves on any commit by another
-  connection) and then these two counters (one row), and reads ``topics`` only when they moved.
+  notices a change through ``commit_marker()`` (the WAL-index header in ``catalog.db-shm``, which
+  every commit of any connection rewrites; a memory read) or, without it, ``PRAGMA data_version``
+  (moves on any commit by another connection), then reads these two counters (one row), and reads
+  ``topics`` only when they moved.
 
 Opening refuses, with ``CatalogError`` naming the path and without writing a byte: a file that is
 not an SQLite database, an SQLite database of another application (another ``application_id``, or
@@ -24,7 +26,8 @@ Concurrency: safe for any number of threads and processes. Each thread has its o
 connections in the child. ``write()`` is a ``BEGIN IMMEDIATE`` transaction: it takes SQLite's
 write lock up front, so two writers never deadlock on a lock upgrade, and waits up to
 ``BUSY_TIMEOUT_S`` for it. ``read()`` is a deferred transaction (a consistent snapshot; WAL lets
-it run beside a writer). ``synchronous=NORMAL``: a committed transaction survives the process
+it run beside a writer). Either one opened inside another transaction of the same thread joins
+it. ``synchronous=NORMAL``: a committed transaction survives the process
 dying (the project's "acknowledged" level); an fsync happens at checkpoints.
 """
 
@@ -109,8 +112,16 @@ class Catalog:
         self._pid = os.getpid()
         #: read-only shared mapping of the WAL-index header (see ``commit_marker``)
         self.wal_index: mmap.mmap | None = None
+        #: a connection no thread uses, open as long as the catalog: SQLite removes the ``-shm``
+        #: file when the last connection to the database closes, which would leave the mapping
+        #: on a dead file (a thread's connection is closed once the thread has finished)
+        self._anchor: sqlite3.Connection | None = None
         try:
             self._open()
+            self._anchor = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            self._anchor.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the -shm
             self.wal_index = self._map_wal_index()
         except BaseException:
             self.close()
@@ -134,12 +145,13 @@ class Catalog:
             mode = db.execute("PRAGMA journal_mode").fetchone()[0]
             if mode.lower() != "wal":
                 db.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.DatabaseError as error:
+        except sqlite3.Error as error:
             if is_corruption(error):
                 raise CatalogError(
                     f"the catalog {self.path} is corrupt or not a database: {error}"
                 ) from error
-            raise
+            # a read-only directory, a file we may not read, a lock held past the busy timeout
+            raise CatalogError(f"cannot open the catalog {self.path}: {error}") from error
 
     def _refuse_non_sqlite(self) -> None:
         try:
@@ -241,7 +253,7 @@ class Catalog:
         sqlite3 module's statement overhead, ~6-8 us here); the backend checks for topic changes
         on every ``partition_log`` call. SQLite keeps this header's format stable because
         connections of different SQLite versions share one ``-shm`` file, and no connection
-        unlinks the file while another (ours) has the database open.
+        unlinks the file while another (our anchor connection) has the database open.
         """
         wal_index = self.wal_index
         if wal_index is None:
@@ -313,3 +325,7 @@ class Catalog:
         wal_index, self.wal_index = self.wal_index, None
         if wal_index is not None:
             wal_index.close()
+        anchor, self._anchor = self._anchor, None
+        if anchor is not None:
+            with contextlib.suppress(sqlite3.Error):
+                anchor.close()

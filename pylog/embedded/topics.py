@@ -8,7 +8,8 @@ path separator or climb out of the directory: ``<dir>/<topic>-<n>`` always names
 of ``<dir>``. Two names that differ only by ``.`` versus ``_`` collide (Kafka refuses the second one
 because its metric names would be equal; ``Topic.hasCollision``) and are refused here too.
 
-Layout of ``<dir>`` (Kafka's log.dir, core/src/main/scala/kafka/log/LocalLog.scala ``logDirName``):
+Layout of ``<dir>`` (Kafka's log.dir; ``logDirName`` in
+storage/src/main/java/org/apache/kafka/storage/internals/log/LocalLog.java):
 - ``<topic>-<n>/``: partition ``n`` of ``topic``, opened through the engine seam
   (``pylog.engine.open_partition``) with the topic's config. The name is unambiguous: the partition
   is the digits after the last ``-``.
@@ -20,11 +21,11 @@ Layout of ``<dir>`` (Kafka's log.dir, core/src/main/scala/kafka/log/LocalLog.sca
   ``partition.metadata.tmp``, fsynced, renamed into place, then the directory is fsynced, as Kafka
   does. A broker given this directory would adopt the partition with that topic id.
 - ``<topic>-<n>.<32 hex digits>-delete/``: a partition being deleted (Kafka's ``logDeleteDirName``,
-  storage/src/main/java/org/apache/kafka/storage/internals/log/LocalLog.java: the topic is cut so
-  that the whole name stays within 255 characters). Deletion renames the directory to this name,
-  which is atomic, and only then removes it file by file: a partition directory is never
-  half-deleted under its live name, and a crash in the middle leaves a ``-delete`` directory that
-  the next open removes.
+  same file: the topic is cut so that the whole name stays within 255 characters). Deletion renames
+  the directory to this name, which is atomic, and only then removes it file by file: a partition
+  directory is never half-deleted under its live name. A crash in the middle leaves a ``-delete``
+  directory; the next open (``EmbeddedBackend``) removes it, or renames it back when its
+  ``partition.metadata`` names a topic the catalog still has (the deletion never committed).
 - ``catalog.db`` (+ ``-wal``, ``-shm``): the catalog (``pylog.embedded.catalog``). No topic's
   partition directory can take one of these names (they do not end in ``-<digits>``).
 

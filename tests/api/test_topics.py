@@ -531,3 +531,204 @@ def test_deleting_a_topic_drops_its_committed_offsets(log: pylog.Log, log_dir: P
         assert db.execute("SELECT topic, partition FROM group_offsets").fetchall() == [("keep", 0)]
     finally:
         db.close()
+
+
+def test_a_lost_partition_metadata_is_written_again(log: pylog.Log, log_dir: Path) -> None:
+    log.create_topic("t")
+    backend(log).partition_log(TopicPartition("t", 0)).append([b"kept"])
+    expected = (log_dir / "t-0" / "partition.metadata").read_bytes()
+    log.close()
+    (log_dir / "t-0" / "partition.metadata").unlink()
+    with pylog.open(log_dir, engine=log.engine) as reopened:
+        assert [r.value for r in backend(reopened).partition_log(TopicPartition("t", 0)).records()] == [
+            b"kept"
+        ]
+    assert (log_dir / "t-0" / "partition.metadata").read_bytes() == expected
+
+
+def test_a_partition_directory_of_another_topic_is_refused(log: pylog.Log, log_dir: Path) -> None:
+    log.create_topic("t")
+    log.create_topic("u")
+    log.close()
+    (log_dir / "t-0" / "partition.metadata").write_bytes(
+        (log_dir / "u-0" / "partition.metadata").read_bytes()
+    )
+    with pylog.open(log_dir, engine=log.engine) as reopened:
+        with pytest.raises(UnknownTopicOrPartitionError, match="belongs to another topic"):
+            backend(reopened).partition_log(TopicPartition("t", 0))
+        with pytest.raises(UnknownTopicOrPartitionError, match="belongs to another topic"):
+            backend(reopened).check_partition(TopicPartition("t", 0))
+
+
+def test_a_removed_partition_directory_is_reported_not_recreated(log: pylog.Log, log_dir: Path) -> None:
+    import shutil
+
+    log.create_topic("t")
+    log.close()
+    shutil.rmtree(log_dir / "t-0")
+    with pylog.open(log_dir, engine=log.engine) as reopened:
+        with pytest.raises(UnknownTopicOrPartitionError, match="missing"):
+            backend(reopened).partition_log(TopicPartition("t", 0))
+        assert not (log_dir / "t-0").exists()
+
+
+def _churn_topics(directory: str, engine: str, worker: int, rounds: int, barrier, results) -> None:  # type: ignore[no-untyped-def]
+    """Child: create, use and delete the same few topics as the other workers, at once."""
+    expected = (TopicAlreadyExistsError, UnknownTopicOrPartitionError)
+    unexpected: list[str] = []
+    try:
+        with pylog.open(directory, engine=engine) as log:
+            barrier.wait()
+            for n in range(rounds):
+                name = f"churn-{n % 3}"
+                for step in ("create", "append", "delete", "append"):
+                    try:
+                        if step == "create":
+                            log.create_topic(name, partitions=2)
+                        elif step == "delete":
+                            log.delete_topic(name)
+                        else:
+                            tp = TopicPartition(name, worker % 2)
+                            try:
+                                backend(log).partition_log(tp).append([b"w%d" % worker])
+                            except expected:
+                                raise
+                            except Exception:
+                                backend(log).check_partition(tp)
+                                raise
+                    except expected:
+                        pass
+                    except Exception as error:
+                        unexpected.append(f"{step} {name}: {error!r}")
+        results.put((worker, unexpected))
+    except BaseException as error:
+        results.put((worker, [f"crashed: {error!r}"]))
+
+
+def test_processes_creating_using_and_deleting_the_same_topics(
+    engine: str, log: pylog.Log, log_dir: Path
+) -> None:
+    """Every call ends in success or a typed error, and afterwards the directory holds exactly the
+    live topics' partitions, each with its partition.metadata (no stray or half-deleted one)."""
+    context = multiprocessing.get_context("spawn")
+    workers = 3
+    barrier, results = context.Barrier(workers), context.Queue()
+    children = [
+        context.Process(target=_churn_topics, args=(str(log_dir), engine, w, 12, barrier, results))
+        for w in range(workers)
+    ]
+    for child in children:
+        child.start()
+    try:
+        outcomes = [results.get(timeout=300) for _ in children]
+        for child in children:
+            child.join(60)
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.kill()
+    assert [child.exitcode for child in children] == [0] * workers
+    assert [problems for _, problems in outcomes if problems] == []
+    with pylog.open(log_dir, engine=engine) as fresh:
+        live = {name: fresh.describe_topic(name).topic_id for name in fresh.list_topics()}
+    dirs = sorted(p.name for p in log_dir.iterdir() if p.is_dir())
+    assert dirs == sorted(f"{name}-{n}" for name in live for n in range(2))
+    for name, topic_id in live.items():
+        for n in range(2):
+            assert (log_dir / f"{name}-{n}" / "partition.metadata").read_text().endswith(topic_id)
+
+
+def test_threads_appending_while_the_topic_changes_and_goes(log: pylog.Log) -> None:
+    import threading
+
+    log.create_topic("t", partitions=2)
+    started = threading.Barrier(5)
+    endings: list[str] = []
+
+    def append(worker: int) -> None:
+        tp = TopicPartition("t", worker % 2)
+        appended = 0
+        started.wait()
+        while True:
+            try:
+                handle = backend(log).partition_log(tp)
+            except UnknownTopicOrPartitionError:
+                endings.append("partition_log")
+                return
+            try:
+                handle.append([b"x"])
+                appended += 1
+            except Exception as error:
+                try:
+                    backend(log).check_partition(tp)
+                except UnknownTopicOrPartitionError:
+                    endings.append("check_partition")
+                    return
+                if not isinstance(error, pylog.LogClosedError):
+                    endings.append(f"unexpected {error!r}")
+                    return
+                # a handle replaced meanwhile (the topic is still there): take the current one
+
+    threads = [threading.Thread(target=append, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    log.alter_topic_config("t", {"segment.bytes": 4096})
+    log.create_partitions("t", 3)
+    log.delete_topic("t")
+    for thread in threads:
+        thread.join(60)
+    assert set(endings) <= {"check_partition", "partition_log"}, endings
+    assert len(endings) == 4
+
+
+KAFKA_PARTITION_METADATA = """
+import java.io.File;
+import org.apache.kafka.common.Uuid;
+import org.apache.kafka.storage.internals.checkpoint.PartitionMetadata;
+import org.apache.kafka.storage.internals.checkpoint.PartitionMetadataFile;
+import org.apache.kafka.storage.internals.log.LogDirFailureChannel;
+
+public class KafkaPartitionMetadata {
+    public static void main(String[] args) {
+        // args: a directory to read partition.metadata from, a directory and a topic id to write
+        PartitionMetadata ours = new PartitionMetadataFile(
+            new File(args[0], "partition.metadata"), new LogDirFailureChannel(1)).read();
+        System.out.println(ours.version() + " " + ours.topicId());
+        PartitionMetadataFile theirs = new PartitionMetadataFile(
+            new File(args[1], "partition.metadata"), new LogDirFailureChannel(1));
+        theirs.record(Uuid.fromString(args[2]));
+        theirs.maybeFlush();
+    }
+}
+"""
+
+
+def test_partition_metadata_round_trips_with_kafkas_own_class(
+    log: pylog.Log, log_dir: Path, tmp_path: Path
+) -> None:
+    """Kafka's PartitionMetadataFile reads the file pylog writes, and pylog reads the one it writes."""
+    import subprocess
+
+    from kafka_tools import require_kafka
+
+    from pylog.embedded.topics import new_topic_id, read_partition_metadata
+
+    libs = require_kafka()
+    log.create_topic("t")
+    ours = log.describe_topic("t").topic_id
+    theirs = new_topic_id()
+    source = tmp_path / "KafkaPartitionMetadata.java"
+    source.write_text(KAFKA_PARTITION_METADATA)
+    written = tmp_path / "kafka-0"
+    written.mkdir()
+    done = subprocess.run(
+        ["java", "-Xmx128m", "-cp", f"{libs}/*", str(source), str(log_dir / "t-0"), str(written), theirs],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", ours]
+    assert read_partition_metadata(str(written)) == theirs
+    assert (written / "partition.metadata").read_bytes() == f"version: 0\ntopic_id: {theirs}".encode()
