@@ -21,7 +21,14 @@ from pylog.listener import ConsumerRebalanceListener
 from pylog.log import Log, open
 from pylog.partition import Columns, PartitionLog, Record
 from pylog.producer import Producer
-from pylog.types import ConsumerRecord, OffsetAndMetadata, RecordMetadata, TopicPartition
+from pylog.types import (
+    ConsumerRecord,
+    OffsetAndMetadata,
+    PartitionDescription,
+    RecordMetadata,
+    TopicDescription,
+    TopicPartition,
+)
 
 __version__ = "0.1.0"
 
@@ -41,12 +48,14 @@ __all__ = [
     "LogConfig",
     "OffsetAndMetadata",
     "OffsetOutOfRangeError",
+    "PartitionDescription",
     "PartitionLog",
     "Producer",
     "PylogError",
     "Record",
     "RecordMetadata",
     "RecordTooLargeError",
+    "TopicDescription",
     "TopicPartition",
     "decode_records",
     "open",
