@@ -531,3 +531,24 @@ def test_records_decode_in_kafka_format(log: pylog.Log, engine: str) -> None:
     plog = log._backend.partition_log(TopicPartition("t", 0))
     [record] = decode_records(plog.read(0, 1 << 20), engine=engine)
     assert (record.key, record.value) == (b"k", b"v")
+
+
+def test_deleted_topic_fails_its_pending_records(log: pylog.Log) -> None:
+    log.create_topic("gone", partitions=2)
+    with log.producer(acks=1, linger_ms=60_000) as producer:
+        first = producer.send("gone", b"a", partition=0)
+        producer.flush()
+        assert first.get().offset == 0
+        pending = [producer.send("gone", b"b", partition=p) for p in (0, 1)]
+        elsewhere = producer.send("t", b"ok")
+        log.delete_topic("gone")
+        producer.flush()
+        for future in pending:
+            assert future.failed()
+            assert isinstance(future.exception, UnknownTopicOrPartitionError)
+        assert elsewhere.get().offset == 0
+        # the log stays usable: the next send creates the topic again (auto-creation), from offset 0
+        again = producer.send("gone", b"c")
+        producer.flush()
+        assert again.get().offset == 0
+    assert "gone" in log.list_topics()
