@@ -552,3 +552,36 @@ def test_deleted_topic_fails_its_pending_records(log: pylog.Log) -> None:
         producer.flush()
         assert again.get().offset == 0
     assert "gone" in log.list_topics()
+
+
+def test_threads_sharing_a_producer_keep_per_partition_order(log: pylog.Log) -> None:
+    log.create_topic("shared", partitions=3)
+    threads_n, per_thread = 4, 1500
+    with log.producer(acks=1, batch_size=3000) as producer:
+        futures: dict[int, list[Any]] = {}
+
+        def work(t: int) -> None:
+            futures[t] = [
+                producer.send("shared", b"%d:%d" % (t, i), key=b"k%d" % (i % 7)) for i in range(per_thread)
+            ]
+
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+        producer.flush()
+        metas = {t: [f.get(timeout=0) for f in fs] for t, fs in futures.items()}
+    seen = set()
+    for ms in metas.values():
+        per_partition: dict[int, list[int]] = {}
+        for m in ms:
+            per_partition.setdefault(m.partition, []).append(m.offset)
+            seen.add((m.partition, m.offset))
+        assert all(offsets == sorted(offsets) for offsets in per_partition.values())  # send order kept
+    assert len(seen) == threads_n * per_thread
+    stored = {p: read_back(log, "shared", p) for p in range(3)}
+    assert sum(len(r) for r in stored.values()) == threads_n * per_thread
+    for t, ms in metas.items():
+        for i, m in enumerate(ms):
+            assert stored[m.partition][m.offset].value == b"%d:%d" % (t, i)
