@@ -121,6 +121,8 @@ class ProducerConfig:
     enable_idempotence: bool = True
     #: seed of the sticky partitioner's random choices (tests compare cores with it); not kafka-python's
     sticky_seed: int | None = None
+    #: use the pure-Python accumulator even on the native engine (the differential tests); not kafka-python's
+    python_core: bool = False
 
     @classmethod
     def from_kwargs(cls, config: dict[str, Any]) -> ProducerConfig:
@@ -213,6 +215,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "client_id": _optional_str,
     "enable_idempotence": _bool,
     "sticky_seed": _seed,
+    "python_core": _bool,
 }
 
 
@@ -268,6 +271,11 @@ class Producer:
         self._value_serializer = _wrap_serializer(self.config.value_serializer)
         self._core = backend.producer_core(self.config)
         self._closed = False
+        native_send = getattr(self._core, "native_send", None)
+        if native_send is not None and self._key_serializer is None and self._value_serializer is None:
+            # why: without serializers there is nothing to do in Python per record; the Rust
+            # accumulator checks the arguments the same way (same errors) and accumulates
+            self.send = native_send  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -377,6 +385,7 @@ class Producer:
             return
         self._closed = True
         self._core.close(timeout)
+        self.__dict__.pop("send", None)  # the closed check of the Python send applies again
 
     def partitions_for(self, topic: str) -> set[int]:
         """The partition ids of ``topic`` (auto-created when the log allows it), as kafka-python."""
