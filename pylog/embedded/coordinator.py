@@ -371,8 +371,11 @@ class GroupMember:
                             self._generation,
                             self._last_poll_ns,
                         )
+                    expiry = None
                     if member_id:
-                        alive, group_generation = self._store.heartbeat(self.group_id, member_id, last_poll)
+                        alive, group_generation, expiry = self._store.heartbeat(
+                            self.group_id, member_id, last_poll
+                        )
                         metadata = self._backend.metadata_version()
                         if not alive:
                             with self._lock:
@@ -382,6 +385,8 @@ class GroupMember:
                             seen_metadata = metadata
                             self._wake_consumer()
                     next_beat = now_ns() + interval_ns
+                    if expiry is not None:  # look again when a member expires
+                        next_beat = min(next_beat, max(expiry + 1_000_000, now_ns() + 1_000_000))
                 wakeup.wait(self.group_id, seen_word, max(next_beat - now_ns(), 0) / 1e9)
             except ClientClosedError:  # the backend closed under us
                 return

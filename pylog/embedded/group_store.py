@@ -521,8 +521,11 @@ class GroupStore:
             if self._delete_owners(txn.db, group_id, member_id, tps):
                 txn.bump = True
 
-    def heartbeat(self, group_id: str, member_id: str, last_poll_ns: int) -> tuple[bool, int]:
-        """Record liveness (and the member's last poll); returns (still a member, group generation)."""
+    def heartbeat(self, group_id: str, member_id: str, last_poll_ns: int) -> tuple[bool, int, int | None]:
+        """Record liveness (and the member's last poll); returns (still a member, the group's
+        generation, the earliest time any member of the group expires unless it heartbeats), so the
+        caller can look again exactly then: a dead member is evicted at its deadline, not up to one
+        heartbeat interval later."""
         topic_map = self.topic_map()
         with self._txn(group_id) as txn:
             self._expire(txn, group_id, topic_map)
@@ -531,10 +534,16 @@ class GroupStore:
                 " WHERE group_id=? AND member_id=?",
                 (txn.now, last_poll_ns, group_id, member_id),
             )
+            alive = cursor.rowcount == 1
             generation = txn.db.execute(
                 "SELECT generation FROM consumer_groups WHERE group_id=?", (group_id,)
             ).fetchone()
-        return cursor.rowcount == 1, generation[0] if generation else -1
+            expiry = txn.db.execute(
+                "SELECT MIN(MIN(last_heartbeat_ns + session_timeout_ms * 1000000,"
+                " last_poll_ns + max_poll_interval_ms * 1000000)) FROM group_members WHERE group_id=?",
+                (group_id,),
+            ).fetchone()[0]
+        return alive, generation[0] if generation else -1, expiry
 
     def leave(self, group_id: str, member_id: str) -> bool:
         """A clean leave: the member's partitions are free and the others rebalance at once.
