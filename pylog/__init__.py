@@ -17,9 +17,11 @@ from pylog.errors import (
     PylogError,
     RecordTooLargeError,
 )
+from pylog.future import BatchMetadata, FutureRecordMetadata
 from pylog.listener import ConsumerRebalanceListener
 from pylog.log import Log, open
 from pylog.partition import Columns, PartitionLog, Record
+from pylog.producer import Producer
 from pylog.types import (
     ConsumerRecord,
     OffsetAndMetadata,
@@ -33,12 +35,14 @@ from pylog.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchMetadata",
     "Columns",
     "Consumer",
     "ConsumerRebalanceListener",
     "ConsumerRecord",
     "CorruptBatchError",
     "CorruptKind",
+    "FutureRecordMetadata",
     "InternalError",
     "InvalidConfigError",
     "InvalidRecordError",
@@ -50,6 +54,7 @@ __all__ = [
     "OffsetOutOfRangeError",
     "PartitionDescription",
     "PartitionLog",
+    "Producer",
     "PylogError",
     "Record",
     "RecordMetadata",

@@ -12,6 +12,7 @@ mod convert;
 mod errors;
 mod logging;
 mod partition_log;
+mod producer;
 mod wait;
 
 #[pymodule]
@@ -22,5 +23,6 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wait::PyWaiter>()?;
     m.add_function(wrap_pyfunction!(partition_log::default_config, m)?)?;
     convert::register(m)?;
+    producer::register(m)?;
     Ok(())
 }
