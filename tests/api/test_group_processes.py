@@ -226,6 +226,7 @@ def test_sigkilled_member(engine: str, tmp_path: Path, strategy: str) -> None:
             if n > 1:  # only what the victim processed after its last commit of that partition
                 assert n == 2 and (p, o) in victim_processed and o >= victim_last_commit[p], (p, o, n)
         check_no_overlap(children, {victim: killed_at})
+        assert not [w for c in children for w in c.lines if w[0] == "violation"]
         group = log.describe_group("g")
         assert group.state == "Empty"
         assert {tp: om.offset for tp, om in group.committed.items()} == {
@@ -296,3 +297,28 @@ def test_sigstopped_zombie_is_fenced(engine: str, tmp_path: Path) -> None:
             for c in children:
                 c.kill()
         assert log.describe_group("g").committed[TopicPartition("z", zp)].offset == 30
+
+
+@pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
+def test_churning_members_never_share_a_partition(engine: str, tmp_path: Path, strategy: str) -> None:
+    """Four processes join and leave five times each while a fifth stays: after every poll each
+    member's holdings are owned by it in the catalog, and the listeners' reports never overlap."""
+    log_dir = tmp_path / "log"
+    with pylog.open(log_dir, engine=engine) as log:
+        log.create_topic("c", 8)
+        steady = Child(log_dir, engine, "g", "c", "run", strategy)
+        churners = [Child(log_dir, engine, "g", "c", "churn", strategy) for _ in range(4)]
+        children = [steady, *churners]
+        try:
+            wait_for(children, lambda: all(c.dead for c in churners), "the churners to finish")
+            wait_for([steady], lambda: steady.holding == set(range(8)), "the steady member holding all")
+            steady.finish()
+            wait_for([steady], lambda: steady.dead, "the steady member's last report")
+        finally:
+            for c in children:
+                c.kill()
+        assert all(c.proc.returncode == 0 for c in children)
+        assert not [w for c in children for w in c.lines if w[0] == "violation"]
+        assert sum(w[0] == "closed" for c in churners for w in c.lines) == 20
+        check_no_overlap(children, {})
+        assert any(w[0] == "assigned" for c in churners for w in c.lines)  # they did take part
