@@ -30,7 +30,10 @@ Protocol (server-side assignment, in the spirit of KIP-848, with KIP-429's incre
   A commit names member and epoch; it is refused with ``CommitFailedError`` (nothing applied) if the
   member is gone (evicted, left, replaced), its epoch is not the row's, or a partition is not owned
   by it. The check and the write are one transaction; the evictions the check makes are kept even
-  when the commit is refused. Static members (``group_instance_id``) that come back while their row
+  when the commit is refused. As in KIP-848 (and unlike Kafka's classic protocol, which refuses
+  every commit while a rebalance is in progress), a member that has not yet synchronised to a newer
+  generation may still commit the partitions it owns: ownership, not the group's generation, is
+  what makes a commit safe here, and it is what ``on_partitions_revoked`` commits rely on. Static members (``group_instance_id``) that come back while their row
   is alive take the row over (new member id, same target and ownership, no new generation); the
   replaced instance is fenced for good (``FencedInstanceIdError``).
 - **Wake-ups**: after committing a transaction that changed the generation or released partitions,
