@@ -33,12 +33,15 @@ Protocol (server-side assignment, in the spirit of KIP-848, with KIP-429's incre
   when the commit is refused. As in KIP-848 (and unlike Kafka's classic protocol, which refuses
   every commit while a rebalance is in progress), a member that has not yet synchronised to a newer
   generation may still commit the partitions it owns: ownership, not the group's generation, is
-  what makes a commit safe here, and it is what ``on_partitions_revoked`` commits rely on. Static members (``group_instance_id``) that come back while their row
-  is alive take the row over (new member id, same target and ownership, no new generation); the
-  replaced instance is fenced for good (``FencedInstanceIdError``).
+  what makes a commit safe here, and it is what ``on_partitions_revoked`` commits rely on.
+- **Static members** (``group_instance_id``) do not leave on close (KIP-345); one that comes back
+  while its row is alive takes the row over (new member id, same target and ownership, no new
+  generation); the replaced instance is fenced for good (``FencedInstanceIdError``).
 - **Wake-ups**: after committing a transaction that changed the generation or released partitions,
   the store bumps the group's futex word in ``.groups.shm`` (``group_wakeup.py``), so members idle in
   ``poll`` in any process learn of it in microseconds rather than at their next heartbeat.
+  ``heartbeat`` also returns the group's earliest expiry deadline, so a heartbeat thread looks again
+  exactly then and a dead member is evicted at its deadline, not up to an interval later.
 
 The store never calls the backend inside a transaction (the backend reads the same catalog through
 the same per-thread connection): the topic map the rebalances need is fetched before, cached by
