@@ -13,10 +13,10 @@ Local state: ``_held`` is what the consumer holds (its assignment); a revocation
 ``_pending`` is the part of the target still owned by others; the heartbeat thread wakes the
 consumer when they release it.
 
-``poll`` is cheap when nothing changed: no SQL unless the group's wake-up word moved, the member was
-fenced, the subscription or the catalog's metadata version changed, or a handoff is pending. The
-last poll time is kept in memory and written by the heartbeat thread (``max_poll_interval_ms`` is
-checked at heartbeat granularity).
+``poll`` is cheap when nothing changed: no SQL unless the group's wake-up word moved (a join, a
+leave, an eviction, a release: what completes a pending handoff), the member was fenced, or the
+subscription or the catalog's metadata version changed. The last poll time is kept in memory and
+written by the heartbeat thread (``max_poll_interval_ms`` is checked at heartbeat granularity).
 
 Heartbeat thread (daemon, one per joined member; never calls user code): every
 ``heartbeat_interval_ms`` it records liveness (evicting expired members of the group on the way);
@@ -228,9 +228,9 @@ class GroupMember:
             return change or None
 
     def _sync_needed(self) -> bool:
+        # a pending handoff needs no look of its own: the release that completes it bumps the word
         return (
             self._fenced
-            or bool(self._pending)
             or self._synced_subscription != self._subscription
             or self._synced_word != self._store.wakeup.load(self.group_id)
             or self._synced_metadata != self._backend.metadata_version()
@@ -371,8 +371,11 @@ class GroupMember:
                             self._generation,
                             self._last_poll_ns,
                         )
+                    expiry = None
                     if member_id:
-                        alive, group_generation = self._store.heartbeat(self.group_id, member_id, last_poll)
+                        alive, group_generation, expiry = self._store.heartbeat(
+                            self.group_id, member_id, last_poll
+                        )
                         metadata = self._backend.metadata_version()
                         if not alive:
                             with self._lock:
@@ -382,6 +385,8 @@ class GroupMember:
                             seen_metadata = metadata
                             self._wake_consumer()
                     next_beat = now_ns() + interval_ns
+                    if expiry is not None:  # look again when a member expires
+                        next_beat = min(next_beat, max(expiry + 1_000_000, now_ns() + 1_000_000))
                 wakeup.wait(self.group_id, seen_word, max(next_beat - now_ns(), 0) / 1e9)
             except ClientClosedError:  # the backend closed under us
                 return

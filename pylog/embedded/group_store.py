@@ -30,12 +30,18 @@ Protocol (server-side assignment, in the spirit of KIP-848, with KIP-429's incre
   A commit names member and epoch; it is refused with ``CommitFailedError`` (nothing applied) if the
   member is gone (evicted, left, replaced), its epoch is not the row's, or a partition is not owned
   by it. The check and the write are one transaction; the evictions the check makes are kept even
-  when the commit is refused. Static members (``group_instance_id``) that come back while their row
-  is alive take the row over (new member id, same target and ownership, no new generation); the
-  replaced instance is fenced for good (``FencedInstanceIdError``).
+  when the commit is refused. As in KIP-848 (and unlike Kafka's classic protocol, which refuses
+  every commit while a rebalance is in progress), a member that has not yet synchronised to a newer
+  generation may still commit the partitions it owns: ownership, not the group's generation, is
+  what makes a commit safe here, and it is what ``on_partitions_revoked`` commits rely on.
+- **Static members** (``group_instance_id``) do not leave on close (KIP-345); one that comes back
+  while its row is alive takes the row over (new member id, same target and ownership, no new
+  generation); the replaced instance is fenced for good (``FencedInstanceIdError``).
 - **Wake-ups**: after committing a transaction that changed the generation or released partitions,
   the store bumps the group's futex word in ``.groups.shm`` (``group_wakeup.py``), so members idle in
   ``poll`` in any process learn of it in microseconds rather than at their next heartbeat.
+  ``heartbeat`` also returns the group's earliest expiry deadline, so a heartbeat thread looks again
+  exactly then and a dead member is evicted at its deadline, not up to an interval later.
 
 The store never calls the backend inside a transaction (the backend reads the same catalog through
 the same per-thread connection): the topic map the rebalances need is fetched before, cached by
@@ -521,8 +527,11 @@ class GroupStore:
             if self._delete_owners(txn.db, group_id, member_id, tps):
                 txn.bump = True
 
-    def heartbeat(self, group_id: str, member_id: str, last_poll_ns: int) -> tuple[bool, int]:
-        """Record liveness (and the member's last poll); returns (still a member, group generation)."""
+    def heartbeat(self, group_id: str, member_id: str, last_poll_ns: int) -> tuple[bool, int, int | None]:
+        """Record liveness (and the member's last poll); returns (still a member, the group's
+        generation, the earliest time any member of the group expires unless it heartbeats), so the
+        caller can look again exactly then: a dead member is evicted at its deadline, not up to one
+        heartbeat interval later."""
         topic_map = self.topic_map()
         with self._txn(group_id) as txn:
             self._expire(txn, group_id, topic_map)
@@ -531,10 +540,16 @@ class GroupStore:
                 " WHERE group_id=? AND member_id=?",
                 (txn.now, last_poll_ns, group_id, member_id),
             )
+            alive = cursor.rowcount == 1
             generation = txn.db.execute(
                 "SELECT generation FROM consumer_groups WHERE group_id=?", (group_id,)
             ).fetchone()
-        return cursor.rowcount == 1, generation[0] if generation else -1
+            expiry = txn.db.execute(
+                "SELECT MIN(MIN(last_heartbeat_ns + session_timeout_ms * 1000000,"
+                " last_poll_ns + max_poll_interval_ms * 1000000)) FROM group_members WHERE group_id=?",
+                (group_id,),
+            ).fetchone()[0]
+        return alive, generation[0] if generation else -1, expiry
 
     def leave(self, group_id: str, member_id: str) -> bool:
         """A clean leave: the member's partitions are free and the others rebalance at once.
