@@ -639,12 +639,12 @@ class Consumer:
             # out, as kafka-python's iterator does; each one moves its partition on as it goes
             for tp, records in fetched.items():
                 self._buffer_next[tp] = (records[-1].offset, self._fetcher.position(tp))
-                self._fetcher.seek(tp, records[0].offset)
+                self._fetcher.set_position(tp, records[0].offset)
                 self._buffer.extend(records)
         record = self._buffer.popleft()
         tp = TopicPartition(record.topic, record.partition)
         last, after = self._buffer_next.get(tp, (record.offset, record.offset + 1))
-        self._fetcher.seek(tp, after if record.offset == last else record.offset + 1)
+        self._fetcher.set_position(tp, after if record.offset == last else record.offset + 1)
         return record
 
     def _clear_buffer(self) -> None:

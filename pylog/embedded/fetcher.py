@@ -170,6 +170,14 @@ class Fetcher:
         return {tp: p for tp, p in self._positions.items() if p is not None}
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Move the position; records fetched ahead are dropped (a seek means "read the log
+        there again", as Kafka's seek discards the buffered fetch of the partition)."""
+        self._leftover.pop(tp, None)
+        self.set_position(tp, offset)
+
+    def set_position(self, tp: TopicPartition, offset: int) -> None:
+        """Move the position, keeping records fetched ahead (the consumer's iterator hands out
+        a poll's records one by one)."""
         self._positions[tp] = offset
         self._unset.discard(tp)
 
