@@ -4,7 +4,7 @@
 
 A buggy consumer in group "totals" sums order amounts but drops the cents. After the fix we do not
 need the orders again from anywhere else: the log still has them. We rewind the group to the first
-order at or after a timestamp (``reset_offsets(..., to=timestamp)``, Kafka's ListOffsets rule) and
+order at or after a timestamp (``reset_offsets(..., to=<aware datetime>)``, Kafka's ListOffsets rule) and
 reprocess exactly those records.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from datetime import UTC, datetime
 
 import pylog
 
@@ -40,7 +41,7 @@ def main(directory: str) -> tuple[float, float]:
                 producer.send("orders", value=b"1.25", timestamp_ms=BASE_MS + i * 1000)
         buggy = total(log, lambda v: int(float(v)))  # the bug: cents dropped
         # the fix: rewind the group to the orders of the last 50 seconds and reprocess them
-        log.reset_offsets("totals", "orders", to=BASE_MS + 50 * 1000)
+        log.reset_offsets("totals", "orders", to=datetime.fromtimestamp((BASE_MS + 50_000) / 1000, UTC))
         fixed = total(log, lambda v: float(v))
         return buggy, fixed
 
