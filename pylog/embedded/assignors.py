@@ -44,7 +44,7 @@ Racks: pylog has none, so only Kafka's rack-unaware paths exist here (no member 
 
 Deviations, each where Kafka's own result would be invalid:
 - An owned partition whose number is beyond its topic's partition count is ignored (Kafka keeps it and
-  then assigns a partition that does not exist).
+  assigns a partition that does not exist, or throws IllegalStateException).
 - A member with no topics never makes "all subscriptions equal" (Kafka's check starts from the first
   non-empty subscription it meets, so such a member may be handed partitions it did not subscribe to).
 - The general sticky path's "move back to the previous owner" rule is skipped when that owner no longer
