@@ -652,6 +652,11 @@ class _Sticky:
 
         before = {mid: list(tps) for mid, tps in current.items()}
         before_owner = dict(self.owner)
+        self.topic_owners: dict[str, dict[str, int]] = {}
+        for mid, tps in current.items():
+            for tp in tps:
+                counts = self.topic_owners.setdefault(tp.topic, {})
+                counts[mid] = counts.get(mid, 0) + 1
 
         if not revocation_required:
             self._reassign_all(unassigned, previous)
@@ -673,24 +678,25 @@ class _Sticky:
         return any(len(self.consumers_of[tp.topic]) >= 2 for tp in tps)
 
     def _is_balanced(self) -> bool:
+        """GeneralAssignmentBuilder.isBalanced: sizes within one, or no partition could move to a smaller member.
+
+        Kafka walks every partition of every smaller member's topics; the same question per topic:
+        is there a member that could take more (below its maximum) and an owner of that topic at
+        least two partitions bigger? (A member that is itself the topic's biggest owner has none.)
+        ``self.topic_owners`` counts each topic's partitions per owner. It only ends the
+        reassignment loop early: a partition moves only when such a pair exists.
+        """
         current, by_size = self.current, self.by_size
         smallest = len(current[by_size.first()])
         largest = len(current[by_size.last()])
         if smallest >= largest - 1:
             return True
-        owner_now = {tp: mid for mid, tps in current.items() for tp in tps}
-        for mid in by_size:
-            size = len(current[mid])
-            if size == self.max_size_of[mid]:
-                continue
-            mine = set(current[mid])
-            for topic in self.subs[mid].topics:
-                if topic not in self.ppt:
-                    continue
-                for p in range(self.ppt[topic]):
-                    tp = TopicPartition(topic, p)
-                    if tp not in mine and size + 1 < len(current[owner_now[tp]]):
-                        return False
+        for topic, owners in self.topic_owners.items():
+            biggest = max((len(current[owner]) for owner, count in owners.items() if count), default=0)
+            for mid in self.consumers_of[topic]:
+                mine = current.get(mid)
+                if mine is not None and len(mine) < self.max_size_of[mid] and len(mine) + 1 < biggest:
+                    return False
         return True
 
     def _reassign_all(
@@ -730,6 +736,9 @@ class _Sticky:
         self.movements.move(moved, old, new)
         self.current[old].remove(moved)
         self.current[new].append(moved)
+        counts = self.topic_owners[moved.topic]
+        counts[old] -= 1
+        counts[new] = counts.get(new, 0) + 1
         self.owner[moved] = new
         self.by_size.add(new)
         self.by_size.add(old)
