@@ -31,14 +31,22 @@ A negative generation means "none" (Kafka's DEFAULT_GENERATION, -1).
 
 Cooperative handoff (KIP-429). ``assign("cooperative-sticky", ...)`` returns the *target*: what each
 member should own once the rebalance settles. Kafka's CooperativeStickyAssignor itself returns the
-target minus the partitions that change owner (``StickyAssignment.transferring``); its members then
-revoke what they own but were not given, and rejoin; the next rebalance hands the now-free partitions
-to their new owners. ``cooperative_sticky()`` returns both: ``.target`` and ``.first_round()`` (exactly
-the Java assignor's output). The coordinator must never let a partition in ``.transferring`` be owned
-by its new member before its old owner has revoked it; everything else in the target may be applied at
-once. It must pass, per member, the partitions that member currently owns and the generation in which
-it got them, and only partitions of topics the member still subscribes to (Kafka's consumer revokes the
-others before it rejoins).
+target minus the partitions that change owner (``StickyAssignment.transferring``): its members keep
+what stays, revoke what they own but were not given, and rejoin when they revoked something; in that
+follow-up rebalance nobody owns the revoked partitions any more, so they go to their new owners.
+``cooperative_sticky()`` returns both: ``.target`` and ``.first_round()`` (exactly the Java
+assignor's output). What the coordinator must do with it:
+
+- pass, per member, the partitions it owns now (``owned``) and the generation it got them in;
+  only live members, and only partitions of topics the member still subscribes to (Kafka's consumer
+  revokes the others before it rejoins). A dead member's partitions are simply not owned.
+- each member keeps ``owned & target`` without interruption and revokes ``owned - target``;
+- a partition in ``.transferring`` goes to its new member only after every member that owned it has
+  revoked it (Kafka: the next rebalance; pylog may grant it the moment the release is recorded, as
+  KIP-848's server-side handoff does); every other partition of the target may be granted at once.
+  Then no two live members ever own one partition at the same instant.
+- ``range`` and ``roundrobin`` are Kafka's EAGER protocol: every member revokes everything it owns
+  before it takes its new assignment, and ``owned`` plays no part in their result.
 
 Racks: pylog has none, so only Kafka's rack-unaware paths exist here (no member has a ``client.rack``).
 
