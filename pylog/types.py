@@ -11,6 +11,8 @@ kafka-python program that unpacks or indexes them keeps working:
 - ``ConsumerRecord``: what ``poll`` returns. ``headers`` is a list of ``(str, bytes)`` pairs;
   ``serialized_*_size`` are -1 for a null key/value, as in Kafka; ``checksum`` is None (v2 batches
   carry one CRC per batch, not per record); ``leader_epoch`` is -1.
+- ``OffsetAndTimestamp(offset, timestamp, leader_epoch)``: what ``offsets_for_times`` maps a
+  partition to (kafka-python's ``kafka.structs.OffsetAndTimestamp``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ class ConsumerRecord(NamedTuple):
     serialized_header_size: int
 
 
+class OffsetAndTimestamp(NamedTuple):
+    offset: int
+    timestamp: int
+    leader_epoch: int = -1
+
+
 class PartitionDescription(NamedTuple):
     """One partition in ``Log.describe_topic``: its offsets now and its bytes on disk."""
 
@@ -80,6 +88,7 @@ class TopicDescription(NamedTuple):
 __all__ = [
     "ConsumerRecord",
     "OffsetAndMetadata",
+    "OffsetAndTimestamp",
     "PartitionDescription",
     "RecordMetadata",
     "TopicDescription",

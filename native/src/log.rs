@@ -535,6 +535,11 @@ impl PartitionLog {
         &self.config
     }
 
+    /// The mapped coordination page (`shared_state::wait_any` sleeps on several at once).
+    pub fn shared_state(&self) -> &Arc<SharedState> {
+        &self.shared
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if self.closed.load(Ordering::SeqCst) {
