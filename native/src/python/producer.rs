@@ -31,7 +31,9 @@ pub fn partition_for_key(key: &Bound<'_, PyAny>, partitions: i64) -> PyResult<u3
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| PyValueError::new_err("partitions must be in [1, 2**32)"))?;
-    with_bytes(key, |k| producer_partitioner::partition_for_key(k, partitions))
+    with_bytes(key, |k| {
+        producer_partitioner::partition_for_key(k, partitions)
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
