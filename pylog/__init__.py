@@ -4,6 +4,7 @@ Start with ``pylog.engine.open_partition(path)``; the on-disk format is Kafka's,
 """
 
 from pylog.config import LogConfig
+from pylog.consumer import Consumer
 from pylog.engine import decode_records, open_partition
 from pylog.errors import (
     CorruptBatchError,
@@ -16,19 +17,32 @@ from pylog.errors import (
     PylogError,
     RecordTooLargeError,
 )
+from pylog.future import BatchMetadata, FutureRecordMetadata
 from pylog.listener import ConsumerRebalanceListener
 from pylog.log import Log, open
 from pylog.partition import Columns, PartitionLog, Record
-from pylog.types import ConsumerRecord, OffsetAndMetadata, RecordMetadata, TopicPartition
+from pylog.producer import Producer
+from pylog.types import (
+    ConsumerRecord,
+    OffsetAndMetadata,
+    OffsetAndTimestamp,
+    PartitionDescription,
+    RecordMetadata,
+    TopicDescription,
+    TopicPartition,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchMetadata",
     "Columns",
+    "Consumer",
     "ConsumerRebalanceListener",
     "ConsumerRecord",
     "CorruptBatchError",
     "CorruptKind",
+    "FutureRecordMetadata",
     "InternalError",
     "InvalidConfigError",
     "InvalidRecordError",
@@ -36,12 +50,16 @@ __all__ = [
     "LogClosedError",
     "LogConfig",
     "OffsetAndMetadata",
+    "OffsetAndTimestamp",
     "OffsetOutOfRangeError",
+    "PartitionDescription",
     "PartitionLog",
+    "Producer",
     "PylogError",
     "Record",
     "RecordMetadata",
     "RecordTooLargeError",
+    "TopicDescription",
     "TopicPartition",
     "decode_records",
     "open",

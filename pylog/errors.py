@@ -200,14 +200,26 @@ class GroupIdNotFoundError(PylogError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class InconsistentGroupProtocolError(PylogError):
+    """A member's ``partition_assignment_strategy`` shares no assignor with the group's members
+    (Kafka's INCONSISTENT_GROUP_PROTOCOL); the member is not admitted."""
+
+
+class FencedInstanceIdError(PylogError):
+    """Another consumer joined with this consumer's ``group_instance_id`` and took its place
+    (Kafka's FENCED_INSTANCE_ID); this one is out of the group for good."""
+
+
 __all__ = [
     "CatalogError",
     "ClientClosedError",
     "CommitFailedError",
     "CorruptBatchError",
     "CorruptKind",
+    "FencedInstanceIdError",
     "GroupIdNotFoundError",
     "IllegalStateError",
+    "InconsistentGroupProtocolError",
     "InternalError",
     "InvalidConfigError",
     "InvalidGroupIdError",

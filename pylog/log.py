@@ -1,48 +1,194 @@
 """``pylog.open(path)`` and ``Log``: a directory of topics, the client API's entry point.
 
-SKELETON (lead): to be completed by the topics work.
+A ``Log`` is what a Kafka user knows as a cluster connection plus its admin client: it makes
+producers and consumers (kafka-python's names) and manages topics and consumer groups. It knows
+nothing of storage: everything goes through its backend (``pylog.backend.Backend``; today the
+embedded one, ``pylog.embedded.backend.EmbeddedBackend``: an SQLite catalog in the directory plus
+one engine partition directory per topic-partition, ``<path>/<topic>-<n>/``).
+
+Thread-safety: a ``Log`` may be shared by any number of threads, and any number of processes may
+open the same directory at once. ``close()`` closes the producers and consumers made from it
+(so pending records are flushed), then the backend; after it every call raises
+``ClientClosedError``.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from pylog.embedded.backend import EmbeddedBackend
+from pylog.errors import ClientClosedError
+from pylog.types import TopicDescription
 
 
 class Log:
+    """A log directory holding many topics; see ``pylog.open``."""
+
     def __init__(
         self, path: str | os.PathLike[str], *, engine: str | None = None, auto_create_topics: bool = True
     ):
+        from pylog.embedded.backend import EmbeddedBackend
+
         self._backend = EmbeddedBackend(os.fspath(path), engine=engine, auto_create_topics=auto_create_topics)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    @property
+    def path(self) -> str:
+        """The log directory (absolute)."""
+        return self._backend.path
+
+    @property
+    def engine(self) -> str:
+        """The engine every partition is opened with (``"native"`` or ``"reference"``)."""
+        return self._backend.engine
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError(f"the log {self._backend.path} is closed")
+
+    # --- topics -------------------------------------------------------------------------------------
 
     def create_topic(self, name: str, partitions: int = 1, config: Mapping[str, Any] | None = None) -> None:
+        """Create topic ``name`` with ``partitions`` partitions.
+
+        ``config`` takes Kafka's topic-level names (``segment.bytes``, ``retention.ms``,
+        ``cleanup.policy``...). Raises ``InvalidTopicError`` for an illegal name (Kafka's rules:
+        1 to 249 characters of ``[a-zA-Z0-9._-]``, not ``.`` or ``..``, and not equal to an
+        existing name once ``.`` and ``_`` are treated as one), ``TopicAlreadyExistsError``,
+        ``InvalidPartitionsError`` and ``InvalidConfigError``.
+        """
+        self._check_open()
         self._backend.create_topic(name, partitions, config)
+
+    def delete_topic(self, name: str) -> None:
+        """Delete topic ``name`` and its records. Producers and consumers using it, in this process
+        or another, get ``UnknownTopicOrPartitionError`` on their next call. Unknown topic:
+        ``UnknownTopicOrPartitionError``."""
+        self._check_open()
+        self._backend.delete_topic(name)
+
+    def list_topics(self) -> list[str]:
+        """The names of all topics, sorted."""
+        self._check_open()
+        return self._backend.list_topics()
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        """The topic's id, config overrides and per partition its start and end offsets and its
+        size on disk (a ``pylog.TopicDescription``)."""
+        self._check_open()
+        return self._backend.describe_topic(name)
+
+    def alter_topic_config(self, name: str, config: Mapping[str, Any]) -> None:
+        """Change config overrides of ``name``: each key is set to its value, or back to the
+        default when the value is None; the result is validated as a whole
+        (``InvalidConfigError``). Partitions opened afterwards, in every process, use it."""
+        self._check_open()
+        self._backend.alter_topic_config(name, config)
+
+    def create_partitions(self, name: str, total: int) -> None:
+        """Grow topic ``name`` to ``total`` partitions; ``InvalidPartitionsError`` unless larger
+        than now. Consumer groups subscribed to the topic rebalance to take the new ones."""
+        self._check_open()
+        self._backend.create_partitions(name, total)
+
+    # --- consumer groups ----------------------------------------------------------------------------
+
+    def list_groups(self) -> Any:
+        """The consumer groups known to the log."""
+        self._check_open()
+        return self._backend.list_groups()
+
+    def describe_group(self, group_id: str) -> Any:
+        """A group's state, members, assignment, committed offsets and lag per partition;
+        ``GroupIdNotFoundError`` for an unknown group."""
+        self._check_open()
+        return self._backend.describe_group(group_id)
+
+    def delete_group(self, group_id: str) -> Any:
+        """Delete a group and its committed offsets; ``NonEmptyGroupError`` while it has live
+        members, ``GroupIdNotFoundError`` for an unknown group."""
+        self._check_open()
+        return self._backend.delete_group(group_id)
+
+    def reset_offsets(self, group_id: str, topic: str, to: Any = "earliest") -> Any:
+        """Set the committed offsets of ``group_id`` on every partition of ``topic`` to
+        ``"earliest"``, ``"latest"``, an offset (int) or a timestamp, for reprocessing; refused
+        with ``NonEmptyGroupError`` while the group has live members."""
+        self._check_open()
+        return self._backend.reset_offsets(group_id, topic, to=to)
+
+    # --- clients ------------------------------------------------------------------------------------
 
     def producer(self, **config: Any) -> Any:
         """A ``pylog.Producer`` (kafka-python's config names)."""
+        self._check_open()
         from pylog.producer import Producer
 
-        return Producer(self._backend, **config)
+        with self._lock:
+            self._check_open()
+            client = Producer(self._backend, **config)
+            self._clients.add(client)
+        return client
 
     def consumer(self, *topics: str, **config: Any) -> Any:
         """A ``pylog.Consumer`` (kafka-python's config names), subscribed to ``topics`` if given."""
+        self._check_open()
         from pylog.consumer import Consumer
 
-        return Consumer(self._backend, *topics, **config)
+        with self._lock:
+            self._check_open()
+            client = Consumer(self._backend, *topics, **config)
+            self._clients.add(client)
+        return client
 
     def close(self) -> None:
-        self._backend.close()
+        """Close the producers (flushing them) and consumers made from this log, then the log
+        itself. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            clients = list(self._clients)
+        errors: list[BaseException] = []
+        for client in clients:
+            try:
+                client.close()
+            except Exception as error:
+                errors.append(error)
+        try:
+            self._backend.close()
+        except Exception as error:
+            errors.append(error)
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> Log:
+        self._check_open()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<pylog.Log {self._backend.path!r} engine={self._backend.engine} {state}>"
+
 
 def open(path: str | os.PathLike[str], *, engine: str | None = None, auto_create_topics: bool = True) -> Log:
-    """Open (creating if needed) the log directory at ``path``."""
+    """Open (creating if needed) the log directory at ``path``.
+
+    ``engine`` picks the partition engine (``"native"``, ``"reference"``; default
+    ``PYLOG_ENGINE`` or native). With ``auto_create_topics`` (the default, as on a Kafka broker) a
+    producer's first send to an unknown topic creates it with one partition and the default
+    config. Raises ``CatalogError`` if the directory's ``catalog.db`` is corrupt or not pylog's.
+    """
     return Log(path, engine=engine, auto_create_topics=auto_create_topics)

@@ -32,6 +32,8 @@ class NativePartitionLog:
         # why: random reads are call-bound (a few microseconds each); binding the Rust method on
         # the instance skips a Python frame per call. The method below documents it.
         self.read = self._log.read  # type: ignore[method-assign]
+        # why bound too: a consumer reads it for every partition before each look
+        self.tail_seq = self._log.tail_seq  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"[{self.start_offset}, {self.end_offset})"
@@ -90,6 +92,26 @@ class NativePartitionLog:
             chunk, position = self._log.records_chunk(position, end, RECORDS_CHUNK_BYTES)
             yield from chunk
 
+    def records_chunk(self, start: int, end: int, max_bytes: int) -> tuple[list[Record], int]:
+        """Records with offsets in ``[start, end)`` from about ``max_bytes`` of whole batches (at
+        least one), and the offset to continue from: the next batch's, so compaction gaps and
+        control batches are stepped over (``end`` when nothing of the range is left; ``end`` is
+        clamped to the log end and must not be below ``start``). ``start`` outside
+        ``[start_offset, end_offset]`` raises ``OffsetOutOfRangeError``."""
+        return self._log.records_chunk(start, end, max_bytes)
+
+    def consumer_records_chunk(
+        self, start: int, end: int, max_bytes: int, topic: str, partition: int, record_type: type
+    ) -> tuple[list, int]:
+        """``records_chunk`` with the records built as ``record_type`` (``pylog.ConsumerRecord``)
+        of ``topic``/``partition``, in Rust (no Python frame per record). ``start`` outside
+        ``[start_offset, end_offset]`` raises ``OffsetOutOfRangeError``."""
+        return self._log.consumer_records_chunk(start, end, max_bytes, topic, partition, record_type)
+
+    def tail_seq(self) -> int:
+        """The coordination page's append counter (``Waiter.wait`` sleeps while it is unchanged)."""
+        return self._log.tail_seq()
+
     def read_columns(self, offset: int, max_records: int) -> Columns:
         """Up to ``max_records`` records from ``offset`` as numpy columns (no object per record)."""
         offsets, timestamps, keys, key_offsets, key_null, values, value_offsets, value_null = (
@@ -139,3 +161,24 @@ class NativePartitionLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Waiter:
+    """One sleep on many partitions of this engine (``pylog._native.Waiter``; futex_waitv).
+
+    ``wait(logs, seen, wake_seen, timeout_ms)`` returns when a log's ``tail_seq()`` differs from
+    its ``seen`` value (an append, any process, either engine), ``wake_seq()`` from ``wake_seen``
+    (``wake()`` from any thread), or after the timeout; callers re-check (spurious returns).
+    """
+
+    __slots__ = ("_waiter", "wake", "wake_seq")
+
+    def __init__(self) -> None:
+        self._waiter = _native.Waiter()
+        self.wake = self._waiter.wake
+        self.wake_seq = self._waiter.wake_seq
+
+    def wait(
+        self, logs: Sequence[NativePartitionLog], seen: Sequence[int], wake_seen: int, timeout_ms: int
+    ) -> None:
+        self._waiter.wait([log._log for log in logs], list(seen), wake_seen, timeout_ms)

@@ -7,9 +7,12 @@ kafka-python program that unpacks or indexes them keeps working:
 - ``OffsetAndMetadata(offset, metadata, leader_epoch)``: what ``commit`` takes; ``offset`` is the
   *next* offset to read, as in Kafka. ``leader_epoch`` is -1 (pylog has no leaders).
 - ``RecordMetadata``: what a producer's future resolves to.
+- ``TopicDescription`` / ``PartitionDescription``: what ``Log.describe_topic`` returns (pylog's own).
 - ``ConsumerRecord``: what ``poll`` returns. ``headers`` is a list of ``(str, bytes)`` pairs;
   ``serialized_*_size`` are -1 for a null key/value, as in Kafka; ``checksum`` is None (v2 batches
   carry one CRC per batch, not per record); ``leader_epoch`` is -1.
+- ``OffsetAndTimestamp(offset, timestamp, leader_epoch)``: what ``offsets_for_times`` maps a
+  partition to (kafka-python's ``kafka.structs.OffsetAndTimestamp``).
 """
 
 from __future__ import annotations
@@ -56,4 +59,38 @@ class ConsumerRecord(NamedTuple):
     serialized_header_size: int
 
 
-__all__ = ["ConsumerRecord", "OffsetAndMetadata", "RecordMetadata", "TopicPartition"]
+class OffsetAndTimestamp(NamedTuple):
+    offset: int
+    timestamp: int
+    leader_epoch: int = -1
+
+
+class PartitionDescription(NamedTuple):
+    """One partition in ``Log.describe_topic``: its offsets now and its bytes on disk."""
+
+    partition: int
+    start_offset: int
+    end_offset: int
+    size_bytes: int
+
+
+class TopicDescription(NamedTuple):
+    """What ``Log.describe_topic`` returns. ``topic_id`` is Kafka's Uuid string (as in each
+    partition's ``partition.metadata``); ``config`` holds the topic's overrides under Kafka's names
+    (``pylog.LogConfig.from_mapping(config)`` gives the effective settings)."""
+
+    name: str
+    topic_id: str
+    partitions: tuple[PartitionDescription, ...]
+    config: dict[str, object]
+
+
+__all__ = [
+    "ConsumerRecord",
+    "OffsetAndMetadata",
+    "OffsetAndTimestamp",
+    "PartitionDescription",
+    "RecordMetadata",
+    "TopicDescription",
+    "TopicPartition",
+]

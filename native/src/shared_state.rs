@@ -42,6 +42,15 @@
 //! the next first opener or writer. Nothing here is needed to read the files, so nothing here
 //! can lose an acknowledged record.
 //!
+//! Waiting on many partitions at once (a consumer's `poll` over its assignment): `wait_any`
+//! sleeps in `futex_waitv(2)` (Linux 5.16+) on the `tail_seq` words of several pages plus a
+//! process-local `WakeWord` (the consumer's "come back now", rung by another thread), each with
+//! the value read before the caller looked at the files, so no append (and no ring) is lost
+//! between the look and the sleep. At most `WAIT_ANY_MAX_WORDS` words (the kernel's
+//! FUTEX_WAITV_MAX): callers with more partitions watch the first ones and bound their sleep by
+//! `WAKE_FALLBACK_MS` for the rest. A kernel without `futex_waitv` (ENOSYS) gets a short sleep on
+//! the wake word alone (`WAIT_ANY_ENOSYS_SLEEP_MS`), a slow poll rather than a lost wake-up.
+//!
 //! Thread-safety: the mapping is shared by threads and processes; all accesses are atomics.
 
 use std::fs::{File, OpenOptions};
@@ -72,6 +81,12 @@ const YIELDING: usize = 24;
 const END_OFFSET: usize = 32;
 const ACTIVE_BASE: usize = 40;
 const ACTIVE_SIZE: usize = 48;
+
+/// Most futex words one `futex_waitv` takes (the kernel's FUTEX_WAITV_MAX).
+pub const WAIT_ANY_MAX_WORDS: usize = 128;
+/// Longest sleep of `wait_any` on a kernel without `futex_waitv` (then it cannot sleep on the
+/// pages, only on the wake word, so it looks again this often).
+pub const WAIT_ANY_ENOSYS_SLEEP_MS: u64 = 2;
 
 /// The published tail: what the last append left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +262,11 @@ impl SharedState {
         futex_wake(self.u32_at(TAIL_SEQ), i32::MAX);
     }
 
+    /// The futex word of appends itself, for `wait_any` over several pages.
+    pub fn tail_word(&self) -> &AtomicU32 {
+        self.u32_at(TAIL_SEQ)
+    }
+
     /// Sleep while `tail_seq == seen`, at most `timeout`.
     pub fn wait_tail(&self, seen: u32, timeout: Duration) {
         futex_wait(self.u32_at(TAIL_SEQ), seen, timeout);
@@ -282,6 +302,127 @@ impl SharedState {
     pub fn wait_for_grant(&self, seen: u32, timeout: Duration) {
         self.u32_at(YIELDING).store(1, Ordering::SeqCst);
         futex_wait(self.u32_at(GRANTS), seen, timeout);
+    }
+}
+
+/// A process-local futex word: `ring` makes a `wait_any` that watches it (with the value read
+/// before the ring) return at once. Thread-safe; `ring` takes no lock (callable from any thread).
+#[derive(Debug, Default)]
+pub struct WakeWord {
+    word: AtomicU32,
+}
+
+impl WakeWord {
+    pub fn new() -> WakeWord {
+        WakeWord::default()
+    }
+
+    /// The current value (read it before looking, then pass it to `wait_any`).
+    pub fn seq(&self) -> u32 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    /// Change the word and wake every waiter on it.
+    pub fn ring(&self) {
+        self.word.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the word lives as long as `self`; FUTEX_WAKE does not touch user memory.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.word.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                i32::MAX,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+}
+
+/// `struct futex_waitv` of include/uapi/linux/futex.h.
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+const FUTEX2_SIZE_U32: u32 = 0x02;
+const FUTEX2_PRIVATE: u32 = 128;
+
+/// Sleep until one of `pages`' `tail_seq` differs from its `seen` value (an append), `wake`
+/// differs from `wake_seen` (a ring), or `timeout`; at most `WAIT_ANY_MAX_WORDS` words are
+/// watched (`wake` first, then the first pages). Returns on a wake, a value change, a signal or
+/// the timeout; callers re-check their condition.
+pub fn wait_any(pages: &[(&SharedState, u32)], wake: &WakeWord, wake_seen: u32, timeout: Duration) {
+    let mut waiters = Vec::with_capacity(pages.len().min(WAIT_ANY_MAX_WORDS - 1) + 1);
+    waiters.push(FutexWaitv {
+        val: u64::from(wake_seen),
+        uaddr: wake.word.as_ptr() as u64,
+        flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
+        reserved: 0,
+    });
+    for (page, seen) in pages.iter().take(WAIT_ANY_MAX_WORDS - 1) {
+        waiters.push(FutexWaitv {
+            val: u64::from(*seen),
+            uaddr: page.tail_word().as_ptr() as u64,
+            // shared: the word is in a file mapping other processes wake with FUTEX_WAKE
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        });
+    }
+    // why absolute: futex_waitv takes a deadline on the given clock, not a duration
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let nanos = (now.tv_nsec as u64).saturating_add(u64::from(timeout.subsec_nanos()));
+    let deadline = libc::timespec {
+        tv_sec: now
+            .tv_sec
+            .saturating_add(timeout.as_secs().min(i32::MAX as u64) as libc::time_t)
+            .saturating_add((nanos / 1_000_000_000) as libc::time_t),
+        tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `waiters` points at `waiters.len()` initialised entries whose addresses are live
+    // atomics (the pages are borrowed for the call, the wake word too); the kernel only reads
+    // them and the timespec.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as libc::c_uint,
+            0 as libc::c_uint,
+            &deadline as *const libc::timespec,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        let sleep = timeout.min(Duration::from_millis(WAIT_ANY_ENOSYS_SLEEP_MS));
+        futex_wait_private(&wake.word, wake_seen, sleep);
+    }
+}
+
+fn futex_wait_private(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a live atomic; the kernel only reads it and the timespec.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
     }
 }
 
@@ -350,5 +491,84 @@ mod tests {
         let seen = a.tail_seq();
         a.wait_tail(seen, Duration::from_millis(1)); // times out: nothing changed
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn wait_any_wakes_on_an_append_or_a_ring_and_times_out_otherwise() {
+        use std::sync::Arc;
+        use std::time::Instant;
+        let dirs: Vec<_> = (0..3)
+            .map(|i| {
+                let d =
+                    std::env::temp_dir().join(format!("pylog-waitany-{}-{i}", std::process::id()));
+                std::fs::create_dir_all(&d).unwrap();
+                d
+            })
+            .collect();
+        let pages: Vec<Arc<SharedState>> = dirs
+            .iter()
+            .map(|d| Arc::new(SharedState::open(d).unwrap()))
+            .collect();
+        for p in &pages {
+            p.begin_rebuild();
+            p.publish(Tail {
+                end_offset: 0,
+                active_base: 0,
+                active_size: 0,
+            });
+            p.end_change();
+        }
+        let wake = Arc::new(WakeWord::new());
+        let seen = |pages: &[Arc<SharedState>]| -> Vec<u32> {
+            pages.iter().map(|p| p.tail_seq()).collect()
+        };
+        // nothing happens: the timeout
+        let s = seen(&pages);
+        let watched: Vec<_> = pages.iter().zip(&s).map(|(p, v)| (&**p, *v)).collect();
+        let t = Instant::now();
+        wait_any(&watched, &wake, wake.seq(), Duration::from_millis(30));
+        assert!(t.elapsed() >= Duration::from_millis(25));
+        // an append to the last page, from another thread, wakes the sleeper
+        let s = seen(&pages);
+        let writer = {
+            let page = pages[2].clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                page.publish(Tail {
+                    end_offset: 1,
+                    active_base: 0,
+                    active_size: 10,
+                });
+                page.wake_waiters();
+            })
+        };
+        let watched: Vec<_> = pages.iter().zip(&s).map(|(p, v)| (&**p, *v)).collect();
+        let t = Instant::now();
+        wait_any(&watched, &wake, wake.seq(), Duration::from_secs(10));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert_ne!(pages[2].tail_seq(), s[2]);
+        writer.join().unwrap();
+        // a ring wakes it
+        let s = seen(&pages);
+        let ringer = {
+            let wake = wake.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                wake.ring();
+            })
+        };
+        let watched: Vec<_> = pages.iter().zip(&s).map(|(p, v)| (&**p, *v)).collect();
+        let t = Instant::now();
+        wait_any(&watched, &wake, wake.seq(), Duration::from_secs(10));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        ringer.join().unwrap();
+        // a stale seen value returns at once
+        let stale = wake.seq().wrapping_sub(1);
+        let t = Instant::now();
+        wait_any(&watched, &wake, stale, Duration::from_secs(10));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        for d in dirs {
+            std::fs::remove_dir_all(&d).unwrap();
+        }
     }
 }

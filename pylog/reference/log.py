@@ -428,12 +428,22 @@ class PartitionLog:
     def _reload(self, writer: bool) -> bool:
         """Reopen every segment (the active one shrank or went away); False when a reader found
         no segment at all (it keeps what it has)."""
-        if not writer and not list_segment_bases(self._path):
+        # why list first: a directory removed under an open handle fails here, before anything
+        # is dropped, so the handle keeps answering with the OS's error (never an empty log).
+        if not list_segment_bases(self._path) and not writer:
             return False
-        for old in self._segments:
-            old.close_index_files()  # descriptors of the .log close when readers let go
+        previous = self._segments
         self._segments = Segments()
-        return self._refresh(writer)
+        try:
+            refreshed = self._refresh(writer)
+        except BaseException:
+            if not len(self._segments):
+                self._segments = previous  # keep a usable state, refreshed again next time
+            raise
+        for old in previous:
+            if all(old is not seg for seg in self._segments):
+                old.close_index_files()  # descriptors of the .log close when readers let go
+        return refreshed
 
     # ------------------------------------------------------------------ appends
 
@@ -679,6 +689,102 @@ class PartitionLog:
             last = i + 1 == len(self._segments)
             position = end if last else max(position, self._segments[i + 1].base)
         return out, position
+
+    def records_chunk(self, start: int, end: int, max_bytes: int) -> tuple[list[Record], int]:
+        """Records with offsets in ``[start, end)`` from about ``max_bytes`` of whole batches (at
+        least one), across segments, and the offset to continue from (the native engine's
+        ``records_chunk`` rule, batch for batch: a batch that would pass ``max_bytes`` is left
+        for the next chunk; the position moves by batches' next offsets, so compaction gaps and
+        control batches are stepped over; ``end`` when nothing of the range is left). ``start``
+        outside ``[start_offset, end_offset]`` raises ``OffsetOutOfRangeError``."""
+        start, end, max_bytes = (
+            as_int(start, "start"),
+            as_int(end, "end"),
+            max(as_int(max_bytes, "max_bytes"), 1),
+        )
+        with self._lock:
+            self._check_open()
+            self._sync_tail(writer=False)
+            self._check_offset(start)
+            end = min(end, self._active.next_offset)
+            if start >= end:
+                return [], end
+            found = self._locate(start)
+            if found is None:
+                return [], end
+            i, first = found
+            out: list[Record] = []
+            total = 0
+            position = start
+            scan_from = first.position
+            while True:
+                segment = self._segments[i]
+                stopped_inside = False
+                for batch in segment.batches(scan_from, need_body=True):
+                    header = batch.header
+                    if header.base_offset >= end:
+                        position = end  # nothing of [start, end) lies further on
+                        stopped_inside = True
+                        break
+                    if total > 0 and total + header.size_bytes > max_bytes:
+                        stopped_inside = True
+                        break
+                    total += header.size_bytes
+                    records = segment.decode(batch)
+                    if header.base_offset < start or header.last_offset >= end:
+                        records = [r for r in records if start <= r.offset < end]
+                    out.extend(records)
+                    position = max(position, header.next_offset)
+                    if total >= max_bytes or position >= end:
+                        stopped_inside = True
+                        break
+                if position >= end or total >= max_bytes or (total > 0 and stopped_inside):
+                    break
+                i += 1  # this segment is exhausted: continue with the next one
+                if i >= len(self._segments):
+                    position = end
+                    break
+                found_next = self._segments[i].find(position)
+                scan_from = self._segments[i].size if found_next is None else found_next.position
+            return out, end if position >= end else max(position, start)
+
+    def consumer_records_chunk(
+        self, start: int, end: int, max_bytes: int, topic: str, partition: int, record_type: type
+    ) -> tuple[list, int]:
+        """``records_chunk`` with the records as ``record_type`` (``pylog.ConsumerRecord``) of
+        ``topic``/``partition``: kafka-python's fields (leader_epoch -1, checksum None, sizes -1
+        for null, header size = UTF-8 key bytes + value bytes, -1 without headers)."""
+        records, next_offset = self.records_chunk(start, end, max_bytes)
+        return [
+            record_type(
+                topic,
+                partition,
+                -1,
+                r.offset,
+                r.timestamp,
+                r.timestamp_type,
+                r.key,
+                r.value,
+                r.headers,
+                None,
+                -1 if r.key is None else len(r.key),
+                -1 if r.value is None else len(r.value),
+                sum(len(k.encode()) + (0 if v is None else len(v)) for k, v in r.headers)
+                if r.headers
+                else -1,
+            )
+            for r in records
+        ], next_offset
+
+    def tail_seq(self) -> int:
+        """The coordination page's append counter (``shared_state.Waiter.wait`` sleeps while it
+        is unchanged)."""
+        return self._shared.tail_seq()
+
+    @property
+    def shared_state(self) -> SharedState:
+        """The mapped coordination page (``shared_state.Waiter`` sleeps on several at once)."""
+        return self._shared
 
     def read_columns(self, offset: int, max_records: int) -> Columns:
         """Up to ``max_records`` records from ``offset`` as numpy columns, across segments."""

@@ -14,6 +14,13 @@ store is made with the writer lock held (except two hints that only cost fairnes
 - ``grants`` / ``waiting_hint`` / ``yielding`` (16, 20, 24) carry the fair writer handoff
   (lock.py).
 
+``Waiter`` is the twin of native/src/python/wait.rs over shared_state.rs's ``wait_any``: one
+consumer's sleep in ``futex_waitv(2)`` (syscall 449, Linux 5.16+) on the ``tail_seq`` words of
+many pages plus a process-local wake word (``wake()`` from another thread ends the sleep), each
+with the value read before looking, so nothing is lost between the look and the sleep. At most
+``WAIT_ANY_MAX_WORDS`` words (the wake word, then the first pages); without ``futex_waitv``
+(ENOSYS) it sleeps on the wake word alone for at most ``WAIT_ANY_ENOSYS_SLEEP_SECONDS``.
+
 Python has no atomic read-modify-write on shared memory; none is needed, because only the
 writer-lock holder modifies the counters. Loads and stores go through aligned ``ctypes`` integers
 over the mapping (single machine loads and stores on x86-64 and aarch64; the syscalls between the
@@ -24,8 +31,11 @@ releases the GIL around them.
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
+import threading
+import time
 
 SHARED_STATE_FILE = ".pylog.shm"
 SHARED_STATE_MAGIC = int.from_bytes(b"PLSH", "little")
@@ -40,7 +50,14 @@ _GRANTS, _WAITING_HINT, _YIELDING = 16, 20, 24
 _END_OFFSET, _ACTIVE_BASE, _ACTIVE_SIZE = 32, 40, 48
 
 _SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(os.uname().machine, 202)
+_SYS_FUTEX_WAITV = 449  # the same number on every architecture (added after the unification)
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
+_FUTEX_PRIVATE_FLAG = 128
+_FUTEX2_SIZE_U32, _FUTEX2_PRIVATE = 0x02, 128
+_CLOCK_MONOTONIC = 1
+#: most futex words one ``futex_waitv`` takes (the kernel's FUTEX_WAITV_MAX)
+WAIT_ANY_MAX_WORDS = 128
+WAIT_ANY_ENOSYS_SLEEP_SECONDS = 0.002
 _INT_MAX = 2**31 - 1
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -48,6 +65,17 @@ _libc.syscall.restype = ctypes.c_long
 
 class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _FutexWaitv(ctypes.Structure):
+    """``struct futex_waitv`` of include/uapi/linux/futex.h."""
+
+    _fields_ = [
+        ("val", ctypes.c_uint64),
+        ("uaddr", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+    ]
 
 
 class SharedState:
@@ -160,6 +188,10 @@ class SharedState:
     def wait_tail(self, seen: int, timeout: float) -> None:
         _futex_wait(self._tail_seq, seen, timeout)
 
+    def tail_word_address(self) -> int:
+        """Address of the ``tail_seq`` word in this mapping (for ``Waiter.wait``)."""
+        return ctypes.addressof(self._tail_seq)
+
     # ------------------------------------------------------------------ fair handoff (lock.py)
 
     def grants(self) -> int:
@@ -209,3 +241,68 @@ def _futex_wait(word: ctypes.c_uint32, expected: int, timeout: float) -> None:
 
 def _futex_wake(word: ctypes.c_uint32) -> None:
     _libc.syscall(_SYS_FUTEX, ctypes.byref(word), _FUTEX_WAKE, _INT_MAX, None, None, 0)
+
+
+class Waiter:
+    """One sleep on many partitions (the twin of ``pylog._native.Waiter``).
+
+    ``wait(logs, seen, wake_seen, timeout_ms)`` returns when a log's ``tail_seq()`` differs from
+    its ``seen`` value, ``wake_seq()`` from ``wake_seen``, or after the timeout; callers re-check.
+    ``wake()`` may be called from any thread (a lock makes its increment atomic).
+    """
+
+    __slots__ = ("_lock", "_word")
+
+    def __init__(self) -> None:
+        self._word = ctypes.c_uint32(0)
+        self._lock = threading.Lock()
+
+    def wake_seq(self) -> int:
+        return self._word.value
+
+    def wake(self) -> None:
+        with self._lock:
+            self._word.value = (self._word.value + 1) & 0xFFFFFFFF
+        _libc.syscall(
+            _SYS_FUTEX, ctypes.byref(self._word), _FUTEX_WAKE | _FUTEX_PRIVATE_FLAG, _INT_MAX, None, None, 0
+        )
+
+    def wait(self, logs, seen, wake_seen: int, timeout_ms: int) -> None:
+        if len(logs) != len(seen):
+            raise ValueError(f"{len(logs)} logs for {len(seen)} seen values")
+        # why the pages held in a list: each stays mapped while the kernel reads its word
+        pages = [log.shared_state for log in logs][: WAIT_ANY_MAX_WORDS - 1]
+        waiters = (_FutexWaitv * (len(pages) + 1))()
+        waiters[0].val = wake_seen
+        waiters[0].uaddr = ctypes.addressof(self._word)
+        waiters[0].flags = _FUTEX2_SIZE_U32 | _FUTEX2_PRIVATE
+        for slot, page, value in zip(range(1, len(pages) + 1), pages, seen, strict=False):
+            waiters[slot].val = value
+            waiters[slot].uaddr = page.tail_word_address()
+            waiters[slot].flags = _FUTEX2_SIZE_U32  # shared: writers wake with FUTEX_WAKE
+        timeout = max(timeout_ms, 0) / 1000
+        deadline_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + int(timeout * 1e9)
+        deadline = _Timespec(deadline_ns // 1_000_000_000, deadline_ns % 1_000_000_000)
+        rc = _libc.syscall(
+            _SYS_FUTEX_WAITV,
+            waiters,
+            ctypes.c_uint(len(pages) + 1),
+            ctypes.c_uint(0),
+            ctypes.byref(deadline),
+            ctypes.c_int(_CLOCK_MONOTONIC),
+        )
+        if rc < 0 and ctypes.get_errno() == errno.ENOSYS:
+            _futex_wait_private(self._word, wake_seen, min(timeout, WAIT_ANY_ENOSYS_SLEEP_SECONDS))
+
+
+def _futex_wait_private(word: ctypes.c_uint32, expected: int, timeout: float) -> None:
+    ts = _Timespec(int(timeout), int((timeout - int(timeout)) * 1e9))
+    _libc.syscall(
+        _SYS_FUTEX,
+        ctypes.byref(word),
+        _FUTEX_WAIT | _FUTEX_PRIVATE_FLAG,
+        ctypes.c_uint32(expected),
+        ctypes.byref(ts),
+        None,
+        0,
+    )

@@ -37,15 +37,9 @@ impl<'py> RecordMaker<'py> {
     pub fn new(record_type: &Bound<'py, PyAny>) -> RecordMaker<'py> {
         // why not on 3.14+: tuples there carry a cached hash that must start at -1, which only
         // CPython's own constructors set; a zero-filled one would make `hash(record)` return 0.
-        let layout_known = record_type.py().version_info() < (3, 14);
-        let plain_tuple = if layout_known && is_plain_namedtuple(record_type) {
-            tuple_layout(record_type).cloned()
-        } else {
-            None
-        };
         RecordMaker {
             record_type: record_type.clone(),
-            plain_tuple,
+            plain_tuple: fast_tuple_class(record_type, RECORD_FIELDS),
         }
     }
 
@@ -67,24 +61,122 @@ impl<'py> RecordMaker<'py> {
             bytes_or_none(r.value),
             headers.into_any(),
         ];
-        let Some(cls) = &self.plain_tuple else {
-            return self.record_type.call1(PyTuple::new(py, items)?);
+        match &self.plain_tuple {
+            Some(cls) => alloc_tuple(cls, items),
+            None => self.record_type.call1(PyTuple::new(py, items)?),
+        }
+    }
+}
+
+/// The class itself when instances of `record_type` (a namedtuple of `fields` fields) can be
+/// allocated and filled directly (`alloc_tuple`), else None (then it is called).
+fn fast_tuple_class<'py>(
+    record_type: &Bound<'py, PyAny>,
+    fields: usize,
+) -> Option<Bound<'py, PyType>> {
+    // why not on 3.14+: tuples there carry a cached hash that must start at -1, which only
+    // CPython's own constructors set; a zero-filled one would make `hash(record)` return 0.
+    let layout_known = record_type.py().version_info() < (3, 14);
+    if layout_known && is_plain_namedtuple(record_type, fields) {
+        tuple_layout(record_type).cloned()
+    } else {
+        None
+    }
+}
+
+/// An instance of `cls` (a class `fast_tuple_class` accepted) holding `items`.
+fn alloc_tuple<'py, const N: usize>(
+    cls: &Bound<'py, PyType>,
+    items: [Bound<'py, PyAny>; N],
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `cls` is a tuple subclass with tuple's exact layout (tuple_layout), and before
+    // 3.14 a tuple has no field besides its items that CPython expects set; tp_alloc returns a
+    // zeroed, GC-tracked tuple of N slots (tuple traversal skips NULLs), and PyTuple_SET_ITEM
+    // steals each new reference into its own slot exactly once.
+    unsafe {
+        let tp = cls.as_type_ptr();
+        let alloc = (*tp).tp_alloc.unwrap_or(pyo3::ffi::PyType_GenericAlloc);
+        let obj = alloc(tp, N as pyo3::ffi::Py_ssize_t);
+        if obj.is_null() {
+            return Err(PyErr::fetch(cls.py()));
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            pyo3::ffi::PyTuple_SET_ITEM(obj, i as pyo3::ffi::Py_ssize_t, item.into_ptr());
+        }
+        Ok(Bound::from_owned_ptr(cls.py(), obj))
+    }
+}
+
+const CONSUMER_RECORD_FIELDS: usize = 13;
+
+/// Builds `pylog.ConsumerRecord(topic, partition, leader_epoch, offset, timestamp,
+/// timestamp_type, key, value, headers, checksum, serialized_key_size, serialized_value_size,
+/// serialized_header_size)` (kafka-python's field order) for one partition: `leader_epoch` -1,
+/// `checksum` None (v2 batches have one CRC per batch), sizes -1 for a null key/value, the
+/// header size as kafka-python computes it (UTF-8 key bytes plus value bytes, -1 with no headers).
+pub struct ConsumerRecordMaker<'py> {
+    record_type: Bound<'py, PyAny>,
+    plain_tuple: Option<Bound<'py, PyType>>,
+    topic: Bound<'py, PyAny>,
+    partition: Bound<'py, PyAny>,
+    /// The last timestamp object built: consecutive records of a batch usually share it.
+    last_timestamp: Option<(i64, Bound<'py, PyAny>)>,
+}
+
+impl<'py> ConsumerRecordMaker<'py> {
+    pub fn new(
+        record_type: &Bound<'py, PyAny>,
+        topic: &Bound<'py, PyAny>,
+        partition: &Bound<'py, PyAny>,
+    ) -> ConsumerRecordMaker<'py> {
+        ConsumerRecordMaker {
+            record_type: record_type.clone(),
+            plain_tuple: fast_tuple_class(record_type, CONSUMER_RECORD_FIELDS),
+            topic: topic.clone(),
+            partition: partition.clone(),
+            last_timestamp: None,
+        }
+    }
+
+    pub fn make(&mut self, r: &RecordView<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.record_type.py();
+        let bytes_or_none = |b: Option<&[u8]>| match b {
+            Some(b) => PyBytes::new(py, b).into_any(),
+            None => py.None().into_bound(py),
         };
-        // SAFETY: `cls` is a tuple subclass with tuple's exact layout (tuple_layout), and before
-        // 3.14 a tuple has no field besides its items that CPython expects set; tp_alloc
-        // returns a zeroed, GC-tracked tuple of RECORD_FIELDS slots (tuple traversal skips NULLs),
-        // and PyTuple_SET_ITEM steals each new reference into its own slot exactly once.
-        unsafe {
-            let tp = cls.as_type_ptr();
-            let alloc = (*tp).tp_alloc.unwrap_or(pyo3::ffi::PyType_GenericAlloc);
-            let obj = alloc(tp, RECORD_FIELDS as pyo3::ffi::Py_ssize_t);
-            if obj.is_null() {
-                return Err(PyErr::fetch(py));
+        let size = |b: Option<&[u8]>| b.map_or(-1i64, |b| b.len() as i64);
+        let headers = PyList::empty(py);
+        let mut header_size = -1i64;
+        for (k, v) in r.headers() {
+            headers.append((PyString::new(py, k), bytes_or_none(v)))?;
+            header_size = header_size.max(0) + k.len() as i64 + v.map_or(0, |v| v.len() as i64);
+        }
+        let timestamp = match &self.last_timestamp {
+            Some((ts, obj)) if *ts == r.timestamp => obj.clone(),
+            _ => {
+                let obj = r.timestamp.into_pyobject(py)?.into_any();
+                self.last_timestamp = Some((r.timestamp, obj.clone()));
+                obj
             }
-            for (i, item) in items.into_iter().enumerate() {
-                pyo3::ffi::PyTuple_SET_ITEM(obj, i as pyo3::ffi::Py_ssize_t, item.into_ptr());
-            }
-            Ok(Bound::from_owned_ptr(py, obj))
+        };
+        let items: [Bound<'py, PyAny>; CONSUMER_RECORD_FIELDS] = [
+            self.topic.clone(),
+            self.partition.clone(),
+            (-1i64).into_pyobject(py)?.into_any(),
+            r.offset.into_pyobject(py)?.into_any(),
+            timestamp,
+            r.timestamp_type.into_pyobject(py)?.into_any(),
+            bytes_or_none(r.key),
+            bytes_or_none(r.value),
+            headers.into_any(),
+            py.None().into_bound(py),
+            size(r.key).into_pyobject(py)?.into_any(),
+            size(r.value).into_pyobject(py)?.into_any(),
+            header_size.into_pyobject(py)?.into_any(),
+        ];
+        match &self.plain_tuple {
+            Some(cls) => alloc_tuple(cls, items),
+            None => self.record_type.call1(PyTuple::new(py, items)?),
         }
     }
 }
@@ -107,14 +199,14 @@ fn tuple_layout<'a, 'py>(record_type: &'a Bound<'py, PyAny>) -> Option<&'a Bound
     plain.then_some(cls)
 }
 
-/// A namedtuple class of six fields whose construction is exactly `tuple.__new__(cls, fields)`.
-fn is_plain_namedtuple(record_type: &Bound<'_, PyAny>) -> bool {
+/// A namedtuple class of `fields` fields whose construction is exactly `tuple.__new__(cls, fields)`.
+fn is_plain_namedtuple(record_type: &Bound<'_, PyAny>, fields: usize) -> bool {
     let check = || -> PyResult<bool> {
         let py = record_type.py();
         let Ok(ty) = record_type.cast::<PyType>() else {
             return Ok(false);
         };
-        if !ty.is_subclass_of::<PyTuple>()? || ty.getattr("_fields")?.len()? != RECORD_FIELDS {
+        if !ty.is_subclass_of::<PyTuple>()? || ty.getattr("_fields")?.len()? != fields {
             return Ok(false);
         }
         let object_init = py.get_type::<PyAny>().getattr("__init__")?;
@@ -215,6 +307,37 @@ impl PendingRecords {
             headers,
             header_count: r.header_count,
         });
+    }
+
+    /// The records as a list of `pylog.ConsumerRecord`s of one partition (`ConsumerRecordMaker`).
+    pub fn to_consumer_records<'py>(
+        &self,
+        py: Python<'py>,
+        record_type: &Bound<'py, PyAny>,
+        topic: &Bound<'py, PyAny>,
+        partition: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut maker = ConsumerRecordMaker::new(record_type, topic, partition);
+        let _gc = GcPause::new(py);
+        let arena = &self.arena[..];
+        let slice = |(start, len): (usize, usize)| &arena[start..start + len];
+        let mut objects = Vec::with_capacity(self.records.len());
+        for (i, p) in self.records.iter().enumerate() {
+            let view = RecordView {
+                offset: p.offset,
+                timestamp: p.timestamp,
+                timestamp_type: p.timestamp_type,
+                key: p.key.map(slice),
+                value: p.value.map(slice),
+                headers_raw: slice(p.headers),
+                header_count: p.header_count,
+            };
+            objects.push(maker.make(&view)?);
+            if i % 65536 == 65535 {
+                py.check_signals()?;
+            }
+        }
+        PyList::new(py, objects)
     }
 
     /// The records as a list of `record_type(...)` objects (see `RecordMaker`).

@@ -444,6 +444,47 @@ fn buffer_of(bytes: SegmentBytes) -> NativeBuffer {
 }
 
 impl PyPartitionLog {
+    /// The engine's log (the multi-partition wait reads its coordination page).
+    pub(super) fn engine_log(&self) -> &PartitionLog {
+        &self.log
+    }
+
+    /// Decode `[start, end)` of about `max_bytes` of batches with the GIL released, into the
+    /// pooled arena; returns the records and the offset to continue from (see records_chunk).
+    fn decode_chunk(
+        &self,
+        py: Python<'_>,
+        start: i64,
+        end: i64,
+        max_bytes: i64,
+    ) -> PyResult<(PendingRecords, i64)> {
+        let max_bytes = max_bytes.max(1) as u64;
+        // why the pool: a fresh megabyte-sized arena per chunk costs a page fault per 4 KiB
+        // (measured: more than decoding); reusing one keeps its pages mapped.
+        let mut decoded = self
+            .decoded_pool
+            .lock()
+            .map(|mut p| p.take())
+            .unwrap_or_default()
+            .unwrap_or_default();
+        decoded.clear();
+        self.run(py, move |log| {
+            let chunk = log.records_chunk(start, end, max_bytes)?;
+            let mut scratch = Vec::new();
+            chunk.decode(&mut scratch, |rv| {
+                decoded.push(&rv);
+                Ok(())
+            })?;
+            Ok((decoded, chunk.next))
+        })
+    }
+
+    fn return_to_pool(&self, decoded: PendingRecords) {
+        if let Ok(mut pool) = self.decoded_pool.lock() {
+            *pool = Some(decoded);
+        }
+    }
+
     fn run<T: Send>(
         &self,
         py: Python<'_>,
@@ -625,34 +666,42 @@ impl PyPartitionLog {
         end: i64,
         max_bytes: i64,
     ) -> PyResult<(Bound<'py, PyList>, i64)> {
-        let max_bytes = max_bytes.max(1) as u64;
         // why: reading and decoding (CRC, decompression, record parsing) run without the GIL;
         // only the Record objects are built with it, with the cyclic GC paused.
-        // why the pool: a fresh megabyte-sized arena per chunk costs a page fault per 4 KiB
-        // (measured: more than decoding); reusing one keeps its pages mapped.
-        let mut decoded = self
-            .decoded_pool
-            .lock()
-            .map(|mut p| p.take())
-            .unwrap_or_default()
-            .unwrap_or_default();
-        decoded.clear();
-        let (decoded, next) = self.run(py, move |log| {
-            let chunk = log.records_chunk(start, end, max_bytes)?;
-            let mut scratch = Vec::new();
-            chunk.decode(&mut scratch, |rv| {
-                decoded.push(&rv);
-                Ok(())
-            })?;
-            Ok((decoded, chunk.next))
-        })?;
+        let (decoded, next) = self.decode_chunk(py, start, end, max_bytes)?;
         guard(|| {
             let list = decoded.to_py_list(py, self.record_type.bind(py))?;
-            if let Ok(mut pool) = self.decoded_pool.lock() {
-                *pool = Some(decoded);
-            }
+            self.return_to_pool(decoded);
             Ok((list, next))
         })
+    }
+
+    /// `records_chunk` for a consumer: the records as `record_type` (`pylog.ConsumerRecord`)
+    /// of `topic`/`partition`, built here without a Python frame per record.
+    #[allow(clippy::too_many_arguments)]
+    fn consumer_records_chunk<'py>(
+        &self,
+        py: Python<'py>,
+        start: i64,
+        end: i64,
+        max_bytes: i64,
+        topic: &Bound<'py, PyString>,
+        partition: &Bound<'py, PyInt>,
+        record_type: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyList>, i64)> {
+        let (decoded, next) = self.decode_chunk(py, start, end, max_bytes)?;
+        guard(|| {
+            let list =
+                decoded.to_consumer_records(py, record_type, topic.as_any(), partition.as_any())?;
+            self.return_to_pool(decoded);
+            Ok((list, next))
+        })
+    }
+
+    /// The coordination page's append counter (read it before looking, then wait on it with
+    /// `Waiter.wait`, so an append in between is not missed).
+    fn tail_seq(&self) -> u32 {
+        self.log.shared_state().tail_seq()
     }
 
     fn read_columns<'py>(

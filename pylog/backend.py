@@ -1,0 +1,119 @@
+"""The backend seam: what the public client API (``Log``, ``Producer``, ``Consumer``) stands on.
+
+The public API knows nothing of SQLite or engines; it talks to one object with this surface. The
+embedded backend (``pylog.embedded.backend.EmbeddedBackend``: the catalog plus the engine seam) is
+the implementation today; a Kafka backend will give the same surface over a real Kafka client
+library, so keep it small. Every method may be called from any thread; after ``close()`` every
+call raises ``pylog.errors.ClientClosedError``.
+
+Errors are ``pylog.errors`` classes: ``UnknownTopicOrPartitionError`` (unknown or deleted topic, no
+such partition), ``InvalidTopicError`` (an illegal name), ``TopicAlreadyExistsError``,
+``InvalidPartitionsError``, ``InvalidConfigError``, ``CatalogError``, ``ClientClosedError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pylog.partition import PartitionLog
+from pylog.types import TopicDescription, TopicPartition
+
+
+class Backend(Protocol):
+    """The storage behind one ``pylog.Log``."""
+
+    #: the log directory (embedded) or a description of the cluster
+    path: str
+    #: the engine name (``"native"`` / ``"reference"``) of the embedded backend
+    engine: str
+    #: whether ``partitions_for(topic, create=True)`` creates an unknown topic
+    auto_create_topics: bool
+
+    # --- metadata, used by producers and consumers on their hot paths ---------------------------
+
+    def partitions_for(self, topic: str, *, create: bool = False) -> int:
+        """The partition count of ``topic``. With ``create=True`` and ``auto_create_topics`` an
+        unknown topic is created with 1 partition and the default config. Raises
+        ``UnknownTopicOrPartitionError``, or ``InvalidTopicError`` for an illegal name."""
+        ...
+
+    def partition_log(self, tp: TopicPartition) -> PartitionLog:
+        """The opened engine handle of ``tp`` (cached, shared, thread-safe). Raises
+        ``UnknownTopicOrPartitionError`` for an unknown or deleted topic or partition, including
+        one that another process deleted since the handle was cached. Microseconds on a hit:
+        producers call it once per batch, consumers once per partition per poll."""
+        ...
+
+    def check_partition(self, tp: TopicPartition) -> None:
+        """Raise ``UnknownTopicOrPartitionError`` if ``tp``'s topic was deleted (by any process) or
+        has no such partition. Cores call it when an engine call on a cached handle raised, to
+        turn "deleted under me" into the typed error; if it returns, the partition is in place and
+        the original error stands (after a ``LogClosedError``, ask ``partition_log`` again: the
+        topic may have been deleted and created again, with a new handle).
+
+        What an engine handle does when its directory is renamed away (a deletion in another
+        process) or removed: nothing recreates the directory. The first call that touches the
+        files raises ``FileNotFoundError`` (``append`` opens the index files by path; ``roll``,
+        ``read``, ``end_offset``... list the directory again). An ``append`` whose listing failed
+        (the directory removed, not only renamed) leaves the handle without segments: every later
+        call, ``close()`` included, raises ``InternalError`` ("a log has at least one segment",
+        native) or ``IndexError`` (reference). ``close()`` on a renamed directory raises
+        ``FileNotFoundError`` but does close it. So call this on any exception."""
+        ...
+
+    def list_topics(self) -> list[str]:
+        """The names of all topics, sorted."""
+        ...
+
+    def metadata_version(self) -> int:
+        """A number that grows whenever any process creates or deletes a topic or adds partitions
+        (not on config changes). Cheap: pattern subscriptions and added partitions watch it."""
+        ...
+
+    # --- topic admin (called by Log) -------------------------------------------------------------
+
+    def create_topic(
+        self, name: str, partitions: int = 1, config: Mapping[str, Any] | None = None
+    ) -> None: ...
+
+    def delete_topic(self, name: str) -> None: ...
+
+    def describe_topic(self, name: str) -> TopicDescription: ...
+
+    def alter_topic_config(self, name: str, config: Mapping[str, Any]) -> None: ...
+
+    def create_partitions(self, name: str, total: int) -> None: ...
+
+    # --- group admin (called by Log; the embedded backend delegates to group_store) -------------
+
+    def list_groups(self) -> Any: ...
+
+    def describe_group(self, group_id: str) -> Any: ...
+
+    def delete_group(self, group_id: str) -> Any: ...
+
+    def reset_offsets(self, group_id: str, topic: str, to: Any = "earliest") -> Any: ...
+
+    # --- the cores behind the public clients -----------------------------------------------------
+
+    def producer_core(self, config: Any) -> Any:
+        """The core behind a ``pylog.Producer`` (accumulator, partitioner, group commit)."""
+        ...
+
+    def fetcher(self, config: Any) -> Any:
+        """The core behind a ``pylog.Consumer`` (positions, fetching, waiting)."""
+        ...
+
+    def group_member(self, **settings: Any) -> Any:
+        """One consumer's membership of a group (join, heartbeats, rebalances, fenced commits)."""
+        ...
+
+    @property
+    def group_store(self) -> Any:
+        """Groups, members, generations and committed offsets (standalone commits, admin)."""
+        ...
+
+    def close(self) -> None:
+        """Release every handle; idempotent."""
+        ...

@@ -1,0 +1,551 @@
+"""The consumer in manual-assignment mode: kafka-python's KafkaConsumer calls and return types.
+
+Runs on both engines (the ``log`` fixture). Records are appended through the embedded backend's
+partition handles (``produce`` below) until the producer lands; everything else goes through the
+public API, so the same tests can run against another backend.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from test_append_validation import DATA_OFFSETS, transactional_log
+
+import pylog
+from pylog import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
+from pylog.errors import (
+    ClientClosedError,
+    IllegalStateError,
+    InvalidConfigError,
+    InvalidGroupIdError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+    SerializationError,
+    UnknownTopicOrPartitionError,
+)
+
+T0 = TopicPartition("t", 0)
+T1 = TopicPartition("t", 1)
+TS = 1_700_000_000_000
+
+
+def produce(log: pylog.Log, tp: TopicPartition, values, keys=None, headers=None, timestamps_ms=None) -> int:
+    """Append one batch to ``tp`` (the engine's append through the backend; base offset)."""
+    return log._backend.partition_log(tp).append(
+        list(values), keys=keys, headers=headers, timestamps_ms=timestamps_ms
+    )
+
+
+def offsets(fetched: dict) -> dict:
+    return {tp: [r.offset for r in records] for tp, records in fetched.items()}
+
+
+def drain(consumer, *, max_polls: int = 100) -> list[ConsumerRecord]:
+    out: list[ConsumerRecord] = []
+    for _ in range(max_polls):
+        fetched = consumer.poll()
+        if not fetched:
+            return out
+        for records in fetched.values():
+            out.extend(records)
+    raise AssertionError("the consumer never ran dry")
+
+
+@pytest.fixture
+def topic(log: pylog.Log) -> str:
+    log.create_topic("t", 2)
+    return "t"
+
+
+# ---------------------------------------------------------------------------------------------
+# config
+
+
+def test_defaults_are_kafka_pythons(log):
+    c = log.consumer()
+    cfg = c.config
+    assert (cfg.group_id, cfg.auto_offset_reset, cfg.enable_auto_commit) == (None, "latest", True)
+    assert (cfg.auto_commit_interval_ms, cfg.max_poll_records, cfg.session_timeout_ms) == (5000, 500, 45000)
+    assert (cfg.heartbeat_interval_ms, cfg.max_poll_interval_ms) == (3000, 300000)
+    assert cfg.partition_assignment_strategy == ("range", "roundrobin")
+    assert cfg.consumer_timeout_ms == math.inf
+    c.close()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"bootstrap_servers": "localhost:9092"},
+        {"auto_offset_reset": "oldest"},
+        {"max_poll_records": 0},
+        {"max_poll_records": "10"},
+        {"enable_auto_commit": "yes"},
+        {"group_id": ""},
+        {"group_id": 7},
+        {"group_instance_id": "i-1"},  # needs a group_id
+        {"partition_assignment_strategy": ["sticky-ish"]},
+        {"partition_assignment_strategy": []},
+        {"key_deserializer": 42},
+        {"consumer_timeout_ms": -1},
+        {"session_timeout_ms": 1000, "heartbeat_interval_ms": 1000},
+        {"auto_commit_interval_ms": True},
+    ],
+)
+def test_unknown_or_bad_config_is_refused(log, config):
+    with pytest.raises(InvalidConfigError) as e:
+        log.consumer(**config)
+    assert any(key in str(e.value) for key in config)
+
+
+def test_assignment_strategies_by_name_or_by_object(log):
+    class Named:
+        name = "cooperative-sticky"
+
+    c = log.consumer(group_id="g", partition_assignment_strategy=[Named, "range"])
+    assert c.config.partition_assignment_strategy == ("cooperative-sticky", "range")
+    c.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# assign + poll
+
+
+def test_poll_returns_kafka_python_consumer_records(log, topic):
+    produce(
+        log,
+        T0,
+        [b"v0", None, b"v2"],
+        keys=[b"k0", b"k1", None],
+        headers=[[("h", b"x"), ("\u00e9", None)], [], [("a", b"")]],
+        timestamps_ms=[TS, TS + 1, TS + 2],
+    )
+    c = log.consumer(auto_offset_reset="earliest")
+    c.assign([T0])
+    fetched = c.poll()
+    assert list(fetched) == [T0]
+    records = fetched[T0]
+    assert isinstance(records, list) and all(isinstance(r, ConsumerRecord) for r in records)
+    assert records[0] == ConsumerRecord(
+        "t", 0, -1, 0, TS, 0, b"k0", b"v0", [("h", b"x"), ("\u00e9", None)], None, 2, 2, 4
+    )
+    assert records[1] == ConsumerRecord("t", 0, -1, 1, TS + 1, 0, b"k1", None, [], None, 2, -1, -1)
+    assert records[2] == ConsumerRecord("t", 0, -1, 2, TS + 2, 0, None, b"v2", [("a", b"")], None, -1, 2, 1)
+    assert isinstance(records[0].headers, list) and isinstance(records[0].headers[0], tuple)
+    assert c.position(T0) == 3 and type(c.position(T0)) is int
+    assert c.poll() == {}
+    c.close()
+
+
+def test_max_records_caps_a_poll_inside_a_batch_and_the_next_poll_goes_on(log, topic):
+    produce(log, T0, [b"%d" % i for i in range(10)])
+    produce(log, T1, [b"%d" % i for i in range(4)])
+    c = log.consumer(auto_offset_reset="earliest", max_poll_records=3)
+    c.assign([T0, T1])
+    seen: dict[TopicPartition, list[int]] = {T0: [], T1: []}
+    polls = 0
+    while fetched := c.poll():
+        polls += 1
+        assert sum(len(v) for v in fetched.values()) <= 3
+        for tp, got in offsets(fetched).items():
+            seen[tp] += got
+    assert seen == {T0: list(range(10)), T1: list(range(4))}
+    assert polls >= 5
+    assert (c.position(T0), c.position(T1)) == (10, 4)
+    assert offsets(c.poll(max_records=1)) == {}
+    with pytest.raises(ValueError):
+        c.poll(max_records=0)
+    with pytest.raises(TypeError):
+        c.poll(max_records="1")
+    with pytest.raises(ValueError):
+        c.poll(timeout_ms=-1)
+    c.close()
+
+
+def test_positions_step_over_control_batches(log, topic):
+    """Transaction markers take offsets but are no records: positions move by the batch's next
+    offset, never by counting records (compaction gaps follow the same rule)."""
+    tlog = log._backend.partition_log(T0)
+    for batch, _ in transactional_log():
+        tlog.append_raw(batch)
+    end = tlog.end_offset
+    c = log.consumer(auto_offset_reset="earliest", max_poll_records=1)
+    c.assign([T0])
+    got = [r.offset for r in drain(c, max_polls=50)]
+    assert got == DATA_OFFSETS
+    assert c.position(T0) == end  # past the trailing commit marker
+    c.close()
+
+
+def test_reset_policies(log, topic):
+    produce(log, T0, [b"a", b"b"])
+    latest = log.consumer()
+    latest.assign([T0])
+    assert latest.position(T0) == 2
+    produce(log, T0, [b"c"])
+    assert offsets(latest.poll()) == {T0: [2]}
+    earliest = log.consumer(auto_offset_reset="earliest")
+    earliest.assign([T0])
+    assert offsets(earliest.poll()) == {T0: [0, 1, 2]}
+    none = log.consumer(auto_offset_reset="none")
+    none.assign([T0])
+    with pytest.raises(NoOffsetForPartitionError):
+        none.poll()
+    with pytest.raises(NoOffsetForPartitionError):
+        none.position(T0)
+    none.seek(T0, 1)
+    assert offsets(none.poll()) == {T0: [1, 2]}
+    for c in (latest, earliest, none):
+        c.close()
+
+
+@pytest.mark.parametrize("policy, expected", [("earliest", 0), ("latest", 3)])
+def test_a_position_past_the_end_follows_the_reset_policy(log, topic, policy, expected):
+    produce(log, T0, [b"a", b"b", b"c"])
+    c = log.consumer(auto_offset_reset=policy)
+    c.assign([T0])
+    c.seek(T0, 10)
+    fetched = c.poll()
+    assert offsets(fetched) == ({T0: [0, 1, 2]} if policy == "earliest" else {})
+    assert c.position(T0) == 3 if policy == "earliest" else expected
+    c.close()
+
+
+def test_a_position_out_of_range_with_policy_none_raises(log, topic):
+    produce(log, T0, [b"a"])
+    c = log.consumer(auto_offset_reset="none")
+    c.assign([T0])
+    c.seek(T0, 5)
+    with pytest.raises(OffsetOutOfRangeError) as e:
+        c.poll()
+    assert "t-0" in str(e.value) and not isinstance(e.value, NoOffsetForPartitionError)
+    assert c.position(T0) == 5  # unchanged: the caller decides
+    c.close()
+
+
+def test_a_position_below_the_log_start_follows_the_reset_policy(engine, log_dir):
+    """Records removed below the position (retention): earliest resets to the new log start,
+    none raises."""
+    with pylog.open(log_dir, engine=engine) as log:
+        log.create_topic("t", 1, {"segment.bytes": 200})
+        for i in range(6):
+            produce(log, T0, [b"x" * 40, b"y" * 40], timestamps_ms=[TS + i, TS + i])
+        assert len([n for n in os.listdir(log_dir / "t-0") if n.endswith(".log")]) > 2
+    # retention by hand, with the log closed: the two oldest segments go away
+    segments = sorted(n for n in os.listdir(log_dir / "t-0") if n.endswith(".log"))
+    for name in segments[:2]:
+        for suffix in (".log", ".index", ".timeindex"):
+            Path(log_dir / "t-0" / name.replace(".log", suffix)).unlink(missing_ok=True)
+    start = int(segments[2][:20])
+    with pylog.open(log_dir, engine=engine) as log:
+        c = log.consumer(auto_offset_reset="earliest")
+        c.assign([T0])
+        assert c.beginning_offsets([T0]) == {T0: start}
+        c.seek(T0, 0)
+        assert offsets(c.poll())[T0][0] == start
+        strict = log.consumer(auto_offset_reset="none")
+        strict.assign([T0])
+        strict.seek(T0, 1)
+        with pytest.raises(OffsetOutOfRangeError):
+            strict.poll()
+        c.close()
+        strict.close()
+
+
+def test_seek_and_seek_to_beginning_and_end(log, topic):
+    produce(log, T0, [b"%d" % i for i in range(5)])
+    produce(log, T1, [b"x"])
+    c = log.consumer(auto_offset_reset="earliest")
+    c.assign([T0, T1])
+    c.seek(T0, 3)
+    assert c.position(T0) == 3
+    assert offsets(c.poll()) == {T0: [3, 4], T1: [0]}
+    c.seek_to_beginning(T0)
+    assert c.position(T0) == 0 and c.position(T1) == 1
+    c.seek_to_end()
+    assert (c.position(T0), c.position(T1)) == (5, 1)
+    c.seek_to_beginning()
+    assert (c.position(T0), c.position(T1)) == (0, 0)
+    with pytest.raises(ValueError):
+        c.seek(T0, -1)
+    with pytest.raises(TypeError):
+        c.seek(("t", 0), 1)
+    c.close()
+
+
+def test_partitions_not_assigned_are_illegal_state(log, topic):
+    c = log.consumer(group_id="g")
+    c.assign([T0])
+    for call in (
+        lambda: c.position(T1),
+        lambda: c.seek(T1, 0),
+        lambda: c.seek_to_end(T1),
+        lambda: c.pause(T1),
+        lambda: c.commit({T1: OffsetAndMetadata(1, "", -1)}),
+    ):
+        with pytest.raises(IllegalStateError):
+            call()
+    c.close()
+
+
+def test_assign_replaces_and_keeps_positions_of_partitions_that_stay(log, topic):
+    produce(log, T0, [b"a", b"b"])
+    c = log.consumer(auto_offset_reset="earliest")
+    c.assign([T0])
+    c.poll()
+    c.assign([T0, T1])
+    assert c.assignment() == {T0, T1} and isinstance(c.assignment(), set)
+    assert c.position(T0) == 2
+    c.assign([T1])
+    assert c.assignment() == {T1}
+    c.assign([])
+    assert c.assignment() == set()
+    with pytest.raises(UnknownTopicOrPartitionError):
+        c.assign([TopicPartition("t", 2)])
+    with pytest.raises(UnknownTopicOrPartitionError):
+        c.assign([TopicPartition("nope", 0)])
+    with pytest.raises(TypeError):
+        c.assign([("t", 0)])
+    c.close()
+
+
+def test_pause_resume_paused(log, topic):
+    produce(log, T0, [b"a"])
+    produce(log, T1, [b"b"])
+    c = log.consumer(auto_offset_reset="earliest")
+    c.assign([T0, T1])
+    c.pause(T0)
+    assert c.paused() == {T0}
+    assert offsets(c.poll()) == {T1: [0]}
+    assert c.poll() == {}
+    c.resume(T0)
+    assert c.paused() == set()
+    assert offsets(c.poll()) == {T0: [0]}
+    c.close()
+
+
+def test_offsets_lookups_return_kafka_python_types(log, topic):
+    produce(log, T0, [b"a", b"b", b"c"], timestamps_ms=[TS, TS + 10, TS + 20])
+    c = log.consumer()
+    assert c.beginning_offsets([T0, T1]) == {T0: 0, T1: 0}
+    assert c.end_offsets([T0, T1]) == {T0: 3, T1: 0}
+    found = c.offsets_for_times({T0: TS + 5, T1: TS})
+    assert found == {T0: OffsetAndTimestamp(1, TS + 10, -1), T1: None}
+    assert isinstance(found[T0], OffsetAndTimestamp)
+    assert c.offsets_for_times({T0: TS + 21}) == {T0: None}
+    with pytest.raises(ValueError):
+        c.offsets_for_times({T0: -1})
+    with pytest.raises(UnknownTopicOrPartitionError):
+        c.end_offsets([TopicPartition("t", 9)])
+    c.close()
+
+
+def test_iteration_ends_after_consumer_timeout_and_moves_positions_per_record(log, topic):
+    produce(log, T0, [b"%d" % i for i in range(5)])
+    c = log.consumer(auto_offset_reset="earliest", consumer_timeout_ms=50)
+    c.assign([T0])
+    it = iter(c)
+    first = next(it)
+    assert first.offset == 0
+    assert c.position(T0) == 1  # only what was handed out
+    rest = [r.offset for r in it]
+    assert rest == [1, 2, 3, 4]
+    assert c.position(T0) == 5
+    assert list(c) == []
+    c.close()
+
+
+def test_iteration_position_steps_over_a_trailing_marker(log, topic):
+    tlog = log._backend.partition_log(T0)
+    for batch, _ in transactional_log():
+        tlog.append_raw(batch)
+    c = log.consumer(auto_offset_reset="earliest", consumer_timeout_ms=20)
+    c.assign([T0])
+    assert [r.offset for r in c] == DATA_OFFSETS
+    assert c.position(T0) == tlog.end_offset
+    c.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# deserializers
+
+
+def test_deserializers_callables_and_objects(log, topic):
+    produce(log, T0, [b"1", None], keys=[b"k", None], headers=[[("h", b"v")], []])
+
+    class Upper:
+        def deserialize(self, topic, headers, data):
+            return (topic, headers, None if data is None else data.upper())
+
+    c = log.consumer(
+        auto_offset_reset="earliest",
+        key_deserializer=Upper(),
+        value_deserializer=lambda b: None if b is None else int(b),
+    )
+    c.assign([T0])
+    records = c.poll()[T0]
+    assert [(r.key, r.value) for r in records] == [(("t", [("h", b"v")], b"K"), 1), (("t", [], None), None)]
+    assert [r.serialized_value_size for r in records] == [1, -1]
+    c.close()
+
+
+def test_a_failing_deserializer_names_the_record_and_keeps_the_position(log, topic):
+    produce(log, T0, [b"1", b"2", b"oops", b"4"])
+    c = log.consumer(auto_offset_reset="earliest", value_deserializer=lambda b: int(b))
+    c.assign([T0])
+    assert [r.value for r in c.poll()[T0]] == [1, 2]  # what came before the bad record
+    assert c.position(T0) == 2
+    for _ in range(2):  # a retry sees the same record again
+        with pytest.raises(SerializationError) as e:
+            c.poll()
+        assert "t-0" in str(e.value) and "offset 2" in str(e.value)
+        assert isinstance(e.value.__cause__, ValueError)
+        assert c.position(T0) == 2
+    c.seek(T0, 3)
+    assert [r.value for r in c.poll()[T0]] == [4]
+    c.close()
+
+
+def test_a_failing_key_deserializer_says_key(log, topic):
+    produce(log, T1, [b"v"], keys=[b"k"])
+    c = log.consumer(auto_offset_reset="earliest", key_deserializer=lambda b: 1 / 0)
+    c.assign([T1])
+    with pytest.raises(SerializationError, match=r"key deserializer.*t-1 at offset 0"):
+        c.poll()
+    c.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# modes, commits without a group, closing
+
+
+def test_poll_without_subscription_or_assignment_is_illegal_state(log):
+    c = log.consumer()
+    with pytest.raises(IllegalStateError):
+        c.poll()
+    c.close()
+
+
+def test_subscribe_without_a_group_takes_every_partition(log, topic):
+    produce(log, T0, [b"a"])
+    produce(log, T1, [b"b"])
+    c = log.consumer("t", auto_offset_reset="earliest")
+    assert c.subscription() == {"t"}
+    assert c.assignment() == {T0, T1}
+    assert sorted(r.value for r in drain(c)) == [b"a", b"b"]
+    with pytest.raises(IllegalStateError):
+        c.assign([T0])
+    c.unsubscribe()
+    assert c.subscription() is None and c.assignment() == set()
+    c.assign([T0])
+    with pytest.raises(IllegalStateError):
+        c.subscribe(["t"])
+    with pytest.raises(IllegalStateError):
+        c.unsubscribe() or c.subscribe(["t"], pattern="t.*")
+    with pytest.raises(ValueError):
+        c.subscribe()
+    c.close()
+
+
+def test_pattern_subscription_without_a_group(log, topic):
+    if not hasattr(log._backend, "list_topics"):
+        pytest.skip("the backend's list_topics comes with the topics work")
+    log.create_topic("t2", 1)
+    log.create_topic("other", 1)
+    c = log.consumer()
+    c.subscribe(pattern="t.*")
+    assert c.subscription() == {"t", "t2"}
+    assert c.assignment() == {T0, T1, TopicPartition("t2", 0)}
+    c.close()
+
+
+def test_commits_need_a_group_id(log, topic):
+    c = log.consumer()
+    c.assign([T0])
+    for call in (c.commit, c.commit_async, lambda: c.committed(T0)):
+        with pytest.raises(InvalidGroupIdError):
+            call()
+    c.close()
+
+
+def test_a_closed_consumer_refuses_everything(log, topic):
+    c = log.consumer(group_id="g")
+    c.assign([T0])
+    c.close(autocommit=False)
+    c.close()  # idempotent
+    for call in (
+        c.poll,
+        lambda: c.position(T0),
+        lambda: c.seek(T0, 0),
+        c.assignment,
+        c.commit,
+        lambda: c.assign([T0]),
+        lambda: c.subscribe(["t"]),
+        lambda: c.end_offsets([T0]),
+        c.poll_columns,
+    ):
+        with pytest.raises(ClientClosedError):
+            call()
+    assert list(c) == []
+
+
+def test_the_log_stays_usable_after_bad_calls(log, topic):
+    c = log.consumer(auto_offset_reset="earliest")
+    with pytest.raises(UnknownTopicOrPartitionError):
+        c.assign([TopicPartition("missing", 0)])
+    produce(log, T0, [b"a"])
+    c.assign([T0])
+    assert offsets(c.poll()) == {T0: [0]}
+    c.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# both engines agree
+
+
+def scenario(path: Path, engine: str) -> list:
+    """Appends across segment rolls, markers and two partitions, then polls with small caps."""
+    with pylog.open(path, engine=engine) as log:
+        log.create_topic("t", 2, {"segment.bytes": 300})
+        for i in range(12):
+            produce(
+                log,
+                T0,
+                [b"a%d" % i] * (1 + i % 3),
+                keys=[b"k"] * (1 + i % 3),
+                timestamps_ms=[TS + i] * (1 + i % 3),
+            )
+            if i % 4 == 0:
+                log._backend.partition_log(T1).append_raw(transactional_log()[1][0])
+            produce(log, T1, [b"b%d" % i], headers=[[("n", b"%d" % i)]], timestamps_ms=[TS + i])
+        c = log.consumer(auto_offset_reset="earliest", max_poll_records=4)
+        c.assign([T0, T1])
+        polls = []
+        while fetched := c.poll():
+            polls.append({tp: [tuple(r) for r in records] for tp, records in fetched.items()})
+        polls.append((c.position(T0), c.position(T1)))
+        c.seek(T0, 5)
+        polls.append(offsets(c.poll(max_records=3)))
+        c.close()
+        return polls
+
+
+def test_both_engines_return_the_same_polls(tmp_path):
+    native = scenario(tmp_path / "n", "native")
+    reference = scenario(tmp_path / "r", "reference")
+    assert native == reference
+    assert len(native) > 5
+
+
+def test_a_native_directory_reads_the_same_with_the_reference_engine(tmp_path):
+    scenario(tmp_path / "n", "native")
+    shutil.copytree(tmp_path / "n", tmp_path / "copy")
+    with pylog.open(tmp_path / "copy", engine="reference") as log:
+        c = log.consumer(auto_offset_reset="earliest")
+        c.assign([T0, T1])
+        got = drain(c)
+        assert {r.partition for r in got} == {0, 1}
+        c.close()
