@@ -37,6 +37,12 @@ partition, when given); a closed producer → ``ClientClosedError``; an unknown 
 ``UnknownTopicOrPartitionError``. Errors of a batch (too large, topic deleted, disk full) reach
 its records' futures only.
 
+Futures: ``send`` returns a ``pylog.FutureRecordMetadata`` (pure-Python core, reference engine, or
+when serializers or a user partitioner are set), or on the native engine its Rust twin
+``pylog._native.RecordFuture``: the same kafka-python API and the same outcome rule
+(``pylog.future.record_outcome``); without serializers ``Producer.send`` *is* the Rust
+accumulator's ``send`` (no Python frame per record).
+
 Thread-safety: one producer may be shared by any number of threads (as kafka-python's).
 """
 
