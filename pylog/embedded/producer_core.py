@@ -6,6 +6,13 @@ RecordAccumulator.java and Sender.java) without a network: records are partition
 engine as ONE ``append`` (one RecordBatch v2) when it holds ``batch_size`` bytes, when it has
 lingered ``linger_ms``, on ``flush()`` and on ``close()``.
 
+Two accumulators, one writer: on the native engine (and without a user partitioner) the
+per-record half — argument checks, partitioner, open batches, futures — is the Rust
+``pylog._native.NativeAccumulator`` (native/src/python/producer.rs), which hands closed batches
+back here (``take_closed``); otherwise the pure-Python one below does the same, by the same rules
+and size estimate (tests/api/test_producer_cores.py holds them to the same partitions, offsets and
+batch cuts). Everything from a closed batch on is this module's, for both.
+
 Who writes a batch:
 - a batch filled by ``send`` (or a ``send_batch`` list) is written by the sending thread at once
   (no thread hand-off on the busy path);
@@ -435,9 +442,11 @@ class ProducerCore:
         return parts
 
     def _drive_native(self, result: ProduceResult) -> None:
-        assert self._native is not None
+        native = self._native
+        if native is None:  # closed
+            return
         with self._lock:
-            if self._native.close_if_due(result, time.monotonic()):
+            if native.close_if_due(result, time.monotonic()):
                 self._take_native_closed()
         self._drive_result(result)
 
@@ -712,6 +721,11 @@ class ProducerCore:
             result.fail(KafkaTimeoutError("the producer was closed before the record was written"))
         if threading.current_thread() is not self._sender:
             self._sender.join(timeout)
+        # why: the Rust accumulator holds this core's bound methods and the core holds it; the
+        # cyclic GC cannot see references held in Rust, so the cycle is broken here
+        with self._lock:
+            self._native = None
+            self.native_send = None
 
     @property
     def closed(self) -> bool:
