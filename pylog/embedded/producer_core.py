@@ -172,6 +172,8 @@ class ProducerCore:
         self._to_sync: list[tuple[_Batch, Any, int, list[tuple[int, int, int, int]], dict | None]] = []
         self._closed = False
         self._stopping = False
+        #: the group commits of the logs this producer synced (acks=all)
+        self._synced_commits: weakref.WeakSet[group_commit.GroupCommit] = weakref.WeakSet()
         #: the Rust accumulator (native engine, Kafka's partitioner): then ``native_send`` is the
         #: per-record path and the Python ``send`` below serves only the reference engine
         self._native = None
@@ -445,6 +447,7 @@ class ProducerCore:
         native = self._native
         if native is None:  # closed
             return
+        self._await_running_syncs()
         with self._lock:
             if native.close_if_due(result, time.monotonic()):
                 self._take_native_closed()
@@ -615,7 +618,9 @@ class ProducerCore:
         failures: dict[int, BaseException] = {}
         for key, (log, end) in ends.items():
             try:
-                group_commit.for_log(log).wait_durable(end)
+                commit = group_commit.for_log(log)
+                self._synced_commits.add(commit)
+                commit.wait_durable(end)
             except BaseException as error:
                 failures[key] = error
         for batch, log, _end, segments, errors in items:
@@ -631,6 +636,8 @@ class ProducerCore:
         rather than waiting for the background thread. With many waiting threads this is what
         shares one fsync among them."""
         part = batch.part
+        if not batch.closed:
+            self._await_running_syncs()
         with self._lock:
             if not batch.closed:
                 if batch.deadline > time.monotonic():
@@ -640,6 +647,13 @@ class ProducerCore:
                     return
                 self._close_batch(batch, topic_state)
         self._drive_result(batch.result)
+
+    def _await_running_syncs(self) -> None:
+        """acks=all: let a running fsync finish before a waiter closes its due batch (see
+        ``GroupCommit.wait_idle``)."""
+        if self._acks_all:
+            for commit in list(self._synced_commits):
+                commit.wait_idle()
 
     def _drive_result(self, result: ProduceResult) -> None:
         """The closed batch of ``result``: write it here if queued, or sync it here if it waits
