@@ -31,6 +31,11 @@ kafka-python program ports without edits; they have no meaning in-process.
 ``transactional_id`` other than None is refused (no transactions yet). Any other key, and a bad
 value for a key above, raises ``InvalidConfigError``.
 
+A record with neither key nor value is accepted, as Kafka's Java producer does (kafka-python
+refuses it). An unknown topic is created on first send when the log auto-creates topics, else
+``send`` raises ``UnknownTopicOrPartitionError`` at once (Kafka's producer would wait
+``max_block_ms`` for the metadata).
+
 Errors (all ``pylog.errors``): a key/value/header of the wrong type → ``TypeError``; a serializer
 that raises or returns something other than bytes → ``SerializationError`` naming the topic (and
 partition, when given); a closed producer → ``ClientClosedError``; an unknown partition →
