@@ -603,3 +603,17 @@ def test_bad_and_unknown_topics(log: pylog.Log, log_dir: Path, engine: str) -> N
             producer.send("absent", b"v")
         assert producer.send("fine", b"v").get(timeout=10).offset == 1
     assert "absent" not in log.list_topics()
+
+
+def test_callback_may_send_and_flush(log: pylog.Log) -> None:
+    with log.producer(acks=1, linger_ms=60_000) as producer:
+        chained: list[Any] = []
+
+        def on_sent(meta: Any) -> None:
+            chained.append(producer.send("t", b"from-callback"))
+            producer.flush()
+
+        producer.send("t", b"first").add_callback(on_sent)
+        producer.flush()
+        assert chained[0].get(timeout=0).offset == 1
+    assert [r.value for r in read_back(log, "t")] == [b"first", b"from-callback"]
