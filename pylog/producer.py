@@ -345,7 +345,8 @@ class Producer:
     ) -> FutureBatchMetadata:
         """Hand whole columns to the engine (no serializers, no object per record): ``values`` (and
         ``keys``, ``headers``, ``timestamps_ms``) as the engine's ``append`` takes them — sequences
-        of bytes-like or None, timestamps as ints or an int64 numpy array. The records go to
+        of bytes-like or None (a 2-D ``uint8`` numpy array is a sequence of fixed-width rows),
+        timestamps as ints or an integer numpy array; they are not copied or converted here. The records go to
         ``partition``, else (no keys) to the sticky partition, else to each key's partition.
         Returns a future of a list of ``BatchMetadata(topic, partition, base_offset, count,
         timestamp)``: the records of each batch got ``base_offset .. base_offset + count - 1``, in
