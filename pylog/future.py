@@ -203,10 +203,7 @@ class _Future:
         callback, arg = (on_success, value) if error is None else (on_error, error)
         if callback is None:
             return
-        try:
-            callback(arg)
-        except Exception:
-            _log.exception("a producer future's callback raised")
+        run_callback(callback, arg)
 
 
 class FutureRecordMetadata(_Future):
@@ -232,31 +229,42 @@ class FutureRecordMetadata(_Future):
         self._header_size = header_size
 
     def _compute(self) -> tuple[Any, BaseException | None]:
-        result = self._result
-        if result.error is not None:
-            return None, result.error
-        if result.record_errors is not None and self._index in result.record_errors:
-            return None, result.record_errors[self._index]
-        offset, fill_ts, append_ts = result.locate(self._index)
-        if append_ts >= 0:
-            timestamp = append_ts
-        else:
-            timestamp = fill_ts if self._timestamp_ms is None else self._timestamp_ms
-        tp = result.tp
-        return (
-            RecordMetadata(
-                tp.topic,
-                tp.partition,
-                tp,
-                offset,
-                timestamp,
-                None,
-                self._key_size,
-                self._value_size,
-                self._header_size,
-            ),
-            None,
+        return record_outcome(
+            self._result, self._index, self._timestamp_ms, self._key_size, self._value_size, self._header_size
         )
+
+
+def record_outcome(
+    result: ProduceResult,
+    index: int,
+    timestamp_ms: int | None,
+    key_size: int,
+    value_size: int,
+    header_size: int,
+) -> tuple[RecordMetadata | None, BaseException | None]:
+    """``(metadata, None)`` or ``(None, error)`` of record ``index`` of a completed batch: the one
+    rule both future types use (this class and the Rust ``pylog._native.RecordFuture``)."""
+    if result.error is not None:
+        return None, result.error
+    if result.record_errors is not None and index in result.record_errors:
+        return None, result.record_errors[index]
+    offset, fill_ts, append_ts = result.locate(index)
+    timestamp = append_ts if append_ts >= 0 else fill_ts if timestamp_ms is None else timestamp_ms
+    tp = result.tp
+    return (
+        RecordMetadata(
+            tp.topic, tp.partition, tp, offset, timestamp, None, key_size, value_size, header_size
+        ),
+        None,
+    )
+
+
+def run_callback(callback: Callable[[Any], Any], arg: Any) -> None:
+    """Run a future's callback; one that raises is logged, as kafka-python does."""
+    try:
+        callback(arg)
+    except Exception:
+        _log.exception("a producer future's callback raised")
 
 
 class FutureBatchMetadata(_Future):

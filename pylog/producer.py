@@ -31,11 +31,22 @@ kafka-python program ports without edits; they have no meaning in-process.
 ``transactional_id`` other than None is refused (no transactions yet). Any other key, and a bad
 value for a key above, raises ``InvalidConfigError``.
 
+A record with neither key nor value is accepted, as Kafka's Java producer does (kafka-python
+refuses it). An unknown topic is created on first send when the log auto-creates topics, else
+``send`` raises ``UnknownTopicOrPartitionError`` at once (Kafka's producer would wait
+``max_block_ms`` for the metadata).
+
 Errors (all ``pylog.errors``): a key/value/header of the wrong type → ``TypeError``; a serializer
 that raises or returns something other than bytes → ``SerializationError`` naming the topic (and
 partition, when given); a closed producer → ``ClientClosedError``; an unknown partition →
 ``UnknownTopicOrPartitionError``. Errors of a batch (too large, topic deleted, disk full) reach
 its records' futures only.
+
+Futures: ``send`` returns a ``pylog.FutureRecordMetadata`` (pure-Python core, reference engine, or
+when serializers or a user partitioner are set), or on the native engine its Rust twin
+``pylog._native.RecordFuture``: the same kafka-python API and the same outcome rule
+(``pylog.future.record_outcome``); without serializers ``Producer.send`` *is* the Rust
+accumulator's ``send`` (no Python frame per record).
 
 Thread-safety: one producer may be shared by any number of threads (as kafka-python's).
 """
@@ -121,6 +132,8 @@ class ProducerConfig:
     enable_idempotence: bool = True
     #: seed of the sticky partitioner's random choices (tests compare cores with it); not kafka-python's
     sticky_seed: int | None = None
+    #: use the pure-Python accumulator even on the native engine (the differential tests); not kafka-python's
+    python_core: bool = False
 
     @classmethod
     def from_kwargs(cls, config: dict[str, Any]) -> ProducerConfig:
@@ -213,6 +226,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "client_id": _optional_str,
     "enable_idempotence": _bool,
     "sticky_seed": _seed,
+    "python_core": _bool,
 }
 
 
@@ -268,6 +282,11 @@ class Producer:
         self._value_serializer = _wrap_serializer(self.config.value_serializer)
         self._core = backend.producer_core(self.config)
         self._closed = False
+        native_send = getattr(self._core, "native_send", None)
+        if native_send is not None and self._key_serializer is None and self._value_serializer is None:
+            # why: without serializers there is nothing to do in Python per record; the Rust
+            # accumulator checks the arguments the same way (same errors) and accumulates
+            self.send = native_send  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -326,7 +345,8 @@ class Producer:
     ) -> FutureBatchMetadata:
         """Hand whole columns to the engine (no serializers, no object per record): ``values`` (and
         ``keys``, ``headers``, ``timestamps_ms``) as the engine's ``append`` takes them — sequences
-        of bytes-like or None, timestamps as ints or an int64 numpy array. The records go to
+        of bytes-like or None (a 2-D ``uint8`` numpy array is a sequence of fixed-width rows),
+        timestamps as ints or an integer numpy array; they are not copied or converted here. The records go to
         ``partition``, else (no keys) to the sticky partition, else to each key's partition.
         Returns a future of a list of ``BatchMetadata(topic, partition, base_offset, count,
         timestamp)``: the records of each batch got ``base_offset .. base_offset + count - 1``, in
@@ -377,6 +397,7 @@ class Producer:
             return
         self._closed = True
         self._core.close(timeout)
+        self.__dict__.pop("send", None)  # the closed check of the Python send applies again
 
     def partitions_for(self, topic: str) -> set[int]:
         """The partition ids of ``topic`` (auto-created when the log allows it), as kafka-python."""

@@ -6,6 +6,13 @@ RecordAccumulator.java and Sender.java) without a network: records are partition
 engine as ONE ``append`` (one RecordBatch v2) when it holds ``batch_size`` bytes, when it has
 lingered ``linger_ms``, on ``flush()`` and on ``close()``.
 
+Two accumulators, one writer: on the native engine (and without a user partitioner) the
+per-record half — argument checks, partitioner, open batches, futures — is the Rust
+``pylog._native.NativeAccumulator`` (native/src/python/producer.rs), which hands closed batches
+back here (``take_closed``); otherwise the pure-Python one below does the same, by the same rules
+and size estimate (tests/api/test_producer_cores.py holds them to the same partitions, offsets and
+batch cuts). Everything from a closed batch on is this module's, for both.
+
 Who writes a batch:
 - a batch filled by ``send`` (or a ``send_batch`` list) is written by the sending thread at once
   (no thread hand-off on the busy path);
@@ -69,12 +76,16 @@ from pylog.future import (
     FutureRecordMetadata,
     ProduceResult,
     failed_record_future,
+    record_outcome,
+    run_callback,
 )
 from pylog.types import TopicPartition
 
-try:  # the Rust hash when the extension is there (same results: tests/test_partitioner.py)
+try:  # the Rust hash and accumulator when the extension is there
+    from pylog._native import NativeAccumulator
     from pylog._native import partition_for_key as _native_partition_for_key
 except ImportError:  # pragma: no cover - exercised only without the extension
+    NativeAccumulator = None
     _native_partition_for_key = None
 
 #: bytes of a RecordBatch v2 header (DefaultRecordBatch.RECORD_BATCH_OVERHEAD)
@@ -102,7 +113,7 @@ class _Batch:
         "values",
     )
 
-    def __init__(self, part: _Partition, deadline: float):
+    def __init__(self, part: _Partition, deadline: float, result: ProduceResult | None = None):
         self.part = part
         self.values: list[Any] = []
         self.keys: list[Any] | None = None
@@ -111,7 +122,7 @@ class _Batch:
         self.size = BATCH_OVERHEAD
         self.deadline = deadline
         self.closed = False
-        self.result = ProduceResult(part.tp)
+        self.result = ProduceResult(part.tp) if result is None else result
 
 
 class _Partition:
@@ -161,6 +172,35 @@ class ProducerCore:
         self._to_sync: list[tuple[_Batch, Any, int, list[tuple[int, int, int, int]], dict | None]] = []
         self._closed = False
         self._stopping = False
+        #: the group commits of the logs this producer synced (acks=all)
+        self._synced_commits: weakref.WeakSet[group_commit.GroupCommit] = weakref.WeakSet()
+        #: the Rust accumulator (native engine, Kafka's partitioner): then ``native_send`` is the
+        #: per-record path and the Python ``send`` below serves only the reference engine
+        self._native = None
+        if (
+            NativeAccumulator is not None
+            and getattr(backend, "engine", None) != "reference"
+            and self._user_partitioner is None
+            and not getattr(config, "python_core", False)
+        ):
+            seed = getattr(config, "sticky_seed", None)
+            self._native = NativeAccumulator(
+                self._batch_size,
+                self._max_request_size,
+                self._linger_s,
+                random.getrandbits(64) if seed is None else seed & (2**64 - 1),
+                self._native_topic,
+                self._native_result,
+                self._native_wake,
+                self._native_full,
+                self._native_too_large,
+                time.monotonic,
+                record_outcome,
+                run_callback,
+                UnknownTopicOrPartitionError,
+                ClientClosedError,
+            )
+        self.native_send = self._native.send if self._native is not None else None
         self._sender = threading.Thread(target=_sender_main, args=(weakref.ref(self),), daemon=True)
         self._sender.name = "pylog-producer"
         self._sender.start()
@@ -219,18 +259,29 @@ class ProducerCore:
                 key_size,
                 value_size,
             )
-        full: _Batch | None = None
+        full: list[_Batch] = []
         with self._lock:
             if self._closed:
                 raise ClientClosedError("the producer is closed")
-            if partition is None:
+            sticky = partition is None
+            if sticky:
                 partition = self._sticky.partition(topic, count)
             part = topic_state.parts[partition]
             batch = part.open
             if batch is not None and batch.size + size > self._batch_size and batch.values:
                 self._close_batch(batch, topic_state)
-                full = batch
+                full.append(batch)
                 batch = None
+                if sticky:
+                    # why: the record that would open a new batch goes to the next sticky
+                    # partition instead (KafkaProducer's abortOnNewBatch, KIP-480)
+                    partition = self._sticky.partition(topic, count)
+                    part = topic_state.parts[partition]
+                    batch = part.open
+                    if batch is not None and batch.size + size > self._batch_size and batch.values:
+                        self._close_batch(batch, topic_state)
+                        full.append(batch)
+                        batch = None
             if batch is None:
                 batch = part.open = _Batch(part, time.monotonic() + self._linger_s)
                 batch.result.driver = functools.partial(self._drive, batch)
@@ -255,12 +306,12 @@ class ProducerCore:
             batch.size += size
             if batch.size >= self._batch_size:
                 self._close_batch(batch, topic_state)
-                full = full or batch
+                full.append(batch)
             future = FutureRecordMetadata(
                 batch.result, index, timestamp_ms, key_size, value_size, header_size
             )
-        if full is not None:
-            self._write_queued(full.part, sync_here=False)
+        for closed in full:
+            self._write_queued(closed.part, sync_here=False)
         return future
 
     def send_batch(
@@ -315,17 +366,25 @@ class ProducerCore:
                 raise ClientClosedError("the producer is closed")
             for p, vals, ks, hs, ts in groups:
                 if p is None:
-                    p = self._sticky.partition(topic, topic_state.count)
+                    if self._native is not None:
+                        p = self._native.sticky_partition(topic)
+                    else:
+                        p = self._sticky.partition(topic, topic_state.count)
                 part = topic_state.parts[p]
                 if part.open is not None:
                     self._close_batch(part.open, topic_state)
+                if self._native is not None and self._native.close_partition(topic, p):
+                    self._take_native_closed()
                 batch = _Batch(part, 0.0)
                 batch.values = vals  # type: ignore[assignment]  # why: handed to the engine as given
                 batch.keys, batch.headers, batch.timestamps = ks, hs, ts  # type: ignore[assignment]
                 batch.closed = True
                 part.queue.append(batch)
                 self._incomplete.add(batch.result)
-                self._sticky.batch_completed(topic, p, topic_state.count)
+                if self._native is not None:
+                    self._native.batch_completed(topic, p)
+                else:
+                    self._sticky.batch_completed(topic, p, topic_state.count)
                 results.append((batch.result, len(vals)))
                 parts.append(part)
         for part in parts:
@@ -333,6 +392,66 @@ class ProducerCore:
         if len(results) == 1:
             return FutureBatchMetadata(results[0][0], count)
         return _combined_batch_future(topic, results)
+
+    # --- the Rust accumulator's hooks (called by NativeAccumulator, never under its lock) ------
+
+    def _native_topic(self, topic: str) -> list[TopicPartition]:
+        return [part.tp for part in (self._topics.get(topic) or self._topic(topic)).parts]
+
+    def _native_result(self) -> ProduceResult:
+        result = ProduceResult(_UNASSIGNED)
+        result.driver = functools.partial(self._drive_native, result)
+        return result
+
+    def _native_wake(self) -> None:
+        with self._lock:
+            self._wake.notify()
+
+    def _native_full(self) -> None:
+        with self._lock:
+            parts = self._take_native_closed()
+        for part in parts:
+            self._write_queued(part, sync_here=False)
+
+    def _native_too_large(self, topic: str, partition: int, key_size: int, value_size: int, size: int) -> Any:
+        return failed_record_future(
+            TopicPartition(topic, partition),
+            RecordTooLargeError(
+                f"a record of {size} bytes for {topic!r} is larger than max_request_size = {self._max_request_size}"
+            ),
+            key_size,
+            value_size,
+        )
+
+    def _take_native_closed(self) -> list[_Partition]:
+        """Under the lock: queue the batches the Rust accumulator closed, in its order."""
+        if self._native is None:
+            return []
+        parts: list[_Partition] = []
+        for topic, partition, values, keys, headers, timestamps, result in self._native.take_closed():
+            topic_state = self._topics.get(topic)
+            if topic_state is None or partition >= topic_state.count:  # forgotten meanwhile
+                topic_state = self._topics.setdefault(topic, _Topic(topic, partition + 1))
+            part = topic_state.parts[partition]
+            result.tp = part.tp
+            batch = _Batch(part, 0.0, result)
+            batch.values, batch.keys, batch.headers, batch.timestamps = values, keys, headers, timestamps
+            batch.closed = True
+            part.queue.append(batch)
+            self._incomplete.add(result)
+            if part not in parts:
+                parts.append(part)
+        return parts
+
+    def _drive_native(self, result: ProduceResult) -> None:
+        native = self._native
+        if native is None:  # closed
+            return
+        self._await_running_syncs()
+        with self._lock:
+            if native.close_if_due(result, time.monotonic()):
+                self._take_native_closed()
+        self._drive_result(result)
 
     def partitions_for(self, topic: str) -> set[int]:
         return set(range((self._topics.get(topic) or self._topic(topic)).count))
@@ -473,8 +592,11 @@ class ProducerCore:
         return error
 
     def _forget_topic(self, topic: str) -> None:
+        if self._native is not None:
+            self._native.forget_topic(topic)
         with self._lock:
             self._topics.pop(topic, None)
+            self._take_native_closed()
 
     def _finish(self, batch: _Batch, segments: list, errors: dict | None) -> None:
         batch.result.complete(segments, errors)
@@ -496,7 +618,9 @@ class ProducerCore:
         failures: dict[int, BaseException] = {}
         for key, (log, end) in ends.items():
             try:
-                group_commit.for_log(log).wait_durable(end)
+                commit = group_commit.for_log(log)
+                self._synced_commits.add(commit)
+                commit.wait_durable(end)
             except BaseException as error:
                 failures[key] = error
         for batch, log, _end, segments, errors in items:
@@ -512,6 +636,8 @@ class ProducerCore:
         rather than waiting for the background thread. With many waiting threads this is what
         shares one fsync among them."""
         part = batch.part
+        if not batch.closed:
+            self._await_running_syncs()
         with self._lock:
             if not batch.closed:
                 if batch.deadline > time.monotonic():
@@ -520,14 +646,34 @@ class ProducerCore:
                 if topic_state is None:
                     return
                 self._close_batch(batch, topic_state)
-            queued = batch in part.queue
-            item = None
-            if not queued:
-                for i, candidate in enumerate(self._to_sync):
-                    if candidate[0] is batch:
+        self._drive_result(batch.result)
+
+    def _await_running_syncs(self) -> None:
+        """acks=all: let a running fsync finish before a waiter closes its due batch (see
+        ``GroupCommit.wait_idle``)."""
+        if self._acks_all:
+            for commit in list(self._synced_commits):
+                commit.wait_idle()
+
+    def _drive_result(self, result: ProduceResult) -> None:
+        """The closed batch of ``result``: write it here if queued, or sync it here if it waits
+        for the background thread's group commit."""
+        part = None
+        item = None
+        with self._lock:
+            for topic_state in self._topics.values():
+                for candidate in topic_state.parts:
+                    if any(b.result is result for b in candidate.queue):
+                        part = candidate
+                        break
+                if part is not None:
+                    break
+            if part is None:
+                for i, waiting in enumerate(self._to_sync):
+                    if waiting[0].result is result:
                         item = self._to_sync.pop(i)
                         break
-        if queued:
+        if part is not None:
             self._write_queued(part, sync_here=True)
         elif item is not None:
             self._sync_and_finish([item])
@@ -540,8 +686,8 @@ class ProducerCore:
         ``timeout`` seconds pass first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            waiting = list(self._incomplete)
             parts = self._close_all_open()
+            waiting = list(self._incomplete)
         for part in parts:
             self._write_queued_syncing(part)
         for result in waiting:
@@ -558,6 +704,9 @@ class ProducerCore:
     def _close_all_open(self) -> list[_Partition]:
         """Under the lock: close every open batch; the partitions with queued batches."""
         parts = []
+        if self._native is not None:
+            self._native.close_all()
+            self._take_native_closed()
         for topic_state in self._topics.values():
             for part in topic_state.parts:
                 if part.open is not None:
@@ -573,6 +722,8 @@ class ProducerCore:
         with self._lock:
             if self._closed:
                 return
+        if self._native is not None:
+            self._native.shut()
         with contextlib.suppress(KafkaTimeoutError):
             self.flush(timeout)
         with self._lock:
@@ -584,6 +735,11 @@ class ProducerCore:
             result.fail(KafkaTimeoutError("the producer was closed before the record was written"))
         if threading.current_thread() is not self._sender:
             self._sender.join(timeout)
+        # why: the Rust accumulator holds this core's bound methods and the core holds it; the
+        # cyclic GC cannot see references held in Rust, so the cycle is broken here
+        with self._lock:
+            self._native = None
+            self.native_send = None
 
     @property
     def closed(self) -> bool:
@@ -606,15 +762,28 @@ class ProducerCore:
                     if not batch.closed:
                         self._close_batch(batch, self._topics.get(batch.part.tp.topic) or _Topic("", 0))
                         expired.append(batch.part)
+                next_deadline = lingering[0].deadline if lingering else None
+                if self._native is not None:
+                    native_deadline = self._native.close_expired(now)
+                    for part in self._take_native_closed():
+                        if part not in expired:
+                            expired.append(part)
+                    if native_deadline is not None and (
+                        next_deadline is None or native_deadline < next_deadline
+                    ):
+                        next_deadline = native_deadline
                 to_sync, self._to_sync = self._to_sync, []
                 if expired or to_sync:
                     break
-                self._wake.wait(lingering[0].deadline - now if lingering else None)
+                self._wake.wait(None if next_deadline is None else max(next_deadline - now, 0.0))
         for part in expired:
             self._write_queued(part, sync_here=False)
         if to_sync:
             self._sync_and_finish(to_sync)
         return True
+
+
+_UNASSIGNED = TopicPartition("", -1)  # a spare result's partition until its batch closes
 
 
 def _stamped_time(log: Any, base_offset: int) -> int:

@@ -531,3 +531,89 @@ def test_records_decode_in_kafka_format(log: pylog.Log, engine: str) -> None:
     plog = log._backend.partition_log(TopicPartition("t", 0))
     [record] = decode_records(plog.read(0, 1 << 20), engine=engine)
     assert (record.key, record.value) == (b"k", b"v")
+
+
+def test_deleted_topic_fails_its_pending_records(log: pylog.Log) -> None:
+    log.create_topic("gone", partitions=2)
+    with log.producer(acks=1, linger_ms=60_000) as producer:
+        first = producer.send("gone", b"a", partition=0)
+        producer.flush()
+        assert first.get().offset == 0
+        pending = [producer.send("gone", b"b", partition=p) for p in (0, 1)]
+        elsewhere = producer.send("t", b"ok")
+        log.delete_topic("gone")
+        producer.flush()
+        for future in pending:
+            assert future.failed()
+            assert isinstance(future.exception, UnknownTopicOrPartitionError)
+        assert elsewhere.get().offset == 0
+        # the log stays usable: the next send creates the topic again (auto-creation), from offset 0
+        again = producer.send("gone", b"c")
+        producer.flush()
+        assert again.get().offset == 0
+    assert "gone" in log.list_topics()
+
+
+def test_threads_sharing_a_producer_keep_per_partition_order(log: pylog.Log) -> None:
+    log.create_topic("shared", partitions=3)
+    threads_n, per_thread = 4, 1500
+    with log.producer(acks=1, batch_size=3000) as producer:
+        futures: dict[int, list[Any]] = {}
+
+        def work(t: int) -> None:
+            futures[t] = [
+                producer.send("shared", b"%d:%d" % (t, i), key=b"k%d" % (i % 7)) for i in range(per_thread)
+            ]
+
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+        producer.flush()
+        metas = {t: [f.get(timeout=0) for f in fs] for t, fs in futures.items()}
+    seen = set()
+    for ms in metas.values():
+        per_partition: dict[int, list[int]] = {}
+        for m in ms:
+            per_partition.setdefault(m.partition, []).append(m.offset)
+            seen.add((m.partition, m.offset))
+        assert all(offsets == sorted(offsets) for offsets in per_partition.values())  # send order kept
+    assert len(seen) == threads_n * per_thread
+    stored = {p: read_back(log, "shared", p) for p in range(3)}
+    assert sum(len(r) for r in stored.values()) == threads_n * per_thread
+    for t, ms in metas.items():
+        for i, m in enumerate(ms):
+            assert stored[m.partition][m.offset].value == b"%d:%d" % (t, i)
+
+
+def test_bad_and_unknown_topics(log: pylog.Log, log_dir: Path, engine: str) -> None:
+    from pylog.errors import InvalidTopicError
+
+    with log.producer(acks=1) as producer:
+        for name in ("bad/name", "..", "x" * 250, ""):
+            with pytest.raises(InvalidTopicError):
+                producer.send(name, b"v")
+        assert producer.send("fine", None, key=None).get(timeout=10).serialized_value_size == -1
+    with (
+        pylog.open(log_dir, engine=engine, auto_create_topics=False) as strict,
+        strict.producer() as producer,
+    ):
+        with pytest.raises(UnknownTopicOrPartitionError):
+            producer.send("absent", b"v")
+        assert producer.send("fine", b"v").get(timeout=10).offset == 1
+    assert "absent" not in log.list_topics()
+
+
+def test_callback_may_send_and_flush(log: pylog.Log) -> None:
+    with log.producer(acks=1, linger_ms=60_000) as producer:
+        chained: list[Any] = []
+
+        def on_sent(meta: Any) -> None:
+            chained.append(producer.send("t", b"from-callback"))
+            producer.flush()
+
+        producer.send("t", b"first").add_callback(on_sent)
+        producer.flush()
+        assert chained[0].get(timeout=0).offset == 1
+    assert [r.value for r in read_back(log, "t")] == [b"first", b"from-callback"]
