@@ -43,9 +43,13 @@ def wait_for_members(log: pylog.Log, count: int, timeout_s: float = 60) -> None:
     """Wait until ``count`` members own the group's partitions (an example may poll; tests may not)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        group = log.describe_group(GROUP)
-        if group.state == "Stable" and len(group.members) == count:
-            return
+        try:
+            group = log.describe_group(GROUP)
+        except pylog.errors.GroupIdNotFoundError:
+            pass  # no member has joined yet
+        else:
+            if group.state == "Stable" and len(group.members) == count:
+                return
         time.sleep(0.02)
     raise SystemExit(f"the group did not reach {count} members")
 
@@ -59,14 +63,18 @@ def main(directory: str) -> dict[str, int]:
             )
             for name in ("a", "b")
         ]
-        wait_for_members(log, 2)  # so that both share the work below
-        with log.producer() as producer:
-            for i in range(RECORDS):
-                producer.send(TOPIC, key=str(i % 10).encode(), value=str(i).encode())
+        try:
+            wait_for_members(log, 2)  # so that both share the work below
+            with log.producer() as producer:
+                for i in range(RECORDS):
+                    producer.send(TOPIC, key=str(i % 10).encode(), value=str(i).encode())
+            outputs = [child.communicate(timeout=120)[0] for child in children]
+        finally:
+            for child in children:
+                child.kill()  # a no-op for a member that has finished
     seen: dict[str, int] = {}
     values: list[int] = []
-    for child in children:
-        out, _ = child.communicate(timeout=120)
+    for child, out in zip(children, outputs, strict=True):
         if child.returncode != 0:
             raise SystemExit(f"member failed with exit code {child.returncode}")
         name, *numbers = out.split()
