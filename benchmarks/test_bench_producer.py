@@ -26,7 +26,7 @@ from pylog.types import TopicPartition
 
 RECORDS = 1_000_000 if FULL else 20_000
 BATCH = 1_000
-DURABLE_PER_THREAD = 400 if FULL else 20
+DURABLE_PER_THREAD = 100 if FULL else 20
 
 
 @pytest.fixture(scope="module")

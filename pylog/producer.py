@@ -31,11 +31,22 @@ kafka-python program ports without edits; they have no meaning in-process.
 ``transactional_id`` other than None is refused (no transactions yet). Any other key, and a bad
 value for a key above, raises ``InvalidConfigError``.
 
+A record with neither key nor value is accepted, as Kafka's Java producer does (kafka-python
+refuses it). An unknown topic is created on first send when the log auto-creates topics, else
+``send`` raises ``UnknownTopicOrPartitionError`` at once (Kafka's producer would wait
+``max_block_ms`` for the metadata).
+
 Errors (all ``pylog.errors``): a key/value/header of the wrong type → ``TypeError``; a serializer
 that raises or returns something other than bytes → ``SerializationError`` naming the topic (and
 partition, when given); a closed producer → ``ClientClosedError``; an unknown partition →
 ``UnknownTopicOrPartitionError``. Errors of a batch (too large, topic deleted, disk full) reach
 its records' futures only.
+
+Futures: ``send`` returns a ``pylog.FutureRecordMetadata`` (pure-Python core, reference engine, or
+when serializers or a user partitioner are set), or on the native engine its Rust twin
+``pylog._native.RecordFuture``: the same kafka-python API and the same outcome rule
+(``pylog.future.record_outcome``); without serializers ``Producer.send`` *is* the Rust
+accumulator's ``send`` (no Python frame per record).
 
 Thread-safety: one producer may be shared by any number of threads (as kafka-python's).
 """
@@ -334,7 +345,8 @@ class Producer:
     ) -> FutureBatchMetadata:
         """Hand whole columns to the engine (no serializers, no object per record): ``values`` (and
         ``keys``, ``headers``, ``timestamps_ms``) as the engine's ``append`` takes them — sequences
-        of bytes-like or None, timestamps as ints or an int64 numpy array. The records go to
+        of bytes-like or None (a 2-D ``uint8`` numpy array is a sequence of fixed-width rows),
+        timestamps as ints or an integer numpy array; they are not copied or converted here. The records go to
         ``partition``, else (no keys) to the sticky partition, else to each key's partition.
         Returns a future of a list of ``BatchMetadata(topic, partition, base_offset, count,
         timestamp)``: the records of each batch got ``base_offset .. base_offset + count - 1``, in

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -1078,3 +1080,36 @@ def test_wait_for_does_not_burn_a_core(open_log):
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     assert wall >= 0.39
     assert cpu < 0.5 * wall, f"wait_for used {cpu:.3f} s of CPU in {wall:.3f} s"
+
+
+def test_directory_removed_under_an_open_handle(open_log, tmp_path):
+    """A partition directory removed (a topic deleted by another process) under open handles:
+    every later call raises the OS's error, never an internal one (the handle keeps its segments
+    rather than ending up with none), nothing recreates the directory, close() still closes."""
+    log = open_log(tmp_path / "t-0", segment_bytes=1024)
+    log.append([b"x" * 100] * 5)
+    other = open_log(tmp_path / "t-0")  # a second opener: the shared page is in use
+    shutil.rmtree(tmp_path / "t-0")
+    calls = {
+        "append": lambda: log.append([b"y" * 100]),
+        "records": lambda: list(log.records()),
+        "end_offset": lambda: log.end_offset,
+        "roll": log.roll,
+        "read": lambda: log.read(0, 1 << 20),
+    }
+    outcomes = []
+    for _ in range(3):
+        for name, call in calls.items():
+            try:
+                call()
+                outcomes.append((name, "ok"))
+            except FileNotFoundError:
+                outcomes.append((name, "FileNotFoundError"))
+        assert not (tmp_path / "t-0").exists()
+    # never InternalError/IndexError (those would have escaped above); the write fails every time
+    assert [o for n, o in outcomes if n == "append"] == ["FileNotFoundError"] * 3
+    for handle in (log, other):
+        with contextlib.suppress(FileNotFoundError):
+            handle.close()
+        assert handle.closed
+    assert not (tmp_path / "t-0").exists()

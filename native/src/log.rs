@@ -356,8 +356,15 @@ fn refresh_segments(
             return Ok(false);
         }
         shared.begin_change();
+        // why end the change on failure too: a generation left odd would stall every reader
+        // until the next writer's repair; readers re-list after an even bump either way.
+        let created = Segment::create(dir, 0, config);
+        if created.is_err() {
+            shared.end_change();
+        }
+        let seg = created?;
         inner.segments.clear();
-        inner.segments.push(Segment::create(dir, 0, config)?);
+        inner.segments.push(seg);
         inner.dir_dirty = true;
         shared.end_change();
         bases.push(0);
@@ -565,11 +572,18 @@ impl PartitionLog {
     /// Reopen every segment from the directory (the active one shrank or was unlinked); false
     /// when a reader found no segment there (it never creates files, so it keeps what it has).
     fn reload(&self, inner: &mut Inner, writer: bool) -> Result<bool> {
+        // why list first: a directory removed under an open handle fails here, before anything
+        // is dropped, so the handle keeps answering with the OS's error (never an empty log).
         if !writer && recovery::segment_bases(&self.dir)?.is_empty() {
             return Ok(false);
         }
-        inner.segments.clear();
-        refresh_segments(&self.dir, &self.config, &self.shared, inner, writer)
+        let old = inner.segments.take();
+        let result = refresh_segments(&self.dir, &self.config, &self.shared, inner, writer);
+        if result.is_err() && inner.segments.is_empty() {
+            inner.segments.replace(old);
+            inner.known_generation = None;
+        }
+        result
     }
 
     /// Writer lock held: repair a page a dead writer left half-changed (or that is damaged)

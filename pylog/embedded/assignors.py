@@ -31,20 +31,28 @@ A negative generation means "none" (Kafka's DEFAULT_GENERATION, -1).
 
 Cooperative handoff (KIP-429). ``assign("cooperative-sticky", ...)`` returns the *target*: what each
 member should own once the rebalance settles. Kafka's CooperativeStickyAssignor itself returns the
-target minus the partitions that change owner (``StickyAssignment.transferring``); its members then
-revoke what they own but were not given, and rejoin; the next rebalance hands the now-free partitions
-to their new owners. ``cooperative_sticky()`` returns both: ``.target`` and ``.first_round()`` (exactly
-the Java assignor's output). The coordinator must never let a partition in ``.transferring`` be owned
-by its new member before its old owner has revoked it; everything else in the target may be applied at
-once. It must pass, per member, the partitions that member currently owns and the generation in which
-it got them, and only partitions of topics the member still subscribes to (Kafka's consumer revokes the
-others before it rejoins).
+target minus the partitions that change owner (``StickyAssignment.transferring``): its members keep
+what stays, revoke what they own but were not given, and rejoin when they revoked something; in that
+follow-up rebalance nobody owns the revoked partitions any more, so they go to their new owners.
+``cooperative_sticky()`` returns both: ``.target`` and ``.first_round()`` (exactly the Java
+assignor's output). What the coordinator must do with it:
+
+- pass, per member, the partitions it owns now (``owned``) and the generation it got them in;
+  only live members, and only partitions of topics the member still subscribes to (Kafka's consumer
+  revokes the others before it rejoins). A dead member's partitions are simply not owned.
+- each member keeps ``owned & target`` without interruption and revokes ``owned - target``;
+- a partition in ``.transferring`` goes to its new member only after every member that owned it has
+  revoked it (Kafka: the next rebalance; pylog may grant it the moment the release is recorded, as
+  KIP-848's server-side handoff does); every other partition of the target may be granted at once.
+  Then no two live members ever own one partition at the same instant.
+- ``range`` and ``roundrobin`` are Kafka's EAGER protocol: every member revokes everything it owns
+  before it takes its new assignment, and ``owned`` plays no part in their result.
 
 Racks: pylog has none, so only Kafka's rack-unaware paths exist here (no member has a ``client.rack``).
 
 Deviations, each where Kafka's own result would be invalid:
 - An owned partition whose number is beyond its topic's partition count is ignored (Kafka keeps it and
-  then assigns a partition that does not exist).
+  assigns a partition that does not exist, or throws IllegalStateException).
 - A member with no topics never makes "all subscriptions equal" (Kafka's check starts from the first
   non-empty subscription it meets, so such a member may be handed partitions it did not subscribe to).
 - The general sticky path's "move back to the previous owner" rule is skipped when that owner no longer
@@ -652,6 +660,11 @@ class _Sticky:
 
         before = {mid: list(tps) for mid, tps in current.items()}
         before_owner = dict(self.owner)
+        self.topic_owners: dict[str, dict[str, int]] = {}
+        for mid, tps in current.items():
+            for tp in tps:
+                counts = self.topic_owners.setdefault(tp.topic, {})
+                counts[mid] = counts.get(mid, 0) + 1
 
         if not revocation_required:
             self._reassign_all(unassigned, previous)
@@ -673,24 +686,25 @@ class _Sticky:
         return any(len(self.consumers_of[tp.topic]) >= 2 for tp in tps)
 
     def _is_balanced(self) -> bool:
+        """GeneralAssignmentBuilder.isBalanced: sizes within one, or no partition could move to a smaller member.
+
+        Kafka walks every partition of every smaller member's topics; the same question per topic:
+        is there a member that could take more (below its maximum) and an owner of that topic at
+        least two partitions bigger? (A member that is itself the topic's biggest owner has none.)
+        ``self.topic_owners`` counts each topic's partitions per owner. It only ends the
+        reassignment loop early: a partition moves only when such a pair exists.
+        """
         current, by_size = self.current, self.by_size
         smallest = len(current[by_size.first()])
         largest = len(current[by_size.last()])
         if smallest >= largest - 1:
             return True
-        owner_now = {tp: mid for mid, tps in current.items() for tp in tps}
-        for mid in by_size:
-            size = len(current[mid])
-            if size == self.max_size_of[mid]:
-                continue
-            mine = set(current[mid])
-            for topic in self.subs[mid].topics:
-                if topic not in self.ppt:
-                    continue
-                for p in range(self.ppt[topic]):
-                    tp = TopicPartition(topic, p)
-                    if tp not in mine and size + 1 < len(current[owner_now[tp]]):
-                        return False
+        for topic, owners in self.topic_owners.items():
+            biggest = max((len(current[owner]) for owner, count in owners.items() if count), default=0)
+            for mid in self.consumers_of[topic]:
+                mine = current.get(mid)
+                if mine is not None and len(mine) < self.max_size_of[mid] and len(mine) + 1 < biggest:
+                    return False
         return True
 
     def _reassign_all(
@@ -730,6 +744,9 @@ class _Sticky:
         self.movements.move(moved, old, new)
         self.current[old].remove(moved)
         self.current[new].append(moved)
+        counts = self.topic_owners[moved.topic]
+        counts[old] -= 1
+        counts[new] = counts.get(new, 0) + 1
         self.owner[moved] = new
         self.by_size.add(new)
         self.by_size.add(old)

@@ -69,6 +69,14 @@ class GroupCommit:
                     self.durable_end = target
                 self._cond.notify_all()
 
+    def wait_idle(self) -> None:
+        """Return when no sync is running. A writer whose batch is due calls it first (acks=all),
+        so records other threads send during a running fsync join its batch: one append and one
+        later fsync for all of them, instead of one append each."""
+        with self._cond:
+            while self._syncing:
+                self._cond.wait()
+
 
 def for_log(log: Any) -> GroupCommit:
     """The ``GroupCommit`` of an open partition-log object (one per object, created on demand)."""

@@ -6,6 +6,13 @@ RecordAccumulator.java and Sender.java) without a network: records are partition
 engine as ONE ``append`` (one RecordBatch v2) when it holds ``batch_size`` bytes, when it has
 lingered ``linger_ms``, on ``flush()`` and on ``close()``.
 
+Two accumulators, one writer: on the native engine (and without a user partitioner) the
+per-record half — argument checks, partitioner, open batches, futures — is the Rust
+``pylog._native.NativeAccumulator`` (native/src/python/producer.rs), which hands closed batches
+back here (``take_closed``); otherwise the pure-Python one below does the same, by the same rules
+and size estimate (tests/api/test_producer_cores.py holds them to the same partitions, offsets and
+batch cuts). Everything from a closed batch on is this module's, for both.
+
 Who writes a batch:
 - a batch filled by ``send`` (or a ``send_batch`` list) is written by the sending thread at once
   (no thread hand-off on the busy path);
@@ -165,6 +172,8 @@ class ProducerCore:
         self._to_sync: list[tuple[_Batch, Any, int, list[tuple[int, int, int, int]], dict | None]] = []
         self._closed = False
         self._stopping = False
+        #: the group commits of the logs this producer synced (acks=all)
+        self._synced_commits: weakref.WeakSet[group_commit.GroupCommit] = weakref.WeakSet()
         #: the Rust accumulator (native engine, Kafka's partitioner): then ``native_send`` is the
         #: per-record path and the Python ``send`` below serves only the reference engine
         self._native = None
@@ -435,9 +444,12 @@ class ProducerCore:
         return parts
 
     def _drive_native(self, result: ProduceResult) -> None:
-        assert self._native is not None
+        native = self._native
+        if native is None:  # closed
+            return
+        self._await_running_syncs()
         with self._lock:
-            if self._native.close_if_due(result, time.monotonic()):
+            if native.close_if_due(result, time.monotonic()):
                 self._take_native_closed()
         self._drive_result(result)
 
@@ -606,7 +618,9 @@ class ProducerCore:
         failures: dict[int, BaseException] = {}
         for key, (log, end) in ends.items():
             try:
-                group_commit.for_log(log).wait_durable(end)
+                commit = group_commit.for_log(log)
+                self._synced_commits.add(commit)
+                commit.wait_durable(end)
             except BaseException as error:
                 failures[key] = error
         for batch, log, _end, segments, errors in items:
@@ -622,6 +636,8 @@ class ProducerCore:
         rather than waiting for the background thread. With many waiting threads this is what
         shares one fsync among them."""
         part = batch.part
+        if not batch.closed:
+            self._await_running_syncs()
         with self._lock:
             if not batch.closed:
                 if batch.deadline > time.monotonic():
@@ -631,6 +647,13 @@ class ProducerCore:
                     return
                 self._close_batch(batch, topic_state)
         self._drive_result(batch.result)
+
+    def _await_running_syncs(self) -> None:
+        """acks=all: let a running fsync finish before a waiter closes its due batch (see
+        ``GroupCommit.wait_idle``)."""
+        if self._acks_all:
+            for commit in list(self._synced_commits):
+                commit.wait_idle()
 
     def _drive_result(self, result: ProduceResult) -> None:
         """The closed batch of ``result``: write it here if queued, or sync it here if it waits
@@ -712,6 +735,11 @@ class ProducerCore:
             result.fail(KafkaTimeoutError("the producer was closed before the record was written"))
         if threading.current_thread() is not self._sender:
             self._sender.join(timeout)
+        # why: the Rust accumulator holds this core's bound methods and the core holds it; the
+        # cyclic GC cannot see references held in Rust, so the cycle is broken here
+        with self._lock:
+            self._native = None
+            self.native_send = None
 
     @property
     def closed(self) -> bool:

@@ -428,12 +428,22 @@ class PartitionLog:
     def _reload(self, writer: bool) -> bool:
         """Reopen every segment (the active one shrank or went away); False when a reader found
         no segment at all (it keeps what it has)."""
-        if not writer and not list_segment_bases(self._path):
+        # why list first: a directory removed under an open handle fails here, before anything
+        # is dropped, so the handle keeps answering with the OS's error (never an empty log).
+        if not list_segment_bases(self._path) and not writer:
             return False
-        for old in self._segments:
-            old.close_index_files()  # descriptors of the .log close when readers let go
+        previous = self._segments
         self._segments = Segments()
-        return self._refresh(writer)
+        try:
+            refreshed = self._refresh(writer)
+        except BaseException:
+            if not len(self._segments):
+                self._segments = previous  # keep a usable state, refreshed again next time
+            raise
+        for old in previous:
+            if all(old is not seg for seg in self._segments):
+                old.close_index_files()  # descriptors of the .log close when readers let go
+        return refreshed
 
     # ------------------------------------------------------------------ appends
 

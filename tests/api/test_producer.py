@@ -585,3 +585,35 @@ def test_threads_sharing_a_producer_keep_per_partition_order(log: pylog.Log) -> 
     for t, ms in metas.items():
         for i, m in enumerate(ms):
             assert stored[m.partition][m.offset].value == b"%d:%d" % (t, i)
+
+
+def test_bad_and_unknown_topics(log: pylog.Log, log_dir: Path, engine: str) -> None:
+    from pylog.errors import InvalidTopicError
+
+    with log.producer(acks=1) as producer:
+        for name in ("bad/name", "..", "x" * 250, ""):
+            with pytest.raises(InvalidTopicError):
+                producer.send(name, b"v")
+        assert producer.send("fine", None, key=None).get(timeout=10).serialized_value_size == -1
+    with (
+        pylog.open(log_dir, engine=engine, auto_create_topics=False) as strict,
+        strict.producer() as producer,
+    ):
+        with pytest.raises(UnknownTopicOrPartitionError):
+            producer.send("absent", b"v")
+        assert producer.send("fine", b"v").get(timeout=10).offset == 1
+    assert "absent" not in log.list_topics()
+
+
+def test_callback_may_send_and_flush(log: pylog.Log) -> None:
+    with log.producer(acks=1, linger_ms=60_000) as producer:
+        chained: list[Any] = []
+
+        def on_sent(meta: Any) -> None:
+            chained.append(producer.send("t", b"from-callback"))
+            producer.flush()
+
+        producer.send("t", b"first").add_callback(on_sent)
+        producer.flush()
+        assert chained[0].get(timeout=0).offset == 1
+    assert [r.value for r in read_back(log, "t")] == [b"first", b"from-callback"]
