@@ -4,13 +4,10 @@ The embedded implementation of the seam documented in ``pylog.backend`` (``Backe
 
 - the catalog (``pylog.embedded.catalog``) of the log directory, opened once per backend;
 - a snapshot of the catalog's topics (name -> ``TopicInfo``), refreshed when another connection
-  changed them. The check compares the catalog's commit marker (SQLite's WAL-index header, mapped
-  read-only from ``catalog.db-shm``: it moves on every commit of any connection, in this process
-  or another) with the one seen at the last check; only when it moved are the one-row
-  ``topic_versions`` counters read, and ``topics`` only when those moved. Without the mapping,
-  ``PRAGMA data_version`` plays the marker's part (~7 us a call). The counters are also read at
-  least every ``RECHECK_INTERVAL_S``. So ``partition_log`` on a cached partition costs a 48-byte
-  compare and a dict lookup (~1 us);
+  changed them: ``PRAGMA data_version`` of this thread's connection moves with every commit of
+  any other connection; only when it moved are the one-row ``topic_versions`` counters read, and
+  ``topics`` only when those moved. ``partition_log`` on a cached partition asks at most every
+  ``SYNC_INTERVAL_S`` (1 ms; a dict lookup and a clock read otherwise); every other call asks;
 - the opened engine handles, one per partition, shared by every producer and consumer of this
   backend. When the snapshot changes, the handles of a deleted (or deleted and recreated) topic are
   closed, so their users get ``LogClosedError`` from the engine and then
@@ -51,7 +48,7 @@ from typing import Any
 
 from pylog.config import LogConfig
 from pylog.embedded import topics as layout
-from pylog.embedded.catalog import WAL_INDEX_HEADER_BYTES, Catalog
+from pylog.embedded.catalog import Catalog
 from pylog.engine import ENGINES, PartitionLog, default_engine, open_partition
 from pylog.errors import (
     ClientClosedError,
@@ -65,9 +62,11 @@ from pylog.types import PartitionDescription, TopicDescription, TopicPartition
 
 LOG = logging.getLogger("pylog.topics")
 
-#: the longest a topic change by another process can go unnoticed if the catalog's commit marker
-#: (the WAL-index header) ever failed to move: then the catalog itself is asked
-RECHECK_INTERVAL_S = 1.0
+#: how long ``partition_log`` serves a cached handle without asking the catalog (one
+#: ``PRAGMA data_version``, ~7 us) whether another process changed the topics. A deletion seen late
+#: is still never silent: the engine's calls on a removed directory fail, and ``check_partition``
+#: always asks the catalog.
+SYNC_INTERVAL_S = 0.001
 #: a limit on the partitions of one topic (each is a directory with open files)
 MAX_PARTITIONS = 10_000
 _KNOWN_CONFIG_KEYS = frozenset(LogConfig().to_kafka_dict())
@@ -133,10 +132,7 @@ class EmbeddedBackend:
         self._retired: list[tuple[TopicPartition, str, PartitionLog]] = []
         #: topics this process is deleting right now (their handles are already closed)
         self._deleting: set[str] = set()
-        #: the catalog's commit marker when the topic snapshot was last checked, and the deadline
-        #: of the next unconditional check
-        self._seen_marker: bytes | None = None
-        self._recheck_at = 0.0
+        self._next_sync = 0.0  # monotonic time until which a cached handle is served unchecked
         self.catalog = Catalog(self.path)
         try:
             self._remove_deletion_leftovers()
@@ -153,25 +149,16 @@ class EmbeddedBackend:
 
     def _sync(self) -> None:
         """Bring the topic snapshot up to date if another connection changed the catalog."""
-        try:
-            marker = self.catalog.commit_marker()
-        except ValueError:  # the mapping was closed by a concurrent close()
-            self._check_open()
-            raise
-        if marker is not None:
-            now = time.monotonic()
-            if marker == self._seen_marker and now < self._recheck_at:
-                return
-            self._check_versions()
-            # why: set only after the check, from a marker read before it; a commit in between
-            # moves the marker again and the next call checks once more
-            self._seen_marker, self._recheck_at = marker, now + RECHECK_INTERVAL_S
-            return
+        # why data_version and not a mapping of catalog.db-shm: closing any descriptor of that
+        # file drops this process's POSIX locks on it, SQLite's among them, and another process
+        # may then take itself for the first opener and truncate the file under every mapping
+        # (SIGBUS; sqlite.org/howtocorrupt.html, section 2.2)
+        now = time.monotonic()
         version, seen = self.catalog.data_version()
-        if version == seen:
-            return
-        self._check_versions()
-        self.catalog.acknowledge(version)
+        if version != seen:
+            self._check_versions()
+            self.catalog.acknowledge(version)
+        self._next_sync = now + SYNC_INTERVAL_S
 
     def _check_versions(self) -> None:
         row = (
@@ -282,21 +269,12 @@ class EmbeddedBackend:
         any process deleted the topic since the handle was cached."""
         if self._closed:
             raise ClientClosedError(f"the log {self.path} is closed")
-        # the hit path, inlined (this runs once per produced batch and per polled partition):
-        # nothing committed to the catalog since the last check, and the handle is cached
-        wal_index = self.catalog.wal_index
-        try:
-            if (
-                wal_index is not None
-                and wal_index[:WAL_INDEX_HEADER_BYTES] == self._seen_marker
-                and time.monotonic() < self._recheck_at
-            ):
-                log = self._handles.get(tp)
-                if log is not None:
-                    return log
-        except ValueError:  # the mapping was closed by a concurrent close()
-            self._check_open()
-            raise
+        # the hit path (this runs once per produced batch and per polled partition): the catalog
+        # was asked less than SYNC_INTERVAL_S ago, and the handle is cached
+        if time.monotonic() < self._next_sync:
+            log = self._handles.get(tp)
+            if log is not None:
+                return log
         self._sync()
         log = self._handles.get(tp)
         if log is not None:

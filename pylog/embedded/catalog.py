@@ -11,9 +11,8 @@ created together in one transaction by whichever process creates the file.
 - ``topic_versions(id = 0, metadata_version, config_version)``: one row of two counters that only
   grow. ``metadata_version`` moves on every create, delete and added partition,
   ``config_version`` on every config change, in the same transaction as the change. A process
-  notices a change through ``commit_marker()`` (the WAL-index header in ``catalog.db-shm``, which
-  every commit of any connection rewrites; a memory read) or, without it, ``PRAGMA data_version``
-  (moves on any commit by another connection), then reads these two counters (one row), and reads
+  notices a change through ``PRAGMA data_version`` (it moves on any commit by another
+  connection), then reads these two counters (one row), and reads
   ``topics`` only when they moved.
 
 Opening refuses, with ``CatalogError`` naming the path and without writing a byte: a file that is
@@ -34,7 +33,6 @@ dying (the project's "acknowledged" level); an fsync happens at checkpoints.
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import sqlite3
 import threading
@@ -52,10 +50,6 @@ APPLICATION_ID = 0x70796C67
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
 SQLITE_HEADER = b"SQLite format 3\x00"
-#: the first copy of SQLite's WAL-index header at the start of ``catalog.db-shm`` (walformat.html
-#: section 2.1: iVersion, unused, iChange, isInit, bigEndCksum, szPage, mxFrame, nPage, frame
-#: checksums, salts, checksum); every commit by any connection rewrites it (iChange counts them)
-WAL_INDEX_HEADER_BYTES = 48
 #: SQLite's primary result codes for "malformed database" and "not a database"
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
@@ -110,19 +104,17 @@ class Catalog:
         self._connections: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
         self._closed = False
         self._pid = os.getpid()
-        #: read-only shared mapping of the WAL-index header (see ``commit_marker``)
-        self.wal_index: mmap.mmap | None = None
-        #: a connection no thread uses, open as long as the catalog: SQLite removes the ``-shm``
-        #: file when the last connection to the database closes, which would leave the mapping
-        #: on a dead file (a thread's connection is closed once the thread has finished)
+        #: a connection no thread uses, open as long as the catalog: when the last connection to
+        #: the database closes, SQLite checkpoints and removes the WAL and ``-shm`` files, which a
+        #: short-lived thread's connection (closed once the thread has finished) would otherwise
+        #: make happen again and again
         self._anchor: sqlite3.Connection | None = None
         try:
             self._open()
             self._anchor = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
-            self._anchor.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the -shm
-            self.wal_index = self._map_wal_index()
+            self._anchor.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except BaseException:
             self.close()
             raise
@@ -229,37 +221,6 @@ class Catalog:
                 conn.close()
         return db
 
-    def _map_wal_index(self) -> mmap.mmap | None:
-        """A read-only shared mapping of the WAL-index header, or None where there is none."""
-        try:
-            fd = os.open(self.path + "-shm", os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            if os.fstat(fd).st_size < WAL_INDEX_HEADER_BYTES:
-                return None
-            return mmap.mmap(fd, WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):
-            return None
-        finally:
-            os.close(fd)
-
-    def commit_marker(self) -> bytes | None:
-        """Bytes that change with every commit to the catalog by any connection of any process
-        (the WAL-index header in ``catalog.db-shm``), read without a system call; None if the
-        header cannot be mapped (then use ``data_version``).
-
-        why: ``PRAGMA data_version`` costs a read transaction (two fcntl locks, a stat and the
-        sqlite3 module's statement overhead, ~6-8 us here); the backend checks for topic changes
-        on every ``partition_log`` call. SQLite keeps this header's format stable because
-        connections of different SQLite versions share one ``-shm`` file, and no connection
-        unlinks the file while another (our anchor connection) has the database open.
-        """
-        wal_index = self.wal_index
-        if wal_index is None:
-            return None
-        return wal_index[:WAL_INDEX_HEADER_BYTES]
-
     def data_version(self) -> tuple[int, int | None]:
         """``PRAGMA data_version`` of this thread's connection and the value this thread last
         acknowledged with ``acknowledge``: unequal when another connection committed since."""
@@ -322,9 +283,6 @@ class Catalog:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
         self._state.db = None
-        wal_index, self.wal_index = self.wal_index, None
-        if wal_index is not None:
-            wal_index.close()
         anchor, self._anchor = self._anchor, None
         if anchor is not None:
             with contextlib.suppress(sqlite3.Error):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import pylog
+import pylog.embedded.backend as embedded_backend
 from pylog.errors import (
     ClientClosedError,
     InvalidConfigError,
@@ -182,7 +183,9 @@ def test_an_unknown_engine_is_refused(log_dir: Path) -> None:
         pylog.open(log_dir, engine="turbo")
 
 
-def test_config_changes_reach_handles_in_another_log(engine: str, log_dir: Path) -> None:
+def test_config_changes_reach_handles_in_another_log(engine: str, log_dir: Path, monkeypatch) -> None:
+    # a cached handle is served unchecked for SYNC_INTERVAL_S; 0 makes every call ask the catalog
+    monkeypatch.setattr(embedded_backend, "SYNC_INTERVAL_S", 0.0)
     with pylog.open(log_dir, engine=engine) as first, pylog.open(log_dir, engine=engine) as second:
         first.create_topic("t", config={"segment.bytes": 4096})
         cached = backend(second).partition_log(TopicPartition("t", 0))
@@ -732,3 +735,24 @@ def test_partition_metadata_round_trips_with_kafkas_own_class(
     assert done.stdout.split() == ["0", ours]
     assert read_partition_metadata(str(written)) == theirs
     assert (written / "partition.metadata").read_bytes() == f"version: 0\ntopic_id: {theirs}".encode()
+
+
+def test_a_cached_handle_is_checked_against_the_catalog_within_the_sync_interval(
+    engine: str, log_dir: Path, monkeypatch
+) -> None:
+    """Within SYNC_INTERVAL_S a cached handle is served without asking the catalog; once it has
+    passed, another log's config change (or deletion) is seen by the next call."""
+    clock = [1000.0]
+    monkeypatch.setattr(embedded_backend.time, "monotonic", lambda: clock[0])
+    with pylog.open(log_dir, engine=engine) as first, pylog.open(log_dir, engine=engine) as second:
+        first.create_topic("t", config={"segment.bytes": 4096})
+        cached = backend(second).partition_log(TopicPartition("t", 0))
+        first.alter_topic_config("t", {"segment.bytes": 8192})
+        assert backend(second).partition_log(TopicPartition("t", 0)) is cached  # within the interval
+        clock[0] += embedded_backend.SYNC_INTERVAL_S
+        reopened = backend(second).partition_log(TopicPartition("t", 0))
+        assert reopened is not cached and reopened.config.segment_bytes == 8192
+        first.delete_topic("t")
+        clock[0] += embedded_backend.SYNC_INTERVAL_S
+        with pytest.raises(UnknownTopicOrPartitionError):
+            backend(second).partition_log(TopicPartition("t", 0))
