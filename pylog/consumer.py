@@ -9,7 +9,9 @@
 ``session_timeout_ms`` (45000), ``heartbeat_interval_ms`` (3000), ``max_poll_interval_ms``
 (300000), ``partition_assignment_strategy`` (('range', 'roundrobin'); names or objects with a
 ``name``), ``consumer_timeout_ms`` (inf: iteration never ends by itself), and ``client_id``,
-``max_partition_fetch_bytes`` (1 MiB). An unknown key or a bad value raises
+``max_partition_fetch_bytes`` (1 MiB). kafka-python's transport, security, metrics and fetch-request
+keys (``IGNORED_KEYS``: ``bootstrap_servers``, ``ssl_*``, ``fetch_min_bytes``...) are accepted and
+ignored, so a kafka-python program ports unchanged. Any other key, or a bad value, raises
 ``InvalidConfigError`` naming it.
 
 Modes (Kafka's SubscriptionState): ``assign(partitions)`` (manual; commits with a ``group_id``
@@ -69,6 +71,61 @@ _log = logging.getLogger("pylog.consumer")
 
 ASSIGNMENT_STRATEGIES = ("range", "roundrobin", "cooperative-sticky")
 
+#: kafka-python consumer keys about the network, security, metrics or fetch requests; accepted (so
+#: programs port unchanged) and ignored: an embedded consumer reads the files, with CRCs always
+#: checked. The producer's twin is ``pylog.producer.IGNORED_KEYS``.
+IGNORED_KEYS = frozenset(
+    {
+        "api_version",
+        "bootstrap_servers",
+        "bootstrap_timeout_ms",
+        "check_crcs",
+        "client_dns_lookup",
+        "client_rack",
+        "connections_max_idle_ms",
+        "enable_incremental_fetch_sessions",
+        "exclude_internal_topics",
+        "fetch_max_bytes",
+        "fetch_max_wait_ms",
+        "fetch_min_bytes",
+        "kafka_client",
+        "max_in_flight_requests_per_connection",
+        "metadata_max_age_ms",
+        "metric_group_prefix",
+        "metric_reporters",
+        "metrics_enabled",
+        "metrics_num_samples",
+        "metrics_sample_window_ms",
+        "proxy_url",
+        "receive_buffer_bytes",
+        "receive_message_max_bytes",
+        "reconnect_backoff_max_ms",
+        "reconnect_backoff_ms",
+        "request_timeout_ms",
+        "retry_backoff_ms",
+        "sasl_kerberos_domain_name",
+        "sasl_kerberos_name",
+        "sasl_kerberos_service_name",
+        "sasl_mechanism",
+        "sasl_oauth_token_provider",
+        "sasl_plain_password",
+        "sasl_plain_username",
+        "security_protocol",
+        "selector",
+        "send_buffer_bytes",
+        "socket_options",
+        "socks5_proxy",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_check_hostname",
+        "ssl_ciphers",
+        "ssl_context",
+        "ssl_crlfile",
+        "ssl_keyfile",
+        "ssl_password",
+    }
+)
+
 
 @dataclass(frozen=True)
 class ConsumerConfig:
@@ -94,10 +151,12 @@ class ConsumerConfig:
     def from_kwargs(cls, config: dict[str, Any]) -> ConsumerConfig:
         known = cls.__dataclass_fields__
         for key in config:
-            if key not in known:
+            if key not in known and key not in IGNORED_KEYS:
                 raise InvalidConfigError(f"unknown consumer config key {key!r}")
         values: dict[str, Any] = {}
         for key, value in config.items():
+            if key in IGNORED_KEYS:
+                continue
             values[key] = _check(key, value)
         made = cls(**values)
         if made.group_instance_id is not None and made.group_id is None:
@@ -480,6 +539,20 @@ class Consumer:
     def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         self._check_open()
         return self._fetcher.beginning_offsets(self._known(partitions))
+
+    def topics(self) -> set[str]:
+        """Every topic of the log (kafka-python's ``topics()``)."""
+        self._check_open()
+        return set(self._backend.list_topics())
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        """The partition numbers of ``topic``, or None if it does not exist (kafka-python's)."""
+        self._check_open()
+        try:
+            count = self._backend.partitions_for(topic)
+        except UnknownTopicOrPartitionError:
+            return None
+        return set(range(count))
 
     def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         self._check_open()

@@ -79,7 +79,7 @@ def test_defaults_are_kafka_pythons(log):
 @pytest.mark.parametrize(
     "config",
     [
-        {"bootstrap_servers": "localhost:9092"},
+        {"bootstrap_server": "localhost:9092"},  # a misspelt key is not a transport key
         {"auto_offset_reset": "oldest"},
         {"max_poll_records": 0},
         {"max_poll_records": "10"},
@@ -584,3 +584,32 @@ def test_native_records_are_left_out_of_the_cyclic_collector(tmp_path):
             "t", 0, -1, 0, records[0].timestamp, 0, None, b"a", [("h", b"1")], None, -1, 1, 2
         )
         c.close()
+
+
+def test_transport_keys_of_kafka_python_are_accepted_and_ignored(log) -> None:
+    from pylog.consumer import IGNORED_KEYS
+
+    assert {"bootstrap_servers", "security_protocol", "fetch_min_bytes", "request_timeout_ms"} <= IGNORED_KEYS
+    log.create_topic("t")
+    consumer = log.consumer(
+        "t", bootstrap_servers="kafka:9092", security_protocol="SSL", fetch_min_bytes=1, request_timeout_ms=5
+    )
+    try:
+        assert consumer.poll(timeout_ms=0) == {}
+        assert consumer.assignment() == {pylog.TopicPartition("t", 0)}
+    finally:
+        consumer.close()
+
+
+def test_topics_and_partitions_for_topic(log) -> None:
+    log.create_topic("a", partitions=3)
+    log.create_topic("b")
+    consumer = log.consumer()
+    try:
+        assert consumer.topics() == {"a", "b"}
+        assert consumer.partitions_for_topic("a") == {0, 1, 2}
+        assert consumer.partitions_for_topic("missing") is None
+    finally:
+        consumer.close()
+    with pytest.raises(ClientClosedError):
+        consumer.topics()
