@@ -170,6 +170,37 @@ def test_cooperative_keeps_what_stays_and_hands_over_after_the_revoke(backend: E
     assert [e for e, _ in a.events] == ["assigned", "revoked"]
 
 
+def test_unclaimed_targets_count_as_owned_for_the_next_assignment(
+    backend: EmbeddedBackend, monkeypatch
+) -> None:
+    """A rebalance in the middle of a handoff: the partitions still on their way to a member are
+    passed to the sticky assignor as that member's, so the handoff is not undone."""
+    import pylog.embedded.assignors as assignors
+
+    seen: list[dict[str, set[TopicPartition]]] = []
+    real_assign = assignors.assign
+
+    def spy(strategy, members, partitions_per_topic):
+        seen.append({m.member_id: set(m.owned) for m in members})
+        return real_assign(strategy, members, partitions_per_topic)
+
+    monkeypatch.setattr(assignors, "assign", spy)
+    backend.create_topic("t", 6)
+    a = Consumer(backend)
+    a.poll()
+    b = Consumer(backend)
+    b.poll()  # joins: 3 partitions of a's become b's target
+    change = a.poll()  # a revokes and releases them; b has not claimed them yet
+    assert change is not None and len(change.revoked) == 3 and b.owned == set()
+    c = Consumer(backend)
+    c.poll()  # a rebalance while the handoff to b is pending
+    assert seen[-1][b.member.member_id] == change.revoked  # b's unclaimed targets
+    assert seen[-1][a.member.member_id] == tps("t", *range(6)) - change.revoked
+    settle(a, b, c)
+    check_invariant(backend, [a, b, c])
+    assert all(len(x.owned) == 2 for x in (a, b, c))
+
+
 def test_a_partition_moves_only_once_its_owner_revoked_it(backend: EmbeddedBackend) -> None:
     backend.create_topic("t", 2)
     a = Consumer(backend)

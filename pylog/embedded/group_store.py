@@ -278,6 +278,11 @@ class GroupStore:
         db = txn.db
         txn.bump = True
         members = self._members(db, group_id)
+        # why read before the delete below: a member's unclaimed targets (partitions still being
+        # handed over to it) count as its own for stickiness
+        previous_targets = db.execute(
+            "SELECT topic, partition, member_id FROM group_targets WHERE group_id=?", (group_id,)
+        ).fetchall()
         db.execute("DELETE FROM group_targets WHERE group_id=?", (group_id,))
         if not members:
             db.execute(
@@ -296,9 +301,7 @@ class GroupStore:
             owners.setdefault(member_id, set()).add(tp)
             owned_any.add(tp)
         # what a member will hold once handoffs complete: what it owns, plus its unclaimed targets
-        for topic, partition, member_id in db.execute(
-            "SELECT topic, partition, member_id FROM group_targets WHERE group_id=?", (group_id,)
-        ):
+        for topic, partition, member_id in previous_targets:
             tp = TopicPartition(topic, partition)
             if tp not in owned_any:
                 owners.setdefault(member_id, set()).add(tp)
