@@ -19,7 +19,6 @@ engine's ``append``.
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import pytest
 import pylog
 from pylog import TopicPartition
 from pylog.bench import BATCH_RECORDS, VALUE_BYTES, make_values, percentile
+from pylog.bench_processes import same_pylog_env
 
 TP = TopicPartition("bench", 0)
 #: records per poll in the rate benchmarks (Kafka's default of 500 measures the per-poll
@@ -282,9 +282,7 @@ def two_process_latencies(path: Path, engine: str, rounds: int, via: str) -> lis
     with pylog.open(path, engine=engine) as log:
         log.create_topic("lat", 1)
         send = Sender(log, via)
-        env = dict(
-            os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-        )
+        env = same_pylog_env()
         sent: list[int] = []
         with subprocess.Popen(
             [sys.executable, "-P", "-c", CHILD, str(path), engine, str(rounds)],

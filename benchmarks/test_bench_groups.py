@@ -31,6 +31,7 @@ import pytest
 from conftest import FULL
 
 import pylog
+from pylog.bench_processes import same_pylog_env
 from pylog.types import TopicPartition
 
 PARTITIONS = 60
@@ -157,7 +158,7 @@ def test_rebalance_after_clean_leave_processes(benchmark, tmp_path, strategy):
     with pylog.open(log_dir) as log:
         log.create_topic("t", PARTITIONS)
     timings: list[float] = []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
+    env = same_pylog_env()
     groups = iter(range(10_000))
 
     def setup():

@@ -28,13 +28,22 @@ from pathlib import Path
 from pylog.engine import open_partition
 
 
+def same_pylog_env() -> dict[str, str]:
+    """The environment for a child Python process that must import the same pylog as this one
+    (benchmarks and tests spawn such children): the directory holding this pylog package first on
+    ``PYTHONPATH``. Why: a source checkout without its built extension (CI runs the installed
+    package from a clone) must never shadow it; start the child with ``-P`` or a script path, so
+    that the working directory is not put first either."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return env
+
+
 @contextlib.contextmanager
 def spawn(role: str, *args: object) -> Iterator[subprocess.Popen]:
     """A child process in ``role``; killed if still running at exit, its pipes closed."""
-    env = dict(os.environ)
-    # why: the child must import the same pylog as this process (a checkout on PYTHONPATH too)
-    package_root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    env = same_pylog_env()
     with subprocess.Popen(
         # why -P: `-m` would put the working directory first on sys.path, so a source checkout
         # there (without its built extension) would shadow the pylog this process runs

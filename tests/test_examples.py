@@ -1,26 +1,24 @@
 """The programs in examples/ run and print what they promise, so they never rot.
 
 Each runs as its own process (as a user would run it), on a fresh directory, with the checkout's
-pylog first on the path; the consumer-group example starts two more processes itself.
+pylog (the one this test run imports) first on the path; the consumer-group example starts two more processes itself.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from pylog.bench_processes import same_pylog_env
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-ROOT = EXAMPLES.parent
 
 
 def run_example(name: str, directory: Path) -> str:
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    )
+    env = same_pylog_env()
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / name), str(directory)],
         capture_output=True,

@@ -9,7 +9,6 @@ itself (``futex_waitv`` on the partitions' ``.pylog.shm`` words and the wake wor
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import pytest
 
 from api.test_consumer import offsets, produce
 from pylog import TopicPartition
+from pylog.bench_processes import same_pylog_env
 from pylog.embedded import fetcher
 
 PARTITIONS = [TopicPartition("w", p) for p in range(4)]
@@ -80,9 +80,7 @@ with pylog.open(sys.argv[1], engine=sys.argv[2]) as log:
 @pytest.mark.parametrize("child_engine", ["same", "other"])
 def test_an_append_in_another_process_wakes_the_poll(log, log_dir, engine, consumer, child_engine):
     child_engine = ("reference" if engine == "native" else "native") if child_engine == "other" else engine
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    )
+    env = same_pylog_env()
     with subprocess.Popen(
         [sys.executable, "-P", "-c", CHILD, str(log_dir), child_engine],
         stdin=subprocess.PIPE,

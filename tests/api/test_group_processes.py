@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 import pylog
+from pylog.bench_processes import same_pylog_env
 from pylog.types import TopicPartition
 
 CHILD = Path(__file__).with_name("group_process_child.py")
@@ -42,8 +43,7 @@ DEADLINE_S = 60
 
 class Child:
     def __init__(self, log_dir: Path, engine: str, group: str, topic: str, mode: str, strategy: str):
-        root = Path(__file__).resolve().parents[2]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+        env = same_pylog_env()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
