@@ -680,16 +680,29 @@ impl NativeAccumulator {
         }
     }
 
-    /// Close the batches whose linger deadline is at or before `now`; the earliest deadline of
-    /// the batches still open, or None — then the linger thread is marked idle (it will sleep
-    /// without deadline) in the same critical section, so the next opened batch wakes it.
-    fn close_expired(&self, py: Python<'_>, now: f64) -> Option<f64> {
+    /// Close the batches whose linger deadline is at or before `now`, except those of the
+    /// `muted` `(topic, partition)` pairs (a batch of theirs is being written: Kafka's sender
+    /// does not drain a partition with a batch in flight, RecordAccumulator.drain / isMuted);
+    /// the earliest deadline of the unmuted batches still open, or None — then the linger thread
+    /// is marked idle (it will sleep without deadline) in the same critical section, so the next
+    /// opened batch wakes it (and the end of a muted partition's write does, producer_core.py).
+    #[pyo3(signature = (now, muted=None))]
+    fn close_expired(
+        &self,
+        py: Python<'_>,
+        now: f64,
+        muted: Option<Vec<(String, u32)>>,
+    ) -> Option<f64> {
+        let muted = muted.unwrap_or_default();
         let mut state = self.lock(py);
         let mut due: Vec<(f64, String, u32)> = Vec::new();
         let mut earliest: Option<f64> = None;
         for (name, t) in &state.topics {
             for (p, b) in t.partitions.iter().enumerate() {
                 if let Some(b) = b {
+                    if muted.iter().any(|(m, mp)| *mp == p as u32 && m == name) {
+                        continue;
+                    }
                     if b.deadline <= now {
                         due.push((b.deadline, name.clone(), p as u32));
                     } else {
