@@ -796,10 +796,12 @@ class ProducerCore:
                 next_deadline = lingering[0].deadline if lingering else None
                 if muted:
                     lingering.extendleft(reversed(muted))
+                left_muted = bool(muted)
                 if self._native is not None:
-                    native_deadline = self._native.close_expired(
+                    native_deadline, native_muted = self._native.close_expired(
                         now, [(tp.topic, tp.partition) for tp in writing] if writing else None
                     )
+                    left_muted = left_muted or native_muted
                     for part in self._take_native_closed():
                         if part not in expired:
                             expired.append(part)
@@ -810,9 +812,15 @@ class ProducerCore:
                 to_sync, self._to_sync = self._to_sync, []
                 if expired or to_sync:
                     break
-                if writing:
-                    # why: a muted partition's write ending must wake this thread (its batch may
-                    # be due by then; the deadline below leaves the muted batches out)
+                if next_deadline is None and writing and self._native is not None and self._linger_s > 0:
+                    # why: not marked idle while a write is in progress (see close_expired in
+                    # native/src/python/producer.rs); a batch opened from now on is due no sooner
+                    next_deadline = now + self._linger_s
+                if left_muted:
+                    # why: a muted partition's write ending must wake this thread (its batch is
+                    # due; the deadline below leaves the muted batches out). Only then: a wake
+                    # per write, wanted or not, made this thread take the GIL from the sending
+                    # thread at every engine call it made (~100 us each time, measured)
                     self._unmute_wanted = True
                 self._wake.wait(None if next_deadline is None else max(next_deadline - now, 0.0))
         for part in expired:
