@@ -725,7 +725,8 @@ impl NativeAccumulator {
         // sending thread that will open the next batch at once; marked idle, this thread would be
         // woken for it and take the GIL from that sender once per batch; instead it sleeps for
         // linger_s (producer_core.py), before which no batch opened meanwhile is due
-        state.batches.sender_idle = earliest.is_none() && (muted.is_empty() || self.linger_s <= 0.0);
+        state.batches.sender_idle =
+            earliest.is_none() && (muted.is_empty() || self.linger_s <= 0.0);
         (earliest, skipped)
     }
 
