@@ -58,7 +58,7 @@ class ProduceResult:
 
     __slots__ = (
         "_callbacks",
-        "_event",
+        "_latch",
         "_lock",
         "done",
         "driver",
@@ -75,7 +75,11 @@ class ProduceResult:
         self.error: BaseException | None = None
         self.segments: list[tuple[int, int, int, int]] = []
         self.record_errors: dict[int, BaseException] | None = None
-        self._event = threading.Event()
+        # why a held lock, not a threading.Event: one is made per batch, and an Event (a
+        # Condition, its lock and waiter deque) cost more than the rest of the result; released
+        # once when the result finishes, every waiter acquires and re-releases it
+        self._latch = threading.Lock()
+        self._latch.acquire()
         self._lock = threading.Lock()
         self._callbacks: list[tuple[Any, Callable[[Any], Any] | None, Callable[[Any], Any] | None]] = []
         #: set by the producer core: ``driver()`` lets a waiting ``get`` write a batch that is due
@@ -105,7 +109,7 @@ class ProduceResult:
                 return
             self.done = True
             callbacks, self._callbacks = self._callbacks, []
-        self._event.set()
+        self._latch.release()
         for owner, on_success, on_error in callbacks:
             owner._run(on_success, on_error)
 
@@ -113,7 +117,12 @@ class ProduceResult:
         driver = self.driver
         if driver is not None and not self.done:
             driver()
-        return self._event.wait(timeout)
+        if self.done:
+            return True
+        latch = self._latch
+        if latch.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            latch.release()
+        return self.done
 
     def locate(self, index: int) -> tuple[int, int, int]:
         """(offset, fill_ts, append_ts) of record ``index``."""

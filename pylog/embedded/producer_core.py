@@ -170,6 +170,11 @@ class ProducerCore:
         self._lingering: collections.deque[_Batch] = collections.deque()
         self._incomplete: set[ProduceResult] = set()
         self._to_sync: list[tuple[_Batch, Any, int, list[tuple[int, int, int, int]], dict | None]] = []
+        #: partitions with a batch being written (under ``_lock``): the background thread leaves
+        #: their lingering batches alone until the write ends (see ``_sender_round``)
+        self._writing: set[TopicPartition] = set()
+        #: the background thread skipped a writing partition: the write's end must wake it
+        self._unmute_wanted = False
         self._closed = False
         self._stopping = False
         #: the group commits of the logs this producer synced (acks=all)
@@ -484,21 +489,36 @@ class ProducerCore:
         released, so other threads append to the partition while this one waits for the fsync."""
         to_sync: list[tuple[_Batch, Any, int, list, dict | None]] = []
         with part.write_lock:
-            while True:
+            try:
+                while True:
+                    with self._lock:
+                        if not part.queue:
+                            self._end_writing(part)
+                            break
+                        batch = part.queue.popleft()
+                        self._writing.add(part.tp)
+                    item = self._write(batch)
+                    if item is not None:
+                        if sync_here:
+                            to_sync.append(item)
+                        else:
+                            with self._lock:
+                                self._to_sync.append(item)
+                                self._wake.notify()
+            except BaseException:
                 with self._lock:
-                    if not part.queue:
-                        break
-                    batch = part.queue.popleft()
-                item = self._write(batch)
-                if item is not None:
-                    if sync_here:
-                        to_sync.append(item)
-                    else:
-                        with self._lock:
-                            self._to_sync.append(item)
-                            self._wake.notify()
+                    self._end_writing(part)
+                raise
         if to_sync:
             self._sync_and_finish(to_sync)
+
+    def _end_writing(self, part: _Partition) -> None:
+        """Under the lock: ``part`` has no write in progress any more (wake the background thread
+        if it left a lingering batch of ``part`` alone meanwhile)."""
+        self._writing.discard(part.tp)
+        if self._unmute_wanted:
+            self._unmute_wanted = False
+            self._wake.notify()
 
     def _write(self, batch: _Batch) -> tuple[_Batch, Any, int, list, dict | None] | None:
         """Append the batch; complete it (acks 0/1, failures), or return what acks=all must sync."""
@@ -757,14 +777,31 @@ class ProducerCore:
                     lingering.popleft()
                 now = time.monotonic()
                 expired: list[_Partition] = []
+                # why muted: a lingering batch of a partition being written (by a sending thread,
+                # usually: the batch it opened right after closing a full one) is left alone until
+                # that write ends, as Kafka's sender does not drain a partition with a batch in
+                # flight (RecordAccumulator.drain, isMuted); taking it at once cut a 1-record batch
+                # per full one at linger_ms=0 (each a whole engine append)
+                writing = self._writing
+                muted: list[_Batch] = []
                 while lingering and lingering[0].deadline <= now:
                     batch = lingering.popleft()
-                    if not batch.closed:
-                        self._close_batch(batch, self._topics.get(batch.part.tp.topic) or _Topic("", 0))
-                        expired.append(batch.part)
+                    if batch.closed:
+                        continue
+                    if batch.part.tp in writing:
+                        muted.append(batch)
+                        continue
+                    self._close_batch(batch, self._topics.get(batch.part.tp.topic) or _Topic("", 0))
+                    expired.append(batch.part)
                 next_deadline = lingering[0].deadline if lingering else None
+                if muted:
+                    lingering.extendleft(reversed(muted))
+                left_muted = bool(muted)
                 if self._native is not None:
-                    native_deadline = self._native.close_expired(now)
+                    native_deadline, native_muted = self._native.close_expired(
+                        now, [(tp.topic, tp.partition) for tp in writing] if writing else None
+                    )
+                    left_muted = left_muted or native_muted
                     for part in self._take_native_closed():
                         if part not in expired:
                             expired.append(part)
@@ -775,6 +812,16 @@ class ProducerCore:
                 to_sync, self._to_sync = self._to_sync, []
                 if expired or to_sync:
                     break
+                if next_deadline is None and writing and self._native is not None and self._linger_s > 0:
+                    # why: not marked idle while a write is in progress (see close_expired in
+                    # native/src/python/producer.rs); a batch opened from now on is due no sooner
+                    next_deadline = now + self._linger_s
+                if left_muted:
+                    # why: a muted partition's write ending must wake this thread (its batch is
+                    # due; the deadline below leaves the muted batches out). Only then: a wake
+                    # per write, wanted or not, made this thread take the GIL from the sending
+                    # thread at every engine call it made (~100 us each time, measured)
+                    self._unmute_wanted = True
                 self._wake.wait(None if next_deadline is None else max(next_deadline - now, 0.0))
         for part in expired:
             self._write_queued(part, sync_here=False)

@@ -680,16 +680,32 @@ impl NativeAccumulator {
         }
     }
 
-    /// Close the batches whose linger deadline is at or before `now`; the earliest deadline of
-    /// the batches still open, or None — then the linger thread is marked idle (it will sleep
-    /// without deadline) in the same critical section, so the next opened batch wakes it.
-    fn close_expired(&self, py: Python<'_>, now: f64) -> Option<f64> {
+    /// Close the batches whose linger deadline is at or before `now`, except those of the
+    /// `muted` `(topic, partition)` pairs (a batch of theirs is being written: Kafka's sender
+    /// does not drain a partition with a batch in flight, RecordAccumulator.drain / isMuted);
+    /// returns the earliest deadline of the unmuted batches still open (or None: then the linger
+    /// thread is marked idle — it will sleep without deadline — in the same critical section, so
+    /// the next opened batch wakes it) and whether a due batch was left alone for being muted
+    /// (then the end of that partition's write wakes the thread, producer_core.py).
+    #[pyo3(signature = (now, muted=None))]
+    fn close_expired(
+        &self,
+        py: Python<'_>,
+        now: f64,
+        muted: Option<Vec<(String, u32)>>,
+    ) -> (Option<f64>, bool) {
+        let muted = muted.unwrap_or_default();
         let mut state = self.lock(py);
         let mut due: Vec<(f64, String, u32)> = Vec::new();
         let mut earliest: Option<f64> = None;
+        let mut skipped = false;
         for (name, t) in &state.topics {
             for (p, b) in t.partitions.iter().enumerate() {
                 if let Some(b) = b {
+                    if muted.iter().any(|(m, mp)| *mp == p as u32 && m == name) {
+                        skipped |= b.deadline <= now;
+                        continue;
+                    }
                     if b.deadline <= now {
                         due.push((b.deadline, name.clone(), p as u32));
                     } else {
@@ -705,8 +721,13 @@ impl NativeAccumulator {
         for (_, name, p) in due {
             state.close(py, &name, p);
         }
-        state.batches.sender_idle = earliest.is_none();
-        earliest
+        // why not idle while a partition is being written (linger > 0): the writer is usually a
+        // sending thread that will open the next batch at once; marked idle, this thread would be
+        // woken for it and take the GIL from that sender once per batch; instead it sleeps for
+        // linger_s (producer_core.py), before which no batch opened meanwhile is due
+        state.batches.sender_idle =
+            earliest.is_none() && (muted.is_empty() || self.linger_s <= 0.0);
+        (earliest, skipped)
     }
 
     /// Close the open batch whose result is `result` if its deadline passed; True if closed now.
