@@ -40,14 +40,21 @@ again). Records already deserialized before it in the same poll are returned fir
 FetchCollector keeps the error for the next call the same way).
 
 Not thread-safe, as Kafka's consumer: one thread uses it; ``wakeup`` is the fetcher's.
+
+fork(): a consumer is its process's. In a child forked after it was made it is closed
+(``ClientClosedError`` saying so; ``close`` does nothing): its group membership is the parent's,
+and a child leaving the group in its name (on ``close``, ``Log.close``) would fence the parent.
+Make a new consumer in the child.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -254,6 +261,8 @@ class Consumer:
         self._backend = backend
         self._fetcher = backend.fetcher(self._config)
         self._closed = False
+        self._closed_message = "the consumer is closed"
+        _live_consumers.add(self)
         #: "none", "assigned" (manual), "subscribed" (topics/pattern)
         self._mode = "none"
         self._subscription: set[str] | None = None
@@ -277,7 +286,7 @@ class Consumer:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ClientClosedError("the consumer is closed")
+            raise ClientClosedError(self._closed_message)
 
     def _check_assigned(self, tp: object) -> TopicPartition:
         if not _is_tp(tp):
@@ -859,3 +868,20 @@ class Consumer:
         # as kafka-python: no auto-commit when the block failed (the record in hand may not
         # have been processed)
         self.close(autocommit=exc_type is None)
+
+
+#: this process's consumers, which a forked child closes (see the module docs)
+_live_consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()
+
+
+def _close_consumers_after_fork() -> None:
+    parent = os.getppid()
+    for consumer in list(_live_consumers):
+        consumer._closed = True
+        consumer._closed_message = f"the consumer was made in process {parent} before this process forked from it; make a new one here"
+        consumer._member = None  # the parent's membership: never left from here
+        consumer._buffer.clear()
+    _live_consumers.clear()
+
+
+os.register_at_fork(after_in_child=_close_consumers_after_fork)

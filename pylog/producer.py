@@ -49,11 +49,18 @@ when serializers or a user partitioner are set), or on the native engine its Rus
 accumulator's ``send`` (no Python frame per record).
 
 Thread-safety: one producer may be shared by any number of threads (as kafka-python's).
+
+fork(): a producer is its process's. In a child forked after it was made it is closed
+(``ClientClosedError`` saying so; ``flush``/``close`` do nothing): the records it held are the
+parent's to write, and writing them in the child too would append them twice. Make a new
+producer in the child.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -282,6 +289,8 @@ class Producer:
         self._value_serializer = _wrap_serializer(self.config.value_serializer)
         self._core = backend.producer_core(self.config)
         self._closed = False
+        self._closed_message = "the producer is closed"
+        _live_producers.add(self)
         native_send = getattr(self._core, "native_send", None)
         if native_send is not None and self._key_serializer is None and self._value_serializer is None:
             # why: without serializers there is nothing to do in Python per record; the Rust
@@ -303,7 +312,7 @@ class Producer:
     ) -> FutureRecordMetadata:
         """Accumulate one record; the future resolves to ``pylog.RecordMetadata``."""
         if self._closed:
-            raise ClientClosedError("the producer is closed")
+            raise ClientClosedError(self._closed_message)
         if type(topic) is not str:
             raise TypeError(f"topic must be a str, not {type(topic).__name__}")
         if headers is not None:
@@ -353,7 +362,7 @@ class Producer:
         order. Bad columns fail the future with the engine's error (``TypeError``,
         ``InvalidRecordError``)."""
         if self._closed:
-            raise ClientClosedError("the producer is closed")
+            raise ClientClosedError(self._closed_message)
         if type(topic) is not str:
             raise TypeError(f"topic must be a str, not {type(topic).__name__}")
         if len(values) == 0:
@@ -402,7 +411,7 @@ class Producer:
     def partitions_for(self, topic: str) -> set[int]:
         """The partition ids of ``topic`` (auto-created when the log allows it), as kafka-python."""
         if self._closed:
-            raise ClientClosedError("the producer is closed")
+            raise ClientClosedError(self._closed_message)
         return self._core.partitions_for(topic)
 
     def metrics(self, raw: bool = False) -> dict[str, Any]:
@@ -414,6 +423,22 @@ class Producer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: this process's producers, which a forked child closes (see the module docs)
+_live_producers: weakref.WeakSet[Producer] = weakref.WeakSet()
+
+
+def _close_producers_after_fork() -> None:
+    parent = os.getppid()
+    for producer in list(_live_producers):
+        producer._closed = True
+        producer._closed_message = f"the producer was made in process {parent} before this process forked from it; make a new one here"
+        producer.__dict__.pop("send", None)  # the Rust accumulator's send: its records are the parent's
+    _live_producers.clear()
+
+
+os.register_at_fork(after_in_child=_close_producers_after_fork)
 
 
 __all__ = ["BatchMetadata", "Producer", "ProducerConfig"]

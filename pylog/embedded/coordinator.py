@@ -33,8 +33,10 @@ holds it across a catalog transaction of its own.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,6 +128,7 @@ class GroupMember:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._store.register(self)
+        _live_members.add(self)
 
     # ------------------------------------------------------------------ properties
 
@@ -326,6 +329,17 @@ class GroupMember:
         if self._closed:
             raise ClientClosedError(f"group member of {self.group_id!r} is closed")
 
+    def _disown_after_fork(self) -> None:
+        """In a forked child: the membership is the parent's. Forget it (a ``leave`` from here
+        would remove the parent from its group) and replace the lock (the parent's heartbeat
+        thread may have held it at the fork; that thread does not exist here)."""
+        self._lock = threading.RLock()
+        self._closed = True
+        self._thread = None
+        self._stop = threading.Event()
+        self._member_id, self._generation = "", -1
+        self._held, self._pending, self._unacked_revoke = set(), frozenset(), set()
+
     # ------------------------------------------------------------------ heartbeat thread
 
     def _start_heartbeats(self) -> None:
@@ -394,3 +408,16 @@ class GroupMember:
                 _log.exception("group %s: heartbeat failed", self.group_id)
                 next_beat = now_ns() + interval_ns
                 stop.wait(self._heartbeat_interval_ms / 1000)
+
+
+#: this process's members, which a forked child disowns (``GroupMember._disown_after_fork``)
+_live_members: weakref.WeakSet[GroupMember] = weakref.WeakSet()
+
+
+def _disown_members_after_fork() -> None:
+    for member in list(_live_members):
+        member._disown_after_fork()
+    _live_members.clear()
+
+
+os.register_at_fork(after_in_child=_disown_members_after_fork)

@@ -18,17 +18,28 @@ to retry (each then syncs itself or joins a later sync), so an error reaches eve
 batch it left unsynced.
 
 Thread-safety: all state is under ``_cond``; ``sync()`` runs outside it (the native engine releases
-the GIL there, so other threads keep appending).
+the GIL there, so other threads keep appending). A forked child starts with no group commits: one
+copied from the parent may show a sync in progress (``_syncing``) that no thread here will finish.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from typing import Any
 
 _registry: weakref.WeakKeyDictionary[Any, GroupCommit] = weakref.WeakKeyDictionary()
 _registry_lock = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    global _registry, _registry_lock
+    _registry = weakref.WeakKeyDictionary()
+    _registry_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 class GroupCommit:

@@ -44,6 +44,9 @@ a consumer will see.
 
 Thread-safety: any number of threads may ``send``/``flush``; the accumulator state is under one
 lock, engine calls run outside it.
+
+fork(): a child finds every core made before the fork closed and empty; its pending records are
+the parent's to write (``_disown_after_fork``), so none is appended twice.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import atexit
 import collections
 import contextlib
 import functools
+import os
 import random
 import struct
 import threading
@@ -210,6 +214,7 @@ class ProducerCore:
         self._sender.name = "pylog-producer"
         self._sender.start()
         atexit.register(_close_at_exit, weakref.ref(self))
+        _live_cores.add(self)
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -765,6 +770,23 @@ class ProducerCore:
     def closed(self) -> bool:
         return self._closed
 
+    def _disown_after_fork(self) -> None:
+        """In a forked child: forget the parent's records. The parent's sender thread writes
+        them; a child that wrote its copy too (on ``flush``, ``close``, ``Log.close`` or at exit)
+        would append every pending record twice. Locks are replaced: another thread of the parent
+        may have held one at the fork, and it does not exist here to release it."""
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._closed = self._stopping = True
+        self._topics = {}
+        self._lingering = collections.deque()
+        self._incomplete = set()
+        self._to_sync = []
+        # why not shut(): the Rust accumulator's records are the parent's too; dropping the
+        # reference is enough (nothing here calls it again)
+        self._native = None
+        self.native_send = None
+
     def _sender_round(self) -> bool:
         """One round of the background thread: write expired batches, sync acks=all batches.
         Sleeps on the condition until there is work; False when the core is stopping."""
@@ -855,6 +877,19 @@ def _sender_main(core_ref: weakref.ref[ProducerCore]) -> None:
                 return
         finally:
             del core
+
+
+#: the cores of this process, which a forked child disowns (``ProducerCore._disown_after_fork``)
+_live_cores: weakref.WeakSet[ProducerCore] = weakref.WeakSet()
+
+
+def _disown_cores_after_fork() -> None:
+    for core in list(_live_cores):
+        core._disown_after_fork()
+    _live_cores.clear()
+
+
+os.register_at_fork(after_in_child=_disown_cores_after_fork)
 
 
 def _close_at_exit(core_ref: weakref.ref[ProducerCore]) -> None:
