@@ -1,0 +1,70 @@
+"""Clients across ``fork()``: a child never acts for its parent's producers and consumers.
+
+A child forked after a producer or consumer was made inherits a copy of it: the producer's pending
+records and the consumer's group membership. Both are the parent's. Before, a child that closed
+its copy of the log (or exited normally: the producer's atexit close) wrote the parent's pending
+records a second time, and a child's close made the parent's consumer leave its group (its next
+commit failed with ``CommitFailedError``). The child finds them closed instead, and can make its
+own clients. (A group consumer is handled the same way, but a test of it is not here: SQLite is not
+fork-safe while another thread of the parent is inside it, as a heartbeat thread may be, and the
+child then hangs; a child should open its own ``Log``.)
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+
+import pytest
+
+import pylog
+from pylog.errors import ClientClosedError
+from pylog.types import TopicPartition
+
+T0 = TopicPartition("t", 0)
+
+
+def run_in_child(body: Callable[[], None]) -> None:
+    """Fork; run ``body`` in the child; fail here if it raised (its traceback on stderr)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not collected
+        code = 0
+        try:
+            body()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child failed (its traceback is above)"
+
+
+def values(log: pylog.Log) -> list[bytes]:
+    consumer = log.consumer(auto_offset_reset="earliest")
+    consumer.assign([T0])
+    got: list[bytes] = []
+    while batch := consumer.poll(timeout_ms=200).get(T0):
+        got.extend(r.value for r in batch)
+    consumer.close()
+    return got
+
+
+@pytest.mark.parametrize("core", ["default", "python"])
+def test_child_never_writes_the_parents_pending_records(log: pylog.Log, core: str) -> None:
+    log.create_topic("t")
+    producer = log.producer(linger_ms=60_000, python_core=core == "python")
+    pending = producer.send("t", b"parent")
+
+    def child() -> None:
+        producer.flush()  # nothing of the parent's is written
+        own = log.producer()
+        assert own.send("t", b"child").get(timeout=10).offset == 0
+        log.close()  # closes both producers: the inherited one writes nothing
+        with pytest.raises(ClientClosedError, match="forked"):
+            producer.send("t", b"inherited")
+
+    run_in_child(child)
+    producer.flush()
+    assert pending.get(timeout=10).offset == 1
+    assert values(log) == [b"child", b"parent"]
