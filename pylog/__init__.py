@@ -1,6 +1,8 @@
 """pylog: an embeddable, Kafka-compatible commit log for Python with a Rust hot path.
 
-Start with ``pylog.engine.open_partition(path)``; the on-disk format is Kafka's, byte for byte.
+Start with ``pylog.open(path)``: a directory of topics, with ``log.producer(...)`` and
+``log.consumer(...)`` using kafka-python's names. One partition directory alone opens with
+``pylog.engine.open_partition(path)``. The on-disk format is Kafka's, byte for byte.
 """
 
 from pylog.config import LogConfig
