@@ -72,6 +72,7 @@ from pylog.errors import (
 )
 from pylog.listener import ConsumerRebalanceListener
 from pylog.partition import Columns
+from pylog.transport import TRANSPORT_KEYS
 from pylog.types import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
 
 _log = logging.getLogger("pylog.consumer")
@@ -80,56 +81,17 @@ ASSIGNMENT_STRATEGIES = ("range", "roundrobin", "cooperative-sticky")
 
 #: kafka-python consumer keys about the network, security, metrics or fetch requests; accepted (so
 #: programs port unchanged) and ignored: an embedded consumer reads the files, with CRCs always
-#: checked. The producer's twin is ``pylog.producer.IGNORED_KEYS``.
-IGNORED_KEYS = frozenset(
+#: checked: the transport keys both clients ignore (``pylog.transport``) and the fetch-request ones.
+IGNORED_KEYS = TRANSPORT_KEYS | frozenset(
     {
-        "api_version",
-        "bootstrap_servers",
-        "bootstrap_timeout_ms",
         "check_crcs",
-        "client_dns_lookup",
         "client_rack",
-        "connections_max_idle_ms",
         "enable_incremental_fetch_sessions",
         "exclude_internal_topics",
         "fetch_max_bytes",
         "fetch_max_wait_ms",
         "fetch_min_bytes",
-        "kafka_client",
-        "max_in_flight_requests_per_connection",
-        "metadata_max_age_ms",
         "metric_group_prefix",
-        "metric_reporters",
-        "metrics_enabled",
-        "metrics_num_samples",
-        "metrics_sample_window_ms",
-        "proxy_url",
-        "receive_buffer_bytes",
-        "receive_message_max_bytes",
-        "reconnect_backoff_max_ms",
-        "reconnect_backoff_ms",
-        "request_timeout_ms",
-        "retry_backoff_ms",
-        "sasl_kerberos_domain_name",
-        "sasl_kerberos_name",
-        "sasl_kerberos_service_name",
-        "sasl_mechanism",
-        "sasl_oauth_token_provider",
-        "sasl_plain_password",
-        "sasl_plain_username",
-        "security_protocol",
-        "selector",
-        "send_buffer_bytes",
-        "socket_options",
-        "socks5_proxy",
-        "ssl_cafile",
-        "ssl_certfile",
-        "ssl_check_hostname",
-        "ssl_ciphers",
-        "ssl_context",
-        "ssl_crlfile",
-        "ssl_keyfile",
-        "ssl_password",
     }
 )
 

@@ -67,57 +67,19 @@ from typing import Any
 
 from pylog.errors import ClientClosedError, InvalidConfigError, SerializationError
 from pylog.future import BatchMetadata, FutureBatchMetadata, FutureRecordMetadata
+from pylog.transport import TRANSPORT_KEYS
 
 COMPRESSION_TYPES = ("gzip", "snappy", "lz4", "zstd")
 
 #: kafka-python producer keys about the network, security, metrics or retries of requests;
 #: accepted (so programs port unchanged) and ignored: an embedded producer has none of these.
-IGNORED_KEYS = frozenset(
+IGNORED_KEYS = TRANSPORT_KEYS | frozenset(
     {
-        "api_version",
         "api_version_auto_timeout_ms",
-        "bootstrap_servers",
-        "bootstrap_timeout_ms",
         "buffer_memory",
-        "client_dns_lookup",
-        "connections_max_idle_ms",
         "delivery_timeout_ms",
-        "kafka_client",
         "max_block_ms",
-        "max_in_flight_requests_per_connection",
-        "metadata_max_age_ms",
-        "metric_reporters",
-        "metrics_enabled",
-        "metrics_num_samples",
-        "metrics_sample_window_ms",
-        "proxy_url",
-        "receive_buffer_bytes",
-        "receive_message_max_bytes",
-        "reconnect_backoff_max_ms",
-        "reconnect_backoff_ms",
-        "request_timeout_ms",
         "retries",
-        "retry_backoff_ms",
-        "sasl_kerberos_domain_name",
-        "sasl_kerberos_name",
-        "sasl_kerberos_service_name",
-        "sasl_mechanism",
-        "sasl_oauth_token_provider",
-        "sasl_plain_password",
-        "sasl_plain_username",
-        "security_protocol",
-        "selector",
-        "send_buffer_bytes",
-        "socket_options",
-        "socks5_proxy",
-        "ssl_cafile",
-        "ssl_certfile",
-        "ssl_check_hostname",
-        "ssl_ciphers",
-        "ssl_context",
-        "ssl_crlfile",
-        "ssl_keyfile",
-        "ssl_password",
         "transaction_timeout_ms",
     }
 )
