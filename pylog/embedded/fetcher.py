@@ -197,17 +197,18 @@ class Fetcher:
     # ------------------------------------------------------------------ offsets
 
     def beginning_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        out = {}
-        for tp in tps:
-            log = self._log(tp)
-            out[tp] = self._call(tp, lambda log=log: log.start_offset)
-        return out
+        return self._offsets(tps, lambda log: log.start_offset)
 
     def end_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        return self._offsets(tps, lambda log: log.end_offset)
+
+    def _offsets(
+        self, tps: Iterable[TopicPartition], which: Callable[[Any], int]
+    ) -> dict[TopicPartition, int]:
         out = {}
         for tp in tps:
             log = self._log(tp)
-            out[tp] = self._call(tp, lambda log=log: log.end_offset)
+            out[tp] = self._call(tp, lambda log=log: which(log))
         return out
 
     def offsets_for_times(

@@ -277,21 +277,13 @@ class ProducerCore:
             if sticky:
                 partition = self._sticky.partition(topic, count)
             part = topic_state.parts[partition]
-            batch = part.open
-            if batch is not None and batch.size + size > self._batch_size and batch.values:
-                self._close_batch(batch, topic_state)
-                full.append(batch)
-                batch = None
-                if sticky:
-                    # why: the record that would open a new batch goes to the next sticky
-                    # partition instead (KafkaProducer's abortOnNewBatch, KIP-480)
-                    partition = self._sticky.partition(topic, count)
-                    part = topic_state.parts[partition]
-                    batch = part.open
-                    if batch is not None and batch.size + size > self._batch_size and batch.values:
-                        self._close_batch(batch, topic_state)
-                        full.append(batch)
-                        batch = None
+            batch = self._open_batch_with_room(part, size, topic_state, full)
+            if batch is None and sticky and full:
+                # why: the record that would open a new batch goes to the next sticky
+                # partition instead (KafkaProducer's abortOnNewBatch, KIP-480)
+                partition = self._sticky.partition(topic, count)
+                part = topic_state.parts[partition]
+                batch = self._open_batch_with_room(part, size, topic_state, full)
             if batch is None:
                 batch = part.open = _Batch(part, time.monotonic() + self._linger_s)
                 batch.result.driver = functools.partial(self._drive, batch)
@@ -473,6 +465,18 @@ class ProducerCore:
             if state is None or state.count != count:
                 state = self._topics[topic] = _Topic(topic, count)
             return state
+
+    def _open_batch_with_room(
+        self, part: Any, size: int, topic_state: Any, full: list[_Batch]
+    ) -> _Batch | None:
+        """The partition's open batch if ``size`` more bytes fit (or it is empty); else close it
+        into ``full`` and return None. Lock held."""
+        batch = part.open
+        if batch is not None and batch.size + size > self._batch_size and batch.values:
+            self._close_batch(batch, topic_state)
+            full.append(batch)
+            return None
+        return batch
 
     def _close_batch(self, batch: _Batch, topic_state: _Topic) -> None:
         """Under the lock: the batch leaves the accumulator for its partition's write queue."""
