@@ -44,7 +44,6 @@ def tps(topic: str, *partitions: int) -> set[TopicPartition]:
 def backend(tmp_path: Path, engine: str) -> Iterator[EmbeddedBackend]:
     opened = EmbeddedBackend(str(tmp_path / "log"), engine=engine)
     yield opened
-    opened.group_store.close()  # TODO(merge): EmbeddedBackend.close() should call this itself
     opened.close()
 
 
