@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pylog.config import LogConfig
 from pylog.errors import InvalidConfigError
-from pylog.partition import Columns, PartitionLog, Record
+from pylog.partition import Cleanable, CleanResult, Columns, PartitionLog, Record, RetentionResult
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -24,9 +24,12 @@ ENGINES = ("native", "reference")
 
 __all__ = [
     "ENGINES",
+    "CleanResult",
+    "Cleanable",
     "Columns",
     "PartitionLog",
     "Record",
+    "RetentionResult",
     "decode_records",
     "default_engine",
     "open_partition",

@@ -48,6 +48,9 @@ class CorruptKind(StrEnum):
     ATTRIBUTES = "attributes"
     #: a control batch that is not one well-formed control record [INVALID_RECORD]
     CONTROL = "control"
+    #: a record without a key appended to a partition whose ``cleanup.policy`` includes
+    #: ``compact`` (Kafka's broker: "Compacted topic cannot accept message without key") [INVALID_RECORD]
+    KEY = "key"
 
 
 def _kind(kind: CorruptKind | str | None) -> CorruptKind | None:

@@ -7,6 +7,8 @@ The behaviour contract is docs/partition-log.md.
 - ``Record``: one record as a consumer sees it; ``Columns``: records as Arrow-layout columns.
 - ``PartitionLog``: the protocol of one topic-partition directory (thread-safe; several processes
   may open one directory).
+- ``RetentionResult`` / ``CleanResult`` / ``Cleanable``: what ``apply_retention``, ``compact`` and
+  ``cleanable`` report (docs/partition-log.md, "Retention" and "Compaction").
 - ``check_record_range`` / ``timestamps_from_array`` / ``as_int``: argument checks shared by both
   engines, so both raise the same error for the same bad argument.
 """
@@ -91,6 +93,60 @@ class Columns(NamedTuple):
         return arrow.export_stream(self, requested_schema)
 
 
+class RetentionResult(NamedTuple):
+    """What one ``apply_retention`` / ``delete_before`` run removed."""
+
+    #: whole segments deleted (renamed ``.deleted``, then unlinked)
+    deleted_segments: int
+    #: their ``.log`` bytes
+    deleted_bytes: int
+    #: the log start offset afterwards
+    start_offset: int
+
+
+class Cleanable(NamedTuple):
+    """The cleaner's view of a partition now (Kafka's LogCleanerManager ``cleanableOffsets`` and
+    ``LogToClean``); ``due`` is the background cleaner's rule, explicit ``compact()`` ignores it."""
+
+    #: ``cleaner-offset-checkpoint``, reset to the log start when outside [start, end]
+    first_dirty_offset: int
+    #: min(active segment base, the first segment younger than min.compaction.lag.ms), >= first dirty
+    first_uncleanable_offset: int
+    #: bytes of the segments with base < first dirty
+    clean_bytes: int
+    #: bytes of the segments from the one holding first dirty up to first uncleanable
+    cleanable_bytes: int
+    #: cleanable / (clean + cleanable), 0.0 when both are 0
+    dirty_ratio: float
+    #: a dirty segment's first batch is older than max.compaction.lag.ms
+    needs_compaction_now: bool
+    #: cleanable_bytes > 0 and (dirty_ratio > min.cleanable.dirty.ratio or needs_compaction_now)
+    due: bool
+
+
+class CleanResult(NamedTuple):
+    """What one ``compact()`` call did, summed over its passes."""
+
+    #: cleaning passes run (one per offset map filled)
+    passes: int
+    #: segments read and replaced
+    segments_cleaned: int
+    #: ``.log`` bytes read by the passes (the input; MB/s figures are of this)
+    bytes_read: int
+    #: ``.log`` bytes of the cleaned segments written
+    bytes_written: int
+    #: records (not control records) in the rewritten segments before / after
+    records_read: int
+    records_kept: int
+    #: tombstones dropped because their batch's delete horizon had passed
+    tombstones_removed: int
+    #: ``cleaner-offset-checkpoint`` afterwards: everything below it is clean
+    clean_offset: int
+    #: why nothing was done (``cleanup.policy`` without compact, nothing cleanable, not due,
+    #: another process cleaning, cancelled), or None
+    skipped: str | None = None
+
+
 @runtime_checkable
 class PartitionLog(Protocol):
     """One topic-partition directory. Thread-safe; several processes may open the same directory."""
@@ -125,6 +181,19 @@ class PartitionLog(Protocol):
     def sync(self) -> None: ...
     def wait_for(self, offset: int, timeout_ms: int) -> bool: ...
     def close(self) -> None: ...
+    # retention and compaction (docs/partition-log.md, "Retention" and "Compaction")
+    def delete_before(self, offset: int) -> RetentionResult: ...
+    def apply_retention(self, now_ms: int | None = None) -> RetentionResult: ...
+    def cleanable(self, now_ms: int | None = None) -> Cleanable: ...
+    def compact(
+        self,
+        now_ms: int | None = None,
+        *,
+        map_bytes: int | None = None,
+        force: bool = True,
+        wait: bool = True,
+        cancel: object | None = None,
+    ) -> CleanResult: ...
     def __enter__(self) -> PartitionLog: ...
     def __exit__(self, *exc: object) -> None: ...
 

@@ -32,10 +32,12 @@ pub enum CorruptKind {
     Attributes,
     /// A control batch that is not one well-formed control record.
     Control,
+    /// A record without a key on a partition whose `cleanup.policy` includes `compact`.
+    Key,
 }
 
 impl CorruptKind {
-    pub const ALL: [CorruptKind; 11] = [
+    pub const ALL: [CorruptKind; 12] = [
         CorruptKind::Framing,
         CorruptKind::Magic,
         CorruptKind::Crc,
@@ -47,6 +49,7 @@ impl CorruptKind {
         CorruptKind::Timestamp,
         CorruptKind::Attributes,
         CorruptKind::Control,
+        CorruptKind::Key,
     ];
 
     /// The value of the Python `CorruptKind` member.
@@ -63,6 +66,7 @@ impl CorruptKind {
             CorruptKind::Timestamp => "timestamp",
             CorruptKind::Attributes => "attributes",
             CorruptKind::Control => "control",
+            CorruptKind::Key => "key",
         }
     }
 }
