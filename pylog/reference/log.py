@@ -32,6 +32,14 @@ Durability: an append returns after one positional write of the whole batch (so 
 process being killed); ``sync()`` fsyncs from the segment holding the recovery point and then
 advances the recovery-point checkpoint. The first opener runs recovery unless the last closer left
 ``.kafka_cleanshutdown``; the last closer syncs and leaves it.
+
+The log start offset is max(first segment base, ``log-start-offset-checkpoint``), re-read by every
+refresh; ``delete_before`` and retention (retention.py) move it, compaction (cleaner.py) replaces
+sealed segments. Each of those changes the segment set as one layout change (generation odd,
+writer lock held) under the **cleaner lock** (lock.py: cleaner lock → writer lock, never the other
+way). A reader that finds the generation odd waits for it to become even (at most
+``ODD_GENERATION_WAIT_SECONDS``) before listing the directory; a writer that finds it left odd by a
+dead process first runs recovery's temp-file steps (``recovery.remove_temp_files``).
 """
 
 from __future__ import annotations
@@ -93,8 +101,10 @@ RECORDS_CHUNK_BYTES = 1 << 20
 class _PauseHook:
     """Test hook of the crash tests (tests/test_coordination.py), as native/src/log.rs's
     ``PauseHook``: with ``PYLOG_TEST_PAUSE=POINT:N`` set at open, the N-th time this log reaches
-    ``POINT`` (``locked``, ``written``, ``publishing``, ``rolling``) it prints ``pause POINT`` on
-    stdout and stops its process with SIGSTOP."""
+    ``POINT`` (``locked``, ``written``, ``publishing``, ``rolling``; retention's
+    ``retention-checkpointed``, ``retention-renamed``; the cleaner's ``clean-written``,
+    ``clean-swapping``, ``clean-deleting``, ``clean-swapped``, ``clean-checkpointed``) it prints
+    ``pause POINT`` on stdout and stops its process with SIGSTOP."""
 
     __slots__ = ("point", "remaining")
 
