@@ -240,4 +240,3 @@ def cleaner_pass_done(
 def cleaner_skipped(dir_path: str, reason: str) -> None:
     """``compact()`` did nothing, and why (a policy without compact)."""
     _log(CLEANER, logging.INFO, "%s: not compacted: %s", dir_path, reason)
-

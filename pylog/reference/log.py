@@ -964,7 +964,7 @@ class PartitionLog:
 
     def _apply_retention_locked(self, now_ms: int, rules: Sequence[str]) -> RetentionResult:
         """The retention passes ``rules`` (cleaner lock held), each over what the previous left."""
-        deleted, deleted_bytes = 0, 0
+        deleted, deleted_bytes, used = 0, 0, []
         for rule in rules:
             with self._write_lock:
                 self._check_open()
@@ -977,15 +977,15 @@ class PartitionLog:
                     count = retention.deletable(rule, infos, self._log_start(), self._config, now_ms)
                     if count:
                         renamed = self._delete_segments_locked(count)
-                    start = self._log_start()
             if count:
                 retention.unlink_deleted(renamed)
                 deleted += count
-                pass_bytes = sum(info.size for info in infos[:count])
-                deleted_bytes += pass_bytes
-                retention.log_deleted(self._path, count, pass_bytes, start, rule)
+                deleted_bytes += sum(info.size for info in infos[:count])
+                used.append(rule)
         with self._lock:
             start = self._log_start()
+        if deleted:
+            retention.log_deleted(self._path, deleted, deleted_bytes, start, used)
         return RetentionResult(deleted, deleted_bytes, start)
 
     def _delete_segments_locked(self, count: int) -> list[str]:

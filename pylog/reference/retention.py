@@ -39,9 +39,9 @@ from pylog.config import LogConfig
 from pylog.reference import events
 from pylog.reference.segments import DELETED_SUFFIX, file_prefix
 
-#: the pass names, in the order they run (also the ``rule`` words of the INFO line, one line
-#: per pass that deleted something; native/src/retention.rs names them the same)
-LOG_START = "log start offset"
+#: the pass names, in the order they run (also the rule words of the INFO line, one line per
+#: run that deleted something, naming the passes that did; native/src/retention.rs names them so)
+LOG_START = "log-start"
 SIZE = "retention.bytes"
 TIME = "retention.ms"
 
@@ -126,6 +126,6 @@ def unlink_deleted(paths: Sequence[str]) -> None:
             os.unlink(path)
 
 
-def log_deleted(dir_path: str, segments: int, deleted_bytes: int, start: int, rule: str) -> None:
-    """The INFO line of a retention pass that deleted something (events.py's rules apply)."""
-    events.retention_deleted(dir_path, segments, deleted_bytes, start, rule)
+def log_deleted(dir_path: str, segments: int, deleted_bytes: int, start: int, rules: Sequence[str]) -> None:
+    """The INFO line of a retention run that deleted something (events.py's rules apply)."""
+    events.retention_deleted(dir_path, segments, deleted_bytes, start, ", ".join(rules))
