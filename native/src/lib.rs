@@ -17,6 +17,7 @@ pub mod events;
 pub mod index;
 pub mod lock;
 pub mod log;
+pub mod offset_map;
 pub mod producer_partitioner;
 pub mod record;
 pub mod recovery;
