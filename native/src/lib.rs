@@ -20,6 +20,7 @@ pub mod log;
 pub mod producer_partitioner;
 pub mod record;
 pub mod recovery;
+pub mod retention;
 pub mod segment;
 pub mod segments;
 pub mod shared_state;
