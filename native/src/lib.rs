@@ -21,6 +21,7 @@ pub mod offset_map;
 pub mod producer_partitioner;
 pub mod record;
 pub mod recovery;
+pub mod retention;
 pub mod segment;
 pub mod segments;
 pub mod shared_state;
