@@ -239,7 +239,9 @@ impl<'a> SealedBatches<'a> {
         let rest = &bytes[self.pos..];
         let h = match batch::frame(rest) {
             Frame::Batch(h) => h,
-            Frame::Corrupt(reason) => return Err(self.corrupt(batch::frame_error_kind(rest), reason)),
+            Frame::Corrupt(reason) => {
+                return Err(self.corrupt(batch::frame_error_kind(rest), reason))
+            }
             Frame::Incomplete => {
                 return Err(self.corrupt(
                     CorruptKind::Framing,
@@ -323,8 +325,8 @@ pub fn build_offset_map(
             if h.is_control() || h.last_offset() < first_dirty {
                 continue;
             }
-            let (h, codec) = batch::check_batch(bytes)
-                .map_err(|e| e.shifted(pos as u64).in_file(seg.path))?;
+            let (h, codec) =
+                batch::check_batch(bytes).map_err(|e| e.shifted(pos as u64).in_file(seg.path))?;
             let data = batch::records_area(bytes, &h, codec, scratch)
                 .map_err(|e| e.shifted(pos as u64).in_file(seg.path))?;
             let decoded = decode_records_area(data, &h, codec == Codec::None, |r| {
@@ -480,9 +482,8 @@ pub fn filter_batch(
     let mut kept_tombstone = false;
     decode_records_area(area, &h, codec == Codec::None, |r| {
         seen += 1;
-        let keep = r.offset > rules.latest
-            || r.key
-                .is_some_and(|k| r.offset >= rules.map.get(&digest(k)));
+        let keep =
+            r.offset > rules.latest || r.key.is_some_and(|k| r.offset >= rules.map.get(&digest(k)));
         if !keep {
             return Ok(());
         }
@@ -529,7 +530,10 @@ pub fn filter_batch(
     let max_timestamp = if log_append_time {
         h.max_timestamp
     } else {
-        kept.iter().map(|k| k.timestamp).max().expect("kept is not empty")
+        kept.iter()
+            .map(|k| k.timestamp)
+            .max()
+            .expect("kept is not empty")
     };
     let mut attributes = h.attributes & (CODEC_MASK | TIMESTAMP_TYPE_MASK | TRANSACTIONAL_MASK);
     if needs_horizon || has_horizon {
@@ -701,8 +705,7 @@ impl CleanedLog {
             .iter()
             .zip([self.index.encode_offsets(0), self.index.encode_times(0)])
         {
-            let mut f =
-                File::create(path).io_context(|| format!("creating {}", path.display()))?;
+            let mut f = File::create(path).io_context(|| format!("creating {}", path.display()))?;
             f.write_all(&bytes)
                 .and_then(|()| f.sync_all())
                 .io_context(|| format!("writing {}", path.display()))?;

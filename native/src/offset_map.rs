@@ -77,11 +77,11 @@ impl OffsetMap {
         }
         let slots = map_bytes / ENTRY_BYTES;
         let mut table = Vec::new();
-        table
-            .try_reserve_exact(slots * ENTRY_BYTES)
-            .map_err(|_| Error::InvalidConfig(format!(
+        table.try_reserve_exact(slots * ENTRY_BYTES).map_err(|_| {
+            Error::InvalidConfig(format!(
                 "log.cleaner.dedupe.buffer.size = {map_bytes} bytes cannot be allocated"
-            )))?;
+            ))
+        })?;
         // why resize after the reservation: zero-filling a fresh reservation of this size is a
         // calloc-like mapping of zero pages (only the slots used are ever touched).
         table.resize(slots * ENTRY_BYTES, 0);
@@ -139,7 +139,11 @@ impl OffsetMap {
         let linear = attempt.saturating_sub(HASH_BYTES - 4) as i32;
         let probe = word.wrapping_add(linear);
         // Kafka's Utils.abs: Integer.MIN_VALUE maps to 0 (Math.abs would stay negative).
-        let abs = if probe == i32::MIN { 0 } else { probe.unsigned_abs() };
+        let abs = if probe == i32::MIN {
+            0
+        } else {
+            probe.unsigned_abs()
+        };
         (abs as usize % self.slots) * ENTRY_BYTES
     }
 
@@ -255,10 +259,7 @@ mod tests {
         let m = OffsetMap::new(128 << 20).unwrap();
         assert_eq!(m.slots(), (128 << 20) / 24);
         assert_eq!(m.max_entries(), 5_033_164); // int(5592405 * 0.9)
-        assert!(matches!(
-            OffsetMap::new(1023),
-            Err(Error::InvalidConfig(_))
-        ));
+        assert!(matches!(OffsetMap::new(1023), Err(Error::InvalidConfig(_))));
     }
 
     #[test]
@@ -269,7 +270,10 @@ mod tests {
         assert_eq!(m.get(&a), -1);
         m.put(&a, 5);
         m.put(&b, 7);
-        assert_eq!((m.get(&a), m.get(&b), m.len(), m.latest_offset()), (5, 7, 2, 7));
+        assert_eq!(
+            (m.get(&a), m.get(&b), m.len(), m.latest_offset()),
+            (5, 7, 2, 7)
+        );
         m.put(&a, 9);
         assert_eq!((m.get(&a), m.len(), m.latest_offset()), (9, 2, 9));
         assert_eq!(m.get(&digest(b"c")), -1);
@@ -290,7 +294,7 @@ mod tests {
         assert_eq!(m.position_of(&h, 12), ENTRY_BYTES); // abs(-43) % 42 = 1
         assert_eq!(m.position_of(&h, 13), 0); // abs(-42) % 42 = 0
         assert_eq!(m.position_of(&h, 14), 41 * ENTRY_BYTES); // abs(-41) % 42 = 41
-        // Utils.abs(Integer.MIN_VALUE) = 0
+                                                             // Utils.abs(Integer.MIN_VALUE) = 0
         let mut h = [0u8; 16];
         h[..4].copy_from_slice(&i32::MIN.to_be_bytes());
         assert_eq!(m.position_of(&h, 0), 0);
@@ -305,7 +309,9 @@ mod tests {
     fn colliding_digests_probe_onward() {
         // 42 slots: fill many keys, all stay retrievable (probing resolves collisions)
         let mut m = OffsetMap::new(1024).unwrap();
-        let keys: Vec<KeyDigest> = (0..m.max_entries()).map(|i| digest(&i.to_be_bytes())).collect();
+        let keys: Vec<KeyDigest> = (0..m.max_entries())
+            .map(|i| digest(&i.to_be_bytes()))
+            .collect();
         for (i, k) in keys.iter().enumerate() {
             assert!(!m.is_full());
             m.put(k, i as i64 * 10);

@@ -162,10 +162,11 @@ pub fn write_record_raw(
     headers_raw: &[u8],
 ) -> Result<()> {
     let header_count = len_i32(header_count, "a header count")?;
-    let body = (1 + varlong_size(timestamp_delta) + varint_size(offset_delta) + varint_size(header_count))
-        .saturating_add(nullable_size(key))
-        .saturating_add(nullable_size(value))
-        .saturating_add(headers_raw.len());
+    let body =
+        (1 + varlong_size(timestamp_delta) + varint_size(offset_delta) + varint_size(header_count))
+            .saturating_add(nullable_size(key))
+            .saturating_add(nullable_size(value))
+            .saturating_add(headers_raw.len());
     let body = len_i32(body, "a record")?;
     out.reserve(varint_size(body) + body as usize);
     push_varint(out, body);
