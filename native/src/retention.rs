@@ -55,7 +55,7 @@ pub enum Rule {
 impl Rule {
     pub fn name(self) -> &'static str {
         match self {
-            Rule::LogStart => "log start offset",
+            Rule::LogStart => "log-start",
             Rule::Size => "retention.bytes",
             Rule::Time => "retention.ms",
         }
@@ -109,11 +109,7 @@ pub fn time_breached(sealed: &[SealedSegment], now_ms: i64, retention_ms: i64) -
 /// The deletion protocol (module header) for the oldest sealed segments `doomed`. Segments
 /// that are no longer the directory's oldest (another process changed the log) are left alone:
 /// only the prefix that still matches by inode is deleted.
-pub fn delete_segments(
-    log: &PartitionLog,
-    doomed: &[SealedSegment],
-    rule: Rule,
-) -> Result<RetentionStats> {
+pub fn delete_segments(log: &PartitionLog, doomed: &[SealedSegment]) -> Result<RetentionStats> {
     let (renamed, stats) = log.change_layout(|c| {
         let sealed = c.sealed();
         let n = doomed
@@ -156,68 +152,69 @@ pub fn delete_segments(
         ))
     })?;
     crate::log::unlink_deleted(&renamed);
-    if stats.deleted_segments > 0 {
+    Ok(stats)
+}
+
+/// One retention run's passes, in order, each over what the previous left; one INFO line
+/// (`pylog.retention`) when it deleted something, naming the rules that did.
+fn run(log: &PartitionLog, now_ms: i64, rules: &[Rule]) -> Result<RetentionStats> {
+    let config = log.config();
+    let mut total = RetentionStats {
+        deleted_segments: 0,
+        deleted_bytes: 0,
+        start_offset: 0,
+    };
+    let mut used = Vec::new();
+    for &rule in rules {
+        let (view, active_size) = log.view()?;
+        let sealed = &view.sealed;
+        let n = match rule {
+            Rule::LogStart => log_start_breached(sealed, view.log_start),
+            Rule::Size => {
+                let size = sealed.iter().map(|s| s.size).sum::<u64>() + active_size;
+                size_breached(sealed, size, config.retention_bytes)
+            }
+            Rule::Time => time_breached(sealed, now_ms, config.retention_ms),
+        };
+        if n == 0 {
+            continue;
+        }
+        let done = delete_segments(log, &sealed[..n])?;
+        if done.deleted_segments > 0 {
+            total.deleted_segments += done.deleted_segments;
+            total.deleted_bytes += done.deleted_bytes;
+            used.push(rule.name());
+        }
+    }
+    total.start_offset = log.start_offset()?;
+    if total.deleted_segments > 0 {
         log::info!(
             target: RETENTION,
             "{}: deleted {} segments ({} bytes) by {}; log start offset now {}",
             log.path().display(),
-            stats.deleted_segments,
-            stats.deleted_bytes,
-            rule.name(),
-            stats.start_offset
+            total.deleted_segments,
+            total.deleted_bytes,
+            used.join(", "),
+            total.start_offset
         );
     }
-    Ok(stats)
-}
-
-/// Add `more` (a later pass) to `total`.
-fn add(total: &mut RetentionStats, more: RetentionStats) {
-    total.deleted_segments += more.deleted_segments;
-    total.deleted_bytes += more.deleted_bytes;
-    total.start_offset = total.start_offset.max(more.start_offset);
-}
-
-/// The log-start pass alone (`delete_before` runs it when it gets the cleaner lock; every
-/// retention run starts with it). Cleaner lock held.
-pub fn log_start_pass(log: &PartitionLog) -> Result<RetentionStats> {
-    let (view, _) = log.view()?;
-    let n = log_start_breached(&view.sealed, view.log_start);
-    if n == 0 {
-        return Ok(RetentionStats {
-            deleted_segments: 0,
-            deleted_bytes: 0,
-            start_offset: view.log_start,
-        });
-    }
-    delete_segments(log, &view.sealed[..n], Rule::LogStart)
-}
-
-/// Kafka's `deleteOldSegments`: the three passes (module header). Cleaner lock held.
-pub fn apply(log: &PartitionLog, now_ms: i64) -> Result<RetentionStats> {
-    let mut total = log_start_pass(log)?;
-    let config = log.config();
-    if !policy_has(&config.cleanup_policy, "delete") {
-        return Ok(total);
-    }
-    let (view, active_size) = log.view()?;
-    let mut sealed: &[SealedSegment] = &view.sealed;
-    total.start_offset = total.start_offset.max(view.log_start);
-    let size: u64 = sealed.iter().map(|s| s.size).sum::<u64>() + active_size;
-    let n = size_breached(sealed, size, config.retention_bytes);
-    if n > 0 {
-        let done = delete_segments(log, &sealed[..n], Rule::Size)?;
-        let deleted = done.deleted_segments;
-        add(&mut total, done);
-        if deleted < n {
-            return Ok(total); // the log changed under us: the next run goes on
-        }
-        sealed = &sealed[n..];
-    }
-    let n = time_breached(sealed, now_ms, config.retention_ms);
-    if n > 0 {
-        add(&mut total, delete_segments(log, &sealed[..n], Rule::Time)?);
-    }
     Ok(total)
+}
+
+/// The log-start pass alone (`delete_before` runs it when it gets the cleaner lock). Cleaner
+/// lock held.
+pub fn log_start_pass(log: &PartitionLog) -> Result<RetentionStats> {
+    run(log, 0, &[Rule::LogStart])
+}
+
+/// Kafka's `deleteOldSegments`: the three passes (module header), only the log-start pass for
+/// a compact-only policy. Cleaner lock held.
+pub fn apply(log: &PartitionLog, now_ms: i64) -> Result<RetentionStats> {
+    if policy_has(&log.config().cleanup_policy, "delete") {
+        run(log, now_ms, &[Rule::LogStart, Rule::Size, Rule::Time])
+    } else {
+        run(log, now_ms, &[Rule::LogStart])
+    }
 }
 
 /// `delete_before(offset)`, Kafka's DeleteRecords: `offset` outside `[start, end]` is
