@@ -248,6 +248,21 @@ def test_a_reader_proceeds_when_a_dead_changer_left_the_generation_odd(open_log)
     assert [r.offset for r in reader.records()] == [1, 2, 3]
 
 
+def test_a_later_opener_repairs_what_a_dead_changer_left(open_log):
+    log = open_log()
+    sealed_segments(log, 3)
+    generation = read_shared_state(log.path)["generation"]
+    write_shared_field(log.path, "generation", generation | 1)
+    first = os.path.join(log.path, f"{0:020d}")
+    for suffix in (".index", ".timeindex", ".log"):
+        os.rename(first + suffix, first + suffix + ".deleted")
+    another = open_log(log.path)  # not the first opener: no recovery, but the repair
+    assert temp_files(log.path) == []
+    assert read_shared_state(log.path)["generation"] % 2 == 0
+    assert [r.offset for r in another.records()] == [1, 2]
+    assert [r.offset for r in log.records()] == [1, 2]
+
+
 # ---------------------------------------------------------------------------------------------
 # crashes in the deletion protocol
 
