@@ -1447,14 +1447,34 @@ impl PartitionLog {
     /// Plan one chunk of `records(start, end)`: whole batches holding offsets `>= start`,
     /// totalling up to `max_bytes` (at least one batch), across segments.
     pub fn records_chunk(&self, start: i64, end: i64, max_bytes: u64) -> Result<RecordsChunk> {
+        self.records_chunk_within(start, end, max_bytes, false)
+    }
+
+    /// `records_chunk`, with `one_segment`: only from the segment holding the first batch
+    /// (the `records()` iterator's step, as the reference engine's: records a retention run
+    /// deletes meanwhile are skipped from the next segment on, never yielded from a buffer
+    /// that spans segments).
+    pub fn records_chunk_within(
+        &self,
+        start: i64,
+        end: i64,
+        max_bytes: u64,
+        one_segment: bool,
+    ) -> Result<RecordsChunk> {
         let mut inner = self.lock()?;
         self.resync(&mut inner, false)?;
         Self::check_offset(&inner, start)?;
         let end = end.min(end_of(&inner));
-        Self::plan(&mut inner, start, end, max_bytes)
+        Self::plan(&mut inner, start, end, max_bytes, one_segment)
     }
 
-    fn plan(inner: &mut Inner, start: i64, end: i64, max_bytes: u64) -> Result<RecordsChunk> {
+    fn plan(
+        inner: &mut Inner,
+        start: i64,
+        end: i64,
+        max_bytes: u64,
+        one_segment: bool,
+    ) -> Result<RecordsChunk> {
         let mut chunk = RecordsChunk {
             pieces: Vec::new(),
             start,
@@ -1507,7 +1527,8 @@ impl PartitionLog {
                     file_position: from,
                 });
             }
-            if position >= end || total >= max_bytes || (total > 0 && to < seg.size) {
+            if position >= end || total >= max_bytes || (total > 0 && to < seg.size) || one_segment
+            {
                 break;
             }
             // This segment is exhausted: continue with the next one.
@@ -1556,7 +1577,8 @@ impl PartitionLog {
                 // the next round goes on); without it a small read decoded a whole 4 MiB chunk.
                 let remaining = (max_records - columns.len() as u64).min(i64::MAX as u64) as i64;
                 let wanted_end = end.min(position.saturating_add(remaining));
-                let chunk = Self::plan(&mut inner, position, wanted_end, COLUMNS_CHUNK_BYTES)?;
+                let chunk =
+                    Self::plan(&mut inner, position, wanted_end, COLUMNS_CHUNK_BYTES, false)?;
                 (wanted_end, chunk)
             };
             let mut done = false;
