@@ -242,8 +242,7 @@ def test_send_flush_p99_while_another_partition_is_cleaned(
 # ----------------------------------------------------------------------------------------------
 # the cleaner's memory
 
-MEMORY_CHILD = (
-    r"""
+MEMORY_CHILD = r"""
 import json, os, resource, sys, threading, time
 from pylog.engine import open_partition
 
@@ -277,8 +276,6 @@ log.close()
 print(json.dumps({"anon_delta": peak[0] - before_anon, "maxrss_delta": after_peak - before_peak,
                   "passes": result.passes, "bytes_read": result.bytes_read}))
 """
-    % NOW
-)
 
 
 @pytest.mark.parametrize("map_mb", [1, 16] if FULL else [1])
