@@ -73,13 +73,15 @@ def triples(records: Iterable[Any]) -> list[tuple[int, bytes | None, bytes | Non
 
 
 def table(records: Iterable[Any]) -> dict[bytes, bytes]:
-    """What a consumer reading from the start builds: key -> latest value, a tombstone deletes."""
+    """What a consumer reading from the start builds: key -> latest value, a tombstone deletes
+    (records, or ``triples``)."""
     out: dict[bytes, bytes] = {}
     for r in records:
-        if r.value is None:
-            out.pop(r.key, None)
+        key, value = (r.key, r.value) if hasattr(r, "value") else (r[1], r[2])
+        if value is None:
+            out.pop(key, None)
         else:
-            out[r.key] = r.value
+            out[key] = value
     return out
 
 

@@ -261,7 +261,7 @@ def test_compacted_files_decode_with_kafka_python_and_keep_codec_and_index_rules
     path = tmp_path / "decode-0"
     config = {**COMPACT, "segment.bytes": 4000, "index.interval.bytes": 100}
     log = open_log(path, config=config)
-    fill_keyed(log, 80, keys=15, tombstone_every=9, codecs=codecs)
+    fill_keyed(log, 80, per_batch=4, keys=15, tombstone_every=9, codecs=codecs)
     log.roll()
     codec_of = {b.base_offset: b.codec for b in all_batches(path)}
     log.compact(NOW)
@@ -277,7 +277,7 @@ def test_compacted_files_decode_with_kafka_python_and_keep_codec_and_index_rules
             assert b.codec == 0 and not b.attributes & (HORIZON_BIT | 0x07)
             continue
         assert b.codec == codec_of[b.base_offset], f"batch {b.base_offset} changed codec"
-        rebuilt += b.records_count < 5
+        rebuilt += b.records_count < 4 or bool(b.attributes & HORIZON_BIT)
     assert rebuilt > 0, "some batches were rebuilt (recompressed)"
     assert len({b.codec for b in all_batches(path)} - {0}) >= min(2, len(codecs) - 1)
     check_segment_indexes(path, 100)
@@ -301,7 +301,7 @@ def test_kafka_dump_log_segments_reads_the_compacted_segments(open_log, tmp_path
     assert kafka_offsets == ours
     indexes = sorted(path.glob("*.index")) + sorted(path.glob("*.timeindex"))
     sanity = dump(indexes, "--index-sanity-check")
-    assert sanity.count("passed sanity check") == len(indexes), sanity
+    assert sanity.count("passed sanity check") + sanity.count(" is empty.") == len(indexes), sanity
 
 
 def test_small_segments_are_grouped_and_keep_the_last_sources_mtime(open_log, tmp_path):
@@ -438,7 +438,7 @@ def test_compact_on_a_delete_policy_says_so_and_does_nothing(open_log, tmp_path,
 def test_compaction_logs_an_info_line_per_pass(open_log, tmp_path, caplog):
     path = tmp_path / "logged-0"
     log = open_log(path, config=COMPACT)
-    fill_keyed(log, 20, keys=4)
+    fill_keyed(log, 20, keys=100)  # more keys than a 1024-byte map holds (37): several passes
     log.roll()
     with caplog.at_level(logging.INFO, logger="pylog"):
         log.compact(NOW, map_bytes=1024)
@@ -628,10 +628,11 @@ def test_another_process_reads_and_appends_while_this_one_compacts(engine, other
                 # 15 batches asked of the other process, appended while this one compacts
                 appender.stdin.write(b"go\n" * 15)
                 appender.stdin.flush()
+                bases.extend(int(_line(appender)) for _ in range(5))  # dirty data to clean
                 log.roll()
                 result = log.compact(NOW + round_)
                 assert result.skipped is None, result
-                bases.extend(int(_line(appender)) for _ in range(15))
+                bases.extend(int(_line(appender)) for _ in range(10))
             appender.stdin.close()
             stop = int(_line(appender).split()[1])
             assert appender.wait(60) == 0

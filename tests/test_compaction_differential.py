@@ -197,7 +197,9 @@ def largest_timestamp(path: Path, base: int) -> int:
     return (path / segment_name(base)).stat().st_mtime_ns // 1_000_000
 
 
-def predict_retention(path: Path, start: int, policy: str, retention_bytes: int, retention_ms: int, now: int | None):
+def predict_retention(
+    path: Path, start: int, policy: str, retention_bytes: int, retention_ms: int, now: int | None
+):
     """(deleted segments, deleted bytes, new start) by kafka-log.md section 6 from the files."""
     bases = segment_bases(path)
     sizes = [(path / segment_name(b)).stat().st_size for b in bases]
@@ -309,25 +311,29 @@ class CompactingLogs(RuleBasedStateMachine):
             st.lists(st.none() | st.binary(max_size=40), min_size=n, max_size=n), label="values"
         )
         headers = data.draw(
-            st.lists(st.lists(st.tuples(st.text(max_size=3), st.none() | st.binary(max_size=4)), max_size=1),
-                     min_size=n, max_size=n),
+            st.lists(
+                st.lists(st.tuples(st.text(max_size=3), st.none() | st.binary(max_size=4)), max_size=1),
+                min_size=n,
+                max_size=n,
+            ),
             label="headers",
         )
         stamps = [TS + t0 + j for j in range(n)]
         results = self.both(
-            lambda log: log.append(values, keys=keys, headers=headers, timestamps_ms=stamps, compression=codec)
+            lambda log: log.append(
+                values, keys=keys, headers=headers, timestamps_ms=stamps, compression=codec
+            )
         )
         assert results["native"] == results["reference"] == ("ok", self.model.end)
         self.model.append(
-            [
-                (self.model.end + j, stamps[j], 0, keys[j], values[j], tuple(headers[j]))
-                for j in range(n)
-            ]
+            [(self.model.end + j, stamps[j], 0, keys[j], values[j], tuple(headers[j])) for j in range(n)]
         )
 
     @rule()
     def append_without_a_key(self):
-        results = self.both(lambda log: log.append([b"x", b"y"], keys=[self.keys[0], None], timestamps_ms=[TS, TS]))
+        results = self.both(
+            lambda log: log.append([b"x", b"y"], keys=[self.keys[0], None], timestamps_ms=[TS, TS])
+        )
         assert results["native"] == ("error", InvalidRecordError)
 
     @rule()
@@ -439,7 +445,9 @@ class CompactingLogs(RuleBasedStateMachine):
         else:
             strip = {"clean_bytes": 0, "cleanable_bytes": 0, "dirty_ratio": 0.0, "due": False}
             assert views["native"]._replace(**strip) == views["reference"]._replace(**strip)
-        assert not [n for n in os.listdir(self.path("native")) if n.endswith((".cleaned", ".swap", ".deleted"))]
+        assert not [
+            n for n in os.listdir(self.path("native")) if n.endswith((".cleaned", ".swap", ".deleted"))
+        ]
 
 
 class _Rec:
