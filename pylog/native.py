@@ -14,7 +14,7 @@ import numpy as np
 
 from pylog import _native
 from pylog.config import LogConfig, resolve_codec
-from pylog.errors import InvalidConfigError
+from pylog.errors import InvalidConfigError, OffsetOutOfRangeError
 from pylog.partition import (
     BytesLike,
     Cleanable,
@@ -103,7 +103,16 @@ class NativePartitionLog:
 
     def _iter_records(self, position: int, end: int) -> Iterator[Record]:
         while position < end:
-            chunk, position = self._log.records_chunk(position, end, RECORDS_CHUNK_BYTES)
+            try:
+                chunk, position = self._log.records_chunk(position, end, RECORDS_CHUNK_BYTES)
+            except OffsetOutOfRangeError:
+                # retention or delete_before moved the log start past this iterator's position
+                # (its range was checked at call time): go on at the next surviving offset
+                start = self._log.start_offset
+                if position >= start:
+                    raise
+                position = start
+                continue
             yield from chunk
 
     def records_chunk(self, start: int, end: int, max_bytes: int) -> tuple[list[Record], int]:
