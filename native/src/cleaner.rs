@@ -31,10 +31,14 @@
 //!    `cleaner-offset-checkpoint = end`.
 //!
 //! Memory and speed: sealed segments are read through their mappings (zero copy); the map is
-//! one allocation of `map_bytes`; the output goes through a buffer of `IO_BUFFER_BYTES`, and the
-//! per-batch buffers (decompression, kept-record table, rebuilt batch) are reused, so memory is
-//! the map plus about one batch's and one I/O buffer's bytes. Only keys are hashed; no record is
-//! copied except into a rebuilt batch.
+//! at most `map_bytes` (offset_map.rs); the output goes through a buffer of `IO_BUFFER_BYTES`
+//! (its writeback started per flush, so the final fsync is short), and the per-batch buffers
+//! (decompression, record table, digests, rebuilt batch) are reused, so memory is the map, the
+//! superseded bits (at most 1/8 of the map) and about one batch's and one I/O buffer's bytes.
+//! Only keys are decoded for the map and hashed, eight at a time; the filter decides the keyed
+//! records of the mapped range by the superseded bits (no second digest, no probe) and skips
+//! the CRC of the batches the map building verified; unchanged batches are copied as byte
+//! ranges; no record is copied except into a rebuilt batch.
 //!
 //! Stopping: `stop` is asked between segments and at least every `STOP_CHECK_BYTES` of input
 //! (map building and filtering). A stop leaves no half-done swap: the group being written has
