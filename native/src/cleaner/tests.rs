@@ -603,6 +603,32 @@ fn a_small_map_takes_several_passes() {
 }
 
 #[test]
+fn offsets_past_the_superseded_bits_are_decided_by_digest() {
+    // a 1 KiB map has 1008 superseded bits: 3000 offsets over 3 keys in one pass go past them
+    let d = TempDir::new();
+    let log = PartitionLog::open(&d.0, compact_config(&[])).unwrap();
+    for i in 0..3000 {
+        let k = format!("key{}", i % 3);
+        let v = format!("v{i}");
+        append_kv(&log, &[(&k, Some(&v))], 100);
+        if i % 700 == 699 {
+            log.roll().unwrap();
+        }
+    }
+    log.roll().unwrap();
+    let stats = compact(&log, 1_000, 1024, true, true, &never).unwrap();
+    assert_eq!(stats.passes, 1);
+    assert_eq!(
+        all_records(&log),
+        vec![
+            (2997, "key0".into(), Some("v2997".into())),
+            (2998, "key1".into(), Some("v2998".into())),
+            (2999, "key2".into(), Some("v2999".into())),
+        ]
+    );
+}
+
+#[test]
 fn tombstones_go_after_delete_retention() {
     let d = TempDir::new();
     let cfg = compact_config(&[("delete.retention.ms", 1_000)]);
