@@ -54,6 +54,8 @@ pub const CODEC_MASK: i16 = 0x07;
 pub const TIMESTAMP_TYPE_MASK: i16 = 0x08;
 pub const TRANSACTIONAL_MASK: i16 = 0x10;
 pub const CONTROL_MASK: i16 = 0x20;
+/// KIP-534: baseTimestamp holds the delete horizon (set by the cleaner, cleaner.rs).
+pub const DELETE_HORIZON_MASK: i16 = 0x40;
 
 /// The 61-byte header, parsed without validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +120,7 @@ impl BatchHeader {
     }
 
     /// Write the 61 header bytes (the CRC field as stored in `self.crc`).
-    fn write_to(&self, h: &mut [u8]) {
+    pub fn write_to(&self, h: &mut [u8]) {
         let h = &mut h[..BATCH_HEADER_BYTES];
         h[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&self.base_offset.to_be_bytes());
         h[LENGTH_POS..LENGTH_POS + 4].copy_from_slice(&self.length.to_be_bytes());
@@ -257,7 +259,7 @@ pub fn verify_crc(batch: &[u8]) -> Result<()> {
 }
 
 /// Store the CRC-32C of bytes 21.. of one whole batch in its CRC field.
-fn write_crc(batch: &mut [u8]) {
+pub fn write_crc(batch: &mut [u8]) {
     let crc = crc32c(&batch[ATTRIBUTES_POS..]);
     batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
 }
@@ -396,6 +398,12 @@ where
 /// The checks of `decode_batch` that need only the header and the CRC: framing, magic, CRC,
 /// codec id, count >= 0. Returns the header and its codec.
 pub fn check_batch(batch: &[u8]) -> Result<(BatchHeader, Codec)> {
+    check_batch_with(batch, true)
+}
+
+/// `check_batch`, the CRC left out when `check_crc` is false (the cleaner's second look at
+/// bytes it verified moments before in the same immutable mapping).
+pub fn check_batch_with(batch: &[u8], check_crc: bool) -> Result<(BatchHeader, Codec)> {
     let header = match frame(batch) {
         Frame::Batch(h) => h,
         Frame::Corrupt(reason) => return Err(Error::corrupt(frame_error_kind(batch), reason, 0)),
@@ -422,7 +430,9 @@ pub fn check_batch(batch: &[u8]) -> Result<(BatchHeader, Codec)> {
         }
     };
     let batch = &batch[..header.size_bytes()];
-    verify_crc(batch)?;
+    if check_crc {
+        verify_crc(batch)?;
+    }
     let Some(codec) = Codec::from_id(header.codec_id()) else {
         return Err(Error::corrupt(
             CorruptKind::Codec,
