@@ -1,11 +1,19 @@
-"""The recovery-point checkpoint and the clean-shutdown marker of a partition directory.
+"""The offset checkpoints and the clean-shutdown marker of a partition directory.
 
-``recovery-point-offset-checkpoint`` is Kafka's text checkpoint (CheckpointFile.java,
-OffsetCheckpointFile.java)::
+Three files share one format, Kafka's text checkpoint (CheckpointFile.java,
+OffsetCheckpointFile.java), written and read only by ``write_offset_checkpoint`` /
+``read_offset_checkpoint`` (native/src/checkpoint.rs's twins)::
 
     0                              version
     1                              number of entries
-    {topic} {partition} {offset}   one entry: this directory's recovery point
+    {topic} {partition} {offset}   one entry: this directory's offset
+
+- ``recovery-point-offset-checkpoint``: the recovery point (``sync()``, clean close);
+- ``log-start-offset-checkpoint``: the log start offset (``delete_before``, retention);
+- ``cleaner-offset-checkpoint``: the first dirty offset (after each cleaning pass).
+
+Kafka keeps each of these once per log.dir with one line per partition; pylog keeps one per
+partition directory (docs/partition-log.md, "Files in a partition directory").
 
 ``{topic}``/``{partition}`` come from the directory name ``<topic>-<partition>`` when it ends in
 ``-<digits>`` with a non-empty topic before the last ``-`` and digits that fit in a u32 (written as
@@ -25,6 +33,8 @@ import os
 import re
 
 RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
+LOG_START_OFFSET_FILE = "log-start-offset-checkpoint"
+CLEANER_OFFSET_FILE = "cleaner-offset-checkpoint"
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 CHECKPOINT_VERSION = 0
 
@@ -52,11 +62,20 @@ def fsync_dir(dir_path: str) -> None:
 
 
 def write_recovery_point(dir_path: str, offset: int) -> None:
-    """Atomically replace the checkpoint with ``offset`` (tmp, fsync, rename, dir fsync)."""
+    write_offset_checkpoint(dir_path, RECOVERY_POINT_FILE, offset)
+
+
+def read_recovery_point(dir_path: str) -> int | None:
+    return read_offset_checkpoint(dir_path, RECOVERY_POINT_FILE)
+
+
+def write_offset_checkpoint(dir_path: str, file_name: str, offset: int) -> None:
+    """Atomically replace the checkpoint ``file_name`` with ``offset`` (tmp, fsync, rename,
+    dir fsync): durable when this returns."""
     assert offset >= 0, offset
     topic, partition = topic_partition(dir_path)
     text = f"{CHECKPOINT_VERSION}\n1\n{topic} {partition} {offset}\n".encode()
-    final = os.path.join(dir_path, RECOVERY_POINT_FILE)
+    final = os.path.join(dir_path, file_name)
     tmp = final + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
@@ -82,10 +101,11 @@ def _parse_int(token: str, high: int, *, signed: bool = False) -> int:
     return value
 
 
-def read_recovery_point(dir_path: str) -> int | None:
-    """The first entry's offset, or None when the file is missing or malformed."""
+def read_offset_checkpoint(dir_path: str, file_name: str) -> int | None:
+    """The first entry's offset of checkpoint ``file_name``, or None when the file is missing or
+    malformed."""
     try:
-        with open(os.path.join(dir_path, RECOVERY_POINT_FILE), "rb") as f:
+        with open(os.path.join(dir_path, file_name), "rb") as f:
             lines = f.read().decode("utf-8").split("\n")
     except (FileNotFoundError, UnicodeDecodeError):
         return None

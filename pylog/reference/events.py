@@ -8,7 +8,8 @@ WARNING when bytes are cut (corruption or a torn tail) or an index file is refus
 INFO for segments and temporary files deleted, swaps completed and the recovery summary.
 
 Loggers: ``pylog.recovery`` (recovery at open), ``pylog.index`` (index loading and rebuilds),
-``pylog.log`` (a live writer's tail repair).
+``pylog.log`` (a live writer's tail repair), ``pylog.retention`` (segments deleted by retention,
+INFO) and ``pylog.cleaner`` (cleaning passes, skipped compactions, stale files, INFO).
 
 why deferred: a handler may call back into pylog (read the log it is told about, open the
 directory); run while the engine holds its lock or the writer lock, that could deadlock. So, as
@@ -184,3 +185,63 @@ def torn_tail_truncated(log_path: str, valid_bytes: int, file_bytes: int, next_o
         file_bytes,
         next_offset,
     )
+
+
+RETENTION = logging.getLogger("pylog.retention")
+CLEANER = logging.getLogger("pylog.cleaner")
+
+
+def retention_deleted(dir_path: str, segments: int, deleted_bytes: int, start: int, rules: str) -> None:
+    """A retention run (``apply_retention``, ``delete_before``'s deletion, compact's) deleted
+    segments."""
+    _log(
+        RETENTION,
+        logging.INFO,
+        "%s: deleted %d segments (%d bytes) by %s; log start offset now %d",
+        dir_path,
+        segments,
+        deleted_bytes,
+        rules,
+        start,
+    )
+
+
+def cleaner_pass_done(
+    dir_path: str,
+    pass_number: int,
+    segments: int,
+    bytes_read: int,
+    bytes_written: int,
+    records_read: int,
+    records_kept: int,
+    tombstones_removed: int,
+    seconds: float,
+) -> None:
+    """One cleaning pass finished (its checkpoint written)."""
+    rate = bytes_read / 1e6 / seconds if seconds > 0 else 0.0
+    _log(
+        CLEANER,
+        logging.INFO,
+        "%s: cleaning pass %d: %d segments, %d bytes read, %d bytes written, %d records read, "
+        "%d kept, %d tombstones removed, %.3f s, %.1f MB/s",
+        dir_path,
+        pass_number,
+        segments,
+        bytes_read,
+        bytes_written,
+        records_read,
+        records_kept,
+        tombstones_removed,
+        seconds,
+        rate,
+    )
+
+
+def cleaner_skipped(dir_path: str, reason: str) -> None:
+    """``compact()`` did nothing, and why (a policy without compact)."""
+    _log(CLEANER, logging.INFO, "%s: not compacted: %s", dir_path, reason)
+
+
+def cleaner_deleted_stale(path: str) -> None:
+    """A ``.cleaned`` / ``.deleted`` file a dead cleaner left, deleted by the next one."""
+    _log(CLEANER, logging.INFO, "deleted %s (left by a dead cleaner)", path)

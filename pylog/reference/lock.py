@@ -15,6 +15,12 @@ so native and reference processes interoperate):
   lock, ``LOCK_EX | LOCK_NB`` succeeding means nobody else has the directory open: at open this
   process is the first opener (it decides on recovery), at close it is the last closer (it writes
   the clean-shutdown marker).
+- ``.pylog.cleaner``, the **cleaner lock**: held exclusively for a whole ``compact()`` /
+  ``apply_retention()`` call and for ``delete_before``'s segment deletion, so one process at a time
+  deletes or replaces segments (others skip: ``LOCK_NB``). Lock order: cleaner lock → writer lock,
+  never the other way (``delete_before`` takes it only with ``LOCK_NB`` after releasing the writer
+  lock). Each acquisition opens its own file description (``CleanerLock``), so two threads of one
+  process exclude each other as two processes do.
 
 ``flock`` locks belong to the open file description, so two ``PartitionLog`` objects on one
 directory in one process lock each other out exactly as two processes do.
@@ -34,6 +40,7 @@ from pylog.reference.shared_state import SharedState
 
 WRITER_LOCK_FILE = ".pylog.lock"
 OPEN_LOCK_FILE = ".pylog.open"
+CLEANER_LOCK_FILE = ".pylog.cleaner"
 #: longest a releasing writer leaves the lock to a registered waiter before taking it again
 YIELD_MAX_SECONDS = 0.005
 
@@ -128,3 +135,34 @@ class WriterLock:
             else:
                 fcntl.flock(self.shared.fd, fcntl.LOCK_UN)
         self.lock.release()
+
+
+class CleanerLock:
+    """The cleaner lock (module docstring): ``acquire(wait)`` opens a new file description and
+    flocks it, blocking when ``wait``; ``release`` closes it (which drops the lock)."""
+
+    __slots__ = ("fd", "path")
+
+    def __init__(self, dir_path: str):
+        self.path = os.path.join(dir_path, CLEANER_LOCK_FILE)
+        self.fd = -1
+
+    def acquire(self, *, wait: bool) -> bool:
+        """True when this object now holds the lock; False when busy (``wait=False`` only)."""
+        assert self.fd < 0, "the cleaner lock is not re-entrant"
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)

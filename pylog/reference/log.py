@@ -51,16 +51,30 @@ from pylog.config import LogConfig, resolve_codec
 from pylog.errors import (
     CorruptBatchError,
     CorruptKind,
+    InvalidRecordError,
     LogClosedError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
-from pylog.partition import BytesLike, Columns, Header, Record, as_int, check_record_range
+from pylog.partition import (
+    BytesLike,
+    Columns,
+    Header,
+    Record,
+    RetentionResult,
+    as_int,
+    check_record_range,
+)
 from pylog.reference import batch as record_batch
-from pylog.reference import checkpoint, events, record, validator
-from pylog.reference.checkpoint import fsync_dir
-from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, FileLock, WriterLock
-from pylog.reference.recovery import list_segment_bases, recover, recovery_point_within
+from pylog.reference import checkpoint, events, record, retention, validator
+from pylog.reference.checkpoint import LOG_START_OFFSET_FILE, fsync_dir
+from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, CleanerLock, FileLock, WriterLock
+from pylog.reference.recovery import (
+    list_segment_bases,
+    recover,
+    recovery_point_within,
+    remove_temp_files_and_complete_swaps,
+)
 from pylog.reference.segment import LOG_SUFFIX, Batch, Segment, file_prefix, segment_paths
 from pylog.reference.segments import Segments
 from pylog.reference.shared_state import WAKE_FALLBACK_SECONDS, SharedState
@@ -125,6 +139,8 @@ class PartitionLog:
         self._dir_dirty = False
         #: known synced end; 0 until open sets it (torn-tail checks re-read the checkpoint anyway)
         self._recovery_point = 0
+        #: ``log-start-offset-checkpoint`` as last read (each refresh re-reads it) or written
+        self._start_checkpoint: int | None = None
         if os.path.exists(self._path) and not os.path.isdir(self._path):
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), self._path)
         os.makedirs(self._path, exist_ok=True)
@@ -165,6 +181,9 @@ class PartitionLog:
         # process left half-changed (it died) or damaged is rebuilt from the files too
         rebuild = first or not self._shared.is_consistent()
         if rebuild:
+            if not first and self._shared.is_valid() and self._shared.stable_generation() is None:
+                # a changer died mid-change (odd generation): finish or drop its temporary files
+                remove_temp_files_and_complete_swaps(self._path)
             self._shared.begin_rebuild()
         if first:
             if checkpoint.has_clean_shutdown(self._path):
@@ -210,7 +229,11 @@ class PartitionLog:
         result is not cached and the segments opened meanwhile are reopened by the next refresh.
         """
         shared = self._shared
-        before = shared.stable_generation()
+        # why wait: a listing made while another process changes the segment set (odd
+        # generation) may lack a segment under its final name (a compaction swap); a writer holds
+        # the writer lock, so an odd generation it sees was left by a dead changer
+        before = shared.stable_generation() if writer else shared.wait_stable_generation()
+        self._start_checkpoint = checkpoint.read_offset_checkpoint(self._path, LOG_START_OFFSET_FILE)
         bases = list_segment_bases(self._path)
         if not bases:
             if not writer:
@@ -313,12 +336,20 @@ class PartitionLog:
         if self._closed:
             raise LogClosedError(f"partition log {self._path!r} is closed")
 
+    def _log_start(self) -> int:
+        """The log start offset: max(first segment base, ``log-start-offset-checkpoint`` clamped
+        to the log end). Caller holds ``_lock``."""
+        first = self._segments[0].base
+        if self._start_checkpoint is None:
+            return first
+        return max(first, min(self._start_checkpoint, self._active.next_offset))
+
     @property
     def start_offset(self) -> int:
         with self._lock:
             self._check_open()
             self._sync_tail(writer=False)
-            return self._segments[0].base
+            return self._log_start()
 
     @property
     def end_offset(self) -> int:
@@ -339,6 +370,10 @@ class PartitionLog:
         """Writer lock held: repair a page a dead writer left half-changed (or a damaged one)
         from the files, then catch up like any operation."""
         if not self._shared.is_consistent():
+            if self._shared.is_valid() and self._shared.stable_generation() is None:
+                # a changer died mid-change (odd generation): its temporary files first, by
+                # recovery's rules (.deleted and .cleaned go, a .swap is finished or dropped)
+                remove_temp_files_and_complete_swaps(self._path)
             self._shared.begin_rebuild()
             self._load()
             self._sync_tail(writer=True)
@@ -463,6 +498,11 @@ class PartitionLog:
         values_, keys_, headers_, timestamps = record.prepare_records(
             values, keys, headers, timestamps_ms, now_ms
         )
+        if self._compacted and any(key is None for key in keys_):
+            # Kafka's broker refuses a keyless record on a compacted topic (LogValidator)
+            raise InvalidRecordError(
+                f"cleanup.policy={self._config.cleanup_policy}: every record needs a key"
+            )
         append_time = now_ms if self._config.log_append_time else None
         # why: baseOffset is outside the CRC, so the batch is encoded (and compressed) before
         # taking any lock and only its first 8 bytes are rewritten once the offset is known.
@@ -477,11 +517,24 @@ class PartitionLog:
         self._check_open()
         data = bytearray(record.bytes_like(batch, "batch"))
         self._check_size(len(data))  # first, as Kafka: never decode a batch only to refuse its size
-        validator.validate_for_append(data)
+        header = validator.validate_for_append(data)
+        if (
+            self._compacted
+            and not header.is_control
+            and any(r.key is None for r in record_batch.decode_batch(data, 0, header))
+        ):
+            raise InvalidRecordError(
+                f"cleanup.policy={self._config.cleanup_policy}: a record of the batch has no key",
+                CorruptKind.KEY,
+            )
         record_batch.set_partition_leader_epoch(data, 0)
         if self._config.log_append_time:
             record_batch.set_log_append_time(data, _now_ms())
         return self._append_batch(data)
+
+    @property
+    def _compacted(self) -> bool:
+        return retention.policy_has(self._config, "compact")
 
     def _check_size(self, size: int) -> None:
         cfg = self._config
@@ -602,7 +655,7 @@ class PartitionLog:
 
     def _check_offset(self, offset: int) -> bool:
         """Range check of ``read``/``read_columns``; True when ``offset`` is the end (no data)."""
-        start = self._segments[0].base
+        start = self._log_start()
         end = self._active.next_offset
         if not start <= offset <= end:
             raise OffsetOutOfRangeError(f"offset {offset} is outside the log [{start}, {end}]")
@@ -646,7 +699,7 @@ class PartitionLog:
             self._check_open()
             self._sync_tail(writer=False)
             start, end = check_record_range(
-                start_offset, end_offset, self._segments[0].base, self._active.next_offset
+                start_offset, end_offset, self._log_start(), self._active.next_offset
             )
         return self._iter_records(start, end)
 
@@ -811,7 +864,7 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             self._sync_tail(writer=False)
-            start = self._segments[0].base
+            start = self._log_start()
             for segment in self._segments:
                 if segment.largest_timestamp() >= ts_ms:
                     found = segment.find_timestamp(ts_ms, start)
@@ -838,6 +891,99 @@ class PartitionLog:
             # bounds how long a write outside the protocol goes unnoticed
             shared.wait_tail(seen, min(WAKE_FALLBACK_SECONDS, remaining))
             self._check_open()
+
+    # ------------------------------------------------------------------ retention
+
+    def delete_before(self, offset: int) -> RetentionResult:
+        """Kafka's DeleteRecords: move the log start to ``offset`` (durable on return), then, if
+        no other cleaner holds the cleaner lock, delete the segments wholly below it now (else
+        the next ``apply_retention`` does)."""
+        offset = as_int(offset, "offset")
+        with self._write_lock:
+            self._check_open()
+            with self._writer, self._lock:
+                self._check_open()
+                self._writer_sync_tail()
+                start, end = self._log_start(), self._active.next_offset
+                if not start <= offset <= end:
+                    # deviation: Kafka answers success below the start; a typo is not silent here
+                    raise OffsetOutOfRangeError(f"offset {offset} is outside the log [{start}, {end}]")
+                if offset == start:
+                    return RetentionResult(0, 0, start)
+                self._shared.begin_change()
+                checkpoint.write_offset_checkpoint(self._path, LOG_START_OFFSET_FILE, offset)
+                self._start_checkpoint = offset
+                self._shared.end_change()
+                self._known_gen = self._shared.stable_generation()
+        lock = CleanerLock(self._path)
+        if not lock.acquire(wait=False):
+            return RetentionResult(0, 0, offset)
+        try:
+            return self._apply_retention_locked(_now_ms(), (retention.LOG_START,))
+        finally:
+            lock.release()
+
+    def apply_retention(self, now_ms: int | None = None) -> RetentionResult:
+        """Kafka's deleteOldSegments (retention.py): whole sealed segments, oldest first."""
+        now = _now_ms() if now_ms is None else as_int(now_ms, "now_ms")
+        self._check_open()
+        lock = CleanerLock(self._path)
+        lock.acquire(wait=True)
+        try:
+            return self._apply_retention_locked(now, retention.passes(self._config))
+        finally:
+            lock.release()
+
+    def _apply_retention_locked(self, now_ms: int, rules: Sequence[str]) -> RetentionResult:
+        """The retention passes ``rules`` (cleaner lock held), each over what the previous left."""
+        deleted, deleted_bytes, used = 0, 0, []
+        for rule in rules:
+            with self._write_lock:
+                self._check_open()
+                with self._writer, self._lock:
+                    self._check_open()
+                    self._writer_sync_tail()
+                    infos = [
+                        retention.SegmentInfo(s.base, s.size, s.retention_timestamp) for s in self._segments
+                    ]
+                    count = retention.deletable(rule, infos, self._log_start(), self._config, now_ms)
+                    if count:
+                        renamed = self._delete_segments_locked(count)
+            if count:
+                retention.unlink_deleted(renamed)
+                deleted += count
+                deleted_bytes += sum(info.size for info in infos[:count])
+                used.append(rule)
+        with self._lock:
+            start = self._log_start()
+        if deleted:
+            retention.log_deleted(self._path, deleted, deleted_bytes, start, used)
+        return RetentionResult(deleted, deleted_bytes, start)
+
+    def _delete_segments_locked(self, count: int) -> list[str]:
+        """The deletion protocol (retention.py) for the ``count`` oldest segments, up to the
+        unlinking, which the caller does after releasing the writer lock; returns the
+        ``.deleted`` names. Writer lock and ``_lock`` held; never the active segment."""
+        assert 0 < count < len(self._segments)
+        victims = self._segments[:count]
+        survivor = self._segments[count]
+        self._known_gen = None  # an exception below leaves the change odd: repaired, refreshed
+        self._shared.begin_change()
+        new_start = max(self._log_start(), survivor.base)
+        checkpoint.write_offset_checkpoint(self._path, LOG_START_OFFSET_FILE, new_start)
+        self._start_checkpoint = new_start
+        if self._pause:
+            self._pause.reached("retention-checkpointed")
+        renamed = retention.rename_deleted(self._path, [s.base for s in victims])
+        if self._pause:
+            self._pause.reached("retention-renamed")
+        fsync_dir(self._path)
+        self._segments = Segments(list(self._segments)[count:])
+        for segment in victims:
+            segment.close_index_files()  # the .log descriptor closes when readers let go
+        self._shared.end_change()
+        self._known_gen = self._shared.stable_generation()
+        return renamed
 
     # ------------------------------------------------------------------ close
 

@@ -104,7 +104,9 @@ def _scan_next_offset(path: str, base: int) -> int:
 
 
 def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
-    """Steps 1-3 of the module docstring."""
+    """Steps 1-3 of the module docstring: the one owner of the temporary-file rules, run by
+    recovery and by a writer that finds the layout generation left odd by a dead changer (a
+    retention deletion or a compaction swap killed half-way; log.py) before it re-lists."""
     names = sorted(os.listdir(dir_path))  # a stable order of deletions (and their events)
     min_cleaned: int | None = None
     swaps: list[str] = []

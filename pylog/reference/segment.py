@@ -326,6 +326,13 @@ class Segment:
             return self.builder.max_timestamp
         return self.time_index.last_timestamp
 
+    def retention_timestamp(self) -> int:
+        """A sealed segment's largest timestamp as retention and the cleaner's lag rules read it:
+        the last time-index entry's, or the ``.log`` mtime in ms when there is none (Kafka's
+        LogSegment.largestTimestamp)."""
+        ts = self.largest_timestamp()
+        return ts if ts >= 0 else os.fstat(self.fd).st_mtime_ns // 1_000_000
+
     def file_size(self) -> int:
         return os.fstat(self.fd).st_size
 

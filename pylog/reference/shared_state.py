@@ -44,6 +44,8 @@ SHARED_STATE_BYTES = 4096
 #: longest sleep of ``wait_for`` between looks at the files (writers outside the protocol, or one
 #: that died between its write and its wake-up)
 WAKE_FALLBACK_SECONDS = 0.5
+#: longest a reader waits for another process's layout change to end before listing anyway
+ODD_GENERATION_WAIT_SECONDS = 0.2
 
 _MAGIC, _VERSION, _GENERATION, _TAIL_SEQ = 0, 4, 8, 12
 _GRANTS, _WAITING_HINT, _YIELDING = 16, 20, 24
@@ -143,6 +145,26 @@ class SharedState:
         self._tail_seq.value |= 1
         self._version.value = SHARED_STATE_VERSION
         self._magic.value = SHARED_STATE_MAGIC
+
+    def wait_stable_generation(self, timeout: float = ODD_GENERATION_WAIT_SECONDS) -> int | None:
+        """A reader about to list the directory: the generation once it is even, waiting at most
+        ``timeout`` while it is odd (a change in progress: a compaction swap briefly has neither
+        the old nor the new segment under its final name). None when the page is unusable or
+        still odd after the wait (the changer died: the caller lists anyway, as before).
+
+        why a backoff and no futex: a changer does not wake anyone when it ends a change (the
+        native engine neither), and a change lasts a few renames."""
+        if not self.is_valid():
+            return None
+        deadline = time.monotonic() + timeout
+        pause = 0.0005
+        while self._generation.value & 1:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.01)
+        return self.stable_generation()
 
     def begin_change(self) -> None:
         g = self._generation.value
