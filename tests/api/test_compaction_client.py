@@ -16,17 +16,24 @@ Two halves:
 
 from __future__ import annotations
 
+import json
+import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import pylog
+from pylog.bench_processes import same_pylog_env
 from pylog.broker_config import BrokerConfig
 from pylog.config import LogConfig
 from pylog.embedded.cleaner import RETENTION_INITIAL_DELAY_MS, Cleaner
-from pylog.errors import ClientClosedError, UnknownTopicOrPartitionError
+from pylog.errors import ClientClosedError, InvalidRecordError, UnknownTopicOrPartitionError
 from pylog.partition import Cleanable, CleanResult, RetentionResult
 from pylog.types import TopicPartition
 
@@ -293,3 +300,283 @@ def test_stop_interrupts_a_compaction_in_progress(thread_cleaner: tuple[FakeSour
     stopper.start()
     stopper.join(timeout=60)  # the compaction returns once its cancel event is set
     assert not stopper.is_alive() and not cleaner.running
+
+
+# --- end to end on the engines ----------------------------------------------------------------------
+
+TS = 1_700_000_000_000
+WAIT_S = 60  # the bound of every wait for the background cleaner (a hang fails, never blocks)
+
+
+def skip_native_until_its_branch_lands(engine: str) -> None:
+    """The native engine's compact/cleanable/apply_retention come with the native-log and
+    native-cleaner branches (issue 7); the lead drops this helper (and its one call) at merge."""
+    if engine == "native":
+        pytest.skip("native retention/compaction arrive with the native-log/native-cleaner branches")
+
+
+@pytest.fixture(autouse=True)
+def _native_pending(request: pytest.FixtureRequest) -> None:
+    if "engine" in request.fixturenames:
+        skip_native_until_its_branch_lands(request.getfixturevalue("engine"))
+
+
+def send_all(log: pylog.Log, topic: str, pairs: list[tuple[bytes, bytes | None]], partition: int = 0) -> None:
+    """One batch per record (``get()`` each), so segment.bytes=100 makes one segment per record."""
+    with log.producer(linger_ms=0) as producer:
+        for i, (key, value) in enumerate(pairs):
+            producer.send(topic, key=key, value=value, partition=partition, timestamp_ms=TS + i).get()
+
+
+def read_all(log: pylog.Log, tp: TopicPartition) -> list[tuple[int, bytes | None, bytes | None]]:
+    with log.consumer(auto_offset_reset="earliest") as consumer:
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        out = []
+        while consumer.position(tp) < end:
+            for records in consumer.poll(timeout_ms=1000).values():
+                out.extend((r.offset, r.key, r.value) for r in records)
+        return out
+
+
+def table(records: list[tuple[int, bytes | None, bytes | None]]) -> dict[bytes, bytes]:
+    """What a consumer reading from the start builds: the latest value per key, tombstones delete."""
+    out: dict[bytes, bytes] = {}
+    for _, key, value in records:
+        assert key is not None
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def change_log(keys: int, versions: int) -> list[tuple[bytes, bytes | None]]:
+    return [(b"k%02d" % k, b"v%02d-%d" % (k, v)) for v in range(versions) for k in range(keys)]
+
+
+COMPACTED = {"cleanup.policy": "compact", "segment.bytes": 100}
+
+
+def test_compact_turns_a_change_log_into_a_table(log: pylog.Log) -> None:
+    log.create_topic("t", config=COMPACTED)
+    tp = TopicPartition("t", 0)
+    send_all(log, "t", change_log(5, 4))  # 20 records, 5 keys
+    before = read_all(log, tp)
+    described = log.describe_topic("t").partitions[0]
+    assert described.dirty_ratio is not None and described.dirty_ratio > 0.9
+    assert described.clean_offset == 0 and described.uncleanable is None
+
+    result = log.compact("t")[tp]
+    assert isinstance(result, CleanResult) and result.skipped is None and result.passes >= 1
+    after = read_all(log, tp)
+    assert table(after) == table(before)
+    # every key's surviving record is its latest one, at its original offset; the active segment
+    # (offset 19) is never cleaned
+    latest = {key: (offset, value) for offset, key, value in before}
+    assert sorted(after) == sorted((offset, key, value) for key, (offset, value) in latest.items())
+    assert len(after) == 5
+    described = log.describe_topic("t").partitions[0]
+    assert described.dirty_ratio == 0.0 and described.clean_offset == 19
+    assert (described.start_offset, described.end_offset) == (0, 20)
+    assert log.compact("t")[tp].skipped == "nothing to clean"
+
+
+def test_tombstones_survive_one_pass_then_go_after_delete_retention_ms(log: pylog.Log) -> None:
+    log.create_topic("t", config={**COMPACTED, "delete.retention.ms": 0})
+    tp = TopicPartition("t", 0)
+    send_all(log, "t", [(b"a", b"1"), (b"b", b"1"), (b"a", None), (b"c", b"1")])
+    log.compact("t")  # the first pass that sees the tombstone stamps its delete horizon
+    assert [(key, value) for _, key, value in read_all(log, tp)] == [(b"b", b"1"), (b"a", None), (b"c", b"1")]
+    send_all(log, "t", [(b"d", b"1"), (b"e", b"1")])  # new dirty data: the cleaner runs again
+    result = log.compact("t")[tp]
+    assert result.tombstones_removed == 1
+    assert [(key, value) for _, key, value in read_all(log, tp)] == [
+        (b"b", b"1"),
+        (b"c", b"1"),
+        (b"d", b"1"),
+        (b"e", b"1"),
+    ]
+
+
+def test_compact_leaves_a_delete_topic_alone_and_says_so(log: pylog.Log) -> None:
+    log.create_topic("d", config={"segment.bytes": 100})
+    log.create_topic("t", config=COMPACTED)
+    send_all(log, "d", change_log(2, 3))
+    send_all(log, "t", change_log(2, 3))
+    everything = log.compact()
+    assert set(everything) == {TopicPartition("t", 0)}  # topic None: the compacted topics only
+    result = log.compact("d")[TopicPartition("d", 0)]
+    assert result.passes == 0 and "has no compact" in (result.skipped or "")
+    assert len(read_all(log, TopicPartition("d", 0))) == 6
+    described = log.describe_topic("d").partitions[0]
+    assert described.dirty_ratio is None and described.clean_offset is None
+
+
+def test_a_null_key_on_a_compacted_topic_fails_the_future_and_writes_nothing(log: pylog.Log) -> None:
+    log.create_topic("t", config={"cleanup.policy": "compact,delete"})
+    with log.producer(linger_ms=0) as producer:
+        producer.send("t", key=b"k", value=b"kept").get()
+        future = producer.send("t", value=b"no key")
+        with pytest.raises(InvalidRecordError):
+            future.get(timeout=30)
+        assert producer.send("t", key=b"k2", value=b"after").get().offset == 1
+    assert [(key, value) for _, key, value in read_all(log, TopicPartition("t", 0))] == [
+        (b"k", b"kept"),
+        (b"k2", b"after"),
+    ]
+
+
+class FailingCompact:
+    """An engine handle whose compaction fails (a damaged partition), everything else real."""
+
+    def __init__(self, log: Any):
+        self._log = log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+    def compact(self, *args: Any, **kwargs: Any) -> CleanResult:
+        raise OSError(5, "Input/output error (injected)")
+
+
+@pytest.fixture
+def cleaner_lines() -> Iterator[LogLines]:
+    handler = LogLines("cleaned t-0")
+    logger = logging.getLogger("pylog.cleaner")
+    old = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+
+
+class LogLines(logging.Handler):
+    """Collects one logger's messages; sets ``seen`` on one containing ``needle``, ``marked`` on
+    an uncleanable marking."""
+
+    def __init__(self, needle: str):
+        super().__init__(logging.DEBUG)
+        self.needle = needle
+        self.seen = threading.Event()
+        self.marked = threading.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.messages.append(message)
+        if self.needle in message:
+            self.seen.set()
+        if "marking it uncleanable" in message:
+            self.marked.set()
+
+
+def test_a_failing_partition_is_marked_uncleanable_and_the_others_are_still_cleaned(
+    engine: str, log_dir: Path, cleaner_lines: LogLines
+) -> None:
+    config = {"log.cleaner.backoff.ms": 0, "log.cleaner.max.failures": 2}
+    with pylog.open(log_dir, engine=engine, config=config) as log:
+        backend = log._backend
+        real_partition_log = backend.partition_log
+        broken = TopicPartition("t", 1)
+        backend.partition_log = lambda tp: (  # type: ignore[method-assign]
+            FailingCompact(real_partition_log(tp)) if tp == broken else real_partition_log(tp)
+        )
+        log.create_topic("t", partitions=2, config=COMPACTED)
+        send_all(log, "t", change_log(3, 3), partition=1)
+        send_all(log, "t", change_log(3, 3), partition=0)
+        assert cleaner_lines.marked.wait(WAIT_S), cleaner_lines.messages
+        assert cleaner_lines.seen.wait(WAIT_S), cleaner_lines.messages
+        good, bad = log.describe_topic("t").partitions
+        assert good.uncleanable is None and good.dirty_ratio == 0.0
+        assert bad.uncleanable == "OSError: [Errno 5] Input/output error (injected)"
+        assert bad.dirty_ratio is not None and bad.dirty_ratio > 0.5
+        # a config change of the topic clears the mark (the operator's fix)
+        log.alter_topic_config("t", {"min.cleanable.dirty.ratio": 0.4})
+        assert [p.uncleanable for p in log.describe_topic("t").partitions] == [None, None]
+        # marked again, then an explicit compact that succeeds clears it too
+        cleaner_lines.marked.clear()
+        assert cleaner_lines.marked.wait(WAIT_S)
+        backend.partition_log = real_partition_log  # type: ignore[method-assign]
+        assert log.describe_topic("t").partitions[1].uncleanable is not None
+        assert log.compact("t")[broken].passes >= 1
+        assert [p.uncleanable for p in log.describe_topic("t").partitions] == [None, None]
+        assert len(read_all(log, broken)) == 3
+
+
+WORKER = r"""
+import json, sys, pylog
+from pylog.types import TopicPartition
+log_dir, engine, extra = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tp = TopicPartition("t", 0)
+with pylog.open(log_dir, engine=engine, config={"log.cleaner.enable": False}) as log:
+    consumer = log.consumer(auto_offset_reset="earliest")
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    producer = log.producer(linger_ms=0)
+    table, offsets = {}, []
+    def consume():
+        for records in consumer.poll(timeout_ms=10).values():
+            for r in records:
+                offsets.append(r.offset)
+                if r.value is None:
+                    table.pop(r.key.decode(), None)
+                else:
+                    table[r.key.decode()] = r.value.decode()
+    print("ready", flush=True)
+    sys.stdin.readline()  # the parent compacts while this process works
+    for i in range(extra):
+        producer.send("t", key=b"k%02d" % (i % 7), value=b"child-%d" % i).get()
+        consume()
+    producer.flush()
+    end = consumer.end_offsets([tp])[tp]
+    while consumer.position(tp) < end:
+        consume()
+    assert offsets == sorted(set(offsets)), "offsets went backwards or repeated"
+    print(json.dumps(table), flush=True)
+"""
+
+
+def test_another_process_consumes_and_produces_while_this_one_compacts(
+    log: pylog.Log, log_dir: Path, engine: str
+) -> None:
+    log.create_topic("t", config={"cleanup.policy": "compact", "segment.bytes": 300})
+    tp = TopicPartition("t", 0)
+    pairs = change_log(10, 20)
+    send_all(log, "t", pairs)
+    extra = 300
+    with subprocess.Popen(
+        [sys.executable, "-P", "-c", WORKER, str(log_dir), engine, str(extra)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=same_pylog_env(),
+        text=True,
+    ) as child:
+        try:
+            assert child.stdout is not None and child.stdin is not None
+            assert child.stdout.readline().strip() == "ready"
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            cleaned = 0
+            engine_log = log._backend.partition_log(tp)
+            end = engine_log.end_offset
+            for _ in range(8):  # compact each time the child has sealed a few more segments
+                end += 40
+                if not engine_log.wait_for(end, 30_000):
+                    break  # the child is done producing
+                cleaned += log.compact("t")[tp].segments_cleaned
+            final = child.stdout.readline()
+            assert child.wait(timeout=120) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+    assert cleaned > 0
+    expected = table([(0, k, v) for k, v in pairs])
+    expected.update({b"k%02d" % (i % 7): b"child-%d" % i for i in range(extra)})
+    assert json.loads(final) == {k.decode(): v.decode() for k, v in expected.items()}
+    log.compact("t")
+    assert table(read_all(log, tp)) == expected
