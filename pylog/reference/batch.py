@@ -236,6 +236,28 @@ def encode_batch(
     return batch
 
 
+def assemble_batch(header: BatchHeader, payload: bytes) -> bytes:
+    """A batch from a header (its length and CRC are computed here; every other field is taken
+    as it is) and its records area (already compressed for a codec): the cleaner's rebuilt and
+    emptied batches (cleaner.py)."""
+    covered = _CRC_COVERED_HEADER.pack(
+        header.attributes,
+        header.last_offset_delta,
+        header.base_timestamp,
+        header.max_timestamp,
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+        header.records_count,
+    )
+    crc = _crc32c_mod.crc32c(payload, _crc32c_mod.crc32c(covered))
+    length = BATCH_HEADER_BYTES - LOG_OVERHEAD + len(payload)
+    if LOG_OVERHEAD + length > LOG_OVERHEAD + INT32_MAX:
+        raise RecordTooLargeError(f"a batch of {len(payload)} bytes of records overflows int32")
+    prefix = _PREFIX.pack(header.base_offset, length, header.partition_leader_epoch, MAGIC_V2, crc)
+    return b"".join((prefix, covered, payload))
+
+
 def records_area(view: bytes | bytearray | memoryview, pos: int, header: BatchHeader) -> bytes:
     """The records area of the framed batch at ``pos`` (codec id checked by the caller),
     decompressed (at most ``MAX_DECOMPRESSED_BYTES``); CorruptBatchError at ``pos`` when it does

@@ -240,8 +240,3 @@ def cleaner_pass_done(
 def cleaner_skipped(dir_path: str, reason: str) -> None:
     """``compact()`` did nothing, and why (a policy without compact)."""
     _log(CLEANER, logging.INFO, "%s: not compacted: %s", dir_path, reason)
-
-
-def cleaner_deleted_stale(path: str) -> None:
-    """A ``.cleaned`` / ``.deleted`` file a dead cleaner left, deleted by the next one."""
-    _log(CLEANER, logging.INFO, "deleted %s (left by a dead cleaner)", path)

@@ -32,11 +32,20 @@ Durability: an append returns after one positional write of the whole batch (so 
 process being killed); ``sync()`` fsyncs from the segment holding the recovery point and then
 advances the recovery-point checkpoint. The first opener runs recovery unless the last closer left
 ``.kafka_cleanshutdown``; the last closer syncs and leaves it.
+
+The log start offset is max(first segment base, ``log-start-offset-checkpoint``), re-read by every
+refresh; ``delete_before`` and retention (retention.py) move it, compaction (cleaner.py) replaces
+sealed segments. Each of those changes the segment set as one layout change (generation odd,
+writer lock held) under the **cleaner lock** (lock.py: cleaner lock → writer lock, never the other
+way). A reader that finds the generation odd waits for it to become even (at most
+``ODD_GENERATION_WAIT_SECONDS``) before listing the directory; a writer that finds it left odd by a
+dead process first runs recovery's temp-file steps (``recovery.remove_temp_files``).
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import signal
 import threading
@@ -58,6 +67,8 @@ from pylog.errors import (
 )
 from pylog.partition import (
     BytesLike,
+    Cleanable,
+    CleanResult,
     Columns,
     Header,
     Record,
@@ -66,17 +77,18 @@ from pylog.partition import (
     check_record_range,
 )
 from pylog.reference import batch as record_batch
-from pylog.reference import checkpoint, events, record, retention, validator
-from pylog.reference.checkpoint import LOG_START_OFFSET_FILE, fsync_dir
+from pylog.reference import checkpoint, cleaner, events, record, retention, validator
+from pylog.reference.checkpoint import CLEANER_OFFSET_FILE, LOG_START_OFFSET_FILE, fsync_dir
 from pylog.reference.lock import OPEN_LOCK_FILE, WRITER_LOCK_FILE, CleanerLock, FileLock, WriterLock
+from pylog.reference.offset_map import DEFAULT_MAP_BYTES
 from pylog.reference.recovery import (
     list_segment_bases,
     recover,
     recovery_point_within,
-    remove_temp_files_and_complete_swaps,
+    remove_temp_files,
 )
 from pylog.reference.segment import LOG_SUFFIX, Batch, Segment, file_prefix, segment_paths
-from pylog.reference.segments import Segments
+from pylog.reference.segments import CLEANED_SUFFIX, DELETED_SUFFIX, SWAP_SUFFIX, Segments
 from pylog.reference.shared_state import WAKE_FALLBACK_SECONDS, SharedState
 
 if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; annotations only
@@ -89,8 +101,10 @@ RECORDS_CHUNK_BYTES = 1 << 20
 class _PauseHook:
     """Test hook of the crash tests (tests/test_coordination.py), as native/src/log.rs's
     ``PauseHook``: with ``PYLOG_TEST_PAUSE=POINT:N`` set at open, the N-th time this log reaches
-    ``POINT`` (``locked``, ``written``, ``publishing``, ``rolling``) it prints ``pause POINT`` on
-    stdout and stops its process with SIGSTOP."""
+    ``POINT`` (``locked``, ``written``, ``publishing``, ``rolling``; retention's
+    ``retention-checkpointed``, ``retention-renamed``; the cleaner's ``clean-written``,
+    ``clean-swapping``, ``clean-deleting``, ``clean-swapped``, ``clean-checkpointed``) it prints
+    ``pause POINT`` on stdout and stops its process with SIGSTOP."""
 
     __slots__ = ("point", "remaining")
 
@@ -182,8 +196,7 @@ class PartitionLog:
         rebuild = first or not self._shared.is_consistent()
         if rebuild:
             if not first and self._shared.is_valid() and self._shared.stable_generation() is None:
-                # a changer died mid-change (odd generation): finish or drop its temporary files
-                remove_temp_files_and_complete_swaps(self._path)
+                self._remove_dead_changers_files()
             self._shared.begin_rebuild()
         if first:
             if checkpoint.has_clean_shutdown(self._path):
@@ -371,9 +384,7 @@ class PartitionLog:
         from the files, then catch up like any operation."""
         if not self._shared.is_consistent():
             if self._shared.is_valid() and self._shared.stable_generation() is None:
-                # a changer died mid-change (odd generation): its temporary files first, by
-                # recovery's rules (.deleted and .cleaned go, a .swap is finished or dropped)
-                remove_temp_files_and_complete_swaps(self._path)
+                self._remove_dead_changers_files()
             self._shared.begin_rebuild()
             self._load()
             self._sync_tail(writer=True)
@@ -382,6 +393,20 @@ class PartitionLog:
             self._known_gen = self._shared.stable_generation()
             return
         self._sync_tail(writer=True)
+
+    def _remove_dead_changers_files(self) -> None:
+        """Writer lock held, generation left odd (a process died mid-change): recovery's
+        temp-file steps first (``.deleted`` go, a ``.swap`` is finished or dropped), so the
+        listing that follows sees the old or the new segment set, never half a swap.
+        ``.cleaned`` files go too unless a live cleaner holds the cleaner lock (it writes them
+        outside the writer lock)."""
+        cleaner = CleanerLock(self._path)
+        idle = cleaner.acquire(wait=False)
+        try:
+            if remove_temp_files(self._path, include_cleaned=idle):
+                fsync_dir(self._path)
+        finally:
+            cleaner.release()
 
     def _sync_tail(self, *, writer: bool) -> None:
         """Catch up with the disk (module docstring). Caller holds ``_lock`` (and the writer lock
@@ -707,9 +732,12 @@ class PartitionLog:
         while position < end:
             with self._lock:
                 self._check_open()
-                chunk, position = self._records_chunk(position, end, RECORDS_CHUNK_BYTES, None)
-            if not chunk and position < end:
+                chunk, next_position = self._records_chunk(position, end, RECORDS_CHUNK_BYTES, None)
+            if not chunk and next_position <= position:
                 return  # nothing more on disk (cannot happen for a range checked at call time)
+            # why not stop at an empty chunk: a segment may hold only control batches or a
+            # compaction's empty batch; the position still moved past them
+            position = next_position
             yield from chunk
 
     def _records_chunk(
@@ -984,6 +1012,114 @@ class PartitionLog:
         self._shared.end_change()
         self._known_gen = self._shared.stable_generation()
         return renamed
+
+    # ------------------------------------------------------------------ compaction
+
+    def cleanable(self, now_ms: int | None = None) -> Cleanable:
+        """The cleaner's view now (cleaner.py; a pure look: no lock, no write)."""
+        now = _now_ms() if now_ms is None else as_int(now_ms, "now_ms")
+        self._check_open()
+        return cleaner.cleanable(self, now)
+
+    def compact(
+        self,
+        now_ms: int | None = None,
+        *,
+        map_bytes: int | None = None,
+        force: bool = True,
+        wait: bool = True,
+        cancel: object | None = None,
+    ) -> CleanResult:
+        """Cleaning passes until the dirty range is clean, then retention (cleaner.py)."""
+        now = _now_ms() if now_ms is None else as_int(now_ms, "now_ms")
+        map_bytes = DEFAULT_MAP_BYTES if map_bytes is None else as_int(map_bytes, "map_bytes")
+        self._check_open()
+        return cleaner.compact(self, now, map_bytes, bool(force), bool(wait), cancel)
+
+    def _pause_point(self, point: str) -> None:
+        if self._pause:
+            self._pause.reached(point)
+
+    def _cleaner_view(self) -> cleaner.CleanerView:
+        """The segment set now (re-synced as a reader does), for the cleaner."""
+        with self._lock:
+            self._check_open()
+            self._sync_tail(writer=False)
+            segments = list(self._segments)
+            active = segments[-1]
+            sealed = [cleaner.SealedView(s, n.base) for s, n in itertools.pairwise(segments)]
+            return cleaner.CleanerView(self._log_start(), active.next_offset, active.base, sealed)
+
+    def _write_cleaner_checkpoint(self, offset: int) -> None:
+        checkpoint.write_offset_checkpoint(self._path, CLEANER_OFFSET_FILE, offset)
+
+    def _remove_stale_cleaner_files(self) -> None:
+        """Cleaner lock held: delete the ``.cleaned`` and ``.deleted`` files a dead cleaner left
+        and finish or drop its ``.swap`` files (recovery's rules, logged as recovery logs them),
+        as one layout change (finishing a swap changes the segment set)."""
+        if not any(n.endswith((CLEANED_SUFFIX, DELETED_SUFFIX, SWAP_SUFFIX)) for n in os.listdir(self._path)):
+            return
+        with self._write_lock:
+            self._check_open()
+            with self._writer, self._lock:
+                self._check_open()
+                self._writer_sync_tail()
+                self._known_gen = None
+                self._shared.begin_change()
+                if remove_temp_files(self._path, include_cleaned=True):
+                    fsync_dir(self._path)
+                self._shared.end_change()
+                self._refresh(writer=True)
+
+    def _replace_segments(self, old: Sequence[cleaner.SealedView], new_base: int) -> bool:
+        """Swap the written group ``new_base.{log,index,timeindex}.cleaned`` in for ``old``
+        (Kafka's LocalLog.replaceSegments order): under the writer lock with the generation odd,
+        check ``old`` are still the directory's segments (same ``.log`` inodes) and the cleaned
+        log is there, else delete the ``.cleaned`` files and return False; rename ``.cleaned`` →
+        ``.swap`` [``clean-swapping``], every old segment's files → ``.deleted``
+        [``clean-deleting``], ``.swap`` → final [``clean-swapped``] (indexes before the ``.log``
+        each time), fsync the directory, end the change; release the writer lock; unlink the
+        ``.deleted`` files. Each step is within recovery's rules, so a crash anywhere recovers to
+        the old or the new set."""
+        assert old and old[0].base == new_base
+        cleaned = cleaner.cleaned_paths(self._path, new_base)
+        log_cleaned, index_cleaned, time_index_cleaned = cleaned
+        order = (index_cleaned, time_index_cleaned, log_cleaned)
+        with self._write_lock:
+            self._check_open()
+            with self._writer, self._lock:
+                self._check_open()
+                self._writer_sync_tail()
+                current = {(s.base, s.file_id) for s in self._segments[:-1]}
+                if not all((o.base, o.file_id) in current for o in old) or not os.path.exists(log_cleaned):
+                    cleaner.remove_files(cleaned)
+                    return False
+                self._known_gen = None  # an exception below leaves the change odd: repaired
+                self._shared.begin_change()
+                for path in order:
+                    swap = path[: -len(CLEANED_SUFFIX)] + SWAP_SUFFIX
+                    try:
+                        os.rename(path, swap)
+                    except FileNotFoundError:
+                        if path is log_cleaned:
+                            raise
+                        # an index the cleaner did not write is rebuilt on load
+                self._pause_point("clean-swapping")
+                deleted = retention.rename_deleted(self._path, [o.base for o in old])
+                self._pause_point("clean-deleting")
+                for path in order:
+                    swap = path[: -len(CLEANED_SUFFIX)] + SWAP_SUFFIX
+                    try:
+                        os.rename(swap, path[: -len(CLEANED_SUFFIX)])
+                    except FileNotFoundError:
+                        if path is log_cleaned:
+                            raise
+                self._pause_point("clean-swapped")
+                fsync_dir(self._path)
+                self._shared.end_change()
+                self._refresh(writer=True)
+        retention.unlink_deleted(deleted)
+        return True
 
     # ------------------------------------------------------------------ close
 

@@ -103,24 +103,32 @@ def _scan_next_offset(path: str, base: int) -> int:
         os.close(fd)
 
 
-def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
-    """Steps 1-3 of the module docstring: the one owner of the temporary-file rules, run by
-    recovery and by a writer that finds the layout generation left odd by a dead changer (a
-    retention deletion or a compaction swap killed half-way; log.py) before it re-lists."""
+def remove_temp_files(dir_path: str, *, include_cleaned: bool = True) -> int:
+    """Steps 1-2 of the module docstring, the temporary files of a deletion, a cleaning or a
+    swap: the one owner of those rules (native/src/recovery.rs ``remove_temp_files``), run by
+    recovery, by a writer that finds the layout generation left odd by a dead changer (a
+    retention deletion or a compaction swap killed half-way; log.py) before it re-lists, and by
+    a cleaner for what a dead cleaner left (cleaner.py). ``include_cleaned=False`` when a live
+    cleaner (another holder of the cleaner lock) may be writing ``.cleaned`` files: they are
+    left alone and do not count as the lowest ``.cleaned`` base. Returns how many files it
+    deleted or renamed (the caller fsyncs the directory)."""
     names = sorted(os.listdir(dir_path))  # a stable order of deletions (and their events)
     min_cleaned: int | None = None
     swaps: list[str] = []
+    changed = 0
     for name in names:
         path = os.path.join(dir_path, name)
         if name.endswith(DELETED_SUFFIX):
             _unlink(path)
             events.recovery_deleted_file(path, "a deletion left unfinished")
-        elif name.endswith(CLEANED_SUFFIX):
+            changed += 1
+        elif name.endswith(CLEANED_SUFFIX) and include_cleaned:
             base = parse_base(name)
             if base is not None:
                 min_cleaned = base if min_cleaned is None else min(min_cleaned, base)
             _unlink(path)
             events.recovery_deleted_file(path, "an unfinished cleaning")
+            changed += 1
         elif name.endswith(SWAP_SUFFIX):
             swaps.append(name)
     valid_swaps = []
@@ -129,6 +137,7 @@ def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
         if base is None or (min_cleaned is not None and base >= min_cleaned):
             _unlink(os.path.join(dir_path, name))
             events.recovery_deleted_file(os.path.join(dir_path, name), "an unfinished swap")
+            changed += 1
         else:
             valid_swaps.append(name)
     for name in valid_swaps:
@@ -142,10 +151,18 @@ def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
                     events.recovery_deleted_file(
                         segment_paths(dir_path, other)[0], "replaced by an interrupted swap"
                     )
+                    changed += 1
     for name in valid_swaps:
         path = os.path.join(dir_path, name)
         os.replace(path, path[: -len(SWAP_SUFFIX)])
         events.recovery_swap_completed(path, path[: -len(SWAP_SUFFIX)])
+        changed += 1
+    return changed
+
+
+def remove_temp_files_and_complete_swaps(dir_path: str) -> None:
+    """Steps 1-3 of the module docstring (recovery's)."""
+    remove_temp_files(dir_path)
     # orphan index files, and the .tmp of an unfinished index rebuild (index.replace_file)
     bases = set(list_segment_bases(dir_path))
     for name in sorted(os.listdir(dir_path)):

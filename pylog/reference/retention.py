@@ -39,14 +39,16 @@ from pylog.config import LogConfig
 from pylog.reference import events
 from pylog.reference.segments import DELETED_SUFFIX, file_prefix
 
-#: the pass names, in the order they run (also the ``rule`` words of the INFO line)
+#: the pass names, in the order they run (also the rule words of the INFO line, one line per
+#: run that deleted something, naming the passes that did; native/src/retention.rs names them so)
 LOG_START = "log-start"
 SIZE = "retention.bytes"
 TIME = "retention.ms"
 
 #: the per-segment files a deletion renames, when present (Kafka's LogSegment files plus the
-#: producer snapshot named by the same base)
-SEGMENT_SUFFIXES = (".log", ".index", ".timeindex", ".txnindex", ".snapshot")
+#: producer snapshot named by the same base); the ``.log`` last, as native/src/log.rs: while it
+#: is there the segment is whole (a crash before it leaves indexes that are rebuilt)
+SEGMENT_SUFFIXES = (".index", ".timeindex", ".txnindex", ".snapshot", ".log")
 
 
 class SegmentInfo(NamedTuple):
@@ -100,7 +102,7 @@ def deletable(
 
 def segment_files(dir_path: str, base: int) -> list[str]:
     """The existing files of segment ``base`` that a deletion renames, in ``SEGMENT_SUFFIXES``
-    order (the ``.log`` first)."""
+    order."""
     prefix = os.path.join(dir_path, file_prefix(base))
     return [prefix + suffix for suffix in SEGMENT_SUFFIXES if os.path.exists(prefix + suffix)]
 
