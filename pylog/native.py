@@ -14,13 +14,27 @@ import numpy as np
 
 from pylog import _native
 from pylog.config import LogConfig, resolve_codec
-from pylog.partition import BytesLike, Columns, Header, Record, check_record_range, timestamps_from_array
+from pylog.errors import InvalidConfigError, OffsetOutOfRangeError
+from pylog.partition import (
+    BytesLike,
+    Cleanable,
+    CleanResult,
+    Columns,
+    Header,
+    Record,
+    RetentionResult,
+    check_record_range,
+    timestamps_from_array,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 #: bytes of batches decoded per trip into Rust by ``records()``
 RECORDS_CHUNK_BYTES = 1 << 20
+#: ``log.cleaner.dedupe.buffer.size``: Kafka's default (128 MiB) and pylog's minimum
+DEFAULT_MAP_BYTES = 128 * 1024 * 1024
+MIN_MAP_BYTES = 1024
 
 
 class NativePartitionLog:
@@ -89,7 +103,16 @@ class NativePartitionLog:
 
     def _iter_records(self, position: int, end: int) -> Iterator[Record]:
         while position < end:
-            chunk, position = self._log.records_chunk(position, end, RECORDS_CHUNK_BYTES)
+            try:
+                chunk, position = self._log.records_chunk(position, end, RECORDS_CHUNK_BYTES)
+            except OffsetOutOfRangeError:
+                # retention or delete_before moved the log start past this iterator's position
+                # (its range was checked at call time): go on at the next surviving offset
+                start = self._log.start_offset
+                if position >= start:
+                    raise
+                position = start
+                continue
             yield from chunk
 
     def records_chunk(self, start: int, end: int, max_bytes: int) -> tuple[list[Record], int]:
@@ -155,6 +178,43 @@ class NativePartitionLog:
     def close(self) -> None:
         """Close; the last process to close writes the clean-shutdown marker. Idempotent."""
         self._log.close()
+
+    def delete_before(self, offset: int) -> RetentionResult:
+        """Kafka's DeleteRecords: move the log start to ``offset`` (``OffsetOutOfRangeError``
+        outside ``[start_offset, end_offset]``) and delete the segments wholly below it when no
+        cleaner is busy (docs/partition-log.md, "Retention")."""
+        return RetentionResult(*self._log.delete_before(offset))
+
+    def apply_retention(self, now_ms: int | None = None) -> RetentionResult:
+        """Kafka's deleteOldSegments at ``now_ms`` (None: the wall clock): whole sealed
+        segments, oldest first, by log start, ``retention.bytes`` and ``retention.ms``."""
+        return RetentionResult(*self._log.apply_retention(now_ms))
+
+    def cleanable(self, now_ms: int | None = None) -> Cleanable:
+        """The cleaner's view of this partition now (no lock, no write)."""
+        return Cleanable(*self._log.cleanable(now_ms))
+
+    def compact(
+        self,
+        now_ms: int | None = None,
+        *,
+        map_bytes: int | None = None,
+        force: bool = True,
+        wait: bool = True,
+        cancel: object | None = None,
+    ) -> CleanResult:
+        """Compaction passes until the dirty range is clean (docs/partition-log.md,
+        "Compaction"); the GIL is released, ``cancel.is_set()`` and Ctrl-C stop it at the next
+        safe point."""
+        if map_bytes is None:
+            map_bytes = DEFAULT_MAP_BYTES
+        elif isinstance(map_bytes, bool) or not isinstance(map_bytes, int):
+            raise InvalidConfigError(f"log.cleaner.dedupe.buffer.size must be an integer, not {map_bytes!r}")
+        if map_bytes < MIN_MAP_BYTES:
+            raise InvalidConfigError(
+                f"log.cleaner.dedupe.buffer.size must be at least {MIN_MAP_BYTES} bytes, got {map_bytes}"
+            )
+        return CleanResult(*self._log.compact(now_ms, map_bytes, bool(force), bool(wait), cancel))
 
     def __enter__(self) -> NativePartitionLog:
         return self

@@ -54,6 +54,8 @@ pub const CODEC_MASK: i16 = 0x07;
 pub const TIMESTAMP_TYPE_MASK: i16 = 0x08;
 pub const TRANSACTIONAL_MASK: i16 = 0x10;
 pub const CONTROL_MASK: i16 = 0x20;
+/// KIP-534: baseTimestamp holds the delete horizon (set by the cleaner, cleaner.rs).
+pub const DELETE_HORIZON_MASK: i16 = 0x40;
 
 /// The 61-byte header, parsed without validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +120,7 @@ impl BatchHeader {
     }
 
     /// Write the 61 header bytes (the CRC field as stored in `self.crc`).
-    fn write_to(&self, h: &mut [u8]) {
+    pub fn write_to(&self, h: &mut [u8]) {
         let h = &mut h[..BATCH_HEADER_BYTES];
         h[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&self.base_offset.to_be_bytes());
         h[LENGTH_POS..LENGTH_POS + 4].copy_from_slice(&self.length.to_be_bytes());
@@ -257,7 +259,7 @@ pub fn verify_crc(batch: &[u8]) -> Result<()> {
 }
 
 /// Store the CRC-32C of bytes 21.. of one whole batch in its CRC field.
-fn write_crc(batch: &mut [u8]) {
+pub fn write_crc(batch: &mut [u8]) {
     let crc = crc32c(&batch[ATTRIBUTES_POS..]);
     batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
 }

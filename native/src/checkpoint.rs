@@ -1,6 +1,12 @@
-//! The recovery-point checkpoint and the clean-shutdown marker (Kafka's CheckpointFile.java, OffsetCheckpointFile.java, CleanShutdownFileHandler.java).
+//! The offset checkpoints and the clean-shutdown marker (Kafka's CheckpointFile.java,
+//! OffsetCheckpointFile.java, CleanShutdownFileHandler.java).
 //!
-//! `recovery-point-offset-checkpoint`, Kafka's text checkpoint (CheckpointFile.java):
+//! Three files of one format, each owned by its writer: `recovery-point-offset-checkpoint`
+//! (`sync`), `log-start-offset-checkpoint` (`delete_before`, retention) and
+//! `cleaner-offset-checkpoint` (the cleaner). Deviation: Kafka keeps each per log.dir with one
+//! line per partition (core/src/main/scala/kafka/log/LogManager.scala,
+//! core/src/main/scala/kafka/log/LogCleanerManager.scala); pylog keeps one per partition
+//! directory. The format is Kafka's text checkpoint (CheckpointFile.java):
 //! ```text
 //! 0                          <- version
 //! 1                          <- entry count
@@ -22,6 +28,8 @@ use std::path::Path;
 use crate::error::{IoContext, Result};
 
 pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
+pub const LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
+pub const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 const CHECKPOINT_VERSION: u32 = 0;
 
@@ -51,13 +59,26 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .io_context(|| format!("syncing directory {}", dir.display()))
 }
 
-/// Write the checkpoint atomically (tmp, fsync, rename, dir fsync).
+/// Write the recovery-point checkpoint (`write_offset_checkpoint`).
 pub fn write_recovery_point(dir: &Path, offset: i64) -> Result<()> {
-    assert!(offset >= 0, "recovery point {offset} is negative");
+    write_offset_checkpoint(dir, RECOVERY_POINT_FILE, offset)
+}
+
+/// The checkpointed recovery point, `None` when absent or unreadable.
+pub fn read_recovery_point(dir: &Path) -> Result<Option<i64>> {
+    read_offset_checkpoint(dir, RECOVERY_POINT_FILE)
+}
+
+/// Write the checkpoint `file_name` of `dir` atomically (tmp, fsync, rename, dir fsync).
+pub fn write_offset_checkpoint(dir: &Path, file_name: &str, offset: i64) -> Result<()> {
+    assert!(
+        offset >= 0,
+        "checkpoint {file_name} offset {offset} is negative"
+    );
     let (topic, partition) = topic_partition(dir);
     let text = format!("{CHECKPOINT_VERSION}\n1\n{topic} {partition} {offset}\n");
-    let path = dir.join(RECOVERY_POINT_FILE);
-    let tmp = dir.join(format!("{RECOVERY_POINT_FILE}.tmp"));
+    let path = dir.join(file_name);
+    let tmp = dir.join(format!("{file_name}.tmp"));
     {
         let mut f = OpenOptions::new()
             .write(true)
@@ -74,9 +95,10 @@ pub fn write_recovery_point(dir: &Path, offset: i64) -> Result<()> {
     sync_dir(dir)
 }
 
-/// The checkpointed recovery point, `None` when absent or unreadable.
-pub fn read_recovery_point(dir: &Path) -> Result<Option<i64>> {
-    let path = dir.join(RECOVERY_POINT_FILE);
+/// The offset of checkpoint `file_name` of `dir`, `None` when absent or unreadable (garbage
+/// reads as no checkpoint).
+pub fn read_offset_checkpoint(dir: &Path, file_name: &str) -> Result<Option<i64>> {
+    let path = dir.join(file_name);
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::InvalidData => {
@@ -84,10 +106,10 @@ pub fn read_recovery_point(dir: &Path) -> Result<Option<i64>> {
         }
         Err(e) => return Err(e).io_context(|| format!("reading {}", path.display())),
     };
-    Ok(parse_recovery_point(&text))
+    Ok(parse_checkpoint(&text))
 }
 
-fn parse_recovery_point(text: &str) -> Option<i64> {
+fn parse_checkpoint(text: &str) -> Option<i64> {
     let mut lines = text.lines();
     let _version: u32 = lines.next()?.trim().parse().ok()?;
     let count: u64 = lines.next()?.trim().parse().ok()?;
@@ -143,12 +165,12 @@ mod tests {
 
     #[test]
     fn parse_takes_fields_from_the_end() {
-        assert_eq!(parse_recovery_point("0\n1\nmy topic 3 42\n"), Some(42));
-        assert_eq!(parse_recovery_point("0\n1\nt 3 42\n"), Some(42));
-        assert_eq!(parse_recovery_point("0\n1\n3 42\n"), None);
-        assert_eq!(parse_recovery_point("0\n1\nt x 42\n"), None);
-        assert_eq!(parse_recovery_point("0\n1\nt 3 -1\n"), None);
-        assert_eq!(parse_recovery_point("0\n0\n"), None);
+        assert_eq!(parse_checkpoint("0\n1\nmy topic 3 42\n"), Some(42));
+        assert_eq!(parse_checkpoint("0\n1\nt 3 42\n"), Some(42));
+        assert_eq!(parse_checkpoint("0\n1\n3 42\n"), None);
+        assert_eq!(parse_checkpoint("0\n1\nt x 42\n"), None);
+        assert_eq!(parse_checkpoint("0\n1\nt 3 -1\n"), None);
+        assert_eq!(parse_checkpoint("0\n0\n"), None);
     }
 
     #[test]
@@ -163,6 +185,21 @@ mod tests {
         );
         assert_eq!(read_recovery_point(&dir).unwrap(), Some(42));
         assert!(!dir.join("recovery-point-offset-checkpoint.tmp").exists());
+        assert_eq!(
+            read_offset_checkpoint(&dir, LOG_START_OFFSET_FILE).unwrap(),
+            None
+        );
+        write_offset_checkpoint(&dir, LOG_START_OFFSET_FILE, 7).unwrap();
+        assert_eq!(
+            read_offset_checkpoint(&dir, LOG_START_OFFSET_FILE).unwrap(),
+            Some(7)
+        );
+        assert_eq!(read_recovery_point(&dir).unwrap(), Some(42));
+        fs::write(dir.join(CLEANER_OFFSET_FILE), "garbage").unwrap();
+        assert_eq!(
+            read_offset_checkpoint(&dir, CLEANER_OFFSET_FILE).unwrap(),
+            None
+        );
         fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 }

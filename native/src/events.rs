@@ -19,6 +19,8 @@ pub const RECOVERY: &str = "pylog.recovery";
 pub const INDEX: &str = "pylog.index";
 /// Logger of a live writer's tail repair (`pylog.log`).
 pub const LOG: &str = "pylog.log";
+/// Logger of compaction (`pylog.cleaner`).
+pub const CLEANER: &str = "pylog.cleaner";
 
 /// Recovery cut a segment at the first invalid batch.
 pub fn recovery_truncated(log_path: &Path, valid_bytes: u64, file_bytes: u64, next_offset: i64) {
@@ -85,4 +87,36 @@ pub fn torn_tail_truncated(log_path: &Path, valid_bytes: u64, file_bytes: u64, n
         log_path.display(),
         file_bytes.saturating_sub(valid_bytes)
     );
+}
+
+/// One cleaning pass finished (its checkpoint written).
+#[allow(clippy::too_many_arguments)]
+pub fn cleaner_pass_done(
+    dir: &Path,
+    pass_number: u64,
+    segments: u64,
+    bytes_read: u64,
+    bytes_written: u64,
+    records_read: u64,
+    records_kept: u64,
+    tombstones_removed: u64,
+    seconds: f64,
+) {
+    let rate = if seconds > 0.0 {
+        bytes_read as f64 / 1e6 / seconds
+    } else {
+        0.0
+    };
+    log::info!(
+        target: CLEANER,
+        "{}: cleaning pass {pass_number}: {segments} segments, {bytes_read} bytes read, \
+         {bytes_written} bytes written, {records_read} records read, {records_kept} kept, \
+         {tombstones_removed} tombstones removed, {seconds:.3} s, {rate:.1} MB/s",
+        dir.display()
+    );
+}
+
+/// `compact()` did nothing, and why (a policy without compact).
+pub fn cleaner_skipped(dir: &Path, reason: &str) {
+    log::info!(target: CLEANER, "{}: not compacted: {reason}", dir.display());
 }

@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 pub mod columns;
 pub mod compression;
 pub mod config;
@@ -17,9 +18,11 @@ pub mod events;
 pub mod index;
 pub mod lock;
 pub mod log;
+pub mod offset_map;
 pub mod producer_partitioner;
 pub mod record;
 pub mod recovery;
+pub mod retention;
 pub mod segment;
 pub mod segments;
 pub mod shared_state;

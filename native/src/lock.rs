@@ -22,6 +22,13 @@
 //!   writer lock, a successful non-blocking exclusive lock means "no other process has this
 //!   directory open": the first opener (who recovers) or the last closer (who writes the marker).
 //!
+//! - `.pylog.cleaner`: the **cleaner lock**, held exclusively for a whole `compact()` /
+//!   `apply_retention()` call and for `delete_before`'s segment deletion: one process at a time
+//!   changes the sealed segments (a compaction swap, retention). Each acquisition opens the file
+//!   afresh (its own open file description), so two threads of one process contend like two
+//!   processes. Lock order: cleaner lock → writer lock (a swap or a deletion takes the writer
+//!   lock while holding the cleaner lock; the reverse is only ever tried with `LOCK_NB`).
+//!
 //! why: flock locks belong to the open file description, so two `PartitionLog`s on one directory
 //! in one process contend exactly like two processes (that is how the tests simulate processes).
 
@@ -40,6 +47,7 @@ pub const YIELD_MAX: Duration = Duration::from_millis(5);
 
 pub const WRITER_LOCK_FILE: &str = ".pylog.lock";
 pub const OPEN_LOCK_FILE: &str = ".pylog.open";
+pub const CLEANER_LOCK_FILE: &str = ".pylog.cleaner";
 
 /// An open lock file (created empty when missing).
 #[derive(Debug)]
@@ -106,6 +114,35 @@ impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         // why: an unlock failure cannot be reported from drop; closing the file releases it anyway.
         let _ = self.lock.file.unlock();
+    }
+}
+
+/// The cleaner lock of a directory (module header), held until dropped.
+#[derive(Debug)]
+pub struct CleanerLockGuard {
+    file: File,
+}
+
+impl CleanerLockGuard {
+    /// Take the cleaner lock of `dir`: blocking when `wait`, else `LOCK_NB` (`None` = another
+    /// holder, in this process or another).
+    pub fn acquire(dir: &Path, wait: bool) -> Result<Option<CleanerLockGuard>> {
+        let lock = LockFile::open(dir, CLEANER_LOCK_FILE)?;
+        if wait {
+            lock.file
+                .lock()
+                .io_context(|| format!("locking {}", lock.path.display()))?;
+        } else if !lock.try_exclusive()? {
+            return Ok(None);
+        }
+        Ok(Some(CleanerLockGuard { file: lock.file }))
+    }
+}
+
+impl Drop for CleanerLockGuard {
+    fn drop(&mut self) {
+        // why ignored: closing the file (right after) releases the lock anyway.
+        let _ = self.file.unlock();
     }
 }
 
@@ -227,6 +264,11 @@ mod tests {
             assert!(!w2.try_exclusive().unwrap());
         }
         assert!(w2.try_exclusive().unwrap());
+        let c1 = CleanerLockGuard::acquire(&dir, false).unwrap();
+        assert!(c1.is_some());
+        assert!(CleanerLockGuard::acquire(&dir, false).unwrap().is_none());
+        drop(c1);
+        assert!(CleanerLockGuard::acquire(&dir, true).unwrap().is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

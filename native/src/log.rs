@@ -49,14 +49,16 @@ use crate::columns::ColumnsBuilder;
 use crate::compression::Codec;
 use crate::config::LogConfig;
 use crate::error::{CorruptKind, Error, IoContext, Result};
-use crate::lock::{LockFile, WriterLock, OPEN_LOCK_FILE, WRITER_LOCK_FILE};
+use crate::lock::{CleanerLockGuard, LockFile, WriterLock, OPEN_LOCK_FILE, WRITER_LOCK_FILE};
 use crate::record::{RecordSpec, RecordView};
 use crate::recovery;
+use crate::retention::{self, RetentionStats};
 use crate::segment::{
     ScanEnd, Segment, SegmentBytes, LOG_SUFFIX, LOOKUP_CHUNK_BYTES, SCAN_CHUNK_BYTES,
 };
-use crate::segments::Segments;
-use crate::shared_state::{SharedState, Tail, WAKE_FALLBACK_MS};
+use crate::segment::{INDEX_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segments::{file_name, Segments, CLEANED_SUFFIX, DELETED_SUFFIX, SWAP_SUFFIX};
+use crate::shared_state::{SharedState, Tail, GENERATION_WAIT_MAX_MS, WAKE_FALLBACK_MS};
 use crate::validator;
 
 /// Longest `wait_for` timeout honoured (ten years).
@@ -150,6 +152,9 @@ impl RecordsChunk {
 
 struct Inner {
     segments: Segments,
+    /// `log-start-offset-checkpoint` as last read (0 when absent): the log start is
+    /// `max(first base, this clamped to the end)` (`start_of`).
+    log_start_checkpoint: i64,
     /// The layout generation the segment set was last refreshed at (None: refresh next time).
     known_generation: Option<u32>,
     open_lock: Option<LockFile>,
@@ -318,8 +323,170 @@ fn end_of(inner: &Inner) -> i64 {
     inner.segments.active().next_offset
 }
 
+/// The log start offset: `max(first segment base, log-start-offset-checkpoint)`, the
+/// checkpoint clamped to the log end (Kafka's LogLoader: `max(logStartOffsetCheckpoint,
+/// firstSegment.baseOffset)`).
 fn start_of(inner: &Inner) -> i64 {
-    inner.segments[0].base_offset
+    let first = inner.segments[0].base_offset;
+    first.max(inner.log_start_checkpoint.min(end_of(inner)))
+}
+
+/// Files of a sealed segment that a swap or a deletion renames, in the order renamed: the
+/// derived files first, the `.log` last (a crash in between leaves the segment listed, with
+/// its indexes rebuilt on load, never an index without its `.log`).
+const SEGMENT_FILE_SUFFIXES: [&str; 5] = [
+    INDEX_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    ".txnindex",
+    ".snapshot",
+    LOG_SUFFIX,
+];
+
+/// Rename the existing files of segment `base` to `<name><suffix>` (`SEGMENT_FILE_SUFFIXES`
+/// order); returns the new paths. Writer lock held, layout generation odd.
+pub(crate) fn rename_segment_files(dir: &Path, base: i64, suffix: &str) -> Result<Vec<PathBuf>> {
+    let mut renamed = Vec::new();
+    for file_suffix in SEGMENT_FILE_SUFFIXES {
+        let from = dir.join(file_name(base, file_suffix));
+        let to = dir.join(format!("{}{suffix}", file_name(base, file_suffix)));
+        match fs::rename(&from, &to) {
+            Ok(()) => renamed.push(to),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e)
+                    .io_context(|| format!("renaming {} to {}", from.display(), to.display()))
+            }
+        }
+    }
+    Ok(renamed)
+}
+
+/// Unlink files renamed `.deleted` (after the layout change: a reader that has one mapped or
+/// open keeps a valid view, the inode lives on). Best effort: a file already gone is fine, and
+/// one left over is removed by the next cleaner or recovery.
+pub(crate) fn unlink_deleted(paths: &[PathBuf]) {
+    for p in paths {
+        let _ = fs::remove_file(p);
+    }
+}
+
+/// One sealed segment as the cleaner and retention see it (`PartitionLog::cleaner_view`).
+#[derive(Debug, Clone)]
+pub struct SealedSegment {
+    pub base: i64,
+    /// The next segment's base offset.
+    pub next_offset: i64,
+    /// Bytes of the `.log`.
+    pub size: u64,
+    pub log_path: PathBuf,
+    /// The whole `.log`, mapped (empty for an empty segment); stays valid after a swap or a
+    /// deletion (the old inode lives on while mapped).
+    pub bytes: SegmentBytes,
+    /// Bytes of the offset index and the time index (whole entries).
+    pub offset_index_bytes: u64,
+    pub time_index_bytes: u64,
+    /// The last time-index entry's timestamp, else the `.log`'s mtime in ms (Kafka's
+    /// LogSegment.largestTimestamp).
+    pub largest_timestamp: i64,
+    /// maxTimestamp of the first batch, -1 when unknown or empty.
+    pub first_batch_max_timestamp: i64,
+    pub mtime: SystemTime,
+    /// `(st_dev, st_ino)` of the `.log`: a swap checks the segment is still the directory's.
+    pub file_id: (u64, u64),
+}
+
+/// The partition as the cleaner sees it: the log start, the end, the active segment's base and
+/// the sealed segments in base order.
+#[derive(Debug, Clone)]
+pub struct CleanerView {
+    pub log_start: i64,
+    pub end_offset: i64,
+    pub active_base: i64,
+    pub sealed: Vec<SealedSegment>,
+}
+
+fn sealed_segment(seg: &mut Segment) -> Result<SealedSegment> {
+    let meta = seg
+        .file
+        .metadata()
+        .io_context(|| format!("stat {}", seg.log_path.display()))?;
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+    let idx = seg.index()?;
+    let last_time_entry = idx.times.last().map(|t| t.timestamp);
+    let largest_timestamp = last_time_entry.unwrap_or_else(|| {
+        mtime
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64)
+    });
+    let bytes = match seg.mmap()? {
+        Some(m) => {
+            let len = (seg.size as usize).min(m.len());
+            SegmentBytes::Mapped(m, 0..len)
+        }
+        None => SegmentBytes::empty(),
+    };
+    Ok(SealedSegment {
+        base: seg.base_offset,
+        next_offset: seg.next_offset,
+        size: seg.size,
+        log_path: seg.log_path.clone(),
+        bytes,
+        offset_index_bytes: idx.offsets.len() as u64 * crate::index::OFFSET_ENTRY_BYTES,
+        time_index_bytes: idx.times.len() as u64 * crate::index::TIME_ENTRY_BYTES,
+        largest_timestamp,
+        first_batch_max_timestamp: seg.first_batch_max_ts()?.unwrap_or(-1),
+        mtime,
+        file_id: seg.file_id,
+    })
+}
+
+/// What a layout change (`PartitionLog::change_layout`: retention's deletion, a compaction
+/// swap) sees and may do: the writer lock is held and the layout generation is odd.
+pub struct LayoutChange<'a> {
+    log: &'a PartitionLog,
+    inner: &'a mut Inner,
+}
+
+impl LayoutChange<'_> {
+    pub fn dir(&self) -> &Path {
+        &self.log.dir
+    }
+
+    pub fn start_offset(&self) -> i64 {
+        start_of(self.inner)
+    }
+
+    pub fn active_base(&self) -> i64 {
+        self.inner.segments.active().base_offset
+    }
+
+    pub fn end_offset(&self) -> i64 {
+        end_of(self.inner)
+    }
+
+    /// `(base, (st_dev, st_ino), size)` of the sealed segments now, in base order.
+    pub fn sealed(&self) -> Vec<(i64, (u64, u64), u64)> {
+        let n = self.inner.segments.len();
+        self.inner.segments[..n - 1]
+            .iter()
+            .map(|s| (s.base_offset, s.file_id, s.size))
+            .collect()
+    }
+
+    /// Write `log-start-offset-checkpoint` (durable when this returns).
+    pub fn set_log_start(&mut self, offset: i64) -> Result<()> {
+        checkpoint::write_offset_checkpoint(
+            &self.log.dir,
+            checkpoint::LOG_START_OFFSET_FILE,
+            offset,
+        )?;
+        self.inner.log_start_checkpoint = offset;
+        Ok(())
+    }
+
+    pub fn pause_point(&self, point: &str) {
+        self.log.pause_point(point);
+    }
 }
 
 fn tail_of(inner: &Inner) -> Tail {
@@ -348,7 +515,15 @@ fn refresh_segments(
     inner: &mut Inner,
     writer: bool,
 ) -> Result<bool> {
+    if !writer {
+        // why: a listing made while another process changes the segment set may hold neither
+        // the old nor the new segment under its final name (a swap in progress). A changer
+        // that died leaves it odd: then list anyway (the next writer repairs).
+        shared.wait_while_changing(Duration::from_millis(GENERATION_WAIT_MAX_MS));
+    }
     let before = shared.stable_generation();
+    inner.log_start_checkpoint =
+        checkpoint::read_offset_checkpoint(dir, checkpoint::LOG_START_OFFSET_FILE)?.unwrap_or(0);
     let mut bases = recovery::segment_bases(dir)?;
     if bases.is_empty() {
         if !writer {
@@ -495,6 +670,7 @@ impl PartitionLog {
         open_lock.shared()?;
         let mut inner = Inner {
             segments: Segments::new(),
+            log_start_checkpoint: 0,
             known_generation: None,
             open_lock: Some(open_lock),
             // (torn-tail checks re-read the checkpoint, so 0 is fine as what we know here)
@@ -591,6 +767,7 @@ impl PartitionLog {
     fn writer_resync(&self, inner: &mut Inner) -> Result<()> {
         if !self.shared.is_consistent() {
             self.shared.begin_rebuild();
+            self.remove_dead_changers_files()?;
             self.reload(inner, true)?;
             self.tail_sync(inner, true, false)?;
             self.shared.publish(tail_of(inner));
@@ -599,6 +776,19 @@ impl PartitionLog {
             return Ok(());
         }
         self.resync(inner, true)
+    }
+
+    /// Writer lock held, page inconsistent (a process may have died mid-change): recovery's
+    /// temp-file steps (`recovery::remove_temp_files`: delete `.deleted`, finish or drop
+    /// `.swap`), so the listing that follows sees the old or the new segment set, never half a
+    /// swap. `.cleaned` files are deleted too unless a live cleaner holds the cleaner lock (it
+    /// writes them outside the writer lock).
+    fn remove_dead_changers_files(&self) -> Result<()> {
+        let cleaner_idle = CleanerLockGuard::acquire(&self.dir, false)?;
+        if recovery::remove_temp_files(&self.dir, cleaner_idle.is_some())? > 0 {
+            checkpoint::sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Catch up with the files (see the module comment). `writer`: the writer lock is held.
@@ -692,6 +882,228 @@ impl PartitionLog {
         let mut inner = self.lock()?;
         self.resync(&mut inner, false)?;
         Ok(end_of(&inner))
+    }
+
+    // ---- retention and compaction: the cleaner's interface ---------------------------------
+
+    /// The partition as the cleaner sees it (re-synced with the disk first).
+    pub fn cleaner_view(&self) -> Result<CleanerView> {
+        Ok(self.view()?.0)
+    }
+
+    /// `cleaner_view` and the active segment's size (retention's size rule counts it).
+    pub(crate) fn view(&self) -> Result<(CleanerView, u64)> {
+        let mut inner = self.lock()?;
+        self.resync(&mut inner, false)?;
+        let log_start = start_of(&inner);
+        let end_offset = end_of(&inner);
+        let n = inner.segments.len();
+        let mut sealed = Vec::with_capacity(n - 1);
+        for seg in inner.segments[..n - 1].iter_mut() {
+            sealed.push(sealed_segment(seg)?);
+        }
+        let active = inner.segments.active();
+        Ok((
+            CleanerView {
+                log_start,
+                end_offset,
+                active_base: active.base_offset,
+                sealed,
+            },
+            active.size,
+        ))
+    }
+
+    /// The cleaner lock (`.pylog.cleaner`, lock.rs): blocking when `wait`; `None` = busy.
+    pub fn cleaner_lock(&self, wait: bool) -> Result<Option<CleanerLockGuard>> {
+        if self.is_closed() {
+            return Err(Error::Closed(self.dir.clone()));
+        }
+        CleanerLockGuard::acquire(&self.dir, wait)
+    }
+
+    /// Cleaner lock held by the caller: delete the `.cleaned` and `.deleted` files a dead
+    /// cleaner left, and finish or drop its `.swap` files (recovery's rules, logged as
+    /// recovery logs them); returns how many files it changed.
+    pub fn remove_stale_cleaner_files(&self) -> Result<usize> {
+        let stale = recovery::list_names(&self.dir)?.iter().any(|n| {
+            n.ends_with(CLEANED_SUFFIX) || n.ends_with(DELETED_SUFFIX) || n.ends_with(SWAP_SUFFIX)
+        });
+        if !stale {
+            return Ok(0);
+        }
+        // why under the writer lock with the generation odd: finishing a swap changes the
+        // segment set, and no swap or deletion of a live process is half-done meanwhile
+        self.change_layout(|c| recovery::remove_temp_files(c.dir(), true))
+    }
+
+    /// Swap the written group `new_base.{log,index,timeindex}.cleaned` in for `old` (whose
+    /// first base is `new_base`): under the writer lock, generation odd, check `old` are still
+    /// the directory's segments (same `.log` inodes), rename `.cleaned` → `.swap`
+    /// [`clean-swapping`], every old segment's files → `.deleted` [`clean-deleting`], `.swap`
+    /// → final [`clean-swapped`], fsync the directory, end the change; then unlink the
+    /// `.deleted` files. Each step is within recovery's rules, so a crash anywhere recovers to
+    /// the old or the new set. `Ok(false)`: the directory changed under us (the `.cleaned`
+    /// files are removed, nothing swapped). (Kafka's LocalLog.replaceSegments order.)
+    pub fn replace_segments(&self, old: &[SealedSegment], new_base: i64) -> Result<bool> {
+        if old.first().map(|s| s.base) != Some(new_base) {
+            return Err(Error::Internal(format!(
+                "a cleaned group at {new_base} must replace segments starting there"
+            )));
+        }
+        let dir = self.dir.clone();
+        let with =
+            |suffix: &str, temp: &str| dir.join(format!("{}{temp}", file_name(new_base, suffix)));
+        let remove_cleaned = || {
+            for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                let _ = fs::remove_file(with(suffix, CLEANED_SUFFIX));
+            }
+        };
+        let outcome = self.change_layout(|c| {
+            let sealed = c.sealed();
+            let current = old.iter().all(|o| {
+                sealed
+                    .iter()
+                    .any(|&(b, id, _)| b == o.base && id == o.file_id)
+            });
+            if !current || !with(LOG_SUFFIX, CLEANED_SUFFIX).exists() {
+                remove_cleaned();
+                return Ok(None);
+            }
+            for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX] {
+                let (from, to) = (with(suffix, CLEANED_SUFFIX), with(suffix, SWAP_SUFFIX));
+                match fs::rename(&from, &to) {
+                    Ok(()) => {}
+                    // an index the cleaner did not write is rebuilt on load
+                    Err(e) if e.kind() == ErrorKind::NotFound && suffix != LOG_SUFFIX => {}
+                    Err(e) => return Err(e).io_context(|| format!("renaming {}", from.display())),
+                }
+            }
+            c.pause_point("clean-swapping");
+            let mut deleted = Vec::new();
+            for o in old {
+                deleted.extend(rename_segment_files(c.dir(), o.base, DELETED_SUFFIX)?);
+            }
+            c.pause_point("clean-deleting");
+            for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX] {
+                let (from, to) = (with(suffix, SWAP_SUFFIX), with(suffix, ""));
+                match fs::rename(&from, &to) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound && suffix != LOG_SUFFIX => {}
+                    Err(e) => return Err(e).io_context(|| format!("renaming {}", from.display())),
+                }
+            }
+            c.pause_point("clean-swapped");
+            Ok(Some(deleted))
+        })?;
+        match outcome {
+            None => Ok(false),
+            Some(deleted) => {
+                unlink_deleted(&deleted);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Run `f` as one change of the segment set: this object's writer mutex, the writer lock
+    /// and the state mutex held, re-synced, layout generation odd. Afterwards the directory is
+    /// fsynced, this object's segment set refreshed and the generation made even. If `f`
+    /// fails half-way, recovery's temp-file steps run first (as a writer finding a dead
+    /// changer's odd generation would), so the directory holds the old or the new set.
+    pub fn change_layout<T>(
+        &self,
+        f: impl FnOnce(&mut LayoutChange<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let _w = self.lock_writer()?;
+        let _guard = self.writer_lock.acquire()?;
+        let mut inner = self.lock()?;
+        self.writer_resync(&mut inner)?;
+        self.shared.begin_change();
+        let result = f(&mut LayoutChange {
+            log: self,
+            inner: &mut inner,
+        });
+        let finished = (|| {
+            if result.is_err() {
+                self.remove_dead_changers_files()?;
+            }
+            checkpoint::sync_dir(&self.dir)?;
+            inner.known_generation = None;
+            refresh_segments(&self.dir, &self.config, &self.shared, &mut inner, true)?;
+            Ok(())
+        })();
+        self.shared.end_change();
+        inner.known_generation = self.shared.stable_generation();
+        let value = result?;
+        finished?;
+        Ok(value)
+    }
+
+    /// `delete_before`'s change (retention.rs decides): under the writer lock, re-synced,
+    /// `decide(start, end)` says whether to move the log start to the offset it was given
+    /// (or fails); if so, `log-start-offset-checkpoint` is written with the generation odd.
+    /// Returns the new start, `None` when nothing moved.
+    pub(crate) fn move_log_start(
+        &self,
+        offset: i64,
+        decide: impl FnOnce(i64, i64) -> Result<bool>,
+    ) -> Result<Option<i64>> {
+        let _w = self.lock_writer()?;
+        let _guard = self.writer_lock.acquire()?;
+        let mut inner = self.lock()?;
+        self.writer_resync(&mut inner)?;
+        if !decide(start_of(&inner), end_of(&inner))? {
+            return Ok(None);
+        }
+        self.shared.begin_change();
+        let written = checkpoint::write_offset_checkpoint(
+            &self.dir,
+            checkpoint::LOG_START_OFFSET_FILE,
+            offset,
+        );
+        if written.is_ok() {
+            inner.log_start_checkpoint = offset;
+        }
+        self.shared.end_change();
+        inner.known_generation = self.shared.stable_generation();
+        written?;
+        Ok(Some(start_of(&inner)))
+    }
+
+    /// The test hook (`PYLOG_TEST_PAUSE=POINT:N`, see `PauseHook`).
+    pub fn pause_point(&self, point: &str) {
+        PauseHook::reached(&self.pause, point);
+    }
+
+    pub fn read_cleaner_checkpoint(&self) -> Result<Option<i64>> {
+        checkpoint::read_offset_checkpoint(&self.dir, checkpoint::CLEANER_OFFSET_FILE)
+    }
+
+    pub fn write_cleaner_checkpoint(&self, offset: i64) -> Result<()> {
+        checkpoint::write_offset_checkpoint(&self.dir, checkpoint::CLEANER_OFFSET_FILE, offset)
+    }
+
+    /// Retention's passes (retention.rs) with the cleaner lock already held by the caller.
+    pub fn apply_retention_locked(&self, now_ms: i64) -> Result<RetentionStats> {
+        retention::apply(self, now_ms)
+    }
+
+    /// Kafka's `deleteOldSegments` (retention.rs): takes the cleaner lock (blocking).
+    pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionStats> {
+        let _cleaner = self
+            .cleaner_lock(true)?
+            .ok_or_else(|| Error::Internal("a blocking cleaner lock came back busy".into()))?;
+        self.apply_retention_locked(now_ms)
+    }
+
+    /// Kafka's DeleteRecords: move the log start to `offset` (retention.rs).
+    pub fn delete_before(&self, offset: i64) -> Result<RetentionStats> {
+        retention::delete_before(self, offset)
+    }
+
+    /// The policy includes `compact` (append refuses records without a key).
+    pub fn is_compacted(&self) -> bool {
+        retention::policy_has(&self.config.cleanup_policy, "compact")
     }
 
     // ---- writing ----------------------------------------------------------------------------
@@ -799,6 +1211,15 @@ impl PartitionLog {
                 "append needs at least one record".into(),
             ));
         }
+        if self.is_compacted() {
+            if let Some(i) = records.iter().position(|r| r.key.is_none()) {
+                return Err(Error::InvalidRecord(format!(
+                    "record {i} has no key; a partition with cleanup.policy={} needs a key on \
+                     every record",
+                    self.config.cleanup_policy
+                )));
+            }
+        }
         let mut w = self.lock_writer()?;
         let w = &mut *w;
         let append_time = self.config.log_append_time.then_some(now_ms);
@@ -834,6 +1255,21 @@ impl PartitionLog {
         w.encode_buf.clear();
         w.encode_buf.extend_from_slice(batch);
         validator::validate_for_append(&w.encode_buf, &mut w.scratch)?;
+        if self.is_compacted() {
+            // Kafka's broker refuses a keyless record on a compacted topic (LogValidator
+            // validateKey); control batches carry no data records and are exempt
+            let policy = &self.config.cleanup_policy;
+            batch::decode_batch(&w.encode_buf, &mut w.scratch, |rv| match rv.key {
+                Some(_) => Ok(()),
+                None => Err(Error::InvalidBatch {
+                    kind: CorruptKind::Key,
+                    reason: format!(
+                        "the batch holds a record without a key; a partition with \
+                         cleanup.policy={policy} needs a key on every record"
+                    ),
+                }),
+            })?;
+        }
         let rewrite = self.config.log_append_time.then(now_ms);
         let base = {
             let _guard = self.writer_lock.acquire()?;

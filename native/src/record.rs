@@ -147,6 +147,45 @@ pub fn write_records(
     Ok(max_timestamp)
 }
 
+/// Append one record with explicit deltas and an already validated header section
+/// (`headers_raw` holding `header_count` headers, as a `RecordView` carries them): the
+/// cleaner's copy of a kept record into a rebuilt batch (cleaner.rs), with its offset delta
+/// and timestamp delta taken against the rebuilt batch's base. A body over i32::MAX is
+/// `RecordTooLarge` (`out` is then unchanged).
+pub fn write_record_raw(
+    out: &mut Vec<u8>,
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    header_count: usize,
+    headers_raw: &[u8],
+) -> Result<()> {
+    let header_count = len_i32(header_count, "a header count")?;
+    let body =
+        (1 + varlong_size(timestamp_delta) + varint_size(offset_delta) + varint_size(header_count))
+            .saturating_add(nullable_size(key))
+            .saturating_add(nullable_size(value))
+            .saturating_add(headers_raw.len());
+    let body = len_i32(body, "a record")?;
+    out.reserve(varint_size(body) + body as usize);
+    push_varint(out, body);
+    let body_start = out.len();
+    out.push(0); // attributes
+    push_unsigned(out, zigzag_encode_64(timestamp_delta));
+    push_varint(out, offset_delta);
+    push_nullable(out, key);
+    push_nullable(out, value);
+    push_varint(out, header_count);
+    out.extend_from_slice(headers_raw);
+    assert_eq!(
+        out.len() - body_start,
+        body as usize,
+        "a record's bytes differ from its computed size"
+    );
+    Ok(())
+}
+
 /// A decoded record borrowing from the batch (or from the decompression scratch buffer).
 #[derive(Clone, Copy, Debug)]
 pub struct RecordView<'a> {

@@ -3,7 +3,8 @@
 //!
 //! Order:
 //! 1. delete `*.deleted` and `*.cleaned` (noting the lowest `.cleaned` base);
-//! 2. finish `*.swap`: a swap at or above the lowest `.cleaned` base is deleted; for every other
+//! 2. finish `*.swap` (steps 1-2 are `remove_temp_files`, also run by a writer repairing what a
+//!    dead process left mid-change): a swap at or above the lowest `.cleaned` base is deleted; for every other
 //!    swap `.log`, delete the plain segments whose base lies in its offset range, then rename
 //!    all swap files to their final names;
 //! 3. delete index files without a `.log`, and the `.tmp` of an unfinished index rebuild;
@@ -60,7 +61,7 @@ pub struct Recovered {
     pub deleted_segments: usize,
 }
 
-fn list_names(dir: &Path) -> Result<Vec<String>> {
+pub fn list_names(dir: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).io_context(|| format!("listing {}", dir.display()))? {
         let entry = entry.io_context(|| format!("listing {}", dir.display()))?;
@@ -221,6 +222,83 @@ fn index_files_refused(dir: &Path, base: i64, next_offset: i64) -> Result<Option
     Ok(SegmentIndex::load(base, &files[0], &files[1], log_bytes, Some(next_offset)).err())
 }
 
+/// Steps 1 and 2 of recovery, the temporary files of a deletion, a cleaning or a swap: delete
+/// `*.deleted` and `*.cleaned`, then finish or drop `*.swap` (the one owner of those rules:
+/// `recover` runs it first, and a writer that finds the layout generation left odd by a dead
+/// process runs it before re-listing, log.rs). `include_cleaned` = false when a live cleaner
+/// (another holder of the cleaner lock) may be writing `.cleaned` files: they are left alone and
+/// do not count as the lowest `.cleaned` base. Returns what it changed in the directory (the
+/// caller fsyncs it): the number of files deleted or renamed and segments replaced.
+pub fn remove_temp_files(dir: &Path, include_cleaned: bool) -> Result<usize> {
+    let mut changed = 0;
+    // 1. temp files (any name with these suffixes; a `.cleaned` base counts when it parses)
+    let mut min_cleaned = i64::MAX;
+    let mut swaps: Vec<(String, i64, String)> = Vec::new();
+    for name in list_names(dir)? {
+        if name.ends_with(".deleted") {
+            remove(&dir.join(&name))?;
+            events::recovery_deleted_file(&dir.join(&name), "a deletion left unfinished");
+            changed += 1;
+        } else if name.ends_with(".cleaned") && include_cleaned {
+            if let Some((base, _)) = parse_file_name(&name) {
+                min_cleaned = min_cleaned.min(base);
+            }
+            remove(&dir.join(&name))?;
+            events::recovery_deleted_file(&dir.join(&name), "an unfinished cleaning");
+            changed += 1;
+        } else if name.ends_with(".swap") {
+            match parse_file_name(&name) {
+                Some((base, rest)) => {
+                    let rest = rest.to_owned();
+                    swaps.push((name, base, rest));
+                }
+                None => {
+                    remove(&dir.join(&name))?;
+                    events::recovery_deleted_file(&dir.join(&name), "an unfinished swap");
+                    changed += 1;
+                }
+            }
+        }
+    }
+    // 2. swap files: an incomplete split (at or above the lowest `.cleaned`) is dropped
+    swaps.sort();
+    let mut kept = Vec::with_capacity(swaps.len());
+    for (name, base, rest) in swaps {
+        if base >= min_cleaned {
+            remove(&dir.join(&name))?;
+            events::recovery_deleted_file(&dir.join(&name), "an unfinished swap");
+            changed += 1;
+        } else {
+            kept.push((name, base, rest));
+        }
+    }
+    let swaps = kept;
+    for (name, base, rest) in &swaps {
+        if rest != "log.swap" {
+            continue;
+        }
+        let next = next_offset_of(&dir.join(name), *base)?;
+        for other in segment_bases(dir)? {
+            if *base <= other && other < next.max(*base + 1) {
+                delete_segment_files(dir, other)?;
+                changed += 1;
+                events::recovery_deleted_file(
+                    &log_path(dir, other),
+                    "replaced by an interrupted swap",
+                );
+            }
+        }
+    }
+    for (name, _, _) in &swaps {
+        let final_name = name.strip_suffix(".swap").expect("swap suffix");
+        fs::rename(dir.join(name), dir.join(final_name))
+            .io_context(|| format!("renaming {name} to {final_name}"))?;
+        events::recovery_swap_completed(&dir.join(name), &dir.join(final_name));
+        changed += 1;
+    }
+    Ok(changed)
+}
+
 /// Run recovery on `dir` (which exists). Leaves at least one segment.
 pub fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     recover_interruptible(dir, config, &|| false)
@@ -235,71 +313,7 @@ pub fn recover_interruptible(
     config: &LogConfig,
     interrupted: &(dyn Fn() -> bool + Sync),
 ) -> Result<Recovered> {
-    let mut changed_dir = false;
-    // 1. temp files (any name with these suffixes; a `.cleaned` base counts when it parses)
-    let mut min_cleaned = i64::MAX;
-    let mut swaps: Vec<(String, i64, String)> = Vec::new();
-    for name in list_names(dir)? {
-        if name.ends_with(".deleted") {
-            remove(&dir.join(&name))?;
-            events::recovery_deleted_file(&dir.join(&name), "a deletion left unfinished");
-            changed_dir = true;
-        } else if name.ends_with(".cleaned") {
-            if let Some((base, _)) = parse_file_name(&name) {
-                min_cleaned = min_cleaned.min(base);
-            }
-            remove(&dir.join(&name))?;
-            events::recovery_deleted_file(&dir.join(&name), "an unfinished cleaning");
-            changed_dir = true;
-        } else if name.ends_with(".swap") {
-            match parse_file_name(&name) {
-                Some((base, rest)) => {
-                    let rest = rest.to_owned();
-                    swaps.push((name, base, rest));
-                }
-                None => {
-                    remove(&dir.join(&name))?;
-                    events::recovery_deleted_file(&dir.join(&name), "an unfinished swap");
-                    changed_dir = true;
-                }
-            }
-        }
-    }
-    // 2. swap files: an incomplete split (at or above the lowest `.cleaned`) is dropped
-    swaps.sort();
-    let mut kept = Vec::with_capacity(swaps.len());
-    for (name, base, rest) in swaps {
-        if base >= min_cleaned {
-            remove(&dir.join(&name))?;
-            events::recovery_deleted_file(&dir.join(&name), "an unfinished swap");
-            changed_dir = true;
-        } else {
-            kept.push((name, base, rest));
-        }
-    }
-    let swaps = kept;
-    for (name, base, rest) in &swaps {
-        if rest != "log.swap" {
-            continue;
-        }
-        let next = next_offset_of(&dir.join(name), *base)?;
-        for other in segment_bases(dir)? {
-            if *base <= other && other < next.max(*base + 1) {
-                delete_segment_files(dir, other)?;
-                events::recovery_deleted_file(
-                    &log_path(dir, other),
-                    "replaced by an interrupted swap",
-                );
-            }
-        }
-    }
-    for (name, _, _) in &swaps {
-        let final_name = name.strip_suffix(".swap").expect("swap suffix");
-        fs::rename(dir.join(name), dir.join(final_name))
-            .io_context(|| format!("renaming {name} to {final_name}"))?;
-        events::recovery_swap_completed(&dir.join(name), &dir.join(final_name));
-        changed_dir = true;
-    }
+    let mut changed_dir = remove_temp_files(dir, true)? > 0;
     // 3. orphan indexes
     let files = list(dir)?;
     let logs: BTreeSet<i64> = files

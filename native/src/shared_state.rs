@@ -27,6 +27,8 @@
 //!   generation equals the current even one knows the segment set it holds is the directory's,
 //!   without a system call; any other value (odd, changed, or a page that fails the magic check)
 //!   sends it to the files (a directory listing compared by inode).
+//!   A reader that finds the generation odd waits for it to become even (futex on the word,
+//!   woken by `end_change`; at most `GENERATION_WAIT_MAX_MS`) before it lists the directory.
 //! - an append writes its batch, then makes `tail_seq` odd, stores the end / active size, makes
 //!   `tail_seq` even, and once it has released its locks `FUTEX_WAKE`s every waiter on it. `wait_for` reads `tail_seq` before
 //!   looking at the files and sleeps in `FUTEX_WAIT` on that value, so an append that lands after
@@ -81,6 +83,11 @@ const YIELDING: usize = 24;
 const END_OFFSET: usize = 32;
 const ACTIVE_BASE: usize = 40;
 const ACTIVE_SIZE: usize = 48;
+
+/// Longest a reader waits for an odd layout generation to become even before it lists the
+/// directory anyway (the changer died), and the slice of each sleep.
+pub const GENERATION_WAIT_MAX_MS: u64 = 200;
+const GENERATION_WAIT_SLICE_MS: u64 = 5;
 
 /// Most futex words one `futex_waitv` takes (the kernel's FUTEX_WAITV_MAX).
 pub const WAIT_ANY_MAX_WORDS: usize = 128;
@@ -204,12 +211,39 @@ impl SharedState {
         }
     }
 
-    /// Writer lock held: the change is complete (generation made even again).
+    /// Writer lock held: the change is complete (generation made even again); wakes the
+    /// readers that wait for it (`wait_while_changing`).
     pub fn end_change(&self) {
         let g = self.u32_at(GENERATION).load(Ordering::Acquire);
         if g % 2 == 1 {
             self.u32_at(GENERATION)
                 .store(g.wrapping_add(1), Ordering::SeqCst);
+            futex_wake(self.u32_at(GENERATION), i32::MAX);
+        }
+    }
+
+    /// Reader: while the page is valid and the generation odd (another process is changing the
+    /// segment set: a compaction swap briefly has neither the old nor the new segment under its
+    /// final name), sleep on the generation word, at most `max` in all. True when it is even (or
+    /// the page unusable) at the end; false when it stayed odd (the changer died: the caller
+    /// lists anyway). why a futex with short slices: `end_change` wakes it at once, a changer
+    /// that does not wake (the reference engine) is seen within a slice.
+    pub fn wait_while_changing(&self, max: Duration) -> bool {
+        let deadline = std::time::Instant::now() + max;
+        loop {
+            if !self.is_valid() {
+                return true;
+            }
+            let g = self.u32_at(GENERATION).load(Ordering::Acquire);
+            if g.is_multiple_of(2) {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let slice = (deadline - now).min(Duration::from_millis(GENERATION_WAIT_SLICE_MS));
+            futex_wait(self.u32_at(GENERATION), g, slice);
         }
     }
 
@@ -486,7 +520,20 @@ mod tests {
         assert_eq!(b.tail().unwrap().end_offset, 5);
         b.begin_change();
         assert_eq!(a.stable_generation(), None);
+        assert!(
+            !a.wait_while_changing(Duration::from_millis(10)),
+            "stays odd"
+        );
+        let waiter = {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let c = SharedState::open(&dir).unwrap();
+                c.wait_while_changing(Duration::from_secs(30))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
         b.end_change();
+        assert!(waiter.join().unwrap(), "woken by end_change");
         assert_eq!(a.stable_generation(), Some(g.wrapping_add(2)));
         let seen = a.tail_seq();
         a.wait_tail(seen, Duration::from_millis(1)); // times out: nothing changed

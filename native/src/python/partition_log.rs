@@ -753,4 +753,129 @@ impl PyPartitionLog {
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.run(py, |log| log.close())
     }
+
+    /// Kafka's DeleteRecords: `(deleted_segments, deleted_bytes, start_offset)`.
+    fn delete_before(
+        &self,
+        py: Python<'_>,
+        offset: &Bound<'_, PyAny>,
+    ) -> PyResult<(u64, u64, i64)> {
+        let offset = int_arg(offset, "offset").map_err(to_pyerr)?;
+        self.run(py, |log| log.delete_before(offset).map(retention_tuple))
+    }
+
+    /// Kafka's deleteOldSegments at `now_ms` (None: the wall clock):
+    /// `(deleted_segments, deleted_bytes, start_offset)`.
+    #[pyo3(signature = (now_ms=None))]
+    fn apply_retention(
+        &self,
+        py: Python<'_>,
+        now_ms: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(u64, u64, i64)> {
+        let now = now_arg(now_ms)?;
+        self.run(py, |log| log.apply_retention(now).map(retention_tuple))
+    }
+
+    /// The cleaner's view (no lock, no write): the fields of `pylog.partition.Cleanable`.
+    #[pyo3(signature = (now_ms=None))]
+    fn cleanable(
+        &self,
+        py: Python<'_>,
+        now_ms: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(i64, i64, u64, u64, f64, bool, bool)> {
+        let now = now_arg(now_ms)?;
+        self.run(py, |log| {
+            let c = crate::cleaner::cleanable(log, now)?;
+            Ok((
+                c.first_dirty_offset,
+                c.first_uncleanable_offset,
+                c.clean_bytes,
+                c.cleanable_bytes,
+                c.dirty_ratio,
+                c.needs_compaction_now,
+                c.due,
+            ))
+        })
+    }
+
+    /// Compaction passes until the dirty range is clean (`crate::cleaner::compact`), with the
+    /// GIL released. Between groups and every few MiB of input the cleaner asks `stop`, which
+    /// takes the GIL to look at `cancel.is_set()` and to run Python's signal handlers: a
+    /// handler's exception (Ctrl-C: `KeyboardInterrupt`) stops the call at that safe point and
+    /// is raised once the cleaner has cleaned up. Returns the fields of `CleanResult`.
+    #[pyo3(signature = (now_ms, map_bytes, force, wait, cancel))]
+    #[allow(clippy::type_complexity)]
+    fn compact(
+        &self,
+        py: Python<'_>,
+        now_ms: Option<&Bound<'_, PyAny>>,
+        map_bytes: &Bound<'_, PyAny>,
+        force: bool,
+        wait: bool,
+        cancel: Option<Py<PyAny>>,
+    ) -> PyResult<(u64, u64, u64, u64, u64, u64, u64, i64, Option<String>)> {
+        let now = now_arg(now_ms)?;
+        let map_bytes = int_arg(map_bytes, "map_bytes").map_err(to_pyerr)?;
+        let map_bytes = usize::try_from(map_bytes.max(0)).unwrap_or(usize::MAX);
+        let cancel = cancel.filter(|c| !c.is_none(py));
+        let raised: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
+        let stop = || {
+            Python::attach(|py| {
+                if let Err(e) = py.check_signals() {
+                    if let Ok(mut slot) = raised.lock() {
+                        slot.get_or_insert(e);
+                    }
+                    return true;
+                }
+                let Some(cancel) = &cancel else {
+                    return false;
+                };
+                match cancel
+                    .bind(py)
+                    .call_method0("is_set")
+                    .and_then(|r| r.is_truthy())
+                {
+                    Ok(set) => set,
+                    Err(e) => {
+                        // a broken cancel object stops the call and its error is raised
+                        if let Ok(mut slot) = raised.lock() {
+                            slot.get_or_insert(e);
+                        }
+                        true
+                    }
+                }
+            })
+        };
+        let result = guard(|| {
+            py.detach(|| crate::cleaner::compact(&self.log, now, map_bytes, force, wait, &stop))
+                .map_err(to_pyerr)
+        });
+        if let Some(e) = raised.lock().ok().and_then(|mut slot| slot.take()) {
+            return Err(e);
+        }
+        let c = result?;
+        Ok((
+            c.passes,
+            c.segments_cleaned,
+            c.bytes_read,
+            c.bytes_written,
+            c.records_read,
+            c.records_kept,
+            c.tombstones_removed,
+            c.clean_offset,
+            c.skipped,
+        ))
+    }
+}
+
+fn retention_tuple(r: crate::retention::RetentionStats) -> (u64, u64, i64) {
+    (r.deleted_segments as u64, r.deleted_bytes, r.start_offset)
+}
+
+/// A `now_ms` argument: None = the wall clock, else an int (`TypeError` otherwise).
+fn now_arg(given: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
+    match given.filter(|n| !n.is_none()) {
+        None => Ok(now_ms()),
+        Some(n) => int_arg(n, "now_ms").map_err(to_pyerr),
+    }
 }
