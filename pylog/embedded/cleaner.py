@@ -309,6 +309,8 @@ class Cleaner:
         if task == "compact" and count >= self._config.cleaner_max_failures:
             self._failures.pop((task, tp), None)
             reason = f"{type(error).__name__}: {error}"
+            # why before the log line: whoever reads the line finds the mark in the catalog
+            self._source.uncleanable_marks.mark(tp, reason, wall_clock_ms(), count)
             LOG.error(
                 "compaction of %s failed %d times in a row; marking it uncleanable (skipped until its "
                 "topic's config changes or log.compact() of it succeeds)",
@@ -316,7 +318,6 @@ class Cleaner:
                 count,
                 exc_info=error,
             )
-            self._source.uncleanable_marks.mark(tp, reason, wall_clock_ms(), count)
             return
         delay = min(max(self._config.cleaner_backoff_ms, 1) * 2 ** (count - 1), MAX_RETRY_BACKOFF_MS)
         self._failures[(task, tp)] = _Failures(count, self._clock_ms() + delay)

@@ -308,19 +308,6 @@ TS = 1_700_000_000_000
 WAIT_S = 60  # the bound of every wait for the background cleaner (a hang fails, never blocks)
 
 
-def skip_native_until_its_branch_lands(engine: str) -> None:
-    """The native engine's compact/cleanable/apply_retention come with the native-log and
-    native-cleaner branches (issue 7); the lead drops this helper (and its one call) at merge."""
-    if engine == "native":
-        pytest.skip("native retention/compaction arrive with the native-log/native-cleaner branches")
-
-
-@pytest.fixture(autouse=True)
-def _native_pending(request: pytest.FixtureRequest) -> None:
-    if "engine" in request.fixturenames:
-        skip_native_until_its_branch_lands(request.getfixturevalue("engine"))
-
-
 def send_all(log: pylog.Log, topic: str, pairs: list[tuple[bytes, bytes | None]], partition: int = 0) -> None:
     """One batch per record (``get()`` each), so segment.bytes=100 makes one segment per record."""
     with log.producer(linger_ms=0) as producer:
@@ -431,15 +418,18 @@ def test_a_null_key_on_a_compacted_topic_fails_the_future_and_writes_nothing(log
 
 
 class FailingCompact:
-    """An engine handle whose compaction fails (a damaged partition), everything else real."""
+    """An engine handle whose compaction fails (a damaged partition), everything else real. Each
+    failure waits for a permit of ``attempts``, so the test decides how many failures happen."""
 
-    def __init__(self, log: Any):
+    def __init__(self, log: Any, attempts: threading.Semaphore):
         self._log = log
+        self._attempts = attempts
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._log, name)
 
     def compact(self, *args: Any, **kwargs: Any) -> CleanResult:
+        assert self._attempts.acquire(timeout=WAIT_S), "the test allowed no more failures"
         raise OSError(5, "Input/output error (injected)")
 
 
@@ -485,12 +475,14 @@ def test_a_failing_partition_is_marked_uncleanable_and_the_others_are_still_clea
         backend = log._backend
         real_partition_log = backend.partition_log
         broken = TopicPartition("t", 1)
+        attempts = threading.Semaphore(0)
         backend.partition_log = lambda tp: (  # type: ignore[method-assign]
-            FailingCompact(real_partition_log(tp)) if tp == broken else real_partition_log(tp)
+            FailingCompact(real_partition_log(tp), attempts) if tp == broken else real_partition_log(tp)
         )
         log.create_topic("t", partitions=2, config=COMPACTED)
         send_all(log, "t", change_log(3, 3), partition=1)
         send_all(log, "t", change_log(3, 3), partition=0)
+        attempts.release(2)  # two failures in a row: marked
         assert cleaner_lines.marked.wait(WAIT_S), cleaner_lines.messages
         assert cleaner_lines.seen.wait(WAIT_S), cleaner_lines.messages
         good, bad = log.describe_topic("t").partitions
@@ -502,6 +494,7 @@ def test_a_failing_partition_is_marked_uncleanable_and_the_others_are_still_clea
         assert [p.uncleanable for p in log.describe_topic("t").partitions] == [None, None]
         # marked again, then an explicit compact that succeeds clears it too
         cleaner_lines.marked.clear()
+        attempts.release(2)
         assert cleaner_lines.marked.wait(WAIT_S)
         backend.partition_log = real_partition_log  # type: ignore[method-assign]
         assert log.describe_topic("t").partitions[1].uncleanable is not None

@@ -32,19 +32,6 @@ WAIT_S = 30  # the bound of every wait for background work (a hang fails instead
 TP0 = TopicPartition("t", 0)
 
 
-def skip_native_until_its_branch_lands(engine: str) -> None:
-    """The native engine's delete_before/apply_retention/compact come with the native-log and
-    native-cleaner branches (issue 7); the lead drops this helper (and its one call) at merge."""
-    if engine == "native":
-        pytest.skip("native retention/compaction arrive with the native-log/native-cleaner branches")
-
-
-@pytest.fixture(autouse=True)
-def _native_pending(request: pytest.FixtureRequest) -> None:
-    if "engine" in request.fixturenames:
-        skip_native_until_its_branch_lands(request.getfixturevalue("engine"))
-
-
 def produce(
     log: pylog.Log, topic: str, n: int, *, partition: int = 0, ts: int | None = None, start: int = 0
 ) -> None:
