@@ -653,7 +653,7 @@ class EmbeddedBackend:
         (``"compact"`` or ``"delete"``), by topic name."""
         self._check_open()
         self._sync()
-        out = []
+        out: list[TopicPartition] = []
         for name in sorted(self._topics):
             info = self._topics[name]
             if name in self._deleting or word not in LogConfig.from_mapping(info.config).cleanup_policy:

@@ -435,7 +435,7 @@ class FailingCompact:
 
 @pytest.fixture
 def cleaner_lines() -> Iterator[LogLines]:
-    handler = LogLines("cleaned t-0")
+    handler = LogLines("cleaned t-")
     logger = logging.getLogger("pylog.cleaner")
     old = logger.level
     logger.setLevel(logging.DEBUG)
@@ -577,3 +577,86 @@ def test_another_process_consumes_and_produces_while_this_one_compacts(
     assert json.loads(final) == {k.decode(): v.decode() for k, v in expected.items()}
     log.compact("t")
     assert table(read_all(log, tp)) == expected
+
+
+def test_a_mark_goes_with_its_topic(log: pylog.Log) -> None:
+    log.create_topic("t", partitions=2, config=COMPACTED)
+    marks = log._backend.uncleanable_marks
+    marks.mark(TopicPartition("t", 1), "OSError: injected", 1, 3)
+    assert [p.uncleanable for p in log.describe_topic("t").partitions] == [None, "OSError: injected"]
+    log.delete_topic("t")
+    marks.mark(TopicPartition("t", 0), "after the deletion", 1, 3)  # a cleaner late to the news
+    log.create_topic("t", partitions=2, config=COMPACTED)
+    assert [p.uncleanable for p in log.describe_topic("t").partitions] == [None, None]
+
+
+CLEANING_PROCESS = r"""
+import logging, sys, pylog
+errors = []
+class Lines(logging.Handler):
+    def emit(self, record):
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            errors.append(message)
+        elif message.startswith("cleaned t-"):
+            print(message.split()[0], message.split()[1], flush=True)
+logging.getLogger("pylog").addHandler(Lines(logging.DEBUG))
+logging.getLogger("pylog.cleaner").setLevel(logging.DEBUG)
+config = {"log.cleaner.backoff.ms": 0}
+with pylog.open(sys.argv[1], engine=sys.argv[2], config=config) as log:
+    print("ready", flush=True)
+    sys.stdin.readline()
+print("errors", len(errors), errors[:3], flush=True)
+"""
+
+
+def test_the_background_cleaners_of_two_processes_take_turns(
+    engine: str, log_dir: Path, cleaner_lines: LogLines
+) -> None:
+    """Both processes' cleaners work on the same compacted partitions (``wait=False``: a busy
+    partition is skipped, never waited for, never cleaned twice at once) while this one produces."""
+    config = {"log.cleaner.backoff.ms": 0}
+    with pylog.open(log_dir, engine=engine, config=config) as log:
+        log.create_topic("t", partitions=2, config={**COMPACTED, "min.cleanable.dirty.ratio": 0.01})
+        with subprocess.Popen(
+            [sys.executable, "-P", "-c", CLEANING_PROCESS, str(log_dir), engine],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=same_pylog_env(),
+            text=True,
+        ) as child:
+            try:
+                assert child.stdout is not None and child.stdin is not None
+                assert child.stdout.readline().strip() == "ready"
+                child_lines: list[str] = []
+
+                def read_child() -> None:
+                    assert child.stdout is not None
+                    for line in child.stdout:
+                        child_lines.append(line.strip())
+                        if line.startswith("cleaned"):
+                            cleaner_lines.seen.set()  # the child's cleaner cleaned something
+
+                reader = threading.Thread(target=read_child, daemon=True)
+                reader.start()
+                pairs = change_log(8, 10)
+                for partition in (0, 1):
+                    send_all(log, "t", pairs, partition=partition)
+                # whichever process's cleaner got there (this one's lines set it too)
+                assert cleaner_lines.seen.wait(WAIT_S)
+                child.stdin.write("stop\n")
+                child.stdin.flush()
+                assert child.wait(timeout=120) == 0
+                reader.join(timeout=WAIT_S)
+                report = child_lines[-1].split()
+            finally:
+                if child.poll() is None:
+                    child.kill()
+        assert report[:2] == ["errors", "0"], report
+        assert not [m for m in cleaner_lines.messages if "failed" in m]
+        expected = table([(0, k, v) for k, v in pairs])
+        for partition in (0, 1):
+            tp = TopicPartition("t", partition)
+            log.compact("t")
+            assert table(read_all(log, tp)) == expected
+            assert log.describe_topic("t").partitions[partition].uncleanable is None
