@@ -313,3 +313,16 @@ def test_bad_broker_settings_are_refused(log_dir: Path, config: dict, match: str
 def test_a_non_mapping_config_is_refused(log_dir: Path) -> None:
     with pytest.raises(InvalidConfigError, match="mapping"):
         pylog.open(log_dir, config=[("log.cleaner.enable", True)])  # type: ignore[arg-type]
+
+
+def test_poll_columns_below_a_new_start_resets_to_it(log: pylog.Log, log_dir: Path, engine: str) -> None:
+    segmented_topic(log, 10)
+    with log.consumer(auto_offset_reset="earliest") as consumer:
+        consumer.assign([TP0])
+        consumer.seek(TP0, 1)
+        delete_records_in_another_process(log_dir, engine, 6)
+        offsets: list[int] = []
+        while consumer.position(TP0) < 10:
+            for columns in consumer.poll_columns(timeout_ms=1000).values():
+                offsets.extend(int(o) for o in columns.offsets)
+        assert offsets == [6, 7, 8, 9]
