@@ -248,3 +248,55 @@ pub fn delete_before(log: &PartitionLog, offset: i64) -> Result<RetentionStats> 
     };
     log_start_pass(log)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::SegmentBytes;
+    use std::path::PathBuf;
+    use std::time::UNIX_EPOCH;
+
+    fn seg(base: i64, next: i64, size: u64, largest_timestamp: i64) -> SealedSegment {
+        SealedSegment {
+            base,
+            next_offset: next,
+            size,
+            log_path: PathBuf::new(),
+            bytes: SegmentBytes::empty(),
+            offset_index_bytes: 0,
+            time_index_bytes: 0,
+            largest_timestamp,
+            first_batch_max_timestamp: -1,
+            mtime: UNIX_EPOCH,
+            file_id: (0, 0),
+        }
+    }
+
+    #[test]
+    fn the_three_predicates_stop_at_the_first_segment_that_fails() {
+        let sealed = [
+            seg(0, 10, 100, 50),
+            seg(10, 20, 100, 40),
+            seg(20, 30, 100, 90),
+        ];
+        assert_eq!(log_start_breached(&sealed, 0), 0);
+        assert_eq!(
+            log_start_breached(&sealed, 15),
+            1,
+            "the start inside segment 10"
+        );
+        assert_eq!(log_start_breached(&sealed, 30), 3);
+        // total 300 sealed + 50 active; keep 120: diff 230 deletes two (230-100-100 = 30 < 100)
+        assert_eq!(size_breached(&sealed, 350, 120), 2);
+        assert_eq!(size_breached(&sealed, 350, 350), 0);
+        assert_eq!(size_breached(&sealed, 350, 0), 3);
+        assert_eq!(size_breached(&sealed, 350, -1), 0, "-1 = unlimited");
+        assert_eq!(size_breached(&sealed, 50, 120), 0, "below the limit");
+        // now 100, retention 55: 100-50 = 50 is not > 55; retention 45: 0 and 1 go, 2 stops
+        assert_eq!(time_breached(&sealed, 100, 55), 0);
+        assert_eq!(time_breached(&sealed, 100, 45), 2);
+        assert_eq!(time_breached(&sealed, 100, -1), 0, "-1 = unlimited");
+        assert_eq!(time_breached(&sealed, i64::MAX, 0), 3, "no overflow");
+        assert!(policy_has("compact,delete", "delete") && !policy_has("compact", "delete"));
+    }
+}
