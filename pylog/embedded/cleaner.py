@@ -28,7 +28,11 @@ internals/log/LogCleaner.java, LogCleanerManager.java; core/src/main/scala/kafka
   partitions, and an exception of the loop itself is logged and the loop goes on: the thread only
   ends when ``stop()`` is called (or its backend is closed).
 - **Stopping**: ``stop()`` sets the stop event, which ends the sleep at once and is the ``cancel``
-  of the compaction in progress (which stops at its next safe point), then joins the thread.
+  of the compaction in progress (which stops at its next safe point), then joins the thread. At
+  interpreter exit every cleaner still running is stopped the same way (``atexit``), so a daemon
+  thread is never cut off by finalization in the middle of an engine call that released the GIL.
+  A child made by ``fork()`` has no cleaner thread (threads do not survive ``fork``); its ``Log``
+  works without one.
 
 The catalog table (owned here; created by ``pylog.embedded.catalog``, schema version 2):
 ``uncleanable_partitions(topic, partition, reason, since_ms, failures)``, one row per marked
@@ -43,9 +47,11 @@ thread).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -149,7 +155,9 @@ class Cleaner:
         clock_ms: Callable[[], int] = wall_clock_ms,
         name: str = "pylog-cleaner",
     ):
-        self._source = source
+        # why weak: the thread must not keep a Log nobody holds (and its files) alive; it ends
+        # when its backend is gone
+        self._source_ref = weakref.ref(source)
         self._config = config
         self._clock_ms = clock_ms
         self._name = name
@@ -170,12 +178,14 @@ class Cleaner:
     def start(self) -> None:
         thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread = thread
+        _running.add(self)
         thread.start()
 
     def stop(self) -> None:
         """Stop the thread: its sleep ends, a compaction in progress stops at its next safe point;
         returns when the thread has ended. Idempotent."""
         self._stop.set()
+        _running.discard(self)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
@@ -204,6 +214,13 @@ class Cleaner:
             self._stop.wait(wait_s)
         LOG.info("cleaner stopped")
 
+    @property
+    def _source(self) -> CleanerSource:
+        source = self._source_ref()
+        if source is None:
+            raise ClientClosedError("the cleaner's log was garbage-collected without close()")
+        return source
+
     # --- one turn of the loop ----------------------------------------------------------------------
 
     def run_once(self) -> float:
@@ -223,13 +240,14 @@ class Cleaner:
     def retention_round(self, now_ms: int) -> int:
         """``apply_retention`` on every ``delete`` partition not backing off; segments deleted."""
         deleted = 0
-        for tp in self._source.partitions_with_policy("delete"):
+        source = self._source
+        for tp in source.partitions_with_policy("delete"):
             if self._stop.is_set():
                 break
             if self._backing_off("retention", tp, now_ms):
                 continue
             try:
-                result = self._source.partition_log(tp).apply_retention(now_ms)
+                result = source.partition_log(tp).apply_retention(now_ms)
             except Exception as error:
                 self._failed("retention", tp, error)
                 continue
@@ -239,14 +257,15 @@ class Cleaner:
 
     def compaction_round(self) -> int:
         """Compact the due partitions, filthiest first; how many were cleaned (a pass ran)."""
-        marked = self._source.uncleanable_marks.read()
+        source = self._source
+        marked = source.uncleanable_marks.read()
         candidates: list[tuple[float, TopicPartition, Any]] = []
         now = self._clock_ms()
-        for tp in self._source.partitions_with_policy("compact"):
+        for tp in source.partitions_with_policy("compact"):
             if tp in marked or self._backing_off("compact", tp, now):
                 continue
             try:
-                log = self._source.partition_log(tp)
+                log = source.partition_log(tp)
                 look = log.cleanable(now)
             except Exception as error:
                 self._failed("compact", tp, error)
@@ -336,3 +355,15 @@ class Cleaner:
         except Exception:  # why: the check itself failing says nothing of the partition
             return False
         return False
+
+
+#: the cleaners whose thread runs: stopped at interpreter exit
+_running: weakref.WeakSet[Cleaner] = weakref.WeakSet()
+
+
+def _stop_all_at_exit() -> None:
+    for cleaner in list(_running):
+        cleaner.stop()
+
+
+atexit.register(_stop_all_at_exit)

@@ -10,6 +10,7 @@ that sets an event), never by sleeping.
 
 from __future__ import annotations
 
+import gc
 import logging
 import subprocess
 import sys
@@ -273,6 +274,15 @@ def test_close_stops_the_cleaner_thread(engine: str, log_dir: Path) -> None:
     assert len(cleaners()) == 1
     log.close()  # returns although the thread was asleep for an hour: the stop event woke it
     assert cleaners() == []
+
+
+def test_a_log_dropped_without_close_lets_its_cleaner_thread_end(engine: str, log_dir: Path) -> None:
+    log = pylog.open(log_dir, engine=engine, config={"log.cleaner.backoff.ms": 10})
+    (thread,) = [t for t in threading.enumerate() if t.name == f"pylog-cleaner {log_dir}"]
+    del log  # the thread holds its backend weakly: nothing keeps the Log (and its files) alive
+    gc.collect()
+    thread.join(timeout=WAIT_S)
+    assert not thread.is_alive()
 
 
 # --- broker settings ----------------------------------------------------------------------------
