@@ -10,7 +10,8 @@ internals/log/LogCleaner.java, LogCleanerManager.java; core/src/main/scala/kafka
   ``apply_retention(now)`` on every partition whose ``cleanup.policy`` has ``delete``. (A
   compacted partition's retention runs inside its ``compact``, as Kafka's cleaner runs
   ``deleteOldSegments`` after cleaning.) Runs whether or not ``log.cleaner.enable`` is set, as in
-  Kafka.
+  Kafka; with the cleaner off it covers every partition (a compact-only one gets the log-start
+  pass of ``apply_retention``, as Kafka's LogManager does when it has no cleaner).
 - **Compaction** (when ``log.cleaner.enable``): ``cleanable(now)`` of every partition whose policy
   has ``compact`` and that is neither marked uncleanable nor backing off; the due ones, highest
   dirty ratio first (Kafka's ``grabFilthiestCompactedLog``), each get ``compact(now, force=False,
@@ -238,10 +239,12 @@ class Cleaner:
         return wait_ms / 1000
 
     def retention_round(self, now_ms: int) -> int:
-        """``apply_retention`` on every ``delete`` partition not backing off; segments deleted."""
+        """``apply_retention`` on every ``delete`` partition (every partition when compaction is
+        off) not backing off; segments deleted."""
         deleted = 0
         source = self._source
-        for tp in source.partitions_with_policy("delete"):
+        # why "" without the cleaner: it is in every policy (no compaction runs their retention)
+        for tp in source.partitions_with_policy("delete" if self._config.cleaner_enable else ""):
             if self._stop.is_set():
                 break
             if self._backing_off("retention", tp, now_ms):

@@ -270,6 +270,20 @@ def test_retention_runs_every_check_interval_on_delete_partitions_and_a_failure_
     assert cleaner.failures("retention", TopicPartition("d1", 0)) == 2
 
 
+def test_without_compaction_retention_covers_compact_only_partitions_too() -> None:
+    source, clock = FakeSource(), Clock()
+    source.add("c", policy="compact")
+    source.add("d", policy="delete")
+    cleaner = make_cleaner(source, clock, **{"log.cleaner.enable": False})
+    clock.now += RETENTION_INITIAL_DELAY_MS
+    cleaner.run_once()
+    # as Kafka's LogManager without a cleaner: every log; no compaction at all
+    assert sorted((kind, tp.topic) for kind, tp, _ in source.calls) == [
+        ("retention", "c"),
+        ("retention", "d"),
+    ]
+
+
 @pytest.fixture
 def thread_cleaner() -> Iterator[tuple[FakeSource, Cleaner]]:
     source = FakeSource()
