@@ -400,7 +400,7 @@ def filter_batch(
     if not kept:
         return _empty_batch(h) if last_of_group else None
     if needs_horizon:
-        base_timestamp = rules.now_ms + rules.delete_retention_ms
+        base_timestamp = min(rules.now_ms + rules.delete_retention_ms, INT64_MAX)  # as native: saturating
     elif has_horizon:
         base_timestamp = h.base_timestamp
     else:
