@@ -417,7 +417,23 @@ pub struct CleanerView {
     pub sealed: Vec<SealedSegment>,
 }
 
-fn sealed_segment(seg: &mut Segment) -> Result<SealedSegment> {
+/// What retention looks at for one sealed segment (no mapping: a retention run over a long
+/// log must not map every segment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub base: i64,
+    /// The next segment's base offset.
+    pub next_offset: i64,
+    pub size: u64,
+    /// `(st_dev, st_ino)` of the `.log` (the deletion checks it is still the directory's).
+    pub file_id: (u64, u64),
+    /// As `SealedSegment::largest_timestamp` (-1 when not asked for).
+    pub largest_timestamp: i64,
+}
+
+/// A sealed segment's largest timestamp (Kafka's LogSegment.largestTimestamp): its last
+/// time-index entry's, else the `.log`'s mtime in ms; and that mtime.
+fn largest_timestamp_of(seg: &mut Segment) -> Result<(i64, SystemTime)> {
     let meta = seg
         .file
         .metadata()
@@ -430,6 +446,12 @@ fn sealed_segment(seg: &mut Segment) -> Result<SealedSegment> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64)
     });
+    Ok((largest_timestamp, mtime))
+}
+
+fn sealed_segment(seg: &mut Segment) -> Result<SealedSegment> {
+    let (largest_timestamp, mtime) = largest_timestamp_of(seg)?;
+    let idx = seg.index()?;
     let bytes = match seg.mmap()? {
         Some(m) => {
             let len = (seg.size as usize).min(m.len());
@@ -913,8 +935,33 @@ impl PartitionLog {
         Ok(self.view()?.0)
     }
 
-    /// `cleaner_view` and the active segment's size (retention's size rule counts it).
-    pub(crate) fn view(&self) -> Result<(CleanerView, u64)> {
+    /// Retention's look (re-synced first): the log start, the sealed segments (with their
+    /// largest timestamps when `timestamps`) and the active segment's size.
+    pub(crate) fn retention_view(&self, timestamps: bool) -> Result<(i64, Vec<SegmentInfo>, u64)> {
+        let mut inner = self.lock()?;
+        self.resync(&mut inner, false)?;
+        let log_start = start_of(&inner);
+        let n = inner.segments.len();
+        let mut sealed = Vec::with_capacity(n - 1);
+        for seg in inner.segments[..n - 1].iter_mut() {
+            let largest_timestamp = if timestamps {
+                largest_timestamp_of(seg)?.0
+            } else {
+                -1
+            };
+            sealed.push(SegmentInfo {
+                base: seg.base_offset,
+                next_offset: seg.next_offset,
+                size: seg.size,
+                file_id: seg.file_id,
+                largest_timestamp,
+            });
+        }
+        Ok((log_start, sealed, inner.segments.active().size))
+    }
+
+    /// `cleaner_view` and the active segment's size.
+    fn view(&self) -> Result<(CleanerView, u64)> {
         let mut inner = self.lock()?;
         self.resync(&mut inner, false)?;
         let log_start = start_of(&inner);

@@ -30,7 +30,7 @@
 //! sealed segments. Thread-safety: the functions take `&PartitionLog` (Sync).
 
 use crate::error::{Error, Result};
-use crate::log::{PartitionLog, SealedSegment};
+use crate::log::{PartitionLog, SegmentInfo};
 
 /// Logger of retention runs (`pylog.retention`).
 pub const RETENTION: &str = "pylog.retention";
@@ -68,7 +68,7 @@ pub fn policy_has(policy: &str, word: &str) -> bool {
 }
 
 /// Pass 1: how many of the oldest sealed segments lie wholly below the log start.
-pub fn log_start_breached(sealed: &[SealedSegment], log_start: i64) -> usize {
+pub fn log_start_breached(sealed: &[SegmentInfo], log_start: i64) -> usize {
     sealed
         .iter()
         .take_while(|s| s.next_offset <= log_start)
@@ -77,7 +77,7 @@ pub fn log_start_breached(sealed: &[SealedSegment], log_start: i64) -> usize {
 
 /// Pass 2: how many of the oldest sealed segments `retention.bytes` deletes, given the total
 /// size of the log (every segment, the active one included).
-pub fn size_breached(sealed: &[SealedSegment], total_bytes: u64, retention_bytes: i64) -> usize {
+pub fn size_breached(sealed: &[SegmentInfo], total_bytes: u64, retention_bytes: i64) -> usize {
     if retention_bytes < 0 {
         return 0;
     }
@@ -94,7 +94,7 @@ pub fn size_breached(sealed: &[SealedSegment], total_bytes: u64, retention_bytes
 }
 
 /// Pass 3: how many of the oldest sealed segments are older than `retention.ms` at `now_ms`.
-pub fn time_breached(sealed: &[SealedSegment], now_ms: i64, retention_ms: i64) -> usize {
+pub fn time_breached(sealed: &[SegmentInfo], now_ms: i64, retention_ms: i64) -> usize {
     if retention_ms < 0 {
         return 0;
     }
@@ -109,7 +109,7 @@ pub fn time_breached(sealed: &[SealedSegment], now_ms: i64, retention_ms: i64) -
 /// The deletion protocol (module header) for the oldest sealed segments `doomed`. Segments
 /// that are no longer the directory's oldest (another process changed the log) are left alone:
 /// only the prefix that still matches by inode is deleted.
-pub fn delete_segments(log: &PartitionLog, doomed: &[SealedSegment]) -> Result<RetentionStats> {
+pub fn delete_segments(log: &PartitionLog, doomed: &[SegmentInfo]) -> Result<RetentionStats> {
     let (renamed, stats) = log.change_layout(|c| {
         let sealed = c.sealed();
         let n = doomed
@@ -166,15 +166,14 @@ fn run(log: &PartitionLog, now_ms: i64, rules: &[Rule]) -> Result<RetentionStats
     };
     let mut used = Vec::new();
     for &rule in rules {
-        let (view, active_size) = log.view()?;
-        let sealed = &view.sealed;
+        let (log_start, sealed, active_size) = log.retention_view(rule == Rule::Time)?;
         let n = match rule {
-            Rule::LogStart => log_start_breached(sealed, view.log_start),
+            Rule::LogStart => log_start_breached(&sealed, log_start),
             Rule::Size => {
                 let size = sealed.iter().map(|s| s.size).sum::<u64>() + active_size;
-                size_breached(sealed, size, config.retention_bytes)
+                size_breached(&sealed, size, config.retention_bytes)
             }
-            Rule::Time => time_breached(sealed, now_ms, config.retention_ms),
+            Rule::Time => time_breached(&sealed, now_ms, config.retention_ms),
         };
         if n == 0 {
             continue;
@@ -252,23 +251,14 @@ pub fn delete_before(log: &PartitionLog, offset: i64) -> Result<RetentionStats> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::SegmentBytes;
-    use std::path::PathBuf;
-    use std::time::UNIX_EPOCH;
 
-    fn seg(base: i64, next: i64, size: u64, largest_timestamp: i64) -> SealedSegment {
-        SealedSegment {
+    fn seg(base: i64, next: i64, size: u64, largest_timestamp: i64) -> SegmentInfo {
+        SegmentInfo {
             base,
             next_offset: next,
             size,
-            log_path: PathBuf::new(),
-            bytes: SegmentBytes::empty(),
-            offset_index_bytes: 0,
-            time_index_bytes: 0,
-            largest_timestamp,
-            first_batch_max_timestamp: -1,
-            mtime: UNIX_EPOCH,
             file_id: (0, 0),
+            largest_timestamp,
         }
     }
 
