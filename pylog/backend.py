@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from pylog.partition import PartitionLog
+from pylog.partition import CleanResult, PartitionLog, RetentionResult
 from pylog.types import TopicDescription, TopicPartition
 
 
@@ -84,6 +84,25 @@ class Backend(Protocol):
     def alter_topic_config(self, name: str, config: Mapping[str, Any]) -> None: ...
 
     def create_partitions(self, name: str, total: int) -> None: ...
+
+    # --- compaction and retention (called by Log; docs/compaction.md) ----------------------------
+
+    def compact(self, topic: str | None = None) -> dict[TopicPartition, CleanResult]:
+        """Compact ``topic``'s partitions now (None: every topic whose ``cleanup.policy`` has
+        compact), below the dirty ratio too; a partition without compact in its policy gets a
+        result with ``skipped`` set. Clears a partition's uncleanable mark when it succeeds."""
+        ...
+
+    def apply_retention(self, topic: str | None = None) -> dict[TopicPartition, RetentionResult]:
+        """Delete the segments ``retention.ms`` / ``retention.bytes`` and the log start allow,
+        now (None: every topic whose policy has delete)."""
+        ...
+
+    def delete_records(self, topic: str, offsets: Mapping[int, int]) -> dict[TopicPartition, int]:
+        """Kafka's AdminClient ``delete_records``: the log start of each partition moves up to
+        its offset (-1: the end offset); returns the new low watermarks.
+        ``UnknownTopicOrPartitionError``, ``OffsetOutOfRangeError``."""
+        ...
 
     # --- group admin (called by Log; the embedded backend delegates to group_store) -------------
 

@@ -6,6 +6,9 @@ nothing of storage: everything goes through its backend (``pylog.backend.Backend
 embedded one, ``pylog.embedded.backend.EmbeddedBackend``: an SQLite catalog in the directory plus
 one engine partition directory per topic-partition, ``<path>/<topic>-<n>/``).
 
+The embedded backend runs a background cleaner thread per ``Log`` (compaction of compacted
+topics, retention of the others; settings: ``pylog.open(config=...)``, docs/compaction.md).
+
 Thread-safety: a ``Log`` may be shared by any number of threads, and any number of processes may
 open the same directory at once. ``close()`` closes the producers and consumers made from it
 (so pending records are flushed), then the backend; after it every call raises
@@ -21,18 +24,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from pylog.errors import ClientClosedError
-from pylog.types import TopicDescription
+from pylog.partition import CleanResult, RetentionResult
+from pylog.types import TopicDescription, TopicPartition
 
 
 class Log:
     """A log directory holding many topics; see ``pylog.open``."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, engine: str | None = None, auto_create_topics: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        engine: str | None = None,
+        auto_create_topics: bool = True,
+        config: Mapping[str, Any] | None = None,
     ):
         from pylog.embedded.backend import EmbeddedBackend
 
-        self._backend = EmbeddedBackend(os.fspath(path), engine=engine, auto_create_topics=auto_create_topics)
+        self._backend = EmbeddedBackend(
+            os.fspath(path), engine=engine, auto_create_topics=auto_create_topics, config=config
+        )
         self._lock = threading.Lock()
         self._closed = False
         self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -99,6 +110,35 @@ class Log:
         than now. Consumer groups subscribed to the topic rebalance to take the new ones."""
         self._check_open()
         self._backend.create_partitions(name, total)
+
+    # --- compaction and retention (docs/compaction.md) -----------------------------------------------
+
+    def compact(self, topic: str | None = None) -> dict[TopicPartition, CleanResult]:
+        """Compact ``topic`` now (None: every topic whose ``cleanup.policy`` has ``compact``),
+        whatever its dirty ratio, waiting for a cleaner busy on a partition (the background one,
+        or another process's) to finish; per partition what was done (a ``CleanResult``; a
+        partition whose policy has no compact is left alone, its result says so in ``skipped``).
+        A partition marked uncleanable is cleanable again when this succeeds."""
+        self._check_open()
+        return self._backend.compact(topic)
+
+    def apply_retention(self, topic: str | None = None) -> dict[TopicPartition, RetentionResult]:
+        """Delete now the old segments that ``retention.ms`` and ``retention.bytes`` allow (whole
+        sealed segments, oldest first; the background cleaner does this every
+        ``log.retention.check.interval.ms``). ``topic`` None: every topic whose policy has
+        ``delete``."""
+        self._check_open()
+        return self._backend.apply_retention(topic)
+
+    def delete_records(self, topic: str, offsets: Mapping[int, int]) -> dict[TopicPartition, int]:
+        """Kafka's AdminClient ``delete_records``: ``{partition: offset}`` moves each partition's
+        log start to ``offset`` (``-1``: its end offset), so the records below are gone for
+        readers; returns the new low watermarks (log start offsets). Whole segments below the new
+        start are deleted at once, or by the next retention run if a cleaner is busy. Unknown topic
+        or partition: ``UnknownTopicOrPartitionError``; an offset past the end or below the start:
+        ``OffsetOutOfRangeError`` (nothing is changed then)."""
+        self._check_open()
+        return self._backend.delete_records(topic, offsets)
 
     # --- consumer groups ----------------------------------------------------------------------------
 
@@ -183,12 +223,22 @@ class Log:
         return f"<pylog.Log {self._backend.path!r} engine={self._backend.engine} {state}>"
 
 
-def open(path: str | os.PathLike[str], *, engine: str | None = None, auto_create_topics: bool = True) -> Log:
+def open(
+    path: str | os.PathLike[str],
+    *,
+    engine: str | None = None,
+    auto_create_topics: bool = True,
+    config: Mapping[str, Any] | None = None,
+) -> Log:
     """Open (creating if needed) the log directory at ``path``.
 
     ``engine`` picks the partition engine (``"native"``, ``"reference"``; default
     ``PYLOG_ENGINE`` or native). With ``auto_create_topics`` (the default, as on a Kafka broker) a
     producer's first send to an unknown topic creates it with one partition and the default
-    config. Raises ``CatalogError`` if the directory's ``catalog.db`` is corrupt or not pylog's.
+    config. ``config`` takes Kafka's broker settings of the log manager and cleaner
+    (``log.cleaner.enable``, ``log.cleaner.backoff.ms``, ``log.cleaner.dedupe.buffer.size``,
+    ``log.retention.check.interval.ms``, and pylog's ``log.cleaner.max.failures``;
+    ``pylog.broker_config``); unknown keys and bad values raise ``InvalidConfigError``. Raises
+    ``CatalogError`` if the directory's ``catalog.db`` is corrupt or not pylog's.
     """
-    return Log(path, engine=engine, auto_create_topics=auto_create_topics)
+    return Log(path, engine=engine, auto_create_topics=auto_create_topics, config=config)

@@ -66,12 +66,20 @@ class OffsetAndTimestamp(NamedTuple):
 
 
 class PartitionDescription(NamedTuple):
-    """One partition in ``Log.describe_topic``: its offsets now and its bytes on disk."""
+    """One partition in ``Log.describe_topic``: its offsets now, its bytes on disk and, on a
+    compacted topic, the cleaner's view (docs/compaction.md)."""
 
     partition: int
     start_offset: int
     end_offset: int
     size_bytes: int
+    #: dirty / (clean + dirty) bytes of the sealed segments; None unless the policy has compact
+    dirty_ratio: float | None = None
+    #: the first dirty offset (``cleaner-offset-checkpoint``): every record below it is compacted;
+    #: None unless the policy has compact
+    clean_offset: int | None = None
+    #: why the background cleaner skips this partition (its last error), or None
+    uncleanable: str | None = None
 
 
 class TopicDescription(NamedTuple):

@@ -16,6 +16,7 @@ import pytest
 
 import pylog
 from pylog.embedded.catalog import APPLICATION_ID, CATALOG_FILE, SCHEMA_VERSION, TOPIC_SCHEMA, Catalog
+from pylog.embedded.cleaner import UNCLEANABLE_SCHEMA
 from pylog.embedded.group_schema import GROUP_SCHEMA
 from pylog.errors import CatalogError, TopicAlreadyExistsError
 
@@ -47,7 +48,8 @@ def test_a_new_catalog_is_marked_versioned_and_in_wal_mode(tmp_path: Path) -> No
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"topics", "topic_versions"} <= tables
-        expected = sum(ddl.lstrip().upper().startswith("CREATE TABLE") for ddl in TOPIC_SCHEMA + GROUP_SCHEMA)
+        schema = TOPIC_SCHEMA + GROUP_SCHEMA + UNCLEANABLE_SCHEMA
+        expected = sum(ddl.lstrip().upper().startswith("CREATE TABLE") for ddl in schema)
         assert len(tables) == expected
     finally:
         db.close()
@@ -108,6 +110,27 @@ def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     db.commit()
     db.close()
     assert_refused(tmp_path, "newer")
+
+
+def test_a_version_1_catalog_is_upgraded_keeping_its_topics(tmp_path: Path) -> None:
+    """A catalog made before the uncleanable_partitions table (schema version 1) opens: the table
+    is added and the version moves to 2; its topics stay."""
+    with pylog.open(tmp_path) as log:
+        log.create_topic("kept", partitions=2)
+    db = sqlite3.connect(catalog_path(tmp_path))
+    db.execute("DROP TABLE uncleanable_partitions")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with pylog.open(tmp_path) as log:
+        assert log.list_topics() == ["kept"]
+        assert log.describe_topic("kept").partitions[1].uncleanable is None
+    db = sqlite3.connect(catalog_path(tmp_path))
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("SELECT count(*) FROM uncleanable_partitions").fetchone()[0] == 0
+    finally:
+        db.close()
 
 
 def test_an_unknown_older_schema_is_refused_untouched(tmp_path: Path) -> None:

@@ -29,6 +29,14 @@ write lock, so they are serialized across processes):
   id, so a handle never lands on a directory that a concurrent deletion renamed away (the engine
   would create an empty one in its place; that stray is removed again).
 
+Compaction and retention: the backend owns the background cleaner (``pylog.embedded.cleaner``, a
+thread started with the backend and stopped first by ``close()``) and the explicit calls
+``compact``, ``apply_retention`` and ``delete_records``. Both go through the same cached engine
+handles as producers and consumers; the engines' cleaner lock serializes them per partition
+across threads and processes. The catalog's ``uncleanable_partitions`` marks are cleared in the
+transaction of a config change or deletion of their topic, and by an explicit ``compact`` that
+succeeds.
+
 Thread-safety: every method may be called from any thread. The hit path of ``partition_log``
 takes no lock (dict reads are atomic under the GIL); snapshot changes and handle opening are
 serialized by ``_lock``.
@@ -46,18 +54,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pylog.broker_config import BrokerConfig
 from pylog.config import LogConfig
 from pylog.embedded import topics as layout
 from pylog.embedded.catalog import Catalog
+from pylog.embedded.cleaner import Cleaner, UncleanableMarks
 from pylog.engine import ENGINES, PartitionLog, default_engine, open_partition
 from pylog.errors import (
     ClientClosedError,
     InvalidConfigError,
     InvalidPartitionsError,
     InvalidTopicError,
+    OffsetOutOfRangeError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
+from pylog.partition import CleanResult, RetentionResult, as_int
 from pylog.types import PartitionDescription, TopicDescription, TopicPartition
 
 LOG = logging.getLogger("pylog.topics")
@@ -110,12 +122,19 @@ class EmbeddedBackend:
     """Topics, partitions and groups of one log directory (see the module docstring)."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, engine: str | None = None, auto_create_topics: bool = True
+        self,
+        path: str | os.PathLike[str],
+        *,
+        engine: str | None = None,
+        auto_create_topics: bool = True,
+        config: Mapping[str, Any] | BrokerConfig | None = None,
     ):
         if engine is None:
             engine = default_engine()
         elif engine not in ENGINES:
             raise InvalidConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        #: the log-directory settings (Kafka's broker names; ``pylog.broker_config``)
+        self.broker_config = BrokerConfig.from_mapping(config)
         self.path = os.path.abspath(os.fspath(path))
         self.engine = engine
         self.auto_create_topics = bool(auto_create_topics)
@@ -140,6 +159,9 @@ class EmbeddedBackend:
         except BaseException:
             self.catalog.close()
             raise
+        self.uncleanable_marks = UncleanableMarks(self.catalog)
+        self._cleaner = Cleaner(self, self.broker_config, name=f"pylog-cleaner {self.path}")
+        self._cleaner.start()
 
     # --- the snapshot of the catalog's topics ------------------------------------------------------
 
@@ -443,6 +465,7 @@ class EmbeddedBackend:
                 db.execute("DELETE FROM topics WHERE name = ?", (name,))
                 _bump(db, "metadata_version")
                 self._forget_committed_offsets(db, name)
+                UncleanableMarks.clear_topic(db, name)
                 self._close_handles_of(name)
                 try:
                     for partition in range(int(row[0])):
@@ -541,15 +564,25 @@ class EmbeddedBackend:
         self._check_open()
         self._sync()
         info = self._topic(name)
+        compacted = "compact" in LogConfig.from_mapping(info.config).cleanup_policy
+        marks = self.uncleanable_marks.read()
         partitions = []
         for partition in range(info.partitions):
-            log = self.partition_log(TopicPartition(name, partition))
+            tp = TopicPartition(name, partition)
+            log = self.partition_log(tp)
+            dirty_ratio = clean_offset = None
+            if compacted:
+                look = log.cleanable()
+                dirty_ratio, clean_offset = look.dirty_ratio, look.first_dirty_offset
             partitions.append(
                 PartitionDescription(
                     partition=partition,
                     start_offset=log.start_offset,
                     end_offset=log.end_offset,
                     size_bytes=layout.size_on_disk(self._partition_path(name, partition)),
+                    dirty_ratio=dirty_ratio,
+                    clean_offset=clean_offset,
+                    uncleanable=marks.get(tp),
                 )
             )
         return TopicDescription(
@@ -583,6 +616,10 @@ class EmbeddedBackend:
                 if config_json != row[0]:
                     db.execute("UPDATE topics SET config = ? WHERE name = ?", (config_json, name))
                     _bump(db, "config_version")
+                    # why: a config change may be the operator's fix of what made the cleaner fail
+                    # (KAFKA-19895: the mark goes with it, and the cleaner tries again)
+                    if UncleanableMarks.clear_topic(db, name):
+                        LOG.info("topic %r's config changed: its partitions are cleanable again", name)
         finally:
             self._reload()
 
@@ -608,6 +645,97 @@ class EmbeddedBackend:
                 self._create_partition_dirs(name, range(current, count), topic_id, json.loads(config_json))
         finally:
             self._reload()
+
+    # --- compaction and retention (called by pylog.Log and the cleaner) ----------------------------
+
+    def partitions_with_policy(self, word: str) -> list[TopicPartition]:
+        """The partitions of every topic whose effective ``cleanup.policy`` contains ``word``
+        (``"compact"`` or ``"delete"``), by topic name."""
+        self._check_open()
+        self._sync()
+        out: list[TopicPartition] = []
+        for name in sorted(self._topics):
+            info = self._topics[name]
+            if name in self._deleting or word not in LogConfig.from_mapping(info.config).cleanup_policy:
+                continue
+            out.extend(TopicPartition(name, partition) for partition in range(info.partitions))
+        return out
+
+    def _topic_partitions(self, topic: str | None, word: str) -> list[TopicPartition]:
+        if topic is None:
+            return self.partitions_with_policy(word)
+        self._check_open()
+        layout.validate_topic_name(topic)
+        self._sync()
+        info = self._topic(topic)
+        return [TopicPartition(topic, partition) for partition in range(info.partitions)]
+
+    def compact(self, topic: str | None = None) -> dict[TopicPartition, CleanResult]:
+        """Compact every partition of ``topic`` (None: of every topic whose policy has compact)
+        now, whatever its dirty ratio (``force=True``), waiting for a cleaner of another thread or
+        process to finish first (``wait=True``). A partition whose policy has no compact gets the
+        engine's skipped result. Success clears the partition's uncleanable mark."""
+        marks = self.uncleanable_marks.read()
+        out: dict[TopicPartition, CleanResult] = {}
+        for tp in self._topic_partitions(topic, "compact"):
+            log = self.partition_log(tp)
+            out[tp] = log.compact(
+                map_bytes=self.broker_config.cleaner_dedupe_buffer_size, force=True, wait=True
+            )
+            if tp in marks:
+                self.uncleanable_marks.clear(tp)
+                self._cleaner.forget_failures(tp)
+                LOG.info("%s-%d compacted on request: it is cleanable again", tp.topic, tp.partition)
+        return out
+
+    def apply_retention(self, topic: str | None = None) -> dict[TopicPartition, RetentionResult]:
+        """Apply retention now to every partition of ``topic`` (None: of every topic whose policy
+        has delete; a compacted topic's log start is enforced by its compaction)."""
+        out: dict[TopicPartition, RetentionResult] = {}
+        for tp in self._topic_partitions(topic, "delete"):
+            out[tp] = self.partition_log(tp).apply_retention()
+        return out
+
+    def delete_records(self, topic: str, offsets: Mapping[int, int]) -> dict[TopicPartition, int]:
+        """Kafka's AdminClient ``deleteRecords``: move each given partition's log start up to its
+        offset (``-1``: the end offset, Kafka's ``RecordsToDelete.beforeOffset(-1)``); the new low
+        watermarks. Every argument is checked before any partition is changed: an unknown topic
+        or partition raises ``UnknownTopicOrPartitionError``, an offset past the end or below the
+        start ``OffsetOutOfRangeError`` (deviation: Kafka answers success below the start)."""
+        self._check_open()
+        layout.validate_topic_name(topic)
+        if not isinstance(offsets, Mapping):
+            raise TypeError(f"offsets must be a mapping of partition to offset, not {type(offsets).__name__}")
+        self._sync()
+        info = self._topic(topic)
+        wanted: list[tuple[TopicPartition, int]] = []
+        for partition, offset in offsets.items():
+            if (
+                isinstance(partition, bool)
+                or not isinstance(partition, int)
+                or not 0 <= partition < info.partitions
+            ):
+                raise UnknownTopicOrPartitionError(
+                    f"topic {topic!r} has no partition {partition!r} (it has {info.partitions})"
+                )
+            offset = as_int(offset, "offset")
+            if offset < -1:
+                raise OffsetOutOfRangeError(
+                    f"cannot delete records before offset {offset} (-1 means the end)"
+                )
+            wanted.append((TopicPartition(topic, partition), offset))
+        resolved: list[tuple[TopicPartition, Any, int]] = []
+        for tp, offset in wanted:
+            log = self.partition_log(tp)
+            start, end = log.start_offset, log.end_offset
+            target = end if offset == -1 else offset
+            if not start <= target <= end:
+                raise OffsetOutOfRangeError(
+                    f"cannot delete records of {tp.topic}-{tp.partition} before offset {target}: the log is "
+                    f"[{start}, {end}]"
+                )
+            resolved.append((tp, log, target))
+        return {tp: log.delete_before(target).start_offset for tp, log, target in resolved}
 
     # --- group admin: delegated to the group store (same names and arguments as pylog.Log's) -------
 
@@ -665,6 +793,9 @@ class EmbeddedBackend:
     def close(self) -> None:
         """Close every engine handle and the catalog (idempotent); later calls raise
         ``ClientClosedError``."""
+        # why first: the cleaner uses the handles and the catalog closed below; stop() ends a
+        # compaction in progress at its next safe point
+        self._cleaner.stop()
         with self._lock:
             if self._closed:
                 return

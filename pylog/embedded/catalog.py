@@ -2,8 +2,14 @@
 
 Format: an SQLite 3 database in WAL mode, marked as pylog's by ``PRAGMA application_id`` =
 ``APPLICATION_ID`` ("pylg") and versioned by ``PRAGMA user_version`` = ``SCHEMA_VERSION``. Tables:
-``TOPIC_SCHEMA`` below (owned here) and ``GROUP_SCHEMA`` (owned by ``pylog.embedded.group_schema``),
-created together in one transaction by whichever process creates the file.
+``TOPIC_SCHEMA`` below (owned here), ``GROUP_SCHEMA`` (owned by ``pylog.embedded.group_schema``) and
+``UNCLEANABLE_SCHEMA`` (owned by ``pylog.embedded.cleaner``), created together in one transaction by
+whichever process creates the file.
+
+Schema versions: 1 (topics and groups), 2 (adds ``uncleanable_partitions``). A catalog of an older
+version that ``MIGRATIONS`` knows is upgraded when opened, in one write transaction that checks the
+version again (so two processes opening it at once upgrade it once); a pylog that knows only
+version 1 refuses a version-2 catalog ("newer than this pylog's").
 
 - ``topics(name, topic_id, partitions, config)``: one row per live topic; ``topic_id`` is Kafka's
   ``Uuid`` string (the id in each partition's ``partition.metadata``), ``config`` a JSON object of
@@ -41,13 +47,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pylog.embedded.cleaner import UNCLEANABLE_SCHEMA
 from pylog.embedded.group_schema import GROUP_SCHEMA
 from pylog.errors import CatalogError, ClientClosedError
 
 CATALOG_FILE = "catalog.db"
 #: ``PRAGMA application_id`` of a pylog catalog: the ASCII bytes "pylg" as a big-endian int32
 APPLICATION_ID = 0x70796C67
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
 SQLITE_HEADER = b"SQLite format 3\x00"
 #: SQLite's primary result codes for "malformed database" and "not a database"
@@ -68,6 +75,9 @@ TOPIC_SCHEMA: tuple[str, ...] = (
     )""",
     "INSERT INTO topic_versions VALUES (0, 0, 0)",
 )
+
+#: version -> the statements that upgrade a catalog of that version to the next one
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: UNCLEANABLE_SCHEMA}
 
 
 def is_corruption(error: BaseException) -> bool:
@@ -129,11 +139,17 @@ class Catalog:
             if application_id == 0 and user_version == 0 and objects == 0:
                 self._create(db)
                 application_id, user_version, objects = self._identity(db)
-            self._check_identity(application_id, user_version)
+            upgrade = application_id == APPLICATION_ID and user_version in MIGRATIONS
+            if not upgrade:
+                self._check_identity(application_id, user_version)
             status = db.execute("PRAGMA quick_check").fetchall()
             if status != [("ok",)]:
                 problems = "; ".join(str(row[0]) for row in status[:3])
                 raise CatalogError(f"the catalog {self.path} is corrupt: {problems}")
+            if upgrade:  # why after the check: a corrupt catalog is refused without a write
+                self._migrate()
+                application_id, user_version, objects = self._identity(db)
+                self._check_identity(application_id, user_version)
             mode = db.execute("PRAGMA journal_mode").fetchone()[0]
             if mode.lower() != "wal":
                 db.execute("PRAGMA journal_mode=WAL")
@@ -188,10 +204,21 @@ class Catalog:
             application_id, user_version, objects = self._identity(tx)
             if application_id or user_version or objects:
                 return  # another process created it first; the caller checks what it made
-            for ddl in TOPIC_SCHEMA + GROUP_SCHEMA:
+            for ddl in TOPIC_SCHEMA + GROUP_SCHEMA + UNCLEANABLE_SCHEMA:
                 tx.execute(ddl)
             tx.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _migrate(self) -> None:
+        """Upgrade an older catalog to ``SCHEMA_VERSION``, one version step at a time, in one
+        write transaction (another process may have upgraded it meanwhile: checked inside)."""
+        with self.write() as tx:
+            version = tx.execute("PRAGMA user_version").fetchone()[0]
+            while version in MIGRATIONS:
+                for ddl in MIGRATIONS[version]:
+                    tx.execute(ddl)
+                version += 1
+                tx.execute(f"PRAGMA user_version = {version}")
 
     # --- connections and transactions -------------------------------------------------------------
 
