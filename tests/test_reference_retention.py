@@ -150,8 +150,10 @@ def test_iterator_survives_deletion_of_its_segment(open_log):
     it = log.records()
     assert next(it).offset == 0
     log.delete_before(3)
-    # the position now lies below the start: the reader continues at the next surviving offset
-    assert [r.offset for r in it] == [3]
+    # the position now lies below the start: the reader neither fails nor goes back; it may still
+    # serve the deleted segments it holds (native: its mappings) before the surviving offsets
+    rest = [r.offset for r in it]
+    assert rest[-1] == 3 and rest == sorted(set(rest)) and set(rest) <= {1, 2, 3}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -400,7 +400,7 @@ def filter_batch(
     if not kept:
         return _empty_batch(h) if last_of_group else None
     if needs_horizon:
-        base_timestamp = rules.now_ms + rules.delete_retention_ms
+        base_timestamp = min(rules.now_ms + rules.delete_retention_ms, INT64_MAX)  # as native: saturating
     elif has_horizon:
         base_timestamp = h.base_timestamp
     else:
@@ -586,11 +586,9 @@ def compact(
     """``PartitionLog.compact`` (docs/partition-log.md "Compaction"): passes until the dirty range
     is clean, then retention for the compacted log."""
     config = log.config
-    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
-        raise TypeError(
-            f"cancel must have an is_set() method (a threading.Event), not {type(cancel).__name__}"
-        )
-    stop: Callable[[], bool] = (lambda: False) if cancel is None else cancel.is_set  # type: ignore[attr-defined]
+    # why asked lazily: as the native engine, a broken ``cancel`` raises its own error when the
+    # cleaner first asks it (after cleaning up what it was writing)
+    stop: Callable[[], bool] = (lambda: False) if cancel is None else (lambda: bool(cancel.is_set()))  # type: ignore[attr-defined]
 
     def skipped(first_dirty: int, why: str) -> CleanResult:
         return CleanResult(0, 0, 0, 0, 0, 0, 0, first_dirty, why)
