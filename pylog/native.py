@@ -104,7 +104,11 @@ class NativePartitionLog:
     def _iter_records(self, position: int, end: int) -> Iterator[Record]:
         while position < end:
             try:
-                chunk, position = self._log.records_chunk(position, end, RECORDS_CHUNK_BYTES)
+                # one segment per step (the reference engine's): records of a segment that a
+                # retention run deletes meanwhile are not yielded once this step is past it
+                chunk, position = self._log.records_chunk(
+                    position, end, RECORDS_CHUNK_BYTES, one_segment=True
+                )
             except OffsetOutOfRangeError:
                 # retention or delete_before moved the log start past this iterator's position
                 # (its range was checked at call time): go on at the next surviving offset

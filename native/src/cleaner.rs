@@ -60,7 +60,7 @@ use crate::error::{CorruptKind, Error, IoContext, Result};
 use crate::events;
 use crate::index::SegmentIndex;
 use crate::log::{CleanerView, PartitionLog, SealedSegment};
-use crate::offset_map::{digest, OffsetMap, MIN_MAP_BYTES};
+use crate::offset_map::{digest_keys, KeyDigest, OffsetMap, MIN_MAP_BYTES};
 use crate::record::{decode_records_area, write_record_raw};
 use crate::segment::{batch_fits, MAX_RELATIVE_OFFSET};
 use crate::segments::{file_name, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
@@ -304,7 +304,7 @@ pub fn build_offset_map(
     first_dirty: i64,
     first_uncleanable: i64,
     map: &mut OffsetMap,
-    scratch: &mut Vec<u8>,
+    scratch: &mut PassScratch,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Option<i64>> {
     let mut check = StopCheck { stop, since: 0 };
@@ -325,27 +325,41 @@ pub fn build_offset_map(
             if h.is_control() || h.last_offset() < first_dirty {
                 continue;
             }
-            let (h, codec) =
-                batch::check_batch(bytes).map_err(|e| e.shifted(pos as u64).in_file(seg.path))?;
-            let data = batch::records_area(bytes, &h, codec, scratch)
-                .map_err(|e| e.shifted(pos as u64).in_file(seg.path))?;
-            let decoded = decode_records_area(data, &h, codec == Codec::None, |r| {
-                if let Some(key) = r.key {
-                    if r.offset >= first_dirty {
-                        if map.is_full() {
-                            full = true;
-                            // why an error: it ends the record loop; `full` tells it apart
-                            return Err(Error::Interrupted);
-                        }
-                        map.put(&digest(key), r.offset);
-                    }
+            let at = |e: Error| e.shifted(pos as u64).in_file(seg.path);
+            let (h, codec) = batch::check_batch(bytes).map_err(at)?;
+            let PassScratch {
+                decompressed,
+                keyed,
+                digests,
+                ..
+            } = &mut *scratch;
+            let area = batch::records_area(bytes, &h, codec, decompressed).map_err(at)?;
+            keyed.clear();
+            decode_records_area(area, &h, codec == Codec::None, |r| {
+                if let (Some(key), true) = (r.key, r.offset >= first_dirty) {
+                    keyed.push((r.offset, span(area, key)));
                 }
                 Ok(())
-            });
-            match decoded {
-                Err(Error::Interrupted) if full => break,
-                Err(e) => return Err(e.shifted(pos as u64).in_file(seg.path)),
-                Ok(()) => {}
+            })
+            .map_err(at)?;
+            digests.clear();
+            digest_keys(keyed.iter().map(|(_, (a, b))| &area[*a..*b]), digests);
+            for d in digests.iter().take(PREFETCH_AHEAD) {
+                map.prefetch(d);
+            }
+            for (i, (offset, _)) in keyed.iter().enumerate() {
+                // Kafka's check, before every put (an overwrite included)
+                if map.is_full() {
+                    full = true;
+                    break;
+                }
+                if let Some(ahead) = digests.get(i + PREFETCH_AHEAD) {
+                    map.prefetch(ahead);
+                }
+                map.put(&digests[i], *offset);
+            }
+            if full {
+                break;
             }
         }
         if full {
@@ -406,23 +420,34 @@ pub struct FilterRules<'m> {
     pub delete_retention_ms: i64,
 }
 
-/// A kept record, as byte ranges of the batch's records area.
+/// Slots looked up ahead of the record being decided (hides the map's cache misses).
+const PREFETCH_AHEAD: usize = 16;
+/// `RecordRef::digest` of a record that needs no map lookup.
+const NO_DIGEST: u32 = u32::MAX;
+
+/// One record of the batch being filtered, as byte ranges of its records area.
 #[derive(Clone, Copy, Debug)]
-struct Kept {
+struct RecordRef {
     offset: i64,
     timestamp: i64,
     key: Option<(usize, usize)>,
     value: Option<(usize, usize)>,
     headers: (usize, usize),
     header_count: usize,
+    /// Index into the batch's digests, or NO_DIGEST.
+    digest: u32,
+    keep: bool,
 }
 
-/// Buffers one pass reuses for every batch.
+/// Buffers one pass reuses for every batch (map building and filtering).
 #[derive(Default)]
-pub struct FilterScratch {
+pub struct PassScratch {
     decompressed: Vec<u8>,
     records: Vec<u8>,
-    kept: Vec<Kept>,
+    refs: Vec<RecordRef>,
+    /// Map building: (offset, key range) of the batch's keyed records at or above first dirty.
+    keyed: Vec<(i64, (usize, usize))>,
+    digests: Vec<KeyDigest>,
     /// The rebuilt batch of the last `BatchAction::Rebuilt`.
     pub out: Vec<u8>,
 }
@@ -433,7 +458,7 @@ pub enum BatchAction {
     Copy,
     /// Write nothing.
     Drop,
-    /// Write `FilterScratch::out`.
+    /// Write `PassScratch::out`.
     Rebuilt,
 }
 
@@ -453,20 +478,24 @@ fn span(area: &[u8], part: &[u8]) -> (usize, usize) {
 /// Decide one batch (Kafka's filterTo with the cleaner's retention rules): validated (CRC,
 /// codec, records) first; `last_of_group` keeps an emptied batch as an empty header. `counts`
 /// gets this batch's records.
+// why two loops: the first decodes and hashes the keys (eight at a time), the second looks
+// them up with the next slots already requested from memory.
 pub fn filter_batch(
     bytes: &[u8],
     rules: &FilterRules<'_>,
     last_of_group: bool,
-    scratch: &mut FilterScratch,
+    scratch: &mut PassScratch,
     counts: &mut RecordCounts,
 ) -> Result<BatchAction> {
     let (h, codec) = batch::check_batch(bytes)?;
     let bytes = &bytes[..h.size_bytes()];
-    let FilterScratch {
+    let PassScratch {
         decompressed,
         records,
-        kept,
+        refs,
+        digests,
         out,
+        ..
     } = scratch;
     let area = batch::records_area(bytes, &h, codec, decompressed)?;
     if h.is_control() {
@@ -474,66 +503,94 @@ pub fn filter_batch(
         decode_records_area(area, &h, codec == Codec::None, |_| Ok(()))?;
         return Ok(BatchAction::Copy);
     }
-    let has_horizon = h.attributes & DELETE_HORIZON_MASK != 0;
-    let horizon_passed = has_horizon && rules.now_ms >= h.base_timestamp;
-    kept.clear();
-    let mut seen = 0u64;
-    let mut removed = 0u64;
-    let mut kept_tombstone = false;
+    refs.clear();
+    let mut lookups = 0u32;
     decode_records_area(area, &h, codec == Codec::None, |r| {
-        seen += 1;
-        let keep =
-            r.offset > rules.latest || r.key.is_some_and(|k| r.offset >= rules.map.get(&digest(k)));
-        if !keep {
-            return Ok(());
-        }
-        if r.value.is_none() {
-            if horizon_passed {
-                removed += 1;
-                return Ok(());
-            }
-            kept_tombstone = true;
-        }
-        kept.push(Kept {
+        let digest = if r.key.is_some() && r.offset <= rules.latest {
+            lookups += 1;
+            lookups - 1
+        } else {
+            NO_DIGEST
+        };
+        refs.push(RecordRef {
             offset: r.offset,
             timestamp: r.timestamp,
             key: r.key.map(|k| span(area, k)),
             value: r.value.map(|v| span(area, v)),
             headers: span(area, r.headers_raw),
             header_count: r.header_count,
+            digest,
+            keep: false,
         });
         Ok(())
     })?;
-    counts.records += seen;
-    counts.kept += kept.len() as u64;
+    digests.clear();
+    digest_keys(
+        refs.iter()
+            .filter(|r| r.digest != NO_DIGEST)
+            .filter_map(|r| r.key.map(|(a, b)| &area[a..b])),
+        digests,
+    );
+    for d in digests.iter().take(PREFETCH_AHEAD) {
+        rules.map.prefetch(d);
+    }
+    let has_horizon = h.attributes & DELETE_HORIZON_MASK != 0;
+    let horizon_passed = has_horizon && rules.now_ms >= h.base_timestamp;
+    let mut kept = 0usize;
+    let mut removed = 0u64;
+    let mut kept_tombstone = false;
+    let mut first_kept_timestamp = None;
+    let mut max_kept_timestamp = i64::MIN;
+    for r in refs.iter_mut() {
+        let by_map = r.offset > rules.latest
+            || (r.digest != NO_DIGEST && {
+                let i = r.digest as usize;
+                if let Some(ahead) = digests.get(i + PREFETCH_AHEAD) {
+                    rules.map.prefetch(ahead);
+                }
+                r.offset >= rules.map.get(&digests[i])
+            });
+        if !by_map {
+            continue;
+        }
+        if r.value.is_none() {
+            if horizon_passed {
+                removed += 1;
+                continue;
+            }
+            kept_tombstone = true;
+        }
+        r.keep = true;
+        kept += 1;
+        first_kept_timestamp.get_or_insert(r.timestamp);
+        max_kept_timestamp = max_kept_timestamp.max(r.timestamp);
+    }
+    counts.records += refs.len() as u64;
+    counts.kept += kept as u64;
     counts.tombstones_removed += removed;
     let needs_horizon = !has_horizon && kept_tombstone;
-    if kept.len() as u64 == seen && !needs_horizon {
+    if kept == refs.len() && !needs_horizon {
         return Ok(BatchAction::Copy);
     }
-    if kept.is_empty() {
+    let Some(first_kept_timestamp) = first_kept_timestamp else {
         if !last_of_group {
             return Ok(BatchAction::Drop);
         }
         write_empty_batch(&h, out);
         return Ok(BatchAction::Rebuilt);
-    }
+    };
     // rebuild: same offsets, producer fields, codec and timestamp type
-    let log_append_time = h.timestamp_type() == 1;
     let base_timestamp = if needs_horizon {
         rules.now_ms.saturating_add(rules.delete_retention_ms)
     } else if has_horizon {
         h.base_timestamp
     } else {
-        kept[0].timestamp
+        first_kept_timestamp
     };
-    let max_timestamp = if log_append_time {
+    let max_timestamp = if h.timestamp_type() == 1 {
         h.max_timestamp
     } else {
-        kept.iter()
-            .map(|k| k.timestamp)
-            .max()
-            .expect("kept is not empty")
+        max_kept_timestamp
     };
     let mut attributes = h.attributes & (CODEC_MASK | TIMESTAMP_TYPE_MASK | TRANSACTIONAL_MASK);
     if needs_horizon || has_horizon {
@@ -548,15 +605,15 @@ pub fn filter_batch(
         records.clear();
         &mut *records
     };
-    for k in kept.iter() {
+    for r in refs.iter().filter(|r| r.keep) {
         write_record_raw(
             target,
-            k.timestamp.wrapping_sub(base_timestamp),
-            (k.offset - h.base_offset) as i32,
-            slice(k.key),
-            slice(k.value),
-            k.header_count,
-            &area[k.headers.0..k.headers.1],
+            r.timestamp.wrapping_sub(base_timestamp),
+            (r.offset - h.base_offset) as i32,
+            slice(r.key),
+            slice(r.value),
+            r.header_count,
+            &area[r.headers.0..r.headers.1],
         )?;
     }
     if codec != Codec::None {
@@ -577,7 +634,7 @@ pub fn filter_batch(
         attributes,
         base_timestamp,
         max_timestamp,
-        records_count: kept.len() as i32,
+        records_count: kept as i32,
         magic: MAGIC_V2,
         ..h
     };
@@ -732,7 +789,7 @@ fn clean_group(
     rules: &FilterRules<'_>,
     index_interval_bytes: u32,
     check: &mut StopCheck<'_>,
-    scratch: &mut FilterScratch,
+    scratch: &mut PassScratch,
     stats: &mut PassStats,
 ) -> Result<bool> {
     let base = group[0].base;
@@ -818,7 +875,7 @@ fn run_pass(
     now_ms: i64,
     map_bytes: usize,
     stop: &(dyn Fn() -> bool + Sync),
-    scratch: &mut FilterScratch,
+    scratch: &mut PassScratch,
     stats: &mut PassStats,
 ) -> Result<PassEnd> {
     let config = log.config();
@@ -829,7 +886,7 @@ fn run_pass(
         first_dirty,
         first_uncleanable,
         &mut map,
-        &mut scratch.decompressed,
+        scratch,
         stop,
     )?
     else {
@@ -932,7 +989,7 @@ pub fn compact(
     } else if first.first_dirty_offset >= first.first_uncleanable_offset {
         stats.skipped = Some("nothing to clean".to_owned());
     } else {
-        let mut scratch = FilterScratch::default();
+        let mut scratch = PassScratch::default();
         loop {
             let view = log.cleaner_view()?;
             let c = cleanable_from(&view, log.read_cleaner_checkpoint()?, config, now_ms);

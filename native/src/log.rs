@@ -23,8 +23,20 @@
 //! (`CorruptBatch`, nothing cut; see `check_tail`). Readers never take the writer lock and just
 //! ignore a torn tail.
 //!
-//! Lock order: `writer` (this object's writing threads) → the writer lock (other processes) →
-//! `inner`. `inner` is never held while waiting for the writer lock, so reads in this process
+//! The **log start offset** is `max(first segment base, log-start-offset-checkpoint)` (the
+//! checkpoint clamped to the end), re-read at every refresh of the segment set; every reader
+//! check uses it (`check_offset`, `offset_for_timestamp`). Moving it (`delete_before`) and
+//! deleting or swapping segments (retention.rs, the cleaner's `replace_segments`) are layout
+//! changes (`change_layout`): writer lock held, generation odd, so every process re-lists before
+//! its next read. A reader that finds the generation odd waits for it to become even (bounded,
+//! `GENERATION_WAIT_MAX_MS`: a swap briefly has neither the old nor the new segment under its
+//! final name), then lists; a writer (or a later opener) that finds it left odd by a dead
+//! process first runs recovery's temp-file steps (`recovery::remove_temp_files`), then re-lists.
+//! The cleaner's interface (`cleaner_view`, `cleaner_lock`, `replace_segments`, the cleaner
+//! checkpoint, `apply_retention_locked`) is here; the pass itself is cleaner.rs.
+//!
+//! Lock order: the cleaner lock (lock.rs; compaction, retention) → `writer` (this object's
+//! writing threads) → the writer lock (other processes) → `inner`. `inner` is never held while waiting for the writer lock, so reads in this process
 //! never wait for another process's writer; a reader waits at most for one batch's `pwrite`.
 //!
 //! Appends: one encode into a reusable buffer (before any lock but `writer`), one positional
@@ -405,7 +417,23 @@ pub struct CleanerView {
     pub sealed: Vec<SealedSegment>,
 }
 
-fn sealed_segment(seg: &mut Segment) -> Result<SealedSegment> {
+/// What retention looks at for one sealed segment (no mapping: a retention run over a long
+/// log must not map every segment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub base: i64,
+    /// The next segment's base offset.
+    pub next_offset: i64,
+    pub size: u64,
+    /// `(st_dev, st_ino)` of the `.log` (the deletion checks it is still the directory's).
+    pub file_id: (u64, u64),
+    /// As `SealedSegment::largest_timestamp` (-1 when not asked for).
+    pub largest_timestamp: i64,
+}
+
+/// A sealed segment's largest timestamp (Kafka's LogSegment.largestTimestamp): its last
+/// time-index entry's, else the `.log`'s mtime in ms; and that mtime.
+fn largest_timestamp_of(seg: &mut Segment) -> Result<(i64, SystemTime)> {
     let meta = seg
         .file
         .metadata()
@@ -418,6 +446,12 @@ fn sealed_segment(seg: &mut Segment) -> Result<SealedSegment> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64)
     });
+    Ok((largest_timestamp, mtime))
+}
+
+fn sealed_segment(seg: &mut Segment) -> Result<SealedSegment> {
+    let (largest_timestamp, mtime) = largest_timestamp_of(seg)?;
+    let idx = seg.index()?;
     let bytes = match seg.mmap()? {
         Some(m) => {
             let len = (seg.size as usize).min(m.len());
@@ -631,6 +665,15 @@ fn refresh_segments(
     Ok(true)
 }
 
+/// `PartitionLog::remove_dead_changers_files` for a directory (writer lock held).
+fn remove_dead_changers_files(dir: &Path) -> Result<()> {
+    let cleaner_idle = CleanerLockGuard::acquire(dir, false)?;
+    if recovery::remove_temp_files(dir, cleaner_idle.is_some())? > 0 {
+        checkpoint::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 impl PartitionLog {
     /// Open (creating if needed) the partition directory; the first opener recovers.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<PartitionLog> {
@@ -657,6 +700,11 @@ impl PartitionLog {
         let rebuild = first || !shared.is_consistent();
         if rebuild {
             shared.begin_rebuild();
+        }
+        if rebuild && !first {
+            // a process died mid-change while others have the directory open: recovery does
+            // not run, so its temp-file steps do (as a writer's repair, `writer_resync`)
+            remove_dead_changers_files(&dir)?;
         }
         let checkpointed = checkpoint::read_recovery_point(&dir)?;
         let mut recovery_point = None;
@@ -784,11 +832,7 @@ impl PartitionLog {
     /// swap. `.cleaned` files are deleted too unless a live cleaner holds the cleaner lock (it
     /// writes them outside the writer lock).
     fn remove_dead_changers_files(&self) -> Result<()> {
-        let cleaner_idle = CleanerLockGuard::acquire(&self.dir, false)?;
-        if recovery::remove_temp_files(&self.dir, cleaner_idle.is_some())? > 0 {
-            checkpoint::sync_dir(&self.dir)?;
-        }
-        Ok(())
+        remove_dead_changers_files(&self.dir)
     }
 
     /// Catch up with the files (see the module comment). `writer`: the writer lock is held.
@@ -891,8 +935,33 @@ impl PartitionLog {
         Ok(self.view()?.0)
     }
 
-    /// `cleaner_view` and the active segment's size (retention's size rule counts it).
-    pub(crate) fn view(&self) -> Result<(CleanerView, u64)> {
+    /// Retention's look (re-synced first): the log start, the sealed segments (with their
+    /// largest timestamps when `timestamps`) and the active segment's size.
+    pub(crate) fn retention_view(&self, timestamps: bool) -> Result<(i64, Vec<SegmentInfo>, u64)> {
+        let mut inner = self.lock()?;
+        self.resync(&mut inner, false)?;
+        let log_start = start_of(&inner);
+        let n = inner.segments.len();
+        let mut sealed = Vec::with_capacity(n - 1);
+        for seg in inner.segments[..n - 1].iter_mut() {
+            let largest_timestamp = if timestamps {
+                largest_timestamp_of(seg)?.0
+            } else {
+                -1
+            };
+            sealed.push(SegmentInfo {
+                base: seg.base_offset,
+                next_offset: seg.next_offset,
+                size: seg.size,
+                file_id: seg.file_id,
+                largest_timestamp,
+            });
+        }
+        Ok((log_start, sealed, inner.segments.active().size))
+    }
+
+    /// `cleaner_view` and the active segment's size.
+    fn view(&self) -> Result<(CleanerView, u64)> {
         let mut inner = self.lock()?;
         self.resync(&mut inner, false)?;
         let log_start = start_of(&inner);
@@ -1425,14 +1494,34 @@ impl PartitionLog {
     /// Plan one chunk of `records(start, end)`: whole batches holding offsets `>= start`,
     /// totalling up to `max_bytes` (at least one batch), across segments.
     pub fn records_chunk(&self, start: i64, end: i64, max_bytes: u64) -> Result<RecordsChunk> {
+        self.records_chunk_within(start, end, max_bytes, false)
+    }
+
+    /// `records_chunk`, with `one_segment`: only from the segment holding the first batch
+    /// (the `records()` iterator's step, as the reference engine's: records a retention run
+    /// deletes meanwhile are skipped from the next segment on, never yielded from a buffer
+    /// that spans segments).
+    pub fn records_chunk_within(
+        &self,
+        start: i64,
+        end: i64,
+        max_bytes: u64,
+        one_segment: bool,
+    ) -> Result<RecordsChunk> {
         let mut inner = self.lock()?;
         self.resync(&mut inner, false)?;
         Self::check_offset(&inner, start)?;
         let end = end.min(end_of(&inner));
-        Self::plan(&mut inner, start, end, max_bytes)
+        Self::plan(&mut inner, start, end, max_bytes, one_segment)
     }
 
-    fn plan(inner: &mut Inner, start: i64, end: i64, max_bytes: u64) -> Result<RecordsChunk> {
+    fn plan(
+        inner: &mut Inner,
+        start: i64,
+        end: i64,
+        max_bytes: u64,
+        one_segment: bool,
+    ) -> Result<RecordsChunk> {
         let mut chunk = RecordsChunk {
             pieces: Vec::new(),
             start,
@@ -1485,7 +1574,8 @@ impl PartitionLog {
                     file_position: from,
                 });
             }
-            if position >= end || total >= max_bytes || (total > 0 && to < seg.size) {
+            if position >= end || total >= max_bytes || (total > 0 && to < seg.size) || one_segment
+            {
                 break;
             }
             // This segment is exhausted: continue with the next one.
@@ -1534,7 +1624,8 @@ impl PartitionLog {
                 // the next round goes on); without it a small read decoded a whole 4 MiB chunk.
                 let remaining = (max_records - columns.len() as u64).min(i64::MAX as u64) as i64;
                 let wanted_end = end.min(position.saturating_add(remaining));
-                let chunk = Self::plan(&mut inner, position, wanted_end, COLUMNS_CHUNK_BYTES)?;
+                let chunk =
+                    Self::plan(&mut inner, position, wanted_end, COLUMNS_CHUNK_BYTES, false)?;
                 (wanted_end, chunk)
             };
             let mut done = false;

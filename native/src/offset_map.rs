@@ -20,6 +20,7 @@
 //! Thread-safety: a plain value; one cleaning pass owns it.
 
 use md5::{Digest as _, Md5};
+use memmap2::MmapMut;
 
 use crate::error::{Error, Result};
 
@@ -41,6 +42,358 @@ pub fn digest(key: &[u8]) -> KeyDigest {
     Md5::digest(key).into()
 }
 
+/// Keys hashed side by side by `digest_keys` (MD5 is one long dependency chain per message;
+/// eight independent chains in `[u32; 8]` lanes fill the vector units, which a single digest
+/// cannot).
+const LANES: usize = 8;
+/// Longest key that fits one MD5 block with its padding (64 - 1 - 8 bytes).
+const ONE_BLOCK_MAX: usize = 55;
+
+/// RFC 1321's per-step constants (floor(abs(sin(i + 1)) * 2^32)) and rotations.
+const MD5_K: [u32; 64] = [
+    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
+    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
+    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
+    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
+    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
+    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
+    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
+];
+const MD5_S: [u32; 64] = [
+    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9,
+    14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15,
+    21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+];
+
+type Lanes = [u32; LANES];
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn f_round(b: u32, c: u32, d: u32) -> u32 {
+    (b & c) | (!b & d)
+}
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn g_round(b: u32, c: u32, d: u32) -> u32 {
+    (d & b) | (!d & c)
+}
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn h_round(b: u32, c: u32, d: u32) -> u32 {
+    b ^ c ^ d
+}
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn i_round(b: u32, c: u32, d: u32) -> u32 {
+    c ^ (b | !d)
+}
+
+/// One MD5 step on every lane: `a = b + rotl(a + f(b, c, d) + m + k, s)`.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn step(
+    a: &mut Lanes,
+    b: &Lanes,
+    c: &Lanes,
+    d: &Lanes,
+    m: &Lanes,
+    k: u32,
+    s: u32,
+    f: fn(u32, u32, u32) -> u32,
+) {
+    for l in 0..LANES {
+        a[l] = b[l].wrapping_add(
+            a[l].wrapping_add(f(b[l], c[l], d[l]))
+                .wrapping_add(k)
+                .wrapping_add(m[l])
+                .rotate_left(s),
+        );
+    }
+}
+
+/// The padded one-block messages of `keys`, transposed: `m[word][lane]` (RFC 1321 padding:
+/// 0x80, zeros, the bit length little-endian in the last 8 bytes).
+fn padded_blocks(keys: &[&[u8]; LANES]) -> [[u32; LANES]; 16] {
+    let mut m = [[0u32; LANES]; 16];
+    for (lane, key) in keys.iter().enumerate() {
+        debug_assert!(key.len() <= ONE_BLOCK_MAX);
+        let mut block = [0u8; 64];
+        block[..key.len()].copy_from_slice(key);
+        block[key.len()] = 0x80;
+        block[56..].copy_from_slice(&((key.len() as u64) * 8).to_le_bytes());
+        for (w, chunk) in block.chunks_exact(4).enumerate() {
+            m[w][lane] = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+    }
+    m
+}
+
+/// The digests from the final state words of each lane.
+fn lane_digests(a: &Lanes, b: &Lanes, c: &Lanes, d: &Lanes) -> [KeyDigest; LANES] {
+    std::array::from_fn(|l| {
+        let mut out = [0u8; HASH_BYTES];
+        out[0..4].copy_from_slice(&a[l].wrapping_add(0x67452301).to_le_bytes());
+        out[4..8].copy_from_slice(&b[l].wrapping_add(0xefcdab89).to_le_bytes());
+        out[8..12].copy_from_slice(&c[l].wrapping_add(0x98badcfe).to_le_bytes());
+        out[12..16].copy_from_slice(&d[l].wrapping_add(0x10325476).to_le_bytes());
+        out
+    })
+}
+
+/// MD5 of `LANES` keys of at most `ONE_BLOCK_MAX` bytes each (RFC 1321, one padded block per
+/// key), the lanes side by side in plain arrays. Tested equal to `digest` (the md-5 crate).
+#[cfg(not(target_arch = "x86_64"))]
+fn digest_lanes(keys: &[&[u8]; LANES]) -> [KeyDigest; LANES] {
+    let m = padded_blocks(keys);
+    let mut a: Lanes = [0x67452301; LANES];
+    let mut b: Lanes = [0xefcdab89; LANES];
+    let mut c: Lanes = [0x98badcfe; LANES];
+    let mut d: Lanes = [0x10325476; LANES];
+    // the 64 steps written out (RFC 1321's order: the four state words take turns)
+    step(&mut a, &b, &c, &d, &m[0], MD5_K[0], MD5_S[0], f_round);
+    step(&mut d, &a, &b, &c, &m[1], MD5_K[1], MD5_S[1], f_round);
+    step(&mut c, &d, &a, &b, &m[2], MD5_K[2], MD5_S[2], f_round);
+    step(&mut b, &c, &d, &a, &m[3], MD5_K[3], MD5_S[3], f_round);
+    step(&mut a, &b, &c, &d, &m[4], MD5_K[4], MD5_S[4], f_round);
+    step(&mut d, &a, &b, &c, &m[5], MD5_K[5], MD5_S[5], f_round);
+    step(&mut c, &d, &a, &b, &m[6], MD5_K[6], MD5_S[6], f_round);
+    step(&mut b, &c, &d, &a, &m[7], MD5_K[7], MD5_S[7], f_round);
+    step(&mut a, &b, &c, &d, &m[8], MD5_K[8], MD5_S[8], f_round);
+    step(&mut d, &a, &b, &c, &m[9], MD5_K[9], MD5_S[9], f_round);
+    step(&mut c, &d, &a, &b, &m[10], MD5_K[10], MD5_S[10], f_round);
+    step(&mut b, &c, &d, &a, &m[11], MD5_K[11], MD5_S[11], f_round);
+    step(&mut a, &b, &c, &d, &m[12], MD5_K[12], MD5_S[12], f_round);
+    step(&mut d, &a, &b, &c, &m[13], MD5_K[13], MD5_S[13], f_round);
+    step(&mut c, &d, &a, &b, &m[14], MD5_K[14], MD5_S[14], f_round);
+    step(&mut b, &c, &d, &a, &m[15], MD5_K[15], MD5_S[15], f_round);
+    step(&mut a, &b, &c, &d, &m[1], MD5_K[16], MD5_S[16], g_round);
+    step(&mut d, &a, &b, &c, &m[6], MD5_K[17], MD5_S[17], g_round);
+    step(&mut c, &d, &a, &b, &m[11], MD5_K[18], MD5_S[18], g_round);
+    step(&mut b, &c, &d, &a, &m[0], MD5_K[19], MD5_S[19], g_round);
+    step(&mut a, &b, &c, &d, &m[5], MD5_K[20], MD5_S[20], g_round);
+    step(&mut d, &a, &b, &c, &m[10], MD5_K[21], MD5_S[21], g_round);
+    step(&mut c, &d, &a, &b, &m[15], MD5_K[22], MD5_S[22], g_round);
+    step(&mut b, &c, &d, &a, &m[4], MD5_K[23], MD5_S[23], g_round);
+    step(&mut a, &b, &c, &d, &m[9], MD5_K[24], MD5_S[24], g_round);
+    step(&mut d, &a, &b, &c, &m[14], MD5_K[25], MD5_S[25], g_round);
+    step(&mut c, &d, &a, &b, &m[3], MD5_K[26], MD5_S[26], g_round);
+    step(&mut b, &c, &d, &a, &m[8], MD5_K[27], MD5_S[27], g_round);
+    step(&mut a, &b, &c, &d, &m[13], MD5_K[28], MD5_S[28], g_round);
+    step(&mut d, &a, &b, &c, &m[2], MD5_K[29], MD5_S[29], g_round);
+    step(&mut c, &d, &a, &b, &m[7], MD5_K[30], MD5_S[30], g_round);
+    step(&mut b, &c, &d, &a, &m[12], MD5_K[31], MD5_S[31], g_round);
+    step(&mut a, &b, &c, &d, &m[5], MD5_K[32], MD5_S[32], h_round);
+    step(&mut d, &a, &b, &c, &m[8], MD5_K[33], MD5_S[33], h_round);
+    step(&mut c, &d, &a, &b, &m[11], MD5_K[34], MD5_S[34], h_round);
+    step(&mut b, &c, &d, &a, &m[14], MD5_K[35], MD5_S[35], h_round);
+    step(&mut a, &b, &c, &d, &m[1], MD5_K[36], MD5_S[36], h_round);
+    step(&mut d, &a, &b, &c, &m[4], MD5_K[37], MD5_S[37], h_round);
+    step(&mut c, &d, &a, &b, &m[7], MD5_K[38], MD5_S[38], h_round);
+    step(&mut b, &c, &d, &a, &m[10], MD5_K[39], MD5_S[39], h_round);
+    step(&mut a, &b, &c, &d, &m[13], MD5_K[40], MD5_S[40], h_round);
+    step(&mut d, &a, &b, &c, &m[0], MD5_K[41], MD5_S[41], h_round);
+    step(&mut c, &d, &a, &b, &m[3], MD5_K[42], MD5_S[42], h_round);
+    step(&mut b, &c, &d, &a, &m[6], MD5_K[43], MD5_S[43], h_round);
+    step(&mut a, &b, &c, &d, &m[9], MD5_K[44], MD5_S[44], h_round);
+    step(&mut d, &a, &b, &c, &m[12], MD5_K[45], MD5_S[45], h_round);
+    step(&mut c, &d, &a, &b, &m[15], MD5_K[46], MD5_S[46], h_round);
+    step(&mut b, &c, &d, &a, &m[2], MD5_K[47], MD5_S[47], h_round);
+    step(&mut a, &b, &c, &d, &m[0], MD5_K[48], MD5_S[48], i_round);
+    step(&mut d, &a, &b, &c, &m[7], MD5_K[49], MD5_S[49], i_round);
+    step(&mut c, &d, &a, &b, &m[14], MD5_K[50], MD5_S[50], i_round);
+    step(&mut b, &c, &d, &a, &m[5], MD5_K[51], MD5_S[51], i_round);
+    step(&mut a, &b, &c, &d, &m[12], MD5_K[52], MD5_S[52], i_round);
+    step(&mut d, &a, &b, &c, &m[3], MD5_K[53], MD5_S[53], i_round);
+    step(&mut c, &d, &a, &b, &m[10], MD5_K[54], MD5_S[54], i_round);
+    step(&mut b, &c, &d, &a, &m[1], MD5_K[55], MD5_S[55], i_round);
+    step(&mut a, &b, &c, &d, &m[8], MD5_K[56], MD5_S[56], i_round);
+    step(&mut d, &a, &b, &c, &m[15], MD5_K[57], MD5_S[57], i_round);
+    step(&mut c, &d, &a, &b, &m[6], MD5_K[58], MD5_S[58], i_round);
+    step(&mut b, &c, &d, &a, &m[13], MD5_K[59], MD5_S[59], i_round);
+    step(&mut a, &b, &c, &d, &m[4], MD5_K[60], MD5_S[60], i_round);
+    step(&mut d, &a, &b, &c, &m[11], MD5_K[61], MD5_S[61], i_round);
+    step(&mut c, &d, &a, &b, &m[2], MD5_K[62], MD5_S[62], i_round);
+    step(&mut b, &c, &d, &a, &m[9], MD5_K[63], MD5_S[63], i_round);
+    lane_digests(&a, &b, &c, &d)
+}
+
+/// SSE2 lanes: eight messages as two registers of four u32 lanes each.
+// why by hand: the compiler keeps `[u32; 8]` lanes scalar (SSE2 has no vector rotate), and
+// MD5's single dependency chain per message leaves the core idle; SSE2 is part of every
+// x86_64 CPU, so there is no runtime detection.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::*;
+
+    /// Eight lanes.
+    pub type V = [__m128i; 2];
+
+    // SAFETY (every `unsafe` block of this module): the intrinsics only need SSE2, which
+    // every x86_64 CPU has (it is in the target's baseline); they touch no memory.
+
+    pub fn load(lanes: &super::Lanes) -> V {
+        let half = |h: usize| unsafe {
+            _mm_set_epi32(
+                lanes[4 * h + 3] as i32,
+                lanes[4 * h + 2] as i32,
+                lanes[4 * h + 1] as i32,
+                lanes[4 * h] as i32,
+            )
+        };
+        [half(0), half(1)]
+    }
+
+    pub fn store(v: V) -> super::Lanes {
+        // SAFETY: an __m128i is 16 plain bytes, and every bit pattern is a valid [u32; 4].
+        let [lo, hi] = v.map(|x| unsafe { std::mem::transmute::<__m128i, [u32; 4]>(x) });
+        std::array::from_fn(|l| if l < 4 { lo[l] } else { hi[l - 4] })
+    }
+
+    pub fn splat(x: u32) -> V {
+        [unsafe { _mm_set1_epi32(x as i32) }; 2]
+    }
+
+    /// One step of round `R` (0 F, 1 G, 2 H, 3 I): `a = b + rotl(a + f(b, c, d) + m + k, s)`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn step<const R: u8>(a: &mut V, b: V, c: V, d: V, m: V, k: u32, s: u32) {
+        unsafe { step_sse2::<R>(a, b, c, d, m, k, s) }
+    }
+
+    #[inline(always)]
+    unsafe fn step_sse2<const R: u8>(a: &mut V, b: V, c: V, d: V, m: V, k: u32, s: u32) {
+        let shl = _mm_cvtsi32_si128(s as i32);
+        let shr = _mm_cvtsi32_si128(32 - s as i32);
+        let k = _mm_set1_epi32(k as i32);
+        for h in 0..2 {
+            let (vb, vc, vd) = (b[h], c[h], d[h]);
+            let f = match R {
+                0 => _mm_or_si128(_mm_and_si128(vb, vc), _mm_andnot_si128(vb, vd)),
+                1 => _mm_or_si128(_mm_and_si128(vd, vb), _mm_andnot_si128(vd, vc)),
+                2 => _mm_xor_si128(_mm_xor_si128(vb, vc), vd),
+                _ => _mm_xor_si128(vc, _mm_or_si128(vb, _mm_xor_si128(vd, _mm_set1_epi32(-1)))),
+            };
+            let sum = _mm_add_epi32(_mm_add_epi32(a[h], f), _mm_add_epi32(m[h], k));
+            let rotated = _mm_or_si128(_mm_sll_epi32(sum, shl), _mm_srl_epi32(sum, shr));
+            a[h] = _mm_add_epi32(vb, rotated);
+        }
+    }
+}
+
+/// MD5 of `LANES` keys of at most `ONE_BLOCK_MAX` bytes each (RFC 1321, one padded block per
+/// key), the lanes side by side in SSE2 registers. Tested equal to `digest` (the md-5 crate).
+#[cfg(target_arch = "x86_64")]
+fn digest_lanes(keys: &[&[u8]; LANES]) -> [KeyDigest; LANES] {
+    let blocks = padded_blocks(keys);
+    let m: [sse2::V; 16] = std::array::from_fn(|w| sse2::load(&blocks[w]));
+    let mut a = sse2::splat(0x67452301);
+    let mut b = sse2::splat(0xefcdab89);
+    let mut c = sse2::splat(0x98badcfe);
+    let mut d = sse2::splat(0x10325476);
+    // the 64 steps written out (RFC 1321's order: the four state words take turns)
+    sse2::step::<0>(&mut a, b, c, d, m[0], MD5_K[0], MD5_S[0]);
+    sse2::step::<0>(&mut d, a, b, c, m[1], MD5_K[1], MD5_S[1]);
+    sse2::step::<0>(&mut c, d, a, b, m[2], MD5_K[2], MD5_S[2]);
+    sse2::step::<0>(&mut b, c, d, a, m[3], MD5_K[3], MD5_S[3]);
+    sse2::step::<0>(&mut a, b, c, d, m[4], MD5_K[4], MD5_S[4]);
+    sse2::step::<0>(&mut d, a, b, c, m[5], MD5_K[5], MD5_S[5]);
+    sse2::step::<0>(&mut c, d, a, b, m[6], MD5_K[6], MD5_S[6]);
+    sse2::step::<0>(&mut b, c, d, a, m[7], MD5_K[7], MD5_S[7]);
+    sse2::step::<0>(&mut a, b, c, d, m[8], MD5_K[8], MD5_S[8]);
+    sse2::step::<0>(&mut d, a, b, c, m[9], MD5_K[9], MD5_S[9]);
+    sse2::step::<0>(&mut c, d, a, b, m[10], MD5_K[10], MD5_S[10]);
+    sse2::step::<0>(&mut b, c, d, a, m[11], MD5_K[11], MD5_S[11]);
+    sse2::step::<0>(&mut a, b, c, d, m[12], MD5_K[12], MD5_S[12]);
+    sse2::step::<0>(&mut d, a, b, c, m[13], MD5_K[13], MD5_S[13]);
+    sse2::step::<0>(&mut c, d, a, b, m[14], MD5_K[14], MD5_S[14]);
+    sse2::step::<0>(&mut b, c, d, a, m[15], MD5_K[15], MD5_S[15]);
+    sse2::step::<1>(&mut a, b, c, d, m[1], MD5_K[16], MD5_S[16]);
+    sse2::step::<1>(&mut d, a, b, c, m[6], MD5_K[17], MD5_S[17]);
+    sse2::step::<1>(&mut c, d, a, b, m[11], MD5_K[18], MD5_S[18]);
+    sse2::step::<1>(&mut b, c, d, a, m[0], MD5_K[19], MD5_S[19]);
+    sse2::step::<1>(&mut a, b, c, d, m[5], MD5_K[20], MD5_S[20]);
+    sse2::step::<1>(&mut d, a, b, c, m[10], MD5_K[21], MD5_S[21]);
+    sse2::step::<1>(&mut c, d, a, b, m[15], MD5_K[22], MD5_S[22]);
+    sse2::step::<1>(&mut b, c, d, a, m[4], MD5_K[23], MD5_S[23]);
+    sse2::step::<1>(&mut a, b, c, d, m[9], MD5_K[24], MD5_S[24]);
+    sse2::step::<1>(&mut d, a, b, c, m[14], MD5_K[25], MD5_S[25]);
+    sse2::step::<1>(&mut c, d, a, b, m[3], MD5_K[26], MD5_S[26]);
+    sse2::step::<1>(&mut b, c, d, a, m[8], MD5_K[27], MD5_S[27]);
+    sse2::step::<1>(&mut a, b, c, d, m[13], MD5_K[28], MD5_S[28]);
+    sse2::step::<1>(&mut d, a, b, c, m[2], MD5_K[29], MD5_S[29]);
+    sse2::step::<1>(&mut c, d, a, b, m[7], MD5_K[30], MD5_S[30]);
+    sse2::step::<1>(&mut b, c, d, a, m[12], MD5_K[31], MD5_S[31]);
+    sse2::step::<2>(&mut a, b, c, d, m[5], MD5_K[32], MD5_S[32]);
+    sse2::step::<2>(&mut d, a, b, c, m[8], MD5_K[33], MD5_S[33]);
+    sse2::step::<2>(&mut c, d, a, b, m[11], MD5_K[34], MD5_S[34]);
+    sse2::step::<2>(&mut b, c, d, a, m[14], MD5_K[35], MD5_S[35]);
+    sse2::step::<2>(&mut a, b, c, d, m[1], MD5_K[36], MD5_S[36]);
+    sse2::step::<2>(&mut d, a, b, c, m[4], MD5_K[37], MD5_S[37]);
+    sse2::step::<2>(&mut c, d, a, b, m[7], MD5_K[38], MD5_S[38]);
+    sse2::step::<2>(&mut b, c, d, a, m[10], MD5_K[39], MD5_S[39]);
+    sse2::step::<2>(&mut a, b, c, d, m[13], MD5_K[40], MD5_S[40]);
+    sse2::step::<2>(&mut d, a, b, c, m[0], MD5_K[41], MD5_S[41]);
+    sse2::step::<2>(&mut c, d, a, b, m[3], MD5_K[42], MD5_S[42]);
+    sse2::step::<2>(&mut b, c, d, a, m[6], MD5_K[43], MD5_S[43]);
+    sse2::step::<2>(&mut a, b, c, d, m[9], MD5_K[44], MD5_S[44]);
+    sse2::step::<2>(&mut d, a, b, c, m[12], MD5_K[45], MD5_S[45]);
+    sse2::step::<2>(&mut c, d, a, b, m[15], MD5_K[46], MD5_S[46]);
+    sse2::step::<2>(&mut b, c, d, a, m[2], MD5_K[47], MD5_S[47]);
+    sse2::step::<3>(&mut a, b, c, d, m[0], MD5_K[48], MD5_S[48]);
+    sse2::step::<3>(&mut d, a, b, c, m[7], MD5_K[49], MD5_S[49]);
+    sse2::step::<3>(&mut c, d, a, b, m[14], MD5_K[50], MD5_S[50]);
+    sse2::step::<3>(&mut b, c, d, a, m[5], MD5_K[51], MD5_S[51]);
+    sse2::step::<3>(&mut a, b, c, d, m[12], MD5_K[52], MD5_S[52]);
+    sse2::step::<3>(&mut d, a, b, c, m[3], MD5_K[53], MD5_S[53]);
+    sse2::step::<3>(&mut c, d, a, b, m[10], MD5_K[54], MD5_S[54]);
+    sse2::step::<3>(&mut b, c, d, a, m[1], MD5_K[55], MD5_S[55]);
+    sse2::step::<3>(&mut a, b, c, d, m[8], MD5_K[56], MD5_S[56]);
+    sse2::step::<3>(&mut d, a, b, c, m[15], MD5_K[57], MD5_S[57]);
+    sse2::step::<3>(&mut c, d, a, b, m[6], MD5_K[58], MD5_S[58]);
+    sse2::step::<3>(&mut b, c, d, a, m[13], MD5_K[59], MD5_S[59]);
+    sse2::step::<3>(&mut a, b, c, d, m[4], MD5_K[60], MD5_S[60]);
+    sse2::step::<3>(&mut d, a, b, c, m[11], MD5_K[61], MD5_S[61]);
+    sse2::step::<3>(&mut c, d, a, b, m[2], MD5_K[62], MD5_S[62]);
+    sse2::step::<3>(&mut b, c, d, a, m[9], MD5_K[63], MD5_S[63]);
+    lane_digests(
+        &sse2::store(a),
+        &sse2::store(b),
+        &sse2::store(c),
+        &sse2::store(d),
+    )
+}
+
+/// The MD5 of each key, appended to `out` in order (short keys eight at a time, longer ones
+/// by the md-5 crate).
+pub fn digest_keys<'k>(keys: impl IntoIterator<Item = &'k [u8]>, out: &mut Vec<KeyDigest>) {
+    let mut pending: [&[u8]; LANES] = [&[]; LANES];
+    let mut slots = [0usize; LANES];
+    let mut n = 0;
+    for key in keys {
+        if key.len() > ONE_BLOCK_MAX {
+            out.push(digest(key));
+            continue;
+        }
+        slots[n] = out.len();
+        pending[n] = key;
+        out.push([0; HASH_BYTES]);
+        n += 1;
+        if n == LANES {
+            for (slot, d) in slots.iter().zip(digest_lanes(&pending)) {
+                out[*slot] = d;
+            }
+            n = 0;
+        }
+    }
+    if n > 0 {
+        for (slot, key) in slots[..n].iter().zip(&pending[..n]) {
+            out[*slot] = digest(key);
+        }
+    }
+}
+
 /// Entries the cleaner puts before it calls a map of `slots` slots full (`int(slots * 0.9)`,
 /// the same double arithmetic as Kafka's `(map.slots * dupBufferLoadFactor).toInt`).
 pub fn max_entries_for(slots: usize) -> usize {
@@ -48,8 +401,8 @@ pub fn max_entries_for(slots: usize) -> usize {
 }
 
 pub struct OffsetMap {
-    /// `slots * ENTRY_BYTES` bytes, zeroed (a fresh `calloc`: pages are faulted in on first use).
-    table: Box<[u8]>,
+    /// `slots * ENTRY_BYTES` bytes of anonymous memory (zero pages until first written).
+    table: MmapMut,
     slots: usize,
     entries: usize,
     max_entries: usize,
@@ -76,17 +429,17 @@ impl OffsetMap {
             )));
         }
         let slots = map_bytes / ENTRY_BYTES;
-        let mut table = Vec::new();
-        table.try_reserve_exact(slots * ENTRY_BYTES).map_err(|_| {
+        let table = MmapMut::map_anon(slots * ENTRY_BYTES).map_err(|e| {
             Error::InvalidConfig(format!(
-                "log.cleaner.dedupe.buffer.size = {map_bytes} bytes cannot be allocated"
+                "log.cleaner.dedupe.buffer.size = {map_bytes} bytes cannot be allocated: {e}"
             ))
         })?;
-        // why resize after the reservation: zero-filling a fresh reservation of this size is a
-        // calloc-like mapping of zero pages (only the slots used are ever touched).
-        table.resize(slots * ENTRY_BYTES, 0);
+        // why huge pages: lookups land on random slots of a table far larger than the TLB
+        // reaches with 4 KiB pages; best effort (a kernel without THP just ignores it).
+        #[cfg(target_os = "linux")]
+        let _ = table.advise(memmap2::Advice::HugePage);
         Ok(OffsetMap {
-            table: table.into_boxed_slice(),
+            table,
             slots,
             entries: 0,
             max_entries: max_entries_for(slots),
@@ -166,10 +519,13 @@ impl OffsetMap {
         #[cfg(target_arch = "x86_64")]
         {
             let pos = self.position_of(hash, 0);
-            // SAFETY: a prefetch is only a hint and never faults; the address is in the table.
+            // SAFETY: a prefetch is only a hint and never faults; both addresses (the slot's
+            // first and last byte: a slot may straddle two cache lines) are in the table.
             unsafe {
+                let p = self.table.as_ptr().add(pos).cast::<i8>();
+                std::arch::x86_64::_mm_prefetch(p, std::arch::x86_64::_MM_HINT_T0);
                 std::arch::x86_64::_mm_prefetch(
-                    self.table.as_ptr().add(pos).cast::<i8>(),
+                    p.add(ENTRY_BYTES - 1),
                     std::arch::x86_64::_MM_HINT_T0,
                 );
             }
@@ -251,6 +607,23 @@ mod tests {
     }
 
     #[test]
+    fn lane_digests_equal_md5() {
+        // every length up to two blocks, and a mix of short and long keys in one call
+        let keys: Vec<Vec<u8>> = (0..140u32)
+            .map(|n| (0..n).map(|i| (i * 31 + n * 7) as u8).collect())
+            .collect();
+        let mut out = Vec::new();
+        digest_keys(keys.iter().map(Vec::as_slice), &mut out);
+        assert_eq!(out.len(), keys.len());
+        for (k, d) in keys.iter().zip(&out) {
+            assert_eq!(*d, digest(k), "key of {} bytes", k.len());
+        }
+        let mut out = Vec::new();
+        digest_keys([&b"abc"[..]; 9], &mut out);
+        assert!(out.iter().all(|d| *d == digest(b"abc")));
+    }
+
+    #[test]
     fn sizes_follow_the_config() {
         let m = OffsetMap::new(1024).unwrap();
         assert_eq!(m.slots(), 42);
@@ -327,5 +700,56 @@ mod tests {
         }
         assert_eq!(m.len(), m.slots());
         assert_eq!(m.get(&digest(b"absent")), -1); // a full table: bounded probing
+    }
+}
+/// This thread's CPU time (for the timing tests: the machine is shared, wall time says little).
+#[cfg(test)]
+pub fn cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn map_fill_speed() {
+        let keys: Vec<Vec<u8>> = (0..1_000_000)
+            .map(|i| format!("key-{:06}", i % 100_000).into_bytes())
+            .collect();
+        let mut ds = Vec::with_capacity(keys.len());
+        let t = cpu_time();
+        digest_keys(keys.iter().map(Vec::as_slice), &mut ds);
+        eprintln!("1M lane digests: {:?} cpu", cpu_time() - t);
+        let t = cpu_time();
+        let scalar: Vec<KeyDigest> = keys.iter().map(|k| digest(k)).collect();
+        eprintln!("1M md-5 digests: {:?} cpu", cpu_time() - t);
+        assert_eq!(scalar, ds);
+        let t = cpu_time();
+        let mut m = OffsetMap::new(128 << 20).unwrap();
+        for (i, d) in ds.iter().enumerate() {
+            if let Some(a) = ds.get(i + 16) {
+                m.prefetch(a);
+            }
+            m.put(d, i as i64);
+        }
+        eprintln!("1M puts: {:?} cpu", cpu_time() - t);
+        let t = cpu_time();
+        let mut n = 0;
+        for (i, d) in ds.iter().enumerate() {
+            if let Some(a) = ds.get(i + 16) {
+                m.prefetch(a);
+            }
+            n += usize::from(m.get(d) == i as i64);
+        }
+        eprintln!("1M gets: {:?} cpu", cpu_time() - t);
+        assert_eq!(n, 100_000);
     }
 }

@@ -226,8 +226,12 @@ fn index_files_refused(dir: &Path, base: i64, next_offset: i64) -> Result<Option
 /// `*.deleted` and `*.cleaned`, then finish or drop `*.swap` (the one owner of those rules:
 /// `recover` runs it first, and a writer that finds the layout generation left odd by a dead
 /// process runs it before re-listing, log.rs). `include_cleaned` = false when a live cleaner
-/// (another holder of the cleaner lock) may be writing `.cleaned` files: they are left alone and
-/// do not count as the lowest `.cleaned` base. Returns what it changed in the directory (the
+/// (another holder of the cleaner lock) may be writing `.cleaned` files: they are left alone, but
+/// still count for the lowest `.cleaned` base. why count them: a dead cleaner killed between its
+/// renames of one group's `.cleaned` files to `.swap` leaves both at one base, and that swap must
+/// be dropped, not finished (finishing would put the cleaned index over the old segment's); a
+/// live cleaner's own `.cleaned` files never meet a dead changer's `.swap`, since every cleaner
+/// first runs this under the cleaner lock (`remove_stale_cleaner_files`) before writing any. Returns what it changed in the directory (the
 /// caller fsyncs it): the number of files deleted or renamed and segments replaced.
 pub fn remove_temp_files(dir: &Path, include_cleaned: bool) -> Result<usize> {
     let mut changed = 0;
@@ -239,9 +243,12 @@ pub fn remove_temp_files(dir: &Path, include_cleaned: bool) -> Result<usize> {
             remove(&dir.join(&name))?;
             events::recovery_deleted_file(&dir.join(&name), "a deletion left unfinished");
             changed += 1;
-        } else if name.ends_with(".cleaned") && include_cleaned {
+        } else if name.ends_with(".cleaned") {
             if let Some((base, _)) = parse_file_name(&name) {
                 min_cleaned = min_cleaned.min(base);
+            }
+            if !include_cleaned {
+                continue;
             }
             remove(&dir.join(&name))?;
             events::recovery_deleted_file(&dir.join(&name), "an unfinished cleaning");

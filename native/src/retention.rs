@@ -30,7 +30,7 @@
 //! sealed segments. Thread-safety: the functions take `&PartitionLog` (Sync).
 
 use crate::error::{Error, Result};
-use crate::log::{PartitionLog, SealedSegment};
+use crate::log::{PartitionLog, SegmentInfo};
 
 /// Logger of retention runs (`pylog.retention`).
 pub const RETENTION: &str = "pylog.retention";
@@ -68,7 +68,7 @@ pub fn policy_has(policy: &str, word: &str) -> bool {
 }
 
 /// Pass 1: how many of the oldest sealed segments lie wholly below the log start.
-pub fn log_start_breached(sealed: &[SealedSegment], log_start: i64) -> usize {
+pub fn log_start_breached(sealed: &[SegmentInfo], log_start: i64) -> usize {
     sealed
         .iter()
         .take_while(|s| s.next_offset <= log_start)
@@ -77,7 +77,7 @@ pub fn log_start_breached(sealed: &[SealedSegment], log_start: i64) -> usize {
 
 /// Pass 2: how many of the oldest sealed segments `retention.bytes` deletes, given the total
 /// size of the log (every segment, the active one included).
-pub fn size_breached(sealed: &[SealedSegment], total_bytes: u64, retention_bytes: i64) -> usize {
+pub fn size_breached(sealed: &[SegmentInfo], total_bytes: u64, retention_bytes: i64) -> usize {
     if retention_bytes < 0 {
         return 0;
     }
@@ -94,7 +94,7 @@ pub fn size_breached(sealed: &[SealedSegment], total_bytes: u64, retention_bytes
 }
 
 /// Pass 3: how many of the oldest sealed segments are older than `retention.ms` at `now_ms`.
-pub fn time_breached(sealed: &[SealedSegment], now_ms: i64, retention_ms: i64) -> usize {
+pub fn time_breached(sealed: &[SegmentInfo], now_ms: i64, retention_ms: i64) -> usize {
     if retention_ms < 0 {
         return 0;
     }
@@ -109,7 +109,7 @@ pub fn time_breached(sealed: &[SealedSegment], now_ms: i64, retention_ms: i64) -
 /// The deletion protocol (module header) for the oldest sealed segments `doomed`. Segments
 /// that are no longer the directory's oldest (another process changed the log) are left alone:
 /// only the prefix that still matches by inode is deleted.
-pub fn delete_segments(log: &PartitionLog, doomed: &[SealedSegment]) -> Result<RetentionStats> {
+pub fn delete_segments(log: &PartitionLog, doomed: &[SegmentInfo]) -> Result<RetentionStats> {
     let (renamed, stats) = log.change_layout(|c| {
         let sealed = c.sealed();
         let n = doomed
@@ -166,15 +166,14 @@ fn run(log: &PartitionLog, now_ms: i64, rules: &[Rule]) -> Result<RetentionStats
     };
     let mut used = Vec::new();
     for &rule in rules {
-        let (view, active_size) = log.view()?;
-        let sealed = &view.sealed;
+        let (log_start, sealed, active_size) = log.retention_view(rule == Rule::Time)?;
         let n = match rule {
-            Rule::LogStart => log_start_breached(sealed, view.log_start),
+            Rule::LogStart => log_start_breached(&sealed, log_start),
             Rule::Size => {
                 let size = sealed.iter().map(|s| s.size).sum::<u64>() + active_size;
-                size_breached(sealed, size, config.retention_bytes)
+                size_breached(&sealed, size, config.retention_bytes)
             }
-            Rule::Time => time_breached(sealed, now_ms, config.retention_ms),
+            Rule::Time => time_breached(&sealed, now_ms, config.retention_ms),
         };
         if n == 0 {
             continue;
@@ -247,4 +246,47 @@ pub fn delete_before(log: &PartitionLog, offset: i64) -> Result<RetentionStats> 
         });
     };
     log_start_pass(log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(base: i64, next: i64, size: u64, largest_timestamp: i64) -> SegmentInfo {
+        SegmentInfo {
+            base,
+            next_offset: next,
+            size,
+            file_id: (0, 0),
+            largest_timestamp,
+        }
+    }
+
+    #[test]
+    fn the_three_predicates_stop_at_the_first_segment_that_fails() {
+        let sealed = [
+            seg(0, 10, 100, 50),
+            seg(10, 20, 100, 40),
+            seg(20, 30, 100, 90),
+        ];
+        assert_eq!(log_start_breached(&sealed, 0), 0);
+        assert_eq!(
+            log_start_breached(&sealed, 15),
+            1,
+            "the start inside segment 10"
+        );
+        assert_eq!(log_start_breached(&sealed, 30), 3);
+        // total 300 sealed + 50 active; keep 120: diff 230 deletes two (230-100-100 = 30 < 100)
+        assert_eq!(size_breached(&sealed, 350, 120), 2);
+        assert_eq!(size_breached(&sealed, 350, 350), 0);
+        assert_eq!(size_breached(&sealed, 350, 0), 3);
+        assert_eq!(size_breached(&sealed, 350, -1), 0, "-1 = unlimited");
+        assert_eq!(size_breached(&sealed, 50, 120), 0, "below the limit");
+        // now 100, retention 55: 100-50 = 50 is not > 55; retention 45: 0 and 1 go, 2 stops
+        assert_eq!(time_breached(&sealed, 100, 55), 0);
+        assert_eq!(time_breached(&sealed, 100, 45), 2);
+        assert_eq!(time_breached(&sealed, 100, -1), 0, "-1 = unlimited");
+        assert_eq!(time_breached(&sealed, i64::MAX, 0), 3, "no overflow");
+        assert!(policy_has("compact,delete", "delete") && !policy_has("compact", "delete"));
+    }
 }

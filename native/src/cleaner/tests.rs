@@ -4,6 +4,7 @@
 use super::*;
 use crate::batch::{decode_batch, encode_batch, verify_crc};
 use crate::config::ConfigValue;
+use crate::offset_map::digest;
 use crate::record::RecordSpec;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -90,7 +91,7 @@ fn unchanged_batch_is_copied() {
         Codec::None,
     );
     let map = map_of(&[(b"a", 10), (b"b", 11)]);
-    let mut s = FilterScratch::default();
+    let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
     let action = filter_batch(&b, &rules(&map, 11, 0), false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Copy);
@@ -119,7 +120,7 @@ fn superseded_records_go_and_the_batch_keeps_its_offsets() {
         Codec::None,
     );
     let map = map_of(&[(b"a", 12), (b"b", 11), (b"c", 50)]);
-    let mut s = FilterScratch::default();
+    let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
     let action = filter_batch(&b, &rules(&map, 60, 0), false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Rebuilt);
@@ -178,7 +179,7 @@ fn records_beyond_the_map_are_kept_and_keyless_ones_dropped() {
         Codec::None,
     );
     let map = map_of(&[(b"k", 1)]);
-    let mut s = FilterScratch::default();
+    let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
     // latest = 1: offset 2 is beyond the map (kept even without a key), offset 0 is not
     let action = filter_batch(&b, &rules(&map, 1, 0), false, &mut s, &mut c).unwrap();
@@ -201,7 +202,7 @@ fn an_emptied_batch_is_dropped_except_the_groups_last() {
         Codec::Gzip,
     );
     let map = map_of(&[(b"a", 99)]);
-    let mut s = FilterScratch::default();
+    let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
     let action = filter_batch(&b, &rules(&map, 100, 0), false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Drop);
@@ -236,7 +237,7 @@ fn tombstone_gets_a_horizon_then_goes() {
         Codec::None,
     );
     let map = map_of(&[(b"a", 0), (b"t", 1)]);
-    let mut s = FilterScratch::default();
+    let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
     // first pass at now = 1000: the kept tombstone needs a horizon = 1000 + 100
     let action = filter_batch(&b, &rules(&map, 1, 1000), false, &mut s, &mut c).unwrap();
@@ -291,7 +292,7 @@ fn compressed_batches_are_recompressed_with_their_codec() {
             (b"k3", 148),
             (b"k4", 149),
         ]);
-        let mut s = FilterScratch::default();
+        let mut s = PassScratch::default();
         let mut c = RecordCounts::default();
         let action = filter_batch(&b, &rules(&map, 149, 0), false, &mut s, &mut c).unwrap();
         assert_eq!(action, BatchAction::Rebuilt, "{codec:?}");
@@ -317,7 +318,7 @@ fn control_batches_are_copied() {
     b[22] |= (CONTROL_MASK | TRANSACTIONAL_MASK) as u8;
     batch::write_crc(&mut b);
     let map = map_of(&[]);
-    let mut s = FilterScratch::default();
+    let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
     let action = filter_batch(&b, &rules(&map, 10, 0), true, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Copy);
@@ -335,7 +336,7 @@ fn a_corrupt_batch_is_an_error_not_a_rebuild() {
     let n = b.len();
     b[n - 1] ^= 0xFF;
     let map = map_of(&[(b"a", 1)]);
-    let mut s = FilterScratch::default();
+    let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
     let err = filter_batch(&b, &rules(&map, 1, 0), false, &mut s, &mut c).unwrap_err();
     assert!(
@@ -423,7 +424,7 @@ fn map_building_fills_and_skips_below_first_dirty() {
     let never = || false;
     // whole range, map large enough: end = next base of the last mapped segment
     let mut m = OffsetMap::new(4096).unwrap();
-    let end = build_offset_map(&segs, 0, 9, &mut m, &mut Vec::new(), &never).unwrap();
+    let end = build_offset_map(&segs, 0, 9, &mut m, &mut PassScratch::default(), &never).unwrap();
     assert_eq!(end, Some(9));
     assert_eq!(
         (m.get(&digest(b"a")), m.get(&digest(b"c")), m.len()),
@@ -431,7 +432,7 @@ fn map_building_fills_and_skips_below_first_dirty() {
     );
     // first dirty 2: a and b below it are not put
     let mut m = OffsetMap::new(4096).unwrap();
-    let end = build_offset_map(&segs, 2, 5, &mut m, &mut Vec::new(), &never).unwrap();
+    let end = build_offset_map(&segs, 2, 5, &mut m, &mut PassScratch::default(), &never).unwrap();
     assert_eq!(end, Some(5));
     assert_eq!(
         (m.get(&digest(b"a")), m.get(&digest(b"c")), m.len()),
@@ -446,12 +447,13 @@ fn map_building_fills_and_skips_below_first_dirty() {
     let big = batch_of(0, &recs, 1, Codec::None);
     let segs = [seg(0, 40, &big, 0, 0)];
     let mut m = OffsetMap::new(1024).unwrap();
-    let end = build_offset_map(&segs, 0, 40, &mut m, &mut Vec::new(), &never).unwrap();
+    let end = build_offset_map(&segs, 0, 40, &mut m, &mut PassScratch::default(), &never).unwrap();
     assert_eq!(m.len(), 37);
     assert_eq!(end, Some(37)); // offsets 0..=36 were put
                                // stop is honoured before the first segment
     let mut m = OffsetMap::new(1024).unwrap();
-    let end = build_offset_map(&segs, 0, 40, &mut m, &mut Vec::new(), &|| true).unwrap();
+    let end =
+        build_offset_map(&segs, 0, 40, &mut m, &mut PassScratch::default(), &|| true).unwrap();
     assert_eq!(end, None);
 }
 
@@ -461,7 +463,8 @@ fn a_sealed_segment_must_frame_to_its_end() {
     s0.extend_from_slice(&[0u8; 20]);
     let segs = [seg(0, 5, &s0, 0, 0)];
     let mut m = OffsetMap::new(4096).unwrap();
-    let err = build_offset_map(&segs, 0, 5, &mut m, &mut Vec::new(), &|| false).unwrap_err();
+    let err =
+        build_offset_map(&segs, 0, 5, &mut m, &mut PassScratch::default(), &|| false).unwrap_err();
     match err {
         Error::CorruptBatch { position, path, .. } => {
             assert_eq!(position, (s0.len() - 20) as u64);
@@ -663,4 +666,55 @@ fn a_delete_policy_is_skipped_and_a_stop_cancels() {
     let log = PartitionLog::open(&d.0, cfg).unwrap();
     let s = compact(&log, 0, 1 << 20, false, true, &never).unwrap();
     assert_eq!(s.skipped.as_deref(), Some("not due"));
+}
+
+/// The speed case, timed by hand (`cargo test --release --lib -- --ignored
+/// compaction_speed --nocapture`); the benchmark of record is benchmarks/test_bench_compaction.py.
+#[test]
+#[ignore]
+fn compaction_speed() {
+    let d = TempDir::new();
+    let log = PartitionLog::open(&d.0, compact_config(&[])).unwrap();
+    let value = vec![b'v'; 100];
+    let keys: Vec<Vec<u8>> = (0..100_000)
+        .map(|i| format!("key-{i:06}").into_bytes())
+        .collect();
+    let per_batch = std::env::var("BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let codec = match std::env::var("CODEC").as_deref() {
+        Ok("lz4") => Codec::Lz4,
+        Ok("zstd") => Codec::Zstd,
+        _ => Codec::None,
+    };
+    let mut i = 0usize;
+    while i < 1_000_000 {
+        let specs: Vec<RecordSpec<'_>> = (i..i + per_batch)
+            .map(|j| RecordSpec {
+                timestamp: 1_000 + j as i64,
+                key: Some(&keys[j % keys.len()]),
+                value: Some(&value),
+                headers: &[],
+            })
+            .collect();
+        log.append_at(&specs, codec, 0).unwrap();
+        i += per_batch;
+    }
+    log.roll().unwrap();
+    let map_bytes = std::env::var("MAP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128 << 20);
+    let t = Instant::now();
+    let cpu = crate::offset_map::cpu_time();
+    let s = compact(&log, 10_000_000, map_bytes, true, true, &never).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = (crate::offset_map::cpu_time() - cpu).as_secs_f64();
+    eprintln!(
+        "{s:?}\n{secs:.3} s wall, {cpu:.3} s cpu: {:.0} MB/s of input (wall), {:.0} MB/s (cpu)",
+        s.bytes_read as f64 / 1e6 / secs,
+        s.bytes_read as f64 / 1e6 / cpu
+    );
+    assert_eq!(s.records_kept, 100_000);
 }

@@ -457,6 +457,7 @@ impl PyPartitionLog {
         start: i64,
         end: i64,
         max_bytes: i64,
+        one_segment: bool,
     ) -> PyResult<(PendingRecords, i64)> {
         let max_bytes = max_bytes.max(1) as u64;
         // why the pool: a fresh megabyte-sized arena per chunk costs a page fault per 4 KiB
@@ -469,7 +470,7 @@ impl PyPartitionLog {
             .unwrap_or_default();
         decoded.clear();
         self.run(py, move |log| {
-            let chunk = log.records_chunk(start, end, max_bytes)?;
+            let chunk = log.records_chunk_within(start, end, max_bytes, one_segment)?;
             let mut scratch = Vec::new();
             chunk.decode(&mut scratch, |rv| {
                 decoded.push(&rv);
@@ -659,16 +660,20 @@ impl PyPartitionLog {
         PyMemoryView::from(Bound::new(py, buffer_of(bytes))?.as_any())
     }
 
+    /// `one_segment`: only from the segment holding the first batch (the `records()`
+    /// iterator's step, see `PartitionLog::records_chunk_within`).
+    #[pyo3(signature = (start, end, max_bytes, *, one_segment=false))]
     fn records_chunk<'py>(
         &self,
         py: Python<'py>,
         start: i64,
         end: i64,
         max_bytes: i64,
+        one_segment: bool,
     ) -> PyResult<(Bound<'py, PyList>, i64)> {
         // why: reading and decoding (CRC, decompression, record parsing) run without the GIL;
         // only the Record objects are built with it, with the cyclic GC paused.
-        let (decoded, next) = self.decode_chunk(py, start, end, max_bytes)?;
+        let (decoded, next) = self.decode_chunk(py, start, end, max_bytes, one_segment)?;
         guard(|| {
             let list = decoded.to_py_list(py, self.record_type.bind(py))?;
             self.return_to_pool(decoded);
@@ -689,7 +694,7 @@ impl PyPartitionLog {
         partition: &Bound<'py, PyInt>,
         record_type: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyList>, i64)> {
-        let (decoded, next) = self.decode_chunk(py, start, end, max_bytes)?;
+        let (decoded, next) = self.decode_chunk(py, start, end, max_bytes, false)?;
         guard(|| {
             let list =
                 decoded.to_consumer_records(py, record_type, topic.as_any(), partition.as_any())?;
