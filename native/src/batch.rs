@@ -398,6 +398,12 @@ where
 /// The checks of `decode_batch` that need only the header and the CRC: framing, magic, CRC,
 /// codec id, count >= 0. Returns the header and its codec.
 pub fn check_batch(batch: &[u8]) -> Result<(BatchHeader, Codec)> {
+    check_batch_with(batch, true)
+}
+
+/// `check_batch`, the CRC left out when `check_crc` is false (the cleaner's second look at
+/// bytes it verified moments before in the same immutable mapping).
+pub fn check_batch_with(batch: &[u8], check_crc: bool) -> Result<(BatchHeader, Codec)> {
     let header = match frame(batch) {
         Frame::Batch(h) => h,
         Frame::Corrupt(reason) => return Err(Error::corrupt(frame_error_kind(batch), reason, 0)),
@@ -424,7 +430,9 @@ pub fn check_batch(batch: &[u8]) -> Result<(BatchHeader, Codec)> {
         }
     };
     let batch = &batch[..header.size_bytes()];
-    verify_crc(batch)?;
+    if check_crc {
+        verify_crc(batch)?;
+    }
     let Some(codec) = Codec::from_id(header.codec_id()) else {
         return Err(Error::corrupt(
             CorruptKind::Codec,

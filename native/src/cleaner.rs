@@ -31,10 +31,14 @@
 //!    `cleaner-offset-checkpoint = end`.
 //!
 //! Memory and speed: sealed segments are read through their mappings (zero copy); the map is
-//! one allocation of `map_bytes`; the output goes through a buffer of `IO_BUFFER_BYTES`, and the
-//! per-batch buffers (decompression, kept-record table, rebuilt batch) are reused, so memory is
-//! the map plus about one batch's and one I/O buffer's bytes. Only keys are hashed; no record is
-//! copied except into a rebuilt batch.
+//! at most `map_bytes` (offset_map.rs); the output goes through a buffer of `IO_BUFFER_BYTES`
+//! (its writeback started per flush, so the final fsync is short), and the per-batch buffers
+//! (decompression, record table, digests, rebuilt batch) are reused, so memory is the map, the
+//! superseded bits (at most 1/8 of the map) and about one batch's and one I/O buffer's bytes.
+//! Only keys are decoded for the map and hashed, eight at a time; the filter decides the keyed
+//! records of the mapped range by the superseded bits (no second digest, no probe) and skips
+//! the CRC of the batches the map building verified; unchanged batches are copied as byte
+//! ranges; no record is copied except into a rebuilt batch.
 //!
 //! Stopping: `stop` is asked between segments and at least every `STOP_CHECK_BYTES` of input
 //! (map building and filtering). A stop leaves no half-done swap: the group being written has
@@ -308,6 +312,9 @@ pub fn build_offset_map(
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Option<i64>> {
     let mut check = StopCheck { stop, since: 0 };
+    scratch
+        .superseded
+        .reset(map.slots() * crate::offset_map::ENTRY_BYTES / SUPERSEDED_SHARE * 8);
     // a segment holds first dirty or lies above it iff it ends above it
     for seg in segs
         .iter()
@@ -331,6 +338,7 @@ pub fn build_offset_map(
                 decompressed,
                 keyed,
                 digests,
+                superseded,
                 ..
             } = &mut *scratch;
             let area = batch::records_area(bytes, &h, codec, decompressed).map_err(at)?;
@@ -356,7 +364,9 @@ pub fn build_offset_map(
                 if let Some(ahead) = digests.get(i + PREFETCH_AHEAD) {
                     map.prefetch(ahead);
                 }
-                map.put(&digests[i], *offset);
+                if let Some(old) = map.put(&digests[i], *offset)? {
+                    superseded.mark(old - first_dirty);
+                }
             }
             if full {
                 break;
@@ -414,6 +424,8 @@ pub fn group_segments(
 #[derive(Clone, Copy)]
 pub struct FilterRules<'m> {
     pub map: &'m OffsetMap,
+    /// The pass's first dirty offset (where the map's puts, and the slot cache, begin).
+    pub first_dirty: i64,
     /// The map's latest offset: records above it are beyond the map (kept).
     pub latest: i64,
     pub now_ms: i64,
@@ -422,8 +434,51 @@ pub struct FilterRules<'m> {
 
 /// Slots looked up ahead of the record being decided (hides the map's cache misses).
 const PREFETCH_AHEAD: usize = 16;
-/// `RecordRef::digest` of a record that needs no map lookup.
+/// `RecordRef::digest` of a record that needs no digest.
 const NO_DIGEST: u32 = u32::MAX;
+/// The superseded-offset bits (`PassScratch::superseded`) take at most 1/8 of the map's bytes.
+const SUPERSEDED_SHARE: usize = 8;
+
+/// One bit per offset from the pass's first dirty offset: set when a later put of the same key
+/// overwrote that offset's map entry. A keyed record in [first dirty, latest] was put (the
+/// build puts every one), so `offset >= map.get(key)` holds exactly when its bit is clear: the
+/// filter decides those records without a second digest or probe. Offsets past `limit` bits
+/// are decided by digest (the memory stays bounded).
+#[derive(Default)]
+pub struct Superseded {
+    words: Vec<u64>,
+    limit: usize,
+}
+
+impl Superseded {
+    fn reset(&mut self, limit_bits: usize) {
+        self.words.clear();
+        self.limit = limit_bits;
+    }
+
+    /// Whether `relative` (offset - first dirty) is covered.
+    #[inline]
+    fn covers(&self, relative: i64) -> bool {
+        (0..self.limit as i64).contains(&relative)
+    }
+
+    #[inline]
+    fn mark(&mut self, relative: i64) {
+        if self.covers(relative) {
+            let (w, b) = (relative as usize / 64, relative as usize % 64);
+            if w >= self.words.len() {
+                self.words.resize(w + 1, 0);
+            }
+            self.words[w] |= 1 << b;
+        }
+    }
+
+    #[inline]
+    fn is_set(&self, relative: i64) -> bool {
+        let (w, b) = (relative as usize / 64, relative as usize % 64);
+        self.words.get(w).is_some_and(|word| word & (1 << b) != 0)
+    }
+}
 
 /// One record of the batch being filtered, as byte ranges of its records area.
 #[derive(Clone, Copy, Debug)]
@@ -448,6 +503,8 @@ pub struct PassScratch {
     /// Map building: (offset, key range) of the batch's keyed records at or above first dirty.
     keyed: Vec<(i64, (usize, usize))>,
     digests: Vec<KeyDigest>,
+    /// Offsets of the pass whose map entry a later put overwrote.
+    superseded: Superseded,
     /// The rebuilt batch of the last `BatchAction::Rebuilt`.
     pub out: Vec<u8>,
 }
@@ -475,25 +532,27 @@ fn span(area: &[u8], part: &[u8]) -> (usize, usize) {
     (start, start + part.len())
 }
 
-/// Decide one batch (Kafka's filterTo with the cleaner's retention rules): validated (CRC,
-/// codec, records) first; `last_of_group` keeps an emptied batch as an empty header. `counts`
-/// gets this batch's records.
+/// Decide one batch (Kafka's filterTo with the cleaner's retention rules): validated (CRC
+/// unless `crc_verified`, codec, records) first; `last_of_group` keeps an emptied batch as an
+/// empty header. `counts` gets this batch's records.
 // why two loops: the first decodes and hashes the keys (eight at a time), the second looks
 // them up with the next slots already requested from memory.
 pub fn filter_batch(
     bytes: &[u8],
     rules: &FilterRules<'_>,
     last_of_group: bool,
+    crc_verified: bool,
     scratch: &mut PassScratch,
     counts: &mut RecordCounts,
 ) -> Result<BatchAction> {
-    let (h, codec) = batch::check_batch(bytes)?;
+    let (h, codec) = batch::check_batch_with(bytes, !crc_verified)?;
     let bytes = &bytes[..h.size_bytes()];
     let PassScratch {
         decompressed,
         records,
         refs,
         digests,
+        superseded,
         out,
         ..
     } = scratch;
@@ -506,12 +565,15 @@ pub fn filter_batch(
     refs.clear();
     let mut lookups = 0u32;
     decode_records_area(area, &h, codec == Codec::None, |r| {
-        let digest = if r.key.is_some() && r.offset <= rules.latest {
+        // None: decided by the superseded bits (or beyond the map, or keyless)
+        let mut digest = NO_DIGEST;
+        if r.key.is_some()
+            && r.offset <= rules.latest
+            && !superseded.covers(r.offset - rules.first_dirty)
+        {
+            digest = lookups;
             lookups += 1;
-            lookups - 1
-        } else {
-            NO_DIGEST
-        };
+        }
         refs.push(RecordRef {
             offset: r.offset,
             timestamp: r.timestamp,
@@ -542,13 +604,18 @@ pub fn filter_batch(
     let mut first_kept_timestamp = None;
     let mut max_kept_timestamp = i64::MIN;
     for r in refs.iter_mut() {
+        let relative = r.offset - rules.first_dirty;
         let by_map = r.offset > rules.latest
-            || (r.digest != NO_DIGEST && {
-                let i = r.digest as usize;
-                if let Some(ahead) = digests.get(i + PREFETCH_AHEAD) {
-                    rules.map.prefetch(ahead);
+            || (r.key.is_some() && {
+                if r.digest == NO_DIGEST {
+                    !superseded.is_set(relative)
+                } else {
+                    let i = r.digest as usize;
+                    if let Some(ahead) = digests.get(i + PREFETCH_AHEAD) {
+                        rules.map.prefetch(ahead);
+                    }
+                    r.offset >= rules.map.get(&digests[i])
                 }
-                r.offset >= rules.map.get(&digests[i])
             });
         if !by_map {
             continue;
@@ -727,6 +794,7 @@ impl CleanedLog {
             self.file
                 .write_all(batch)
                 .io_context(|| format!("writing {}", self.path.display()))?;
+            self.start_writeback(self.flushed, batch.len() as u64);
             self.flushed += batch.len() as u64;
         } else {
             self.buf.extend_from_slice(batch);
@@ -739,10 +807,31 @@ impl CleanedLog {
             self.file
                 .write_all(&self.buf)
                 .io_context(|| format!("writing {}", self.path.display()))?;
+            self.start_writeback(self.flushed, self.buf.len() as u64);
             self.flushed += self.buf.len() as u64;
             self.buf.clear();
         }
         Ok(())
+    }
+
+    /// Ask the kernel to start writing `[from, from + len)` back now, so the final fsync finds
+    /// little left to do (the disk works while the cleaner computes). Only a hint.
+    fn start_writeback(&self, from: u64, len: u64) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: sync_file_range(2) on an open descriptor; no memory is passed.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    from as libc::off64_t,
+                    len as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (from, len);
     }
 
     /// Flush, give the file `mtime`, fsync; write and fsync both index files. Returns the
@@ -802,13 +891,19 @@ fn clean_group(
                 return Ok(None);
             }
             let mut batches = SealedBatches::new(*seg);
-            while let Some((pos, _, bytes)) = batches.next_batch()? {
+            while let Some((pos, h, bytes)) = batches.next_batch()? {
                 if check.after(bytes.len()) {
                     return Ok(None);
                 }
                 let last = Some(i) == last_nonempty && pos + bytes.len() == seg.bytes.len();
-                let action = filter_batch(bytes, rules, last, scratch, &mut stats.counts)
-                    .map_err(|e| e.shifted(pos as u64).in_file(seg.path))?;
+                // the map building checked the CRC of every non-control batch from first dirty
+                // up to the one holding latest (same bytes: the mapping is immutable)
+                let crc_verified = !h.is_control()
+                    && h.last_offset() >= rules.first_dirty
+                    && h.base_offset <= rules.latest;
+                let action =
+                    filter_batch(bytes, rules, last, crc_verified, scratch, &mut stats.counts)
+                        .map_err(|e| e.shifted(pos as u64).in_file(seg.path))?;
                 match action {
                     BatchAction::Copy => log.push(bytes)?,
                     BatchAction::Rebuilt => log.push(&scratch.out)?,
@@ -908,6 +1003,7 @@ fn run_pass(
     );
     let rules = FilterRules {
         map: &map,
+        first_dirty,
         latest: map.latest_offset(),
         now_ms,
         delete_retention_ms: config.delete_retention_ms,

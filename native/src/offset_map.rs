@@ -2,15 +2,22 @@
 //! (storage/src/main/java/org/apache/kafka/storage/internals/log/SkimpyOffsetMap.java); its
 //! twin is `pylog/reference/offset_map.py` (a dict with the same capacity rule).
 //!
-//! Layout: one flat, zero-initialised allocation of `slots * 24` bytes, `slots = map_bytes / 24`
-//! (`log.cleaner.dedupe.buffer.size`), so the map's memory is bounded by its configuration.
-//! Each slot is `MD5(key) (16 bytes) | offset (i64, native-endian)`; a slot of 24 zero bytes is
-//! empty. Keys are known only by their digest (an MD5 collision would merge two keys; Kafka
+//! Layout: one flat, zero-initialised table of 24-byte slots, `MD5(key) (16 bytes) | offset
+//! (i64, native-endian)`; a slot of 24 zero bytes is empty. Kafka allocates
+//! `slots = map_bytes / 24` slots (`log.cleaner.dedupe.buffer.size`) up front; here the table
+//! starts at `INITIAL_TABLE_SLOTS` and doubles (rehashing) while it is at most half full, up to
+//! exactly those `slots * 24` bytes: memory stays bounded by the configuration, a log with few
+//! keys does not fault in (zero) the whole buffer, and its lookups stay in the caches. Nothing
+//! the cleaner decides depends on the table's size (the capacity rule below uses Kafka's
+//! `slots`). Keys are known only by their digest (an MD5 collision would merge two keys; Kafka
 //! takes that risk too). There is no delete.
+//!
+//! Digests: `digest` is the md-5 crate's; `digest_keys` hashes keys of up to 55 bytes (one MD5
+//! block) eight at a time in SSE2 lanes (tested equal to md-5), longer ones with md-5.
 //!
 //! Probing (Kafka's `positionOf`): attempt `a` reads the big-endian i32 at byte `min(a, 12)` of
 //! the digest, adds `max(0, a - 12)` (Java int arithmetic, wrapping), and takes
-//! `abs(probe) % slots` (`Utils.abs`: `i32::MIN` maps to 0). So the first 13 probes use the
+//! `abs(probe) % table slots` (`Utils.abs`: `i32::MIN` maps to 0). So the first 13 probes use the
 //! digest's successive 4-byte windows, then probing goes linear.
 //!
 //! Capacity: the cleaner stops filling at `max_entries = floor(slots * 0.9)` entries (Kafka's
@@ -401,8 +408,12 @@ pub fn max_entries_for(slots: usize) -> usize {
 }
 
 pub struct OffsetMap {
-    /// `slots * ENTRY_BYTES` bytes of anonymous memory (zero pages until first written).
+    /// `table_slots * ENTRY_BYTES` bytes of anonymous memory (zero pages until first written).
     table: MmapMut,
+    /// Slots of `table` now: it starts small and doubles (rehashing) while the map is at most
+    /// half full, up to `slots`.
+    table_slots: usize,
+    /// Kafka's slot count for the configured bytes: the largest table and the capacity rule.
     slots: usize,
     entries: usize,
     max_entries: usize,
@@ -410,18 +421,71 @@ pub struct OffsetMap {
     latest: i64,
 }
 
+/// Slots of a new map's table (1.5 MiB), or fewer when the configuration says so.
+pub const INITIAL_TABLE_SLOTS: usize = 1 << 16;
+
 impl std::fmt::Debug for OffsetMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OffsetMap")
             .field("slots", &self.slots)
+            .field("table_slots", &self.table_slots)
             .field("entries", &self.entries)
             .field("latest", &self.latest)
             .finish()
     }
 }
 
+fn allocate(slots: usize, map_bytes: usize) -> Result<MmapMut> {
+    let table = MmapMut::map_anon(slots * ENTRY_BYTES).map_err(|e| {
+        Error::InvalidConfig(format!(
+            "log.cleaner.dedupe.buffer.size = {map_bytes} bytes cannot be allocated: {e}"
+        ))
+    })?;
+    // why huge pages: lookups land on random slots of a table larger than the TLB reaches
+    // with 4 KiB pages; best effort (a kernel without THP just ignores it).
+    #[cfg(target_os = "linux")]
+    if slots * ENTRY_BYTES >= 4 << 20 {
+        let _ = table.advise(memmap2::Advice::HugePage);
+    }
+    Ok(table)
+}
+
+/// Byte position of probe `attempt` for `hash` in a table of `slots` slots (Kafka's
+/// `positionOf`).
+#[inline]
+fn position_of(hash: &KeyDigest, attempt: usize, slots: usize) -> usize {
+    let window = attempt.min(HASH_BYTES - 4);
+    let word = i32::from_be_bytes([
+        hash[window],
+        hash[window + 1],
+        hash[window + 2],
+        hash[window + 3],
+    ]);
+    let linear = attempt.saturating_sub(HASH_BYTES - 4) as i32;
+    let probe = word.wrapping_add(linear);
+    // Kafka's Utils.abs: Integer.MIN_VALUE maps to 0 (Math.abs would stay negative).
+    let abs = if probe == i32::MIN {
+        0
+    } else {
+        probe.unsigned_abs()
+    };
+    (abs as usize % slots) * ENTRY_BYTES
+}
+
+#[inline]
+fn is_empty_slot(slot: &[u8]) -> bool {
+    slot.iter().all(|&b| b == 0)
+}
+
 impl OffsetMap {
-    /// A map using `map_bytes` of memory; below `MIN_MAP_BYTES` is `InvalidConfig`.
+    /// A map using at most `map_bytes` of memory; below `MIN_MAP_BYTES` is `InvalidConfig`.
+    ///
+    /// Deviation from Kafka, invisible in what the cleaner does: Kafka allocates the whole
+    /// buffer up front; this table starts at `INITIAL_TABLE_SLOTS` and doubles while the map
+    /// is at most half full, up to Kafka's slot count, so a log with few keys never faults in
+    /// (zeroes) the whole buffer and its lookups stay in the caches. The capacity rule
+    /// (`max_entries`, from the configured size) and the probe sequence (mod the table's
+    /// slots) are Kafka's; the full-size table is Kafka's layout.
     pub fn new(map_bytes: usize) -> Result<OffsetMap> {
         if map_bytes < MIN_MAP_BYTES {
             return Err(Error::InvalidConfig(format!(
@@ -429,17 +493,10 @@ impl OffsetMap {
             )));
         }
         let slots = map_bytes / ENTRY_BYTES;
-        let table = MmapMut::map_anon(slots * ENTRY_BYTES).map_err(|e| {
-            Error::InvalidConfig(format!(
-                "log.cleaner.dedupe.buffer.size = {map_bytes} bytes cannot be allocated: {e}"
-            ))
-        })?;
-        // why huge pages: lookups land on random slots of a table far larger than the TLB
-        // reaches with 4 KiB pages; best effort (a kernel without THP just ignores it).
-        #[cfg(target_os = "linux")]
-        let _ = table.advise(memmap2::Advice::HugePage);
+        let table_slots = slots.min(INITIAL_TABLE_SLOTS);
         Ok(OffsetMap {
-            table,
+            table: allocate(table_slots, map_bytes)?,
+            table_slots,
             slots,
             entries: 0,
             max_entries: max_entries_for(slots),
@@ -447,8 +504,14 @@ impl OffsetMap {
         })
     }
 
+    /// Kafka's slot count (`map_bytes / 24`).
     pub fn slots(&self) -> usize {
         self.slots
+    }
+
+    /// Slots of the table now (at most `slots`).
+    pub fn table_slots(&self) -> usize {
+        self.table_slots
     }
 
     /// Distinct digests stored.
@@ -479,41 +542,19 @@ impl OffsetMap {
         self.latest = offset;
     }
 
-    /// Byte position of the slot of probe `attempt` for `hash` (Kafka's `positionOf`).
+    /// Byte position of the slot of probe `attempt` for `hash` in the table now.
     #[inline]
     fn position_of(&self, hash: &KeyDigest, attempt: usize) -> usize {
-        let window = attempt.min(HASH_BYTES - 4);
-        let word = i32::from_be_bytes([
-            hash[window],
-            hash[window + 1],
-            hash[window + 2],
-            hash[window + 3],
-        ]);
-        let linear = attempt.saturating_sub(HASH_BYTES - 4) as i32;
-        let probe = word.wrapping_add(linear);
-        // Kafka's Utils.abs: Integer.MIN_VALUE maps to 0 (Math.abs would stay negative).
-        let abs = if probe == i32::MIN {
-            0
-        } else {
-            probe.unsigned_abs()
-        };
-        (abs as usize % self.slots) * ENTRY_BYTES
+        position_of(hash, attempt, self.table_slots)
     }
 
     #[inline]
-    fn slot(&self, pos: usize) -> &[u8; ENTRY_BYTES] {
-        self.table[pos..pos + ENTRY_BYTES]
-            .try_into()
-            .expect("slot size")
+    fn slot(&self, pos: usize) -> &[u8] {
+        &self.table[pos..pos + ENTRY_BYTES]
     }
 
-    #[inline]
-    fn is_empty_slot(slot: &[u8; ENTRY_BYTES]) -> bool {
-        slot.iter().all(|&b| b == 0)
-    }
-
-    /// Hint the CPU to fetch `hash`'s first slot (the table is far larger than the caches; a
-    /// caller that knows its next keys early hides the miss behind other work).
+    /// Hint the CPU to fetch `hash`'s first slot (the table may be far larger than the
+    /// caches; a caller that knows its next keys early hides the miss behind other work).
     #[inline]
     pub fn prefetch(&self, hash: &KeyDigest) {
         #[cfg(target_arch = "x86_64")]
@@ -534,49 +575,76 @@ impl OffsetMap {
         let _ = hash;
     }
 
-    /// Store `offset` for `hash`, overwriting an equal digest. The caller checks `is_full`
-    /// first (the cleaner's rule); putting a new digest into a map without a free slot is a bug.
-    pub fn put(&mut self, hash: &KeyDigest, offset: i64) {
+    /// Double the table (up to `slots`), reinserting every entry with the probe sequence of
+    /// the new size.
+    fn grow(&mut self) -> Result<()> {
+        let new_slots = (self.table_slots * 2).min(self.slots);
+        let mut table = allocate(new_slots, self.slots * ENTRY_BYTES)?;
+        for old in self.table.chunks_exact(ENTRY_BYTES) {
+            if is_empty_slot(old) {
+                continue;
+            }
+            let hash: &KeyDigest = old[..HASH_BYTES].try_into().expect("16 bytes");
+            let mut attempt = 0;
+            loop {
+                let pos = position_of(hash, attempt, new_slots);
+                if is_empty_slot(&table[pos..pos + ENTRY_BYTES]) {
+                    table[pos..pos + ENTRY_BYTES].copy_from_slice(old);
+                    break;
+                }
+                attempt += 1;
+            }
+        }
+        self.table = table;
+        self.table_slots = new_slots;
+        Ok(())
+    }
+
+    /// Store `offset` for `hash`, overwriting an equal digest; returns the offset overwritten
+    /// (None for a new digest). The caller checks `is_full` first (the cleaner's rule);
+    /// putting a new digest into a map without a free slot is a bug. Err only when a larger
+    /// table cannot be allocated.
+    pub fn put(&mut self, hash: &KeyDigest, offset: i64) -> Result<Option<i64>> {
+        if (self.entries + 1) * 2 > self.table_slots && self.table_slots < self.slots {
+            self.grow()?;
+        }
         let mut attempt = 0;
         let mut pos = self.position_of(hash, attempt);
-        loop {
+        let old = loop {
             let slot = self.slot(pos);
-            if Self::is_empty_slot(slot) {
+            if is_empty_slot(slot) {
                 assert!(
-                    self.entries < self.slots,
+                    self.entries < self.table_slots,
                     "a new entry in a full offset map ({} slots)",
-                    self.slots
+                    self.table_slots
                 );
                 self.table[pos..pos + HASH_BYTES].copy_from_slice(hash);
-                self.table[pos + HASH_BYTES..pos + ENTRY_BYTES]
-                    .copy_from_slice(&offset.to_ne_bytes());
                 self.entries += 1;
-                break;
+                break None;
             }
             if slot[..HASH_BYTES] == hash[..] {
-                self.table[pos + HASH_BYTES..pos + ENTRY_BYTES]
-                    .copy_from_slice(&offset.to_ne_bytes());
-                break;
+                let old = i64::from_ne_bytes(slot[HASH_BYTES..].try_into().expect("8 bytes"));
+                break Some(old);
             }
             attempt += 1;
             pos = self.position_of(hash, attempt);
-        }
+        };
+        self.table[pos + HASH_BYTES..pos + ENTRY_BYTES].copy_from_slice(&offset.to_ne_bytes());
         self.latest = offset;
+        Ok(old)
     }
 
     /// The offset stored for `hash`, or -1.
     pub fn get(&self, hash: &KeyDigest) -> i64 {
         // Kafka's bound: once linear, `slots` more probes have seen every slot.
-        let max_attempts = self.slots + HASH_BYTES - 4;
+        let max_attempts = self.table_slots + HASH_BYTES - 4;
         for attempt in 0..max_attempts {
             let slot = self.slot(self.position_of(hash, attempt));
-            if Self::is_empty_slot(slot) {
+            if is_empty_slot(slot) {
                 return -1;
             }
             if slot[..HASH_BYTES] == hash[..] {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&slot[HASH_BYTES..]);
-                return i64::from_ne_bytes(b);
+                return i64::from_ne_bytes(slot[HASH_BYTES..].try_into().expect("8 bytes"));
             }
         }
         -1
@@ -641,13 +709,13 @@ mod tests {
         let a = digest(b"a");
         let b = digest(b"b");
         assert_eq!(m.get(&a), -1);
-        m.put(&a, 5);
-        m.put(&b, 7);
+        assert_eq!(m.put(&a, 5).unwrap(), None);
+        assert_eq!(m.put(&b, 7).unwrap(), None);
         assert_eq!(
             (m.get(&a), m.get(&b), m.len(), m.latest_offset()),
             (5, 7, 2, 7)
         );
-        m.put(&a, 9);
+        assert_eq!(m.put(&a, 9).unwrap(), Some(5), "the overwritten offset");
         assert_eq!((m.get(&a), m.len(), m.latest_offset()), (9, 2, 9));
         assert_eq!(m.get(&digest(b"c")), -1);
         m.update_latest_offset(99);
@@ -655,8 +723,31 @@ mod tests {
     }
 
     #[test]
+    fn the_table_grows_to_kafkas_size_and_keeps_every_entry() {
+        let slots = 300_000; // 7.2 MB: several doublings from INITIAL_TABLE_SLOTS
+        let mut m = OffsetMap::new(slots * ENTRY_BYTES).unwrap();
+        assert_eq!(m.table_slots(), INITIAL_TABLE_SLOTS);
+        let keys: Vec<KeyDigest> = (0..m.max_entries() as u32)
+            .map(|i| digest(&i.to_le_bytes()))
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert!(!m.is_full());
+            assert_eq!(m.put(k, i as i64).unwrap(), None);
+        }
+        assert!(m.is_full());
+        assert_eq!((m.table_slots(), m.len()), (slots, m.max_entries()));
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(m.get(k), i as i64);
+        }
+        // past half full the table stays at Kafka's size
+        assert_eq!(m.put(&keys[3], 1 << 40).unwrap(), Some(3));
+        assert_eq!(m.get(&keys[3]), 1 << 40);
+    }
+
+    #[test]
     fn probe_matches_kafka_positions() {
-        let m = OffsetMap::new(1024).unwrap(); // 42 slots
+        let m = OffsetMap::new(1024).unwrap(); // 42 slots (all of them from the start)
+        assert_eq!(m.table_slots(), 42);
         let mut h = [0u8; 16];
         h[4] = 1; // window 0 = 0x00000000, window 1 = 0x00000001
         assert_eq!(m.position_of(&h, 0), 0);
@@ -687,7 +778,7 @@ mod tests {
             .collect();
         for (i, k) in keys.iter().enumerate() {
             assert!(!m.is_full());
-            m.put(k, i as i64 * 10);
+            m.put(k, i as i64 * 10).unwrap();
         }
         assert!(m.is_full());
         for (i, k) in keys.iter().enumerate() {
@@ -696,7 +787,7 @@ mod tests {
         assert_eq!(m.get(&digest(b"absent")), -1);
         // filling the remaining slots still works (put never loops), lookups too
         for i in 0..(m.slots() - m.len()) {
-            m.put(&digest(format!("extra{i}").as_bytes()), -5);
+            m.put(&digest(format!("extra{i}").as_bytes()), -5).unwrap();
         }
         assert_eq!(m.len(), m.slots());
         assert_eq!(m.get(&digest(b"absent")), -1); // a full table: bounded probing
@@ -738,7 +829,7 @@ mod speed {
             if let Some(a) = ds.get(i + 16) {
                 m.prefetch(a);
             }
-            m.put(d, i as i64);
+            m.put(d, i as i64).unwrap();
         }
         eprintln!("1M puts: {:?} cpu", cpu_time() - t);
         let t = cpu_time();

@@ -68,7 +68,7 @@ fn decode(batch: &[u8]) -> (BatchHeader, Decoded) {
 fn map_of(entries: &[(&[u8], i64)]) -> OffsetMap {
     let mut m = OffsetMap::new(4096).unwrap();
     for (k, o) in entries {
-        m.put(&digest(k), *o);
+        m.put(&digest(k), *o).unwrap();
     }
     m
 }
@@ -76,6 +76,7 @@ fn map_of(entries: &[(&[u8], i64)]) -> OffsetMap {
 fn rules(map: &OffsetMap, latest: i64, now_ms: i64) -> FilterRules<'_> {
     FilterRules {
         map,
+        first_dirty: 0,
         latest,
         now_ms,
         delete_retention_ms: 100,
@@ -93,7 +94,7 @@ fn unchanged_batch_is_copied() {
     let map = map_of(&[(b"a", 10), (b"b", 11)]);
     let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
-    let action = filter_batch(&b, &rules(&map, 11, 0), false, &mut s, &mut c).unwrap();
+    let action = filter_batch(&b, &rules(&map, 11, 0), false, false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Copy);
     assert_eq!(
         c,
@@ -122,7 +123,7 @@ fn superseded_records_go_and_the_batch_keeps_its_offsets() {
     let map = map_of(&[(b"a", 12), (b"b", 11), (b"c", 50)]);
     let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
-    let action = filter_batch(&b, &rules(&map, 60, 0), false, &mut s, &mut c).unwrap();
+    let action = filter_batch(&b, &rules(&map, 60, 0), false, false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Rebuilt);
     assert_eq!(
         c,
@@ -182,14 +183,14 @@ fn records_beyond_the_map_are_kept_and_keyless_ones_dropped() {
     let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
     // latest = 1: offset 2 is beyond the map (kept even without a key), offset 0 is not
-    let action = filter_batch(&b, &rules(&map, 1, 0), false, &mut s, &mut c).unwrap();
+    let action = filter_batch(&b, &rules(&map, 1, 0), false, false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Rebuilt);
     let (_, recs) = decode(&s.out);
     assert_eq!(recs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
     // an absent key (map -1) is kept
     let map = map_of(&[]);
     let b = batch_of(0, &[(Some(b"z"), Some(b"1"))], 5, Codec::None);
-    let action = filter_batch(&b, &rules(&map, 5, 0), false, &mut s, &mut c).unwrap();
+    let action = filter_batch(&b, &rules(&map, 5, 0), false, false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Copy);
 }
 
@@ -204,7 +205,7 @@ fn an_emptied_batch_is_dropped_except_the_groups_last() {
     let map = map_of(&[(b"a", 99)]);
     let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
-    let action = filter_batch(&b, &rules(&map, 100, 0), false, &mut s, &mut c).unwrap();
+    let action = filter_batch(&b, &rules(&map, 100, 0), false, false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Drop);
     assert_eq!(
         c,
@@ -214,7 +215,7 @@ fn an_emptied_batch_is_dropped_except_the_groups_last() {
             tombstones_removed: 0
         }
     );
-    let action = filter_batch(&b, &rules(&map, 100, 0), true, &mut s, &mut c).unwrap();
+    let action = filter_batch(&b, &rules(&map, 100, 0), true, false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Rebuilt);
     assert_eq!(s.out.len(), BATCH_HEADER_BYTES);
     verify_crc(&s.out).unwrap();
@@ -240,7 +241,7 @@ fn tombstone_gets_a_horizon_then_goes() {
     let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
     // first pass at now = 1000: the kept tombstone needs a horizon = 1000 + 100
-    let action = filter_batch(&b, &rules(&map, 1, 1000), false, &mut s, &mut c).unwrap();
+    let action = filter_batch(&b, &rules(&map, 1, 1000), false, false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Rebuilt);
     let first = s.out.clone();
     let (h, recs) = decode(&first);
@@ -250,11 +251,11 @@ fn tombstone_gets_a_horizon_then_goes() {
     // record timestamps survive the re-basing
     assert_eq!(recs.iter().map(|r| r.1).collect::<Vec<_>>(), vec![500, 501]);
     // before the horizon: copied unchanged (the horizon is already there)
-    let action = filter_batch(&first, &rules(&map, 1, 1099), false, &mut s, &mut c).unwrap();
+    let action = filter_batch(&first, &rules(&map, 1, 1099), false, false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Copy);
     // at the horizon: the tombstone goes, the horizon stays
     let mut c = RecordCounts::default();
-    let action = filter_batch(&first, &rules(&map, 1, 1100), false, &mut s, &mut c).unwrap();
+    let action = filter_batch(&first, &rules(&map, 1, 1100), false, false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Rebuilt);
     assert_eq!(
         c,
@@ -294,7 +295,7 @@ fn compressed_batches_are_recompressed_with_their_codec() {
         ]);
         let mut s = PassScratch::default();
         let mut c = RecordCounts::default();
-        let action = filter_batch(&b, &rules(&map, 149, 0), false, &mut s, &mut c).unwrap();
+        let action = filter_batch(&b, &rules(&map, 149, 0), false, false, &mut s, &mut c).unwrap();
         assert_eq!(action, BatchAction::Rebuilt, "{codec:?}");
         let (h, out) = decode(&s.out);
         assert_eq!(h.codec_id(), codec.id());
@@ -320,7 +321,7 @@ fn control_batches_are_copied() {
     let map = map_of(&[]);
     let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
-    let action = filter_batch(&b, &rules(&map, 10, 0), true, &mut s, &mut c).unwrap();
+    let action = filter_batch(&b, &rules(&map, 10, 0), true, false, &mut s, &mut c).unwrap();
     assert_eq!(action, BatchAction::Copy);
     assert_eq!(c, RecordCounts::default());
 }
@@ -338,7 +339,7 @@ fn a_corrupt_batch_is_an_error_not_a_rebuild() {
     let map = map_of(&[(b"a", 1)]);
     let mut s = PassScratch::default();
     let mut c = RecordCounts::default();
-    let err = filter_batch(&b, &rules(&map, 1, 0), false, &mut s, &mut c).unwrap_err();
+    let err = filter_batch(&b, &rules(&map, 1, 0), false, false, &mut s, &mut c).unwrap_err();
     assert!(
         matches!(
             err,
@@ -599,6 +600,32 @@ fn a_small_map_takes_several_passes() {
     assert!(recs
         .iter()
         .all(|(o, _, v)| *o >= 200 && v.as_deref() == Some("v1")));
+}
+
+#[test]
+fn offsets_past_the_superseded_bits_are_decided_by_digest() {
+    // a 1 KiB map has 1008 superseded bits: 3000 offsets over 3 keys in one pass go past them
+    let d = TempDir::new();
+    let log = PartitionLog::open(&d.0, compact_config(&[])).unwrap();
+    for i in 0..3000 {
+        let k = format!("key{}", i % 3);
+        let v = format!("v{i}");
+        append_kv(&log, &[(&k, Some(&v))], 100);
+        if i % 700 == 699 {
+            log.roll().unwrap();
+        }
+    }
+    log.roll().unwrap();
+    let stats = compact(&log, 1_000, 1024, true, true, &never).unwrap();
+    assert_eq!(stats.passes, 1);
+    assert_eq!(
+        all_records(&log),
+        vec![
+            (2997, "key0".into(), Some("v2997".into())),
+            (2998, "key1".into(), Some("v2998".into())),
+            (2999, "key2".into(), Some("v2999".into())),
+        ]
+    );
 }
 
 #[test]
