@@ -309,5 +309,5 @@ def test_cleaner_memory_stays_within_map_plus_a_segment(benchmark, tmp_path, tem
         passes=out["passes"],
     )
     print(
-        f"\ncleaner memory, map {map_mb} MiB: anon +{out['anon_delta'] / 2**20:.1f} MiB (bound {bound / 2**20:.0f})"
+        f"\ncleaner memory, map {map_mb} MiB: anon +{out['anon_delta'] / 2**20:.1f} MiB (bound {bound / 2**20:.1f} MiB)"
     )
