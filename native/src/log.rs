@@ -167,6 +167,8 @@ struct Inner {
     /// `log-start-offset-checkpoint` as last read (0 when absent): the log start is
     /// `max(first base, this clamped to the end)` (`start_of`).
     log_start_checkpoint: i64,
+    /// An odd layout generation this reader already waited for in vain (its changer died).
+    waited_out_generation: Option<u32>,
     /// The layout generation the segment set was last refreshed at (None: refresh next time).
     known_generation: Option<u32>,
     open_lock: Option<LockFile>,
@@ -552,8 +554,15 @@ fn refresh_segments(
     if !writer {
         // why: a listing made while another process changes the segment set may hold neither
         // the old nor the new segment under its final name (a swap in progress). A changer
-        // that died leaves it odd: then list anyway (the next writer repairs).
-        shared.wait_while_changing(Duration::from_millis(GENERATION_WAIT_MAX_MS));
+        // that died leaves it odd: then list anyway (the next writer repairs), and do not wait
+        // for that same odd value again (every read would pay the bound until a writer came).
+        let odd = shared.generation().filter(|g| g % 2 == 1);
+        if odd.is_some()
+            && inner.waited_out_generation != odd
+            && !shared.wait_while_changing(Duration::from_millis(GENERATION_WAIT_MAX_MS))
+        {
+            inner.waited_out_generation = shared.generation();
+        }
     }
     let before = shared.stable_generation();
     inner.log_start_checkpoint =
@@ -719,6 +728,7 @@ impl PartitionLog {
         let mut inner = Inner {
             segments: Segments::new(),
             log_start_checkpoint: 0,
+            waited_out_generation: None,
             known_generation: None,
             open_lock: Some(open_lock),
             // (torn-tail checks re-read the checkpoint, so 0 is fine as what we know here)
@@ -1730,5 +1740,53 @@ impl Drop for PartitionLog {
     fn drop(&mut self) {
         // why: dropping without close() is an unclean shutdown of this process (no marker);
         // the locks go with the files.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pylog-log-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir.join("t-0")
+    }
+
+    #[test]
+    fn a_reader_waits_out_a_dead_changers_odd_generation_once() {
+        let dir = temp_dir("odd");
+        let writer = PartitionLog::open(&dir, LogConfig::default()).unwrap();
+        let spec = [RecordSpec {
+            timestamp: 1,
+            key: Some(b"k"),
+            value: Some(b"v"),
+            headers: &[],
+        }];
+        writer.append(&spec, Codec::None).unwrap();
+        writer.roll().unwrap();
+        let reader = PartitionLog::open(&dir, LogConfig::default()).unwrap();
+        assert_eq!(reader.end_offset().unwrap(), 1);
+        writer.shared.begin_change(); // as a changer that then died
+        let odd = writer.shared.generation().unwrap();
+        assert_eq!(odd % 2, 1);
+        assert_eq!(
+            reader.end_offset().unwrap(),
+            1,
+            "lists after the bounded wait"
+        );
+        assert_eq!(reader.lock().unwrap().waited_out_generation, Some(odd));
+        assert_eq!(
+            reader.start_offset().unwrap(),
+            0,
+            "and goes on without waiting again"
+        );
+        // a writer repairs; the next odd value is waited for again (not remembered)
+        writer.append(&spec, Codec::None).unwrap();
+        assert_eq!(writer.shared.generation().unwrap() % 2, 0);
+        assert_eq!(reader.end_offset().unwrap(), 2);
+        writer.close().unwrap();
+        reader.close().unwrap();
+        fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 }

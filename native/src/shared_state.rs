@@ -35,8 +35,9 @@
 //!   the look changes the word and the sleep returns at once (no lost wake-up).
 //!
 //! Crash argument: a process killed at any instant leaves at worst (a) `generation` odd: the
-//! next writer re-reads the segment set from the directory and makes it even; readers meanwhile
-//! go to the files on every call (they never wait for it); (b) `tail_seq` odd or a stale end:
+//! next writer runs recovery's temp-file steps, re-reads the segment set from the directory and
+//! makes it even; readers meanwhile go to the files on every call, after waiting once per odd
+//! value for at most `GENERATION_WAIT_MAX_MS` (log.rs remembers a value it waited out); (b) `tail_seq` odd or a stale end:
 //! the next writer re-derives the tail from the files (as it always does) and republishes; a
 //! waiter sleeping on the old value is woken by that next append, or by its fallback timeout
 //! (`wait_for` never sleeps longer than `WAKE_FALLBACK_MS` without looking at the files, which
@@ -173,6 +174,12 @@ impl SharedState {
         }
         let g = self.u32_at(GENERATION).load(Ordering::Acquire);
         g.is_multiple_of(2).then_some(g)
+    }
+
+    /// The generation word as it is (odd included), if the page is valid.
+    pub fn generation(&self) -> Option<u32> {
+        self.is_valid()
+            .then(|| self.u32_at(GENERATION).load(Ordering::Acquire))
     }
 
     /// Writer: the page is valid and no dead writer left a change half-done.
