@@ -6,7 +6,8 @@
 //! (i64, native-endian)`; a slot of 24 zero bytes is empty. Kafka allocates
 //! `slots = map_bytes / 24` slots (`log.cleaner.dedupe.buffer.size`) up front; here the table
 //! starts at `INITIAL_TABLE_SLOTS` and doubles (rehashing) while it is at most half full, up to
-//! exactly those `slots * 24` bytes: memory stays bounded by the configuration, a log with few
+//! exactly those `slots * 24` bytes (during a doubling the entries are held aside, at most a
+//! quarter of the new table): memory stays bounded by the configuration, a log with few
 //! keys does not fault in (zero) the whole buffer, and its lookups stay in the caches. Nothing
 //! the cleaner decides depends on the table's size (the capacity rule below uses Kafka's
 //! `slots`). Keys are known only by their digest (an MD5 collision would merge two keys; Kafka
@@ -576,20 +577,34 @@ impl OffsetMap {
     }
 
     /// Double the table (up to `slots`), reinserting every entry with the probe sequence of
-    /// the new size.
+    /// the new size. why the entries are copied out first and the old table freed before the
+    /// new one is touched: the peak is then the new table plus the entries (at most half the
+    /// old table's slots: a quarter of the new one), not both tables.
     fn grow(&mut self) -> Result<()> {
         let new_slots = (self.table_slots * 2).min(self.slots);
-        let mut table = allocate(new_slots, self.slots * ENTRY_BYTES)?;
-        for old in self.table.chunks_exact(ENTRY_BYTES) {
-            if is_empty_slot(old) {
-                continue;
-            }
-            let hash: &KeyDigest = old[..HASH_BYTES].try_into().expect("16 bytes");
+        let map_bytes = self.slots * ENTRY_BYTES;
+        let mut entries: Vec<[u8; ENTRY_BYTES]> = Vec::new();
+        entries.try_reserve_exact(self.entries).map_err(|_| {
+            Error::InvalidConfig(format!(
+                "log.cleaner.dedupe.buffer.size = {map_bytes} bytes cannot be allocated"
+            ))
+        })?;
+        entries.extend(
+            self.table
+                .chunks_exact(ENTRY_BYTES)
+                .filter(|e| !is_empty_slot(e))
+                .map(|e| <[u8; ENTRY_BYTES]>::try_from(e).expect("24 bytes")),
+        );
+        self.table = allocate(1, map_bytes)?; // frees the old table
+        self.table_slots = 1;
+        let mut table = allocate(new_slots, map_bytes)?;
+        for entry in &entries {
+            let hash: &KeyDigest = entry[..HASH_BYTES].try_into().expect("16 bytes");
             let mut attempt = 0;
             loop {
                 let pos = position_of(hash, attempt, new_slots);
                 if is_empty_slot(&table[pos..pos + ENTRY_BYTES]) {
-                    table[pos..pos + ENTRY_BYTES].copy_from_slice(old);
+                    table[pos..pos + ENTRY_BYTES].copy_from_slice(entry);
                     break;
                 }
                 attempt += 1;
