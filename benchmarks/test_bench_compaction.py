@@ -143,40 +143,68 @@ def test_compact_native_vs_reference_interleaved(benchmark, tmp_path, templates)
 # ----------------------------------------------------------------------------------------------
 # foreground latency while another partition is compacted / retention deletes
 
-
-SENDS = 3000 if FULL else 200
-
-
-def _busy_compaction(
-    path: Path, engine: str, started: threading.Event, stop: threading.Event, done: list[int]
-) -> None:
-    log = open_partition(path, engine=engine, config=CONFIG)
-    try:
-        while not stop.is_set():
-            started.set()
-            (path / "cleaner-offset-checkpoint").unlink(missing_ok=True)  # dirty again: a full pass
-            result = log.compact(NOW, map_bytes=MAP_BYTES)
-            assert result.passes >= 1, result
-            done.append(result.bytes_read)
-    finally:
-        log.close()
+ROUNDS = 10 if FULL else 2
+SENDS_PER_PHASE = 300 if FULL else 50
 
 
-def _busy_retention(
-    path: Path, engine: str, started: threading.Event, stop: threading.Event, done: list[int]
-) -> None:
-    config = {"segment.bytes": 1 << 20, "retention.bytes": 4 << 20}
-    log = open_partition(path, engine=engine, config=config)
-    values = [os.urandom(100) for _ in range(BATCH)]
-    try:
-        while not stop.is_set():
-            started.set()
-            for _ in range(10):  # ~1 MB: one more segment to delete
-                log.append(values, timestamps_ms=[TS] * BATCH)
-            deleted = log.apply_retention(NOW)
-            done.append(deleted.deleted_segments)
-    finally:
-        log.close()
+class Background:
+    """A thread running one engine call after another (a full compaction pass, or ~1 MB of
+    appends then ``apply_retention``) while ``gate`` is set, parked while it is clear; ``pause()``
+    returns once the call in progress ended, so idle phases see no background work at all."""
+
+    def __init__(self, kind: str, path: Path, engine: str):
+        self.kind, self.path, self.engine = kind, path, engine
+        self.gate, self.stop, self.entered = threading.Event(), threading.Event(), threading.Event()
+        self.calls = threading.Lock()
+        self.runs = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        compaction = self.kind == "compaction"
+        config = CONFIG if compaction else {"segment.bytes": 1 << 20, "retention.bytes": 4 << 20}
+        log = open_partition(self.path, engine=self.engine, config=config)
+        values = [os.urandom(100) for _ in range(BATCH)]
+        try:
+            while True:
+                self.gate.wait()
+                if self.stop.is_set():
+                    return
+                with self.calls:
+                    if not self.gate.is_set():
+                        continue
+                    self.entered.set()
+                    if compaction:
+                        (self.path / "cleaner-offset-checkpoint").unlink(missing_ok=True)  # a full pass
+                        result = log.compact(NOW, map_bytes=MAP_BYTES)
+                        assert result.passes >= 1, result
+                    else:
+                        for _ in range(10):  # ~1 MB: a segment more to delete
+                            log.append(values, timestamps_ms=[TS] * BATCH)
+                        assert log.apply_retention(NOW).deleted_segments >= 1
+                    self.runs += 1
+        except BaseException as exc:  # reported by close()
+            self.error = exc
+        finally:
+            log.close()
+
+    def resume(self) -> None:
+        self.entered.clear()
+        self.gate.set()
+        assert self.entered.wait(60), "the background work did not start"
+
+    def pause(self) -> None:
+        self.gate.clear()
+        with self.calls:  # the call in progress has ended
+            pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.gate.set()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _send_flush_latencies(producer, sends: int) -> list[int]:
@@ -194,6 +222,7 @@ def _send_flush_latencies(producer, sends: int) -> list[int]:
 def test_send_flush_p99_while_another_partition_is_cleaned(
     benchmark, engine, tmp_path, templates, background
 ):
+    """Idle and busy phases alternate (ROUNDS each): machine noise hits both alike."""
     template, _ = templates[engine]
     busy_path = tmp_path / "busy" / "table-0"
     shutil.copytree(template, busy_path)
@@ -201,42 +230,41 @@ def test_send_flush_p99_while_another_partition_is_cleaned(
     log.create_topic("fg")
     producer = log.producer(acks=1)
     _send_flush_latencies(producer, 20)  # warm
-    result: dict[str, object] = {}
+    idle: list[int] = []
+    busy: list[int] = []
 
     def measure():
-        idle = _send_flush_latencies(producer, SENDS)
-        started, stop, done = threading.Event(), threading.Event(), []
-        worker = threading.Thread(
-            target=_busy_compaction if background == "compaction" else _busy_retention,
-            args=(busy_path, engine, started, stop, done),
-        )
-        worker.start()
+        worker = Background(background, busy_path, engine)
         try:
-            assert started.wait(60), "the background work did not start"
-            busy = _send_flush_latencies(producer, SENDS)
+            for _ in range(ROUNDS):
+                idle.extend(_send_flush_latencies(producer, SENDS_PER_PHASE))
+                worker.resume()
+                busy.extend(_send_flush_latencies(producer, SENDS_PER_PHASE))
+                worker.pause()
         finally:
-            stop.set()
-            worker.join()
-        assert done, "the background work ran during the measurement"
-        result.update(idle=idle, busy=busy, work=len(done))
-        return result
+            worker.close()
+        assert worker.runs >= ROUNDS, "the background work ran in every busy phase"
+        return worker.runs
 
     try:
-        benchmark.pedantic(measure, rounds=1)
+        runs = benchmark.pedantic(measure, rounds=1)
     finally:
         producer.close()
         log.close()
-    p99_idle = percentile(result["idle"], 0.99) / 1000
-    p99_busy = percentile(result["busy"], 0.99) / 1000
+    p99_idle = percentile(idle, 0.99) / 1000
+    p99_busy = percentile(busy, 0.99) / 1000
     benchmark.extra_info.update(
         p99_idle_us=round(p99_idle, 1),
         p99_busy_us=round(p99_busy, 1),
-        p50_idle_us=round(statistics.median(result["idle"]) / 1000, 1),
-        p50_busy_us=round(statistics.median(result["busy"]) / 1000, 1),
+        p50_idle_us=round(statistics.median(idle) / 1000, 1),
+        p50_busy_us=round(statistics.median(busy) / 1000, 1),
         ratio=round(p99_busy / p99_idle, 2),
-        background_runs=result["work"],
+        background_runs=runs,
     )
-    print(f"\n{engine} {background}: send+flush p99 idle {p99_idle:.0f} us, busy {p99_busy:.0f} us")
+    print(
+        f"\n{engine} {background}: send+flush p99 idle {p99_idle:.0f} us, busy {p99_busy:.0f} us "
+        f"(p50 {statistics.median(idle) / 1000:.0f} / {statistics.median(busy) / 1000:.0f} us, {runs} runs)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
