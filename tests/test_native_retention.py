@@ -264,12 +264,11 @@ def test_a_later_opener_repairs_what_a_dead_changer_left(open_log):
     assert [r.offset for r in log.records()] == [1, 2]
 
 
-def test_a_half_renamed_group_of_a_dead_cleaner_is_dropped_while_another_cleaner_runs(tmp_path):
+def test_a_half_renamed_group_of_a_dead_cleaner_is_dropped_while_another_cleaner_runs(tmp_path, engine):
     """A cleaner killed between renaming one group's ``.cleaned`` files to ``.swap`` leaves both
     at one base: the repair must drop that swap (never put the cleaned index over the old
     segment's), even while a live cleaner holds the cleaner lock (its ``.cleaned`` files stay)."""
-    skip_if_engine_missing("native")
-    with open_partition(tmp_path / "t-0", engine="native") as log:
+    with open_partition(tmp_path / "t-0", engine=engine) as log:
         sealed_segments(log, 3)
         first = os.path.join(log.path, f"{0:020d}")
         index_before = Path(first + ".index").read_bytes()

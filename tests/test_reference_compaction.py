@@ -34,15 +34,6 @@ HORIZON_BIT = 0x40
 #: the one place that holds this module back for the native engine (ISSUE7.md: its
 #: cleanable / compact come with the native-log and native-cleaner branches). The lead deletes
 #: this fixture when merging those; every test below is written to pass for both engines.
-NATIVE_PENDING = "native cleanable/compact arrive with the native-cleaner branch (issue 7)"
-
-
-@pytest.fixture(autouse=True)
-def _native_pending(engine: str) -> None:
-    if engine == "native":
-        pytest.skip(NATIVE_PENDING)
-
-
 def table(log) -> dict:
     """What a consumer reading from the start builds: key → (offset, value), tombstones remove."""
     out: dict = {}

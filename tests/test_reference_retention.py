@@ -23,15 +23,6 @@ DAY = 24 * 3600 * 1000
 #: the one place that holds this module back for the native engine (ISSUE7.md: its
 #: delete_before / apply_retention come with the native-log branch). The lead deletes this
 #: fixture when merging that branch; every test below is written to pass for both engines.
-NATIVE_PENDING = "native delete_before/apply_retention arrive with the native-log branch (issue 7)"
-
-
-@pytest.fixture(autouse=True)
-def _native_pending(engine: str) -> None:
-    if engine == "native":
-        pytest.skip(NATIVE_PENDING)
-
-
 def segment_bases(path) -> list[int]:
     return sorted(int(n[:20]) for n in os.listdir(path) if n.endswith(".log") and n.count(".") == 1)
 

@@ -110,7 +110,9 @@ def remove_temp_files(dir_path: str, *, include_cleaned: bool = True) -> int:
     retention deletion or a compaction swap killed half-way; log.py) before it re-lists, and by
     a cleaner for what a dead cleaner left (cleaner.py). ``include_cleaned=False`` when a live
     cleaner (another holder of the cleaner lock) may be writing ``.cleaned`` files: they are
-    left alone and do not count as the lowest ``.cleaned`` base. Returns how many files it
+    left alone but still count for the lowest ``.cleaned`` base (why: a cleaner killed between
+    its renames of one group's ``.cleaned`` files to ``.swap`` leaves both at one base, and that
+    swap must be dropped, not finished, or the cleaned index would land over the old segment's). Returns how many files it
     deleted or renamed (the caller fsyncs the directory)."""
     names = sorted(os.listdir(dir_path))  # a stable order of deletions (and their events)
     min_cleaned: int | None = None
@@ -122,10 +124,12 @@ def remove_temp_files(dir_path: str, *, include_cleaned: bool = True) -> int:
             _unlink(path)
             events.recovery_deleted_file(path, "a deletion left unfinished")
             changed += 1
-        elif name.endswith(CLEANED_SUFFIX) and include_cleaned:
+        elif name.endswith(CLEANED_SUFFIX):
             base = parse_base(name)
             if base is not None:
                 min_cleaned = base if min_cleaned is None else min(min_cleaned, base)
+            if not include_cleaned:
+                continue
             _unlink(path)
             events.recovery_deleted_file(path, "an unfinished cleaning")
             changed += 1
