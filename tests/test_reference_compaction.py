@@ -31,6 +31,7 @@ TS = 1_700_000_000_000
 DAY = 24 * 3600 * 1000
 HORIZON_BIT = 0x40
 
+
 #: the one place that holds this module back for the native engine (ISSUE7.md: its
 #: cleanable / compact come with the native-log and native-cleaner branches). The lead deletes
 #: this fixture when merging those; every test below is written to pass for both engines.

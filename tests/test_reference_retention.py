@@ -20,6 +20,7 @@ from pylog.partition import RetentionResult
 TS = 1_700_000_000_000
 DAY = 24 * 3600 * 1000
 
+
 #: the one place that holds this module back for the native engine (ISSUE7.md: its
 #: delete_before / apply_retention come with the native-log branch). The lead deletes this
 #: fixture when merging that branch; every test below is written to pass for both engines.
