@@ -16,6 +16,7 @@ from pylog import _native
 from pylog.config import LogConfig, resolve_codec
 from pylog.errors import InvalidConfigError, OffsetOutOfRangeError
 from pylog.partition import (
+    CLEANER_BUSY,
     BytesLike,
     Cleanable,
     CleanResult,
@@ -189,10 +190,14 @@ class NativePartitionLog:
         cleaner is busy (docs/partition-log.md, "Retention")."""
         return RetentionResult(*self._log.delete_before(offset))
 
-    def apply_retention(self, now_ms: int | None = None) -> RetentionResult:
+    def apply_retention(self, now_ms: int | None = None, *, wait: bool = True) -> RetentionResult:
         """Kafka's deleteOldSegments at ``now_ms`` (None: the wall clock): whole sealed
-        segments, oldest first, by log start, ``retention.bytes`` and ``retention.ms``."""
-        return RetentionResult(*self._log.apply_retention(now_ms))
+        segments, oldest first, by log start, ``retention.bytes`` and ``retention.ms``, under the
+        cleaner lock (``wait=False``: skipped, deleting nothing, when another cleaner holds it)."""
+        done = self._log.apply_retention(now_ms, bool(wait))
+        if done is None:
+            return RetentionResult(0, 0, self._log.start_offset, CLEANER_BUSY)
+        return RetentionResult(*done)
 
     def cleanable(self, now_ms: int | None = None) -> Cleanable:
         """The cleaner's view of this partition now (no lock, no write)."""

@@ -93,6 +93,11 @@ class Columns(NamedTuple):
         return arrow.export_stream(self, requested_schema)
 
 
+#: ``skipped`` of a ``compact(wait=False)`` / ``apply_retention(wait=False)`` that found the
+#: partition's cleaner lock held (both engines say it in these words)
+CLEANER_BUSY = "another cleaner holds the lock"
+
+
 class RetentionResult(NamedTuple):
     """What one ``apply_retention`` / ``delete_before`` run removed."""
 
@@ -102,6 +107,9 @@ class RetentionResult(NamedTuple):
     deleted_bytes: int
     #: the log start offset afterwards
     start_offset: int
+    #: why nothing was looked at (``apply_retention(wait=False)`` found another cleaner holding
+    #: the partition's cleaner lock), or None
+    skipped: str | None = None
 
 
 class Cleanable(NamedTuple):
@@ -183,7 +191,7 @@ class PartitionLog(Protocol):
     def close(self) -> None: ...
     # retention and compaction (docs/partition-log.md, "Retention" and "Compaction")
     def delete_before(self, offset: int) -> RetentionResult: ...
-    def apply_retention(self, now_ms: int | None = None) -> RetentionResult: ...
+    def apply_retention(self, now_ms: int | None = None, *, wait: bool = True) -> RetentionResult: ...
     def cleanable(self, now_ms: int | None = None) -> Cleanable: ...
     def compact(
         self,

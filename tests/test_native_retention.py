@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from helpers import read_shared_state, reaped, segment_bases, skip_if_engine_missing, write_shared_field
 
-from pylog.engine import open_partition
+from pylog.engine import RetentionResult, open_partition
 from pylog.errors import OffsetOutOfRangeError
 
 TS = 1_700_000_000_000
@@ -114,7 +114,7 @@ def test_log_start_is_seen_by_another_process_and_after_reopen(tmp_path, engine,
         assert log.start_offset == 0
         view = log.read(1, 1 << 20)  # positions this reader inside what goes
         deleted_bytes = log_size_below(path, 3)
-        assert run_child(other_engine, path, {}, "delete_before", 3) == [3, deleted_bytes, 3]
+        assert run_child(other_engine, path, {}, "delete_before", 3) == [3, deleted_bytes, 3, None]
         # the other process's change is noticed before the next read, by every kind of read
         assert log.start_offset == 3
         for read in (
@@ -149,19 +149,19 @@ def test_delete_before_inside_a_segment_keeps_the_segment_and_filters_records(op
     log.append([b"a", b"b", b"c", b"d"], keys=[b"1", b"2", b"3", b"4"], timestamps_ms=[TS] * 4)
     log.roll()
     log.append([b"e"], keys=[b"5"], timestamps_ms=[TS])
-    assert log.delete_before(2) == (0, 0, 2)
+    assert log.delete_before(2) == RetentionResult(0, 0, 2)
     assert segment_bases(log.path) == [0, 4]
     assert [r.offset for r in log.records()] == [2, 3, 4]
     assert log.read_columns(2, 10).offsets.tolist() == [2, 3, 4]
     assert len(bytes(log.read(2, 1 << 20))) > 0  # whole batches: the one holding 2
     with pytest.raises(OffsetOutOfRangeError):
         log.read(1, 100)
-    assert log.delete_before(2) == (0, 0, 2), "offset == start is a no-op"
+    assert log.delete_before(2) == RetentionResult(0, 0, 2), "offset == start is a no-op"
     for bad in (1, 6, -1):
         with pytest.raises(OffsetOutOfRangeError):
             log.delete_before(bad)
     first_bytes = os.path.getsize(os.path.join(log.path, f"{0:020d}.log"))
-    assert log.delete_before(5) == (1, first_bytes, 5)
+    assert log.delete_before(5) == RetentionResult(1, first_bytes, 5)
     assert log.start_offset == log.end_offset == 5
     assert list(log.records()) == []
 
@@ -171,7 +171,7 @@ def test_delete_before_leaves_the_deletion_to_retention_while_a_cleaner_runs(ope
     sealed_segments(log, 4)
     with open(os.path.join(log.path, ".pylog.cleaner"), "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        assert log.delete_before(3) == (0, 0, 3)
+        assert log.delete_before(3) == RetentionResult(0, 0, 3)
         assert segment_bases(log.path) == [0, 1, 2, 3, 4], "the busy cleaner lock is not waited for"
         assert log.start_offset == 3
         fcntl.flock(held, fcntl.LOCK_UN)

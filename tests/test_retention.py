@@ -27,6 +27,7 @@ from helpers import parse_batches, segment_bases, segment_name
 
 from pylog.engine import RetentionResult, open_partition
 from pylog.errors import OffsetOutOfRangeError
+from pylog.partition import CLEANER_BUSY
 
 CONFIG = {"segment.bytes": 1500, "index.interval.bytes": 200}
 CHECKPOINT = "log-start-offset-checkpoint"
@@ -132,6 +133,10 @@ def test_a_busy_cleaner_lock_defers_the_deletion_not_the_new_start(open_log, tmp
         result = log.delete_before(bases[3])
         assert result == RetentionResult(0, 0, bases[3])
         assert log.start_offset == bases[3] and segment_bases(path) == bases
+        # the background cleaner's call: skipped while busy, nothing deleted, said so
+        skipped = log.apply_retention(TS, wait=False)
+        assert skipped == RetentionResult(0, 0, bases[3], CLEANER_BUSY)
+        assert segment_bases(path) == bases
     finally:
         os.close(fd)
     size = sum(sizes(path)[b] for b in bases[:3])

@@ -1167,12 +1167,17 @@ impl PartitionLog {
         retention::apply(self, now_ms)
     }
 
-    /// Kafka's `deleteOldSegments` (retention.rs): takes the cleaner lock (blocking).
-    pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionStats> {
-        let _cleaner = self
-            .cleaner_lock(true)?
-            .ok_or_else(|| Error::Internal("a blocking cleaner lock came back busy".into()))?;
-        self.apply_retention_locked(now_ms)
+    /// Kafka's `deleteOldSegments` (retention.rs) under the cleaner lock: waited for when `wait`,
+    /// else `None` when another cleaner holds it (the background cleaner must not queue behind
+    /// another process's long compaction, or `Log.close()` would wait for it).
+    pub fn apply_retention(&self, now_ms: i64, wait: bool) -> Result<Option<RetentionStats>> {
+        let Some(_cleaner) = self.cleaner_lock(wait)? else {
+            if wait {
+                return Err(Error::Internal("a blocking cleaner lock came back busy".into()));
+            }
+            return Ok(None);
+        };
+        self.apply_retention_locked(now_ms).map(Some)
     }
 
     /// Kafka's DeleteRecords: move the log start to `offset` (retention.rs).

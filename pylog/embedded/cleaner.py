@@ -250,7 +250,9 @@ class Cleaner:
             if self._backing_off("retention", tp, now_ms):
                 continue
             try:
-                result = source.partition_log(tp).apply_retention(now_ms)
+                # why wait=False: queueing behind another process's long compaction of this
+                # partition would hold up Log.close(); the next check comes soon enough
+                result = source.partition_log(tp).apply_retention(now_ms, wait=False)
             except Exception as error:
                 self._failed("retention", tp, error)
                 continue

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from pylog.config import CODEC_IDS, LogConfig
 from pylog.errors import CorruptBatchError, CorruptKind, InvalidConfigError
-from pylog.partition import INT64_MAX, Cleanable, CleanResult, Record
+from pylog.partition import CLEANER_BUSY, INT64_MAX, Cleanable, CleanResult, Record
 from pylog.reference import batch as record_batch
 from pylog.reference import compression, events, retention
 from pylog.reference.batch import (
@@ -603,7 +603,7 @@ def compact(
         )
     lock = CleanerLock(log.path)
     if not lock.acquire(wait=wait):
-        return skipped(cleanable(log, now_ms).first_dirty_offset, "another cleaner holds the lock")
+        return skipped(cleanable(log, now_ms).first_dirty_offset, CLEANER_BUSY)
     try:
         log._remove_stale_cleaner_files()
         first = cleanable(log, now_ms)

@@ -66,6 +66,7 @@ from pylog.errors import (
     RecordTooLargeError,
 )
 from pylog.partition import (
+    CLEANER_BUSY,
     BytesLike,
     Cleanable,
     CleanResult,
@@ -951,12 +952,14 @@ class PartitionLog:
         finally:
             lock.release()
 
-    def apply_retention(self, now_ms: int | None = None) -> RetentionResult:
-        """Kafka's deleteOldSegments (retention.py): whole sealed segments, oldest first."""
+    def apply_retention(self, now_ms: int | None = None, *, wait: bool = True) -> RetentionResult:
+        """Kafka's deleteOldSegments (retention.py): whole sealed segments, oldest first, under
+        the cleaner lock (``wait=False``: skipped when another cleaner holds it)."""
         now = _now_ms() if now_ms is None else as_int(now_ms, "now_ms")
         self._check_open()
         lock = CleanerLock(self._path)
-        lock.acquire(wait=True)
+        if not lock.acquire(wait=bool(wait)):
+            return RetentionResult(0, 0, self.start_offset, CLEANER_BUSY)
         try:
             return self._apply_retention_locked(now, retention.passes(self._config))
         finally:

@@ -77,8 +77,8 @@ class FakeLog:
             raise self.compact_errors.pop(0)
         return CleanResult(1, 1, 100, 50, 10, 5, 0, 10)
 
-    def apply_retention(self, now_ms: int | None = None) -> RetentionResult:
-        self.calls.append(("retention", self.tp, {"now_ms": now_ms}))
+    def apply_retention(self, now_ms: int | None = None, *, wait: bool = True) -> RetentionResult:
+        self.calls.append(("retention", self.tp, {"now_ms": now_ms, "wait": wait}))
         if self.retention_errors:
             raise self.retention_errors.pop(0)
         return RetentionResult(1, 100, 1)
@@ -258,7 +258,7 @@ def test_retention_runs_every_check_interval_on_delete_partitions_and_a_failure_
     cleaner.run_once()
     retained = [tp.topic for kind, tp, _ in source.calls if kind == "retention"]
     assert retained == ["d1", "d2"]
-    assert source.calls[-1][2] == {"now_ms": clock.now}
+    assert source.calls[-1][2] == {"now_ms": clock.now, "wait": False}
     assert source.uncleanable_marks.marks == {}  # retention failures never mark
     assert cleaner.failures("retention", TopicPartition("d1", 0)) == 1
     source.calls.clear()

@@ -770,15 +770,20 @@ impl PyPartitionLog {
     }
 
     /// Kafka's deleteOldSegments at `now_ms` (None: the wall clock):
-    /// `(deleted_segments, deleted_bytes, start_offset)`.
-    #[pyo3(signature = (now_ms=None))]
+    /// `(deleted_segments, deleted_bytes, start_offset)`, or None when `wait` is false and
+    /// another cleaner holds the cleaner lock.
+    #[pyo3(signature = (now_ms=None, wait=true))]
     fn apply_retention(
         &self,
         py: Python<'_>,
         now_ms: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<(u64, u64, i64)> {
+        wait: bool,
+    ) -> PyResult<Option<(u64, u64, i64)>> {
         let now = now_arg(now_ms)?;
-        self.run(py, |log| log.apply_retention(now).map(retention_tuple))
+        self.run(py, |log| {
+            log.apply_retention(now, wait)
+                .map(|r| r.map(retention_tuple))
+        })
     }
 
     /// The cleaner's view (no lock, no write): the fields of `pylog.partition.Cleanable`.
