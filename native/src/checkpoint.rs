@@ -23,7 +23,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
 
@@ -69,8 +69,37 @@ pub fn read_recovery_point(dir: &Path) -> Result<Option<i64>> {
     read_offset_checkpoint(dir, RECOVERY_POINT_FILE)
 }
 
-/// Write the checkpoint `file_name` of `dir` atomically (tmp, fsync, rename, dir fsync).
-pub fn write_offset_checkpoint(dir: &Path, file_name: &str, offset: i64) -> Result<()> {
+/// A checkpoint written to a private temporary file and fsynced, not yet renamed into place:
+/// the slow half of a checkpoint, done before a caller takes the writer lock so that the lock is
+/// held only for the rename (`commit`). `tmp_suffix` must be private to one writer at a time
+/// (retention's, under the cleaner lock, is `.retention.tmp`; the locked writers use `.tmp`).
+#[derive(Debug)]
+pub struct PreparedCheckpoint {
+    tmp: PathBuf,
+    path: PathBuf,
+    pub offset: i64,
+}
+
+impl PreparedCheckpoint {
+    /// Rename it into place (the caller fsyncs the directory).
+    pub fn commit(self) -> Result<()> {
+        fs::rename(&self.tmp, &self.path)
+            .io_context(|| format!("renaming {} into place", self.tmp.display()))
+    }
+
+    /// Drop it unused (best effort: a leftover is overwritten by the next prepare).
+    pub fn discard(self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// Write checkpoint `file_name` of `dir` to `<file_name><tmp_suffix>` and fsync it.
+pub fn prepare_offset_checkpoint(
+    dir: &Path,
+    file_name: &str,
+    tmp_suffix: &str,
+    offset: i64,
+) -> Result<PreparedCheckpoint> {
     assert!(
         offset >= 0,
         "checkpoint {file_name} offset {offset} is negative"
@@ -78,20 +107,23 @@ pub fn write_offset_checkpoint(dir: &Path, file_name: &str, offset: i64) -> Resu
     let (topic, partition) = topic_partition(dir);
     let text = format!("{CHECKPOINT_VERSION}\n1\n{topic} {partition} {offset}\n");
     let path = dir.join(file_name);
-    let tmp = dir.join(format!("{file_name}.tmp"));
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .io_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(text.as_bytes())
-            .io_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .io_context(|| format!("syncing {}", tmp.display()))?;
-    }
-    fs::rename(&tmp, &path).io_context(|| format!("renaming {} into place", tmp.display()))?;
+    let tmp = dir.join(format!("{file_name}{tmp_suffix}"));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .io_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .io_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()
+        .io_context(|| format!("syncing {}", tmp.display()))?;
+    Ok(PreparedCheckpoint { tmp, path, offset })
+}
+
+/// Write the checkpoint `file_name` of `dir` atomically (tmp, fsync, rename, dir fsync).
+pub fn write_offset_checkpoint(dir: &Path, file_name: &str, offset: i64) -> Result<()> {
+    prepare_offset_checkpoint(dir, file_name, ".tmp", offset)?.commit()?;
     sync_dir(dir)
 }
 

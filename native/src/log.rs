@@ -509,6 +509,15 @@ impl LayoutChange<'_> {
             .collect()
     }
 
+    /// Rename a `log-start-offset-checkpoint` prepared before the writer lock was taken into
+    /// place (durable once the change's directory fsync is done).
+    pub fn commit_log_start(&mut self, prepared: checkpoint::PreparedCheckpoint) -> Result<()> {
+        let offset = prepared.offset;
+        prepared.commit()?;
+        self.inner.log_start_checkpoint = offset;
+        Ok(())
+    }
+
     /// Write `log-start-offset-checkpoint` (durable when this returns).
     pub fn set_log_start(&mut self, offset: i64) -> Result<()> {
         checkpoint::write_offset_checkpoint(
@@ -1093,28 +1102,36 @@ impl PartitionLog {
         &self,
         f: impl FnOnce(&mut LayoutChange<'_>) -> Result<T>,
     ) -> Result<T> {
-        let _w = self.lock_writer()?;
-        let _guard = self.writer_lock.acquire()?;
-        let mut inner = self.lock()?;
-        self.writer_resync(&mut inner)?;
-        self.shared.begin_change();
-        let result = f(&mut LayoutChange {
-            log: self,
-            inner: &mut inner,
-        });
-        let finished = (|| {
-            if result.is_err() {
-                self.remove_dead_changers_files()?;
-            }
-            checkpoint::sync_dir(&self.dir)?;
-            inner.known_generation = None;
-            refresh_segments(&self.dir, &self.config, &self.shared, &mut inner, true)?;
-            Ok(())
-        })();
-        self.shared.end_change();
-        inner.known_generation = self.shared.stable_generation();
+        let (result, finished) = {
+            let _w = self.lock_writer()?;
+            let _guard = self.writer_lock.acquire()?;
+            let mut inner = self.lock()?;
+            self.writer_resync(&mut inner)?;
+            self.shared.begin_change();
+            let result = f(&mut LayoutChange {
+                log: self,
+                inner: &mut inner,
+            });
+            let finished = (|| {
+                if result.is_err() {
+                    self.remove_dead_changers_files()?;
+                }
+                inner.known_generation = None;
+                refresh_segments(&self.dir, &self.config, &self.shared, &mut inner, true)?;
+                Ok(())
+            })();
+            self.shared.end_change();
+            inner.known_generation = self.shared.stable_generation();
+            (result, finished)
+        };
+        // why after the locks: the directory fsync takes milliseconds on a VM, and every
+        // append of every process waits for the writer lock; the renames are what the others
+        // must see atomically, their durability only has to come before this call returns
+        // (before `.deleted` files are unlinked or a cleaner checkpoint claims the change).
+        let synced = checkpoint::sync_dir(&self.dir);
         let value = result?;
         finished?;
+        synced?;
         Ok(value)
     }
 
@@ -1173,7 +1190,9 @@ impl PartitionLog {
     pub fn apply_retention(&self, now_ms: i64, wait: bool) -> Result<Option<RetentionStats>> {
         let Some(_cleaner) = self.cleaner_lock(wait)? else {
             if wait {
-                return Err(Error::Internal("a blocking cleaner lock came back busy".into()));
+                return Err(Error::Internal(
+                    "a blocking cleaner lock came back busy".into(),
+                ));
             }
             return Ok(None);
         };

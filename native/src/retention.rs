@@ -17,11 +17,13 @@
 //! committed, so that bound is the log end, which the active segment already keeps.
 //!
 //! The deletion protocol (`delete_segments`, used by all three passes and by `delete_before`):
-//! under the writer lock with the layout generation odd, write `log-start-offset-checkpoint` =
-//! max(current start, base of the first surviving segment) [pause `retention-checkpointed`];
-//! rename each deleted segment's files to `<name>.deleted`, oldest first [pause
-//! `retention-renamed`]; fsync the directory; end the change; release the writer lock; unlink the
-//! `.deleted` files. A crash after the checkpoint leaves segments below the start, which the next
+//! write `log-start-offset-checkpoint` = max(current start, base of the first surviving segment)
+//! to `log-start-offset-checkpoint.retention.tmp` and fsync it (before any lock: the writer lock
+//! is held only for renames); under the writer lock with the layout generation odd, rename it
+//! into place (rewritten under the lock if the start moved meanwhile) [pause
+//! `retention-checkpointed`]; rename each deleted segment's files to `<name>.deleted`, oldest
+//! first [pause `retention-renamed`]; end the change; release the writer lock; fsync the
+//! directory; unlink the `.deleted` files. A crash after the checkpoint leaves segments below the start, which the next
 //! log-start pass deletes; `.deleted` files are removed by recovery or the next cleaner. A reader
 //! holding a mapping or an fd of a deleted segment keeps a valid view (unlink does not invalidate
 //! it) and moves to the new start at its next read (the generation bump makes it re-list).
@@ -29,6 +31,7 @@
 //! Callers hold the cleaner lock (lock.rs) for every deletion: one process at a time changes the
 //! sealed segments. Thread-safety: the functions take `&PartitionLog` (Sync).
 
+use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::log::{PartitionLog, SegmentInfo};
 
@@ -110,6 +113,20 @@ pub fn time_breached(sealed: &[SegmentInfo], now_ms: i64, retention_ms: i64) -> 
 /// that are no longer the directory's oldest (another process changed the log) are left alone:
 /// only the prefix that still matches by inode is deleted.
 pub fn delete_segments(log: &PartitionLog, doomed: &[SegmentInfo]) -> Result<RetentionStats> {
+    // why prepared before the writer lock: the checkpoint's fsync takes milliseconds, and
+    // holding the writer lock for it stalls every append of every process (the latency spike
+    // Kafka's users see when retention kicks in). `.retention.tmp` is private to the holder of
+    // the cleaner lock, which every caller is.
+    let prepared = match doomed.last() {
+        Some(last) => Some(checkpoint::prepare_offset_checkpoint(
+            log.path(),
+            checkpoint::LOG_START_OFFSET_FILE,
+            ".retention.tmp",
+            log.start_offset()?.max(last.next_offset),
+        )?),
+        None => None,
+    };
+    let mut prepared = prepared;
     let (renamed, stats) = log.change_layout(|c| {
         let sealed = c.sealed();
         let n = doomed
@@ -118,6 +135,9 @@ pub fn delete_segments(log: &PartitionLog, doomed: &[SegmentInfo]) -> Result<Ret
             .take_while(|(d, &(base, id, _))| d.base == base && d.file_id == id)
             .count();
         if n == 0 {
+            if let Some(p) = prepared.take() {
+                p.discard();
+            }
             let start = c.start_offset();
             return Ok((
                 Vec::new(),
@@ -130,7 +150,17 @@ pub fn delete_segments(log: &PartitionLog, doomed: &[SegmentInfo]) -> Result<Ret
         }
         let survivor = sealed.get(n).map_or(c.active_base(), |&(base, _, _)| base);
         let start = c.start_offset().max(survivor);
-        c.set_log_start(start)?;
+        match prepared.take() {
+            Some(p) if p.offset == start => c.commit_log_start(p)?,
+            // another process moved the start meanwhile (delete_before), or fewer segments
+            // matched: write the right value under the lock (rare)
+            other => {
+                if let Some(p) = other {
+                    p.discard();
+                }
+                c.set_log_start(start)?;
+            }
+        }
         c.pause_point("retention-checkpointed");
         let mut renamed = Vec::new();
         for d in &doomed[..n] {
