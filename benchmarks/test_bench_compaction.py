@@ -327,7 +327,16 @@ def test_cleaner_memory_stays_within_map_plus_a_segment(benchmark, tmp_path, tem
         shutil.rmtree(path, ignore_errors=True)
         shutil.copytree(template, path)
         done = subprocess.run(
-            [sys.executable, "-c", MEMORY_CHILD, str(path), json.dumps(CONFIG), str(map_bytes), str(NOW)],
+            [
+                sys.executable,
+                "-P",
+                "-c",
+                MEMORY_CHILD,
+                str(path),
+                json.dumps(CONFIG),
+                str(map_bytes),
+                str(NOW),
+            ],
             capture_output=True,
             text=True,
             env=same_pylog_env(),

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from helpers import check_segment_indexes, kafka_decode, parse_batches, segment_files, skip_if_engine_missing
 
+from pylog.bench_processes import same_pylog_env
 from pylog.engine import open_partition
 
 TS = 1_700_000_000_000
@@ -293,11 +294,11 @@ def test_another_process_reads_what_the_native_cleaner_wrote(tmp_path, engines, 
         expected[r.key.decode()] = r.offset
     log.compact(now_ms=TS)
     out = subprocess.run(
-        [sys.executable, "-c", CHILD_READER, str(path), reader],
+        [sys.executable, "-P", "-c", CHILD_READER, str(path), reader],
         capture_output=True,
         text=True,
         check=True,
-        env=dict(os.environ),
+        env=same_pylog_env(),
     ).stdout
     assert out.strip() == str(sorted(expected.items()))
     log.close()

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from helpers import read_shared_state, reaped, segment_bases, skip_if_engine_missing, write_shared_field
 
+from pylog.bench_processes import same_pylog_env
 from pylog.engine import RetentionResult, open_partition
 from pylog.errors import OffsetOutOfRangeError
 
@@ -51,11 +52,13 @@ log.close()
 
 
 def spawn(engine: str, path, config: dict, op: str, arg: int, pause: str | None = None) -> subprocess.Popen:
-    env = dict(os.environ)
+    env = same_pylog_env()
     if pause:
         env["PYLOG_TEST_PAUSE"] = pause
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, engine, str(path), json.dumps(config), op, str(arg)],
+        # why -P and same_pylog_env: `-c` puts the working directory first on sys.path, and CI
+        # runs from a clone whose pylog/ has no built extension
+        [sys.executable, "-P", "-c", CHILD, engine, str(path), json.dumps(config), op, str(arg)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
