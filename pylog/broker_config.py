@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pylog.config import INT_MAX, LONG_MAX
+from pylog.config import INT_MAX, LONG_MAX, int_setting
 from pylog.errors import InvalidConfigError
 
 #: the smallest offset map the engines accept (both refuse a smaller ``map_bytes``)
@@ -78,30 +78,10 @@ def _bool(key: str, raw: Any) -> bool:
     raise InvalidConfigError(f"{key} must be a bool (or 'true'/'false'), not {raw!r}")
 
 
-def _int(minimum: int, maximum: int):
-    def parse(key: str, raw: Any) -> int:
-        if isinstance(raw, bool):
-            raise InvalidConfigError(f"{key} must be an integer, not {raw!r}")
-        if isinstance(raw, int):
-            value = raw
-        elif isinstance(raw, str):
-            try:
-                value = int(raw.strip())
-            except ValueError:
-                raise InvalidConfigError(f"{key} must be an integer, not {raw!r}") from None
-        else:
-            raise InvalidConfigError(f"{key} must be an integer, not {raw!r}")
-        if not minimum <= value <= maximum:
-            raise InvalidConfigError(f"{key} must be in [{minimum}, {maximum}], got {value}")
-        return value
-
-    return parse
-
-
 _RULES = {
     "log.cleaner.enable": _bool,
-    "log.cleaner.backoff.ms": _int(0, LONG_MAX),
-    "log.cleaner.dedupe.buffer.size": _int(MIN_DEDUPE_BUFFER_SIZE, LONG_MAX),
-    "log.retention.check.interval.ms": _int(1, LONG_MAX),
-    "log.cleaner.max.failures": _int(1, INT_MAX),
+    "log.cleaner.backoff.ms": int_setting(0, LONG_MAX),
+    "log.cleaner.dedupe.buffer.size": int_setting(MIN_DEDUPE_BUFFER_SIZE, LONG_MAX),
+    "log.retention.check.interval.ms": int_setting(1, LONG_MAX),
+    "log.cleaner.max.failures": int_setting(1, INT_MAX),
 }

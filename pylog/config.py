@@ -100,7 +100,10 @@ def resolve_codec(compression: str | None, config: LogConfig) -> str:
     return name
 
 
-def _int(minimum: int, maximum: int = LONG_MAX):
+def int_setting(minimum: int, maximum: int = LONG_MAX):
+    """A parser of an integer setting in ``[minimum, maximum]`` (an int or its string form, never a
+    bool), raising ``InvalidConfigError`` naming the key; shared by topic and broker settings."""
+
     def parse(key: str, raw: Any) -> int:
         if isinstance(raw, bool):
             raise InvalidConfigError(f"{key} must be an integer, not {raw!r}")
@@ -148,20 +151,20 @@ def _choice(choices: tuple[str, ...], *, case_sensitive: bool):
 
 
 _RULES = {
-    "segment.bytes": _int(14, INT_MAX),
-    "segment.ms": _int(1),
-    "index.interval.bytes": _int(0, INT_MAX),
-    "segment.index.bytes": _int(12, INT_MAX),
-    "max.message.bytes": _int(0, INT_MAX),
+    "segment.bytes": int_setting(14, INT_MAX),
+    "segment.ms": int_setting(1),
+    "index.interval.bytes": int_setting(0, INT_MAX),
+    "segment.index.bytes": int_setting(12, INT_MAX),
+    "max.message.bytes": int_setting(0, INT_MAX),
     "message.timestamp.type": _choice(TIMESTAMP_TYPES, case_sensitive=True),
-    "flush.messages": _int(1),
-    "flush.ms": _int(0),
+    "flush.messages": int_setting(1),
+    "flush.ms": int_setting(0),
     "compression.type": _choice(COMPRESSION_TYPES, case_sensitive=False),
     "cleanup.policy": _choice(CLEANUP_POLICIES, case_sensitive=False),
-    "retention.ms": _int(-1),
-    "retention.bytes": _int(-1),
-    "delete.retention.ms": _int(0),
+    "retention.ms": int_setting(-1),
+    "retention.bytes": int_setting(-1),
+    "delete.retention.ms": int_setting(0),
     "min.cleanable.dirty.ratio": _ratio,
-    "min.compaction.lag.ms": _int(0),
-    "max.compaction.lag.ms": _int(1),
+    "min.compaction.lag.ms": int_setting(0),
+    "max.compaction.lag.ms": int_setting(1),
 }
