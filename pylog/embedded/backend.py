@@ -114,6 +114,14 @@ def _partition_count(value: object, what: str) -> int:
     return value
 
 
+def _check_partition_number(info: TopicInfo, partition: object) -> None:
+    """``UnknownTopicOrPartitionError`` unless ``partition`` is an int naming one of the topic's."""
+    if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < info.partitions:
+        raise UnknownTopicOrPartitionError(
+            f"topic {info.name!r} has no partition {partition!r} (it has {info.partitions})"
+        )
+
+
 def _bump(db: Any, column: str) -> None:
     db.execute(f"UPDATE topic_versions SET {column} = {column} + 1 WHERE id = 0")
 
@@ -306,14 +314,7 @@ class EmbeddedBackend:
     def _open(self, tp: TopicPartition, *, retry: bool = True) -> PartitionLog:
         topic, partition = tp
         info = self._topic(topic)
-        if (
-            isinstance(partition, bool)
-            or not isinstance(partition, int)
-            or not 0 <= partition < info.partitions
-        ):
-            raise UnknownTopicOrPartitionError(
-                f"topic {topic!r} has no partition {partition!r} (it has {info.partitions})"
-            )
+        _check_partition_number(info, partition)
         tp = TopicPartition(topic, partition)
         path = self._partition_path(topic, partition)
         # why: never wait for the catalog's write lock while holding _lock (a deletion in this
@@ -710,14 +711,7 @@ class EmbeddedBackend:
         info = self._topic(topic)
         wanted: list[tuple[TopicPartition, int]] = []
         for partition, offset in offsets.items():
-            if (
-                isinstance(partition, bool)
-                or not isinstance(partition, int)
-                or not 0 <= partition < info.partitions
-            ):
-                raise UnknownTopicOrPartitionError(
-                    f"topic {topic!r} has no partition {partition!r} (it has {info.partitions})"
-                )
+            _check_partition_number(info, partition)
             offset = as_int(offset, "offset")
             if offset < -1:
                 raise OffsetOutOfRangeError(
