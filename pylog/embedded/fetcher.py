@@ -289,21 +289,7 @@ class Fetcher:
     def _fetch_records(
         self, tps: Sequence[TopicPartition], logs: list, seen: list[int], max_records: int
     ) -> dict:
-        out: dict[TopicPartition, list[ConsumerRecord]] = {}
-        count = 0
-        now = time.monotonic()
-        for tp, log, seq in zip(tps, logs, seen, strict=True):
-            if count >= max_records:
-                break
-            if self._quiet(tp, seq, self._positions[tp], now):
-                continue
-            records = self._partition_records(tp, log, max_records - count)
-            if records:
-                out[tp] = records
-                count += len(records)
-            else:
-                self._idle[tp] = (seq, self._positions[tp], now)  # type: ignore[assignment]
-        return out
+        return self._look(tps, logs, seen, max_records, self._partition_records, len)
 
     def _partition_records(self, tp: TopicPartition, log: Any, wanted: int) -> list[ConsumerRecord]:
         position = self._positions[tp]
@@ -346,7 +332,23 @@ class Fetcher:
     def _fetch_columns(
         self, tps: Sequence[TopicPartition], logs: list, seen: list[int], max_records: int
     ) -> dict:
-        out: dict[TopicPartition, Columns] = {}
+        return self._look(
+            tps, logs, seen, max_records, self._partition_columns, lambda c: 0 if c is None else c.num_records
+        )
+
+    def _look(
+        self,
+        tps: Sequence[TopicPartition],
+        logs: list,
+        seen: list[int],
+        max_records: int,
+        read: Callable[[TopicPartition, Any, int], Any],
+        size: Callable[[Any], int],
+    ) -> dict:
+        """One look over ``tps``: ``read(tp, log, wanted)`` per partition not known quiet, until
+        ``max_records`` (counted by ``size``); a partition that gave nothing is remembered as
+        quiet at its tail sequence and position."""
+        out: dict = {}
         count = 0
         now = time.monotonic()
         for tp, log, seq in zip(tps, logs, seen, strict=True):
@@ -354,10 +356,11 @@ class Fetcher:
                 break
             if self._quiet(tp, seq, self._positions[tp], now):
                 continue
-            columns = self._partition_columns(tp, log, max_records - count)
-            if columns is not None and columns.num_records:
-                out[tp] = columns
-                count += columns.num_records
+            got = read(tp, log, max_records - count)
+            n = size(got)
+            if n:
+                out[tp] = got
+                count += n
             else:
                 self._idle[tp] = (seq, self._positions[tp], now)  # type: ignore[assignment]
         return out
