@@ -444,42 +444,29 @@ pub fn wait_any(pages: &[(&SharedState, u32)], wake: &WakeWord, wake_seen: u32, 
     };
     if rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
         let sleep = timeout.min(Duration::from_millis(WAIT_ANY_ENOSYS_SLEEP_MS));
-        futex_wait_private(&wake.word, wake_seen, sleep);
-    }
-}
-
-fn futex_wait_private(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `word` is a live atomic; the kernel only reads it and the timespec.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            &ts as *const libc::timespec,
-            std::ptr::null::<u32>(),
-            0u32,
-        );
+        futex_wait_flags(&wake.word, wake_seen, sleep, libc::FUTEX_PRIVATE_FLAG);
     }
 }
 
 /// `FUTEX_WAIT` (shared, not `_PRIVATE`: the word is in a file mapping other processes share).
 /// Returns on a wake, a value change, a signal or the timeout; callers re-check their condition.
 fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    futex_wait_flags(word, expected, timeout, 0);
+}
+
+/// `FUTEX_WAIT` with extra `flags` (`FUTEX_PRIVATE_FLAG` for a word of this process only).
+fn futex_wait_flags(word: &AtomicU32, expected: u32, timeout: Duration, flags: libc::c_int) {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
-    // SAFETY: `word` points into a live mapping; the kernel only reads it and the timespec.
+    // SAFETY: `word` is a live atomic (in a mapping or this process's memory); the kernel only
+    // reads it and the timespec.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
-            libc::FUTEX_WAIT,
+            libc::FUTEX_WAIT | flags,
             expected,
             &ts as *const libc::timespec,
             std::ptr::null::<u32>(),
