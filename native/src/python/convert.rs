@@ -333,26 +333,7 @@ impl PendingRecords {
         partition: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let mut maker = ConsumerRecordMaker::new(record_type, topic, partition);
-        let _gc = GcPause::new(py);
-        let arena = &self.arena[..];
-        let slice = |(start, len): (usize, usize)| &arena[start..start + len];
-        let mut objects = Vec::with_capacity(self.records.len());
-        for (i, p) in self.records.iter().enumerate() {
-            let view = RecordView {
-                offset: p.offset,
-                timestamp: p.timestamp,
-                timestamp_type: p.timestamp_type,
-                key: p.key.map(slice),
-                value: p.value.map(slice),
-                headers_raw: slice(p.headers),
-                header_count: p.header_count,
-            };
-            objects.push(maker.make(&view)?);
-            if i % 65536 == 65535 {
-                py.check_signals()?;
-            }
-        }
-        PyList::new(py, objects)
+        self.build_list(py, |view| maker.make(view))
     }
 
     /// The records as a list of `record_type(...)` objects (see `RecordMaker`).
@@ -362,6 +343,16 @@ impl PendingRecords {
         record_type: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let maker = RecordMaker::new(record_type);
+        self.build_list(py, |view| maker.make(view))
+    }
+
+    /// One Python object per record, made by `make` from the record's view, as a list (the GC
+    /// paused while it is built).
+    fn build_list<'py>(
+        &self,
+        py: Python<'py>,
+        mut make: impl FnMut(&RecordView<'_>) -> PyResult<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let _gc = GcPause::new(py);
         let arena = &self.arena[..];
         let slice = |(start, len): (usize, usize)| &arena[start..start + len];
@@ -376,7 +367,7 @@ impl PendingRecords {
                 headers_raw: slice(p.headers),
                 header_count: p.header_count,
             };
-            objects.push(maker.make(&view)?);
+            objects.push(make(&view)?);
             // why: a huge buffer takes a while; let Ctrl-C through.
             if i % 65536 == 65535 {
                 py.check_signals()?;
