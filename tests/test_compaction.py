@@ -471,6 +471,21 @@ def test_a_compacted_partition_refuses_records_without_a_key(open_log, tmp_path,
     assert other.append([b"x"], timestamps_ms=[TS]) == 0
 
 
+def test_the_key_rule_is_the_validators_last(open_log, tmp_path):
+    """The key rule is append_raw's last check (one decode of the batch): a keyless batch that
+    also breaks an earlier rule (here a CreateTime maxTimestamp that lies) reports that rule."""
+    import crc32c  # the reference engine's dependency
+
+    log = open_log(tmp_path / "order-0", config={"cleanup.policy": "compact"})
+    raw = bytearray(kafka_build_batch([(TS, None, b"y", [])]))
+    raw[35:43] = (TS + 1).to_bytes(8, "big")  # maxTimestamp
+    raw[17:21] = crc32c.crc32c(bytes(raw[21:])).to_bytes(4, "big")
+    with pytest.raises(InvalidRecordError) as info:
+        log.append_raw(bytes(raw))
+    assert info.value.kind == CorruptKind.TIMESTAMP
+    assert log.end_offset == 0
+
+
 # ----------------------------------------------------------------------------------------------
 # the cleaner lock, cancel, stray files
 

@@ -83,7 +83,7 @@ fn main() {
             .unwrap();
         });
         let validate = time(reps, || {
-            pylog_native::validator::validate_for_append(&batch, &mut scratch).unwrap();
+            pylog_native::validator::validate_for_append(&batch, &mut scratch, None).unwrap();
         });
         println!(
             "{:6}: validate_for_append {:.1} us",

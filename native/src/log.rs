@@ -1357,22 +1357,10 @@ impl PartitionLog {
         // record (and decompressing) must not hold up this process's readers.
         w.encode_buf.clear();
         w.encode_buf.extend_from_slice(batch);
-        validator::validate_for_append(&w.encode_buf, &mut w.scratch)?;
-        if self.is_compacted() {
-            // Kafka's broker refuses a keyless record on a compacted topic (LogValidator
-            // validateKey); control batches carry no data records and are exempt
-            let policy = &self.config.cleanup_policy;
-            batch::decode_batch(&w.encode_buf, &mut w.scratch, |rv| match rv.key {
-                Some(_) => Ok(()),
-                None => Err(Error::InvalidBatch {
-                    kind: CorruptKind::Key,
-                    reason: format!(
-                        "the batch holds a record without a key; a partition with \
-                         cleanup.policy={policy} needs a key on every record"
-                    ),
-                }),
-            })?;
-        }
+        let keys_required = self
+            .is_compacted()
+            .then_some(self.config.cleanup_policy.as_str());
+        validator::validate_for_append(&w.encode_buf, &mut w.scratch, keys_required)?;
         let rewrite = self.config.log_append_time.then(now_ms);
         let base = {
             let _guard = self.writer_lock.acquire()?;

@@ -19,9 +19,11 @@
 //! 10. a control batch (bit 5) holds exactly one control record: a key of at least 4 bytes
 //!     (`version i16 >= 0, type i16`); for a commit/abort marker (type 0/1) also a value of at
 //!     least 6 bytes (`version i16 >= 0, coordinatorEpoch i32`), the transactional bit and a
-//!     producer id of at least 0 (EndTransactionMarker.java): InvalidBatch control.
+//!     producer id of at least 0 (EndTransactionMarker.java): InvalidBatch control;
+//! 11. on a partition whose `cleanup.policy` includes `compact` (`keys_required`), every record
+//!     of a data batch has a key (Kafka's LogValidator `validateKey`): InvalidBatch key.
 //!
-//! Checks 8-10 are reported only once every record decoded: corruption outranks them.
+//! Checks 8-11 are reported only once every record decoded: corruption outranks them.
 //!
 //! Deviations from Kafka, both because append_raw keeps batches byte for byte (it is also the
 //! copy path): its broker rewrites a CreateTime batch's maxTimestamp to the records' maximum
@@ -62,8 +64,13 @@ fn invalid(kind: CorruptKind, reason: String) -> Error {
 }
 
 /// `append_raw`'s checks on one whole batch (see the module comment). `CorruptBatch` errors
-/// are at position 0; `InvalidBatch` errors map to `InvalidRecordError`.
-pub fn validate_for_append(batch: &[u8], scratch: &mut Vec<u8>) -> Result<BatchHeader> {
+/// are at position 0; `InvalidBatch` errors map to `InvalidRecordError`. `keys_required`: the
+/// partition's `cleanup.policy` when it includes `compact` (rule 11), else `None`.
+pub fn validate_for_append(
+    batch: &[u8],
+    scratch: &mut Vec<u8>,
+    keys_required: Option<&str>,
+) -> Result<BatchHeader> {
     if batch.len() < BATCH_HEADER_BYTES {
         return Err(Error::corrupt(
             CorruptKind::Framing,
@@ -142,6 +149,7 @@ pub fn validate_for_append(batch: &[u8], scratch: &mut Vec<u8>) -> Result<BatchH
     let mut expected_delta: i64 = 0;
     let mut max_timestamp = i64::MIN;
     let mut control: Option<ControlRecord> = None;
+    let mut keyless = false;
     // why the first violation is kept, not returned: a malformed record later in the batch
     // outranks it (CorruptBatch before InvalidBatch), so every record is decoded first.
     let mut first_invalid: Option<Error> = None;
@@ -172,6 +180,7 @@ pub fn validate_for_append(batch: &[u8], scratch: &mut Vec<u8>) -> Result<BatchH
             return Ok(());
         };
         max_timestamp = max_timestamp.max(ts);
+        keyless |= r.key.is_none();
         if header.is_control() && control.is_none() {
             control = Some((r.key.map(<[u8]>::to_vec), r.value.map(<[u8]>::to_vec)));
         }
@@ -191,6 +200,14 @@ pub fn validate_for_append(batch: &[u8], scratch: &mut Vec<u8>) -> Result<BatchH
     }
     if header.is_control() {
         check_control(&header, control)?;
+    } else if let (Some(policy), true) = (keys_required, keyless) {
+        return Err(invalid(
+            CorruptKind::Key,
+            format!(
+                "the batch holds a record without a key; a partition with \
+                 cleanup.policy={policy} needs a key on every record"
+            ),
+        ));
     }
     Ok(header)
 }

@@ -299,7 +299,7 @@ fn kafka_python_golden_batches() {
                 "{codec:?}"
             );
         }
-        validator::validate_for_append(&batch, &mut Vec::new()).unwrap();
+        validator::validate_for_append(&batch, &mut Vec::new(), None).unwrap();
     }
     // Uncompressed, our encoder writes exactly kafka-python's bytes.
     assert_eq!(
@@ -331,7 +331,7 @@ fn round_trip_every_codec() {
                 );
                 assert_eq!((&g.2, &g.3, &g.4), (&r.1, &r.2, &r.3));
             }
-            validator::validate_for_append(&batch, &mut Vec::new()).unwrap();
+            validator::validate_for_append(&batch, &mut Vec::new(), None).unwrap();
             decode_batch(&batch, &mut Vec::new(), |r| {
                 assert_eq!(r.timestamp_type, u8::from(lat.is_some()));
                 Ok(())
@@ -411,7 +411,7 @@ fn with_records(records: &[u8], count: i32) -> Vec<u8> {
 }
 
 fn validate_for_append(b: &[u8]) -> Result<BatchHeader> {
-    validator::validate_for_append(b, &mut Vec::new())
+    validator::validate_for_append(b, &mut Vec::new(), None)
 }
 
 #[test]
@@ -673,7 +673,7 @@ fn mutations_never_panic() {
                 n += r.headers().count() + r.key.map_or(0, <[u8]>::len);
                 Ok(())
             });
-            let _ = validator::validate_for_append(&m, &mut scratch);
+            let _ = validator::validate_for_append(&m, &mut scratch, None);
             let _ = frame(&m);
         }
     }
@@ -756,7 +756,7 @@ fn control(attributes: i16, producer_id: i64, key: &[u8], value: &[u8]) -> Vec<u
 
 #[test]
 fn validator_rules() {
-    let check = |b: &[u8]| validator::validate_for_append(b, &mut Vec::new());
+    let check = |b: &[u8]| validator::validate_for_append(b, &mut Vec::new(), None);
     let commit = control(0x30, 7, &[0, 0, 0, 1], &[0, 0, 0, 0, 0, 9]);
     check(&commit).unwrap();
     // control batches are checked, but readers never see their records

@@ -543,16 +543,7 @@ class PartitionLog:
         self._check_open()
         data = bytearray(record.bytes_like(batch, "batch"))
         self._check_size(len(data))  # first, as Kafka: never decode a batch only to refuse its size
-        header = validator.validate_for_append(data)
-        if (
-            self._compacted
-            and not header.is_control
-            and any(r.key is None for r in record_batch.decode_batch(data, 0, header))
-        ):
-            raise InvalidRecordError(
-                f"cleanup.policy={self._config.cleanup_policy}: a record of the batch has no key",
-                CorruptKind.KEY,
-            )
+        validator.validate_for_append(data, self._config.cleanup_policy if self._compacted else None)
         record_batch.set_partition_leader_epoch(data, 0)
         if self._config.log_append_time:
             record_batch.set_log_append_time(data, _now_ms())

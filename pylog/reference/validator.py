@@ -19,6 +19,8 @@ Checks, in this order (the first failure wins; docs/partition-log.md "append_raw
     10. a control batch holds one control record: key >= 4 bytes (version i16 >= 0, type i16);
         a commit/abort marker (type 0/1) also a value >= 6 bytes (version i16 >= 0,
         coordinatorEpoch i32), the transactional bit and a producer id >= 0   InvalidRecordError control
+    11. with ``keys_required`` (a ``cleanup.policy`` that includes compact), every record of a
+        data batch has a key (Kafka's LogValidator validateKey)          InvalidRecordError key
 
 Deviations from Kafka, both because append_raw keeps batches byte for byte (it is also the copy
 path): its broker rewrites a CreateTime batch's maxTimestamp to the records' maximum, where we
@@ -64,7 +66,7 @@ def _corrupt(kind: CorruptKind, message: str) -> CorruptBatchError:
     return CorruptBatchError(message, position=0, kind=kind)
 
 
-def validate_for_append(batch: Buffer) -> BatchHeader:
+def validate_for_append(batch: Buffer, keys_required: str | None = None) -> BatchHeader:
     """append_raw's checks (see the module docstring); returns the parsed header."""
     view = view_of(batch)
     size = len(view)
@@ -127,6 +129,10 @@ def validate_for_append(batch: Buffer) -> BatchHeader:
         )
     if header.is_control:
         _check_control(header, records[0].key, records[0].value)
+    elif keys_required is not None and any(r.key is None for r in records):
+        raise InvalidRecordError(
+            f"cleanup.policy={keys_required}: a record of the batch has no key", CorruptKind.KEY
+        )
     return header
 
 
