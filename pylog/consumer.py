@@ -351,16 +351,7 @@ class Consumer:
         self._check_open()
         self._maybe_auto_commit(force=True)
         if self._member is not None:
-            member, self._member = self._member, None
-            assigned = self._fetcher.assigned()
-            try:
-                if assigned and self._listener is not None:
-                    self._listener.on_partitions_revoked(set(assigned))
-            finally:
-                try:
-                    member.leave()
-                finally:
-                    member.close()
+            self._leave_group()
         self._drop(self._fetcher.assigned())
         self._mode = "none"
         self._subscription = None
@@ -808,20 +799,25 @@ class Consumer:
             if autocommit:
                 self._maybe_auto_commit(force=True)
             if self._member is not None:
-                member, self._member = self._member, None
-                try:
-                    assigned = self._fetcher.assigned()
-                    if assigned and self._listener is not None:
-                        self._listener.on_partitions_revoked(set(assigned))
-                finally:
-                    try:
-                        member.leave()
-                    finally:
-                        member.close()
+                self._leave_group()
         finally:
             self._closed = True
             self._fetcher.remove(self._fetcher.assigned())
             self._clear_buffer()
+
+    def _leave_group(self) -> None:
+        """Hand the assignment back (``on_partitions_revoked``), then leave the group and close
+        the membership, whatever the listener raised (``unsubscribe`` and ``close``)."""
+        member, self._member = self._member, None
+        try:
+            assigned = self._fetcher.assigned()
+            if assigned and self._listener is not None:
+                self._listener.on_partitions_revoked(set(assigned))
+        finally:
+            try:
+                member.leave()
+            finally:
+                member.close()
 
     def __enter__(self) -> Consumer:
         return self
