@@ -7,7 +7,6 @@ this process (``same_pylog_env``), stdin from ``input`` (bytes or str), and retu
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,7 +28,10 @@ def pylog_command(*args: object) -> list[str]:
 @pytest.fixture
 def run_pylog() -> RunPylog:
     def run(
-        *args: object, input: bytes | str | None = None, env: dict[str, str] | None = None, timeout: float = 120
+        *args: object,
+        input: bytes | str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess:
         child_env = same_pylog_env()
         child_env.pop("PYLOG_DIR", None)
