@@ -13,7 +13,7 @@ such partition), ``InvalidTopicError`` (an illegal name), ``TopicAlreadyExistsEr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from pylog.partition import CleanResult, PartitionLog, RetentionResult
@@ -112,7 +112,15 @@ class Backend(Protocol):
 
     def delete_group(self, group_id: str) -> Any: ...
 
-    def reset_offsets(self, group_id: str, topic: str, to: Any = "earliest") -> Any: ...
+    def reset_offsets(
+        self,
+        group_id: str,
+        topic: str,
+        to: Any = "earliest",
+        *,
+        partitions: Iterable[int] | None = None,
+        dry_run: bool = False,
+    ) -> dict[TopicPartition, int]: ...
 
     # --- the cores behind the public clients -----------------------------------------------------
 

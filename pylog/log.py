@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pylog.errors import ClientClosedError
@@ -159,12 +159,31 @@ class Log:
         self._check_open()
         return self._backend.delete_group(group_id)
 
-    def reset_offsets(self, group_id: str, topic: str, to: Any = "earliest") -> Any:
-        """Set the committed offsets of ``group_id`` on every partition of ``topic`` to
-        ``"earliest"``, ``"latest"``, an offset (int) or a timestamp, for reprocessing; refused
-        with ``NonEmptyGroupError`` while the group has live members."""
+    def reset_offsets(
+        self,
+        group_id: str,
+        topic: str,
+        to: Any = "earliest",
+        *,
+        partitions: Iterable[int] | None = None,
+        dry_run: bool = False,
+    ) -> dict[TopicPartition, int]:
+        """Set the committed offsets of ``group_id`` on every partition of ``topic`` (or only
+        ``partitions``) for reprocessing, as kafka-consumer-groups.sh ``--reset-offsets``; ``to``:
+
+        - ``"earliest"`` / ``"latest"``: the log start / end;
+        - an ``int``: that offset;
+        - ``{"timestamp": ms}`` or an aware ``datetime``: the first offset at or after it, else
+          the end;
+        - ``{"shift": n}``: the committed offset plus ``n`` (negative: back);
+          ``NoOffsetForPartitionError`` if a partition has none.
+
+        Each new offset is clamped to the partition's ``[start, end]``. Returns
+        ``{TopicPartition: new offset}``. Refused with ``NonEmptyGroupError`` while the group has
+        live members; ``dry_run`` computes the same answer, writes nothing, and is allowed on a
+        live group. A partition the topic lacks: ``UnknownTopicOrPartitionError``."""
         self._check_open()
-        return self._backend.reset_offsets(group_id, topic, to=to)
+        return self._backend.reset_offsets(group_id, topic, to=to, partitions=partitions, dry_run=dry_run)
 
     # --- clients ------------------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -748,10 +748,18 @@ class EmbeddedBackend:
         self._check_open()
         return self.group_store.delete_group(group_id)
 
-    def reset_offsets(self, group_id: str, topic: str, to: Any = "earliest") -> Any:
+    def reset_offsets(
+        self,
+        group_id: str,
+        topic: str,
+        to: Any = "earliest",
+        *,
+        partitions: Iterable[int] | None = None,
+        dry_run: bool = False,
+    ) -> dict[TopicPartition, int]:
         """Reset a group's committed offsets of ``topic`` (``GroupStore.reset_offsets``)."""
         self._check_open()
-        return self.group_store.reset_offsets(group_id, topic, to=to)
+        return self.group_store.reset_offsets(group_id, topic, to=to, partitions=partitions, dry_run=dry_run)
 
     # --- factories of the embedded cores (each owned by its own module) ---------------------------
 

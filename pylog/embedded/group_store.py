@@ -76,6 +76,7 @@ from pylog.errors import (
     InconsistentGroupProtocolError,
     InvalidGroupIdError,
     NonEmptyGroupError,
+    NoOffsetForPartitionError,
     UnknownTopicOrPartitionError,
 )
 from pylog.types import OffsetAndMetadata, TopicPartition
@@ -763,47 +764,72 @@ class GroupStore:
         if live:
             raise NonEmptyGroupError(f"group {group_id!r} has {live} live members")
 
-    def reset_offsets(self, group_id: str, topic: str, to: object = "earliest") -> dict[TopicPartition, int]:
-        """Set the group's committed offsets of every partition of ``topic`` for reprocessing:
-        ``to`` is ``"earliest"``, ``"latest"``, an offset (``int``, clamped to the partition's range,
-        as kafka-consumer-groups.sh ``--to-offset`` does) or a timestamp (a ``datetime``: the first
-        offset at or after it, else the end, as ``--to-datetime``). Refused (``NonEmptyGroupError``)
-        while the group has live members. Returns the offsets set."""
+    def reset_offsets(
+        self,
+        group_id: str,
+        topic: str,
+        to: object = "earliest",
+        *,
+        partitions: Iterable[int] | None = None,
+        dry_run: bool = False,
+    ) -> dict[TopicPartition, int]:
+        """Set the group's committed offsets of ``topic`` (every partition, or ``partitions``) for
+        reprocessing, as kafka-consumer-groups.sh ``--reset-offsets``
+        (tools/src/main/java/org/apache/kafka/tools/consumer/group/ConsumerGroupCommand.java) does.
+        ``to`` (``reset_target`` parses it) is ``"earliest"``, ``"latest"``, an offset, a
+        timestamp (the first offset at or after it, else the end, as ``--to-datetime``) or a
+        shift of the committed offset (``--shift-by``; a partition without one is an error, as
+        there). Every new offset is clamped to the partition's ``[start, end]``, as the tool's
+        ``checkOffsetsRange``. Refused (``NonEmptyGroupError``) while the group has live members,
+        except ``dry_run``, which computes the same answer and writes nothing (so an operator can
+        look before stopping the consumers). Returns the offsets set (or that would be)."""
         check_group_id(group_id)
-        if isinstance(to, datetime.datetime):
-            if to.tzinfo is None:
-                raise ValueError("reset_offsets(to=datetime) needs an aware datetime (with tzinfo)")
-            timestamp_ms: int | None = int(to.timestamp() * 1000)
-        elif isinstance(to, bool) or not (to in ("earliest", "latest") or isinstance(to, int)):
-            raise TypeError(
-                f"reset_offsets(to=...) takes 'earliest', 'latest', an int offset or a datetime: {to!r}"
-            )
-        else:
-            timestamp_ms = None
-        partitions = self._backend.partitions_for(topic)
-        new: dict[TopicPartition, int] = {}
-        for partition in range(partitions):
+        kind, amount = reset_target(to)
+        count = self._backend.partitions_for(topic)
+        chosen = range(count) if partitions is None else _checked_partitions(topic, count, partitions)
+        # why before the transaction: the store never calls the backend inside one (module header)
+        ranges: dict[TopicPartition, tuple[int, int, int | None]] = {}
+        for partition in chosen:
             tp = TopicPartition(topic, partition)
             log = self._backend.partition_log(tp)
-            start, end = log.start_offset, log.end_offset
-            if timestamp_ms is not None:
-                found = log.offset_for_timestamp(timestamp_ms)
-                new[tp] = end if found is None else found
-            elif to == "earliest":
-                new[tp] = start
-            elif to == "latest":
-                new[tp] = end
-            else:
-                assert isinstance(to, int)
-                new[tp] = min(max(to, start), end)
+            found = log.offset_for_timestamp(amount) if kind == "timestamp" else None
+            ranges[tp] = (log.start_offset, log.end_offset, found)
+
+        def targets(committed: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+            new: dict[TopicPartition, int] = {}
+            for tp, (start, end, found) in ranges.items():
+                if kind == "earliest":
+                    wanted = start
+                elif kind == "latest":
+                    wanted = end
+                elif kind == "timestamp":
+                    wanted = end if found is None else found
+                elif kind == "shift":
+                    if tp not in committed:
+                        raise NoOffsetForPartitionError(
+                            f"cannot shift the offset of {tp.topic}-{tp.partition} for group {group_id!r}: "
+                            "it has no committed offset"
+                        )
+                    wanted = committed[tp] + amount
+                else:
+                    wanted = amount
+                new[tp] = min(max(wanted, start), end)
+            return new
+
+        if dry_run:
+            with self._catalog.read() as db:
+                return targets(self._committed_offsets(db, group_id, topic))
         topic_map = self.topic_map()
         live = 0
+        new: dict[TopicPartition, int] = {}
         with self._txn(group_id) as txn:
             db = txn.db
             self._ensure_group(db, group_id)
             self._expire(txn, group_id, topic_map)
             live = self._live_count(db, group_id)
             if not live:
+                # why inside: a shift starts from the offsets committed when it is written
+                new = targets(self._committed_offsets(db, group_id, topic))
                 self._upsert_offsets(
                     db, [(group_id, tp.topic, tp.partition, o, "", -1) for tp, o in new.items()]
                 )
@@ -812,6 +838,61 @@ class GroupStore:
                 f"group {group_id!r} has {live} live members: stop them before resetting"
             )
         return new
+
+    @staticmethod
+    def _committed_offsets(db: sqlite3.Connection, group_id: str, topic: str) -> dict[TopicPartition, int]:
+        return {
+            TopicPartition(topic, p): o
+            for p, o in db.execute(
+                "SELECT partition, committed_offset FROM group_offsets WHERE group_id=? AND topic=?",
+                (group_id, topic),
+            )
+        }
+
+
+def reset_target(to: object) -> tuple[str, int]:
+    """``reset_offsets``'s ``to`` as ``(kind, amount)``: ``("earliest"|"latest", 0)``,
+    ``("offset", n)``, ``("timestamp", ms)`` (from ``{"timestamp": ms}`` or an aware
+    ``datetime``) or ``("shift", n)`` (from ``{"shift": n}``). A naive datetime is a
+    ``ValueError`` (which zone would it be?); anything else a ``TypeError``."""
+    if isinstance(to, str) and to in ("earliest", "latest"):
+        return to, 0
+    if _is_int(to):
+        return "offset", int(to)  # type: ignore[call-overload]
+    if isinstance(to, datetime.datetime):
+        if to.tzinfo is None:
+            raise ValueError("reset_offsets(to=datetime) needs an aware datetime (with tzinfo)")
+        return "timestamp", int(to.timestamp() * 1000)
+    if isinstance(to, Mapping) and len(to) == 1:
+        ((key, value),) = to.items()
+        if key in ("timestamp", "shift") and _is_int(value):
+            return key, int(value)
+    raise TypeError(
+        "reset_offsets(to=...) takes 'earliest', 'latest', an int offset, {'timestamp': ms}, "
+        f"{{'shift': n}} or an aware datetime: {to!r}"
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked_partitions(topic: str, count: int, partitions: Iterable[int]) -> list[int]:
+    """``partitions`` of a topic of ``count`` partitions, each once, in order;
+    ``UnknownTopicOrPartitionError`` for one it does not have."""
+    if isinstance(partitions, (str, bytes)) or not isinstance(partitions, Iterable):
+        raise TypeError(f"partitions must be an iterable of partition numbers, not {partitions!r}")
+    chosen: list[int] = []
+    for partition in partitions:
+        if not _is_int(partition):
+            raise TypeError(f"a partition number must be an int, not {partition!r}")
+        if not 0 <= partition < count:
+            raise UnknownTopicOrPartitionError(
+                f"topic {topic!r} has no partition {partition} (it has {count}: 0..{count - 1})"
+            )
+        if partition not in chosen:
+            chosen.append(partition)
+    return sorted(chosen)
 
 
 def select_protocol(preferences: list[list[str]]) -> str:

@@ -25,6 +25,8 @@ from pylog.errors import (
     IllegalStateError,
     InvalidGroupIdError,
     NonEmptyGroupError,
+    NoOffsetForPartitionError,
+    UnknownTopicOrPartitionError,
 )
 from pylog.listener import ConsumerRebalanceListener
 from pylog.types import OffsetAndMetadata, TopicPartition
@@ -266,3 +268,86 @@ def test_group_admin(log: pylog.Log, consumers: list) -> None:
             log.reset_offsets(bad, "t")  # type: ignore[arg-type]
         with pytest.raises(InvalidGroupIdError):
             log.delete_group(bad)  # type: ignore[arg-type]
+
+
+def committed_offsets(log: pylog.Log, group_id: str) -> dict[TopicPartition, int]:
+    return {tp: om.offset for tp, om in log.describe_group(group_id).committed.items()}
+
+
+def test_reset_offsets_to_a_timestamp_a_shift_and_some_partitions(log: pylog.Log) -> None:
+    log.create_topic("t", 3)
+    p = log.producer()
+    for partition in range(3):
+        for i in range(6):  # timestamps 1000, 2000, ... 6000 on every partition
+            p.send("t", b"v", partition=partition, timestamp_ms=(i + 1) * 1000)
+    p.flush()
+    p.close()
+    assert log.reset_offsets("app", "t", to={"timestamp": 2500}) == dict.fromkeys(tps("t", 0, 1, 2), 2)
+    assert log.reset_offsets("app", "t", to={"timestamp": 99_000}) == dict.fromkeys(tps("t", 0, 1, 2), 6)
+    # a shift moves from each partition's committed offset, clamped to [start, end]
+    assert log.reset_offsets("app", "t", to=1, partitions=[0]) == {TopicPartition("t", 0): 1}
+    assert committed_offsets(log, "app") == {TopicPartition("t", 0): 1, **dict.fromkeys(tps("t", 1, 2), 6)}
+    assert log.reset_offsets("app", "t", to={"shift": -2}) == {
+        TopicPartition("t", 0): 0,
+        **dict.fromkeys(tps("t", 1, 2), 4),
+    }
+    assert log.reset_offsets("app", "t", to={"shift": 1}, partitions=[2, 1, 2]) == dict.fromkeys(
+        tps("t", 1, 2), 5
+    )
+    assert committed_offsets(log, "app") == {TopicPartition("t", 0): 0, **dict.fromkeys(tps("t", 1, 2), 5)}
+    assert log.reset_offsets("app", "t", to={"shift": 100}, partitions=[0]) == {TopicPartition("t", 0): 6}
+    # the old forms still work beside the new ones
+    assert log.reset_offsets("app", "t", to="earliest", partitions=(1,)) == {TopicPartition("t", 1): 0}
+
+
+def test_reset_offsets_dry_run_writes_nothing_and_may_look_at_a_live_group(
+    log: pylog.Log, consumers: list
+) -> None:
+    log.create_topic("t", 2)
+    produce(log, "t", 4, 2)
+    assert log.reset_offsets("app", "t", to=3) == dict.fromkeys(tps("t", 0, 1), 3)
+    for to, expected in (("earliest", 0), ("latest", 4), (1, 1), ({"shift": -1}, 2)):
+        assert log.reset_offsets("app", "t", to=to, dry_run=True) == dict.fromkeys(tps("t", 0, 1), expected)
+        assert committed_offsets(log, "app") == dict.fromkeys(tps("t", 0, 1), 3)
+    # a dry run of a group that does not exist creates none
+    assert log.reset_offsets("nobody", "t", dry_run=True) == dict.fromkeys(tps("t", 0, 1), 0)
+    assert log.list_groups() == ["app"]
+    c = join(log, consumers, "t", group_id="app")
+    settle(c)
+    assert log.describe_group("app").members
+    with pytest.raises(NonEmptyGroupError):
+        log.reset_offsets("app", "t", to={"shift": -1})
+    assert log.reset_offsets("app", "t", to={"shift": -1}, dry_run=True) == dict.fromkeys(tps("t", 0, 1), 2)
+    assert committed_offsets(log, "app") == dict.fromkeys(tps("t", 0, 1), 3)
+
+
+def test_reset_offsets_refuses_bad_targets_and_partitions_changing_nothing(log: pylog.Log) -> None:
+    log.create_topic("t", 2)
+    produce(log, "t", 4, 2)
+    log.reset_offsets("app", "t", to=2, partitions=[0])
+    with pytest.raises(NoOffsetForPartitionError):  # partition 1 has no committed offset to shift
+        log.reset_offsets("app", "t", to={"shift": 1})
+    with pytest.raises(NoOffsetForPartitionError):
+        log.reset_offsets("app", "t", to={"shift": 1}, dry_run=True)
+    with pytest.raises(UnknownTopicOrPartitionError):
+        log.reset_offsets("app", "t", partitions=[0, 2])
+    with pytest.raises(UnknownTopicOrPartitionError):
+        log.reset_offsets("app", "t", partitions=[-1])
+    with pytest.raises(UnknownTopicOrPartitionError):
+        log.reset_offsets("app", "missing")
+    for bad in (
+        "middle",
+        True,
+        {"shift": 1.5},
+        {"timestamp": "now"},
+        {"offset": 1},
+        {"shift": 1, "timestamp": 2},
+    ):
+        with pytest.raises(TypeError):
+            log.reset_offsets("app", "t", to=bad)
+    with pytest.raises(ValueError):
+        log.reset_offsets("app", "t", to=datetime.datetime(2020, 1, 1))  # naive: which zone?
+    for bad_partitions in ("0", [0.0], 3):
+        with pytest.raises(TypeError):
+            log.reset_offsets("app", "t", partitions=bad_partitions)  # type: ignore[arg-type]
+    assert committed_offsets(log, "app") == {TopicPartition("t", 0): 2}
