@@ -145,3 +145,20 @@ def progress(description: str, total: float | None, unit: str = "") -> Iterator[
     with Progress(*columns, console=stderr_console(), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda amount: bar.advance(task, amount)
+
+
+def emit_table(columns: Sequence[str], rows: Sequence[Sequence[object]], *, title: str | None = None) -> None:
+    """A table on stdout (``stdout_console``): Kafka's tools' look — upper-case headers, columns
+    aligned by spaces, no box — so people read it and scripts can split it; None shows as ``-``.
+    ``title`` is printed on its own line above."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+    console = stdout_console()
+    if title:
+        console.print(title, highlight=False, markup=False)
+    console.print(table, highlight=False)
