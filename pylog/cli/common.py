@@ -61,6 +61,12 @@ def log_directory(args: argparse.Namespace, *, must_exist: bool = True) -> str:
     return path
 
 
+#: ``open_log(args, config=NO_CLEANER)``: a short-lived command that only looks or makes one change
+#: should not start compacting behind the user's back (the background cleaner of its ``Log``
+#: would begin at once); the processes that own the log run their own cleaner
+NO_CLEANER = {"log.cleaner.enable": False}
+
+
 def open_log(args: argparse.Namespace, *, create: bool = False, **config: Any) -> pylog.Log:
     """Open the log of ``--dir`` (``create``: make it if missing). Commands never auto-create
     topics: a typo in a topic name is an error, not a new topic."""
