@@ -67,15 +67,30 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="start at the log start (with --group: where the group has no committed offset)",
     )
-    start.add_argument("--offset", metavar="N", help="start at offset N (or earliest, latest) on each selected partition")
-    start.add_argument("--timestamp", metavar="TIME", help="start at the first record at or after TIME (ISO 8601 or ms)")
-    parser.add_argument("--partition", type=int, action="append", metavar="N", help="read partition N only (repeatable)")
+    start.add_argument(
+        "--offset", metavar="N", help="start at offset N (or earliest, latest) on each selected partition"
+    )
+    start.add_argument(
+        "--timestamp", metavar="TIME", help="start at the first record at or after TIME (ISO 8601 or ms)"
+    )
+    parser.add_argument(
+        "--partition", type=int, action="append", metavar="N", help="read partition N only (repeatable)"
+    )
     parser.add_argument("--group", metavar="GROUP", help="consume as GROUP and commit what was printed")
     parser.add_argument("--max-records", type=int, metavar="N", help="stop after N records")
-    parser.add_argument("--follow", "-f", action="store_true", help="keep waiting for new records (until Ctrl-C)")
-    parser.add_argument("--format", choices=record_format.FORMATS, default="text", help="how a record is printed (default: text)")
+    parser.add_argument(
+        "--follow", "-f", action="store_true", help="keep waiting for new records (until Ctrl-C)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=record_format.FORMATS,
+        default="text",
+        help="how a record is printed (default: text)",
+    )
     for field in record_format.TEXT_FIELDS:
-        parser.add_argument(f"--print-{field}", action="store_true", help=f"text format: print the {field} before the value")
+        parser.add_argument(
+            f"--print-{field}", action="store_true", help=f"text format: print the {field} before the value"
+        )
     parser.add_argument(
         "--key-separator",
         default="\t",
@@ -180,7 +195,9 @@ class _StopOnSigint:
 class _Reader:
     """The poll -> print -> commit loop."""
 
-    def __init__(self, consumer: Any, args: argparse.Namespace, fields: list[str], ends: dict[TopicPartition, int]):
+    def __init__(
+        self, consumer: Any, args: argparse.Namespace, fields: list[str], ends: dict[TopicPartition, int]
+    ):
         self.consumer = consumer
         self.follow = args.follow
         self.group = args.group

@@ -51,9 +51,20 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("topic", metavar="TOPIC")
     add_dir_argument(parser)
-    parser.add_argument("--file", metavar="PATH", help="read this file instead of stdin (with a progress bar on a terminal)")
-    parser.add_argument("--format", choices=record_format.FORMATS, default="text", help="how a line encodes a record (default: text)")
-    parser.add_argument("--key-separator", metavar="SEP", help="text format: split each line at the first SEP into key and value")
+    parser.add_argument(
+        "--file", metavar="PATH", help="read this file instead of stdin (with a progress bar on a terminal)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=record_format.FORMATS,
+        default="text",
+        help="how a line encodes a record (default: text)",
+    )
+    parser.add_argument(
+        "--key-separator",
+        metavar="SEP",
+        help="text format: split each line at the first SEP into key and value",
+    )
     parser.add_argument(
         "--header",
         action="append",
@@ -61,15 +72,27 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         metavar="NAME=VALUE",
         help="add this header to every record (repeatable; order and repeats are kept)",
     )
-    parser.add_argument("--partition", type=int, metavar="N", help="write every record to partition N (default: by key, else sticky)")
-    parser.add_argument("--compression", choices=("none", *COMPRESSION_TYPES), default="none", help="batch compression (default: none)")
+    parser.add_argument(
+        "--partition",
+        type=int,
+        metavar="N",
+        help="write every record to partition N (default: by key, else sticky)",
+    )
+    parser.add_argument(
+        "--compression",
+        choices=("none", *COMPRESSION_TYPES),
+        default="none",
+        help="batch compression (default: none)",
+    )
     parser.add_argument(
         "--acks",
         choices=("0", "1", "all"),
         default="all",
         help="all (default): done once fsynced; 0/1: once written to the OS (faster, survives the process, not a power loss)",
     )
-    parser.add_argument("--create", action="store_true", help="create TOPIC (one partition) if it does not exist")
+    parser.add_argument(
+        "--create", action="store_true", help="create TOPIC (one partition) if it does not exist"
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no summary line on stderr")
     parser.set_defaults(handler=run)
 
@@ -116,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
         )
         partitions = len(producer.partitions_for(args.topic))
         if args.partition is not None and args.partition >= partitions:
-            raise CliError(f"topic {args.topic!r} has {partitions} partition(s); there is no partition {args.partition}")
+            raise CliError(
+                f"topic {args.topic!r} has {partitions} partition(s); there is no partition {args.partition}"
+            )
         writer = _Writer(producer, args.topic, args.partition, partitions, headers, counts)
         try:
             with source, progress(f"producing to {args.topic}", total, "bytes") as advance:
@@ -127,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
                         writer.decoded(first_line, lines, record_format.DECODERS[args.format])
         except _BadLine as bad:
             writer.finish()
-            raise CliError(f"{bad} ({counts.records} records before it were written; none after it)") from None
+            raise CliError(
+                f"{bad} ({counts.records} records before it were written; none after it)"
+            ) from None
         writer.finish()
     if not args.quiet:
         seconds = time.perf_counter() - started
@@ -188,7 +215,15 @@ class _BadLine(Exception):
 class _Writer:
     """Sends chunks of lines and watches the futures (a failed batch stops the command)."""
 
-    def __init__(self, producer: Any, topic: str, partition: int | None, partitions: int, headers: list, counts: _Counts):
+    def __init__(
+        self,
+        producer: Any,
+        topic: str,
+        partition: int | None,
+        partitions: int,
+        headers: list,
+        counts: _Counts,
+    ):
         self.producer = producer
         self.topic = topic
         self.partition = partition
@@ -216,7 +251,10 @@ class _Writer:
             for i in range(good):
                 size = len(values[i]) + (len(keys[i]) if keys is not None else 0) + header_bytes
                 if size > MAX_RECORD_BYTES:
-                    good, problem = i, f"a record of {size} bytes is larger than the most a record may be ({MAX_RECORD_BYTES})"
+                    good, problem = (
+                        i,
+                        f"a record of {size} bytes is larger than the most a record may be ({MAX_RECORD_BYTES})",
+                    )
                     break
             values = values[:good]
             keys = keys[:good] if keys is not None else None
@@ -313,4 +351,6 @@ class _Writer:
         self.pending = []
 
     def _failed(self, error: BaseException) -> None:
-        raise CliError(f"writing to {self.topic!r} failed: {type(error).__name__}: {error} (some records were not written)")
+        raise CliError(
+            f"writing to {self.topic!r} failed: {type(error).__name__}: {error} (some records were not written)"
+        )

@@ -89,7 +89,9 @@ def decode_json_bytes(item: Any, what: str) -> bytes | None:
             return base64.b64decode(item["base64"], validate=True)
         except (binascii.Error, ValueError):
             raise RecordFormatError(f"{what} is not valid base64") from None
-    raise RecordFormatError(f'{what} must be a string, {{"base64": "..."}} or null, not {json.dumps(item)[:60]}')
+    raise RecordFormatError(
+        f'{what} must be a string, {{"base64": "..."}} or null, not {json.dumps(item)[:60]}'
+    )
 
 
 def record_to_json(record: Any) -> dict[str, Any]:
@@ -113,7 +115,7 @@ def _json_bytes_text(data: bytes | None) -> str:
     try:
         return _quote(data.decode("utf-8"))
     except UnicodeDecodeError:
-        return '{"base64":"%s"}' % base64.b64encode(data).decode("ascii")
+        return '{"base64":"' + base64.b64encode(data).decode("ascii") + '"}'
 
 
 #: JSON string literals: _quote keeps non-ASCII as it is (half the bytes of \u escapes for
@@ -132,12 +134,11 @@ def encode_json_lines(records: Sequence[Any]) -> bytes:
     for r in records:
         prefix = prefixes.get((r.topic, r.partition))
         if prefix is None:
-            prefix = prefixes[(r.topic, r.partition)] = '{"topic":%s,"partition":%d,"offset":' % (
-                _quote_ascii(r.topic),
-                r.partition,
+            prefix = prefixes[(r.topic, r.partition)] = (
+                f'{{"topic":{_quote_ascii(r.topic)},"partition":{r.partition},"offset":'
             )
         headers = (
-            "[" + ",".join(["[%s,%s]" % (_quote_ascii(n), _json_bytes_text(v)) for n, v in r.headers]) + "]"
+            "[" + ",".join([f"[{_quote_ascii(n)},{_json_bytes_text(v)}]" for n, v in r.headers]) + "]"
             if r.headers
             else "[]"
         )
@@ -195,7 +196,9 @@ def _decode_json_headers(item: Any) -> Headers | None:
     headers: Headers = []
     for header in item:
         if not isinstance(header, list) or len(header) != 2 or not isinstance(header[0], str):
-            raise RecordFormatError(f"each header must be [name, value] with a string name, not {json.dumps(header)[:60]}")
+            raise RecordFormatError(
+                f"each header must be [name, value] with a string name, not {json.dumps(header)[:60]}"
+            )
         headers.append((header[0], decode_json_bytes(header[1], f"header {header[0]!r}")))
     return headers
 
@@ -220,7 +223,9 @@ def encode_hex_lines(records: Sequence[Any]) -> bytes:
     lines = []
     for r in records:
         fields = [_hex(r.key), _hex(r.value)]
-        fields += [f"{name.encode('utf-8', 'surrogatepass').hex()}:{_hex(value)}" for name, value in r.headers]
+        fields += [
+            f"{name.encode('utf-8', 'surrogatepass').hex()}:{_hex(value)}" for name, value in r.headers
+        ]
         lines.append("\t".join(fields))
     lines.append("")
     return "\n".join(lines).encode("ascii")
@@ -275,7 +280,10 @@ def printable(data: bytes) -> bytes:
 
 def _text_field(record: Any, field: str) -> bytes:
     if field == "timestamp":
-        return b"%s:%d" % (TIMESTAMP_TYPES.get(record.timestamp_type, "NoTimestampType").encode(), record.timestamp)
+        return b"%s:%d" % (
+            TIMESTAMP_TYPES.get(record.timestamp_type, "NoTimestampType").encode(),
+            record.timestamp,
+        )
     if field == "partition":
         return b"Partition:%d" % record.partition
     if field == "offset":
@@ -299,7 +307,9 @@ def encode_text_lines(records: Sequence[Any], fields: Sequence[str] = (), separa
     else:
         data = b"\n".join(
             [
-                separator.join([*(_text_field(r, f) for f in ordered), b"null" if r.value is None else r.value])
+                separator.join(
+                    [*(_text_field(r, f) for f in ordered), b"null" if r.value is None else r.value]
+                )
                 for r in records
             ]
         )
