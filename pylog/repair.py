@@ -108,8 +108,11 @@ def open_elsewhere(dir_path: str) -> bool:
     return False
 
 
-def repair_partition(health: PartitionHealth, *, engine: str | None = None) -> RepairResult:
-    """Apply the engine's recovery to the partition ``health`` describes (module docstring)."""
+def repair_partition(
+    health: PartitionHealth, *, engine: str | None = None, config: dict[str, Any] | None = None
+) -> RepairResult:
+    """Apply the engine's recovery to the partition ``health`` describes (module docstring);
+    ``config`` (Kafka's names) goes over the topic's settings from the catalog."""
     path = health.path
     result = RepairResult(path, repaired=False, end_offset_before=health.end_offset)
     if health.healthy:
@@ -123,7 +126,8 @@ def repair_partition(health: PartitionHealth, *, engine: str | None = None) -> R
         )
         return result
     if not any(p.repairable for p in health.problems if p.severity == "error"):
-        result.reason = "not repaired: no problem here is one recovery fixes"
+        first = next(p for p in health.problems if p.severity == "error")
+        result.reason = f"not repaired: {first.kind} at {first.path} byte {first.position}: {first.message}"
         return result
     if open_elsewhere(path):
         result.reason = "not repaired: another process has the partition open"
@@ -138,7 +142,7 @@ def repair_partition(health: PartitionHealth, *, engine: str | None = None) -> R
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(path, CLEAN_SHUTDOWN_FILE))  # as a crash leaves it
     try:
-        log = open_partition(path, engine=engine, config=topic_config(path))
+        log = open_partition(path, engine=engine, config={**topic_config(path), **(config or {})})
     except PylogError as error:
         result.reason = f"not repaired: the engine refused to open it: {type(error).__name__}: {error}"
         return result

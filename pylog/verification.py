@@ -215,7 +215,8 @@ def verify_partition(
             base, scan.next_offset if scan.next_offset is not None else base, previous_next or 0
         )
     health.end_offset = previous_next if bases else None
-    problems.extend(_check_checkpoints(health))
+    # one segment: its end is not the log's, so only whether the checkpoints parse is checked
+    problems.extend(_check_checkpoints(health, ranges=only_base is None))
     _classify(health)
     return health
 
@@ -251,7 +252,7 @@ def _leftovers(dir_path: str, bases: set[int]) -> list[Problem]:
     return found
 
 
-def _check_checkpoints(health: PartitionHealth) -> list[Problem]:
+def _check_checkpoints(health: PartitionHealth, *, ranges: bool) -> list[Problem]:
     """Each checkpoint present parses (Kafka's text checkpoint, pylog/reference/checkpoint.py)
     and its offset lies in ``[first segment base, end offset]``; the recovery point is noted."""
     found = []
@@ -273,6 +274,8 @@ def _check_checkpoints(health: PartitionHealth) -> list[Problem]:
             continue
         if name == RECOVERY_POINT_FILE:
             health.recovery_point = offset
+        if not ranges:
+            continue
         if end is not None and offset > end:
             found.append(
                 Problem("checkpoint", path, 0, f"offset {offset} lies past the log end {end}", offset)

@@ -24,7 +24,7 @@ import argparse
 import time
 from typing import Any
 
-from pylog.cli.common import CliError, emit_json, progress, stdout_console
+from pylog.cli.common import CliError, emit_json, parse_assignments, progress, stdout_console
 from pylog.verification import Report, classify_path, segment_bytes, verify_path
 
 
@@ -52,6 +52,14 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         default=None,
         help="the engine whose recovery --repair runs (default: $PYLOG_ENGINE or native)",
     )
+    parser.add_argument(
+        "--config",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a setting (Kafka's name) for --repair's open, over the topic's from the catalog; a "
+        "partition outside a log directory needs the settings it was written with, e.g. "
+        "index.interval.bytes, or its rebuilt indexes use the defaults (repeatable)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -77,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if args.repair:
         from pylog.repair import repair_partition
 
+        overrides = parse_assignments(args.config, "--config")
         results = [
-            repair_partition(health, engine=args.engine) for health in report.partitions if not health.healthy
+            repair_partition(health, engine=args.engine, config=overrides)
+            for health in report.partitions
+            if not health.healthy
         ]
         document["repair"] = [r.to_json() for r in results]
         if any(r.repaired for r in results):
