@@ -84,8 +84,21 @@ def _decoder() -> Callable[[Any], list[Record]]:
         return decode_records
 
 
+def _span_checker() -> Callable[[Any], list[tuple[int, int, int]]]:
+    """The same checks without building records: per batch (records, first, last offset)."""
+    try:
+        from pylog import _native
+
+        return _native.record_spans
+    except ImportError:
+        from pylog.reference.batch import record_spans
+
+        return record_spans
+
+
 crc32c = _crc32c_function()
 decode_records = _decoder()
+record_spans = _span_checker()
 
 
 @dataclass
@@ -419,7 +432,7 @@ def _decode_chunk(scan: LogScan, view: memoryview, chunk: list[BatchInfo]) -> No
         start = chunk[0].position
         stop = chunk[-1].position + chunk[-1].size
         try:
-            records = decode_records(view[start:stop])
+            spans = record_spans(view[start:stop])
         except CorruptBatchError as error:
             at = start + (error.position or 0)
             bad = next((i for i, b in enumerate(chunk) if b.position == at), 0)
@@ -430,28 +443,22 @@ def _decode_chunk(scan: LogScan, view: memoryview, chunk: list[BatchInfo]) -> No
             _decode_chunk(scan, view, chunk[:bad])  # the batches before it are good: check them
             chunk = chunk[bad + 1 :]
             continue
-        _take_records(scan, chunk, records)
+        _take_records(scan, chunk, spans)
         return
 
 
-def _take_records(scan: LogScan, batches: list[BatchInfo], records: list[Record]) -> None:
-    """Count the records of ``batches`` and check each data batch's offsets (``records``: what
-    the decoder returned for exactly these batches)."""
-    i = 0
-    for batch in batches:
-        scan.records += batch.count
-        if batch.is_control:
-            continue
-        mine = records[i : i + batch.count]
-        i += batch.count
-        if mine and (mine[0].offset < batch.base_offset or mine[-1].offset > batch.last_offset):
+def _take_records(scan: LogScan, batches: list[BatchInfo], spans: list[tuple[int, int, int]]) -> None:
+    """Count the records of ``batches`` and check that each data batch's records lie in its
+    offsets (``spans``: what the decoder found, one per batch)."""
+    for batch, (records, first, last) in zip(batches, spans, strict=True):
+        scan.records += records if not batch.is_control else batch.count
+        if records and (first < batch.base_offset or last > batch.last_offset):
             scan.problems.append(
                 Problem(
                     "offset",
                     scan.path,
                     batch.position,
-                    f"records at offsets {mine[0].offset}..{mine[-1].offset} outside the batch's "
-                    f"{batch.base_offset}..{batch.last_offset}",
+                    f"records at offsets {first}..{last} outside the batch's {batch.base_offset}..{batch.last_offset}",
                     batch.base_offset,
                 )
             )

@@ -203,3 +203,28 @@ def test_bad_input_exits_2(run_pylog, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run_pylog("verify", empty).returncode == 2
+
+
+def test_record_spans_is_the_same_rule_in_both_engines(tmp_path, both_engines):
+    """verify's structure check (``record_spans``): native and reference agree on good bytes and
+    refuse bad ones with the same kind at the same position."""
+    import pytest
+
+    from pylog import _native
+    from pylog.errors import CorruptBatchError
+    from pylog.reference.batch import record_spans
+
+    _log_dir, partition = healthy_log(tmp_path, both_engines)
+    data = (partition / segment_name(0)).read_bytes()
+    spans = record_spans(data)
+    assert _native.record_spans(data) == spans
+    assert spans[0] == (4, 0, 3) and len(spans) == len(parse_batches(data))
+    second = parse_batches(data)[1]
+    broken = bytearray(data)
+    broken[second.position + 65] ^= 0x10
+    failures = []
+    for check in (record_spans, _native.record_spans):
+        with pytest.raises(CorruptBatchError) as caught:
+            check(bytes(broken))
+        failures.append((caught.value.kind, caught.value.position))
+    assert failures[0] == failures[1] == ("crc", second.position)
