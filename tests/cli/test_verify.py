@@ -228,3 +228,27 @@ def test_record_spans_is_the_same_rule_in_both_engines(tmp_path, both_engines):
             check(bytes(broken))
         failures.append((caught.value.kind, caught.value.position))
     assert failures[0] == failures[1] == ("crc", second.position)
+
+
+def test_a_log_directory_with_a_catalog_is_repaired_with_the_topics_settings(run_pylog, tmp_path, engine):
+    import pylog
+
+    log_dir = tmp_path / "logs"
+    with pylog.open(log_dir, engine=engine) as log:
+        log.create_topic("events", partitions=2, config=CONFIG)
+    partition = log_dir / "events-0"
+    write_batches(partition, engine, 0, 14)  # two past the first segment
+    crash_after_appending(partition, engine, 2)
+    last = partition / segment_name(segment_bases(partition)[-1])
+    torn = batches_of(last)[-1]
+    os.truncate(last, torn.position + 30)
+    code, document = verify(run_pylog, log_dir)
+    assert code == 1 and [p["path"] for p in document["partitions"]] == [
+        str(partition),
+        str(log_dir / "events-1"),
+    ]
+    assert [(p["kind"], p["position"]) for p in errors(document)] == [("torn_tail", torn.position)]
+    code, document = verify(run_pylog, log_dir, "--repair")
+    assert code == 0 and document["repair"][0]["bytes_cut"] == 30
+    # the rebuilt index used the topic's index.interval.bytes (200), not the default (4096)
+    assert len((partition / segment_name(segment_bases(partition)[-1], ".index")).read_bytes()) > 0
