@@ -476,9 +476,46 @@ pub fn records_area<'s>(
 /// Decode every batch of `buf`, which must hold whole batches back to back (e.g. the result of
 /// a `read`). An incomplete trailing batch is corruption here (in a tailed file it would be "not
 /// yet written"). Error positions are positions in `buf`.
-pub fn decode_batches<F>(buf: &[u8], scratch: &mut Vec<u8>, mut visit: F) -> Result<()>
+pub fn decode_batches<F>(buf: &[u8], scratch: &mut Vec<u8>, visit: F) -> Result<()>
 where
     F: FnMut(RecordView<'_>) -> Result<()>,
+{
+    decode_batches_with(buf, scratch, visit, |_| {})
+}
+
+/// Per whole batch of `buf`, in order, `(records, first record offset, last record offset)`
+/// (the offsets -1 for a batch without data records: a control batch or an empty one), after
+/// every check `decode_batches` makes, without building a record: `pylog verify`'s structure
+/// check (pylog/inspect.py). The twin of pylog/reference/batch.py `record_spans`.
+pub fn record_spans(buf: &[u8]) -> Result<Vec<(u64, i64, i64)>> {
+    let mut spans = Vec::new();
+    // why a Cell: the record visitor and the batch callback both update the current span
+    let current = std::cell::Cell::new((0u64, -1i64, -1i64));
+    decode_batches_with(
+        buf,
+        &mut Vec::new(),
+        |r| {
+            let (records, first, _last) = current.get();
+            let first = if records == 0 { r.offset } else { first };
+            current.set((records + 1, first, r.offset));
+            Ok(())
+        },
+        |_| spans.push(current.replace((0, -1, -1))),
+    )?;
+    Ok(spans)
+}
+
+/// `decode_batches`, calling `after_batch` with each batch's header once its records were
+/// visited.
+fn decode_batches_with<F, G>(
+    buf: &[u8],
+    scratch: &mut Vec<u8>,
+    mut visit: F,
+    mut after_batch: G,
+) -> Result<()>
+where
+    F: FnMut(RecordView<'_>) -> Result<()>,
+    G: FnMut(&BatchHeader),
 {
     let mut pos = 0usize;
     while pos < buf.len() {
@@ -501,6 +538,7 @@ where
         };
         let size = header.size_bytes();
         decode_batch(&rest[..size], scratch, &mut visit).map_err(|e| e.shifted(pos as u64))?;
+        after_batch(&header);
         pos += size;
     }
     Ok(())

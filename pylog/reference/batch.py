@@ -326,3 +326,24 @@ def decode_records(buffer: Buffer) -> list[Record]:
         out.extend(decode_batch(view, pos, header))
         pos += LOG_OVERHEAD + header.length
     return out
+
+
+def record_spans(buffer: Buffer) -> list[tuple[int, int, int]]:
+    """Per whole batch of ``buffer``, in order, ``(records, first record offset, last record
+    offset)`` (the offsets -1 for a batch without data records: a control batch or an empty one),
+    after every check ``decode_records`` makes: ``pylog verify``'s structure check
+    (pylog/inspect.py). The twin of native/src/batch.rs ``record_spans``."""
+    view = view_of(buffer)
+    end = len(view)
+    pos = 0
+    spans: list[tuple[int, int, int]] = []
+    while pos < end:
+        header = frame(view, pos, end) if end - pos >= BATCH_HEADER_BYTES else None
+        if header is None:
+            raise CorruptBatchError(
+                "truncated batch: length runs past the buffer", position=pos, kind=CorruptKind.FRAMING
+            )
+        records = decode_batch(view, pos, header)
+        spans.append((len(records), records[0].offset, records[-1].offset) if records else (0, -1, -1))
+        pos += LOG_OVERHEAD + header.length
+    return spans

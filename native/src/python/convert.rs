@@ -431,6 +431,22 @@ pub fn decode_records<'py>(
     })
 }
 
+/// `record_spans(buffer) -> list[tuple[int, int, int]]`: per whole batch of `buffer`, its
+/// records and their first and last offsets (-1 without data records), every check of
+/// `decode_records` made but no record built; a bad batch raises `CorruptBatchError` as there.
+#[pyfunction]
+pub fn record_spans<'py>(
+    py: Python<'py>,
+    buffer: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
+    guard(|| {
+        let bytes = BufferBytes::new(buffer)?;
+        let data = bytes.as_slice();
+        let spans = py.detach(|| crate::batch::record_spans(data))?;
+        PyList::new(py, spans)
+    })
+}
+
 /// `crc32c(data) -> int`: CRC-32C (Castagnoli) of a bytes-like object, as Kafka's Crc32C.
 #[pyfunction(name = "crc32c")]
 pub fn crc32c_py(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u32> {
@@ -452,6 +468,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeBuffer>()?;
     m.add_function(wrap_pyfunction!(decode_records, m)?)?;
     m.add_function(wrap_pyfunction!(crc32c_py, m)?)?;
+    m.add_function(wrap_pyfunction!(record_spans, m)?)?;
     // why: tests assert this equals `pylog.errors.CorruptKind`, so the two closed sets stay one.
     let kinds: Vec<&str> = crate::error::CorruptKind::ALL
         .iter()
