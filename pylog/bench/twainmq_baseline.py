@@ -33,13 +33,14 @@ child (``python -m pylog.bench.twainmq_baseline poller ...``) only reads.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pylog.bench.model import Context, LatencySample, Sample
@@ -76,6 +77,22 @@ def _twain(root: str):  # -> twainmq.Twain
 def create_topic(root: str) -> None:
     """A one-partition topic ``TOPIC`` with one-byte keys under ``root``."""
     _twain(root).create_topic(TOPIC, KEY_TYPE, partitions=1)
+
+
+@contextlib.contextmanager
+def open_consumer(root: str) -> Iterator[Any]:
+    """A consumer from the topic's start, its open partition files closed afterwards.
+
+    why by hand: twainmq's consumer has no ``close()``; each partition's reader keeps its file
+    open until garbage collection (a ResourceWarning, and a leaked descriptor per run)."""
+    consumer = _twain(root).consumer(TOPIC, start_from="start")
+    try:
+        yield consumer
+    finally:
+        for reader in getattr(consumer, "_consumerlets", {}).values():
+            handle = getattr(reader, "_current_file_handle", None)
+            if handle is not None:
+                handle.close()
 
 
 def topic_lines(root: str) -> int:
@@ -127,8 +144,8 @@ def produce_values(ctx: Context, values: Sequence[bytes]) -> Sample:
     root = ctx.path("twainmq")
     create_topic(root)
     seconds = write(root, values, len(values))
-    consumer = _twain(root).consumer(TOPIC, start_from="start")
-    read = [message.message for message in consumer.poll_many(len(values) + 1)]
+    with open_consumer(root) as consumer:
+        read = [message.message for message in consumer.poll_many(len(values) + 1)]
     ok = topic_lines(root) == len(values) == len(read)
     ok &= bool(read) and read[0] == values[0] and read[-1] == values[-1]
     ok &= sum(map(len, read)) == sum(map(len, values))
@@ -154,15 +171,15 @@ def consume_values(ctx: Context, values: Sequence[bytes]) -> Sample:
         create_topic(root)
         write(root, values, len(values))
         ctx.shared[key] = root
-    consumer = _twain(root).consumer(TOPIC, start_from="start")
-    poll = consumer.poll
-    n, payload, in_order = 0, 0, True
-    t0 = time.perf_counter()
-    while (message := poll()) is not None:
-        in_order &= message.offset == n
-        payload += len(message.message)
-        n += 1
-    seconds = time.perf_counter() - t0
+    with open_consumer(root) as consumer:
+        poll = consumer.poll
+        n, payload, in_order = 0, 0, True
+        t0 = time.perf_counter()
+        while (message := poll()) is not None:
+            in_order &= message.offset == n
+            payload += len(message.message)
+            n += 1
+        seconds = time.perf_counter() - t0
     return Sample(n, seconds, in_order and n == len(values) and payload == sum(map(len, values)))
 
 
@@ -188,10 +205,9 @@ def latency_one_process(ctx: Context, value: bytes, rounds: int) -> LatencySampl
     create_topic(root)
     tmq = _twain(root)
     latencies, ok = [], True
-    with tmq.producer(TOPIC) as producer:
-        # why after the producer: it creates the day's partition file; a consumer made before
-        # that file exists starts at the file's end once it appears, skipping what is there
-        consumer = tmq.consumer(TOPIC, start_from="start")
+    # why the consumer after the producer: the producer creates the day's partition file; a
+    # consumer made before that file exists starts at the file's end once it appears
+    with tmq.producer(TOPIC) as producer, open_consumer(root) as consumer:
         for expected in range(rounds):
             t0 = time.perf_counter_ns()
             producer.write_message(KEY, value)
@@ -199,7 +215,7 @@ def latency_one_process(ctx: Context, value: bytes, rounds: int) -> LatencySampl
                 pass
             latencies.append(time.perf_counter_ns() - t0)
             ok &= message.offset == expected and message.message == value
-    ok &= consumer.poll() is None
+        ok &= consumer.poll() is None
     return LatencySample(percentiles_us(latencies), ok)
 
 
@@ -257,14 +273,14 @@ def latency(ctx: Context, *, processes: int = 1) -> LatencySample:
 def poller(root: str, rounds: int) -> None:
     """The child of ``latency_two_processes``: busy-poll ``rounds`` messages, reporting each
     one's offset, size and the ``perf_counter_ns`` at which ``poll()`` returned it."""
-    consumer = _twain(root).consumer(TOPIC, start_from="start")
-    poll = consumer.poll
-    print("ready", flush=True)
-    for _ in range(rounds):
-        while (message := poll()) is None:
-            pass
-        at = time.perf_counter_ns()
-        print(f"{message.offset} {len(message.message)} {at}", flush=True)
+    with open_consumer(root) as consumer:
+        poll = consumer.poll
+        print("ready", flush=True)
+        for _ in range(rounds):
+            while (message := poll()) is None:
+                pass
+            at = time.perf_counter_ns()
+            print(f"{message.offset} {len(message.message)} {at}", flush=True)
 
 
 if __name__ == "__main__":
