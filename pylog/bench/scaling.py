@@ -12,21 +12,28 @@ smaller), on the native and the reference engine:
   its sparse offset or time index and a scan of at most ``index.interval.bytes``:
   storage/src/main/java/org/apache/kafka/storage/internals/log/OffsetIndex.java, TimeIndex.java).
 
-Workloads (one ``Workload`` per size and question, so the runner interleaves the engines' runs
-and takes medians like everywhere else):
+Two workloads, ``scaling-append`` and ``scaling-seek``; ``setup`` builds one base log per size
+(native engine, ten-record batches of 100-byte values, timestamps one ms apart), and every timed
+run visits every size, in an order rotated from run to run. Why one run across all sizes: the
+question is how the figures of different sizes compare, and on a shared machine the load drifts
+over seconds; measuring the sizes back to back inside each run (and taking medians over the
+interleaved runs, as everywhere) lets the drift hit every size alike. The runner takes one
+figure per metric from a ``LatencySample``, so the runs return one (its "percentiles" are the
+per-size figures here), and each metric is a row:
 
-- ``scaling-append-<size>``: ``setup`` builds a base log of ``size`` records (native engine,
-  ten-record batches of 100-byte values, timestamps one ms apart); every run copies it (untimed)
-  into its own work directory, so each run appends to a log of exactly ``size`` records, then
-  times appending ``window`` records in the same batches. Checked: the end offset moved by
-  ``window`` and the last record's timestamp is right. Unit: k rec/s.
-- ``scaling-seek-<size>``: the same base log, read only; one run times ``seeks`` random
-  ``read(offset, 1)`` calls and ``seeks`` random ``offset_for_timestamp`` calls and reports the
-  mean microseconds per call as the metrics ``by-offset`` and ``by-timestamp``. Checked: every
-  sampled read returns the batch holding its offset, every sampled timestamp maps to its offset.
+- ``scaling-append``, metrics ``<size>`` (``10k``...): copy the base log (untimed) and time
+  appending ``window`` records in the same batches, so each window starts at exactly ``size``
+  records. Checked: the end offset moved by ``window``, the last record has its timestamp.
+  Unit: k rec/s.
+- ``scaling-seek``, metrics ``offset-<size>`` and ``timestamp-<size>``: ``seeks`` random
+  ``read(offset, 1)`` and ``offset_for_timestamp`` calls on the base log, mean microseconds per
+  call. Checked: sampled reads return the batch holding their offset, sampled timestamps map
+  to their offset.
 
 Every size uses the same ``segment.bytes`` (about an eighth of the largest log), so the
 smallest log is one segment and the largest several: the segment lookup is part of the seek.
+The base log is rolled after it is built, so at every size the appends start in an empty active
+segment (a window never crosses a roll) and the seeks all read sealed segments.
 
 ``summary(rows)`` turns the rows into the JSON document's ``"scaling"`` object (sizes, per
 engine: append rec/s and seek microseconds per size, plus the ``findings``); ``findings_lines``
@@ -49,7 +56,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pylog.bench.model import Context, LatencySample, Sample, Scale, Workload
+from pylog.bench.model import Context, LatencySample, Scale, Workload
 from pylog.engine import open_partition
 
 GROUP = "scaling"
@@ -114,36 +121,71 @@ def append_records(log: Any, count: int, batch: list[bytes]) -> None:
         log.append(batch, timestamps_ms=timestamps(at, BATCH_RECORDS))
 
 
-def build_base(ctx: Context, size: int) -> None:
-    """``setup``: the base log of ``size`` records in the shared directory (native engine)."""
-    path = os.path.join(ctx.shared_dir, "base")
-    with open_partition(path, engine="native", config=config(ctx.scale)) as log:
-        append_records(log, size, values())
-        if log.end_offset != size:
-            raise RuntimeError(f"the base log holds {log.end_offset} records, not {size}")
-    ctx.shared["base"] = path
-    ctx.shared["size"] = size
+def build_bases(ctx: Context) -> None:
+    """``setup``: one base log per size in the shared directory (native engine), each rolled at
+    its end; ``ctx.shared["bases"]`` maps size -> path."""
+    bases = {}
+    batch = values()
+    for size in sizes(ctx.scale):
+        path = os.path.join(ctx.shared_dir, f"base-{label(size)}")
+        with open_partition(path, engine="native", config=config(ctx.scale)) as log:
+            append_records(log, size, batch)
+            # why roll: every run then starts from a sealed log and an empty active segment, at
+            # every size alike; otherwise whether a run's window crosses a segment roll (and
+            # reads hit the pread path of the active segment or the mmap of sealed ones) would
+            # depend on where the size happens to end inside its segment, not on its size
+            log.roll()
+            if log.end_offset != size:
+                raise RuntimeError(f"the base log holds {log.end_offset} records, not {size}")
+        bases[size] = path
+    ctx.shared["bases"] = bases
 
 
 def config(scale: Scale) -> dict[str, int]:
     return {"segment.bytes": segment_bytes(scale)}
 
 
-def append_run(ctx: Context, engine: str) -> Sample:
-    """Append ``window`` records to a copy of the base log (one timed run)."""
-    size, count = ctx.shared["size"], window(ctx.scale, engine)
-    path = ctx.path("log")
-    shutil.copytree(ctx.shared["base"], path)
+def size_order(ctx: Context, engine: str) -> list[int]:
+    """The sizes in the order this run visits them: rotated by one each run of ``engine``, so
+    no size is always measured first (a run still sees every size under the same conditions)."""
+    counter = f"runs-{engine}"
+    runs = ctx.shared[counter] = ctx.shared.get(counter, -1) + 1
+    order = list(sizes(ctx.scale))
+    start = runs % len(order)
+    return order[start:] + order[:start]
+
+
+def append_window(ctx: Context, engine: str, size: int) -> tuple[float, bool]:
+    """Seconds to append ``window`` records to a copy of the ``size`` base log, and its check:
+    the end offset moved by exactly that much and the last record has its timestamp."""
+    count = window(ctx.scale, engine)
+    path = ctx.path(f"log-{label(size)}")
+    shutil.copytree(ctx.shared["bases"][size], path)
     os.sync()  # why: start from a clean page cache (no write-back throttling of the timed part)
     batch = values()
-    with open_partition(path, engine=engine, config=config(ctx.scale)) as log:
-        t0 = time.perf_counter()
-        append_records(log, count, batch)
-        seconds = time.perf_counter() - t0
-        end = log.end_offset
-        last = list(log.records(end - 1, end))
+    try:
+        with open_partition(path, engine=engine, config=config(ctx.scale)) as log:
+            t0 = time.perf_counter()
+            append_records(log, count, batch)
+            seconds = time.perf_counter() - t0
+            end = log.end_offset
+            last = list(log.records(end - 1, end))
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
     ok = end == size + count and len(last) == 1 and last[0].timestamp == BASE_TIMESTAMP_MS + end - 1
-    return Sample(count, seconds, ok)
+    return seconds, ok
+
+
+def append_run(ctx: Context, engine: str) -> LatencySample:
+    """One timed run: an append window at every size; figures (metrics named by size) in
+    k rec/s. A ``LatencySample`` because it is one figure per metric (here per size), not a
+    latency: the runner takes each metric's median over runs."""
+    figures, ok = {}, True
+    for size in size_order(ctx, engine):
+        seconds, checked = append_window(ctx, engine, size)
+        figures[label(size)] = window(ctx.scale, engine) / seconds / 1e3
+        ok &= checked
+    return LatencySample(figures, ok)
 
 
 def holds(batch: memoryview, offset: int) -> bool:
@@ -153,13 +195,14 @@ def holds(batch: memoryview, offset: int) -> bool:
     return base <= offset <= base + int.from_bytes(batch[23:27], "big")
 
 
-def seek_run(ctx: Context, engine: str) -> LatencySample:
-    """Mean microseconds of random seeks by offset and by timestamp (one timed run)."""
-    size, count = ctx.shared["size"], seeks(ctx.scale, engine)
+def seek_size(ctx: Context, engine: str, size: int) -> tuple[float, float, bool]:
+    """Mean microseconds per random seek by offset and by timestamp in the ``size`` base log,
+    and the check of a sample of the answers."""
+    count = seeks(ctx.scale, engine)
     rng = random.Random(size)  # the same targets for every run and engine
     offsets = [rng.randrange(size) for _ in range(count)]
     stamps = [BASE_TIMESTAMP_MS + rng.randrange(size) for _ in range(count)]
-    with open_partition(ctx.shared["base"], engine=engine, config=config(ctx.scale)) as log:
+    with open_partition(ctx.shared["bases"][size], engine=engine, config=config(ctx.scale)) as log:
         read, for_timestamp = log.read, log.offset_for_timestamp
         t0 = time.perf_counter()
         for offset in offsets:
@@ -172,9 +215,19 @@ def seek_run(ctx: Context, engine: str) -> LatencySample:
         ok = log.end_offset == size
         ok &= all(holds(memoryview(read(o, 1)), o) for o in offsets[:CHECKED_SEEKS])
         ok &= all(for_timestamp(s) == s - BASE_TIMESTAMP_MS for s in stamps[:CHECKED_SEEKS])
-    return LatencySample(
-        {"by-offset": by_offset / count * 1e6, "by-timestamp": by_timestamp / count * 1e6}, ok
-    )
+    return by_offset / count * 1e6, by_timestamp / count * 1e6, ok
+
+
+def seek_run(ctx: Context, engine: str) -> LatencySample:
+    """One timed run: random seeks at every size; metrics ``offset-<size>`` and
+    ``timestamp-<size>``, mean microseconds per call."""
+    figures, ok = {}, True
+    for size in size_order(ctx, engine):
+        by_offset, by_timestamp, checked = seek_size(ctx, engine, size)
+        figures[f"offset-{label(size)}"] = by_offset
+        figures[f"timestamp-{label(size)}"] = by_timestamp
+        ok &= checked
+    return LatencySample(figures, ok)
 
 
 def _append_contender(engine: str):
@@ -185,58 +238,42 @@ def _seek_contender(engine: str):
     return lambda ctx: seek_run(ctx, engine)
 
 
-def _setup(size: int):
-    return lambda ctx: build_base(ctx, size)
-
-
-def append_name(size: int) -> str:
-    return f"scaling-append-{label(size)}"
-
-
-def seek_name(size: int) -> str:
-    return f"scaling-seek-{label(size)}"
+APPEND = "scaling-append"
+SEEK = "scaling-seek"
 
 
 def workloads(scale: Scale) -> list[Workload]:
-    """The group's workloads for ``scale``: append then seek, per size, smallest first."""
-    out = []
-    for size in sizes(scale):
-        out.append(
-            Workload(
-                name=append_name(size),
-                title=f"append at {label(size)} records",
-                group=GROUP,
-                unit="k rec/s",
-                higher_is_better=True,
-                contenders={engine: _append_contender(engine) for engine in ENGINES},
-                divisor=1e3,
-                setup=_setup(size),
-            )
-        )
-        out.append(
-            Workload(
-                name=seek_name(size),
-                title=f"seek at {label(size)} records",
-                group=GROUP,
-                unit="us",
-                higher_is_better=False,
-                contenders={engine: _seek_contender(engine) for engine in ENGINES},
-                setup=_setup(size),
-                metrics=("by-offset", "by-timestamp"),
-            )
-        )
-    return out
+    """The group's two workloads for ``scale``: append and seek, one row per size (and kind)."""
+    labels = [label(size) for size in sizes(scale)]
+    return [
+        Workload(
+            name=APPEND,
+            title=f"append {window(scale, 'native'):,} more records (reference: a tenth) to a log of N records",
+            group=GROUP,
+            unit="k rec/s",
+            higher_is_better=True,
+            contenders={engine: _append_contender(engine) for engine in ENGINES},
+            setup=build_bases,
+            metrics=tuple(labels),
+        ),
+        Workload(
+            name=SEEK,
+            title="random seek by offset / by timestamp in a log of N records, us per call",
+            group=GROUP,
+            unit="us",
+            higher_is_better=False,
+            contenders={engine: _seek_contender(engine) for engine in ENGINES},
+            setup=build_bases,
+            metrics=tuple(f"{kind}-{name}" for kind in ("offset", "timestamp") for name in labels),
+        ),
+    ]
 
 
-def size_of(name: str) -> int | None:
-    """The log size in a scaling workload's name (``scaling-seek-10k`` -> 10000), else None."""
-    for prefix in (append_name(0)[:-1], seek_name(0)[:-1]):
-        if name.startswith(prefix):
-            text = name[len(prefix) :]
-            factor = {"k": 1_000, "M": 1_000_000}.get(text[-1:], 1)
-            digits = text[:-1] if factor > 1 else text
-            return int(digits) * factor if digits.isdigit() else None
-    return None
+def size_of(text: str) -> int | None:
+    """The size a label names (``10k`` -> 10000, ``1M`` -> 1000000), else None."""
+    factor = {"k": 1_000, "M": 1_000_000}.get(text[-1:], 1)
+    digits = text[:-1] if factor > 1 else text
+    return int(digits) * factor if digits.isdigit() else None
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,35 +284,43 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
          "findings": {engine: {...}}, "flat_tolerance": x, "log_slack": y}
 
     A size or engine without a figure gives null in its list. The findings also go into the
-    notes of the largest size's rows (the table prints them); they never mark a row failed:
-    a shared machine's noise must not fail the run."""
+    notes of the rows (the table prints them); they never mark a row failed: a shared
+    machine's noise must not fail the run."""
     by_key = {(row["workload"], row["metric"]): row for row in rows}
-    found_sizes = sorted({size for row in rows if (size := size_of(row["workload"])) is not None})
+    found = set()
+    for workload, metric in by_key:
+        name = metric if workload == APPEND else metric.partition("-")[2] if workload == SEEK else ""
+        if (size := size_of(name)) is not None:
+            found.add(size)
+    found_sizes = sorted(found)
 
-    def series(name: Any, metric: str, factor: float) -> dict[str, list[float | None]]:
+    def series(workload: str, prefix: str, factor: float) -> dict[str, list[float | None]]:
         out: dict[str, list[float | None]] = {}
         for engine in ENGINES:
-            figures = [by_key.get((name(s), metric), {}).get("figures", {}).get(engine) for s in found_sizes]
+            figures = [
+                by_key.get((workload, prefix + label(s)), {}).get("figures", {}).get(engine)
+                for s in found_sizes
+            ]
             if any(f is not None for f in figures):
                 out[engine] = [None if f is None else f * factor for f in figures]
         return out
 
     scaling: dict[str, Any] = {
         "sizes": found_sizes,
-        "append": series(append_name, "throughput", 1e3),
-        "seek_offset_us": series(seek_name, "by-offset", 1.0),
-        "seek_timestamp_us": series(seek_name, "by-timestamp", 1.0),
+        "append": series(APPEND, "", 1e3),
+        "seek_offset_us": series(SEEK, "offset-", 1.0),
+        "seek_timestamp_us": series(SEEK, "timestamp-", 1.0),
         "flat_tolerance": FLAT_TOLERANCE,
         "log_slack": LOG_SLACK,
     }
     scaling["findings"] = findings(scaling)
     if found_sizes:
-        largest = found_sizes[-1]
-        for (name, metric), lines in (
-            ((append_name(largest), "throughput"), findings_lines(scaling, seek=False)),
-            ((seek_name(largest), "by-offset"), findings_lines(scaling, append=False)),
+        largest = label(found_sizes[-1])
+        for key, lines in (
+            ((APPEND, largest), findings_lines(scaling, seek=False)),
+            ((SEEK, f"offset-{largest}"), findings_lines(scaling, append=False)),
         ):
-            row = by_key.get((name, metric))
+            row = by_key.get(key)
             if row is not None and lines:
                 row["note"] = "; ".join(filter(None, [row.get("note", ""), *lines]))
     return scaling

@@ -35,9 +35,16 @@ def test_the_sizes_span_100x_over_three_sizes():
 def test_a_tiny_run_gives_the_json_shape(tiny, tmp_path):
     skip_if_engine_missing("native")
     suite = scaling.workloads(tiny)
-    assert [w.name for w in suite] == [
-        f"scaling-{what}-{size}" for size in ("100", "1k", "10k") for what in ("append", "seek")
-    ]
+    assert [w.name for w in suite] == ["scaling-append", "scaling-seek"]
+    assert suite[0].metrics == ("100", "1k", "10k")
+    assert suite[1].metrics == (
+        "offset-100",
+        "offset-1k",
+        "offset-10k",
+        "timestamp-100",
+        "timestamp-1k",
+        "timestamp-10k",
+    )
     rows = [asdict(row) for row in runner.run_suite(suite, tiny, str(tmp_path))]
     assert all(row["ok"] for row in rows), [row["note"] for row in rows]
     section = scaling.summary(rows)
@@ -47,18 +54,16 @@ def test_a_tiny_run_gives_the_json_shape(tiny, tmp_path):
         for figures in section[key].values():
             assert len(figures) == 3 and all(f is not None and f > 0 and math.isfinite(f) for f in figures)
     # the JSON is records per second; the row shows k rec/s
-    append_rows = {row["workload"]: row for row in rows if row["metric"] == "throughput"}
-    assert section["append"]["native"][0] == pytest.approx(
-        append_rows["scaling-append-100"]["figures"]["native"] * 1e3
-    )
+    by_metric = {(row["workload"], row["metric"]): row for row in rows}
+    append_100 = by_metric[("scaling-append", "100")]["figures"]["native"]
+    assert section["append"]["native"][0] == pytest.approx(append_100 * 1e3)
     assert set(section["findings"]) == {"native", "reference"}
     for found in section["findings"].values():
         assert isinstance(found["append_flat"], bool) and isinstance(found["seek_log_like"], bool)
         assert found["seek_log_bound"] == pytest.approx(scaling.LOG_SLACK * math.log(10_000) / math.log(100))
     # the findings went into the largest size's notes, and failed no row
-    notes = {(row["workload"], row["metric"]): row["note"] for row in rows}
-    assert "scaling, native: append" in notes[("scaling-append-10k", "throughput")]
-    assert "scaling, reference: seek" in notes[("scaling-seek-10k", "by-offset")]
+    assert "scaling, native: append" in by_metric[("scaling-append", "10k")]["note"]
+    assert "scaling, reference: seek" in by_metric[("scaling-seek", "offset-10k")]["note"]
     assert all(row["ok"] for row in rows)
     json.dumps(section)  # plain JSON
 
@@ -99,11 +104,20 @@ def test_a_missing_end_figure_gives_no_verdict():
     assert partial["append_flat"] is True and partial["seek_log_like"] is None
 
 
-def test_size_names_round_trip():
+def test_size_labels_round_trip():
     for size in (100, 1_000, 10_000, 1_000_000, 2_500):
-        assert scaling.size_of(scaling.append_name(size)) == size
-        assert scaling.size_of(scaling.seek_name(size)) == size
-    assert scaling.size_of("send-100b-none") is None
+        assert scaling.size_of(scaling.label(size)) == size
+    assert scaling.label(1_000_000) == "1M" and scaling.label(10_000) == "10k"
+    assert scaling.size_of("p99") is None
+
+
+def test_each_run_visits_the_sizes_in_a_rotated_order(tiny, tmp_path):
+    from pylog.bench.model import Context
+
+    ctx = Context(tiny, str(tmp_path), str(tmp_path), {})
+    orders = [scaling.size_order(ctx, "native") for _ in range(3)]
+    assert orders == [[100, 1_000, 10_000], [1_000, 10_000, 100], [10_000, 100, 1_000]]
+    assert scaling.size_order(ctx, "reference") == [100, 1_000, 10_000]  # counted per engine
 
 
 def test_the_cli_writes_the_scaling_section(run_pylog, tmp_path):
