@@ -13,7 +13,7 @@ The JSON document (``--json FILE``; pylog/bench/plot.py draws from it alone)::
                "figures": {contender: median}, "samples": {contender: [per-run values]},
                "ratios": {"native/reference": x, "native/os.write": y, ..., "native/best-baseline": z},
                "best_baseline": name or null, "ok": bool, "note": str}],
-     "notes": [str],
+     "notes": [str], "workload_seconds": {workload: wall seconds of its setup and runs},
      "scaling": {...}  (only when the scaling group ran: pylog/bench/scaling.py's summary)}
 
 Table columns: workload (name, plus the metric for latency rows), unit, one column per contender

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +42,8 @@ class Measured:
     samples: dict[str, list[Sample | LatencySample]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     setup_error: str = ""
+    #: wall time of the whole workload (setup and every run)
+    seconds: float = 0.0
 
 
 def measure(
@@ -48,6 +51,7 @@ def measure(
 ) -> Measured:
     """Run ``workload``: setup, then ``scale.repeat`` interleaved repetitions under ``root``."""
     measured = Measured(workload, {name: [] for name in workload.contenders})
+    started = time.perf_counter()
     shared_dir = os.path.join(root, f"{workload.name}-shared")
     os.makedirs(shared_dir, exist_ok=True)
     shared: dict = {}
@@ -74,6 +78,7 @@ def measure(
                     advance(1)
     finally:
         shutil.rmtree(shared_dir, ignore_errors=True)
+        measured.seconds = time.perf_counter() - started
     return measured
 
 
@@ -129,12 +134,20 @@ def ratios(figures: dict[str, float], higher_is_better: bool) -> tuple[dict[str,
 
 
 def run_suite(
-    workloads: Sequence[Workload], scale: Scale, root: str, advance: Callable[[float], None] = lambda _n: None
+    workloads: Sequence[Workload],
+    scale: Scale,
+    root: str,
+    advance: Callable[[float], None] = lambda _n: None,
+    timings: dict[str, float] | None = None,
 ) -> list[Row]:
-    """Every workload in order (the registry's), under ``root``; all their rows."""
+    """Every workload in order (the registry's), under ``root``; all their rows. ``timings``
+    (when given) receives each workload's wall time in seconds."""
     rows: list[Row] = []
     for workload in workloads:
-        rows.extend(rows_of(measure(workload, scale, root, advance)))
+        measured = measure(workload, scale, root, advance)
+        if timings is not None:
+            timings[workload.name] = measured.seconds
+        rows.extend(rows_of(measured))
     return rows
 
 

@@ -107,9 +107,10 @@ def run(args: argparse.Namespace) -> int:
         )
     root = tempfile.mkdtemp(prefix="pylog-bench-", dir=parent)
     started, t0 = report.utc_now(), time.perf_counter()
+    timings: dict[str, float] = {}
     try:
         with progress("pylog bench", runner.total_runs(chosen, scale), "runs") as advance:
-            rows = runner.run_suite(chosen, scale, root, advance)
+            rows = runner.run_suite(chosen, scale, root, advance, timings)
         machine_dir = root
         document_rows = [row_dict for row_dict in map(_asdict, rows)]
         sections = workloads.sections(document_rows)  # may mark rows (the scaling checks)
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             scale=scale,
             work_dir=machine_dir,
             notes=notes,
-            sections=sections,
+            sections={**sections, "workload_seconds": timings},
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)

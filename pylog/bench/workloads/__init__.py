@@ -39,7 +39,7 @@ from typing import Any
 from pylog.bench.model import Context, Sample, Scale, Workload
 
 #: this package's workload modules, in the suite's order
-MODULES = ("produce",)
+MODULES = ("produce", "durable", "consume", "seek", "compaction", "latency", "recovery")
 
 TWAINMQ_MISSING = "twainmq not installed: pip install 'pylog[bench]'"
 
