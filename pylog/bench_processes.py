@@ -13,6 +13,13 @@ Used by ``pylog bench`` and benchmarks/test_bench_coordination.py; one role per 
   wait for the writer lock: it also holds the append's own work and any preemption of the
   process) and the longest writer-lock wait itself as the engine measured it
   (``take_longest_writer_lock_wait_ns``; -1 from an engine without that diagnostic, the reference).
+- ``tail-consumer PATH ENGINE ROUNDS`` (``pylog bench``'s two-process latency): a consumer of
+  partition 0 of topic ``lat`` of the log at PATH, from its end; says ``ready``, then for each
+  record that ``poll`` returns prints ``got <perf_counter_ns>``; exits 1 if a record is missing,
+  repeated or out of order, 0 after ROUNDS records.
+- ``crash-writer PATH ENGINE BYTES`` (``pylog bench``'s recovery): appends 1,000-record batches
+  to the partition at PATH until its log holds BYTES, says ``ready <end offset>``, and goes on
+  appending until it is killed (the parent SIGKILLs it mid-append, a real crash).
 """
 
 from __future__ import annotations
@@ -120,6 +127,43 @@ def appender(path: str, engine: str, seconds: float) -> None:
         print(f"{count} {longest} {lock_wait}", flush=True)
 
 
+def tail_consumer(path: str, engine: str, rounds: int) -> int:
+    import pylog
+    from pylog.types import TopicPartition
+
+    tp = TopicPartition("lat", 0)
+    with pylog.open(path, engine=engine, auto_create_topics=False) as log:
+        consumer = log.consumer(auto_offset_reset="latest", enable_auto_commit=False)
+        consumer.assign([tp])
+        consumer.poll()
+        expected = consumer.position(tp)
+        print("ready", flush=True)
+        seen = 0
+        while seen < rounds:
+            fetched = consumer.poll(timeout_ms=1000)
+            if fetched:
+                now = time.perf_counter_ns()
+                if [r.offset for r in fetched[tp]] != [expected]:
+                    return 1
+                expected += 1
+                seen += 1
+                print(f"got {now}", flush=True)
+        consumer.close()
+    return 0
+
+
+def crash_writer(path: str, engine: str, target_bytes: int) -> None:
+    values = [bytes(range(100))] * 1000
+    with open_partition(path, engine=engine) as log:
+        while True:
+            log.append(values)
+            if log.end_offset * 110 >= target_bytes:
+                break
+        print(f"ready {log.end_offset}", flush=True)
+        while True:  # until killed: the crash lands in the middle of appends
+            log.append(values)
+
+
 if __name__ == "__main__":
     role, path, engine, arg = sys.argv[1:5]
     if role == "waiter":
@@ -128,5 +172,9 @@ if __name__ == "__main__":
         idle(path, engine, int(arg))
     elif role == "appender":
         appender(path, engine, float(arg))
+    elif role == "tail-consumer":
+        sys.exit(tail_consumer(path, engine, int(arg)))
+    elif role == "crash-writer":
+        crash_writer(path, engine, int(arg))
     else:
         raise SystemExit(f"unknown role {role}")

@@ -1,4 +1,5 @@
-"""The command line: ``pylog bench`` end to end (quick scale) and its refusals."""
+"""``pylog bench``: the suite end to end (quick scale) through a real subprocess, the table
+agreeing with the JSON document cell by cell, workload selection, and a failed check's exit code."""
 
 from __future__ import annotations
 
@@ -9,61 +10,227 @@ from collections import namedtuple
 import pytest
 from helpers import skip_if_engine_missing
 
-from pylog import bench
+from pylog.bench import workloads
+from pylog.bench.model import LatencySample, Sample, Workload
+from pylog.bench.report import RATIO_COLUMNS, format_figure
 from pylog.cli import main
 
 
-def test_bench_quick_prints_one_table_and_saves_json(tmp_path, capsys):
+def table_rows(out: str) -> tuple[list[str], list[list[str]]]:
+    """The header and the body rows of the table in ``out``, split on the box's verticals."""
+    lines = [line for line in out.splitlines() if line.startswith("│")]
+    cells = [[cell.strip() for cell in line.strip("│").split("│")] for line in lines]
+    return cells[0], cells[1:]
+
+
+def check_table_against_document(out: str, document: dict) -> int:
+    """Every figure and ratio cell of the table is ``format_figure`` of the document's number
+    (``wrong`` for a row that failed its check); returns the number of rows compared."""
+    header, body = table_rows(out)
+    by_label = {
+        row["workload"] if row["metric"] == "throughput" else f"{row['workload']} {row['metric']}": row
+        for row in document["rows"]
+    }
+    assert len(body) == len(by_label)
+    ratio_heading = {heading: f"native/{key}" for key, heading in RATIO_COLUMNS.items()}
+    for cells in body:
+        row = by_label[cells[0]]
+        assert cells[1] == row["unit"]
+        for heading, cell in zip(header[2:-1], cells[2:-1], strict=True):
+            if not row["ok"]:
+                assert cell == "wrong"
+            elif heading in ratio_heading:
+                assert cell == format_figure(row["ratios"].get(ratio_heading[heading])), (cells[0], heading)
+            else:
+                assert cell == format_figure(row["figures"].get(heading)), (cells[0], heading)
+        assert cells[-1] == (row["best_baseline"] or "-")
+    return len(body)
+
+
+def test_quick_suite_completes_and_its_table_equals_its_json(run_pylog, tmp_path):
     skip_if_engine_missing("native")
     out_json = tmp_path / "figures.json"
-    assert (
-        main(["bench", "--quick", "--repeat", "1", "--dir", str(tmp_path / "work"), "--json", str(out_json)])
-        == 0
+    result = run_pylog(
+        "bench", "--quick", "--repeat", "1", "--dir", tmp_path, "--json", out_json, timeout=300
     )
-    out, err = capsys.readouterr()
-    lines = out.splitlines()
-    assert lines[0].startswith("pylog bench:")
-    for workload in ("append", "records()", "read_columns()", "random read", "recovery", "wake-up"):
-        assert any(line.startswith(workload) for line in lines), workload
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 0, err + out
     assert "wrong" not in out
-    # the progress reached the last step, and counted the steps right
-    assert err.splitlines()[-1].endswith("wake-up in another process, p50: reference run 1")
-    one_run = bench.Scale.quick()
-    one_run.repeat = 1
-    steps = bench.Bench(".", one_run).steps()
-    assert f"] {steps}/{steps} " in err.splitlines()[-1]
-    figures = json.loads(out_json.read_text())
-    rows = {row["workload"]: row for row in figures["rows"]}
-    append = rows["append 1000-record batches"]
-    assert append["correct"] and append["native"] > 0 and append["reference"] > 0
-    assert set(append["baselines"]) == {"os.write", "sqlite3"}
-    assert all(row["correct"] for row in figures["rows"])
+    document = json.loads(out_json.read_text())
+    assert document["command"] == [
+        "pylog",
+        "bench",
+        "--quick",
+        "--repeat",
+        "1",
+        "--dir",
+        str(tmp_path),
+        "--json",
+        str(out_json),
+    ]
+    assert document["quick"] is True and document["repeat"] == 1
+    assert set(document["machine"]) == {"cpu", "cores", "memory_bytes", "os", "filesystem"}
+    assert {"pylog", "python", "sqlite", "numpy", "twainmq"} <= set(document["versions"])
+    groups = {row["group"] for row in document["rows"]}
+    assert {"produce", "durable", "consume", "seek", "compaction", "latency", "recovery"} <= groups
+    assert all(row["ok"] for row in document["rows"])
+    for row in document["rows"]:
+        assert row["figures"]["native"] > 0 and row["figures"]["reference"] > 0, row["workload"]
+        assert all(len(values) == 1 for values in row["samples"].values())
+    assert {"p50", "p99", "p99.9"} <= {row["metric"] for row in document["rows"] if row["group"] == "latency"}
+    assert check_table_against_document(out, document) == len(document["rows"])
+    assert list(tmp_path.iterdir()) == [out_json]  # the work directory is gone
+
+
+def test_workload_selection_by_name_and_by_group(run_pylog, tmp_path):
+    skip_if_engine_missing("native")
+    out_json = tmp_path / "figures.json"
+    result = run_pylog(
+        "bench",
+        "--quick",
+        "--repeat",
+        "1",
+        "--workload",
+        "send-100b-none",
+        "--workload",
+        "recovery",
+        "--json",
+        out_json,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    document = json.loads(out_json.read_text())
+    assert [row["workload"] for row in document["rows"]] == ["send-100b-none", "recovery-after-kill"]
+    assert set(document["rows"][0]["figures"]) >= {"native", "reference", "os.write", "sqlite3"}
+    assert check_table_against_document(result.stdout.decode(), document) == 2
+
+
+def test_unknown_workload_exits_2_naming_the_known_ones(run_pylog):
+    result = run_pylog("bench", "--quick", "--workload", "send-100b-none", "--workload", "nope")
+    err = result.stderr.decode()
+    assert result.returncode == 2 and result.stdout == b""
+    assert err.count("\n") == 1 and "unknown workload 'nope'" in err
+    assert "send-100b-none" in err and "poll-columns" in err and "recovery" in err
+
+
+def test_list_names_every_workload(run_pylog):
+    result = run_pylog("bench", "--list")
+    assert result.returncode == 0
+    from pylog.bench.model import Scale
+
+    for workload in workloads.registry(Scale.quick()):
+        assert workload.name in result.stdout.decode()
+
+
+def fake_workload(name: str, ok: bool, *, raises: bool = False, latency: bool = False) -> Workload:
+    def passing(_ctx):
+        return LatencySample({"p50": 5.0, "p99": 9.0}) if latency else Sample(100, 1.0)
+
+    def failing(_ctx):
+        if raises:
+            raise RuntimeError("the log lost a record")
+        return LatencySample({"p50": 5.0, "p99": 9.0}, ok=False) if latency else Sample(100, 1.0, ok=False)
+
+    return Workload(
+        name=name,
+        title=name,
+        group="latency" if latency else "produce",
+        unit="us" if latency else "rec/s",
+        higher_is_better=not latency,
+        contenders={"native": passing if ok else failing, "reference": passing, "sqlite3": passing},
+        metrics=("p50", "p99") if latency else ("throughput",),
+    )
+
+
+@pytest.mark.parametrize("raises", [False, True], ids=["check-failed", "raised"])
+def test_a_failed_check_marks_its_row_wrong_and_exits_1(tmp_path, capsys, monkeypatch, raises):
+    suite = [
+        fake_workload("fine", True),
+        fake_workload("broken", False, raises=raises),
+        fake_workload("lat", False, latency=True),
+    ]
+    monkeypatch.setattr(workloads, "registry", lambda _scale: suite)
+    out_json = tmp_path / "figures.json"
+    assert main(["bench", "--quick", "--repeat", "2", "--dir", str(tmp_path), "--json", str(out_json)]) == 1
+    out = capsys.readouterr().out
+    document = json.loads(out_json.read_text())
+    rows = {(row["workload"], row["metric"]): row for row in document["rows"]}
+    assert rows["fine", "throughput"]["ok"]
+    assert (
+        not rows["broken", "throughput"]["ok"]
+        and not rows["lat", "p50"]["ok"]
+        and not rows["lat", "p99"]["ok"]
+    )
+    note = rows["broken", "throughput"]["note"]
+    assert ("the log lost a record" in note) if raises else ("2 of 2 runs failed their check" in note)
+    assert check_table_against_document(out, document) == 4
+    _, body = table_rows(out)
+    assert [cells[0] for cells in body if "wrong" in cells] == ["broken", "lat p50", "lat p99"]
+    fine = rows["fine", "throughput"]
+    assert fine["figures"] == {"native": 100.0, "reference": 100.0, "sqlite3": 100.0}
+    assert fine["ratios"] == {"native/reference": 1.0, "native/sqlite3": 1.0, "native/best-baseline": 1.0}
+
+
+def test_contenders_run_interleaved_in_rotated_order(tmp_path, monkeypatch):
+    from pylog.bench import runner
+    from pylog.bench.model import Scale
+
+    calls = []
+
+    def contender(name):
+        def run(ctx):
+            calls.append(name)
+            return Sample(1, 1)
+
+        return run
+
+    workload = Workload(
+        "w", "w", "produce", "rec/s", True, {n: contender(n) for n in ("native", "reference", "os.write")}
+    )
+    scale = Scale.quick()
+    scale.repeat = 3
+    rows = runner.run_suite([workload], scale, str(tmp_path))
+    assert calls == [
+        "native",
+        "reference",
+        "os.write",
+        "reference",
+        "os.write",
+        "native",
+        "os.write",
+        "native",
+        "reference",
+    ]
+    assert rows[0].samples == {"native": [1.0] * 3, "reference": [1.0] * 3, "os.write": [1.0] * 3}
+
+
+def test_format_figure():
+    assert [format_figure(x) for x in (None, 0.0, 0.01234, 1.5, 12.345, 99.94, 100.4, 123456.7, -3.0)] == [
+        "-",
+        "0",
+        "0.0123",
+        "1.5",
+        "12.3",
+        "99.9",
+        "100",
+        "123,457",
+        "-3",
+    ]
 
 
 def test_bench_refuses_a_directory_without_room(tmp_path, capsys, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(1 << 30, 1 << 30, 1 << 20))
-    assert bench.main(str(tmp_path), quick=True, repeat=None, json_path=None) == 2
+    assert main(["bench", "--quick", "--dir", str(tmp_path)]) == 2
     assert "needs about" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_bench_rejects_a_bad_repeat(capsys):
-    assert main(["bench", "--repeat", "0"]) == 2
-    assert "--repeat" in capsys.readouterr().err
+def test_bench_rejects_a_bad_repeat(run_pylog):
+    result = run_pylog("bench", "--repeat", "0")
+    assert result.returncode == 2 and "--repeat" in result.stderr.decode()
 
 
 def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
-
-
-def test_bench_shows_no_ratio_for_a_latency_at_or_below_zero():
-    """A waiter can return before the writer's ``append`` does (a latency below zero); a ratio of
-    such figures means nothing, so the table shows none, and the row keeps its figures."""
-    woken_early = bench.Row("wake-up", "us", native=-3.0, reference=100.0, lower_is_better=True)
-    assert woken_early.speedup is None
-    fields = bench.format_table([woken_early]).splitlines()[-1].split()
-    assert fields[2:5] == ["-3.00", "100", "-"]  # native, reference, no native/ref ratio
-    assert bench.Row("wake-up", "us", native=20.0, reference=100.0, lower_is_better=True).speedup == 5.0
-    assert bench.Row("append", "MB/s", native=200.0, reference=100.0).speedup == 2.0
