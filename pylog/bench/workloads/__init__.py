@@ -12,7 +12,9 @@ are skipped cleanly):
 - ``twainmq_contender(function, **params)``: the twainmq contender of a workload, calling
   ``pylog.bench.twainmq_baseline.<function>(ctx, **params) -> Sample``; None (the contender is
   left out) when the module, twainmq itself (``twainmq_baseline.available()`` false) or the
-  function is missing. The functions the workloads call, and what ``ctx.shared`` holds then:
+  function is missing, or ``twainmq_baseline.supports(function, **params)`` is false (twainmq
+  has no batch API, no codec choice, no columnar reads). The functions the workloads call, and
+  what ``ctx.shared`` holds then:
     - ``produce(ctx, *, batch: bool, compression: str | None)``: write ``ctx.shared["values"]``
       (a list of bytes) as records, one by one (``batch`` False) or in lists of
       ``ctx.shared["batch_records"]``; amount = records written;
@@ -76,7 +78,8 @@ def twainmq_contender(function: str, **params: Any) -> Callable[[Context], Sampl
     """The twainmq contender calling ``twainmq_baseline.<function>(ctx, **params)``, or None."""
     module = twainmq_module()
     target = getattr(module, function, None) if module is not None else None
-    if target is None:
+    supports = getattr(module, "supports", None)
+    if target is None or (supports is not None and not supports(function, **params)):
         return None
 
     def run(ctx: Context) -> Sample:

@@ -1,0 +1,85 @@
+"""The twainmq contender of ``pylog bench`` (pylog/bench/twainmq_baseline.py): every timed run
+checks its own result and gives positive figures, a tampered topic fails the check, and the
+registry plugs twainmq in only where it has the API (and leaves it out when not installed)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pylog.bench import twainmq_baseline, workloads
+from pylog.bench.model import Context, LatencySample, Sample, Scale
+
+pytest.importorskip("twainmq", reason="twainmq is not installed: pip install 'pylog[bench]'")
+
+
+@pytest.fixture
+def context(tmp_path):
+    """A Context as the runner gives it: a fresh work dir, a shared dir and dict, quick scale."""
+    work, shared = tmp_path / "work", tmp_path / "shared"
+    work.mkdir()
+    shared.mkdir()
+    scale = Scale.quick()
+    scale.wakeup_rounds = 20
+    values = [bytes([i % 251]) * (100 + i % 7) for i in range(300)]
+    return Context(scale, str(work), str(shared), {"values": values, "value": b"v" * 100})
+
+
+def test_produce_writes_every_record_and_checks_it(context):
+    sample = twainmq_baseline.produce(context, batch=False, compression=None)
+    assert isinstance(sample, Sample) and sample.ok
+    assert sample.amount == 30  # a tenth of the workload's values, like the reference engine
+    assert sample.seconds > 0 and sample.rate > 0
+    assert twainmq_baseline.topic_lines(context.path("twainmq")) == 30
+
+
+def test_consume_reads_the_whole_topic_and_checks_it(context):
+    first = twainmq_baseline.consume(context, columns=False)
+    again = twainmq_baseline.consume(context, columns=False)  # the topic is written once
+    assert first.ok and again.ok
+    assert first.amount == again.amount == 30 and first.rate > 0 and again.rate > 0
+    assert len(os.listdir(context.shared_dir)) == 1
+
+
+def test_consume_check_fails_on_a_topic_with_an_extra_message(context):
+    assert twainmq_baseline.consume(context, columns=False).ok
+    (root,) = (path for key, path in context.shared.items() if key.startswith("twainmq-consume"))
+    twainmq_baseline.write(root, [b"extra"], 1)
+    sample = twainmq_baseline.consume(context, columns=False)
+    assert sample.amount == 31 and not sample.ok
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_latency_gives_positive_ordered_percentiles(context, processes):
+    sample = twainmq_baseline.latency(context, processes=processes)
+    assert isinstance(sample, LatencySample) and sample.ok
+    p = sample.percentiles_us
+    assert set(p) == {"p50", "p99", "p99.9"}
+    assert 0 < p["p50"] <= p["p99"] <= p["p99.9"]
+
+
+def test_supports_only_what_twainmq_has():
+    assert twainmq_baseline.supports("produce", batch=False, compression=None)
+    assert not twainmq_baseline.supports("produce", batch=True, compression=None)
+    assert not twainmq_baseline.supports("produce", batch=False, compression="lz4")
+    assert twainmq_baseline.supports("consume", columns=False)
+    assert not twainmq_baseline.supports("consume", columns=True)
+    assert not twainmq_baseline.supports("produce_durable", threads=1, records_per_thread=1)
+
+
+def test_registry_plugs_twainmq_where_it_exists():
+    suite = {w.name: w for w in workloads.registry(Scale.quick())}
+    assert "twainmq" in suite["send-100b-none"].contenders
+    assert "twainmq" in suite["send-1kib-none"].contenders
+    assert "twainmq" not in suite["send-batch-100b-none"].contenders
+    assert "twainmq" not in suite["send-100b-lz4"].contenders
+    assert workloads.twainmq_note() == ""
+
+
+def test_absent_twainmq_is_left_out_with_a_note(monkeypatch):
+    monkeypatch.setattr(twainmq_baseline, "available", lambda: False)
+    suite = workloads.registry(Scale.quick())
+    assert all("twainmq" not in w.contenders for w in suite)
+    assert workloads.twainmq_note() == twainmq_baseline.MISSING_NOTE
+    assert "pip install 'pylog[bench]'" in twainmq_baseline.MISSING_NOTE
