@@ -14,7 +14,11 @@ its docs show it and nothing else:
   ``0`` (the smallest key type; one partition) where pylog sends none.
 - consumer: ``Twain(root).consumer(name, start_from="start")`` and ``poll()`` until it returns None
   (``poll_many`` is a loop over ``poll``); ``poll`` never blocks, so a waiting consumer polls in a
-  busy loop (the latency runs do that: the fastest way it offers, at the price of a busy core).
+  busy loop (the latency runs do that: the fastest way it offers, at the price of a busy core,
+  where pylog's consumer sleeps until the append wakes it). In one process the poll runs on the
+  writer's thread right after ``write_message`` returns (a busy-polling second thread would
+  fight the writer for the GIL); across two, the child spins on ``poll()``. So twainmq's latency
+  figures are those of a spinning reader, and its latency workload has no thread hand-off.
 
 Durability model: ``write_message`` opens the partition file with ``O_APPEND``, makes one
 ``write()`` and closes it again; twainmq never calls ``fsync`` (nor ``fdatasync``) anywhere, so
