@@ -611,6 +611,27 @@ fn decode_batches_positions() {
 }
 
 #[test]
+fn record_spans_per_batch() {
+    let a = encode_owned(&sample_records(), 0, Codec::None, None);
+    let b = encode_owned(&sample_records(), 4, Codec::Lz4, None);
+    let empty = with_records(&[], 0);
+    let mut buf = a.clone();
+    buf.extend_from_slice(&b);
+    buf.extend_from_slice(&empty);
+    assert_eq!(
+        record_spans(&buf).unwrap(),
+        vec![(4, 0, 3), (4, 4, 7), (0, -1, -1)]
+    );
+    // the same checks as decode_batches: a flipped byte is corruption at its batch
+    let mut bad = buf.clone();
+    bad[a.len() + 70] ^= 1;
+    match record_spans(&bad) {
+        Err(Error::CorruptBatch { position, .. }) => assert_eq!(position, a.len() as u64),
+        other => panic!("expected CorruptBatch, got {other:?}"),
+    }
+}
+
+#[test]
 fn empty_batch_count_zero_decodes() {
     let b = with_records(&[], 0);
     let (h, got) = decode_owned(&b).unwrap();

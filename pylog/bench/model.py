@@ -67,27 +67,29 @@ class Scale:
     is_quick: bool = False
     repeat: int = 5
     #: producer: records per send()/send_batch() run (reference: a tenth)
-    produce_records_native: int = 100_000
-    produce_records_reference: int = 10_000
+    produce_records_native: int = 50_000
+    produce_records_reference: int = 5_000
     #: durable produce: acknowledged (fsynced) records per thread and run
-    durable_records_per_thread: int = 100
+    durable_records_per_thread: int = 40
     #: consumer poll()/records()
     iterate_records_native: int = 400_000
     iterate_records_reference: int = 40_000
+    #: consumer: the records the sqlite3 baseline reads (it is 5-10x slower than native)
+    sqlite_read_records: int = 200_000
     #: consumer poll_columns()/read_columns()
     columns_records_native: int = 1_000_000
     columns_records_reference: int = 100_000
     #: seeks: the log (ten-record batches) and the seeks per run
     random_log_batches: int = 20_000
-    random_reads_native: int = 20_000
-    random_reads_reference: int = 2_000
+    random_reads_native: int = 5_000
+    random_reads_reference: int = 1_000
     #: compaction: keyed records (keys: a tenth) per run (reference: a tenth)
-    compaction_records_native: int = 400_000
-    compaction_records_reference: int = 40_000
+    compaction_records_native: int = 200_000
+    compaction_records_reference: int = 20_000
     #: recovery: bytes the crashed writer leaves unflushed
-    recovery_bytes: int = 256 << 20
+    recovery_bytes: int = 128 << 20
     #: latency: records per run (one in flight at a time)
-    wakeup_rounds: int = 500
+    wakeup_rounds: int = 2_000
 
     @classmethod
     def quick(cls) -> Scale:
@@ -95,20 +97,21 @@ class Scale:
         return cls(
             is_quick=True,
             repeat=3,
-            produce_records_native=10_000,
+            produce_records_native=5_000,
             produce_records_reference=1_000,
-            durable_records_per_thread=10,
+            durable_records_per_thread=5,
             iterate_records_native=20_000,
             iterate_records_reference=4_000,
             columns_records_native=40_000,
             columns_records_reference=4_000,
-            random_log_batches=2_000,
-            random_reads_native=2_000,
-            random_reads_reference=500,
-            compaction_records_native=20_000,
-            compaction_records_reference=4_000,
-            recovery_bytes=8 << 20,
-            wakeup_rounds=50,
+            random_log_batches=1_000,
+            random_reads_native=1_000,
+            random_reads_reference=200,
+            compaction_records_native=10_000,
+            compaction_records_reference=2_000,
+            recovery_bytes=4 << 20,
+            wakeup_rounds=60,
+            sqlite_read_records=10_000,
         )
 
     def disk_bytes(self) -> int:

@@ -2,7 +2,8 @@
 
 ``plot(document, path)`` reads nothing but ``document`` (pylog/bench/report.py's JSON: ``rows``,
 ``scaling``, ``machine``, ``quick``, ``repeat``, ``started``), so a saved ``--json`` file can be
-drawn again later, on another machine. Panels, top to bottom:
+drawn again later, on another machine (``pylog bench --from-json FILE --plot OUT.png``:
+``from_json``). Panels, top to bottom:
 
 1. throughput: every throughput row (not the scaling group) as a group of bars, one bar per
    contender (native, reference, os.write, sqlite3, twainmq; always the same colours), log-scale
@@ -23,6 +24,7 @@ Thread-safety: each call builds its own Figure.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -223,3 +225,21 @@ def plot(document: dict[str, Any], path: str | os.PathLike[str]) -> None:
     _scaling_panels(figure.add_subplot(grid[2, 0]), figure.add_subplot(grid[2, 1]), document.get("scaling"))
     figure.suptitle(title(document), fontsize="medium")
     figure.savefig(os.fspath(path), format="png", dpi=100)
+
+
+def from_json(json_path: str, png_path: str | None) -> int:
+    """``pylog bench --from-json FILE --plot OUT.png``: draw a saved document; exit code 0. A
+    ``CliError`` for a missing ``--plot``, an unreadable file or one that is not a bench document."""
+    if not png_path:
+        raise CliError("--from-json needs --plot FILE.png (it draws a saved document, runs nothing)")
+    try:
+        with open(json_path) as f:
+            document = json.load(f)
+    except OSError as error:
+        raise CliError(f"cannot read {json_path}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise CliError(f"{json_path} is not JSON: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("rows"), list):
+        raise CliError(f"{json_path} is not a pylog bench document (no rows)")
+    plot(document, png_path)
+    return 0

@@ -14,7 +14,11 @@ its docs show it and nothing else:
   ``0`` (the smallest key type; one partition) where pylog sends none.
 - consumer: ``Twain(root).consumer(name, start_from="start")`` and ``poll()`` until it returns None
   (``poll_many`` is a loop over ``poll``); ``poll`` never blocks, so a waiting consumer polls in a
-  busy loop (the latency runs do that: the fastest way it offers, at the price of a busy core).
+  busy loop (the latency runs do that: the fastest way it offers, at the price of a busy core,
+  where pylog's consumer sleeps until the append wakes it). In one process the poll runs on the
+  writer's thread right after ``write_message`` returns (a busy-polling second thread would
+  fight the writer for the GIL); across two, the child spins on ``poll()``. So twainmq's latency
+  figures are those of a spinning reader, and its latency workload has no thread hand-off.
 
 Durability model: ``write_message`` opens the partition file with ``O_APPEND``, makes one
 ``write()`` and closes it again; twainmq never calls ``fsync`` (nor ``fdatasync``) anywhere, so
@@ -240,7 +244,16 @@ def latency_two_processes(ctx: Context, value: bytes, rounds: int) -> LatencySam
     with subprocess.Popen(
         # why -P: the working directory (a source checkout without its extension) must not
         # shadow the pylog this process runs
-        [sys.executable, "-P", "-m", "pylog.bench.twainmq_baseline", "poller", root, str(rounds)],
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "pylog.bench.twainmq_baseline",
+            "poller",
+            root,
+            str(rounds),
+            str(os.getpid()),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         text=True,
@@ -275,21 +288,26 @@ def latency(ctx: Context, *, processes: int = 1) -> LatencySample:
     return latency_two_processes(ctx, value, rounds)
 
 
-def poller(root: str, rounds: int) -> None:
+def poller(root: str, rounds: int, parent: int) -> None:
     """The child of ``latency_two_processes``: busy-poll ``rounds`` messages, reporting each
-    one's offset, size and the ``perf_counter_ns`` at which ``poll()`` returned it."""
+    one's offset, size and the ``perf_counter_ns`` at which ``poll()`` returned it; gives up
+    when process ``parent`` (which started it) is no longer its parent."""
     with open_consumer(root) as consumer:
         poll = consumer.poll
         print("ready", flush=True)
         for _ in range(rounds):
+            spins = 0
             while (message := poll()) is None:
-                pass
+                spins += 1
+                # why: a spinning orphan would burn a core forever if the parent died
+                if spins % 10_000 == 0 and os.getppid() != parent:
+                    raise SystemExit("the benchmark process is gone")
             at = time.perf_counter_ns()
             print(f"{message.offset} {len(message.message)} {at}", flush=True)
 
 
 if __name__ == "__main__":
-    role, path, count = sys.argv[1:4]
+    role, path, count, parent_pid = sys.argv[1:5]
     if role != "poller":
         raise SystemExit(f"unknown role {role}")
-    poller(path, int(count))
+    poller(path, int(count), int(parent_pid))

@@ -46,6 +46,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     bench.add_argument("--list", action="store_true", help="list the workloads and exit")
     bench.add_argument("--json", metavar="FILE", help="also write the figures, machine and versions as JSON")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw the figures (needs matplotlib)")
+    bench.add_argument(
+        "--from-json",
+        metavar="FILE",
+        help="run nothing: draw --plot from a document an earlier --json saved",
+    )
     bench.set_defaults(handler=run)
 
 
@@ -83,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     from pylog.bench import report, runner, workloads
     from pylog.bench.model import Row, Scale
 
+    if args.from_json:  # bench-extras: re-plot a saved document (pylog/bench/plot.py)
+        from pylog.bench import plot
+
+        return plot.from_json(args.from_json, args.plot)
     if args.repeat is not None and args.repeat < 1:
         raise CliError("--repeat must be >= 1")
     scale = Scale.quick() if args.quick else Scale()

@@ -5,13 +5,14 @@ Input is read as bytes, in chunks of whole lines (a final line without ``\\n`` c
 before the ``\\n`` is kept as data), and each line is decoded by ``record_format`` (``--format
 text|json|hex``). Speed: text lines go to the engine a chunk at a time through
 ``Producer.send_batch`` (one engine batch per chunk and partition, no Python object per record
-beyond the line); json and hex lines go through ``Producer.send`` (the Rust accumulator batches
-them). Nothing is flushed per line: the producer is flushed once at the end, and the futures are
-checked as they complete, so a failed batch ends the command early.
+beyond the line); json and hex lines are decoded, then sent the same way, one ``send_batch`` per
+run of lines bound for the same partition. Nothing is flushed per line: the producer is flushed
+once at the end, and the futures are checked as they complete, so a failed batch ends the
+command early. A Ctrl-C closes the log, which writes the lines already read (exit 130).
 
 Bad input (a line that does not decode, a text line without the key separator, a record over
-``max_request_size``, a partition the topic does not have): exit 2 naming the line; the records of
-the lines before it are written (flushed), none after it.
+``MAX_RECORD_BYTES``, a partition the topic does not have): exit 2 naming the line; the records
+of the lines before it are written (flushed), none after it.
 
 The topic must exist (exit 2 otherwise), as with Kafka's ``auto.create.topics.enable=false``;
 ``--create`` creates it with one partition.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -111,31 +113,16 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--key-separator must not be empty")
     if args.partition is not None and args.partition < 0:
         raise CliError(f"--partition must be >= 0, not {args.partition}")
-    source: IO[bytes]
-    if args.file is not None:
-        try:
-            source = open(args.file, "rb")  # noqa: SIM115 (closed below)
-            total: int | None = os.fstat(source.fileno()).st_size
-        except OSError as error:
-            raise CliError(f"cannot read {args.file}: {error.strerror}") from None
-    else:
-        source = sys.stdin.buffer
-        total = None
     started = time.perf_counter()
     counts = _Counts()
     with open_log(args) as log:
         if args.create and args.topic not in log.list_topics():
             log.create_topic(args.topic)
         require_topic(log, args.topic)
+        source, total = _open_source(args.file)
         acks: Any = "all" if args.acks == "all" else int(args.acks)
         producer = log.producer(
-            acks=acks,
-            compression_type=None if args.compression == "none" else args.compression,
-            # why: json/hex records go through send(); big batches and a short linger keep the
-            # engine calls few without holding a slow pipeline's records back noticeably
-            batch_size=1 << 18,
-            linger_ms=20,
-            max_request_size=MAX_RECORD_BYTES,
+            acks=acks, compression_type=None if args.compression == "none" else args.compression
         )
         partitions = len(producer.partitions_for(args.topic))
         if args.partition is not None and args.partition >= partitions:
@@ -164,6 +151,19 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _open_source(path: str | None) -> tuple[IO[bytes], int | None]:
+    """The input (``--file`` or stdin) and its size when known (a regular file: the progress
+    bar's total)."""
+    if path is None:
+        return sys.stdin.buffer, None
+    try:
+        source = open(path, "rb")  # noqa: SIM115 (the caller's with-block closes it)
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror}") from None
+    status = os.fstat(source.fileno())
+    return source, status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
 def parse_headers(pairs: list[str]) -> list[tuple[str, bytes]]:

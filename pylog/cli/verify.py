@@ -21,6 +21,8 @@ damage remains), 2 when PATH is not something to verify. ``--json``: one documen
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 import time
 from typing import Any
 
@@ -84,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
     final = report
     if args.repair:
         from pylog.repair import repair_partition
+
+        # the engine's recovery events (cuts, deleted segments, rebuilt indexes) on stderr, one
+        # line each, as an operator reads them (docs/partition-log.md "Operator logging")
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
 
         overrides = parse_assignments(args.config, "--config")
         results = [

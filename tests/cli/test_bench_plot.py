@@ -165,3 +165,33 @@ def test_missing_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
     assert str(info.value) == "--plot needs matplotlib: pip install 'pylog[plot]'"
     assert info.value.code == 2
     assert not (tmp_path / "never.png").exists()
+
+
+def test_from_json_replots_a_saved_document(run_pylog, tmp_path):
+    saved, picture = tmp_path / "saved.json", tmp_path / "replot.png"
+    saved.write_text(json.dumps(SYNTHETIC))
+    result = run_pylog("bench", "--from-json", saved, "--plot", picture)
+    assert result.returncode == 0, result.stderr.decode()
+    assert_sane_png(picture)
+    assert result.stdout == b""  # it ran nothing, so there is no table
+
+
+@pytest.mark.parametrize(
+    ("content", "plot_arg", "message"),
+    [
+        (None, True, "cannot read"),
+        ("{not json", True, "is not JSON"),
+        ('{"rows": 3}', True, "is not a pylog bench document"),
+        (json.dumps(SYNTHETIC), False, "--from-json needs --plot FILE.png"),
+    ],
+)
+def test_from_json_refuses_bad_input_in_one_line(run_pylog, tmp_path, content, plot_arg, message):
+    saved = tmp_path / "saved.json"
+    if content is not None:
+        saved.write_text(content)
+    args = ["bench", "--from-json", saved] + (["--plot", tmp_path / "out.png"] if plot_arg else [])
+    result = run_pylog(*args)
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out.png").exists()

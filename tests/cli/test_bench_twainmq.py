@@ -4,6 +4,7 @@ registry plugs twainmq in only where it has the API (and leaves it out when not 
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -83,3 +84,49 @@ def test_absent_twainmq_is_left_out_with_a_note(monkeypatch):
     assert all("twainmq" not in w.contenders for w in suite)
     assert workloads.twainmq_note() == twainmq_baseline.MISSING_NOTE
     assert "pip install 'pylog[bench]'" in twainmq_baseline.MISSING_NOTE
+
+
+def test_the_spinning_poller_exits_when_its_parent_dies(tmp_path):
+    """The two-process latency child busy-polls; if the benchmark dies it must not spin on."""
+    import subprocess
+    import sys
+    import time
+
+    from pylog.bench_processes import same_pylog_env
+
+    root = str(tmp_path / "twainmq")
+    twainmq_baseline.create_topic(root)
+    twainmq_baseline._twain(root).producer(twainmq_baseline.TOPIC)  # creates the partition file
+    stderr = tmp_path / "poller.err"
+    middle = (
+        "import os, subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-P', '-m', 'pylog.bench.twainmq_baseline', 'poller',"
+        f" {root!r}, '5', str(os.getpid())], stdout=subprocess.DEVNULL, stderr=open({str(stderr)!r}, 'w'))\n"
+        "print(child.pid, flush=True)\n"
+        "os._exit(0)  # dies without waiting: the poller is orphaned\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", middle],
+        env=same_pylog_env(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    pid = int(out.stdout)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                        break
+            except FileNotFoundError:
+                break
+            time.sleep(0.1)  # polling the child's state, not standing in for synchronization
+        else:
+            pytest.fail("the orphaned poller kept spinning")
+        assert "the benchmark process is gone" in stderr.read_text()  # its guard, not a crash
+    finally:
+        if os.path.exists(f"/proc/{pid}"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)

@@ -377,3 +377,24 @@ def test_refusals_are_one_line(run_pylog, log_dir, tmp_path):
     both = run_pylog("consume", "one", "--dir", log_dir, "--from-beginning", "--offset", "1")
     assert both.returncode == 2 and len(both.stderr.splitlines()) == 1
     assert not os.path.exists(tmp_path / "absent")
+
+
+def test_without_follow_it_ends_at_the_end_the_log_had_when_it_started(log_dir):
+    count = 50_000  # about 5 MB of output: far more than a pipe holds, so the child blocks writing
+    with pylog.open(log_dir, auto_create_topics=False) as log, log.producer(acks=1) as producer:
+        producer.send_batch("one", [b"%099d" % i for i in range(count)], partition=0).get(timeout=60)
+    command = pylog_command("consume", "one", "--dir", log_dir, "--from-beginning")
+    with subprocess.Popen(
+        command, env=same_pylog_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as child:
+        try:
+            first = read_line(child.stdout, 60)  # it has started (and taken the end offsets)
+            write(log_dir, "one", [{"value": b"appended later"}])
+            rest = child.stdout.read()
+            assert child.wait(timeout=60) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+        assert child.stderr.read() == b""
+    printed = [first.rstrip(b"\n"), *rest.splitlines()]
+    assert printed == [b"%099d" % i for i in range(count)]

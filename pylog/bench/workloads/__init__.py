@@ -22,7 +22,9 @@ are skipped cleanly):
       ``ctx.shared["value"]`` ``records_per_thread`` times, each write synced before the next;
       amount = records;
     - ``consume(ctx, *, columns: bool)``: write ``ctx.shared["values"]`` untimed, then read them
-      all back timed; amount = records read.
+      all back timed; amount = records read;
+    - ``latency(ctx, *, processes: int) -> LatencySample``: ``ctx.scale.wakeup_rounds`` records,
+      one in flight, write to a tailing reader in this process or another (p50, p99, p99.9).
 - ``scaling.workloads(scale) -> list[Workload]`` (group ``scaling``), and
   ``scaling.summary(rows: list[dict]) -> dict``: the document's ``"scaling"`` section from the
   JSON rows of that group; it may set ``"ok"`` False and a ``"note"`` on the rows it judges

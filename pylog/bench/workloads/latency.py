@@ -9,7 +9,8 @@ The producer sends with ``acks=1`` and ``flush()`` (the page-cache path; a durab
 the durable workloads'); the consumer waits in ``poll(timeout_ms=1000)``, woken by the append
 (no polling sleep). Checked: every record arrives once, in order. A run's percentile is over its
 records (p99.9 of 2,000 records is its second largest); figures are medians over runs.
-No baselines: none of them has a wake-up path to compare.
+Baselines: twainmq when installed (its consumer busy-polls: the fastest way it offers); os.write
+and sqlite3 have no wake-up path to compare.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 import pylog
 from pylog.bench.measure import percentile
 from pylog.bench.model import Context, LatencySample, Scale, Workload
+from pylog.bench.workloads import with_twainmq
 from pylog.bench_processes import spawn
 from pylog.types import TopicPartition
 
@@ -118,7 +120,11 @@ def workloads(scale: Scale) -> list[Workload]:
                 unit="us",
                 higher_is_better=False,
                 metrics=tuple(PERCENTILES),
-                contenders={"native": engine("native"), "reference": engine("reference")},
+                contenders=with_twainmq(
+                    {"native": engine("native"), "reference": engine("reference")},
+                    "latency",
+                    processes=processes,
+                ),
             )
         )
     return out
