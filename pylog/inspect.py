@@ -38,7 +38,6 @@ from typing import Any
 from pylog.errors import CorruptBatchError
 from pylog.partition import Record
 from pylog.reference.batch import (
-    BATCH_HEADER_BYTES,
     CODEC_MASK,
     CONTROL_MASK,
     LOG_OVERHEAD,
@@ -285,7 +284,13 @@ def _walk(
         remaining = end - pos
         if remaining < LOG_OVERHEAD:
             scan.problems.append(
-                Problem("torn_tail", path, pos, f"{remaining} bytes at the end do not hold a batch header")
+                Problem(
+                    "torn_tail",
+                    path,
+                    pos,
+                    f"{remaining} bytes at the end do not hold a batch header",
+                    expected,
+                )
             )
             break
         (length,) = struct.unpack_from(">i", view, pos + 8)
@@ -296,6 +301,7 @@ def _walk(
                     path,
                     pos,
                     f"batch length field {length} < {MIN_LENGTH_FIELD}; {remaining} bytes from here cannot be read",
+                    expected,
                 )
             )
             break
@@ -306,17 +312,15 @@ def _walk(
                     path,
                     pos,
                     f"incomplete batch: {LOG_OVERHEAD + length} bytes claimed, {remaining} on disk",
+                    expected,
                 )
-            )
-            break
-        if remaining < BATCH_HEADER_BYTES:
-            scan.problems.append(
-                Problem("framing", path, pos, f"batch of {remaining} bytes < {BATCH_HEADER_BYTES}")
             )
             break
         header = parse_header(view, pos)
         if header.magic != MAGIC_V2:
-            scan.problems.append(Problem("magic", path, pos, f"batch magic {header.magic} != {MAGIC_V2}"))
+            scan.problems.append(
+                Problem("magic", path, pos, f"batch magic {header.magic} != {MAGIC_V2}", expected)
+            )
             break
         batch_size = LOG_OVERHEAD + length
         crc_valid = crc32c(view[pos + _CRC_START : pos + batch_size]) == header.crc
