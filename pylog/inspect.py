@@ -19,9 +19,10 @@ Kafka's (docs/partition-log.md "Files in a partition directory"):
 
 Every problem found is a ``Problem``: a kind (a short name, e.g. ``crc``, ``torn_tail``,
 ``index_entry``), the file, the byte position in that file (None when it concerns the whole
-file), the offset it concerns when known, and a message. Record decoding uses the engine's own
-decoder (``pylog.engine.decode_records``: native when the extension is built, else the reference
-one), so what is reported corrupt here is exactly what a reader refuses.
+file), the offset it concerns when known, and a message. Records are checked by the engine's own
+decoder (native when the extension is built, else the reference one): ``record_spans`` for the
+walk (every check of ``decode_records``, no record object built), ``decode_records`` where dump
+shows the records. So what is reported corrupt here is exactly what a reader refuses.
 
 Thread-safety: pure functions over files opened read-only; nothing is shared.
 """
