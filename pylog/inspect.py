@@ -19,9 +19,10 @@ Kafka's (docs/partition-log.md "Files in a partition directory"):
 
 Every problem found is a ``Problem``: a kind (a short name, e.g. ``crc``, ``torn_tail``,
 ``index_entry``), the file, the byte position in that file (None when it concerns the whole
-file), the offset it concerns when known, and a message. Record decoding uses the engine's own
-decoder (``pylog.engine.decode_records``: native when the extension is built, else the reference
-one), so what is reported corrupt here is exactly what a reader refuses.
+file), the offset it concerns when known, and a message. Records are checked by the engine's own
+decoder (native when the extension is built, else the reference one): ``record_spans`` for the
+walk (every check of ``decode_records``, no record object built), ``decode_records`` where dump
+shows the records. So what is reported corrupt here is exactly what a reader refuses.
 
 Thread-safety: pure functions over files opened read-only; nothing is shared.
 """
@@ -38,7 +39,6 @@ from typing import Any
 from pylog.errors import CorruptBatchError
 from pylog.partition import Record
 from pylog.reference.batch import (
-    BATCH_HEADER_BYTES,
     CODEC_MASK,
     CONTROL_MASK,
     LOG_OVERHEAD,
@@ -285,7 +285,13 @@ def _walk(
         remaining = end - pos
         if remaining < LOG_OVERHEAD:
             scan.problems.append(
-                Problem("torn_tail", path, pos, f"{remaining} bytes at the end do not hold a batch header")
+                Problem(
+                    "torn_tail",
+                    path,
+                    pos,
+                    f"{remaining} bytes at the end do not hold a batch header",
+                    expected,
+                )
             )
             break
         (length,) = struct.unpack_from(">i", view, pos + 8)
@@ -296,6 +302,7 @@ def _walk(
                     path,
                     pos,
                     f"batch length field {length} < {MIN_LENGTH_FIELD}; {remaining} bytes from here cannot be read",
+                    expected,
                 )
             )
             break
@@ -306,17 +313,15 @@ def _walk(
                     path,
                     pos,
                     f"incomplete batch: {LOG_OVERHEAD + length} bytes claimed, {remaining} on disk",
+                    expected,
                 )
-            )
-            break
-        if remaining < BATCH_HEADER_BYTES:
-            scan.problems.append(
-                Problem("framing", path, pos, f"batch of {remaining} bytes < {BATCH_HEADER_BYTES}")
             )
             break
         header = parse_header(view, pos)
         if header.magic != MAGIC_V2:
-            scan.problems.append(Problem("magic", path, pos, f"batch magic {header.magic} != {MAGIC_V2}"))
+            scan.problems.append(
+                Problem("magic", path, pos, f"batch magic {header.magic} != {MAGIC_V2}", expected)
+            )
             break
         batch_size = LOG_OVERHEAD + length
         crc_valid = crc32c(view[pos + _CRC_START : pos + batch_size]) == header.crc

@@ -108,7 +108,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _expand(paths: list[str]) -> list[str]:
-    files = []
+    files: list[str] = []
     for path in paths:
         if os.path.isdir(path):
             for base in iter_segment_bases(path):

@@ -231,3 +231,42 @@ def test_the_fields_agree_with_kafkas_dump_log_segments(run_pylog, tmp_path, eng
         (e["timestamp"], e["offset"]) for e in their_times
     ]
     assert all(f["problems"] == [] for f in ours)
+
+
+def test_kafka_and_we_find_the_same_index_mismatch(run_pylog, tmp_path, engine):
+    import subprocess
+
+    from kafka_tools import DUMP_LOG_SEGMENTS, require_kafka
+
+    libs = require_kafka()
+    partition = tmp_path / "t-0"
+    write(partition, engine)
+    base = segment_bases(partition)[0]
+    index = partition / segment_name(base, ".index")
+    data = index.read_bytes()
+    assert len(data) >= 16, "the test needs two entries"
+    rel0 = struct.unpack_from(">i", data, 0)[0]
+    rel, position = struct.unpack_from(">ii", data, 8)
+    assert rel - 1 > rel0
+    index.write_bytes(data[:8] + struct.pack(">ii", rel - 1, position) + data[16:])
+    kafka = subprocess.run(
+        [
+            "java",
+            "-Xmx256m",
+            "-cp",
+            f"{libs}/*",
+            DUMP_LOG_SEGMENTS,
+            "--verify-index-only",
+            "--files",
+            str(index),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert f"Index offset: {base + rel - 1}, log offset: {base + rel}" in kafka.stderr, kafka.stderr[-2000:]
+    done = run_pylog("dump", index, "--verify-index-only", "--json")
+    assert done.returncode == 1
+    (problem,) = json.loads(done.stdout)["files"][0]["problems"]
+    assert (problem["kind"], problem["position"], problem["offset"]) == ("index_entry", 8, base + rel - 1)
+    assert f"lastOffset is {base + rel}" in problem["message"]

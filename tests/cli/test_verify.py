@@ -123,7 +123,7 @@ def test_repair_cuts_exactly_a_torn_tail_and_the_log_then_verifies(run_pylog, tm
     assert code == 1
     (problem,) = errors(document)
     assert (problem["kind"], problem["path"], problem["position"]) == ("torn_tail", str(last), torn.position)
-    assert problem["repairable"] is True
+    assert problem["repairable"] is True and problem["offset"] == torn.base_offset
     code, document = verify(run_pylog, partition, "--repair", "--engine", other_engine)
     assert code == 0, document
     (result,) = document["repair"]
