@@ -37,13 +37,13 @@ bytes are UTF-8, ``{"base64": "..."}`` otherwise, null for null (the mark ``pylo
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import struct
 import sys
 from typing import Any
 
 from pylog.cli.common import CliError, emit_json
+from pylog.cli.record_format import encode_json_bytes
 from pylog.errors import CorruptBatchError
 from pylog.inspect import (
     BatchInfo,
@@ -176,16 +176,6 @@ def _dump_log(path: str, deep: bool, data: bool, scans: dict[str, LogScan]) -> d
     }
 
 
-def encode_bytes(data: bytes | None) -> str | dict[str, str] | None:
-    """A JSON string for UTF-8 bytes, ``{"base64": ...}`` for other bytes, None for null."""
-    if data is None:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(data).decode("ascii")}
-
-
 def _record(batch: BatchInfo, record: Record, data: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "offset": record.offset,
@@ -198,9 +188,9 @@ def _record(batch: BatchInfo, record: Record, data: bool) -> dict[str, Any]:
     if batch.is_control:
         entry["control"] = _control(record)
     if data:
-        entry["key"] = encode_bytes(record.key)
-        entry["value"] = encode_bytes(record.value)
-        entry["headers"] = [[name, encode_bytes(value)] for name, value in record.headers]
+        entry["key"] = encode_json_bytes(record.key)
+        entry["value"] = encode_json_bytes(record.value)
+        entry["headers"] = [[name, encode_json_bytes(value)] for name, value in record.headers]
     return entry
 
 
