@@ -87,10 +87,14 @@ class Backend(Protocol):
 
     # --- compaction and retention (called by Log; docs/compaction.md) ----------------------------
 
-    def compact(self, topic: str | None = None) -> dict[TopicPartition, CleanResult]:
+    def compact(
+        self, topic: str | None = None, *, partitions: Iterable[int] | None = None
+    ) -> dict[TopicPartition, CleanResult]:
         """Compact ``topic``'s partitions now (None: every topic whose ``cleanup.policy`` has
-        compact), below the dirty ratio too; a partition without compact in its policy gets a
-        result with ``skipped`` set. Clears a partition's uncleanable mark when it succeeds."""
+        compact), below the dirty ratio too; ``partitions``: only those of ``topic`` (an unknown
+        one raises ``UnknownTopicOrPartitionError`` first). A partition without compact in its
+        policy gets a result with ``skipped`` set. Clears a partition's uncleanable mark when it
+        succeeds."""
         ...
 
     def apply_retention(self, topic: str | None = None) -> dict[TopicPartition, RetentionResult]:

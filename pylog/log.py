@@ -113,14 +113,18 @@ class Log:
 
     # --- compaction and retention (docs/compaction.md) -----------------------------------------------
 
-    def compact(self, topic: str | None = None) -> dict[TopicPartition, CleanResult]:
+    def compact(
+        self, topic: str | None = None, *, partitions: Iterable[int] | None = None
+    ) -> dict[TopicPartition, CleanResult]:
         """Compact ``topic`` now (None: every topic whose ``cleanup.policy`` has ``compact``),
         whatever its dirty ratio, waiting for a cleaner busy on a partition (the background one,
         or another process's) to finish; per partition what was done (a ``CleanResult``; a
         partition whose policy has no compact is left alone, its result says so in ``skipped``).
-        A partition marked uncleanable is cleanable again when this succeeds."""
+        ``partitions`` (with a ``topic``) picks some of its partitions; one it lacks raises
+        ``UnknownTopicOrPartitionError`` before anything is compacted. A partition marked
+        uncleanable is cleanable again when this succeeds."""
         self._check_open()
-        return self._backend.compact(topic)
+        return self._backend.compact(topic, partitions=partitions)
 
     def apply_retention(self, topic: str | None = None) -> dict[TopicPartition, RetentionResult]:
         """Delete now the old segments that ``retention.ms`` and ``retention.bytes`` allow (whole

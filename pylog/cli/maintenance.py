@@ -104,8 +104,9 @@ def compact_topics(args: argparse.Namespace) -> int:
         results = {}
         with progress("compacting", sum(counts.values()), "partitions") as advance:
             for name in topics:
-                results.update(log.compact(name))
-                advance(counts[name])
+                for partition in range(counts[name]):
+                    results.update(log.compact(name, partitions=[partition]))
+                    advance(1)
     rows = [
         {"topic": tp.topic, "partition": tp.partition, **result._asdict()}
         for tp, result in sorted(results.items())

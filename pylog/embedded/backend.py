@@ -671,14 +671,25 @@ class EmbeddedBackend:
         info = self._topic(topic)
         return [TopicPartition(topic, partition) for partition in range(info.partitions)]
 
-    def compact(self, topic: str | None = None) -> dict[TopicPartition, CleanResult]:
+    def compact(
+        self, topic: str | None = None, *, partitions: Iterable[int] | None = None
+    ) -> dict[TopicPartition, CleanResult]:
         """Compact every partition of ``topic`` (None: of every topic whose policy has compact)
         now, whatever its dirty ratio (``force=True``), waiting for a cleaner of another thread or
         process to finish first (``wait=True``). A partition whose policy has no compact gets the
         engine's skipped result. Success clears the partition's uncleanable mark."""
+        chosen = self._topic_partitions(topic, "compact")
+        if partitions is not None:
+            if topic is None:
+                raise InvalidConfigError("compact(partitions=...) needs a topic")
+            wanted = list(partitions)
+            info = self._topic(topic)
+            for partition in wanted:
+                _check_partition_number(info, partition)
+            chosen = [tp for tp in chosen if tp.partition in wanted]
         marks = self.uncleanable_marks.read()
         out: dict[TopicPartition, CleanResult] = {}
-        for tp in self._topic_partitions(topic, "compact"):
+        for tp in chosen:
             log = self.partition_log(tp)
             out[tp] = log.compact(
                 map_bytes=self.broker_config.cleaner_dedupe_buffer_size, force=True, wait=True

@@ -714,3 +714,21 @@ def test_close_stops_a_background_compaction_at_a_safe_point(engine: str, log_di
         assert log.compact("t")[tp].skipped in (None, "nothing to clean")
         assert table(read_all(log, tp)) == expected
         assert log.describe_topic("t").partitions[0].dirty_ratio == 0.0
+
+
+def test_compact_some_partitions_leaves_the_others_dirty(log):
+    """``Log.compact(topic, partitions=[...])`` cleans only those (the CLI's per-partition
+    progress uses it); a partition the topic lacks is refused before anything is compacted."""
+    log.create_topic("table", partitions=2, config={"cleanup.policy": "compact", "segment.bytes": 1024})
+    with log.producer(acks=1) as producer:
+        for i in range(400):
+            producer.send("table", key=b"k%d" % (i % 5), value=b"v%d" % i, partition=i % 2)
+    with pytest.raises(pylog.errors.UnknownTopicOrPartitionError):
+        log.compact("table", partitions=[0, 2])
+    assert all(p.clean_offset in (None, 0) for p in log.describe_topic("table").partitions)
+    results = log.compact("table", partitions=[1])
+    assert [tp.partition for tp in results] == [1]
+    assert results[pylog.TopicPartition("table", 1)].segments_cleaned > 0
+    clean = {p.partition: p.clean_offset for p in log.describe_topic("table").partitions}
+    assert clean[1] and clean[1] > 0
+    assert clean[0] in (None, 0)
