@@ -185,7 +185,11 @@ class Row:
     ratios: dict[str, float] = field(default_factory=dict)
     #: the alternative ``native/best-baseline`` compares with (the faster of sqlite3 and twainmq)
     best_baseline: str | None = None
+    #: False when any contender's run failed its check or raised (the exit code is then 1)
     ok: bool = True
+    #: the contenders whose runs failed or raised (all of them when the setup failed): their
+    #: cells, and the ratios involving them, say ``wrong``; the others' figures still stand
+    failed: list[str] = field(default_factory=list)
     note: str = ""
 
     @property

@@ -12,14 +12,16 @@ The JSON document (``--json FILE``; pylog/bench/plot.py draws from it alone)::
      "rows": [{"workload", "title", "group", "metric", "unit", "higher_is_better",
                "figures": {contender: median}, "samples": {contender: [per-run values]},
                "ratios": {"native/reference": x, "native/os.write": y, ..., "native/best-baseline": z},
-               "best_baseline": name or null, "ok": bool, "note": str}],
+               "best_baseline": name or null, "ok": bool, "failed": [contender], "note": str}],
      "notes": [str], "workload_seconds": {workload: wall seconds of its setup and runs},
      "scaling": {...}  (only when the scaling group ran: pylog/bench/scaling.py's summary)}
 
 Table columns: workload (name, plus the metric for latency rows), unit, one column per contender
 (twainmq only when it took part), native/ref, native/os.write (the share of the physical
 ceiling), native/best (against the faster alternative a user would pick instead: sqlite3 or
-twainmq) and that alternative's name. A row whose check failed shows ``wrong`` in every figure cell.
+twainmq) and that alternative's name. A contender whose run failed its check (or raised) shows ``wrong`` in
+its cell and in the ratios involving it; ratios and the best alternative are taken among the
+others only.
 """
 
 from __future__ import annotations
@@ -64,12 +66,14 @@ def columns(rows: Sequence[Row]) -> list[str]:
 def table_cells(row: Row, contenders: Sequence[str]) -> list[str]:
     """One row's cells, in the table's column order."""
     cells = [row.label, row.unit]
-    figures = [row.figures.get(name) for name in contenders]
-    ratios = [row.ratios.get(f"native/{name}") for name in RATIO_COLUMNS]
-    if row.ok:
-        cells += [format_figure(x) for x in figures + ratios]
-    else:
-        cells += [WRONG] * (len(figures) + len(ratios))
+    failed = set(row.failed)
+    for name in contenders:
+        cells.append(WRONG if name in failed else format_figure(row.figures.get(name)))
+    for key in RATIO_COLUMNS:
+        partner_failed = key in failed  # "best-baseline" is chosen among the trusted ones
+        cells.append(
+            WRONG if "native" in failed or partner_failed else format_figure(row.ratios.get(f"native/{key}"))
+        )
     cells.append(row.best_baseline or MISSING)
     return cells
 

@@ -6,8 +6,11 @@ every contender to the same drift, and ratios are only ever taken between figure
   contender once, in the contender order rotated by ``r`` (so none is always first or last);
 - every timed run gets a fresh work directory, removed right after it (disk space stays bounded
   by the largest single run, plus the workload's shared log);
-- a run whose own check fails, or that raises, marks its row not ``ok`` (the table says
-  ``wrong``, the exit code is 1) and the suite goes on; the exception's line goes in the note;
+- a run whose own check fails, or that raises, marks its row not ``ok`` and its contender
+  ``failed`` (the table says ``wrong`` in that contender's cell and the ratios involving it, the
+  exit code is 1) and the suite goes on; the reason goes in the note. why per contender: a
+  baseline's failure (twainmq's reader tearing a line) must not hide pylog's figures, nor the
+  reverse;
 - figures are medians over repetitions; ``native/<contender>`` ratios are of those medians.
 
 Thread-safety: one suite runs on the calling thread; contenders may start their own threads and
@@ -91,20 +94,25 @@ def rows_of(measured: Measured) -> list[Row]:
             workload.name, workload.title, workload.group, metric, workload.unit, workload.higher_is_better
         )
         notes = [measured.setup_error] if measured.setup_error else []
+        failed = set(workload.contenders) if measured.setup_error else set()
         for name, samples in measured.samples.items():
             values = [_value(sample, metric, workload.divisor) for sample in samples]
-            failed = [sample for sample in samples if not sample.ok]
-            if failed:
-                notes.append(f"{name}: {len(failed)} of {len(samples)} runs failed their check")
+            wrong = [sample for sample in samples if not sample.ok]
+            if wrong:
+                notes.append(f"{name}: {len(wrong)} of {len(samples)} runs failed their check")
+                failed.add(name)
             if values:
                 row.samples[name] = values
                 row.figures[name] = statistics.median(values)
         notes += measured.errors.values()
+        failed |= set(measured.errors)
+        row.failed = [name for name in workload.contenders if name in failed]
         row.ok = not notes
         if workload.note:
             notes.append(workload.note)
         row.note = "; ".join(notes)
-        row.ratios, row.best_baseline = ratios(row.figures, workload.higher_is_better)
+        trusted = {name: value for name, value in row.figures.items() if name not in failed}
+        row.ratios, row.best_baseline = ratios(trusted, workload.higher_is_better)
         rows.append(row)
     return rows
 

@@ -32,17 +32,22 @@ def check_table_against_document(out: str, document: dict) -> int:
         for row in document["rows"]
     }
     assert len(body) == len(by_label)
-    ratio_heading = {heading: f"native/{key}" for key, heading in RATIO_COLUMNS.items()}
+    ratio_heading = {heading: key for key, heading in RATIO_COLUMNS.items()}
     for cells in body:
         row = by_label[cells[0]]
+        failed = set(row["failed"])
         assert cells[1] == row["unit"]
+        assert row["ok"] == (not failed)
         for heading, cell in zip(header[2:-1], cells[2:-1], strict=True):
-            if not row["ok"]:
-                assert cell == "wrong"
-            elif heading in ratio_heading:
-                assert cell == format_figure(row["ratios"].get(ratio_heading[heading])), (cells[0], heading)
+            if heading in ratio_heading:
+                key = ratio_heading[heading]
+                expected = format_figure(row["ratios"].get(f"native/{key}"))
+                assert cell == ("wrong" if "native" in failed or key in failed else expected), (
+                    cells[0],
+                    heading,
+                )
             else:
-                assert cell == format_figure(row["figures"].get(heading)), (cells[0], heading)
+                assert cell == ("wrong" if heading in failed else format_figure(row["figures"].get(heading)))
         assert cells[-1] == (row["best_baseline"] or "-")
     return len(body)
 
@@ -54,9 +59,13 @@ def test_quick_suite_completes_and_its_table_equals_its_json(run_pylog, tmp_path
         "bench", "--quick", "--repeat", "1", "--dir", tmp_path, "--json", out_json, timeout=300
     )
     out, err = result.stdout.decode(), result.stderr.decode()
-    assert result.returncode == 0, err + out
-    assert "wrong" not in out
     document = json.loads(out_json.read_text())
+    # why twainmq may fail: its consumer can read a line the producer is still appending and
+    # raise (twainmq 0.2.3, consumer.py decode_datetime), which the two-process latency run
+    # catches now and then; pylog's engines and the other baselines must never fail
+    failed = {name for row in document["rows"] for name in row["failed"]}
+    assert failed <= {"twainmq"}, err + out
+    assert result.returncode == (1 if failed else 0), err + out
     assert document["command"] == [
         "pylog",
         "bench",
@@ -73,7 +82,7 @@ def test_quick_suite_completes_and_its_table_equals_its_json(run_pylog, tmp_path
     assert {"pylog", "python", "sqlite", "numpy", "twainmq"} <= set(document["versions"])
     groups = {row["group"] for row in document["rows"]}
     assert {"produce", "durable", "consume", "seek", "compaction", "latency", "recovery"} <= groups
-    assert all(row["ok"] for row in document["rows"])
+    assert all(row["ok"] for row in document["rows"] if not row["failed"])
     for row in document["rows"]:
         assert row["figures"]["native"] > 0 and row["figures"]["reference"] > 0, row["workload"]
         assert all(len(values) == 1 for values in row["samples"].values())
@@ -121,11 +130,13 @@ def test_list_names_every_workload(run_pylog):
         assert workload.name in result.stdout.decode()
 
 
-def fake_workload(name: str, ok: bool, *, raises: bool = False, latency: bool = False) -> Workload:
+def fake_workload(name: str, failing: str | None, *, raises: bool = False, latency: bool = False) -> Workload:
+    """A workload whose contender ``failing`` fails its check (or raises) in every run."""
+
     def passing(_ctx):
         return LatencySample({"p50": 5.0, "p99": 9.0}) if latency else Sample(100, 1.0)
 
-    def failing(_ctx):
+    def broken(_ctx):
         if raises:
             raise RuntimeError("the log lost a record")
         return LatencySample({"p50": 5.0, "p99": 9.0}, ok=False) if latency else Sample(100, 1.0, ok=False)
@@ -136,17 +147,17 @@ def fake_workload(name: str, ok: bool, *, raises: bool = False, latency: bool = 
         group="latency" if latency else "produce",
         unit="us" if latency else "rec/s",
         higher_is_better=not latency,
-        contenders={"native": passing if ok else failing, "reference": passing, "sqlite3": passing},
+        contenders={n: broken if n == failing else passing for n in ("native", "reference", "sqlite3")},
         metrics=("p50", "p99") if latency else ("throughput",),
     )
 
 
 @pytest.mark.parametrize("raises", [False, True], ids=["check-failed", "raised"])
-def test_a_failed_check_marks_its_row_wrong_and_exits_1(tmp_path, capsys, monkeypatch, raises):
+def test_a_failed_check_marks_its_cells_wrong_and_exits_1(tmp_path, capsys, monkeypatch, raises):
     suite = [
-        fake_workload("fine", True),
-        fake_workload("broken", False, raises=raises),
-        fake_workload("lat", False, latency=True),
+        fake_workload("fine", None),
+        fake_workload("broken", "native", raises=raises),
+        fake_workload("lat", "sqlite3", latency=True),
     ]
     monkeypatch.setattr(workloads, "registry", lambda _scale: suite)
     out_json = tmp_path / "figures.json"
@@ -154,17 +165,19 @@ def test_a_failed_check_marks_its_row_wrong_and_exits_1(tmp_path, capsys, monkey
     out = capsys.readouterr().out
     document = json.loads(out_json.read_text())
     rows = {(row["workload"], row["metric"]): row for row in document["rows"]}
-    assert rows["fine", "throughput"]["ok"]
-    assert (
-        not rows["broken", "throughput"]["ok"]
-        and not rows["lat", "p50"]["ok"]
-        and not rows["lat", "p99"]["ok"]
-    )
+    assert rows["fine", "throughput"]["ok"] and rows["fine", "throughput"]["failed"] == []
+    assert rows["broken", "throughput"]["failed"] == ["native"] and not rows["broken", "throughput"]["ok"]
+    assert rows["lat", "p50"]["failed"] == rows["lat", "p99"]["failed"] == ["sqlite3"]
     note = rows["broken", "throughput"]["note"]
     assert ("the log lost a record" in note) if raises else ("2 of 2 runs failed their check" in note)
     assert check_table_against_document(out, document) == 4
     _, body = table_rows(out)
-    assert [cells[0] for cells in body if "wrong" in cells] == ["broken", "lat p50", "lat p99"]
+    cells = {row[0]: row for row in body}
+    # native failed: its figure and every ratio are wrong, the others' figures stand
+    assert cells["broken"][2] == "wrong" and cells["broken"][3] == "100" and cells["broken"][5] == "100"
+    # a baseline failed: native's figures and its ratio to the reference stand
+    assert cells["lat p50"][2:4] == ["5", "5"] and cells["lat p50"][5] == "wrong"
+    assert rows["lat", "p50"]["ratios"] == {"native/reference": 1.0}
     fine = rows["fine", "throughput"]
     assert fine["figures"] == {"native": 100.0, "reference": 100.0, "sqlite3": 100.0}
     assert fine["ratios"] == {"native/reference": 1.0, "native/sqlite3": 1.0, "native/best-baseline": 1.0}
