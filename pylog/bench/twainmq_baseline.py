@@ -19,6 +19,9 @@ its docs show it and nothing else:
   writer's thread right after ``write_message`` returns (a busy-polling second thread would
   fight the writer for the GIL); across two, the child spins on ``poll()``. So twainmq's latency
   figures are those of a spinning reader, and its latency workload has no thread hand-off.
+  Across processes its reader can see a half-written line and raise (``poller``: a torn read);
+  the child then recovers by reopening, and that round's latency includes it (it shows in
+  p99.9), rather than the run failing on twainmq's defect.
 
 Durability model: ``write_message`` opens the partition file with ``O_APPEND``, makes one
 ``write()`` and closes it again; twainmq never calls ``fsync`` (nor ``fdatasync``) anywhere, so
