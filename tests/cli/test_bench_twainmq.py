@@ -130,3 +130,37 @@ def test_the_spinning_poller_exits_when_its_parent_dies(tmp_path):
         if os.path.exists(f"/proc/{pid}"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
+
+
+def test_the_poller_recovers_from_a_half_written_line(tmp_path):
+    """twainmq's poll raises on a line still being written; the latency child reopens and skips
+    what it saw, so the message arrives whole once the write completes."""
+    import subprocess
+    import sys
+
+    from pylog.bench_processes import same_pylog_env
+
+    root = str(tmp_path / "twainmq")
+    twainmq_baseline.create_topic(root)
+    twainmq_baseline.write(root, [b"first"], 1)
+    twainmq_baseline.write(root, [b"second" * 20], 1)
+    topic_dir = tmp_path / "twainmq" / twainmq_baseline.TOPIC
+    (segment,) = topic_dir.glob("*.tmf")
+    lines = segment.read_bytes().splitlines(keepends=True)
+    segment.write_bytes(lines[0] + lines[1][:20])  # the second message half written
+    with subprocess.Popen(
+        [sys.executable, "-P", "-m", "pylog.bench.twainmq_baseline", "poller", root, "2", str(os.getpid())],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=same_pylog_env(),
+    ) as child:
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            assert child.stdout.readline().split()[:2] == ["0", "5"]
+            with open(segment, "ab") as f:  # the write completes
+                f.write(lines[1][20:])
+            assert child.stdout.readline().split()[:2] == ["1", "120"]
+            assert child.wait(timeout=60) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
