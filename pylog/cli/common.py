@@ -158,12 +158,14 @@ def emit_table(columns: Sequence[str], rows: Sequence[Sequence[object]], *, titl
     aligned by spaces, no box — so people read it and scripts can split it; None shows as ``-``.
     ``title`` is printed on its own line above."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for name in columns:
         table.add_column(name, overflow="fold")
     for row in rows:
-        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+        # why Text: a cell is data (a path, a message with "[0, 5)"), never rich markup
+        table.add_row(*(Text("-" if cell is None else str(cell)) for cell in row))
     console = stdout_console()
     if title:
         console.print(title, highlight=False, markup=False)

@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from pylog.cli.common import CliError, emit_json, parse_assignments, progress, stdout_console
+from pylog.cli.common import CliError, emit_json, emit_table, parse_assignments, progress, stdout_console
 from pylog.verification import Report, classify_path, segment_bytes, verify_path
 
 
@@ -119,45 +119,33 @@ def _document(report: Report) -> dict[str, Any]:
 
 
 def _print(report: Report, document: dict[str, Any], final: Report | None) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
     console = stdout_console()
-    table = Table(title=Text(f"pylog verify {report.path}"))
-    for name in (
-        "partition",
-        "segments",
-        "batches",
-        "records",
-        "bytes",
-        "offsets",
-        "recovery point",
-        "status",
-    ):
-        table.add_column(
-            name, justify="right" if name in ("segments", "batches", "records", "bytes") else "left"
-        )
+    rows = []
     for health in report.partitions:
         errors = sum(p.severity == "error" for p in health.problems)
         warnings = len(health.problems) - errors
         status = "healthy" if not errors else f"{errors} problem(s)"
         if warnings:
             status += f", {warnings} warning(s)"
-        offsets = "-" if health.start_offset is None else f"{health.start_offset}..{health.end_offset}"
-        point = "-" if health.recovery_point is None else str(health.recovery_point)
-        cells = (
-            health.path,
-            health.segments,
-            health.batches,
-            health.records,
-            health.bytes,
-            offsets,
-            point,
-            status,
+        offsets = None if health.start_offset is None else f"{health.start_offset}..{health.end_offset}"
+        rows.append(
+            (
+                health.path,
+                health.segments,
+                health.batches,
+                health.records,
+                health.bytes,
+                offsets,
+                health.recovery_point,
+                status,
+            )
         )
-        table.add_row(*(Text(str(c)) for c in cells))
-    console.print(table)
-    _print_problems(console, report, "problems")
+    emit_table(
+        ("PARTITION", "SEGMENTS", "BATCHES", "RECORDS", "BYTES", "OFFSETS", "RECOVERY-POINT", "STATUS"),
+        rows,
+        title=f"pylog verify {report.path}",
+    )
+    _print_problems(report, "problems")
     rate = document.get("mb_per_s")
     console.print(
         f"{document['bytes']} bytes in {document['seconds']:.3f} s" + (f" ({rate} MB/s)" if rate else "")
@@ -176,28 +164,26 @@ def _print(report: Report, document: dict[str, Any], final: Report | None) -> No
         console.print(line, markup=False, highlight=False)
     if final is not None:
         console.print("after repair: " + ("healthy" if final.healthy else "still damaged"))
-        _print_problems(console, final, "remaining problems")
+        _print_problems(final, "remaining problems")
     console.print("healthy" if (final or report).healthy else "DAMAGED")
 
 
-def _print_problems(console: Any, report: Report, title: str) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
+def _print_problems(report: Report, title: str) -> None:
     if not report.problems:
         return
-    table = Table(title=title)
-    for name in ("severity", "kind", "path", "position", "offset", "repairable", "message"):
-        table.add_column(name)
-    for p in report.problems:
-        cells = (
-            p.severity,
-            p.kind,
-            p.path,
-            "-" if p.position is None else p.position,
-            "-" if p.offset is None else p.offset,
-            {True: "yes", False: "no", None: "-"}[p.repairable],
-            p.message,
-        )
-        table.add_row(*(Text(str(c)) for c in cells))
-    console.print(table)
+    emit_table(
+        ("SEVERITY", "KIND", "PATH", "POSITION", "OFFSET", "REPAIRABLE", "MESSAGE"),
+        [
+            (
+                p.severity,
+                p.kind,
+                p.path,
+                p.position,
+                p.offset,
+                {True: "yes", False: "no", None: None}[p.repairable],
+                p.message,
+            )
+            for p in report.problems
+        ],
+        title=title,
+    )
