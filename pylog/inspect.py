@@ -32,7 +32,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,7 +51,7 @@ from pylog.reference.batch import (
 )
 from pylog.reference.index import OFFSET_ENTRY, TIME_ENTRY
 from pylog.reference.record import Malformed, decode_records_area
-from pylog.reference.segments import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, file_prefix, parse_base
+from pylog.reference.segments import TIME_INDEX_SUFFIX, parse_base
 
 CODEC_NAMES = ("none", "gzip", "snappy", "lz4", "zstd")
 DELETE_HORIZON_MASK = 0x40
@@ -651,20 +651,3 @@ def sanity_check(index_path: str, log_size: int, next_offset: int | None) -> str
     except IndexRefused as refused:
         return str(refused)
     return None
-
-
-def segment_file_paths(dir_path: str, base: int) -> tuple[str, str, str]:
-    """The ``.log``, ``.index`` and ``.timeindex`` paths of the segment based at ``base``."""
-    prefix = os.path.join(dir_path, file_prefix(base))
-    return prefix + LOG_SUFFIX, prefix + INDEX_SUFFIX, prefix + TIME_INDEX_SUFFIX
-
-
-def iter_segment_bases(dir_path: str) -> Iterator[int]:
-    """Bases of the ``{base:020}.log`` files of a partition directory, sorted."""
-    bases = []
-    for name in os.listdir(dir_path):
-        if name.endswith(LOG_SUFFIX) and name.count(".") == 1:
-            base = parse_base(name)
-            if base is not None:
-                bases.append(base)
-    yield from sorted(bases)

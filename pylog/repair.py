@@ -29,8 +29,8 @@ from typing import Any
 
 from pylog.engine import open_partition
 from pylog.errors import PylogError
-from pylog.inspect import segment_file_paths
 from pylog.reference.checkpoint import CLEAN_SHUTDOWN_FILE, topic_partition
+from pylog.reference.segment import segment_paths
 from pylog.verification import PartitionHealth
 
 #: the file every open log holds a shared flock on (docs/partition-log.md "Durability")
@@ -152,7 +152,7 @@ def repair_partition(
         log.close()
     result.repaired = True
     for base, before in sizes_before.items():
-        log_path = segment_file_paths(path, base)[0]
+        log_path = segment_paths(path, base)[0]
         if not os.path.exists(log_path):
             result.segments_deleted.append(log_path)
             result.bytes_cut += before

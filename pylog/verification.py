@@ -45,11 +45,9 @@ from pylog.inspect import (
     Problem,
     check_offset_index,
     check_time_index,
-    iter_segment_bases,
     read_offset_index,
     read_time_index,
     scan_log,
-    segment_file_paths,
 )
 from pylog.reference.checkpoint import (
     CLEAN_SHUTDOWN_FILE,
@@ -58,6 +56,8 @@ from pylog.reference.checkpoint import (
     RECOVERY_POINT_FILE,
     read_offset_checkpoint,
 )
+from pylog.reference.recovery import list_segment_bases
+from pylog.reference.segment import segment_paths
 from pylog.reference.segments import (
     CLEANED_SUFFIX,
     DELETED_SUFFIX,
@@ -164,8 +164,8 @@ def segment_bytes(paths: list[str]) -> int:
         if os.path.isfile(path):
             total += os.path.getsize(path)
             continue
-        for base in iter_segment_bases(path):
-            total += os.path.getsize(segment_file_paths(path, base)[0])
+        for base in list_segment_bases(path):
+            total += os.path.getsize(segment_paths(path, base)[0])
     return total
 
 
@@ -176,7 +176,7 @@ def verify_partition(
     checkpoints for context)."""
     health = PartitionHealth(dir_path)
     problems = health.problems
-    bases = list(iter_segment_bases(dir_path))
+    bases = list(list_segment_bases(dir_path))
     health.segments = len(bases)
     health.start_offset = bases[0] if bases else None
     health.clean_shutdown = os.path.exists(os.path.join(dir_path, CLEAN_SHUTDOWN_FILE))
@@ -184,7 +184,7 @@ def verify_partition(
         problems.extend(_leftovers(dir_path, set(bases)))
     previous_next: int | None = None
     for i, base in enumerate(bases):
-        log_path, index_path, time_index_path = segment_file_paths(dir_path, base)
+        log_path, index_path, time_index_path = segment_paths(dir_path, base)
         if only_base is not None and base != only_base:
             if base < only_base:  # the offsets of the segments before still bound this one's
                 previous_next = _quick_next_offset(log_path, base, previous_next)

@@ -52,15 +52,15 @@ from pylog.inspect import (
     batch_records,
     check_offset_index,
     check_time_index,
-    iter_segment_bases,
     read_offset_index,
     read_time_index,
     sanity_check,
     scan_log,
-    segment_file_paths,
     sequence_at,
 )
 from pylog.partition import Record
+from pylog.reference.recovery import list_segment_bases
+from pylog.reference.segment import segment_paths
 from pylog.reference.segments import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, parse_base
 
 #: ControlRecordType ids (clients/src/main/java/org/apache/kafka/common/record/ControlRecordType.java)
@@ -111,8 +111,8 @@ def _expand(paths: list[str]) -> list[str]:
     files: list[str] = []
     for path in paths:
         if os.path.isdir(path):
-            for base in iter_segment_bases(path):
-                files.extend(p for p in segment_file_paths(path, base) if os.path.exists(p))
+            for base in list_segment_bases(path):
+                files.extend(p for p in segment_paths(path, base) if os.path.exists(p))
         elif os.path.isfile(path):
             name = os.path.basename(path)
             if parse_base(name) is None or not name.endswith((LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)):
@@ -211,7 +211,7 @@ def _dump_index(path: str, args: argparse.Namespace, scans: dict[str, LogScan]) 
     time_kind = path.endswith(TIME_INDEX_SUFFIX)
     base = parse_base(os.path.basename(path))
     assert base is not None
-    log_path = segment_file_paths(os.path.dirname(path) or ".", base)[0]
+    log_path = segment_paths(os.path.dirname(path) or ".", base)[0]
     document: dict[str, Any] = {
         "path": path,
         "type": "timeindex" if time_kind else "index",
@@ -243,7 +243,7 @@ def _dump_index(path: str, args: argparse.Namespace, scans: dict[str, LogScan]) 
 
 def _next_base(dir_path: str, base: int) -> int | None:
     """The base of the segment after ``base`` (its offsets end there), None for the last one."""
-    return next((b for b in iter_segment_bases(dir_path) if b > base), None)
+    return next((b for b in list_segment_bases(dir_path) if b > base), None)
 
 
 # ---------------------------------------------------------------------------------------------
