@@ -39,13 +39,12 @@ from typing import Any
 from pylog.errors import CorruptBatchError
 from pylog.partition import Record
 from pylog.reference.batch import (
-    CODEC_MASK,
-    CONTROL_MASK,
+    CRC_START,
     LOG_OVERHEAD,
     MAGIC_V2,
     MIN_LENGTH_FIELD,
-    TIMESTAMP_TYPE_MASK,
     TRANSACTIONAL_MASK,
+    BatchHeader,
     parse_header,
     records_area,
 )
@@ -58,7 +57,6 @@ DELETE_HORIZON_MASK = 0x40
 INT32_MAX = 2**31 - 1
 #: bytes of consecutive batches handed to the record decoder at once (fewer calls, bounded memory)
 DECODE_CHUNK_BYTES = 8 << 20
-_CRC_START = 21  # the CRC covers [21, end of batch)
 
 
 def _crc32c_function() -> Callable[[Any], int]:
@@ -121,87 +119,64 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class BatchInfo:
-    """A framed batch's header fields, where it stands in its file, and whether its CRC holds."""
+    """A framed batch: its header as the reference engine parses it (pylog/reference/batch.py's
+    ``BatchHeader``, which owns the header's fields and what follows from them: last and next
+    offset, size, codec id, control bit), where it stands in its file, and whether its CRC holds.
+    The properties here are only what dump shows on top (names, the last sequence, KIP-534)."""
 
     position: int
-    size: int
-    base_offset: int
-    partition_leader_epoch: int
-    magic: int
-    crc: int
+    header: BatchHeader
     crc_valid: bool
-    attributes: int
-    last_offset_delta: int
-    base_timestamp: int
-    max_timestamp: int
-    producer_id: int
-    producer_epoch: int
-    base_sequence: int
-    count: int
-
-    @property
-    def last_offset(self) -> int:
-        return self.base_offset + self.last_offset_delta
-
-    @property
-    def next_offset(self) -> int:
-        return self.last_offset + 1
-
-    @property
-    def codec_id(self) -> int:
-        return self.attributes & CODEC_MASK
 
     @property
     def codec(self) -> str:
-        cid = self.codec_id
+        cid = self.header.codec_id
         return CODEC_NAMES[cid] if cid < len(CODEC_NAMES) else f"unknown({cid})"
 
     @property
     def timestamp_type(self) -> str:
-        return "LogAppendTime" if self.attributes & TIMESTAMP_TYPE_MASK else "CreateTime"
+        return "LogAppendTime" if self.header.timestamp_type else "CreateTime"
 
     @property
     def is_transactional(self) -> bool:
-        return bool(self.attributes & TRANSACTIONAL_MASK)
-
-    @property
-    def is_control(self) -> bool:
-        return bool(self.attributes & CONTROL_MASK)
+        return bool(self.header.attributes & TRANSACTIONAL_MASK)
 
     @property
     def delete_horizon_ms(self) -> int | None:
         """KIP-534: with attribute bit 6 the baseTimestamp holds the delete horizon."""
-        return self.base_timestamp if self.attributes & DELETE_HORIZON_MASK else None
+        header = self.header
+        return header.base_timestamp if header.attributes & DELETE_HORIZON_MASK else None
 
     @property
     def last_sequence(self) -> int:
         """Kafka's DefaultRecordBatch.lastSequence: baseSequence + lastOffsetDelta, wrapping
         past int32 max to 0; -1 without a sequence."""
-        return sequence_at(self.base_sequence, self.last_offset_delta)
+        return sequence_at(self.header.base_sequence, self.header.last_offset_delta)
 
     def to_json(self) -> dict[str, Any]:
+        header = self.header
         return {
             "position": self.position,
-            "size": self.size,
-            "base_offset": self.base_offset,
-            "last_offset": self.last_offset,
-            "count": self.count,
-            "magic": self.magic,
+            "size": header.size_bytes,
+            "base_offset": header.base_offset,
+            "last_offset": header.last_offset,
+            "count": header.records_count,
+            "magic": header.magic,
             "codec": self.codec,
-            "crc": self.crc,
+            "crc": header.crc,
             "crc_valid": self.crc_valid,
-            "attributes": self.attributes,
+            "attributes": header.attributes,
             "timestamp_type": self.timestamp_type,
-            "base_timestamp": self.base_timestamp,
-            "max_timestamp": self.max_timestamp,
-            "producer_id": self.producer_id,
-            "producer_epoch": self.producer_epoch,
-            "base_sequence": self.base_sequence,
+            "base_timestamp": header.base_timestamp,
+            "max_timestamp": header.max_timestamp,
+            "producer_id": header.producer_id,
+            "producer_epoch": header.producer_epoch,
+            "base_sequence": header.base_sequence,
             "last_sequence": self.last_sequence,
             "is_transactional": self.is_transactional,
-            "is_control": self.is_control,
+            "is_control": header.is_control,
             "delete_horizon_ms": self.delete_horizon_ms,
-            "partition_leader_epoch": self.partition_leader_epoch,
+            "partition_leader_epoch": header.partition_leader_epoch,
         }
 
 
@@ -229,7 +204,7 @@ class LogScan:
     @property
     def next_offset(self) -> int | None:
         """The next offset after the last framed batch (None: no batch)."""
-        return self.batches[-1].next_offset if self.batches else None
+        return self.batches[-1].header.next_offset if self.batches else None
 
 
 def _map(path: str) -> tuple[int, mmap.mmap | bytes]:
@@ -324,36 +299,20 @@ def _walk(
             )
             break
         batch_size = LOG_OVERHEAD + length
-        crc_valid = crc32c(view[pos + _CRC_START : pos + batch_size]) == header.crc
-        batch = BatchInfo(
-            pos,
-            batch_size,
-            header.base_offset,
-            header.partition_leader_epoch,
-            header.magic,
-            header.crc,
-            crc_valid,
-            header.attributes,
-            header.last_offset_delta,
-            header.base_timestamp,
-            header.max_timestamp,
-            header.producer_id,
-            header.producer_epoch,
-            header.base_sequence,
-            header.records_count,
-        )
+        actual_crc = crc32c(view[pos + CRC_START : pos + batch_size])
+        crc_valid = actual_crc == header.crc
+        batch = BatchInfo(pos, header, crc_valid)
         scan.batches.append(batch)
         _check_header(scan, batch, expected)
-        expected = max(expected, batch.next_offset)
+        expected = max(expected, batch.header.next_offset)
         if not crc_valid:
-            actual = crc32c(view[pos + _CRC_START : pos + batch_size])
             scan.problems.append(
                 Problem(
                     "crc",
                     path,
                     pos,
-                    f"CRC-32C mismatch: stored {header.crc:#010x}, computed {actual:#010x}",
-                    offset=batch.base_offset,
+                    f"CRC-32C mismatch: stored {header.crc:#010x}, computed {actual_crc:#010x}",
+                    offset=batch.header.base_offset,
                 )
             )
         if decode:
@@ -389,25 +348,29 @@ def _check_header(scan: LogScan, batch: BatchInfo, expected: int) -> None:
     keeps a batch's original offsets when it drops records, and may keep it empty (Kafka's
     MemoryRecords.filterTo, DefaultRecordBatch.writeEmptyHeader)."""
     path, pos = scan.path, batch.position
-    if batch.last_offset_delta < 0:
-        scan.problems.append(
-            Problem(
-                "record_count", path, pos, f"lastOffsetDelta {batch.last_offset_delta} < 0", batch.base_offset
-            )
-        )
-    elif batch.count < 0 or batch.count > batch.last_offset_delta + 1:
+    if batch.header.last_offset_delta < 0:
         scan.problems.append(
             Problem(
                 "record_count",
                 path,
                 pos,
-                f"record count {batch.count} does not fit lastOffsetDelta {batch.last_offset_delta}",
-                batch.base_offset,
+                f"lastOffsetDelta {batch.header.last_offset_delta} < 0",
+                batch.header.base_offset,
             )
         )
-    if batch.base_offset < expected:
+    elif batch.header.records_count < 0 or batch.header.records_count > batch.header.last_offset_delta + 1:
+        scan.problems.append(
+            Problem(
+                "record_count",
+                path,
+                pos,
+                f"record count {batch.header.records_count} does not fit lastOffsetDelta {batch.header.last_offset_delta}",
+                batch.header.base_offset,
+            )
+        )
+    if batch.header.base_offset < expected:
         base = scan.base if scan.base is not None else 0
-        if batch.base_offset < base:
+        if batch.header.base_offset < base:
             kind, why = "segment_base", f"below the segment's base offset {base} (its file name)"
         elif len(scan.batches) == 1:
             # why apart: recovery checks offsets within a segment, not across segments
@@ -415,16 +378,22 @@ def _check_header(scan: LogScan, batch: BatchInfo, expected: int) -> None:
         else:
             kind, why = "offset_order", f"below the next offset {expected} after the batch before"
         scan.problems.append(
-            Problem(kind, path, pos, f"baseOffset {batch.base_offset} goes back: {why}", batch.base_offset)
+            Problem(
+                kind,
+                path,
+                pos,
+                f"baseOffset {batch.header.base_offset} goes back: {why}",
+                batch.header.base_offset,
+            )
         )
-    if scan.base is not None and batch.last_offset - scan.base > INT32_MAX:
+    if scan.base is not None and batch.header.last_offset - scan.base > INT32_MAX:
         scan.problems.append(
             Problem(
                 "offset_order",
                 path,
                 pos,
-                f"lastOffset {batch.last_offset} is too far past the segment base {scan.base} (int32)",
-                batch.base_offset,
+                f"lastOffset {batch.header.last_offset} is too far past the segment base {scan.base} (int32)",
+                batch.header.base_offset,
             )
         )
 
@@ -435,7 +404,7 @@ def _decode_chunk(scan: LogScan, view: memoryview, chunk: list[BatchInfo]) -> No
     it. Each data batch's records must lie in ``[baseOffset, lastOffset]``."""
     while chunk:
         start = chunk[0].position
-        stop = chunk[-1].position + chunk[-1].size
+        stop = chunk[-1].position + chunk[-1].header.size_bytes
         try:
             spans = record_spans(view[start:stop])
         except CorruptBatchError as error:
@@ -443,7 +412,9 @@ def _decode_chunk(scan: LogScan, view: memoryview, chunk: list[BatchInfo]) -> No
             bad = next((i for i, b in enumerate(chunk) if b.position == at), 0)
             kind = str(error.kind) if error.kind is not None else "record"
             scan.problems.append(
-                Problem(kind, scan.path, chunk[bad].position, str(error.args[0]), chunk[bad].base_offset)
+                Problem(
+                    kind, scan.path, chunk[bad].position, str(error.args[0]), chunk[bad].header.base_offset
+                )
             )
             _decode_chunk(scan, view, chunk[:bad])  # the batches before it are good: check them
             chunk = chunk[bad + 1 :]
@@ -456,15 +427,15 @@ def _take_records(scan: LogScan, batches: list[BatchInfo], spans: list[tuple[int
     """Count the records of ``batches`` and check that each data batch's records lie in its
     offsets (``spans``: what the decoder found, one per batch)."""
     for batch, (records, first, last) in zip(batches, spans, strict=True):
-        scan.records += records if not batch.is_control else batch.count
-        if records and (first < batch.base_offset or last > batch.last_offset):
+        scan.records += records if not batch.header.is_control else batch.header.records_count
+        if records and (first < batch.header.base_offset or last > batch.header.last_offset):
             scan.problems.append(
                 Problem(
                     "offset",
                     scan.path,
                     batch.position,
-                    f"records at offsets {first}..{last} outside the batch's {batch.base_offset}..{batch.last_offset}",
-                    batch.base_offset,
+                    f"records at offsets {first}..{last} outside the batch's {batch.header.base_offset}..{batch.header.last_offset}",
+                    batch.header.base_offset,
                 )
             )
 
@@ -473,17 +444,17 @@ def batch_records(path: str, batch: BatchInfo) -> list[Record]:
     """Every record of one batch, a control batch's marker included (``pylog dump
     --deep-iteration``); ``CorruptBatchError`` when it does not decode."""
     with open(path, "rb") as f:
-        data = os.pread(f.fileno(), batch.size, batch.position)
-    if len(data) < batch.size:
+        data = os.pread(f.fileno(), batch.header.size_bytes, batch.position)
+    if len(data) < batch.header.size_bytes:
         raise CorruptBatchError("the batch runs past the end of the file", path, batch.position)
-    if not batch.is_control:
+    if not batch.header.is_control:
         return decode_records(data)
     # the engines' decoders drop control records (consumers never see them); dump shows them
     if not batch.crc_valid:
         raise CorruptBatchError("CRC-32C mismatch", path, batch.position)
-    header = parse_header(data, 0)
+    header = batch.header
     try:
-        return decode_records_area(records_area(data, 0, header), header, check_leftover=batch.codec_id == 0)
+        return decode_records_area(records_area(data, 0, header), header, check_leftover=header.codec_id == 0)
     except Malformed as e:
         raise CorruptBatchError(str(e.args[0]), path, batch.position, e.kind) from None
 
@@ -567,10 +538,8 @@ def check_offset_index(index: IndexEntries, scan: LogScan) -> list[Problem]:
                     offset,
                 )
             )
-        elif batch.last_offset != offset:
-            why = (
-                f"offset {offset} at position {position}, where the batch's lastOffset is {batch.last_offset}"
-            )
+        elif batch.header.last_offset != offset:
+            why = f"offset {offset} at position {position}, where the batch's lastOffset is {batch.header.last_offset}"
             problems.append(Problem("index_entry", path, at, why, offset))
         previous = (offset, position)
     return problems
@@ -594,8 +563,8 @@ def check_time_index(index: IndexEntries, scan: LogScan) -> list[Problem]:
                 "index_size", path, at, f"{index.trailing_bytes} bytes after the last whole 12-byte entry"
             )
         )
-    by_last_offset = {b.last_offset: b for b in scan.batches}
-    largest = max((b.max_timestamp for b in scan.batches), default=-1)
+    by_last_offset = {b.header.last_offset: b for b in scan.batches}
+    largest = max((b.header.max_timestamp for b in scan.batches), default=-1)
     previous: tuple[int, int] | None = None
     for i, (timestamp, offset) in enumerate(index.entries):
         at = i * TIME_ENTRY.size
@@ -610,8 +579,8 @@ def check_time_index(index: IndexEntries, scan: LogScan) -> list[Problem]:
             problems.append(
                 Problem("time_index_entry", path, at, f"offset {offset} is not a batch's last offset", offset)
             )
-        elif batch.max_timestamp != timestamp:
-            why = f"timestamp {timestamp} at offset {offset}, where the batch's maxTimestamp is {batch.max_timestamp}"
+        elif batch.header.max_timestamp != timestamp:
+            why = f"timestamp {timestamp} at offset {offset}, where the batch's maxTimestamp is {batch.header.max_timestamp}"
             problems.append(Problem("time_index_entry", path, at, why, offset))
         previous = (timestamp, offset)
     return problems

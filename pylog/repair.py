@@ -161,7 +161,7 @@ def repair_partition(
     after = result.end_offset_after
     for scan in health.scans.values():
         for batch in scan.batches:
-            if after is not None and batch.base_offset >= after and batch.crc_valid:
-                result.records_removed += batch.count
+            if after is not None and batch.header.base_offset >= after and batch.crc_valid:
+                result.records_removed += batch.header.records_count
     result.reason = "recovered" if result.bytes_cut else "recovered (nothing cut)"
     return result

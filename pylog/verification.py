@@ -326,7 +326,7 @@ def _cut_offset(health: PartitionHealth, problem: Problem) -> int | None:
     for batch in scan.batches:
         if problem.position is not None and batch.position >= problem.position:
             break
-        cut = max(cut, batch.next_offset)
+        cut = max(cut, batch.header.next_offset)
     return cut
 
 

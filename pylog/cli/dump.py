@@ -161,7 +161,7 @@ def _dump_log(path: str, deep: bool, data: bool, scans: dict[str, LogScan]) -> d
                 kind = str(error.kind) if error.kind is not None else "record"
                 if not any(p.position == batch.position for p in problems):
                     problems.append(
-                        Problem(kind, path, batch.position, str(error.args[0]), batch.base_offset)
+                        Problem(kind, path, batch.position, str(error.args[0]), batch.header.base_offset)
                     )
                 entry["records"] = None
         batches.append(entry)
@@ -182,10 +182,10 @@ def _record(batch: BatchInfo, record: Record, data: bool) -> dict[str, Any]:
         "timestamp": record.timestamp,
         "key_size": -1 if record.key is None else len(record.key),
         "value_size": -1 if record.value is None else len(record.value),
-        "sequence": sequence_at(batch.base_sequence, record.offset - batch.base_offset),
+        "sequence": sequence_at(batch.header.base_sequence, record.offset - batch.header.base_offset),
         "header_keys": [name for name, _value in record.headers],
     }
-    if batch.is_control:
+    if batch.header.is_control:
         entry["control"] = _control(record)
     if data:
         entry["key"] = encode_json_bytes(record.key)

@@ -56,6 +56,7 @@ _POS_LENGTH = 8
 _POS_EPOCH = 12
 _POS_CRC = 17
 _POS_ATTRIBUTES = 21  # the CRC covers [21, end)
+CRC_START = _POS_ATTRIBUTES  # public for readers that check the CRC themselves (pylog/inspect.py)
 _POS_MAX_TIMESTAMP = 35
 
 MAX_CODEC_ID = 4
