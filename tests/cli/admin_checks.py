@@ -1,6 +1,7 @@
-"""Checks the admin command tests share (topics, groups, compact, delete-records): the one-line
-error rule, a JSON answer, and a parser of the tables (``pylog.cli.common.emit_table``: upper-case
-headers, columns aligned by spaces, so a cell's text starts under its header)."""
+"""Checks the command tests share: the one-line error rule (every command's tests), a JSON
+answer, and a parser of the tables of the admin commands (topics, groups, compact,
+delete-records; ``pylog.cli.common.emit_table``: upper-case headers, columns aligned by spaces,
+so a cell's text starts under its header)."""
 
 from __future__ import annotations
 

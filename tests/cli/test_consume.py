@@ -20,23 +20,11 @@ import sys
 import pytest
 
 import pylog
+from cli.admin_checks import one_line_error
+from cli.read_back import read_all
 from pylog import TopicPartition
 from pylog.bench_processes import same_pylog_env
 from pylog.cli import record_format
-
-
-def read_all(path, topic: str) -> list:
-    """Every record of ``topic``, by partition then offset."""
-    with pylog.open(path, auto_create_topics=False) as log:
-        consumer = log.consumer(auto_offset_reset="earliest", enable_auto_commit=False)
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
-        ends = consumer.end_offsets(tps)
-        records = []
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for got in consumer.poll(timeout_ms=100, max_records=100_000).values():
-                records.extend(got)
-        return sorted(records, key=lambda r: (r.partition, r.offset))
 
 
 def write(path, topic: str, records: list[dict]) -> None:
@@ -60,13 +48,6 @@ def lines(result) -> list[bytes]:
     assert result.returncode == 0, result.stderr
     assert result.stderr == b""
     return result.stdout.splitlines()
-
-
-def one_line_error(result) -> str:
-    assert result.returncode == 2, result
-    errors = result.stderr.decode().splitlines()
-    assert len(errors) == 1 and errors[0].startswith("pylog consume"), errors
-    return errors[0]
 
 
 SAMPLE = [

@@ -11,22 +11,9 @@ import json
 import pytest
 
 import pylog
-from pylog import TopicPartition
+from cli.admin_checks import one_line_error
+from cli.read_back import read_all
 from pylog.cli import record_format
-
-
-def read_all(path, topic: str) -> list:
-    """Every record of ``topic``, by partition then offset."""
-    with pylog.open(path, auto_create_topics=False) as log:
-        consumer = log.consumer(auto_offset_reset="earliest", enable_auto_commit=False)
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
-        ends = consumer.end_offsets(tps)
-        records = []
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for got in consumer.poll(timeout_ms=100, max_records=100_000).values():
-                records.extend(got)
-        return sorted(records, key=lambda r: (r.partition, r.offset))
 
 
 @pytest.fixture
@@ -36,15 +23,6 @@ def log_dir(tmp_path, engine):
         log.create_topic("one")
         log.create_topic("three", partitions=3)
     return path
-
-
-def one_line_error(result) -> str:
-    """The stderr of a refused command: exactly one line, no traceback."""
-    assert result.returncode == 2, result
-    lines = result.stderr.decode().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pylog produce: "), lines
-    assert b"Traceback" not in result.stderr
-    return lines[0]
 
 
 def test_text_lines_are_values_as_bytes(run_pylog, log_dir, engine):
