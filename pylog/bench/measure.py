@@ -1,6 +1,7 @@
 """Measuring helpers shared by the workloads of ``pylog bench`` and the pytest benchmarks of
 benchmarks/ (which import them from ``pylog.bench``): test data, a clean page cache, percentiles,
-filling and crashing logs, and the cross-process wake-up measurements.
+filling and crashing logs, timed runs of several threads, and the cross-process wake-up
+measurements.
 
 All functions are plain and stateless; the child processes they drive are
 pylog/bench_processes.py's roles. CLOCK_MONOTONIC (``time.perf_counter_ns``) is one clock for
@@ -9,11 +10,14 @@ every process of the machine, so latencies across processes subtract stamps of b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import statistics
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from pylog.bench_processes import spawn, wait_until_blocked
@@ -69,6 +73,49 @@ def batch_spans(data: bytes | memoryview) -> list[memoryview]:
 def median_rate(runs: list[tuple[float, float]]) -> float:
     """Median of amount/seconds over runs given as (amount, seconds)."""
     return statistics.median(amount / seconds for amount, seconds in runs if seconds > 0)
+
+
+def timed_threads(
+    threads: int,
+    prepare: Callable[[int], Callable[[], None]],
+    before_release: Callable[[], None] | None = None,
+) -> tuple[float, list[BaseException]]:
+    """Run ``threads`` threads released together, the one timing of the multi-threaded workloads
+    and their baselines: thread ``i`` calls ``prepare(i)`` (untimed: connections, handles), waits
+    at a barrier, then runs the loop ``prepare`` returned; the main thread calls
+    ``before_release`` (e.g. ``settle_page_cache``), releases them and times until the last one
+    ends. Returns the seconds and every exception a thread raised, so a failing contender is
+    reported as not ok rather than as a fast run. A ``prepare`` that fails breaks the barrier
+    (the others stop at once) instead of leaving the main thread waiting forever."""
+    start = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+
+    def body(i: int) -> None:
+        try:
+            loop = prepare(i)
+        except BaseException as error:
+            errors.append(error)
+            start.abort()
+            return
+        try:
+            start.wait()
+            loop()
+        except threading.BrokenBarrierError:
+            pass  # another thread's prepare failed; its error is the one reported
+        except BaseException as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=body, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    if before_release is not None:
+        before_release()
+    with contextlib.suppress(threading.BrokenBarrierError):  # a prepare failed: time nothing
+        start.wait()
+    t0 = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - t0, errors
 
 
 def fill_log(path: str, batches: int, records_per_batch: int, values: list[bytes], **config: Any) -> int:

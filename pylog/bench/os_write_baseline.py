@@ -12,10 +12,9 @@ Thread-safety: each call uses its own file descriptor; ``write_durable`` starts 
 from __future__ import annotations
 
 import os
-import threading
 import time
 
-from pylog.bench.measure import batch_spans, settle_page_cache
+from pylog.bench.measure import batch_spans, settle_page_cache, timed_threads
 from pylog.bench.model import Sample
 
 
@@ -49,25 +48,15 @@ def write_durable(path: str, batch: bytes, threads: int, commits_per_thread: int
     ``commits_per_thread`` times into one shared file (O_APPEND): the ceiling of acknowledged
     one-record writes. ``amount``: commits."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-    start = threading.Barrier(threads + 1)
 
     def commit_loop() -> None:
-        start.wait()
         for _ in range(commits_per_thread):
             os.write(fd, batch)
             os.fsync(fd)
 
-    workers = [threading.Thread(target=commit_loop) for _ in range(threads)]
     try:
-        for worker in workers:
-            worker.start()
-        settle_page_cache()
-        start.wait()
-        t0 = time.perf_counter()
-        for worker in workers:
-            worker.join()
-        elapsed = time.perf_counter() - t0
+        elapsed, errors = timed_threads(threads, lambda _: commit_loop, before_release=settle_page_cache)
     finally:
         os.close(fd)
     commits = threads * commits_per_thread
-    return Sample(commits, elapsed, os.path.getsize(path) == commits * len(batch))
+    return Sample(commits, elapsed, not errors and os.path.getsize(path) == commits * len(batch))

@@ -13,11 +13,10 @@ SQLite's lock, waiting through ``busy_timeout``.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from pylog.bench.measure import settle_page_cache
+from pylog.bench.measure import settle_page_cache, timed_threads
 from pylog.bench.model import Sample
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS records (offset INTEGER PRIMARY KEY, ts INTEGER, key BLOB, value BLOB)"
@@ -82,29 +81,24 @@ def insert_durable(path: str, value: bytes, threads: int, commits_per_thread: in
     transactions ``commits_per_thread`` times: acknowledged one-record writes. ``amount``:
     commits, checked against the row count."""
     connect(path, "FULL").close()
-    start = threading.Barrier(threads + 1)
-    errors: list[BaseException] = []
+    connections: list[sqlite3.Connection] = []
 
-    def commit_loop(thread: int) -> None:
+    def prepare(thread: int) -> Callable[[], None]:
         db = connect(path, "FULL")
-        try:
-            start.wait()
+        connections.append(db)
+
+        def commit_loop() -> None:
             for _ in range(commits_per_thread):
                 with db:
                     db.execute("INSERT INTO records (ts, key, value) VALUES (?, ?, ?)", (thread, None, value))
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            db.close()
 
-    workers = [threading.Thread(target=commit_loop, args=(t,)) for t in range(threads)]
-    for worker in workers:
-        worker.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - t0
+        return commit_loop
+
+    try:
+        elapsed, errors = timed_threads(threads, prepare)
+    finally:
+        for db in connections:
+            db.close()
     db = connect(path)
     try:
         count = db.execute("SELECT count(*) FROM records").fetchone()[0]

@@ -14,12 +14,9 @@ durable commit), twainmq when installed.
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pylog
 from pylog.bench import os_write_baseline, sqlite3_baseline
-from pylog.bench.measure import make_text_values
+from pylog.bench.measure import make_text_values, timed_threads
 from pylog.bench.model import Context, Sample, Scale, Workload
 from pylog.bench.workloads import with_twainmq
 from pylog.types import TopicPartition
@@ -34,25 +31,12 @@ def produce_durable(path: str, engine: str, value: bytes, threads: int, per_thre
         log.create_topic(TOPIC, 1)
         handle = log._backend.partition_log(TP)
         with log.producer(acks="all") as producer:
-            start = threading.Barrier(threads + 1)
-            errors: list[BaseException] = []
 
             def send_loop() -> None:
-                try:
-                    start.wait()
-                    for _ in range(per_thread):
-                        producer.send(TOPIC, value, partition=0).get(timeout=60)
-                except BaseException as error:
-                    errors.append(error)
+                for _ in range(per_thread):
+                    producer.send(TOPIC, value, partition=0).get(timeout=60)
 
-            workers = [threading.Thread(target=send_loop) for _ in range(threads)]
-            for worker in workers:
-                worker.start()
-            start.wait()
-            t0 = time.perf_counter()
-            for worker in workers:
-                worker.join()
-            elapsed = time.perf_counter() - t0
+            elapsed, errors = timed_threads(threads, lambda _: send_loop)
         sent = threads * per_thread
         ok = not errors and handle.end_offset == sent
     return Sample(sent, elapsed, ok)
