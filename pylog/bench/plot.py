@@ -152,13 +152,9 @@ def _scaling_panels(append_axes: Any, seek_axes: Any, scaling: dict[str, Any] | 
         # why a wide y range: on a tight log axis, run-to-run noise would look like a trend
         rates = [v for series in scaling["append"].values() for v in series if v]
         append_axes.set_ylim(min(rates) / 4, max(rates) * 4)
-        flat = [
-            f"{e}: {'flat' if f.get('append_flat') else 'NOT flat'}"
-            for e, f in findings.items()
-            if f.get("append_flat") is not None
-        ]
         append_axes.set_title(
-            "append while the log grows" + (f" ({', '.join(flat)})" if flat else ""), fontsize="medium"
+            _with_verdicts("append while the log grows", findings, "append_flat", "flat", "NOT flat"),
+            fontsize="medium",
         )
         append_axes.legend(fontsize="small")
     drawn = _curves(seek_axes, scaling, "seek_offset_us", {"suffix": " by offset"}, "seek (us per call)")
@@ -170,15 +166,20 @@ def _scaling_panels(append_axes: Any, seek_axes: Any, scaling: dict[str, Any] | 
         "seek (us per call)",
     )
     if drawn:
-        like = [
-            f"{e}: {'log-like' if f.get('seek_log_like') else 'MORE than log-like'}"
-            for e, f in findings.items()
-            if f.get("seek_log_like") is not None
-        ]
         seek_axes.set_title(
-            "random seek while the log grows" + (f" ({', '.join(like)})" if like else ""), fontsize="medium"
+            _with_verdicts(
+                "random seek while the log grows", findings, "seek_log_like", "log-like", "MORE than log-like"
+            ),
+            fontsize="medium",
         )
         seek_axes.legend(fontsize="small")
+
+
+def _with_verdicts(title: str, findings: dict[str, Any], key: str, yes: str, no: str) -> str:
+    """``title`` followed by each engine's verdict on ``key`` of the scaling findings (the
+    engines without one are left out)."""
+    verdicts = [f"{e}: {yes if f[key] else no}" for e, f in findings.items() if f.get(key) is not None]
+    return title + (f" ({', '.join(verdicts)})" if verdicts else "")
 
 
 def title(document: dict[str, Any]) -> str:
