@@ -230,7 +230,8 @@ def plot(document: dict[str, Any], path: str | os.PathLike[str]) -> None:
 
 def from_json(json_path: str, png_path: str | None) -> int:
     """``pylog bench --from-json FILE --plot OUT.png``: draw a saved document; exit code 0. A
-    ``CliError`` for a missing ``--plot``, an unreadable file or one that is not a bench document."""
+    ``CliError`` for a missing ``--plot``, an unreadable file or one that is not a bench document
+    (also when a row lacks what the plot draws)."""
     if not png_path:
         raise CliError("--from-json needs --plot FILE.png (it draws a saved document, runs nothing)")
     try:
@@ -242,5 +243,12 @@ def from_json(json_path: str, png_path: str | None) -> int:
         raise CliError(f"{json_path} is not JSON: {error}") from None
     if not isinstance(document, dict) or not isinstance(document.get("rows"), list):
         raise CliError(f"{json_path} is not a pylog bench document (no rows)")
-    plot(document, png_path)
+    try:
+        plot(document, png_path)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        # why here and not per field: the document is the user's file; any field plot() cannot
+        # use (a row that is not an object, a missing metric) means it is not one bench wrote
+        raise CliError(
+            f"{json_path} is not a pylog bench document ({type(error).__name__}: {error})"
+        ) from None
     return 0

@@ -182,6 +182,8 @@ def test_from_json_replots_a_saved_document(run_pylog, tmp_path):
         (None, True, "cannot read"),
         ("{not json", True, "is not JSON"),
         ('{"rows": 3}', True, "is not a pylog bench document"),
+        ('{"rows": [1]}', True, "is not a pylog bench document"),
+        ('{"rows": [{"workload": "x"}]}', True, "is not a pylog bench document"),
         (json.dumps(SYNTHETIC), False, "--from-json needs --plot FILE.png"),
     ],
 )
