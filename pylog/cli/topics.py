@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from typing import Any
 
 import pylog
@@ -34,9 +33,7 @@ from pylog.cli.common import (
     require_topic,
 )
 from pylog.errors import TopicAlreadyExistsError
-
-#: a segment's log file: its base offset in 20 digits (Kafka's LogFileUtils.filenamePrefixFromOffset)
-SEGMENT_FILE = re.compile(r"^\d{20}\.log$")
+from pylog.reference.recovery import list_segment_bases
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -209,7 +206,6 @@ def topic_document(log: pylog.Log, description: pylog.TopicDescription) -> dict[
 def segment_count(root: str, topic: str, partition: int) -> int:
     """The segments of partition ``partition`` of ``topic`` under the log directory ``root``."""
     try:
-        names = os.listdir(os.path.join(root, f"{topic}-{partition}"))
+        return len(list_segment_bases(os.path.join(root, f"{topic}-{partition}")))
     except FileNotFoundError:
         return 0
-    return sum(1 for name in names if SEGMENT_FILE.match(name))
