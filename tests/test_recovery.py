@@ -38,6 +38,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from writer_process import batch_values
 
+from pylog.bench_processes import same_pylog_env
 from pylog.engine import ENGINES, open_partition
 from pylog.errors import CorruptBatchError
 
@@ -1018,11 +1019,11 @@ def test_sync_fsyncs_the_active_log_not_its_indexes(engine, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     trace = tmp_path / "trace"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    strace = ["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", str(trace)]
+    child = [sys.executable, "-P", "-c", STRACE_CHILD, str(tmp_path / "d-0"), engine, str(marks)]
     done = subprocess.run(
-        ["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", str(trace)]
-        + [sys.executable, "-P", "-c", STRACE_CHILD, str(tmp_path / "d-0"), engine, str(marks)],
-        env=env,
+        [*strace, *child],
+        env=same_pylog_env(),
         capture_output=True,
         timeout=120,
     )
