@@ -41,7 +41,9 @@
 //!
 //! Appends: one encode into a reusable buffer (before any lock but `writer`), one positional
 //! `write` at the tail, O(1) index work, then the tail is published on the page and waiters are
-//! woken (futex); the flush policy (`flush.messages`, `flush.ms`) may then `sync()`. Reads return
+//! woken (futex); the flush policy (`flush.messages`, `flush.ms`) may then `sync()` (the active
+//! `.log` and the segments sealed since the last sync; the recovery point goes to the page, the
+//! checkpoint file only every `RECOVERY_POINT_CHECKPOINT_INTERVAL_MS` and at the last close). Reads return
 //! whole batches: a range of an `Arc<Mmap>` for a sealed segment, a `pread` copy for the active
 //! one. `wait_for` sleeps on the page's futex word (no polling), looking at the files at least
 //! every `WAKE_FALLBACK_MS` (writers that do not speak the protocol, a writer that died between

@@ -29,8 +29,10 @@ A ``read`` below the known end at the cached generation looks at no file at all.
 the tail on the page after each append and wake ``wait_for`` in any process (futex).
 
 Durability: an append returns after one positional write of the whole batch (so it survives the
-process being killed); ``sync()`` fsyncs from the segment holding the recovery point and then
-advances the recovery-point checkpoint. The first opener runs recovery unless the last closer left
+process being killed); ``sync()`` fsyncs from the segment holding the recovery point (the active
+segment's ``.log`` only: recovery rebuilds its index files) and then advances the recovery point,
+on the page for every process; the checkpoint file follows at most every
+``RECOVERY_POINT_CHECKPOINT_INTERVAL_MS`` and at the last close (``_sync_locked``). The first opener runs recovery unless the last closer left
 ``.kafka_cleanshutdown``; the last closer syncs and leaves it.
 
 The log start offset is max(first segment base, ``log-start-offset-checkpoint``), re-read by every
