@@ -480,6 +480,7 @@ SHARED_STATE_FIELDS = {
     "end_offset": (32, "<q"),
     "active_base": (40, "<q"),
     "active_size": (48, "<Q"),
+    "recovery_point": (56, "<q"),
 }
 
 
@@ -487,6 +488,12 @@ def read_shared_state(path: str | os.PathLike[str]) -> dict[str, int]:
     """The fields of a partition's ``.pylog.shm`` as another process sees them."""
     data = (Path(path) / ".pylog.shm").read_bytes()
     return {k: struct.unpack_from(fmt, data, off)[0] for k, (off, fmt) in SHARED_STATE_FIELDS.items()}
+
+
+def synced_offset(path: str | os.PathLike[str]) -> int:
+    """How far the partition's syncs got (the page's ``recovery_point``): since a ``sync()``
+    writes ``recovery-point-offset-checkpoint`` only now and then, the page is where it shows."""
+    return read_shared_state(path)["recovery_point"]
 
 
 def write_shared_field(path: str | os.PathLike[str], name: str, value: int) -> None:

@@ -55,7 +55,7 @@ def in_thread(fn, timeout: float = 60.0):
 
 def assert_page_consistent(path, end_offset: int) -> None:
     page = read_shared_state(path)
-    assert page["magic"] == MAGIC and page["version"] == 1
+    assert page["magic"] == MAGIC and page["version"] == 2
     assert page["generation"] % 2 == 0, page
     assert page["tail_seq"] % 2 == 0, page
     assert page["end_offset"] == end_offset, page

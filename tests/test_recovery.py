@@ -30,12 +30,15 @@ from helpers import (
     segment_files,
     segment_name,
     spawn_child,
+    synced_offset,
+    write_shared_field,
     xor_byte,
 )
 from hypothesis import given
 from hypothesis import strategies as st
 from writer_process import batch_values
 
+from pylog.bench_processes import same_pylog_env
 from pylog.engine import ENGINES, open_partition
 from pylog.errors import CorruptBatchError
 
@@ -183,7 +186,7 @@ def test_corruption_below_recovery_point_is_reported_not_cut(engine, tmp_path, w
         for i in range(5):
             log.append([b"value-%d" % i] * 3, timestamps_ms=[TS + i] * 3)
         log.sync()
-        assert read_checkpoint(path) == ["0", "1", "below 0 15"]
+        assert synced_offset(path) == 15
         log.roll()
         log.append([b"after"], timestamps_ms=[TS])
     data = (path / segment_name(0)).read_bytes()
@@ -255,17 +258,21 @@ def test_clean_shutdown_skips_the_scan(engine, tmp_path):
     [("orders-12", "orders 12"), ("my-topic-0", "my-topic 0"), ("plain", "plain 0"), ("x-1a", "x-1a 0")],
 )
 def test_checkpoint_format_and_sync(engine, tmp_path, open_log, name, line):
+    """sync() advances the recovery point (on the page); the checkpoint file is written at most
+    every RECOVERY_POINT_CHECKPOINT_INTERVAL_MS by a sync (not within a test's first minute)
+    and always by the last closer."""
     path = tmp_path / name
     log = open_log(path)
     log.append([b"a", b"b"], timestamps_ms=[TS, TS])
     log.sync()
-    assert (path / CHECKPOINT).read_text() == f"0\n1\n{line} 2\n"
+    assert synced_offset(path) == 2
+    assert not (path / CHECKPOINT).exists(), "a sync within the interval leaves the checkpoint"
     log.append([b"c"], timestamps_ms=[TS])
     log.flush()
-    assert (path / CHECKPOINT).read_text() == f"0\n1\n{line} 2\n", "only sync() advances it"
-    assert not (path / (CHECKPOINT + ".tmp")).exists()
+    assert synced_offset(path) == 2, "only sync() advances it"
     log.close()
     assert (path / CHECKPOINT).read_text() == f"0\n1\n{line} 3\n"
+    assert not (path / (CHECKPOINT + ".tmp")).exists()
 
 
 @pytest.mark.parametrize("setting", [{"flush_messages": 1}, {"flush_ms": 0}, {"flush_messages": 3}])
@@ -275,8 +282,7 @@ def test_flush_policy_syncs(engine, tmp_path, open_log, setting):
     every = setting.get("flush_messages", 1)
     for i in range(1, 7):
         log.append([b"x"], timestamps_ms=[TS])
-        synced = int(read_checkpoint(path)[2].split()[2]) if (path / CHECKPOINT).exists() else 0
-        assert synced == i - i % every
+        assert synced_offset(path) == i - i % every
 
 
 # ---------------------------------------------------------------------------------------------
@@ -667,7 +673,8 @@ def test_writer_rereads_the_checkpoint_before_cutting(engine, tmp_path):
         for i in range(5):
             other.append([b"other-%d" % i], timestamps_ms=[TS + i])
         other.sync()
-        assert read_checkpoint(path)[2] == "stale 0 6"
+        assert synced_offset(path) == 6  # on the page only: the checkpoint file is not written
+        assert not (path / CHECKPOINT).exists()
         victim = parse_batches((path / segment_name(0)).read_bytes())[1]
         damaged = flip_length(path / segment_name(0), victim.position)
         with pytest.raises(CorruptBatchError) as info:
@@ -711,7 +718,7 @@ def test_flush_ms_syncs_once_the_interval_passed(engine, tmp_path, open_log):
     log.append([b"a"], timestamps_ms=[TS])
     time.sleep(0.15)
     log.append([b"b"], timestamps_ms=[TS])
-    assert read_checkpoint(path)[2] == "flushms 0 2"
+    assert synced_offset(path) == 2
 
 
 @pytest.mark.parametrize("where", ["inside-header", "inside-value"])
@@ -919,3 +926,127 @@ def test_malformed_checkpoint_numbers_read_alike(both_engines, tmp_path, caplog,
         seen[engine] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recovered ")]
     assert len(seen["native"]) == 1 and "recovery point 0," in seen["native"][0]
     assert [m.replace("native", "reference") for m in seen["native"]] == seen["reference"]
+
+
+# ---------------------------------------------------------------------------------------------
+# what sync() fsyncs (docs/partition-log.md "Durability"): the active segment's index files are
+# not among them, since recovery rescans the segment holding the checkpoint and rewrites them
+
+
+@pytest.mark.parametrize("checkpoint", ["as-sync-left-it", "stale", "current", "page-ahead"])
+@pytest.mark.parametrize("index_state", ["empty", "missing", "garbage"])
+def test_synced_records_survive_losing_the_unsynced_active_indexes(
+    both_engines, tmp_path, checkpoint, index_state
+):
+    """A crash after sync() (no clean marker, page cache intact, the active segment's index
+    files as a power loss may leave them, a torn unsynced tail) keeps every synced record and
+    cuts only the tail, whatever the checkpoint says (a sync leaves none within the interval;
+    stale; current as the interval's write leaves it); the rebuilt index files equal the
+    recomputation from the bytes. ``page-ahead``: the page claims more than the disk kept (as a
+    power loss may leave it): the first opener's recovery still cuts only the torn tail."""
+    outcomes = {}
+    for engine in ENGINES:
+        live = tmp_path / f"live-{engine}" / "d-0"
+        copy = tmp_path / f"copy-{engine}" / "d-0"
+        config = {"index.interval.bytes": INTERVAL}
+        with open_partition(live, engine=engine, config=config) as log:
+            for i in range(8):
+                log.append([b"v%d" % i * 40] * 3, timestamps_ms=[TS + i] * 3)
+            log.roll()
+            for i in range(8):
+                log.append([b"w%d" % i * 40] * 3, timestamps_ms=[TS + 100 + i] * 3)
+            log.sync()
+            synced = as_tuples(log.records())
+            # the crash: the files as they are now (open: no marker), copied
+            copy.parent.mkdir()
+            shutil.copytree(live, copy)
+            assert synced_offset(copy) == 48
+        assert not (copy / CLEAN).exists()
+        assert not (copy / CHECKPOINT).exists(), "a sync within the interval writes no checkpoint"
+        active = segment_bases(copy)[-1]
+        for suffix in (".index", ".timeindex"):
+            index = copy / (segment_name(active)[: -len(".log")] + suffix)
+            if index_state == "missing":
+                index.unlink()
+            elif index_state == "empty":
+                index.write_bytes(b"")
+            else:
+                index.write_bytes(b"\xff" * 24)
+        if checkpoint == "stale":
+            (copy / CHECKPOINT).write_text("0\n1\nd 0 3\n")
+        elif checkpoint == "current":
+            (copy / CHECKPOINT).write_text("0\n1\nd 0 48\n")
+        elif checkpoint == "page-ahead":
+            write_shared_field(copy, "recovery_point", 10**6)
+        with open(copy / segment_name(active), "ab") as f:
+            f.write(b"\x00" * 7 + b"\x10")  # a torn tail: half a batch header
+        with open_partition(copy, engine=engine, config=config) as log:
+            assert as_tuples(log.records()) == synced
+        assert check_segment_indexes(copy, INTERVAL) == 2
+        outcomes[engine] = segment_files(copy)
+    assert outcomes["native"] == outcomes["reference"]
+
+
+STRACE_CHILD = r"""
+import os, sys
+from pylog.engine import open_partition
+path, engine, marks = sys.argv[1], sys.argv[2], sys.argv[3]
+def mark(n):
+    fd = os.open(os.path.join(marks, "mark-%d" % n), os.O_CREAT | os.O_WRONLY)
+    os.fsync(fd)
+    os.close(fd)
+with open_partition(path, engine=engine) as log:
+    log.append([b"a"], timestamps_ms=[1])
+    log.sync()
+    mark(1)
+    log.append([b"b"], timestamps_ms=[2])
+    log.sync()
+    mark(2)
+    log.roll()
+    log.append([b"c"], timestamps_ms=[3])
+    log.sync()
+    mark(3)
+"""
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_sync_fsyncs_the_active_log_not_its_indexes(engine, tmp_path):
+    """Pins what one sync() fsyncs (strace): the active .log (and the directory when files were
+    created), never the active segment's index files nor the checkpoint (written at most every
+    RECOVERY_POINT_CHECKPOINT_INTERVAL_MS); after a roll the next sync also fsyncs the sealed
+    segment with its index files (its seal entry was written since); the last closer fsyncs the
+    active index files and writes the checkpoint."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    trace = tmp_path / "trace"
+    strace = ["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", str(trace)]
+    child = [sys.executable, "-P", "-c", STRACE_CHILD, str(tmp_path / "d-0"), engine, str(marks)]
+    done = subprocess.run(
+        [*strace, *child],
+        env=same_pylog_env(),
+        capture_output=True,
+        timeout=120,
+    )
+    if done.returncode != 0 and b"ptrace" in done.stderr:
+        pytest.skip("ptrace not permitted here")
+    assert done.returncode == 0, done.stderr
+    phases: list[list[str]] = [[]]
+    for line in trace.read_text().splitlines():
+        if "<" not in line or "fsync" not in line:
+            continue
+        name = os.path.basename(line.split("<", 1)[1].split(">", 1)[0])
+        if name.startswith("mark-"):
+            phases.append([])
+        else:
+            phases[-1].append(name)
+    log0, log1 = segment_name(0), segment_name(2)  # the roll after two records
+    stem0, stem1 = log0[: -len(".log")], log1[: -len(".log")]
+    assert len(phases) == 4, phases
+    # phase 0 includes open (segment 0's creation, so the directory is due): its sync's tail
+    assert phases[0][-2:] == [log0, "d-0"], phases[0]
+    assert CHECKPOINT + ".tmp" not in phases[0]
+    assert phases[1] == [log0], "one sync = one fsync of the active .log"
+    assert phases[2] == [log0, stem0 + ".index", stem0 + ".timeindex", log1, "d-0"], phases[2]
+    assert phases[3][:3] == [log1, stem1 + ".index", stem1 + ".timeindex"], phases[3]
+    assert CHECKPOINT + ".tmp" in phases[3], phases[3]
+    assert (tmp_path / "d-0" / CHECKPOINT).read_text() == "0\n1\nd 0 3\n"

@@ -16,6 +16,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from helpers import synced_offset
 
 from pylog.config import LogConfig
 from pylog.reference.log import PartitionLog
@@ -166,49 +167,44 @@ def fsynced(monkeypatch):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to name fsynced fds")
-def test_sync_fsyncs_the_log_the_directory_and_the_checkpoint(tmp_path, fsynced):
+def test_sync_fsyncs_the_log_and_the_directory_not_the_checkpoint(tmp_path, fsynced):
     path = tmp_path / "fs-0"
     log = open_log(path)
     try:
-        directory, ckpt_tmp = (
-            str(path.resolve()),
-            str(path.resolve() / "recovery-point-offset-checkpoint.tmp"),
-        )
+        directory = str(path.resolve())
+        ckpt_tmp = str(path.resolve() / "recovery-point-offset-checkpoint.tmp")
         log_file = str(seg(path, 0, ".log").resolve())
         assert fsynced[-1:] == [directory], "recovery at open ends with a directory fsync"
         fsynced.clear()
         log.append([b"a", b"b"], timestamps_ms=[FS_TS, FS_TS])
         log.flush()
         assert fsynced == [], "flush() writes out, it never fsyncs"
-        assert not (path / "recovery-point-offset-checkpoint").exists() or read_text_offset(path) == 0
 
         log.sync()  # the first sync after the segment was created: the directory entry too
-        assert log_file in fsynced
-        assert fsynced.index(log_file) < fsynced.index(ckpt_tmp), "data before the checkpoint"
-        assert fsynced[fsynced.index(ckpt_tmp) + 1 :] == [directory], "the checkpoint's rename"
-        assert directory in fsynced[: fsynced.index(ckpt_tmp)], "the new segment's directory entry"
-        assert read_text_offset(path) == 2
+        assert fsynced == [log_file, directory], "the active .log, not its index files"
+        assert not (path / "recovery-point-offset-checkpoint").exists(), "within the interval"
+        assert synced_offset(path) == 2
         fsynced.clear()
 
         log.append([b"c"], timestamps_ms=[FS_TS])
-        log.sync()  # no new file since the last sync: the directory only for the checkpoint
-        assert log_file in fsynced
-        assert fsynced[fsynced.index(ckpt_tmp) :] == [ckpt_tmp, directory]
-        assert directory not in fsynced[: fsynced.index(ckpt_tmp)]
-        assert read_text_offset(path) == 3
+        log.sync()  # no new file since the last sync: the .log alone
+        assert fsynced == [log_file]
+        assert synced_offset(path) == 3
         fsynced.clear()
 
         log.roll()
         log.append([b"d"], timestamps_ms=[FS_TS])
         assert fsynced == []
-        log.sync()  # after a roll: the new segment's file and the directory, then the checkpoint
+        log.sync()  # after a roll: the sealed segment whole (its seal entry), the new .log, the directory
         new_file = str(seg(path, 3, ".log").resolve())
-        assert new_file in fsynced
-        # the roll at the recovery point wrote the old segment's seal entry since the last sync
-        assert str(seg(path, 0, ".timeindex").resolve()) in fsynced
-        assert fsynced.index(new_file) < fsynced.index(ckpt_tmp)
-        assert directory in fsynced[: fsynced.index(ckpt_tmp)]
-        assert fsynced[-1] == directory
+        sealed = [str(seg(path, 0, suffix).resolve()) for suffix in (".log", ".index", ".timeindex")]
+        assert fsynced == [*sealed, new_file, directory]
+        assert synced_offset(path) == 4
+        fsynced.clear()
+
+        log.close()  # the last closer: the active index files, then the checkpoint and the marker
+        assert fsynced[:3] == [new_file, *(str(seg(path, 3, s).resolve()) for s in (".index", ".timeindex"))]
+        assert fsynced.index(ckpt_tmp) > 2
         assert read_text_offset(path) == 4
     finally:
         log.close()
@@ -220,13 +216,11 @@ def test_flush_messages_one_fsyncs_every_append(tmp_path, fsynced):
     log = open_log(path, **{"flush.messages": 1})
     try:
         log_file = str(seg(path, 0, ".log").resolve())
-        ckpt_tmp = str(path.resolve() / "recovery-point-offset-checkpoint.tmp")
         for i in range(3):
             fsynced.clear()
             log.append([b"v%d" % i], timestamps_ms=[FS_TS])
             assert fsynced.count(log_file) == 1, fsynced
-            assert fsynced.index(log_file) < fsynced.index(ckpt_tmp)
-            assert read_text_offset(path) == i + 1
+            assert synced_offset(path) == i + 1
         fsynced.clear()
         log.flush()
         assert fsynced == []

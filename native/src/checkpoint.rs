@@ -2,7 +2,8 @@
 //! OffsetCheckpointFile.java, CleanShutdownFileHandler.java).
 //!
 //! Three files of one format, each owned by its writer: `recovery-point-offset-checkpoint`
-//! (`sync`), `log-start-offset-checkpoint` (`delete_before`, retention) and
+//! (`sync` at most every `RECOVERY_POINT_CHECKPOINT_INTERVAL_MS`, the last close; log.rs),
+//! `log-start-offset-checkpoint` (`delete_before`, retention) and
 //! `cleaner-offset-checkpoint` (the cleaner). Deviation: Kafka keeps each per log.dir with one
 //! line per partition (core/src/main/scala/kafka/log/LogManager.scala,
 //! core/src/main/scala/kafka/log/LogCleanerManager.scala); pylog keeps one per partition

@@ -41,7 +41,9 @@
 //!
 //! Appends: one encode into a reusable buffer (before any lock but `writer`), one positional
 //! `write` at the tail, O(1) index work, then the tail is published on the page and waiters are
-//! woken (futex); the flush policy (`flush.messages`, `flush.ms`) may then `sync()`. Reads return
+//! woken (futex); the flush policy (`flush.messages`, `flush.ms`) may then `sync()` (the active
+//! `.log` and the segments sealed since the last sync; the recovery point goes to the page, the
+//! checkpoint file only every `RECOVERY_POINT_CHECKPOINT_INTERVAL_MS` and at the last close). Reads return
 //! whole batches: a range of an `Arc<Mmap>` for a sealed segment, a `pread` copy for the active
 //! one. `wait_for` sleeps on the page's futex word (no polling), looking at the files at least
 //! every `WAKE_FALLBACK_MS` (writers that do not speak the protocol, a writer that died between
@@ -82,6 +84,11 @@ const READ_WINDOW_MIN_BYTES: usize = 4 << 10;
 const READ_WINDOW_SLACK_BYTES: usize = 2 << 10;
 /// Bytes of batches decoded per planning step of `read_columns`.
 const COLUMNS_CHUNK_BYTES: u64 = 4 << 20;
+/// Least time between two writes of `recovery-point-offset-checkpoint` by a `sync()` (Kafka's
+/// `log.flush.offset.checkpoint.interval.ms` default, LogManager's checkpoint timer): the
+/// checkpoint only bounds how much recovery rescans, so a sync need not write it (see
+/// `sync_locked`). The last closer always writes it.
+pub const RECOVERY_POINT_CHECKPOINT_INTERVAL_MS: u64 = 60_000;
 
 /// Test hook of the crash tests (tests/test_coordination.py): with `PYLOG_TEST_PAUSE=POINT:N`
 /// in the environment at open, the N-th time this log reaches `POINT` (`locked`: writer lock
@@ -172,8 +179,12 @@ struct Inner {
     /// The layout generation the segment set was last refreshed at (None: refresh next time).
     known_generation: Option<u32>,
     open_lock: Option<LockFile>,
+    /// The end offset this object's last sync covered (every byte below it fsynced), or the
+    /// one open derived; others' syncs are on the page (`SharedState::recovery_point`).
     recovery_point: i64,
     last_sync: Instant,
+    /// When this object last wrote `recovery-point-offset-checkpoint` (or opened).
+    last_checkpoint: Instant,
     /// Files were created, deleted or renamed since the last sync.
     dir_dirty: bool,
     scratch: Vec<u8>,
@@ -640,7 +651,8 @@ fn refresh_segments(
                     };
                     if last {
                         let end = seg.derive_active(config)?;
-                        check_tail(dir, config, &mut seg, end, inner.recovery_point, false)?;
+                        let synced = inner.recovery_point.max(shared.recovery_point());
+                        check_tail(dir, config, &mut seg, end, synced, false)?;
                     }
                     seg.opened_stable = false; // decided below
                     seg
@@ -716,8 +728,13 @@ impl PartitionLog {
         // why: the first opener's page describes files recovery may change; a page another
         // process left half-changed (it died) or damaged is rebuilt from the files too.
         let rebuild = first || !shared.is_consistent();
+        // read before the rebuild makes the page valid (0 from a damaged one); a first opener
+        // does not use it: after a power loss the page may claim what the disk lost
+        let page_recovery_point = shared.recovery_point();
         if rebuild {
             shared.begin_rebuild();
+            // why at once: the load below decides torn tail or corruption by it
+            shared.set_recovery_point(if first { 0 } else { page_recovery_point });
         }
         if rebuild && !first {
             // a process died mid-change while others have the directory open: recovery does
@@ -731,7 +748,7 @@ impl PartitionLog {
             recovery_point =
                 Some(recovery::recover_interruptible(&dir, &config, interrupted)?.recovery_point);
         } else if !first {
-            recovery_point = Some(checkpointed.unwrap_or(0));
+            recovery_point = Some(checkpointed.unwrap_or(0).max(page_recovery_point));
         }
         open_lock.shared()?;
         let mut inner = Inner {
@@ -743,6 +760,7 @@ impl PartitionLog {
             // (torn-tail checks re-read the checkpoint, so 0 is fine as what we know here)
             recovery_point: 0,
             last_sync: Instant::now(),
+            last_checkpoint: Instant::now(),
             dir_dirty: first,
             scratch: Vec::new(),
         };
@@ -760,6 +778,7 @@ impl PartitionLog {
             checkpoint::write_recovery_point(&dir, inner.recovery_point)?;
         }
         if rebuild {
+            shared.set_recovery_point(inner.recovery_point);
             shared.publish(tail_of(&inner));
             shared.end_change();
         }
@@ -833,10 +852,19 @@ impl PartitionLog {
     /// from the files, then catch up like any operation.
     fn writer_resync(&self, inner: &mut Inner) -> Result<()> {
         if !self.shared.is_consistent() {
+            let page_recovery_point = self.shared.recovery_point(); // before: 0 if damaged
             self.shared.begin_rebuild();
+            // why at once: the tail sync below decides torn tail or corruption by it
+            self.shared.set_recovery_point(page_recovery_point);
             self.remove_dead_changers_files()?;
             self.reload(inner, true)?;
             self.tail_sync(inner, true, false)?;
+            let end = end_of(inner);
+            self.shared
+                .set_recovery_point(recovery::recovery_point_within(
+                    inner.recovery_point.max(page_recovery_point),
+                    end,
+                ));
             self.shared.publish(tail_of(inner));
             self.shared.end_change();
             inner.known_generation = self.shared.stable_generation();
@@ -897,14 +925,8 @@ impl PartitionLog {
             }
             if len > active.size {
                 let end = active.scan_tail(&self.config, len)?;
-                let rolled_past = check_tail(
-                    &self.dir,
-                    &self.config,
-                    active,
-                    end,
-                    inner.recovery_point,
-                    writer,
-                )?;
+                let synced = inner.recovery_point.max(self.shared.recovery_point());
+                let rolled_past = check_tail(&self.dir, &self.config, active, end, synced, writer)?;
                 if rolled_past {
                     // another process sealed this segment (the page did not say so: it was
                     // damaged or the roller does not speak the protocol): never cut it
@@ -1296,7 +1318,7 @@ impl PartitionLog {
         if end.saturating_sub(inner.recovery_point) >= self.config.flush_messages
             || since_sync_ms >= self.config.flush_ms
         {
-            self.sync_locked(inner)?;
+            self.sync_locked(inner, false)?;
         }
         Ok(base)
     }
@@ -1385,22 +1407,47 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn sync_locked(&self, inner: &mut Inner) -> Result<()> {
+    /// fsync what the recovery point about to be written covers. `closing`: the last closer,
+    /// whose clean-shutdown marker makes the next open trust every file as it is.
+    fn sync_locked(&self, inner: &mut Inner, closing: bool) -> Result<()> {
         let rp = inner.recovery_point;
         // why the segment holding `rp - 1`: a roll at the recovery point wrote the old
         // segment's final time-index entry after the last sync
         let from = inner.segments.floor_index(rp.saturating_sub(1));
-        for seg in &inner.segments[from..] {
-            seg.sync()?;
+        let active = inner.segments.len() - 1;
+        for (i, seg) in inner.segments[from..].iter().enumerate() {
+            if from + i == active && !closing {
+                // why only the `.log`: every checkpoint lies at or below the end, so in or below
+                // the active segment, and recovery rescans the segment holding it and all later
+                // ones from their bases, rewriting both index files from the bytes (recovery.rs
+                // step 5); this segment's index files are fsynced once it is sealed (the next
+                // sync starts at the segment holding `rp - 1`, this one) or by the last closer,
+                // before the marker
+                seg.sync_log()?;
+            } else {
+                seg.sync()?;
+            }
         }
         if inner.dir_dirty {
             checkpoint::sync_dir(&self.dir)?;
             inner.dir_dirty = false;
         }
         let end = end_of(inner);
-        checkpoint::write_recovery_point(&self.dir, end)?;
+        self.shared.advance_recovery_point(end);
         inner.recovery_point = end;
-        inner.last_sync = Instant::now();
+        let now = Instant::now();
+        inner.last_sync = now;
+        // why not at every sync: every byte below `end` is on disk now, and the checkpoint only
+        // says where recovery starts its rescan (the segment holding it, from its base), so a
+        // stale one costs a longer rescan, never a synced record (Kafka's LogManager writes it
+        // on a timer, not at each flush). Below `end` every sealed segment has its index files
+        // fsynced too (above), so `end` is a safe value whenever it is written.
+        let due = now.duration_since(inner.last_checkpoint)
+            >= Duration::from_millis(RECOVERY_POINT_CHECKPOINT_INTERVAL_MS);
+        if closing || due {
+            checkpoint::write_recovery_point(&self.dir, end)?;
+            inner.last_checkpoint = now;
+        }
         Ok(())
     }
 
@@ -1409,7 +1456,7 @@ impl PartitionLog {
         let _guard = self.writer_lock.acquire()?;
         let mut inner = self.lock()?;
         self.writer_resync(&mut inner)?;
-        self.sync_locked(&mut inner)
+        self.sync_locked(&mut inner, false)
     }
 
     /// Close; the last process to close syncs and writes the clean-shutdown marker. Idempotent.
@@ -1434,7 +1481,7 @@ impl PartitionLog {
                     self.writer_resync(inner)?;
                     // Kafka's close-time time-index entry (docs/partition-log.md "Index rules")
                     inner.segments.active_mut().append_final_time_entry()?;
-                    self.sync_locked(inner)?;
+                    self.sync_locked(inner, true)?;
                     checkpoint::write_clean_shutdown(&self.dir)?;
                 }
                 Ok(())

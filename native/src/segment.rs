@@ -744,11 +744,17 @@ impl Segment {
         self.persist_index()
     }
 
-    /// Fsync the `.log` and both index files.
-    pub fn sync(&self) -> Result<()> {
+    /// Fsync the `.log` only (log.rs decides when that is enough: the active segment's index
+    /// files are rebuilt by recovery, docs/partition-log.md "Durability").
+    pub fn sync_log(&self) -> Result<()> {
         self.file
             .sync_all()
-            .io_context(|| format!("syncing {}", self.log_path.display()))?;
+            .io_context(|| format!("syncing {}", self.log_path.display()))
+    }
+
+    /// Fsync the `.log` and both index files.
+    pub fn sync(&self) -> Result<()> {
+        self.sync_log()?;
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             let p = self.index_path(suffix);
             match File::open(&p) {

@@ -19,6 +19,7 @@
 //! | 32 | i64 | end_offset   | the log end offset published by the last append |
 //! | 40 | i64 | active_base  | base offset of the active segment at that append |
 //! | 48 | u64 | active_size  | its size in bytes after that append |
+//! | 56 | i64 | recovery_point | the highest end offset a `sync()` fsynced (any process; log.rs) |
 //!
 //! Protocol (every store to the page is made with the writer lock held, except `waiting_hint`
 //! and `yielding`, which are hints only ever costing fairness, never correctness):
@@ -33,6 +34,13 @@
 //!   `tail_seq` even, and once it has released its locks `FUTEX_WAKE`s every waiter on it. `wait_for` reads `tail_seq` before
 //!   looking at the files and sleeps in `FUTEX_WAIT` on that value, so an append that lands after
 //!   the look changes the word and the sleep returns at once (no lost wake-up).
+//!
+//! - a sync, after its fsyncs, raises `recovery_point` to the end it covered (never lowers it);
+//!   the first opener (or a writer rebuilding the page) sets it to the recovery point it derived.
+//!   why here: `recovery-point-offset-checkpoint` is written only now and then (log.rs), so
+//!   this is where processes learn how far another one synced, for the torn-tail-or-corruption
+//!   decision (`check_tail`). Losing it (a damaged page, a power loss) only makes that decision
+//!   fall back to the checkpoint file, as recovery does.
 //!
 //! Crash argument: a process killed at any instant leaves at worst (a) `generation` odd: the
 //! next writer runs recovery's temp-file steps, re-reads the segment set from the directory and
@@ -68,8 +76,9 @@ use crate::error::{IoContext, Result};
 pub const SHARED_STATE_FILE: &str = ".pylog.shm";
 /// "PLSH" read as a little-endian u32.
 pub const SHARED_STATE_MAGIC: u32 = u32::from_le_bytes(*b"PLSH");
-pub const SHARED_STATE_VERSION: u32 = 1;
-/// Bytes of the file (one page; only the first 56 are used).
+/// 2: `recovery_point` added at 56 (a version-1 page is rebuilt, never read).
+pub const SHARED_STATE_VERSION: u32 = 2;
+/// Bytes of the file (one page; only the first 64 are used).
 pub const SHARED_STATE_BYTES: u64 = 4096;
 /// Longest sleep of `wait_for` between looks at the files (see the crash argument).
 pub const WAKE_FALLBACK_MS: u64 = 500;
@@ -84,6 +93,7 @@ const YIELDING: usize = 24;
 const END_OFFSET: usize = 32;
 const ACTIVE_BASE: usize = 40;
 const ACTIVE_SIZE: usize = 48;
+const RECOVERY_POINT: usize = 56;
 
 /// Longest a reader waits for an odd layout generation to become even before it lists the
 /// directory anyway (the changer died), and the slice of each sleep.
@@ -252,6 +262,26 @@ impl SharedState {
             let slice = (deadline - now).min(Duration::from_millis(GENERATION_WAIT_SLICE_MS));
             futex_wait(self.u32_at(GENERATION), g, slice);
         }
+    }
+
+    /// The highest end offset some process's `sync()` fsynced (0 when the page is not valid:
+    /// then the checkpoint file is all there is).
+    pub fn recovery_point(&self) -> i64 {
+        if !self.is_valid() {
+            return 0;
+        }
+        self.i64_at(RECOVERY_POINT).load(Ordering::Acquire)
+    }
+
+    /// Writer lock held, after a sync's fsyncs: raise the shared recovery point to `offset`.
+    pub fn advance_recovery_point(&self, offset: i64) {
+        self.i64_at(RECOVERY_POINT)
+            .fetch_max(offset, Ordering::SeqCst);
+    }
+
+    /// Writer lock held, rebuilding the page: the recovery point derived from the files.
+    pub fn set_recovery_point(&self, offset: i64) {
+        self.i64_at(RECOVERY_POINT).store(offset, Ordering::SeqCst);
     }
 
     /// The futex word of appends (read it before looking at the files, then `wait_tail`).

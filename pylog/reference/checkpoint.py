@@ -8,7 +8,8 @@ OffsetCheckpointFile.java), written and read only by ``write_offset_checkpoint``
     1                              number of entries
     {topic} {partition} {offset}   one entry: this directory's offset
 
-- ``recovery-point-offset-checkpoint``: the recovery point (``sync()``, clean close);
+- ``recovery-point-offset-checkpoint``: the recovery point (``sync()`` at most every
+  ``RECOVERY_POINT_CHECKPOINT_INTERVAL_MS``, the last close; log.py);
 - ``log-start-offset-checkpoint``: the log start offset (``delete_before``, retention);
 - ``cleaner-offset-checkpoint``: the first dirty offset (after each cleaning pass).
 

@@ -29,8 +29,10 @@ A ``read`` below the known end at the cached generation looks at no file at all.
 the tail on the page after each append and wake ``wait_for`` in any process (futex).
 
 Durability: an append returns after one positional write of the whole batch (so it survives the
-process being killed); ``sync()`` fsyncs from the segment holding the recovery point and then
-advances the recovery-point checkpoint. The first opener runs recovery unless the last closer left
+process being killed); ``sync()`` fsyncs from the segment holding the recovery point (the active
+segment's ``.log`` only: recovery rebuilds its index files) and then advances the recovery point,
+on the page for every process; the checkpoint file follows at most every
+``RECOVERY_POINT_CHECKPOINT_INTERVAL_MS`` and at the last close (``_sync_locked``). The first opener runs recovery unless the last closer left
 ``.kafka_cleanshutdown``; the last closer syncs and leaves it.
 
 The log start offset is max(first segment base, ``log-start-offset-checkpoint``), re-read by every
@@ -97,6 +99,11 @@ if TYPE_CHECKING:  # collections.abc.Buffer is 3.12+; annotations only
 
 #: bytes of batches decoded per visit under the lock by ``records()`` / ``read_columns()``
 RECORDS_CHUNK_BYTES = 1 << 20
+#: least time between two writes of ``recovery-point-offset-checkpoint`` by a ``sync()`` (Kafka's
+#: ``log.flush.offset.checkpoint.interval.ms`` default, LogManager's checkpoint timer): the
+#: checkpoint only bounds how much recovery rescans (``_sync_locked``); the last closer always
+#: writes it
+RECOVERY_POINT_CHECKPOINT_INTERVAL_MS = 60_000
 
 
 class _PauseHook:
@@ -183,6 +190,7 @@ class PartitionLog:
         self._writer = WriterLock(writer_file, shared)
         self._closed = False
         self._last_sync_ms = _monotonic_ms()
+        self._last_checkpoint_ms = self._last_sync_ms
         # why: a log dropped without close() must not keep holding .pylog.open, or no process
         # would ever be the last closer again (no sync, no marker: just release the locks)
         weakref.finalize(self, _release_locks, self._open_lock, self._writer_file, shared)
@@ -195,10 +203,15 @@ class PartitionLog:
         # why: the first opener's page describes files recovery may change; a page another
         # process left half-changed (it died) or damaged is rebuilt from the files too
         rebuild = first or not self._shared.is_consistent()
+        # read before the rebuild makes the page valid (0 from a damaged one); a first opener
+        # does not use it: after a power loss the page may claim what the disk lost
+        page_recovery_point = self._shared.recovery_point()
         if rebuild:
             if not first and self._shared.is_valid() and self._shared.stable_generation() is None:
                 self._remove_dead_changers_files()
             self._shared.begin_rebuild()
+            # why at once: the load below decides torn tail or corruption by it
+            self._shared.set_recovery_point(0 if first else page_recovery_point)
         if first:
             if checkpoint.has_clean_shutdown(self._path):
                 # why load first: if the bytes are corrupt below the recovery point, open raises
@@ -220,8 +233,11 @@ class PartitionLog:
                     checkpoint.write_recovery_point(self._path, self._recovery_point)
         else:
             self._load()
-            self._recovery_point = recovery_point_within(checkpointed or 0, self._active.next_offset)
+            self._recovery_point = recovery_point_within(
+                max(checkpointed or 0, page_recovery_point), self._active.next_offset
+            )
         if rebuild:
+            self._shared.set_recovery_point(self._recovery_point)
             self._publish()
             self._shared.end_change()
         self._known_gen = self._shared.stable_generation()
@@ -384,11 +400,19 @@ class PartitionLog:
         """Writer lock held: repair a page a dead writer left half-changed (or a damaged one)
         from the files, then catch up like any operation."""
         if not self._shared.is_consistent():
+            page_recovery_point = self._shared.recovery_point()  # before: 0 if damaged
             if self._shared.is_valid() and self._shared.stable_generation() is None:
                 self._remove_dead_changers_files()
             self._shared.begin_rebuild()
+            # why at once: the tail sync below decides torn tail or corruption by it
+            self._shared.set_recovery_point(page_recovery_point)
             self._load()
             self._sync_tail(writer=True)
+            self._shared.set_recovery_point(
+                recovery_point_within(
+                    max(self._recovery_point, page_recovery_point), self._active.next_offset
+                )
+            )
             self._publish()
             self._shared.end_change()
             self._known_gen = self._shared.stable_generation()
@@ -464,7 +488,11 @@ class PartitionLog:
         """
         if segment.torn_at is None:
             return False
-        synced = max(self._recovery_point, checkpoint.read_recovery_point(self._path) or 0)
+        synced = max(
+            self._recovery_point,
+            self._shared.recovery_point(),
+            checkpoint.read_recovery_point(self._path) or 0,
+        )
         if segment.next_offset < synced:
             # why look again: a reader's scan may have raced a write that has since completed,
             # been synced and checkpointed; everything below a checkpoint read before this
@@ -635,12 +663,22 @@ class PartitionLog:
                 self._writer_sync_tail()
                 self._sync_locked()
 
-    def _sync_locked(self) -> None:
+    def _sync_locked(self, *, closing: bool = False) -> None:
+        """fsync what the recovery point about to be written covers. ``closing``: the last
+        closer, whose clean-shutdown marker makes the next open trust every file as it is."""
         # why the segment holding ``recovery_point - 1``: a roll at the recovery point wrote the
         # old segment's final time-index entry after the last sync
         first = self._segments.floor_index(self._recovery_point - 1)
         for segment in self._segments[first:]:
             os.fsync(segment.fd)
+            if segment is self._active and not closing:
+                # why only the .log: every checkpoint lies at or below the end, so in or below the
+                # active segment, and recovery rescans the segment holding it and all later ones
+                # from their bases, rewriting both index files from the bytes (recovery.py); this
+                # segment's index files are fsynced once it is sealed (the next sync starts at the
+                # segment holding ``recovery_point - 1``, this one) or by the last closer, before
+                # the marker
+                continue
             for path in (segment.index_path, segment.time_index_path):
                 try:
                     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -654,9 +692,18 @@ class PartitionLog:
             fsync_dir(self._path)
             self._dir_dirty = False
         end = self._active.next_offset
-        checkpoint.write_recovery_point(self._path, end)
+        self._shared.advance_recovery_point(end)
         self._recovery_point = end
-        self._last_sync_ms = _monotonic_ms()
+        now = _monotonic_ms()
+        self._last_sync_ms = now
+        # why not at every sync: every byte below ``end`` is on disk now, and the checkpoint only
+        # says where recovery starts its rescan (the segment holding it, from its base), so a
+        # stale one costs a longer rescan, never a synced record (Kafka's LogManager writes it on
+        # a timer, not at each flush). Below ``end`` every sealed segment has its index files
+        # fsynced too (above), so ``end`` is a safe value whenever it is written.
+        if closing or now - self._last_checkpoint_ms >= RECOVERY_POINT_CHECKPOINT_INTERVAL_MS:
+            checkpoint.write_recovery_point(self._path, end)
+            self._last_checkpoint_ms = now
 
     # ------------------------------------------------------------------ reads
 
@@ -1132,7 +1179,7 @@ class PartitionLog:
                             self._writer_sync_tail()
                             # Kafka's close-time time-index entry (docs/partition-log.md "Index rules")
                             self._active.append_final_time_entry()
-                            self._sync_locked()
+                            self._sync_locked(closing=True)
                             checkpoint.write_clean_shutdown(self._path)
                     finally:
                         # why: drop the open lock while still holding the writer lock, so the next

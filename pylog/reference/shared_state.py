@@ -12,7 +12,11 @@ store is made with the writer lock held (except two hints that only cost fairnes
   ``end_offset`` / ``active_base`` / ``active_size`` (offsets 32, 40, 48), then even, then (locks
   released) ``FUTEX_WAKE``; ``wait_for`` sleeps in ``FUTEX_WAIT`` on the value it read before looking;
 - ``grants`` / ``waiting_hint`` / ``yielding`` (16, 20, 24) carry the fair writer handoff
-  (lock.py).
+  (lock.py);
+- ``recovery_point`` (56) is the highest end offset a ``sync()`` of any process fsynced: raised
+  after the fsyncs, set by whoever rebuilds the page, 0 on an invalid page (then the checkpoint
+  file is all there is); the torn-tail-or-corruption decision reads it (log.py ``_check_tail``),
+  since ``recovery-point-offset-checkpoint`` is written only now and then.
 
 ``Waiter`` is the twin of native/src/python/wait.rs over shared_state.rs's ``wait_any``: one
 consumer's sleep in ``futex_waitv(2)`` (syscall 449, Linux 5.16+) on the ``tail_seq`` words of
@@ -39,7 +43,8 @@ import time
 
 SHARED_STATE_FILE = ".pylog.shm"
 SHARED_STATE_MAGIC = int.from_bytes(b"PLSH", "little")
-SHARED_STATE_VERSION = 1
+#: 2: ``recovery_point`` added at 56 (a version-1 page is rebuilt, never read)
+SHARED_STATE_VERSION = 2
 SHARED_STATE_BYTES = 4096
 #: longest sleep of ``wait_for`` between looks at the files (writers outside the protocol, or one
 #: that died between its write and its wake-up)
@@ -49,7 +54,7 @@ ODD_GENERATION_WAIT_SECONDS = 0.2
 
 _MAGIC, _VERSION, _GENERATION, _TAIL_SEQ = 0, 4, 8, 12
 _GRANTS, _WAITING_HINT, _YIELDING = 16, 20, 24
-_END_OFFSET, _ACTIVE_BASE, _ACTIVE_SIZE = 32, 40, 48
+_END_OFFSET, _ACTIVE_BASE, _ACTIVE_SIZE, _RECOVERY_POINT = 32, 40, 48, 56
 
 _SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(os.uname().machine, 202)
 _SYS_FUTEX_WAITV = 449  # the same number on every architecture (added after the unification)
@@ -91,6 +96,7 @@ class SharedState:
         "_grants",
         "_magic",
         "_map",
+        "_recovery_point",
         "_tail_seq",
         "_version",
         "_waiting_hint",
@@ -122,6 +128,7 @@ class SharedState:
         self._end_offset = i64.from_buffer(self._map, _END_OFFSET)
         self._active_base = i64.from_buffer(self._map, _ACTIVE_BASE)
         self._active_size = u64.from_buffer(self._map, _ACTIVE_SIZE)
+        self._recovery_point = i64.from_buffer(self._map, _RECOVERY_POINT)
 
     # ------------------------------------------------------------------ layout generation
 
@@ -190,6 +197,19 @@ class SharedState:
             return None
         tail = self._end_offset.value, self._active_base.value, self._active_size.value
         return tail if self._tail_seq.value == seq else None
+
+    def recovery_point(self) -> int:
+        """The highest end offset some process's ``sync()`` fsynced (0 on an invalid page)."""
+        return self._recovery_point.value if self.is_valid() else 0
+
+    def advance_recovery_point(self, offset: int) -> None:
+        """Writer lock held, after a sync's fsyncs: raise the shared recovery point."""
+        if offset > self._recovery_point.value:
+            self._recovery_point.value = offset
+
+    def set_recovery_point(self, offset: int) -> None:
+        """Writer lock held, rebuilding the page: the recovery point derived from the files."""
+        self._recovery_point.value = offset
 
     def publish(self, end_offset: int, active_base: int, active_size: int, midway=None) -> None:
         """Writer lock held: publish the tail (the caller wakes the waiters once it released its
