@@ -48,6 +48,35 @@ def add_dir_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_path_arguments(parser: argparse.ArgumentParser, *, many: bool, help: str) -> None:
+    """``PATH`` positional(s) for the commands that look at files (``dump``, ``verify``), and the
+    ``--dir`` every command takes: a PATH that does not exist as given is looked up under
+    ``--dir``, and ``verify`` without a PATH checks ``--dir`` itself (``resolve_paths``)."""
+    parser.add_argument("paths", nargs="*" if many else "?", metavar="PATH", help=help)
+    parser.add_argument(
+        "--dir",
+        metavar="PATH",
+        default=os.environ.get(DIR_ENVIRONMENT),
+        help=f"the log directory relative PATHs are looked up in, and the default PATH (default: ${DIR_ENVIRONMENT})",
+    )
+
+
+def resolve_paths(args: argparse.Namespace) -> list[str]:
+    """The PATHs of ``add_path_arguments``: each as given when it exists, else under ``--dir``;
+    none given: ``--dir`` itself. A ``CliError`` when there is nothing to look at."""
+    given = args.paths if isinstance(args.paths, list) else [args.paths] if args.paths else []
+    if not given:
+        if not args.dir:
+            raise CliError(f"no PATH: pass one, or --dir PATH, or set {DIR_ENVIRONMENT}")
+        return [args.dir]
+    resolved = []
+    for path in given:
+        under_dir = os.path.join(args.dir, path) if args.dir else None
+        exists_here = os.path.exists(path)
+        resolved.append(under_dir if not exists_here and under_dir and os.path.exists(under_dir) else path)
+    return resolved
+
+
 def log_directory(args: argparse.Namespace, *, must_exist: bool = True) -> str:
     """The ``--dir`` of ``args``; a ``CliError`` when none was given or (with ``must_exist``) it is
     not a log directory."""

@@ -42,7 +42,7 @@ import struct
 import sys
 from typing import Any
 
-from pylog.cli.common import CliError, emit_json
+from pylog.cli.common import CliError, add_path_arguments, emit_json, resolve_paths
 from pylog.cli.record_format import encode_json_bytes
 from pylog.errors import CorruptBatchError
 from pylog.inspect import (
@@ -83,11 +83,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         description="Print the batches of .log files (and with --deep-iteration their records) and "
         "the entries of .index/.timeindex files, checked against the .log.",
     )
-    parser.add_argument(
-        "paths",
-        nargs="+",
-        metavar="PATH",
-        help="segment files (.log, .index, .timeindex) or a partition directory",
+    add_path_arguments(
+        parser, many=True, help="segment files (.log, .index, .timeindex) or a partition directory"
     )
     parser.add_argument("--deep-iteration", action="store_true", help="list every record of every batch")
     parser.add_argument(
@@ -127,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     deep = args.deep_iteration or args.print_data_log
     documents = []
     scans: dict[str, LogScan] = {}  # one walk per .log, shared by its indexes
-    for path in _expand(args.paths):
+    for path in _expand(resolve_paths(args)):
         try:
             if path.endswith(LOG_SUFFIX):
                 documents.append(_dump_log(path, deep, args.print_data_log, scans))

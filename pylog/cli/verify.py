@@ -26,7 +26,16 @@ import sys
 import time
 from typing import Any
 
-from pylog.cli.common import CliError, emit_json, emit_table, parse_assignments, progress, stdout_console
+from pylog.cli.common import (
+    CliError,
+    add_path_arguments,
+    emit_json,
+    emit_table,
+    parse_assignments,
+    progress,
+    resolve_paths,
+    stdout_console,
+)
 from pylog.verification import Report, classify_path, segment_bytes, verify_path
 
 
@@ -38,8 +47,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         description="Check every batch's CRC and structure, offsets increasing across batches and "
         "segments, indexes consistent with the bytes and checkpoints sane. Exit 0 only when healthy.",
     )
-    parser.add_argument(
-        "path", metavar="PATH", help="a log directory, a partition directory or a segment file"
+    add_path_arguments(
+        parser, many=False, help="a log directory, a partition directory or a segment file (default: --dir)"
     )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument(
@@ -78,7 +87,8 @@ def _verify(path: str) -> tuple[Report, float, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    report, seconds, total = _verify(args.path)
+    (path,) = resolve_paths(args)
+    report, seconds, total = _verify(path)
     document: dict[str, Any] = _document(report)
     document.update(
         seconds=round(seconds, 6), bytes=total, mb_per_s=round(total / 1e6 / seconds, 1) if seconds else None
@@ -99,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         document["repair"] = [r.to_json() for r in results]
         if any(r.repaired for r in results):
-            final, _seconds, _total = _verify(args.path)
+            final, _seconds, _total = _verify(path)
         document["after_repair"] = _document(final)
     if args.json:
         emit_json(document)
