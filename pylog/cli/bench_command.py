@@ -86,12 +86,10 @@ def select(workloads: Sequence[Any], names: Sequence[str] | None) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pylog.bench import report, runner, workloads
+    from pylog.bench import plot, report, runner, workloads  # plot imports matplotlib only to draw
     from pylog.bench.model import Row, Scale
 
-    if args.from_json:  # bench-extras: re-plot a saved document (pylog/bench/plot.py)
-        from pylog.bench import plot
-
+    if args.from_json:  # re-plot a saved document, measure nothing
         return plot.from_json(args.from_json, args.plot)
     if args.repeat is not None and args.repeat < 1:
         raise CliError("--repeat must be >= 1")
@@ -103,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         return list_workloads(suite)
     chosen = select(suite, args.workload)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise CliError("--plot needs matplotlib: pip install 'pylog[plot]'")
+        raise CliError(plot.MISSING_MATPLOTLIB)  # before minutes of measuring, not after
     parent = args.dir or tempfile.gettempdir()
     if not os.path.isdir(parent):
         raise CliError(f"no directory at {parent}")
@@ -140,8 +138,6 @@ def run(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             json.dump(document, f, indent=1)
     if args.plot:
-        from pylog.bench import plot  # bench-extras' module; imported only when asked for
-
         plot.plot(document, args.plot)
     return 0 if all(row.ok for row in rows) else 1
 
