@@ -9,7 +9,7 @@ The package (one concept per module):
   plot.py come from the bench-extras work and plug in where workloads/__init__.py says;
 - measure.py: helpers shared with the pytest benchmarks of benchmarks/ (re-exported here, the
   names they import from ``pylog.bench``);
-- cli.py: the command's run (``pylog.cli.bench_command`` parses its arguments).
+- the command itself (arguments, the run, the output files) is pylog/cli/bench_command.py.
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ from pylog.bench.measure import (
     fill_log,
     idle_wait_cpu_share,
     interleaved_append,
-    log_bytes,
     make_text_values,
     make_unclean,
     make_values,
-    median_rate,
     percentile,
     settle_page_cache,
     tight_appenders,
@@ -50,11 +48,9 @@ __all__ = [
     "fill_log",
     "idle_wait_cpu_share",
     "interleaved_append",
-    "log_bytes",
     "make_text_values",
     "make_unclean",
     "make_values",
-    "median_rate",
     "percentile",
     "settle_page_cache",
     "tight_appenders",

@@ -70,11 +70,6 @@ def batch_spans(data: bytes | memoryview) -> list[memoryview]:
     return spans
 
 
-def median_rate(runs: list[tuple[float, float]]) -> float:
-    """Median of amount/seconds over runs given as (amount, seconds)."""
-    return statistics.median(amount / seconds for amount, seconds in runs if seconds > 0)
-
-
 def timed_threads(
     threads: int,
     prepare: Callable[[int], Callable[[], None]],
@@ -241,10 +236,6 @@ def tight_appenders(path: str, engines: tuple[str, str], seconds: float) -> list
             if child.wait(timeout=60) != 0:
                 raise RuntimeError("an appender failed")
     return results
-
-
-def log_bytes(path: str) -> int:
-    return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path) if f.endswith(".log"))
 
 
 def make_unclean(path: str) -> None:

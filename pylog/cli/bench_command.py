@@ -10,6 +10,7 @@ check (its row says ``wrong``), 2 a bad argument or not enough free space.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -85,12 +86,10 @@ def select(workloads: Sequence[Any], names: Sequence[str] | None) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pylog.bench import report, runner, workloads
+    from pylog.bench import plot, report, runner, workloads  # plot imports matplotlib only to draw
     from pylog.bench.model import Row, Scale
 
-    if args.from_json:  # bench-extras: re-plot a saved document (pylog/bench/plot.py)
-        from pylog.bench import plot
-
+    if args.from_json:  # re-plot a saved document, measure nothing
         return plot.from_json(args.from_json, args.plot)
     if args.repeat is not None and args.repeat < 1:
         raise CliError("--repeat must be >= 1")
@@ -102,9 +101,7 @@ def run(args: argparse.Namespace) -> int:
         return list_workloads(suite)
     chosen = select(suite, args.workload)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise CliError("--plot needs matplotlib: pip install 'pylog[plot]'")
-    if args.plot and importlib.util.find_spec("pylog.bench.plot") is None:
-        raise CliError("--plot needs pylog/bench/plot.py, which this build does not have")
+        raise CliError(plot.MISSING_MATPLOTLIB)  # before minutes of measuring, not after
     parent = args.dir or tempfile.gettempdir()
     if not os.path.isdir(parent):
         raise CliError(f"no directory at {parent}")
@@ -120,8 +117,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with progress("pylog bench", runner.total_runs(chosen, scale), "runs") as advance:
             rows = runner.run_suite(chosen, scale, root, advance, timings)
-        machine_dir = root
-        document_rows = [row_dict for row_dict in map(_asdict, rows)]
+        document_rows = [dataclasses.asdict(row) for row in rows]
         sections = workloads.sections(document_rows)  # may mark rows (the scaling checks)
         rows = [Row(**row_dict) for row_dict in document_rows]
         notes = [note for note in [workloads.twainmq_note()] if note]
@@ -131,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             started=started,
             seconds=time.perf_counter() - t0,
             scale=scale,
-            work_dir=machine_dir,
+            work_dir=root,
             notes=notes,
             sections={**sections, "workload_seconds": timings},
         )
@@ -142,16 +138,8 @@ def run(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             json.dump(document, f, indent=1)
     if args.plot:
-        from pylog.bench import plot  # bench-extras' module; imported only when asked for
-
         plot.plot(document, args.plot)
     return 0 if all(row.ok for row in rows) else 1
-
-
-def _asdict(row: Any) -> dict:
-    from dataclasses import asdict
-
-    return asdict(row)
 
 
 def list_workloads(suite: Sequence[Any]) -> int:

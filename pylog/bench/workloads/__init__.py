@@ -4,15 +4,13 @@ Each module of this package owns one concept (produce.py: the producer's send()/
 durable.py: acks="all"; consume.py: poll()/poll_columns(); seek.py: seeks by offset and by
 timestamp; compaction.py; latency.py: end to end; recovery.py: open after a crash) and offers
 ``workloads(scale) -> list[Workload]``. ``registry(scale)`` lists them all in the suite's order,
-then the ``scaling`` group of pylog/bench/scaling.py when that module exists.
+then the ``scaling`` group of pylog/bench/scaling.py.
 
-Plug-in points (pylog/bench/twainmq_baseline.py and scaling.py are bench-extras'; absent modules
-are skipped cleanly):
+Plug-in points (pylog/bench/twainmq_baseline.py and scaling.py, from the bench-extras work):
 
 - ``twainmq_contender(function, **params)``: the twainmq contender of a workload, calling
   ``pylog.bench.twainmq_baseline.<function>(ctx, **params) -> Sample``; None (the contender is
-  left out) when the module, twainmq itself (``twainmq_baseline.available()`` false) or the
-  function is missing, or ``twainmq_baseline.supports(function, **params)`` is false (twainmq
+  left out) when twainmq itself is missing (``twainmq_baseline.available()`` false) or ``twainmq_baseline.supports(function, **params)`` is false (twainmq
   has no batch API, no codec choice, no columnar reads). The functions the workloads call, and
   what ``ctx.shared`` holds then:
     - ``produce(ctx, *, batch: bool, compression: str | None)``: write ``ctx.shared["values"]``
@@ -35,52 +33,25 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
+from pylog.bench import scaling, twainmq_baseline
 from pylog.bench.model import Context, Sample, Scale, Workload
 
 #: this package's workload modules, in the suite's order
 MODULES = ("produce", "durable", "consume", "seek", "compaction", "latency", "recovery")
 
-TWAINMQ_MISSING = "twainmq not installed: pip install 'pylog[bench]'"
-
-
-def _optional(module: str) -> ModuleType | None:
-    """``pylog.bench.<module>`` or None when that file does not exist (not the import errors
-    inside it: those must show)."""
-    try:
-        return importlib.import_module(f"pylog.bench.{module}")
-    except ModuleNotFoundError as error:
-        if error.name == f"pylog.bench.{module}":
-            return None
-        raise
-
-
-def twainmq_module() -> ModuleType | None:
-    """pylog/bench/twainmq_baseline.py when it exists and twainmq is installed, else None."""
-    module = _optional("twainmq_baseline")
-    if module is None:
-        return None
-    available = getattr(module, "available", None)
-    return module if available is None or available() else None
-
 
 def twainmq_note() -> str:
     """What the table says about twainmq: nothing when it ran, why not otherwise."""
-    module = _optional("twainmq_baseline")
-    if module is None:
-        return ""
-    return "" if twainmq_module() is not None else TWAINMQ_MISSING
+    return "" if twainmq_baseline.available() else twainmq_baseline.MISSING_NOTE
 
 
 def twainmq_contender(function: str, **params: Any) -> Callable[[Context], Sample] | None:
     """The twainmq contender calling ``twainmq_baseline.<function>(ctx, **params)``, or None."""
-    module = twainmq_module()
-    target = getattr(module, function, None) if module is not None else None
-    supports = getattr(module, "supports", None)
-    if target is None or (supports is not None and not supports(function, **params)):
+    if not twainmq_baseline.available() or not twainmq_baseline.supports(function, **params):
         return None
+    target = getattr(twainmq_baseline, function)
 
     def run(ctx: Context) -> Sample:
         return target(ctx, **params)
@@ -99,16 +70,13 @@ def registry(scale: Scale) -> list[Workload]:
     out: list[Workload] = []
     for name in MODULES:
         out.extend(importlib.import_module(f"pylog.bench.workloads.{name}").workloads(scale))
-    scaling = _optional("scaling")
-    if scaling is not None:
-        out.extend(scaling.workloads(scale))
+    out.extend(scaling.workloads(scale))
     return out
 
 
 def sections(rows: list[dict]) -> dict[str, Any]:
     """Extra sections of the JSON document (``"scaling"``) from its rows (which they may mark)."""
-    scaling = _optional("scaling")
     scaling_rows = [row for row in rows if row["group"] == "scaling"]
-    if scaling is None or not scaling_rows or not hasattr(scaling, "summary"):
+    if not scaling_rows:
         return {}
     return {"scaling": scaling.summary(scaling_rows)}
