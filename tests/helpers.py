@@ -288,6 +288,29 @@ def expected_records(
     ]
 
 
+def outcome(call: Any) -> tuple[str, Any]:
+    """("ok", result) or ("error", exception type); anything but a typed error propagates."""
+    from pylog.errors import PylogError
+
+    try:
+        return ("ok", call())
+    except (PylogError, TypeError) as exc:
+        return ("error", type(exc))
+
+
+def run_on_both(logs: dict[str, Any], fn: Any) -> dict[str, tuple[str, Any]]:
+    """``fn(log)`` on the native and the reference log of a differential machine: both must succeed
+    or both raise the same error class; returns the outcome per engine."""
+    from hypothesis import note
+
+    results = {name: outcome(lambda log=log: fn(log)) for name, log in logs.items()}
+    note(f"-> {results}")
+    assert results["native"][0] == results["reference"][0], results
+    if results["native"][0] == "error":
+        assert results["native"][1] is results["reference"][1], results
+    return results
+
+
 # ----------------------------------------------------------------------------------------------
 # kafka-python as an independent codec
 

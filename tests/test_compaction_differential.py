@@ -31,6 +31,7 @@ from helpers import (
     as_tuples,
     check_segment_indexes,
     read_time_index,
+    run_on_both,
     segment_bases,
     segment_files,
     segment_name,
@@ -40,7 +41,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pylog.engine import open_partition
-from pylog.errors import InvalidRecordError, PylogError
+from pylog.errors import InvalidRecordError
 
 pytestmark = pytest.mark.skipif(BOTH_ENGINES_SKIP is not None, reason=BOTH_ENGINES_SKIP or "")
 
@@ -224,13 +225,6 @@ def _machine_base(tmp_path_factory):
     CompactingLogs.BASE = str(tmp_path_factory.mktemp("compaction-machine"))
 
 
-def outcome(call):
-    try:
-        return ("ok", call())
-    except (PylogError, TypeError) as exc:
-        return ("error", type(exc))
-
-
 class CompactingLogs(RuleBasedStateMachine):
     BASE: str | None = None
     CODECS: tuple[str, ...] = ("none",)
@@ -284,12 +278,7 @@ class CompactingLogs(RuleBasedStateMachine):
         shutil.rmtree(self.root, ignore_errors=True)
 
     def both(self, fn):
-        results = {name: outcome(lambda log=log: fn(log)) for name, log in self.logs.items()}
-        note(f"-> {results}")
-        assert results["native"][0] == results["reference"][0], results
-        if results["native"][0] == "error":
-            assert results["native"][1] is results["reference"][1], results
-        return results
+        return run_on_both(self.logs, fn)
 
     def reference_dir(self) -> Path:
         return self.path("reference")

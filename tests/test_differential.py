@@ -24,7 +24,9 @@ from helpers import (
     check_segment_indexes,
     crc32c,
     kafka_build_batch,
+    outcome,
     parse_batches,
+    run_on_both,
     segment_files,
 )
 from hypothesis import given, note, settings
@@ -32,7 +34,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pylog.engine import decode_records, open_partition
-from pylog.errors import CorruptBatchError, PylogError
+from pylog.errors import CorruptBatchError
 
 pytestmark = pytest.mark.skipif(BOTH_ENGINES_SKIP is not None, reason=BOTH_ENGINES_SKIP or "")
 
@@ -58,14 +60,6 @@ def record_batches(draw, *, allow_big: bool = True):
     t0 = draw(st.integers(0, 5000))
     stamps = [TS + t0 + d for d in draw(st.lists(st.integers(-300, 300), min_size=n, max_size=n))]
     return values, keys, headers, stamps
-
-
-def outcome(call):
-    """("ok", result) or ("error", exception type); anything but a typed error propagates."""
-    try:
-        return ("ok", call())
-    except (PylogError, TypeError) as exc:
-        return ("error", type(exc))
 
 
 def columns_tuples(cols):
@@ -138,12 +132,7 @@ class TwoLogs(RuleBasedStateMachine):
         shutil.rmtree(self.root, ignore_errors=True)
 
     def both(self, fn):
-        results = {name: outcome(lambda log=log: fn(log)) for name, log in self.logs.items()}
-        note(f"-> {results}")
-        assert results["native"][0] == results["reference"][0], results
-        if results["native"][0] == "error":
-            assert results["native"][1] is results["reference"][1], results
-        return results
+        return run_on_both(self.logs, fn)
 
     @property
     def end(self) -> int:

@@ -289,8 +289,9 @@ const EACCES: i32 = 13;
 /// `end` is how a scan of the active segment stopped (at `seg.size`). Bytes there that do not
 /// frame are a torn tail only at or above the recovery point: a writer cuts it, a reader ignores
 /// it. Below it they were synced whole, so they are corrupt: `CorruptBatch`, nothing is cut.
-/// The checkpoint file is re-read (only on this rare path): another process may have advanced
-/// the recovery point beyond `recovery_point`, the one this process knows.
+/// The recovery point used is the largest of `recovery_point` (the one this process knows), the
+/// page's (how far any process's sync got) and the checkpoint file's, re-read (only on this rare
+/// path): another process may have advanced them (as log.py `_check_tail`).
 ///
 /// Returns true when the writer found that another process has rolled past this segment (a
 /// later `.log` exists): then nothing is cut, because the segment is sealed and others may have
@@ -298,6 +299,7 @@ const EACCES: i32 = 13;
 fn check_tail(
     dir: &Path,
     config: &LogConfig,
+    shared: &SharedState,
     seg: &mut Segment,
     end: ScanEnd,
     recovery_point: i64,
@@ -306,7 +308,9 @@ fn check_tail(
     if end == ScanEnd::Clean {
         return Ok(false);
     }
-    let synced = recovery_point.max(checkpoint::read_recovery_point(dir)?.unwrap_or(0));
+    let synced = recovery_point
+        .max(shared.recovery_point())
+        .max(checkpoint::read_recovery_point(dir)?.unwrap_or(0));
     if seg.next_offset < synced {
         // why look again: a reader's scan may have raced a write that has since completed, been
         // synced and checkpointed; everything below a checkpoint read before this second scan
@@ -651,8 +655,15 @@ fn refresh_segments(
                     };
                     if last {
                         let end = seg.derive_active(config)?;
-                        let synced = inner.recovery_point.max(shared.recovery_point());
-                        check_tail(dir, config, &mut seg, end, synced, false)?;
+                        check_tail(
+                            dir,
+                            config,
+                            shared,
+                            &mut seg,
+                            end,
+                            inner.recovery_point,
+                            false,
+                        )?;
                     }
                     seg.opened_stable = false; // decided below
                     seg
@@ -925,8 +936,15 @@ impl PartitionLog {
             }
             if len > active.size {
                 let end = active.scan_tail(&self.config, len)?;
-                let synced = inner.recovery_point.max(self.shared.recovery_point());
-                let rolled_past = check_tail(&self.dir, &self.config, active, end, synced, writer)?;
+                let rolled_past = check_tail(
+                    &self.dir,
+                    &self.config,
+                    &self.shared,
+                    active,
+                    end,
+                    inner.recovery_point,
+                    writer,
+                )?;
                 if rolled_past {
                     // another process sealed this segment (the page did not say so: it was
                     // damaged or the roller does not speak the protocol): never cut it
