@@ -7,7 +7,8 @@ Kafka's (docs/partition-log.md "Files in a partition directory"):
 
 - ``.log``: RecordBatch v2 back to back (clients/src/main/java/org/apache/kafka/common/record/
   DefaultRecordBatch.java; header layout in pylog/reference/batch.py). ``scan_log`` walks it batch
-  by batch, in file order, as Kafka's FileLogInputStream frames it: fewer than 12 bytes or
+  by batch, in file order, framed by the reference's ``frame`` (Kafka's FileLogInputStream
+  rule): fewer than 12 bytes or
   ``12 + length`` past the end is an incomplete (torn) batch; ``length < 49`` or magic != 2 stops
   the walk (no later batch boundary can be trusted); a CRC mismatch or records that do not decode
   (codec, decompression, record layout, count) are reported and the walk goes on with the next
@@ -41,11 +42,9 @@ from pylog.partition import Record
 from pylog.reference.batch import (
     CRC_START,
     LOG_OVERHEAD,
-    MAGIC_V2,
-    MIN_LENGTH_FIELD,
     TRANSACTIONAL_MASK,
     BatchHeader,
-    parse_header,
+    frame,
     records_area,
 )
 from pylog.reference.index import OFFSET_ENTRY, TIME_ENTRY
@@ -258,47 +257,28 @@ def _walk(
     reported = 0
     while pos < end:
         remaining = end - pos
-        if remaining < LOG_OVERHEAD:
+        try:
+            header = frame(view, pos, end)  # the reference's framing rule, checks in its order
+        except CorruptBatchError as error:  # length < 49 or magic != 2: no later boundary holds
             scan.problems.append(
                 Problem(
-                    "torn_tail",
+                    str(error.kind),
                     path,
                     pos,
-                    f"{remaining} bytes at the end do not hold a batch header",
+                    f"{error.args[0]}; {remaining} bytes from here cannot be read",
                     expected,
                 )
             )
             break
-        (length,) = struct.unpack_from(">i", view, pos + 8)
-        if length < MIN_LENGTH_FIELD:
-            scan.problems.append(
-                Problem(
-                    "framing",
-                    path,
-                    pos,
-                    f"batch length field {length} < {MIN_LENGTH_FIELD}; {remaining} bytes from here cannot be read",
-                    expected,
-                )
-            )
+        if header is None:  # incomplete: the torn tail a crash leaves
+            if remaining < LOG_OVERHEAD:
+                why = f"{remaining} bytes at the end do not hold a batch header"
+            else:
+                (length,) = struct.unpack_from(">i", view, pos + 8)
+                why = f"incomplete batch: {LOG_OVERHEAD + length} bytes claimed, {remaining} on disk"
+            scan.problems.append(Problem("torn_tail", path, pos, why, expected))
             break
-        if LOG_OVERHEAD + length > remaining:
-            scan.problems.append(
-                Problem(
-                    "torn_tail",
-                    path,
-                    pos,
-                    f"incomplete batch: {LOG_OVERHEAD + length} bytes claimed, {remaining} on disk",
-                    expected,
-                )
-            )
-            break
-        header = parse_header(view, pos)
-        if header.magic != MAGIC_V2:
-            scan.problems.append(
-                Problem("magic", path, pos, f"batch magic {header.magic} != {MAGIC_V2}", expected)
-            )
-            break
-        batch_size = LOG_OVERHEAD + length
+        batch_size = header.size_bytes
         actual_crc = crc32c(view[pos + CRC_START : pos + batch_size])
         crc_valid = actual_crc == header.crc
         batch = BatchInfo(pos, header, crc_valid)
