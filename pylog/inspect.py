@@ -329,9 +329,10 @@ def _check_header(scan: LogScan, batch: BatchInfo, expected: int) -> None:
     MemoryRecords.filterTo, DefaultRecordBatch.writeEmptyHeader)."""
     path, pos = scan.path, batch.position
     if batch.header.last_offset_delta < 0:
+        # why offset_order: its lastOffset goes back, and recovery cuts here (batch_fits)
         scan.problems.append(
             Problem(
-                "record_count",
+                "offset_order",
                 path,
                 pos,
                 f"lastOffsetDelta {batch.header.last_offset_delta} < 0",

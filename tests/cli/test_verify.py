@@ -292,3 +292,28 @@ def test_scan_log_frames_as_the_reference_reader(tmp_path, engine):
             with pytest.raises(CorruptBatchError) as caught:
                 frame(data, at)
             assert (caught.value.kind, caught.value.position) == (kind, at), name
+
+
+def test_a_negative_last_offset_delta_is_damage_recovery_cuts_at(tmp_path, engine):
+    """A CRC-valid batch with lastOffsetDelta < 0 is where recovery cuts (batch_fits), so verify
+    classifies it as such: repairable above the recovery point, never below it."""
+    from pylog.reference.batch import crc32c
+    from pylog.verification import CUT_KINDS, verify_partition
+
+    partition = tmp_path / "t-0"
+    with open_partition(partition, engine=engine) as log:
+        for i in range(3):
+            log.append([b"a", b"b"], timestamps_ms=[BASE_TS + i] * 2)
+    log_path = partition / segment_name(0)
+    data = bytearray(log_path.read_bytes())
+    third = parse_batches(data)[2]
+    struct.pack_into(">i", data, third.position + 23, -1)  # lastOffsetDelta
+    end = third.position + third.size
+    struct.pack_into(">I", data, third.position + 17, crc32c(bytes(data[third.position + 21 : end])))
+    log_path.write_bytes(bytes(data))
+    for point, repairable in ((4, True), (6, False)):
+        (partition / "recovery-point-offset-checkpoint").write_text(f"0\n1\nt 0 {point}\n")
+        health = verify_partition(str(partition))
+        at = [p for p in health.problems if p.position == third.position and p.kind in CUT_KINDS]
+        assert [(p.kind, p.repairable) for p in at] == [("offset_order", repairable)], health.problems
+        assert (health.unsafe_to_recover() is None) == repairable
