@@ -47,7 +47,7 @@ from pylog.reference.batch import (
     frame,
     records_area,
 )
-from pylog.reference.index import OFFSET_ENTRY, TIME_ENTRY
+from pylog.reference.index import OFFSET_ENTRY, TIME_ENTRY, IndexRefused, sanity_check_file
 from pylog.reference.record import Malformed, decode_records_area
 from pylog.reference.segments import TIME_INDEX_SUFFIX, parse_base
 
@@ -569,35 +569,12 @@ def check_time_index(index: IndexEntries, scan: LogScan) -> list[Problem]:
 
 def sanity_check(index_path: str, log_size: int, next_offset: int | None) -> str | None:
     """The check a broker (and both engines) run on an index at startup to decide whether to
-    rebuild it (Kafka's AbstractIndex.sanityCheck, made strict as pylog/reference/index.py's
-    ``check_offset_entries`` / ``check_time_entries``): None when it passes, else why not."""
-    from pylog.reference.index import (
-        IndexRefused,
-        OffsetIndex,
-        TimeIndex,
-        check_offset_entries,
-        check_time_entries,
-    )
-
+    rebuild it (Kafka's AbstractIndex.sanityCheck, made strict: pylog/reference/index.py's
+    ``sanity_check_file``, the check ``load_indexes`` runs): None when it passes, else why not."""
     base = parse_base(os.path.basename(index_path)) or 0
+    time_index = index_path.endswith(TIME_INDEX_SUFFIX)
     try:
-        with open(index_path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return f"{index_path} is missing"
-    time_kind = index_path.endswith(TIME_INDEX_SUFFIX)
-    entry = TIME_ENTRY if time_kind else OFFSET_ENTRY
-    if len(data) % entry.size:
-        return f"{len(data)} bytes is not a whole number of {entry.size}-byte entries"
-    try:
-        if time_kind:
-            time_index = TimeIndex(index_path, base)
-            time_index._extend(data)
-            check_time_entries(time_index, next_offset)
-        else:
-            offset_index = OffsetIndex(index_path, base)
-            offset_index._extend(data)
-            check_offset_entries(offset_index, log_size, next_offset)
+        sanity_check_file(index_path, base, log_size, next_offset, time_index=time_index)
     except IndexRefused as refused:
         return str(refused)
     return None
