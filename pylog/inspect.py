@@ -7,7 +7,8 @@ Kafka's (docs/partition-log.md "Files in a partition directory"):
 
 - ``.log``: RecordBatch v2 back to back (clients/src/main/java/org/apache/kafka/common/record/
   DefaultRecordBatch.java; header layout in pylog/reference/batch.py). ``scan_log`` walks it batch
-  by batch, in file order, as Kafka's FileLogInputStream frames it: fewer than 12 bytes or
+  by batch, in file order, framed by the reference's ``frame`` (Kafka's FileLogInputStream
+  rule): fewer than 12 bytes or
   ``12 + length`` past the end is an incomplete (torn) batch; ``length < 49`` or magic != 2 stops
   the walk (no later batch boundary can be trusted); a CRC mismatch or records that do not decode
   (codec, decompression, record layout, count) are reported and the walk goes on with the next
@@ -41,14 +42,12 @@ from pylog.partition import Record
 from pylog.reference.batch import (
     CRC_START,
     LOG_OVERHEAD,
-    MAGIC_V2,
-    MIN_LENGTH_FIELD,
     TRANSACTIONAL_MASK,
     BatchHeader,
-    parse_header,
+    frame,
     records_area,
 )
-from pylog.reference.index import OFFSET_ENTRY, TIME_ENTRY
+from pylog.reference.index import OFFSET_ENTRY, TIME_ENTRY, IndexRefused, sanity_check_file
 from pylog.reference.record import Malformed, decode_records_area
 from pylog.reference.segments import TIME_INDEX_SUFFIX, parse_base
 
@@ -258,47 +257,28 @@ def _walk(
     reported = 0
     while pos < end:
         remaining = end - pos
-        if remaining < LOG_OVERHEAD:
+        try:
+            header = frame(view, pos, end)  # the reference's framing rule, checks in its order
+        except CorruptBatchError as error:  # length < 49 or magic != 2: no later boundary holds
             scan.problems.append(
                 Problem(
-                    "torn_tail",
+                    str(error.kind),
                     path,
                     pos,
-                    f"{remaining} bytes at the end do not hold a batch header",
+                    f"{error.args[0]}; {remaining} bytes from here cannot be read",
                     expected,
                 )
             )
             break
-        (length,) = struct.unpack_from(">i", view, pos + 8)
-        if length < MIN_LENGTH_FIELD:
-            scan.problems.append(
-                Problem(
-                    "framing",
-                    path,
-                    pos,
-                    f"batch length field {length} < {MIN_LENGTH_FIELD}; {remaining} bytes from here cannot be read",
-                    expected,
-                )
-            )
+        if header is None:  # incomplete: the torn tail a crash leaves
+            if remaining < LOG_OVERHEAD:
+                why = f"{remaining} bytes at the end do not hold a batch header"
+            else:
+                (length,) = struct.unpack_from(">i", view, pos + 8)
+                why = f"incomplete batch: {LOG_OVERHEAD + length} bytes claimed, {remaining} on disk"
+            scan.problems.append(Problem("torn_tail", path, pos, why, expected))
             break
-        if LOG_OVERHEAD + length > remaining:
-            scan.problems.append(
-                Problem(
-                    "torn_tail",
-                    path,
-                    pos,
-                    f"incomplete batch: {LOG_OVERHEAD + length} bytes claimed, {remaining} on disk",
-                    expected,
-                )
-            )
-            break
-        header = parse_header(view, pos)
-        if header.magic != MAGIC_V2:
-            scan.problems.append(
-                Problem("magic", path, pos, f"batch magic {header.magic} != {MAGIC_V2}", expected)
-            )
-            break
-        batch_size = LOG_OVERHEAD + length
+        batch_size = header.size_bytes
         actual_crc = crc32c(view[pos + CRC_START : pos + batch_size])
         crc_valid = actual_crc == header.crc
         batch = BatchInfo(pos, header, crc_valid)
@@ -349,9 +329,10 @@ def _check_header(scan: LogScan, batch: BatchInfo, expected: int) -> None:
     MemoryRecords.filterTo, DefaultRecordBatch.writeEmptyHeader)."""
     path, pos = scan.path, batch.position
     if batch.header.last_offset_delta < 0:
+        # why offset_order: its lastOffset goes back, and recovery cuts here (batch_fits)
         scan.problems.append(
             Problem(
-                "record_count",
+                "offset_order",
                 path,
                 pos,
                 f"lastOffsetDelta {batch.header.last_offset_delta} < 0",
@@ -588,35 +569,12 @@ def check_time_index(index: IndexEntries, scan: LogScan) -> list[Problem]:
 
 def sanity_check(index_path: str, log_size: int, next_offset: int | None) -> str | None:
     """The check a broker (and both engines) run on an index at startup to decide whether to
-    rebuild it (Kafka's AbstractIndex.sanityCheck, made strict as pylog/reference/index.py's
-    ``check_offset_entries`` / ``check_time_entries``): None when it passes, else why not."""
-    from pylog.reference.index import (
-        IndexRefused,
-        OffsetIndex,
-        TimeIndex,
-        check_offset_entries,
-        check_time_entries,
-    )
-
+    rebuild it (Kafka's AbstractIndex.sanityCheck, made strict: pylog/reference/index.py's
+    ``sanity_check_file``, the check ``load_indexes`` runs): None when it passes, else why not."""
     base = parse_base(os.path.basename(index_path)) or 0
+    time_index = index_path.endswith(TIME_INDEX_SUFFIX)
     try:
-        with open(index_path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return f"{index_path} is missing"
-    time_kind = index_path.endswith(TIME_INDEX_SUFFIX)
-    entry = TIME_ENTRY if time_kind else OFFSET_ENTRY
-    if len(data) % entry.size:
-        return f"{len(data)} bytes is not a whole number of {entry.size}-byte entries"
-    try:
-        if time_kind:
-            time_index = TimeIndex(index_path, base)
-            time_index._extend(data)
-            check_time_entries(time_index, next_offset)
-        else:
-            offset_index = OffsetIndex(index_path, base)
-            offset_index._extend(data)
-            check_offset_entries(offset_index, log_size, next_offset)
+        sanity_check_file(index_path, base, log_size, next_offset, time_index=time_index)
     except IndexRefused as refused:
         return str(refused)
     return None

@@ -30,11 +30,10 @@ from typing import Any
 from pylog.engine import open_partition
 from pylog.errors import PylogError
 from pylog.reference.checkpoint import CLEAN_SHUTDOWN_FILE, topic_partition
+from pylog.reference.lock import OPEN_LOCK_FILE
 from pylog.reference.segment import segment_paths
 from pylog.verification import PartitionHealth
 
-#: the file every open log holds a shared flock on (docs/partition-log.md "Durability")
-OPEN_LOCK_FILE = ".pylog.open"
 INDEX_KINDS = frozenset({"index_entry", "index_size", "time_index_entry"})
 
 

@@ -37,7 +37,7 @@ import os
 import struct
 from bisect import bisect_right
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 OFFSET_ENTRY = struct.Struct(">ii")
 TIME_ENTRY = struct.Struct(">qi")
@@ -122,15 +122,36 @@ def load_indexes(
         if data is None:
             raise IndexRefused(f"{path} is missing")
     assert offset_data is not None and time_data is not None
-    offset_index = OffsetIndex(index_path, base)
-    offset_index._extend(_whole(offset_data, OFFSET_ENTRY_BYTES))
-    time_index = TimeIndex(time_index_path, base)
-    time_index._extend(_whole(time_data, TIME_ENTRY_BYTES))
+    offset_index = _parsed(OffsetIndex(index_path, base), offset_data)
+    time_index = _parsed(TimeIndex(time_index_path, base), time_data)
     check_offset_entries(offset_index, log_bytes, next_offset)
     check_time_entries(time_index, next_offset)
     offset_index.persisted = len(offset_index)
     time_index.persisted = len(time_index)
     return offset_index, time_index
+
+
+def sanity_check_file(
+    path: str, base: int, log_bytes: int, next_offset: int | None, *, time_index: bool
+) -> None:
+    """``load_indexes``' check of one index file, a ``.timeindex`` when ``time_index`` (``pylog
+    dump --index-sanity-check``, pylog/inspect.py); raises ``IndexRefused`` (a missing file too)."""
+    data = _read_file(path)
+    if data is None:
+        raise IndexRefused(f"{path} is missing")
+    if time_index:
+        check_time_entries(_parsed(TimeIndex(path, base), data), next_offset)
+    else:
+        check_offset_entries(_parsed(OffsetIndex(path, base), data), log_bytes, next_offset)
+
+
+_IndexT = TypeVar("_IndexT", bound="_SparseIndex")
+
+
+def _parsed(index: _IndexT, data: bytes) -> _IndexT:
+    """``index`` holding the entries of ``data``, which must be whole entries."""
+    index._extend(_whole(data, index.ENTRY.size))
+    return index
 
 
 def replace_file(path: str, data: bytes) -> None:

@@ -252,3 +252,68 @@ def test_a_log_directory_with_a_catalog_is_repaired_with_the_topics_settings(run
     assert code == 0 and document["repair"][0]["bytes_cut"] == 30
     # the rebuilt index used the topic's index.interval.bytes (200), not the default (4096)
     assert len((partition / segment_name(segment_bases(partition)[-1], ".index")).read_bytes()) > 0
+
+
+def test_scan_log_frames_as_the_reference_reader(tmp_path, engine):
+    """Each way a batch can fail to frame (short tail, length < 49, length past the end, magic
+    != 2) is reported with the kind, position and offset of the reference's ``frame`` rule, the
+    walk stops there, and the batches before it stay framed."""
+    import pytest
+
+    from pylog.errors import CorruptBatchError
+    from pylog.inspect import scan_log
+    from pylog.reference.batch import frame
+
+    partition = tmp_path / "t-0"
+    with open_partition(partition, engine=engine) as log:
+        for i in range(3):
+            log.append([b"a", b"b"], timestamps_ms=[BASE_TS + i] * 2)
+    good = (partition / segment_name(0)).read_bytes()
+    third = parse_batches(good)[2]
+    at = third.position
+    damaged = {
+        "short_tail": (good[: at + 7], "torn_tail"),
+        "past_end": (good[: at + third.size - 1], "torn_tail"),
+        "zero_length": (good[: at + 8] + b"\0" * 4 + good[at + 12 :], "framing"),
+        "bad_magic": (good[: at + 16] + b"\x01" + good[at + 17 :], "magic"),
+    }
+    for name, (data, kind) in damaged.items():
+        path = tmp_path / name / segment_name(0)
+        path.parent.mkdir()
+        path.write_bytes(data)
+        scan = scan_log(str(path))
+        summary = [(p.kind, p.position, p.offset) for p in scan.problems]
+        assert summary == [(kind, at, 4)], (name, scan.problems)
+        assert [b.position for b in scan.batches] == [b.position for b in parse_batches(good)[:2]]
+        assert scan.framed_bytes == at and scan.next_offset == 4 and scan.records == 4
+        if kind == "torn_tail":
+            assert frame(data, at) is None, name
+        else:
+            with pytest.raises(CorruptBatchError) as caught:
+                frame(data, at)
+            assert (caught.value.kind, caught.value.position) == (kind, at), name
+
+
+def test_a_negative_last_offset_delta_is_damage_recovery_cuts_at(tmp_path, engine):
+    """A CRC-valid batch with lastOffsetDelta < 0 is where recovery cuts (batch_fits), so verify
+    classifies it as such: repairable above the recovery point, never below it."""
+    from pylog.reference.batch import crc32c
+    from pylog.verification import CUT_KINDS, verify_partition
+
+    partition = tmp_path / "t-0"
+    with open_partition(partition, engine=engine) as log:
+        for i in range(3):
+            log.append([b"a", b"b"], timestamps_ms=[BASE_TS + i] * 2)
+    log_path = partition / segment_name(0)
+    data = bytearray(log_path.read_bytes())
+    third = parse_batches(data)[2]
+    struct.pack_into(">i", data, third.position + 23, -1)  # lastOffsetDelta
+    end = third.position + third.size
+    struct.pack_into(">I", data, third.position + 17, crc32c(bytes(data[third.position + 21 : end])))
+    log_path.write_bytes(bytes(data))
+    for point, repairable in ((4, True), (6, False)):
+        (partition / "recovery-point-offset-checkpoint").write_text(f"0\n1\nt 0 {point}\n")
+        health = verify_partition(str(partition))
+        at = [p for p in health.problems if p.position == third.position and p.kind in CUT_KINDS]
+        assert [(p.kind, p.repairable) for p in at] == [("offset_order", repairable)], health.problems
+        assert (health.unsafe_to_recover() is None) == repairable
