@@ -3,9 +3,9 @@
 kafka-delete-records.sh (``Log.delete_records``).
 
 ``compact``'s PATH is the log directory (default ``--dir``). With one positional it is PATH when it
-names a log directory (a ``catalog.db`` inside), else TOPIC of ``--dir``; with none, every topic
-whose ``cleanup.policy`` has ``compact`` is compacted. A progress bar on stderr (a terminal only)
-counts the partitions as each topic's compaction finishes.
+names a log directory (a ``catalog.db`` inside) or no ``--dir`` is given, else TOPIC of ``--dir``;
+with none, every topic whose ``cleanup.policy`` has ``compact`` is compacted. A progress bar on
+stderr (a terminal only) counts the partitions as each partition's compaction finishes.
 
 ``delete-records --before OFFSET`` leaves a partition that already starts at or past OFFSET as it
 is; ``--offset P=O`` below P's start is an error, as ``Log.delete_records`` has it.
