@@ -28,7 +28,8 @@ from pylog.cli import record_format
 
 
 def write(path, topic: str, records: list[dict]) -> None:
-    """``records`` (``Producer.send`` keyword arguments) appended in order, durably."""
+    """``records`` (``Producer.send`` keyword arguments) appended in order, written to the OS
+    (acks=1) before it returns."""
     with pylog.open(path, auto_create_topics=False) as log, log.producer(acks=1) as producer:
         for record in records:
             producer.send(topic, **record)
