@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pylog
+from pylog.embedded.catalog import CATALOG_FILE
 
 #: the environment variable naming the default log directory of every command
 DIR_ENVIRONMENT = "PYLOG_DIR"
@@ -85,9 +86,14 @@ def log_directory(args: argparse.Namespace, *, must_exist: bool = True) -> str:
         raise CliError(f"no log directory: pass --dir PATH or set {DIR_ENVIRONMENT}")
     if must_exist and not os.path.isdir(path):
         raise CliError(f"no log directory at {path}")
-    if must_exist and not os.path.exists(os.path.join(path, "catalog.db")):
-        raise CliError(f"{path} is not a pylog log directory (no catalog.db)")
+    if must_exist and not is_log_directory(path):
+        raise CliError(f"{path} is not a pylog log directory (no {CATALOG_FILE})")
     return path
+
+
+def is_log_directory(path: str) -> bool:
+    """Whether ``path`` is a pylog log directory (it holds the catalog)."""
+    return os.path.isfile(os.path.join(path, CATALOG_FILE))
 
 
 #: ``open_log(args, config=NO_CLEANER)``: a short-lived command that only looks or makes one change

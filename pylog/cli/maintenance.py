@@ -3,9 +3,9 @@
 kafka-delete-records.sh (``Log.delete_records``).
 
 ``compact``'s PATH is the log directory (default ``--dir``). With one positional it is PATH when it
-names a log directory (a ``catalog.db`` inside), else TOPIC of ``--dir``; with none, every topic
-whose ``cleanup.policy`` has ``compact`` is compacted. A progress bar on stderr (a terminal only)
-counts the partitions as each topic's compaction finishes.
+names a log directory (a ``catalog.db`` inside) or no ``--dir`` is given, else TOPIC of ``--dir``;
+with none, every topic whose ``cleanup.policy`` has ``compact`` is compacted. A progress bar on
+stderr (a terminal only) counts the partitions as each partition's compaction finishes.
 
 ``delete-records --before OFFSET`` leaves a partition that already starts at or past OFFSET as it
 is; ``--offset P=O`` below P's start is an error, as ``Log.delete_records`` has it.
@@ -21,7 +21,6 @@ is; ``--offset P=O`` below P's start is an error, as ``Log.delete_records`` has 
 from __future__ import annotations
 
 import argparse
-import os
 
 import pylog
 from pylog.cli.common import (
@@ -30,6 +29,7 @@ from pylog.cli.common import (
     add_dir_argument,
     emit_json,
     emit_table,
+    is_log_directory,
     open_log,
     progress,
     require_topic,
@@ -76,10 +76,6 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     where.add_argument("--before", type=int, metavar="OFFSET", help="the same OFFSET for every partition")
     delete.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     delete.set_defaults(handler=delete_records)
-
-
-def is_log_directory(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "catalog.db"))
 
 
 def compact_places(args: argparse.Namespace) -> str | None:

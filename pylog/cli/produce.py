@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from pylog.cli import record_format
 from pylog.cli.common import CliError, add_dir_argument, open_log, progress, require_topic
-from pylog.producer import COMPRESSION_TYPES
+from pylog.producer import COMPRESSION_TYPES, ProducerConfig
 
 #: the most bytes read from the input at once: a chunk's lines become one send_batch (why 1 MiB:
 #: large enough that the per-call cost vanishes, small enough to stay under a topic's default
@@ -39,7 +39,7 @@ CHUNK_BYTES = 1 << 20
 
 #: a record larger than this is refused before sending (the producer's max_request_size default,
 #: as Kafka's producer refuses a record over max.request.size)
-MAX_RECORD_BYTES = 1 << 20
+MAX_RECORD_BYTES = ProducerConfig.max_request_size
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:

@@ -174,17 +174,9 @@ def decode_json_line(line: bytes) -> OutgoingRecord:
     value = value.encode("utf-8") if type(value) is str else decode_json_bytes(value, "value")
     key = document.get("key")
     key = key.encode("utf-8") if type(key) is str else decode_json_bytes(key, "key")
-    headers = document.get("headers")
-    if headers:
-        headers = _decode_json_headers(headers)
-    elif headers is not None and headers != []:
-        raise RecordFormatError("headers must be a list of [name, value]")
-    partition = document.get("partition")
-    if partition is not None:
-        partition = _optional_int(partition, "partition", 0, 2**31 - 1)
-    timestamp = document.get("timestamp")
-    if timestamp is not None:
-        timestamp = _optional_int(timestamp, "timestamp", 0, 2**63 - 1)
+    headers = _decode_json_headers(document.get("headers"))
+    partition = _optional_int(document.get("partition"), "partition", 0, 2**31 - 1)
+    timestamp = _optional_int(document.get("timestamp"), "timestamp", 0, 2**63 - 1)
     return OutgoingRecord(value, key, headers or None, partition, timestamp)
 
 

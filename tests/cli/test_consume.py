@@ -15,12 +15,12 @@ import selectors
 import shlex
 import signal
 import subprocess
-import sys
 
 import pytest
 
 import pylog
 from cli.admin_checks import one_line_error
+from cli.conftest import pylog_command
 from cli.read_back import read_all
 from pylog import TopicPartition
 from pylog.bench_processes import same_pylog_env
@@ -28,7 +28,8 @@ from pylog.cli import record_format
 
 
 def write(path, topic: str, records: list[dict]) -> None:
-    """``records`` (``Producer.send`` keyword arguments) appended in order, durably."""
+    """``records`` (``Producer.send`` keyword arguments) appended in order, written to the OS
+    (acks=1) before it returns."""
     with pylog.open(path, auto_create_topics=False) as log, log.producer(acks=1) as producer:
         for record in records:
             producer.send(topic, **record)
@@ -164,11 +165,6 @@ def test_binary_round_trip_through_produce(run_pylog, log_dir, engine, form):
             return sorted(((r.key, r.value, r.headers) for r in records), key=repr)
 
         assert content(copied) == content(original)
-
-
-def pylog_command(*args: object) -> list[str]:
-    # why -P: the working directory must not shadow the pylog this process runs (as conftest's)
-    return [sys.executable, "-P", "-m", "pylog", *map(str, args)]
 
 
 def shell(command: str, cwd) -> subprocess.CompletedProcess:

@@ -14,6 +14,7 @@ import pylog
 from cli.admin_checks import one_line_error
 from cli.read_back import read_all
 from pylog.cli import record_format
+from pylog.cli.produce import MAX_RECORD_BYTES
 
 
 @pytest.fixture
@@ -234,18 +235,12 @@ def test_hex_lines_and_their_errors(run_pylog, log_dir):
 
 
 def test_a_record_too_large_is_refused_with_its_line(run_pylog, log_dir):
-    huge = b"x" * (record_format_limit() + 1)
+    huge = b"x" * (MAX_RECORD_BYTES + 1)
     error = one_line_error(
         run_pylog("produce", "one", "--dir", log_dir, input=b"small\n" + huge + b"\nafter\n")
     )
     assert "line 2" in error and "larger than" in error
     assert [r.value for r in read_all(log_dir, "one")] == [b"small"]
-
-
-def record_format_limit() -> int:
-    from pylog.cli.produce import MAX_RECORD_BYTES
-
-    return MAX_RECORD_BYTES
 
 
 def test_record_format_json_round_trips_bytes():
