@@ -1,9 +1,10 @@
 """The backend seam: what the public client API (``Log``, ``Producer``, ``Consumer``) stands on.
 
 The public API knows nothing of SQLite or engines; it talks to one object with this surface. The
-embedded backend (``pylog.embedded.backend.EmbeddedBackend``: the catalog plus the engine seam) is
-the implementation today; a Kafka backend will give the same surface over a real Kafka client
-library, so keep it small. Every method may be called from any thread; after ``close()`` every
+embedded backend (``pylog.embedded.backend.EmbeddedBackend``: the catalog plus the engine seam)
+and the Kafka backend (``pylog.kafka.backend.KafkaBackend``: a real cluster through
+confluent-kafka) give this surface. What one backend cannot do raises
+``pylog.errors.UnsupportedError``, never nothing. Every method may be called from any thread; after ``close()`` every
 call raises ``pylog.errors.ClientClosedError``.
 
 Errors are ``pylog.errors`` classes: ``UnknownTopicOrPartitionError`` (unknown or deleted topic, no
@@ -23,9 +24,9 @@ from pylog.types import TopicDescription, TopicPartition
 class Backend(Protocol):
     """The storage behind one ``pylog.Log``."""
 
-    #: the log directory (embedded) or a description of the cluster
+    #: the log directory (embedded) or the ``kafka://`` URL of the cluster
     path: str
-    #: the engine name (``"native"`` / ``"reference"``) of the embedded backend
+    #: the engine name (``"native"`` / ``"reference"``) of the embedded backend; ``"kafka"``
     engine: str
     #: whether ``partitions_for(topic, create=True)`` creates an unknown topic
     auto_create_topics: bool
@@ -127,6 +128,12 @@ class Backend(Protocol):
     ) -> dict[TopicPartition, int]: ...
 
     # --- the cores behind the public clients -----------------------------------------------------
+
+    def new_consumer(self, topics: tuple[str, ...], config: dict[str, Any]) -> Any:
+        """A consumer (a ``pylog.Consumer``; the Kafka backend's is its subclass
+        ``pylog.kafka.consumer.KafkaConsumer``) subscribed to ``topics`` if any, from
+        kafka-python-named ``config``."""
+        ...
 
     def producer_core(self, config: Any) -> Any:
         """The core behind a ``pylog.Producer`` (accumulator, partitioner, group commit)."""

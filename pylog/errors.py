@@ -213,7 +213,47 @@ class FencedInstanceIdError(PylogError):
     (Kafka's FENCED_INSTANCE_ID); this one is out of the group for good."""
 
 
+# --- the kafka backend's errors (pylog.kafka; names are kafka-python's) --------------------------
+
+
+class UnsupportedError(PylogError, NotImplementedError):
+    """The operation or setting does not exist on this backend (e.g. ``Log.compact`` on a Kafka
+    cluster, whose brokers run their own cleaner; an embedded-only config key). Raised instead of
+    doing nothing; docs/kafka.md lists what differs."""
+
+
+class KafkaConnectionError(PylogError, ConnectionError):
+    """The Kafka cluster could not be reached (no broker answered, or the transport failed) within
+    the client's timeouts."""
+
+
+class AuthenticationError(PylogError):
+    """The cluster refused the client's credentials (SASL or SSL handshake failure)."""
+
+
+class AuthorizationError(PylogError, PermissionError):
+    """The cluster refused the operation on an ACL (Kafka's ``*_AUTHORIZATION_FAILED``)."""
+
+
+class BrokerResponseError(PylogError):
+    """A Kafka error code no narrower class covers: ``code`` is Kafka's numeric error code
+    (clients/src/main/java/org/apache/kafka/common/protocol/Errors.java; librdkafka's for local
+    errors, which are negative), ``name`` its name, ``retriable`` whether the client may retry."""
+
+    def __init__(self, message: str = "", code: int = -1, name: str = "UNKNOWN", retriable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.name = name
+        self.retriable = retriable
+
+    def __reduce__(self):
+        return (type(self), (str(self.args[0]) if self.args else "", self.code, self.name, self.retriable))
+
+
 __all__ = [
+    "AuthenticationError",
+    "AuthorizationError",
+    "BrokerResponseError",
     "CatalogError",
     "ClientClosedError",
     "CommitFailedError",
@@ -229,6 +269,7 @@ __all__ = [
     "InvalidPartitionsError",
     "InvalidRecordError",
     "InvalidTopicError",
+    "KafkaConnectionError",
     "KafkaTimeoutError",
     "LogClosedError",
     "NoOffsetForPartitionError",
@@ -239,4 +280,5 @@ __all__ = [
     "SerializationError",
     "TopicAlreadyExistsError",
     "UnknownTopicOrPartitionError",
+    "UnsupportedError",
 ]

@@ -2,9 +2,11 @@
 
 A ``Log`` is what a Kafka user knows as a cluster connection plus its admin client: it makes
 producers and consumers (kafka-python's names) and manages topics and consumer groups. It knows
-nothing of storage: everything goes through its backend (``pylog.backend.Backend``; today the
-embedded one, ``pylog.embedded.backend.EmbeddedBackend``: an SQLite catalog in the directory plus
-one engine partition directory per topic-partition, ``<path>/<topic>-<n>/``).
+nothing of storage: everything goes through its backend (``pylog.backend.Backend``): the embedded
+one, ``pylog.embedded.backend.EmbeddedBackend`` (an SQLite catalog in the directory plus one
+engine partition directory per topic-partition, ``<path>/<topic>-<n>/``), or, for
+``pylog.open("kafka://host:port,...")``, ``pylog.kafka.backend.KafkaBackend``: a real Kafka
+cluster through confluent-kafka (docs/kafka.md lists what differs).
 
 The embedded backend runs a background cleaner thread per ``Log`` (compaction of compacted
 topics, retention of the others; settings: ``pylog.open(config=...)``, docs/compaction.md).
@@ -23,7 +25,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pylog.errors import ClientClosedError
+from pylog.errors import ClientClosedError, InvalidConfigError
 from pylog.partition import CleanResult, RetentionResult
 from pylog.types import TopicDescription, TopicPartition
 
@@ -38,25 +40,34 @@ class Log:
         engine: str | None = None,
         auto_create_topics: bool = True,
         config: Mapping[str, Any] | None = None,
+        backend: Any = None,
     ):
-        from pylog.embedded.backend import EmbeddedBackend
+        if backend is None:
+            from pylog.embedded.backend import EmbeddedBackend
 
-        self._backend = EmbeddedBackend(
-            os.fspath(path), engine=engine, auto_create_topics=auto_create_topics, config=config
-        )
+            backend = EmbeddedBackend(
+                os.fspath(path), engine=engine, auto_create_topics=auto_create_topics, config=config
+            )
+        self._backend = backend
         self._lock = threading.Lock()
         self._closed = False
         self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @property
     def path(self) -> str:
-        """The log directory (absolute)."""
+        """The log directory (absolute), or the ``kafka://`` URL of a cluster."""
         return self._backend.path
 
     @property
     def engine(self) -> str:
-        """The engine every partition is opened with (``"native"`` or ``"reference"``)."""
+        """The engine every partition is opened with (``"native"`` or ``"reference"``), or
+        ``"kafka"`` on a Kafka cluster."""
         return self._backend.engine
+
+    @property
+    def backend(self) -> Any:
+        """What this log stands on (``pylog.backend.Backend``); its class says which kind."""
+        return self._backend
 
     @property
     def closed(self) -> bool:
@@ -205,11 +216,9 @@ class Log:
     def consumer(self, *topics: str, **config: Any) -> Any:
         """A ``pylog.Consumer`` (kafka-python's config names), subscribed to ``topics`` if given."""
         self._check_open()
-        from pylog.consumer import Consumer
-
         with self._lock:
             self._check_open()
-            client = Consumer(self._backend, *topics, **config)
+            client = self._backend.new_consumer(topics, config)
             self._clients.add(client)
         return client
 
@@ -246,14 +255,27 @@ class Log:
         return f"<pylog.Log {self._backend.path!r} engine={self._backend.engine} {state}>"
 
 
+#: the scheme of a Kafka cluster's address in ``pylog.open``
+KAFKA_SCHEME = "kafka://"
+
+
 def open(
     path: str | os.PathLike[str],
     *,
     engine: str | None = None,
     auto_create_topics: bool = True,
     config: Mapping[str, Any] | None = None,
+    **client_config: Any,
 ) -> Log:
-    """Open (creating if needed) the log directory at ``path``.
+    """Open (creating if needed) the log directory at ``path``, or connect to a Kafka cluster.
+
+    ``pylog.open("kafka://host:port[,host:port...]", **client_config)`` returns a ``Log`` over a
+    real Kafka cluster (``pylog.kafka.backend.KafkaBackend``, through confluent-kafka): the same
+    producers, consumers and admin calls. ``client_config`` takes librdkafka's properties
+    (``security.protocol``; ``_`` may stand for ``.``, so ``security_protocol="SSL"``) for every
+    client made from it; docs/kafka.md lists them and what differs from the embedded backend.
+    ``engine`` and ``config`` (broker settings) are the embedded backend's and raise
+    ``InvalidConfigError`` there.
 
     ``engine`` picks the partition engine (``"native"``, ``"reference"``; default
     ``PYLOG_ENGINE`` or native). With ``auto_create_topics`` (the default, as on a Kafka broker) a
@@ -264,4 +286,17 @@ def open(
     ``pylog.broker_config``); unknown keys and bad values raise ``InvalidConfigError``. Raises
     ``CatalogError`` if the directory's ``catalog.db`` is corrupt or not pylog's.
     """
+    if isinstance(path, str) and path.startswith(KAFKA_SCHEME):
+        from pylog.kafka.backend import KafkaBackend
+
+        if engine is not None or config is not None:
+            raise InvalidConfigError(
+                "engine= and config= are the embedded backend's; a Kafka cluster's broker settings are its own"
+            )
+        backend = KafkaBackend(path, auto_create_topics=auto_create_topics, **client_config)
+        return Log(path, backend=backend)
+    if client_config:
+        raise InvalidConfigError(
+            f"unknown pylog.open() arguments {sorted(client_config)}: client settings are for kafka:// URLs"
+        )
     return Log(path, engine=engine, auto_create_topics=auto_create_topics, config=config)

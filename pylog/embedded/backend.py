@@ -774,6 +774,11 @@ class EmbeddedBackend:
 
     # --- factories of the embedded cores (each owned by its own module) ---------------------------
 
+    def new_consumer(self, topics: tuple[str, ...], config: dict[str, Any]) -> Any:
+        from pylog.consumer import Consumer
+
+        return Consumer(self, *topics, **config)
+
     def producer_core(self, config: Any) -> Any:
         """The accumulator/partitioner/group-commit core behind a ``pylog.Producer``."""
         from pylog.embedded.producer_core import ProducerCore

@@ -53,7 +53,6 @@ members of a backend and safe to call from any thread.
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import os
@@ -76,9 +75,9 @@ from pylog.errors import (
     InconsistentGroupProtocolError,
     InvalidGroupIdError,
     NonEmptyGroupError,
-    NoOffsetForPartitionError,
     UnknownTopicOrPartitionError,
 )
+from pylog.offset_reset import checked_partitions, reset_offset_targets, reset_target
 from pylog.types import OffsetAndMetadata, TopicPartition
 
 _log = logging.getLogger("pylog")
@@ -786,7 +785,7 @@ class GroupStore:
         check_group_id(group_id)
         kind, amount = reset_target(to)
         count = self._backend.partitions_for(topic)
-        chosen = range(count) if partitions is None else _checked_partitions(topic, count, partitions)
+        chosen = range(count) if partitions is None else checked_partitions(topic, count, partitions)
         # why before the transaction: the store never calls the backend inside one (module header)
         ranges: dict[TopicPartition, tuple[int, int, int | None]] = {}
         for partition in chosen:
@@ -796,25 +795,7 @@ class GroupStore:
             ranges[tp] = (log.start_offset, log.end_offset, found)
 
         def targets(committed: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
-            new: dict[TopicPartition, int] = {}
-            for tp, (start, end, found) in ranges.items():
-                if kind == "earliest":
-                    wanted = start
-                elif kind == "latest":
-                    wanted = end
-                elif kind == "timestamp":
-                    wanted = end if found is None else found
-                elif kind == "shift":
-                    if tp not in committed:
-                        raise NoOffsetForPartitionError(
-                            f"cannot shift the offset of {tp.topic}-{tp.partition} for group {group_id!r}: "
-                            "it has no committed offset"
-                        )
-                    wanted = committed[tp] + amount
-                else:
-                    wanted = amount
-                new[tp] = min(max(wanted, start), end)
-            return new
+            return reset_offset_targets(group_id, kind, amount, ranges, committed)
 
         if dry_run:
             with self._catalog.read() as db:
@@ -848,51 +829,6 @@ class GroupStore:
                 (group_id, topic),
             )
         }
-
-
-def reset_target(to: object) -> tuple[str, int]:
-    """``reset_offsets``'s ``to`` as ``(kind, amount)``: ``("earliest"|"latest", 0)``,
-    ``("offset", n)``, ``("timestamp", ms)`` (from ``{"timestamp": ms}`` or an aware
-    ``datetime``) or ``("shift", n)`` (from ``{"shift": n}``). A naive datetime is a
-    ``ValueError`` (which zone would it be?); anything else a ``TypeError``."""
-    if isinstance(to, str) and to in ("earliest", "latest"):
-        return to, 0
-    if _is_int(to):
-        return "offset", int(to)  # type: ignore[call-overload]
-    if isinstance(to, datetime.datetime):
-        if to.tzinfo is None:
-            raise ValueError("reset_offsets(to=datetime) needs an aware datetime (with tzinfo)")
-        return "timestamp", int(to.timestamp() * 1000)
-    if isinstance(to, Mapping) and len(to) == 1:
-        ((key, value),) = to.items()
-        if key in ("timestamp", "shift") and _is_int(value):
-            return key, int(value)
-    raise TypeError(
-        "reset_offsets(to=...) takes 'earliest', 'latest', an int offset, {'timestamp': ms}, "
-        f"{{'shift': n}} or an aware datetime: {to!r}"
-    )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _checked_partitions(topic: str, count: int, partitions: Iterable[int]) -> list[int]:
-    """``partitions`` of a topic of ``count`` partitions, each once, in order;
-    ``UnknownTopicOrPartitionError`` for one it does not have."""
-    if isinstance(partitions, (str, bytes)) or not isinstance(partitions, Iterable):
-        raise TypeError(f"partitions must be an iterable of partition numbers, not {partitions!r}")
-    chosen: list[int] = []
-    for partition in partitions:
-        if not _is_int(partition):
-            raise TypeError(f"a partition number must be an int, not {partition!r}")
-        if not 0 <= partition < count:
-            raise UnknownTopicOrPartitionError(
-                f"topic {topic!r} has no partition {partition} (it has {count}: 0..{count - 1})"
-            )
-        if partition not in chosen:
-            chosen.append(partition)
-    return sorted(chosen)
 
 
 def select_protocol(preferences: list[list[str]]) -> str:
