@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import skip_on_kafka
 
 import pylog
 from pylog.bench_processes import same_pylog_env
@@ -31,6 +32,12 @@ from pylog.types import TopicPartition
 DAY_MS = 24 * 3600 * 1000
 WAIT_S = 30  # the bound of every wait for background work (a hang fails instead of blocking)
 TP0 = TopicPartition("t", 0)
+#: why a test's kafka param is skipped
+ONE_RECORD_SEGMENTS = (
+    "counts one-record segments (segment.bytes=100; Kafka's minimum is 1 MiB) and their sizes on disk"
+)
+BROKERS_RETAIN = "calls Log.apply_retention; a cluster's brokers apply retention on their own schedule"
+CHILD_ON_THE_DIRECTORY = "another process deletes records through the log directory (segment.bytes=100)"
 
 
 def produce(
@@ -109,6 +116,7 @@ def test_delete_records_moves_the_low_watermark_inside_a_segment(log: pylog.Log)
 
 
 def test_delete_records_deletes_whole_segments_below_the_new_start(log: pylog.Log) -> None:
+    skip_on_kafka(log, ONE_RECORD_SEGMENTS)
     segmented_topic(log, 10)
     before = log.describe_topic("t").partitions[0].size_bytes
     assert log.delete_records("t", {0: 6}) == {TP0: 6}
@@ -156,6 +164,7 @@ def test_delete_records_below_the_start_and_of_unknown_topics_are_errors(log: py
 
 
 def test_apply_retention_by_size_deletes_the_oldest_sealed_segments(log: pylog.Log) -> None:
+    skip_on_kafka(log, BROKERS_RETAIN)
     segmented_topic(log, 8)
     sizes_before = log.describe_topic("t").partitions[0]
     # retention.bytes of about three one-record segments: the oldest ones go, the active stays
@@ -172,6 +181,7 @@ def test_apply_retention_by_size_deletes_the_oldest_sealed_segments(log: pylog.L
 
 
 def test_apply_retention_by_time_keeps_recent_records(log: pylog.Log) -> None:
+    skip_on_kafka(log, BROKERS_RETAIN)
     log.create_topic("t", config={"segment.bytes": 100, "retention.ms": DAY_MS})
     now = time.time_ns() // 1_000_000
     with log.producer(linger_ms=0) as producer:
@@ -183,6 +193,7 @@ def test_apply_retention_by_time_keeps_recent_records(log: pylog.Log) -> None:
 
 
 def test_apply_retention_leaves_compact_only_topics_to_the_cleaner(log: pylog.Log) -> None:
+    skip_on_kafka(log, BROKERS_RETAIN)
     segmented_topic(log, 4, **{"retention.bytes": 0})
     log.create_topic("c", config={"cleanup.policy": "compact", "segment.bytes": 100, "retention.bytes": 0})
     produce(log, "c", 4)
@@ -216,6 +227,7 @@ def delete_records_in_another_process(log_dir: Path, engine: str, offset: int) -
 def test_a_consumer_below_a_start_moved_by_another_process_applies_auto_offset_reset(
     log: pylog.Log, log_dir: Path, engine: str, policy: str, resumes_at: int
 ) -> None:
+    skip_on_kafka(log, CHILD_ON_THE_DIRECTORY)
     segmented_topic(log, 10)
     with log.consumer(auto_offset_reset=policy) as consumer:
         consumer.assign([TP0])
@@ -238,6 +250,7 @@ def test_a_consumer_below_a_start_moved_by_another_process_applies_auto_offset_r
 def test_a_consumer_with_auto_offset_reset_none_gets_offset_out_of_range(
     log: pylog.Log, log_dir: Path, engine: str
 ) -> None:
+    skip_on_kafka(log, CHILD_ON_THE_DIRECTORY)
     segmented_topic(log, 10)
     with log.consumer(auto_offset_reset="none") as consumer:
         consumer.assign([TP0])
@@ -326,6 +339,7 @@ def test_a_non_mapping_config_is_refused(log_dir: Path) -> None:
 
 
 def test_poll_columns_below_a_new_start_resets_to_it(log: pylog.Log, log_dir: Path, engine: str) -> None:
+    skip_on_kafka(log, CHILD_ON_THE_DIRECTORY)
     segmented_topic(log, 10)
     with log.consumer(auto_offset_reset="earliest") as consumer:
         consumer.assign([TP0])
