@@ -71,8 +71,6 @@ _log = logging.getLogger("pylog.producer")
 
 #: how long one poll of the background thread waits for reports (bounds its reaction to close)
 _POLL_WAIT_S = 0.1
-#: librdkafka's "no offset" (RD_KAFKA_OFFSET_INVALID): an acks=0 record's report
-_NO_OFFSET = -1001
 _LOG_APPEND_TIME = confluent_kafka.TIMESTAMP_LOG_APPEND_TIME
 _NOT_AVAILABLE = confluent_kafka.TIMESTAMP_NOT_AVAILABLE
 _PURGED = frozenset({confluent_kafka.KafkaError._PURGE_QUEUE, confluent_kafka.KafkaError._PURGE_INFLIGHT})
@@ -142,7 +140,7 @@ class KafkaRecordFuture(_Future):
                 topic,
                 partition,
                 TopicPartition(topic, partition),
-                -1 if offset == _NO_OFFSET else offset,
+                -1 if offset is None or offset < 0 else offset,  # acks=0: no offset reported
                 timestamp,
                 None,
                 -1 if key is None else len(key),
@@ -164,14 +162,16 @@ class KafkaBatchFuture(_Future):
     offsets of one partition (the API of ``pylog.future.FutureBatchMetadata``). ``_delivered``
     is the one delivery callback of all the batch's records."""
 
-    __slots__ = ("_core", "_left", "_reports", "_topic", "done")
+    __slots__ = ("_core", "_left", "_reports", "_stamped", "_topic", "done")
 
-    def __init__(self, core: KafkaProducerCore, topic: str, count: int):
+    def __init__(self, core: KafkaProducerCore, topic: str, count: int, stamped: bool):
         self._result = self
         self._value = None
         self.done = False
         self._core = core
         self._topic = topic
+        #: the records came with timestamps (then a run's ``timestamp`` is -1 unless LogAppendTime)
+        self._stamped = stamped
         self._left = count
         self._reports: list[tuple[Any, int, int, int, bool]] = []
 
@@ -209,7 +209,10 @@ class KafkaBatchFuture(_Future):
             if last is not None and last.partition == partition and last.base_offset + last.count == offset:
                 runs[-1] = last._replace(count=last.count + 1)
             else:
-                runs.append(BatchMetadata(self._topic, partition, offset, 1, timestamp if log_append else -1))
+                # why the first record's time: records without timestamp_ms got the time librdkafka
+                # took them (the embedded run's time is its append's); LogAppendTime overrides
+                run_time = timestamp if log_append or not self._stamped else -1
+                runs.append(BatchMetadata(self._topic, partition, offset, 1, run_time))
         return runs, None
 
     def wait(self, timeout: float | None) -> bool:
@@ -290,12 +293,9 @@ class KafkaProducerCore:
             future = _new_object(self._future_class)
             try:
                 self._produce(topic, value, key, -1, future._delivered)
-                return future
-            except BufferError:
-                self._produce_when_room(future, topic, value, key, -1, None, None)
-                return future
-            except confluent_kafka.KafkaException as error:
-                return self._refused(error, topic, -1, key, value)
+            except (BufferError, confluent_kafka.KafkaException):
+                return self._produce_refused(future, (topic, value, key, -1, future._delivered))
+            return future
         return self._send_checked(
             topic, value, key, headers, partition, timestamp_ms, key_object, value_object
         )
@@ -348,57 +348,76 @@ class KafkaProducerCore:
             )
         else:
             partition = -1  # why: librdkafka's murmur2_random partitioner decides
+        # why positional: confluent-kafka's order is (topic, value, key, partition, callback,
+        # on_delivery (its alias), timestamp (0: now), headers)
+        record = (topic, value, key, partition, future._delivered, None, timestamp_ms or 0, headers)
         try:
-            # why positional: confluent-kafka's order is (topic, value, key, partition, callback,
-            # on_delivery (its alias), timestamp (0: now), headers)
-            self._produce(topic, value, key, partition, future._delivered, None, timestamp_ms or 0, headers)
-        except BufferError:
-            self._produce_when_room(future, topic, value, key, partition, timestamp_ms, headers)
-        except confluent_kafka.KafkaException as error:
-            return self._refused(error, topic, partition, key, value)
+            self._produce(*record)
+        except (BufferError, confluent_kafka.KafkaException):
+            return self._produce_refused(future, record)
         return future
 
-    def _produce_when_room(
-        self,
-        future: KafkaRecordFuture,
-        topic: str,
-        value: Any,
-        key: Any,
-        partition: int,
-        timestamp_ms: int | None,
-        headers: Any,
-    ) -> None:
-        """librdkafka's queue is full: serve reports and retry until ``max_block_ms`` (Kafka's
-        producer blocks ``send`` as long when its buffer memory is exhausted)."""
+    def _produce_record(self, record: tuple[Any, ...]) -> None:
+        """``produce(*record)`` (its positional arguments) where the fast path cannot: a full
+        queue makes it serve reports and retry until ``max_block_ms`` (Kafka's producer blocks
+        ``send`` as long when its buffer memory is exhausted), then ``KafkaTimeoutError``; a
+        partition librdkafka does not know yet (added since its metadata) refreshes its metadata;
+        other refusals raise their typed error."""
         deadline = time.monotonic() + self._max_block_s
         while True:
-            self._serve(0.01)
             try:
-                self._produce(
-                    topic, value, key, partition, future._delivered, None, timestamp_ms or 0, headers
-                )
+                self._produce(*record)
                 return
             except BufferError:
                 if time.monotonic() >= deadline:
                     raise KafkaTimeoutError(
                         f"librdkafka's queue stayed full for max_block_ms = {self._max_block_s * 1000:.0f}"
                     ) from None
+                self._serve(0.01)
+            except confluent_kafka.KafkaException as error:
+                topic, partition = record[0], record[3]
+                if self._closed:
+                    raise ClientClosedError("the producer is closed") from None
+                if not (
+                    partition >= 0
+                    and kafka_errors.is_code(error, "_UNKNOWN_PARTITION")
+                    and self._learn_partition(topic, partition, deadline)
+                ):
+                    raise kafka_errors.translate(error, f"send to {topic!r}") from None
 
-    def _refused(
-        self, error: Exception, topic: str, partition: int, key: Any = None, value: Any = None
-    ) -> Any:
-        """A record librdkafka refused at ``produce``: a failed future for per-record errors (too
-        large), else the typed error raised."""
-        if self._closed:
-            raise ClientClosedError("the producer is closed") from None
-        made = kafka_errors.translate(error, f"send to {topic!r}")
-        key_size = -1 if key is None else len(key)
-        value_size = -1 if value is None else len(value)
-        if isinstance(made, RecordTooLargeError | UnknownTopicOrPartitionError):
-            if isinstance(made, UnknownTopicOrPartitionError):
+    def _learn_partition(self, topic: str, partition: int, deadline: float) -> bool:
+        """Ask librdkafka's metadata again until it shows ``partition`` (the backend's metadata
+        did); whether it does before ``deadline``."""
+        while time.monotonic() < deadline:
+            try:
+                metadata = self._producer.list_topics(
+                    topic, timeout=max(min(deadline - time.monotonic(), 1.0), 0.01)
+                )
+            except confluent_kafka.KafkaException:
+                continue
+            known = metadata.topics.get(topic)
+            if known is not None and partition in known.partitions:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _produce_refused(self, future: Any, record: tuple[Any, ...]) -> Any:
+        """``produce`` refused ``record`` once: retry it (``_produce_record``); a per-record
+        refusal (too large; unknown partition or topic) is a failed future, as Kafka's producer
+        returns one; other errors are raised."""
+        try:
+            self._produce_record(record)
+            return future
+        except (RecordTooLargeError, UnknownTopicOrPartitionError) as error:
+            topic, value, key, partition = record[:4]
+            if isinstance(error, UnknownTopicOrPartitionError):
                 self._topics.pop(topic, None)
-            return failed_record_future(TopicPartition(topic, partition), made, key_size, value_size)
-        raise made
+            return failed_record_future(
+                TopicPartition(topic, partition),
+                error,
+                -1 if key is None else len(key),
+                -1 if value is None else len(value),
+            )
 
     def send_batch(
         self,
@@ -411,7 +430,8 @@ class KafkaProducerCore:
     ) -> KafkaBatchFuture:
         """Hand whole columns to librdkafka: to ``partition``, else each record by its key
         (murmur2), records without key to librdkafka's sticky partition. Without headers one
-        ``produce_batch`` call; with headers (which it does not take) one ``produce`` per record."""
+        ``produce_batch`` call; with headers or timestamps (which it does not take) one
+        ``produce`` per record."""
         if self._closed:
             raise ClientClosedError("the producer is closed")
         count = self._topics.get(topic)
@@ -428,44 +448,40 @@ class KafkaProducerCore:
             for stamp in stamps:
                 if stamp is not None:
                     _check_timestamp(stamp)
-        future = KafkaBatchFuture(self, topic, n)  # one future and one callback for the batch
+        future = KafkaBatchFuture(
+            self, topic, n, stamps is not None
+        )  # one future and one callback for the batch
         target = -1 if partition is None else partition
-        if headers is None or not any(headers):
+        if (headers is None or not any(headers)) and (stamps is None or not any(stamps)):
+            # why only then: produce_batch takes neither headers nor timestamps (confluent-kafka 2.16)
             messages: list[dict[str, Any]] = [{"value": v} for v in value_list]
             if key_list is not None:
                 for message, k in zip(messages, key_list, strict=True):
                     if k is not None:
                         message["key"] = k
-            if stamps is not None:
-                for message, t in zip(messages, stamps, strict=True):
-                    if t:
-                        message["timestamp"] = t
             self._produce_messages(future, topic, messages, target)
         else:
             for i in range(n):
-                record_headers = headers[i]
+                record_headers = None if headers is None else headers[i]
                 if record_headers:
                     record_headers = [
                         (k, v if v is None or type(v) is bytes else bytes(v))
                         for k, v in _check_headers(record_headers)
                     ]
+                record = (
+                    topic,
+                    value_list[i],
+                    None if key_list is None else key_list[i],
+                    target,
+                    future._delivered,
+                    None,
+                    (stamps[i] or 0) if stamps is not None else 0,
+                    record_headers or None,
+                )
                 try:
-                    self._produce(
-                        topic,
-                        value_list[i],
-                        None if key_list is None else key_list[i],
-                        target,
-                        future._delivered,
-                        None,
-                        (stamps[i] or 0) if stamps is not None else 0,
-                        record_headers or None,
-                    )
-                except BufferError:
-                    self._produce_batch_when_room(
-                        future, topic, [i], value_list, key_list, target, stamps, headers
-                    )
-                except confluent_kafka.KafkaException as error:
-                    future._fail_local(kafka_errors.translate(error, f"send to {topic!r}"), 1)
+                    self._produce_record(record)
+                except (KafkaTimeoutError, UnknownTopicOrPartitionError, RecordTooLargeError) as error:
+                    future._fail_local(error, 1)
         return future
 
     def _produce_messages(
@@ -500,32 +516,6 @@ class KafkaProducerCore:
             if retry:
                 self._serve(0.01)
             messages = retry
-
-    def _produce_batch_when_room(
-        self, future: KafkaBatchFuture, topic: str, indexes: list[int], *columns: Any
-    ) -> None:
-        value_list, key_list, target, stamps, headers = columns
-        deadline = time.monotonic() + self._max_block_s
-        (i,) = indexes
-        while True:
-            self._serve(0.01)
-            try:
-                self._produce(
-                    topic,
-                    value_list[i],
-                    None if key_list is None else key_list[i],
-                    target,
-                    future._delivered,
-                    (stamps[i] or 0) if stamps is not None else 0,
-                    list(headers[i]) or None,
-                )
-                return
-            except BufferError:
-                if time.monotonic() >= deadline:
-                    future._fail_local(
-                        KafkaTimeoutError("librdkafka's queue stayed full for max_block_ms"), 1
-                    )
-                    return
 
     # --- metadata --------------------------------------------------------------------------------
 
