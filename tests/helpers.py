@@ -56,20 +56,6 @@ def skip_if_engine_missing(name: str) -> None:
         )
 
 
-def skip_on_kafka(log: Any, reason: str) -> None:
-    """Skip the ``kafka`` param of a client-API test (a ``Log`` whose ``engine`` is ``"kafka"``);
-    ``reason`` says what the test needs of the embedded backend that a cluster does not have."""
-    import pytest
-
-    if getattr(log, "engine", None) == "kafka":
-        pytest.skip(f"embedded backend only: {reason}")
-
-
-def on_kafka(log: Any) -> bool:
-    """Whether ``log`` is over a Kafka cluster (for the parts of a test that look at files)."""
-    return getattr(log, "engine", None) == "kafka"
-
-
 #: why tests that need both engines at once are skipped (None: run them; never skipped in CI)
 BOTH_ENGINES_SKIP = (
     None

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import skip_on_kafka
 
 import pylog
 from pylog.bench_processes import same_pylog_env
@@ -365,8 +364,8 @@ COMPACTED = {"cleanup.policy": "compact", "segment.bytes": 100}
 BROKERS_COMPACT = "calls Log.compact, the embedded cleaner; a cluster's brokers compact on their own"
 
 
+@pytest.mark.embedded_only(BROKERS_COMPACT)
 def test_compact_turns_a_change_log_into_a_table(log: pylog.Log) -> None:
-    skip_on_kafka(log, BROKERS_COMPACT)
     log.create_topic("t", config=COMPACTED)
     tp = TopicPartition("t", 0)
     send_all(log, "t", change_log(5, 4))  # 20 records, 5 keys
@@ -392,8 +391,8 @@ def test_compact_turns_a_change_log_into_a_table(log: pylog.Log) -> None:
     assert log.compact("t")[tp].skipped == "nothing to clean"
 
 
+@pytest.mark.embedded_only(BROKERS_COMPACT)
 def test_tombstones_survive_one_pass_then_go_after_delete_retention_ms(log: pylog.Log) -> None:
-    skip_on_kafka(log, BROKERS_COMPACT)
     log.create_topic("t", config={**COMPACTED, "delete.retention.ms": 0})
     tp = TopicPartition("t", 0)
     send_all(log, "t", [(b"a", b"1"), (b"b", b"1"), (b"a", None), (b"c", b"1")])
@@ -410,8 +409,8 @@ def test_tombstones_survive_one_pass_then_go_after_delete_retention_ms(log: pylo
     ]
 
 
+@pytest.mark.embedded_only(BROKERS_COMPACT)
 def test_compact_leaves_a_delete_topic_alone_and_says_so(log: pylog.Log) -> None:
-    skip_on_kafka(log, BROKERS_COMPACT)
     log.create_topic("d", config={"segment.bytes": 100})
     log.create_topic("t", config=COMPACTED)
     send_all(log, "d", change_log(2, 3))
@@ -563,7 +562,6 @@ with pylog.open(log_dir, engine=engine, config={"log.cleaner.enable": False}) as
 def test_another_process_consumes_and_produces_while_this_one_compacts(
     log: pylog.Log, log_dir: Path, engine: str
 ) -> None:
-    skip_on_kafka(log, BROKERS_COMPACT + "; its child opens the log directory")
     log.create_topic("t", config={"cleanup.policy": "compact", "segment.bytes": 300})
     tp = TopicPartition("t", 0)
     pairs = change_log(10, 20)
@@ -602,8 +600,8 @@ def test_another_process_consumes_and_produces_while_this_one_compacts(
     assert table(read_all(log, tp)) == expected
 
 
+@pytest.mark.embedded_only("marks a partition uncleanable in the catalog (the embedded cleaner's state)")
 def test_a_mark_goes_with_its_topic(log: pylog.Log) -> None:
-    skip_on_kafka(log, "marks a partition uncleanable in the catalog (the embedded cleaner's state)")
     log.create_topic("t", partitions=2, config=COMPACTED)
     marks = log._backend.uncleanable_marks
     marks.mark(TopicPartition("t", 1), "OSError: injected", 1, 3)
@@ -725,10 +723,10 @@ def test_close_stops_a_background_compaction_at_a_safe_point(engine: str, log_di
         assert log.describe_topic("t").partitions[0].dirty_ratio == 0.0
 
 
+@pytest.mark.embedded_only(BROKERS_COMPACT)
 def test_compact_some_partitions_leaves_the_others_dirty(log):
     """``Log.compact(topic, partitions=[...])`` cleans only those (the CLI's per-partition
     progress uses it); a partition the topic lacks is refused before anything is compacted."""
-    skip_on_kafka(log, BROKERS_COMPACT)
     log.create_topic("table", partitions=2, config={"cleanup.policy": "compact", "segment.bytes": 1024})
     with log.producer(acks=1) as producer:
         for i in range(400):

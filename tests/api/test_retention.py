@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import skip_on_kafka
 
 import pylog
 from pylog.bench_processes import same_pylog_env
@@ -37,7 +36,6 @@ ONE_RECORD_SEGMENTS = (
     "counts one-record segments (segment.bytes=100; Kafka's minimum is 1 MiB) and their sizes on disk"
 )
 BROKERS_RETAIN = "calls Log.apply_retention; a cluster's brokers apply retention on their own schedule"
-CHILD_ON_THE_DIRECTORY = "another process deletes records through the log directory (segment.bytes=100)"
 
 
 def produce(
@@ -115,8 +113,8 @@ def test_delete_records_moves_the_low_watermark_inside_a_segment(log: pylog.Log)
     assert log.delete_records("t", {0: 7}) == {TP0: 7}
 
 
+@pytest.mark.embedded_only(ONE_RECORD_SEGMENTS)
 def test_delete_records_deletes_whole_segments_below_the_new_start(log: pylog.Log) -> None:
-    skip_on_kafka(log, ONE_RECORD_SEGMENTS)
     segmented_topic(log, 10)
     before = log.describe_topic("t").partitions[0].size_bytes
     assert log.delete_records("t", {0: 6}) == {TP0: 6}
@@ -163,8 +161,8 @@ def test_delete_records_below_the_start_and_of_unknown_topics_are_errors(log: py
 # --- apply_retention ------------------------------------------------------------------------------
 
 
+@pytest.mark.embedded_only(BROKERS_RETAIN)
 def test_apply_retention_by_size_deletes_the_oldest_sealed_segments(log: pylog.Log) -> None:
-    skip_on_kafka(log, BROKERS_RETAIN)
     segmented_topic(log, 8)
     sizes_before = log.describe_topic("t").partitions[0]
     # retention.bytes of about three one-record segments: the oldest ones go, the active stays
@@ -180,8 +178,8 @@ def test_apply_retention_by_size_deletes_the_oldest_sealed_segments(log: pylog.L
     assert log.apply_retention("t")[TP0].deleted_segments == 0  # nothing more to delete
 
 
+@pytest.mark.embedded_only(BROKERS_RETAIN)
 def test_apply_retention_by_time_keeps_recent_records(log: pylog.Log) -> None:
-    skip_on_kafka(log, BROKERS_RETAIN)
     log.create_topic("t", config={"segment.bytes": 100, "retention.ms": DAY_MS})
     now = time.time_ns() // 1_000_000
     with log.producer(linger_ms=0) as producer:
@@ -192,8 +190,8 @@ def test_apply_retention_by_time_keeps_recent_records(log: pylog.Log) -> None:
     assert read_values(log) == [b"v4", b"v5"]
 
 
+@pytest.mark.embedded_only(BROKERS_RETAIN)
 def test_apply_retention_leaves_compact_only_topics_to_the_cleaner(log: pylog.Log) -> None:
-    skip_on_kafka(log, BROKERS_RETAIN)
     segmented_topic(log, 4, **{"retention.bytes": 0})
     log.create_topic("c", config={"cleanup.policy": "compact", "segment.bytes": 100, "retention.bytes": 0})
     produce(log, "c", 4)
@@ -227,7 +225,6 @@ def delete_records_in_another_process(log_dir: Path, engine: str, offset: int) -
 def test_a_consumer_below_a_start_moved_by_another_process_applies_auto_offset_reset(
     log: pylog.Log, log_dir: Path, engine: str, policy: str, resumes_at: int
 ) -> None:
-    skip_on_kafka(log, CHILD_ON_THE_DIRECTORY)
     segmented_topic(log, 10)
     with log.consumer(auto_offset_reset=policy) as consumer:
         consumer.assign([TP0])
@@ -250,7 +247,6 @@ def test_a_consumer_below_a_start_moved_by_another_process_applies_auto_offset_r
 def test_a_consumer_with_auto_offset_reset_none_gets_offset_out_of_range(
     log: pylog.Log, log_dir: Path, engine: str
 ) -> None:
-    skip_on_kafka(log, CHILD_ON_THE_DIRECTORY)
     segmented_topic(log, 10)
     with log.consumer(auto_offset_reset="none") as consumer:
         consumer.assign([TP0])
@@ -339,7 +335,6 @@ def test_a_non_mapping_config_is_refused(log_dir: Path) -> None:
 
 
 def test_poll_columns_below_a_new_start_resets_to_it(log: pylog.Log, log_dir: Path, engine: str) -> None:
-    skip_on_kafka(log, CHILD_ON_THE_DIRECTORY)
     segmented_topic(log, 10)
     with log.consumer(auto_offset_reset="earliest") as consumer:
         consumer.assign([TP0])
