@@ -112,6 +112,8 @@ _LEADER_MOVING = (
     "UNKNOWN_LEADER_EPOCH",
     "OFFSET_NOT_AVAILABLE",
 )
+#: a group's coordinator moving or loading: group requests are sent again until the deadline
+_COORDINATOR_MOVING = ("NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE")
 #: the first and the longest pause between two looks while waiting for the metadata to change
 _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.1
@@ -258,6 +260,23 @@ class KafkaBackend:
             raise translate(error, deadline.what) from error
         except TimeoutError as error:  # concurrent.futures.TimeoutError is TimeoutError (3.11)
             raise KafkaTimeoutError(f"{deadline.what}: no answer within the timeout") from error
+
+    def _ask_group(self, send: Any, deadline: _Deadline) -> Any:
+        """The result of the group request ``send()`` makes (it returns the request's future),
+        sent again while the group's coordinator is moving or still loading the group
+        (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE: a fresh
+        cluster loads __consumer_offsets on first use), until the deadline."""
+        pause = _POLL_FIRST_S
+        while True:
+            try:
+                return send().result(timeout=deadline.left() + 1.0)
+            except KafkaException as error:
+                if not is_code(error, *_COORDINATOR_MOVING) or deadline.end - time.monotonic() <= pause:
+                    raise translate(error, deadline.what) from error
+            except TimeoutError as error:
+                raise KafkaTimeoutError(f"{deadline.what}: no answer within the timeout") from error
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_MAX_S)
 
     def _fetch_metadata(self, deadline: _Deadline) -> dict[str, int]:
         """Ask the cluster for every topic's partition count; refresh the snapshot and the version."""
@@ -605,7 +624,9 @@ class KafkaBackend:
         """The ids of the cluster's consumer groups (those with only committed offsets too), sorted."""
         self._check_open()
         deadline = _Deadline(self.timeout_ms, "list consumer groups")
-        result = self._wait(self.admin.list_consumer_groups(request_timeout=deadline.left()), deadline)
+        result = self._ask_group(
+            lambda: self.admin.list_consumer_groups(request_timeout=deadline.left()), deadline
+        )
         if result.errors:
             raise translate(result.errors[0], deadline.what)
         return sorted(listing.group_id for listing in result.valid)
@@ -613,18 +634,24 @@ class KafkaBackend:
     def _describe(self, group_id: str, deadline: _Deadline) -> Any:
         """confluent's ``ConsumerGroupDescription`` of ``group_id``; ``GroupIdNotFoundError`` for
         a group the coordinator does not know (it answers with the state Dead)."""
-        futures = self.admin.describe_consumer_groups([group_id], request_timeout=deadline.left())
-        described = self._wait(futures[group_id], deadline)
+        described = self._ask_group(
+            lambda: self.admin.describe_consumer_groups([group_id], request_timeout=deadline.left())[
+                group_id
+            ],
+            deadline,
+        )
         if described.state == ConsumerGroupState.DEAD:
             raise GroupIdNotFoundError(f"unknown group {group_id!r}")
         return described
 
     def _committed(self, group_id: str, deadline: _Deadline) -> dict[TopicPartition, OffsetAndMetadata]:
         """The group's committed offsets (OffsetFetch of every partition it committed)."""
-        futures = self.admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group_id)], request_timeout=deadline.left()
+        result = self._ask_group(
+            lambda: self.admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group_id)], request_timeout=deadline.left()
+            )[group_id],
+            deadline,
         )
-        result = self._wait(futures[group_id], deadline)
         out: dict[TopicPartition, OffsetAndMetadata] = {}
         for found in sorted(result.topic_partitions or (), key=lambda tp: (tp.topic, tp.partition)):
             raise_for(found.error, deadline.what)
@@ -686,8 +713,10 @@ class KafkaBackend:
         self._check_open()
         check_group_id(group_id)
         deadline = _Deadline(self.timeout_ms, f"delete group {group_id!r}")
-        futures = self.admin.delete_consumer_groups([group_id], request_timeout=deadline.left())
-        self._wait(futures[group_id], deadline)
+        self._ask_group(
+            lambda: self.admin.delete_consumer_groups([group_id], request_timeout=deadline.left())[group_id],
+            deadline,
+        )
 
     def reset_offsets(
         self,
@@ -737,9 +766,13 @@ class KafkaBackend:
         request = ConsumerGroupTopicPartitions(
             group_id, [KafkaTopicPartition(tp.topic, tp.partition, offset) for tp, offset in new.items()]
         )
-        futures = self.admin.alter_consumer_group_offsets([request], request_timeout=deadline.left())
         try:
-            result = self._wait(futures[group_id], deadline)
+            result = self._ask_group(
+                lambda: self.admin.alter_consumer_group_offsets([request], request_timeout=deadline.left())[
+                    group_id
+                ],
+                deadline,
+            )
             for written in result.topic_partitions or ():
                 raise_for(written.error, deadline.what)
         except CommitFailedError as error:  # members joined between the look and the write

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import re
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -32,6 +34,11 @@ from pylog.listener import ConsumerRebalanceListener
 from pylog.types import OffsetAndMetadata, TopicPartition
 
 FAST = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000, "auto_offset_reset": "earliest"}
+#: on a cluster a rebalance reaches the other members with their next heartbeat (the broker
+#: takes sessions from 500 ms: group.min.session.timeout.ms of tools/kafka_broker.py)
+CLUSTER_FAST = {"heartbeat_interval_ms": 100}
+#: the bound of a group settling on a Kafka cluster (each rebalance is a few round trips)
+SETTLE_S = 30.0
 
 
 def tps(topic: str, *partitions: int) -> set[TopicPartition]:
@@ -62,7 +69,8 @@ def consumers(log: pylog.Log) -> Iterator[list]:
 
 
 def join(log: pylog.Log, consumers: list, *topics: str, listener=None, **config):
-    c = log.consumer(group_id=config.pop("group_id", "g"), **{**FAST, **config})
+    fast = {**FAST, **CLUSTER_FAST} if log.engine == "kafka" else FAST
+    c = log.consumer(group_id=config.pop("group_id", "g"), **{**fast, **config})
     c.subscribe(topics=list(topics), listener=listener)
     consumers.append(c)
     return c
@@ -70,23 +78,60 @@ def join(log: pylog.Log, consumers: list, *topics: str, listener=None, **config)
 
 def settle(*cs, rounds: int = 30) -> dict:
     """Poll each consumer in turn until they hold every partition of their topics between them,
-    each partition once, and a further round changes nothing; returns the records polled."""
+    each partition once, and a further round changes nothing; returns the records polled.
+
+    On a Kafka cluster the group protocol runs in librdkafka's threads, not inside ``poll``, so a
+    round is not a protocol step: each poll waits a little, "whole" also needs the coordinator to
+    show every group Stable with exactly these members holding what they hold (a newcomer may not
+    have joined yet), and the bound is ``SETTLE_S`` instead of ``rounds``."""
     got: dict = {}
     topics = set().union(*(c.subscription() or set() for c in cs))
     log_of = cs[0]._backend  # the partition counts, as any client reads them
+    on_cluster = log_of.engine == "kafka"
     everything = {TopicPartition(t, p) for t in topics for p in range(log_of.partitions_for(t))}
     quiet = 0
-    for _ in range(rounds):
+    deadline = time.monotonic() + SETTLE_S
+    for n in itertools.count():
+        if (time.monotonic() > deadline) if on_cluster else n >= rounds:
+            break
         before = [c.assignment() for c in cs]
         for c in cs:
-            for tp, records in c.poll(timeout_ms=0).items():
+            for tp, records in c.poll(timeout_ms=20 if on_cluster else 0).items():
                 got.setdefault(tp, []).extend(records)
         held = [c.assignment() for c in cs]
         whole = set().union(*held) == everything and sum(map(len, held)) == len(everything)
+        if whole and on_cluster:
+            whole = coordinator_agrees(log_of, cs, held)
         quiet = quiet + 1 if whole and held == before else 0
         if quiet == 2:
             return got
     raise AssertionError("the group did not settle")
+
+
+def read_until(got: dict, count: int, *cs) -> dict:
+    """Poll ``cs`` until ``got`` (e.g. what ``settle`` returned) holds ``count`` records in all:
+    the embedded consumer returns what is there at once (within the polls of ``settle``); a
+    Kafka consumer's first fetch may still be on its way (a poll may return nothing). Bounded by
+    ``SETTLE_S``."""
+    deadline = time.monotonic() + SETTLE_S
+    while sum(map(len, got.values())) < count and time.monotonic() < deadline:
+        for c in cs:
+            for tp, records in c.poll(timeout_ms=20).items():
+                got.setdefault(tp, []).extend(records)
+    return got
+
+
+def coordinator_agrees(backend, cs, held: list) -> bool:  # type: ignore[no-untyped-def]
+    """Whether each group of ``cs`` is Stable at its coordinator, with one member per consumer
+    and the partitions the consumers hold (``held``, in the order of ``cs``)."""
+    for group_id in {c._config.group_id for c in cs}:
+        mine = [h for c, h in zip(cs, held, strict=True) if c._config.group_id == group_id]
+        described = backend.describe_group(group_id)
+        if described.state != "Stable" or len(described.members) != len(mine):
+            return False
+        if sorted(map(sorted, (m.assignment for m in described.members))) != sorted(map(sorted, mine)):
+            return False
+    return True
 
 
 def produce(log: pylog.Log, topic: str, values_per_partition: int, partitions: int) -> None:
@@ -103,7 +148,7 @@ def test_two_consumers_share_a_topic_and_commit(log: pylog.Log, consumers: list)
     produce(log, "t", 5, 4)
     ra, rb = Recorder(), Recorder()
     a = join(log, consumers, "t", listener=ra, partition_assignment_strategy=["cooperative-sticky"])
-    first = settle(a)
+    first = read_until(settle(a), 20, a)
     assert a.assignment() == tps("t", 0, 1, 2, 3) and ra.events == [("assigned", tps("t", 0, 1, 2, 3))]
     assert sum(map(len, first.values())) == 20
     a.commit()
@@ -166,15 +211,21 @@ def test_an_idle_member_in_a_blocking_poll_rebalances_quickly(log: pylog.Log, co
 
 def test_a_new_topic_matching_the_pattern_joins_the_assignment(log: pylog.Log, consumers: list) -> None:
     log.create_topic("logs-a", 1)
-    c = log.consumer(group_id="g", **FAST)
+    # why metadata_max_age_ms: a Kafka client learns of new topics by refreshing its metadata this
+    # often (kafka-python's and Java's meaning); the embedded consumer watches metadata_version
+    c = log.consumer(group_id="g", metadata_max_age_ms=200, **FAST)
     consumers.append(c)
     c.subscribe(pattern=re.compile(r"logs-.*"))
     settle(c)
     assert c.assignment() == tps("logs-a", 0)
     log.create_topic("logs-b", 2)
     log.create_topic("other", 1)
-    for _ in range(50):
-        c.poll(timeout_ms=0)
+    deadline = time.monotonic() + SETTLE_S
+    for n in itertools.count():
+        # embedded: 50 polls are plenty (each one steps the protocol); a cluster: until the deadline
+        if (time.monotonic() > deadline) if log.engine == "kafka" else n >= 50:
+            break
+        c.poll(timeout_ms=20 if log.engine == "kafka" else 0)
         if len(c.assignment()) == 3:
             break
     assert c.assignment() == tps("logs-a", 0) | tps("logs-b", 0, 1)
@@ -221,7 +272,7 @@ def test_standalone_consumer_commits_for_an_empty_group(log: pylog.Log, consumer
     c = log.consumer(group_id="batch", **FAST)
     consumers.append(c)
     c.assign([tp])
-    assert sum(map(len, c.poll(timeout_ms=1000).values())) == 3
+    assert sum(map(len, read_until({}, 3, c).values())) == 3
     c.commit()
     assert c.committed(tp) == 3
     member = join(log, consumers, "t", group_id="batch")
@@ -235,7 +286,7 @@ def test_group_admin(log: pylog.Log, consumers: list) -> None:
     log.create_topic("t", 2)
     produce(log, "t", 4, 2)
     c = join(log, consumers, "t", group_id="app")
-    got = settle(c)
+    got = read_until(settle(c), 8, c)
     assert sum(map(len, got.values())) == 8
     c.commit()
     assert log.list_groups() == ["app"]
@@ -257,7 +308,7 @@ def test_group_admin(log: pylog.Log, consumers: list) -> None:
     assert log.reset_offsets("app", "t", to=an_hour_ago) == dict.fromkeys(tps("t", 0, 1), 0)
     # a replay from the reset offsets
     again = join(log, consumers, "t", group_id="app")
-    assert sum(map(len, settle(again).values())) == 8
+    assert sum(map(len, read_until(settle(again), 8, again).values())) == 8
     again.close()
     log.delete_group("app")
     assert log.list_groups() == []
