@@ -362,15 +362,26 @@ class KafkaBackend:
         count = _partition_count(partitions, "partitions")
         overrides = {key: _to_kafka(key, value) for key, value in normalized_config(config).items()}
         deadline = _Deadline(self.timeout_ms, f"create topic {name!r}")
-        seconds = deadline.left()
-        futures = self.admin.create_topics(
-            [NewTopic(name, count, config=overrides)], operation_timeout=seconds, request_timeout=seconds
+        self._change_topic(
+            name,
+            lambda seconds: self.admin.create_topics(
+                [NewTopic(name, count, config=overrides)], operation_timeout=seconds, request_timeout=seconds
+            ),
+            deadline,
         )
+        self._await_leaders(name, count, deadline)
+
+    def _change_topic(self, name: str, send: Any, deadline: _Deadline) -> None:
+        """Send one topic admin request (``send(seconds)`` makes it and returns its futures by
+        topic) and wait for its answer; the metadata snapshot is dropped either way."""
         try:
-            self._wait(futures[name], deadline)
+            self._wait(send(deadline.left())[name], deadline)
         finally:
             self._forget_metadata()
 
+    def _await_leaders(self, name: str, count: int, deadline: _Deadline) -> None:
+        """Wait until each of the ``count`` partitions of ``name`` has a leader in the metadata
+        and that leader serves it."""
         with _translated(deadline.what):
             self._await_metadata(deadline, _all_led(name, count))
         # why also ask the leaders: the metadata names a leader before it serves the partition
@@ -385,12 +396,13 @@ class KafkaBackend:
         self._check_open()
         layout.validate_topic_name(name)
         deadline = _Deadline(self.timeout_ms, f"delete topic {name!r}")
-        seconds = deadline.left()
-        futures = self.admin.delete_topics([name], operation_timeout=seconds, request_timeout=seconds)
-        try:
-            self._wait(futures[name], deadline)
-        finally:
-            self._forget_metadata()
+        self._change_topic(
+            name,
+            lambda seconds: self.admin.delete_topics(
+                [name], operation_timeout=seconds, request_timeout=seconds
+            ),
+            deadline,
+        )
         with _translated(deadline.what):
             self._await_metadata(deadline, lambda metadata: name not in metadata.topics)
 
@@ -540,19 +552,14 @@ class KafkaBackend:
         layout.validate_topic_name(name)
         count = _partition_count(total, "total")
         deadline = _Deadline(self.timeout_ms, f"add partitions to topic {name!r}")
-        seconds = deadline.left()
-        futures = self.admin.create_partitions(
-            [NewPartitions(name, count)], operation_timeout=seconds, request_timeout=seconds
+        self._change_topic(
+            name,
+            lambda seconds: self.admin.create_partitions(
+                [NewPartitions(name, count)], operation_timeout=seconds, request_timeout=seconds
+            ),
+            deadline,
         )
-        try:
-            self._wait(futures[name], deadline)
-        finally:
-            self._forget_metadata()
-        with _translated(deadline.what):
-            self._await_metadata(deadline, _all_led(name, count))
-        self._offsets(
-            [TopicPartition(name, p) for p in range(count)], OffsetSpec.latest(), deadline, new=True
-        )
+        self._await_leaders(name, count, deadline)
 
     # --- compaction and retention -------------------------------------------------------------------
 

@@ -1,16 +1,15 @@
 """KafkaBackend (pylog/kafka/backend.py) against a real broker: topic and group admin, metadata,
 the embedded backend's validation and errors, bounded calls on an unreachable cluster.
 
-The broker: the ``kafka_bootstrap`` fixture (tests/conftest.py) when present, else
-``PYLOG_KAFKA_BOOTSTRAP`` (host:port), else the module is skipped. The broker may be shared, so
-every topic and group here is named ``admin-<random>-...`` and deleted at teardown.
+The broker: the ``kafka_bootstrap`` fixture (tests/conftest.py: ``PYLOG_KAFKA_BOOTSTRAP`` or a
+broker of this session). It may be shared (``PYLOG_KAFKA_BOOTSTRAP``), so every topic and group
+here is named ``admin-<random>-...`` and those are deleted at teardown.
 Records are written with confluent-kafka's own producer, so these tests stand on the admin side
 alone.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,15 +43,8 @@ DEADLINE_S = 10.0
 
 
 @pytest.fixture(scope="module")
-def bootstrap(request: pytest.FixtureRequest) -> str:
-    try:
-        return str(request.getfixturevalue("kafka_bootstrap"))
-    except pytest.FixtureLookupError:
-        pass
-    address = os.environ.get("PYLOG_KAFKA_BOOTSTRAP")
-    if not address:
-        pytest.skip("no Kafka broker: set PYLOG_KAFKA_BOOTSTRAP=host:port")
-    return address
+def bootstrap(kafka_bootstrap: str) -> str:
+    return kafka_bootstrap
 
 
 @pytest.fixture
