@@ -37,6 +37,7 @@ snapshot and the counter are replaced under ``_lock``). After ``close()`` every 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import threading
@@ -44,22 +45,40 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaException, TopicCollection
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
 
 from pylog.embedded import topics as layout
-from pylog.embedded.backend import _partition_count, normalized_config
+from pylog.embedded.backend import _KNOWN_CONFIG_KEYS, _partition_count, normalized_config
+from pylog.embedded.group_store import GroupDescription, MemberDescription, check_group_id
 from pylog.errors import (
     ClientClosedError,
+    CommitFailedError,
+    GroupIdNotFoundError,
+    InvalidConfigError,
     KafkaTimeoutError,
+    NonEmptyGroupError,
+    OffsetOutOfRangeError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
     UnsupportedError,
 )
-from pylog.kafka.errors import translate
+from pylog.kafka.errors import raise_for, translate
 from pylog.kafka.settings import client_properties
-from pylog.partition import CleanResult, RetentionResult
-from pylog.types import TopicDescription, TopicPartition
+from pylog.offset_reset import checked_partitions, reset_offset_targets, reset_target
+from pylog.partition import CleanResult, RetentionResult, as_int
+from pylog.types import OffsetAndMetadata, PartitionDescription, TopicDescription, TopicPartition
 
 #: how old a metadata snapshot may be when ``partitions_for`` answers a known topic from it
 #: (another client's topic changes show within this; this backend's own at once)
@@ -68,16 +87,80 @@ METADATA_MAX_AGE_S = 1.0
 #: GROUP_METADATA_TOPIC_NAME, TRANSACTION_STATE_TOPIC_NAME, SHARE_GROUP_STATE_TOPIC_NAME), left
 #: out of ``list_topics`` as the embedded backend has none
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state", "__share_group_state"})
+#: what ``describe_topic`` gives as ``size_bytes``: the partitions' files are on the brokers, and
+#: confluent-kafka's AdminClient has no DescribeLogDirs (docs/kafka.md)
+UNKNOWN_SIZE = -1
+#: what ``describe_group`` gives where Kafka's DescribeGroups answer carries nothing: the
+#: generation, a member's process id and its epoch
+UNKNOWN_GENERATION = -1
+UNKNOWN_PID = -1
+UNKNOWN_EPOCH = -1
+#: Kafka's group states (ConsumerGroupState) by the embedded backend's names
+#: (group-coordinator/src/main/java/org/apache/kafka/coordinator/group/classic/ClassicGroupState.java)
+_GROUP_STATES = {
+    ConsumerGroupState.EMPTY: "Empty",
+    ConsumerGroupState.PREPARING_REBALANCING: "PreparingRebalance",
+    ConsumerGroupState.COMPLETING_REBALANCING: "CompletingRebalance",
+    ConsumerGroupState.STABLE: "Stable",
+}
 #: the first and the longest pause between two looks while waiting for the metadata to change
 _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.1
 
 
-def kafka_value(value: Any) -> str:
-    """A normalized config value (``normalized_config``) as the string Kafka's configs take."""
+def _to_kafka(key: str, value: Any) -> str:
+    """A normalized config value (``normalized_config``) as the string Kafka's configs take.
+    pylog's ``compression.type=none`` is Kafka's ``uncompressed`` (Kafka has no "none":
+    server-common/src/main/java/org/apache/kafka/server/record/BrokerCompressionType.java)."""
+    if key == "compression.type" and value == "none":
+        return "uncompressed"
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _from_kafka(key: str, value: str) -> str:
+    """Kafka's string of a config value as pylog's rules read it (``_to_kafka`` undone)."""
+    return "none" if key == "compression.type" and value == "uncompressed" else value
+
+
+def topic_id_string(uuid: Any) -> str:
+    """A confluent ``Uuid`` in Kafka's string form: its 16 bytes in URL-safe base64 without
+    padding (clients/src/main/java/org/apache/kafka/common/Uuid.java ``toString``), the form of
+    the embedded backend's topic ids (confluent's own ``str`` uses the standard alphabet)."""
+    mask = (1 << 64) - 1
+    raw = (uuid.get_most_significant_bits() & mask).to_bytes(8, "big") + (
+        uuid.get_least_significant_bits() & mask
+    ).to_bytes(8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _all_led(name: str, count: int) -> Any:
+    """A test of a metadata answer: ``name`` has ``count`` partitions, each with a leader."""
+
+    def led(metadata: Any) -> bool:
+        topic = metadata.topics.get(name)
+        return (
+            topic is not None
+            and len(topic.partitions) == count
+            and all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
+        )
+
+    return led
+
+
+def _check_partition_number(topic: str, count: int, partition: object) -> None:
+    """``UnknownTopicOrPartitionError`` unless ``partition`` is an int naming one of the topic's
+    (the embedded backend's rule and text)."""
+    if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < count:
+        raise UnknownTopicOrPartitionError(f"topic {topic!r} has no partition {partition!r} (it has {count})")
+
+
+def _partitions_of(assignment: Any) -> frozenset[TopicPartition]:
+    """A confluent ``MemberAssignment`` as pylog ``TopicPartition``s."""
+    if assignment is None:
+        return frozenset()
+    return frozenset(TopicPartition(tp.topic, tp.partition) for tp in assignment.topic_partitions)
 
 
 class _Deadline:
@@ -241,7 +324,7 @@ class KafkaBackend:
         self._check_open()
         layout.validate_topic_name(name)
         count = _partition_count(partitions, "partitions")
-        overrides = {key: kafka_value(value) for key, value in normalized_config(config).items()}
+        overrides = {key: _to_kafka(key, value) for key, value in normalized_config(config).items()}
         deadline = _Deadline(self.timeout_ms, f"create topic {name!r}")
         seconds = deadline.left()
         futures = self.admin.create_topics(
@@ -252,16 +335,8 @@ class KafkaBackend:
         finally:
             self._forget_metadata()
 
-        def led(metadata: Any) -> bool:
-            topic = metadata.topics.get(name)
-            return (
-                topic is not None
-                and len(topic.partitions) == count
-                and all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
-            )
-
         with _translated(deadline.what):
-            self._await_metadata(deadline, led)
+            self._await_metadata(deadline, _all_led(name, count))
 
     def delete_topic(self, name: str) -> None:
         """Delete ``name``; returns once it is gone from the cluster's metadata."""
@@ -278,13 +353,145 @@ class KafkaBackend:
             self._await_metadata(deadline, lambda metadata: name not in metadata.topics)
 
     def describe_topic(self, name: str) -> TopicDescription:
-        raise UnsupportedError("describe_topic on a Kafka cluster: not yet")
+        """The topic's id, config overrides and, per partition, its start and end offsets.
+        ``size_bytes`` is -1 and the cleaner's fields are None: the partitions' files are the
+        brokers' (docs/kafka.md)."""
+        self._check_open()
+        layout.validate_topic_name(name)
+        deadline = _Deadline(self.timeout_ms, f"describe topic {name!r}")
+        # why all requests before any wait: they run in parallel in librdkafka's threads
+        described = self.admin.describe_topics(TopicCollection([name]), request_timeout=deadline.left())[name]
+        configs = self._submit_configs(name, deadline)
+        info = self._wait(described, deadline)
+        tps = [TopicPartition(name, p.id) for p in sorted(info.partitions, key=lambda p: p.id)]
+        starts = self._submit_offsets(tps, OffsetSpec.earliest(), deadline)
+        ends = self._submit_offsets(tps, OffsetSpec.latest(), deadline)
+        config = self._overrides(self._wait(configs, deadline))
+        start_of = self._offset_results(starts, deadline)
+        end_of = self._offset_results(ends, deadline)
+        partitions = tuple(
+            PartitionDescription(
+                partition=tp.partition,
+                start_offset=start_of[tp],
+                end_offset=end_of[tp],
+                size_bytes=UNKNOWN_SIZE,
+            )
+            for tp in tps
+        )
+        return TopicDescription(
+            name=name, topic_id=topic_id_string(info.topic_id), partitions=partitions, config=config
+        )
+
+    def _submit_configs(self, name: str, deadline: _Deadline) -> Any:
+        """The future of a DescribeConfigs request for topic ``name``."""
+        futures = self.admin.describe_configs(
+            [ConfigResource(ResourceType.TOPIC, name)], request_timeout=deadline.left()
+        )
+        return next(iter(futures.values()))
+
+    @staticmethod
+    def _overrides(entries: Mapping[str, Any]) -> dict[str, Any]:
+        """The topic's own overrides (source DYNAMIC_TOPIC_CONFIG; not the brokers' defaults),
+        sorted by name. A key pylog knows gets its normalized value, as the embedded backend
+        gives; another (set on the cluster by other tools) stays Kafka's string."""
+        out: dict[str, Any] = {}
+        for key in sorted(entries):
+            entry = entries[key]
+            if int(getattr(entry.source, "value", entry.source)) != ConfigSource.DYNAMIC_TOPIC_CONFIG.value:
+                continue
+            value: Any = entry.value
+            if key in _KNOWN_CONFIG_KEYS:
+                with contextlib.suppress(InvalidConfigError):  # a value Kafka takes and pylog would not
+                    value = normalized_config({key: _from_kafka(key, value)})[key]
+            out[key] = value
+        return out
+
+    def _submit_offsets(
+        self, tps: Iterable[TopicPartition], spec: OffsetSpec, deadline: _Deadline
+    ) -> dict[TopicPartition, Any]:
+        """ListOffsets futures (``spec``: earliest, latest or a timestamp) of each of ``tps``."""
+        requests = {KafkaTopicPartition(tp.topic, tp.partition): spec for tp in tps}
+        if not requests:
+            return {}
+        futures = self.admin.list_offsets(requests, request_timeout=deadline.left())
+        return {TopicPartition(k.topic, k.partition): future for k, future in futures.items()}
+
+    def _offset_results(
+        self, futures: Mapping[TopicPartition, Any], deadline: _Deadline, *, missing: bool = False
+    ) -> dict[TopicPartition, int]:
+        """The offsets of ListOffsets ``futures``; with ``missing``, a partition whose topic is
+        gone is left out instead of raising ``UnknownTopicOrPartitionError``."""
+        out: dict[TopicPartition, int] = {}
+        for tp, future in futures.items():
+            try:
+                out[tp] = self._wait(future, deadline).offset
+            except UnknownTopicOrPartitionError:
+                if not missing:
+                    raise
+        return out
+
+    def _partition_count_now(self, topic: str, deadline: _Deadline) -> int:
+        """``topic``'s partition count from a fresh metadata request."""
+        count = self._fetch_metadata(deadline).get(topic)
+        if count is None:
+            raise UnknownTopicOrPartitionError(f"unknown topic {topic!r}")
+        return count
 
     def alter_topic_config(self, name: str, config: Mapping[str, Any]) -> None:
-        raise UnsupportedError("alter_topic_config on a Kafka cluster: not yet")
+        """Set (or, with a None value, remove) config overrides of ``name``, validated as the
+        embedded backend does (the result as a whole) and then sent as one
+        IncrementalAlterConfigs request (SET / DELETE per key)."""
+        self._check_open()
+        layout.validate_topic_name(name)
+        if not isinstance(config, Mapping):
+            raise InvalidConfigError(f"config must be a mapping of Kafka config names, not {config!r}")
+        for key in config:
+            if key not in _KNOWN_CONFIG_KEYS:
+                raise InvalidConfigError(
+                    f"unknown config key {key!r}; known keys: {', '.join(sorted(_KNOWN_CONFIG_KEYS))}"
+                )
+        deadline = _Deadline(self.timeout_ms, f"alter the config of topic {name!r}")
+        current = self._overrides(self._wait(self._submit_configs(name, deadline), deadline))
+        merged = {key: value for key, value in current.items() if key in _KNOWN_CONFIG_KEYS}
+        for key, value in config.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        normalized = normalized_config(merged)
+        entries = [
+            ConfigEntry(key, None, incremental_operation=AlterConfigOpType.DELETE)
+            if value is None
+            else ConfigEntry(
+                key, _to_kafka(key, normalized[key]), incremental_operation=AlterConfigOpType.SET
+            )
+            for key, value in config.items()
+        ]
+        if not entries:
+            return
+        resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+        for future in self.admin.incremental_alter_configs(
+            [resource], request_timeout=deadline.left()
+        ).values():
+            self._wait(future, deadline)
 
     def create_partitions(self, name: str, total: int) -> None:
-        raise UnsupportedError("create_partitions on a Kafka cluster: not yet")
+        """Grow ``name`` to ``total`` partitions (``InvalidPartitionsError`` unless larger); returns
+        once every partition has a leader."""
+        self._check_open()
+        layout.validate_topic_name(name)
+        count = _partition_count(total, "total")
+        deadline = _Deadline(self.timeout_ms, f"add partitions to topic {name!r}")
+        seconds = deadline.left()
+        futures = self.admin.create_partitions(
+            [NewPartitions(name, count)], operation_timeout=seconds, request_timeout=seconds
+        )
+        try:
+            self._wait(futures[name], deadline)
+        finally:
+            self._forget_metadata()
+        with _translated(deadline.what):
+            self._await_metadata(deadline, _all_led(name, count))
 
     # --- compaction and retention -------------------------------------------------------------------
 
@@ -294,8 +501,9 @@ class KafkaBackend:
         """Not on a Kafka cluster: each broker's log cleaner compacts on its own schedule."""
         self._check_open()
         raise UnsupportedError(
-            "compact() runs the embedded backend's cleaner; a Kafka cluster's brokers compact "
-            "their own logs (log.cleaner.* settings, the topic's min.cleanable.dirty.ratio)"
+            "compact() runs the embedded backend's cleaner now; a Kafka cluster's brokers compact "
+            "their own logs when they choose (log.cleaner.* broker settings, the topic's "
+            "min.cleanable.dirty.ratio and min/max.compaction.lag.ms)"
         )
 
     def apply_retention(self, topic: str | None = None) -> dict[TopicPartition, RetentionResult]:
@@ -304,22 +512,143 @@ class KafkaBackend:
         raise UnsupportedError(
             "apply_retention() runs the embedded backend's retention now; a Kafka cluster's "
             "brokers apply retention.ms / retention.bytes themselves (every "
-            "log.retention.check.interval.ms); use delete_records() to drop records now"
+            "log.retention.check.interval.ms); delete_records() drops records now"
         )
 
     def delete_records(self, topic: str, offsets: Mapping[int, int]) -> dict[TopicPartition, int]:
-        raise UnsupportedError("delete_records on a Kafka cluster: not yet")
+        """Kafka's DeleteRecords: move each given partition's log start up to its offset (``-1``:
+        the end offset); the new low watermarks. Checked as the embedded backend does before
+        anything is sent: ``UnknownTopicOrPartitionError`` for an unknown topic or partition,
+        ``OffsetOutOfRangeError`` for an offset outside ``[start, end]`` (Kafka itself answers
+        success below the start)."""
+        self._check_open()
+        layout.validate_topic_name(topic)
+        if not isinstance(offsets, Mapping):
+            raise TypeError(f"offsets must be a mapping of partition to offset, not {type(offsets).__name__}")
+        deadline = _Deadline(self.timeout_ms, f"delete records of topic {topic!r}")
+        count = self._partition_count_now(topic, deadline)
+        wanted: dict[TopicPartition, int] = {}
+        for partition, offset in offsets.items():
+            _check_partition_number(topic, count, partition)
+            offset = as_int(offset, "offset")
+            if offset < -1:
+                raise OffsetOutOfRangeError(
+                    f"cannot delete records before offset {offset} (-1 means the end)"
+                )
+            wanted[TopicPartition(topic, partition)] = offset
+        starts = self._submit_offsets(wanted, OffsetSpec.earliest(), deadline)
+        ends = self._submit_offsets(wanted, OffsetSpec.latest(), deadline)
+        start_of, end_of = self._offset_results(starts, deadline), self._offset_results(ends, deadline)
+        targets: list[KafkaTopicPartition] = []
+        for tp, offset in wanted.items():
+            start, end = start_of[tp], end_of[tp]
+            target = end if offset == -1 else offset
+            if not start <= target <= end:
+                raise OffsetOutOfRangeError(
+                    f"cannot delete records of {tp.topic}-{tp.partition} before offset {target}: the log is "
+                    f"[{start}, {end}]"
+                )
+            targets.append(KafkaTopicPartition(tp.topic, tp.partition, target))
+        if not targets:
+            return {}
+        seconds = deadline.left()
+        futures = self.admin.delete_records(targets, request_timeout=seconds, operation_timeout=seconds)
+        return {
+            TopicPartition(k.topic, k.partition): self._wait(future, deadline).low_watermark
+            for k, future in futures.items()
+        }
 
     # --- group admin ---------------------------------------------------------------------------------
 
     def list_groups(self) -> list[str]:
-        raise UnsupportedError("list_groups on a Kafka cluster: not yet")
+        """The ids of the cluster's consumer groups (those with only committed offsets too), sorted."""
+        self._check_open()
+        deadline = _Deadline(self.timeout_ms, "list consumer groups")
+        result = self._wait(self.admin.list_consumer_groups(request_timeout=deadline.left()), deadline)
+        if result.errors:
+            raise translate(result.errors[0], deadline.what)
+        return sorted(listing.group_id for listing in result.valid)
 
-    def describe_group(self, group_id: str) -> Any:
-        raise UnsupportedError("describe_group on a Kafka cluster: not yet")
+    def _describe(self, group_id: str, deadline: _Deadline) -> Any:
+        """confluent's ``ConsumerGroupDescription`` of ``group_id``; ``GroupIdNotFoundError`` for
+        a group the coordinator does not know (it answers with the state Dead)."""
+        futures = self.admin.describe_consumer_groups([group_id], request_timeout=deadline.left())
+        described = self._wait(futures[group_id], deadline)
+        if described.state == ConsumerGroupState.DEAD:
+            raise GroupIdNotFoundError(f"unknown group {group_id!r}")
+        return described
+
+    def _committed(self, group_id: str, deadline: _Deadline) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The group's committed offsets (OffsetFetch of every partition it committed)."""
+        futures = self.admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group_id)], request_timeout=deadline.left()
+        )
+        result = self._wait(futures[group_id], deadline)
+        out: dict[TopicPartition, OffsetAndMetadata] = {}
+        for found in sorted(result.topic_partitions or (), key=lambda tp: (tp.topic, tp.partition)):
+            raise_for(found.error, deadline.what)
+            if found.offset >= 0:  # OFFSET_INVALID (-1001): nothing committed
+                epoch = -1 if found.leader_epoch is None else found.leader_epoch
+                out[TopicPartition(found.topic, found.partition)] = OffsetAndMetadata(
+                    found.offset, found.metadata or "", epoch
+                )
+        return out
+
+    def describe_group(self, group_id: str) -> GroupDescription:
+        """State, members, assignment, committed offsets and lag, as the embedded backend's
+        ``GroupDescription``; Kafka's states by the same names. What Kafka's answer lacks (the
+        generation, members' pids and epochs, subscriptions) is filled as docs/kafka.md says."""
+        self._check_open()
+        check_group_id(group_id)
+        deadline = _Deadline(self.timeout_ms, f"describe group {group_id!r}")
+        described = self._describe(group_id, deadline)
+        committed = self._committed(group_id, deadline)
+        members: list[MemberDescription] = []
+        owners: dict[TopicPartition, str] = {}
+        for member in described.members:
+            owned = _partitions_of(member.assignment)
+            target = owned if member.target_assignment is None else _partitions_of(member.target_assignment)
+            owners.update(dict.fromkeys(owned, member.member_id))
+            members.append(
+                MemberDescription(
+                    member_id=member.member_id,
+                    group_instance_id=member.group_instance_id,
+                    client_host=(member.host or "").lstrip("/"),
+                    client_pid=UNKNOWN_PID,
+                    member_epoch=UNKNOWN_EPOCH,
+                    subscription=frozenset(tp.topic for tp in owned | target),
+                    assignment=owned,
+                    target=target,
+                )
+            )
+        wanted = sorted(set(committed) | set(owners))
+        ends = self._offset_results(
+            self._submit_offsets(wanted, OffsetSpec.latest(), deadline), deadline, missing=True
+        )
+        lag: dict[TopicPartition, int | None] = {}
+        for tp in wanted:
+            end, offset = ends.get(tp), committed.get(tp)
+            lag[tp] = None if end is None or offset is None else max(end - offset.offset, 0)
+        state = _GROUP_STATES.get(described.state, "Unknown")
+        return GroupDescription(
+            group_id=group_id,
+            state=state,
+            protocol=described.partition_assignor or None,
+            generation=UNKNOWN_GENERATION,
+            members=tuple(members),
+            assignment=owners,
+            committed=committed,
+            lag=lag,
+        )
 
     def delete_group(self, group_id: str) -> None:
-        raise UnsupportedError("delete_group on a Kafka cluster: not yet")
+        """Delete a group and its committed offsets: ``NonEmptyGroupError`` while it has live
+        members, ``GroupIdNotFoundError`` for an unknown one (the coordinator's answers)."""
+        self._check_open()
+        check_group_id(group_id)
+        deadline = _Deadline(self.timeout_ms, f"delete group {group_id!r}")
+        futures = self.admin.delete_consumer_groups([group_id], request_timeout=deadline.left())
+        self._wait(futures[group_id], deadline)
 
     def reset_offsets(
         self,
@@ -330,7 +659,59 @@ class KafkaBackend:
         partitions: Iterable[int] | None = None,
         dry_run: bool = False,
     ) -> dict[TopicPartition, int]:
-        raise UnsupportedError("reset_offsets on a Kafka cluster: not yet")
+        """Set the group's committed offsets of ``topic`` (every partition, or ``partitions``),
+        the rule of ``pylog.offset_reset`` over Kafka's ListOffsets and OffsetFetch, written
+        with AlterConsumerGroupOffsets. Refused (``NonEmptyGroupError``) while the group has
+        live members, except ``dry_run``, which writes nothing. Returns the offsets set (or
+        that would be)."""
+        self._check_open()
+        check_group_id(group_id)
+        kind, amount = reset_target(to)
+        layout.validate_topic_name(topic)
+        deadline = _Deadline(self.timeout_ms, f"reset the offsets of group {group_id!r} on {topic!r}")
+        count = self._partition_count_now(topic, deadline)
+        chosen = range(count) if partitions is None else checked_partitions(topic, count, partitions)
+        tps = [TopicPartition(topic, partition) for partition in chosen]
+        starts = self._submit_offsets(tps, OffsetSpec.earliest(), deadline)
+        ends = self._submit_offsets(tps, OffsetSpec.latest(), deadline)
+        found = (
+            self._submit_offsets(tps, OffsetSpec.for_timestamp(amount), deadline)
+            if kind == "timestamp"
+            else {}
+        )
+        start_of, end_of = self._offset_results(starts, deadline), self._offset_results(ends, deadline)
+        found_at = self._offset_results(found, deadline)
+        ranges = {
+            tp: (start_of[tp], end_of[tp], found_at[tp] if found_at.get(tp, -1) >= 0 else None) for tp in tps
+        }
+        if not dry_run:
+            # why ask first: Kafka's coordinator refuses an admin commit to a group with members
+            # too, but with UNKNOWN_MEMBER_ID; asking gives the embedded backend's error and text
+            with contextlib.suppress(GroupIdNotFoundError):  # a new group: the reset makes it
+                live = len(self._describe(group_id, deadline).members)
+                if live:
+                    raise NonEmptyGroupError(
+                        f"group {group_id!r} has {live} live members: stop them before resetting"
+                    )
+        committed = {
+            tp: meta.offset for tp, meta in self._committed(group_id, deadline).items() if tp.topic == topic
+        }
+        new = reset_offset_targets(group_id, kind, amount, ranges, committed)
+        if dry_run or not new:
+            return new
+        request = ConsumerGroupTopicPartitions(
+            group_id, [KafkaTopicPartition(tp.topic, tp.partition, offset) for tp, offset in new.items()]
+        )
+        futures = self.admin.alter_consumer_group_offsets([request], request_timeout=deadline.left())
+        try:
+            result = self._wait(futures[group_id], deadline)
+            for written in result.topic_partitions or ():
+                raise_for(written.error, deadline.what)
+        except CommitFailedError as error:  # members joined between the look and the write
+            raise NonEmptyGroupError(
+                f"group {group_id!r} has live members: stop them before resetting"
+            ) from error
+        return new
 
     # --- the clients' cores -------------------------------------------------------------------------
 
