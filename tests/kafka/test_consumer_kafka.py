@@ -13,6 +13,7 @@ topics are deleted at the end of each test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -54,7 +55,9 @@ def bootstrap(request: pytest.FixtureRequest) -> str:
         pass
     address = os.environ.get("PYLOG_KAFKA_BOOTSTRAP")
     if not address:
-        pytest.skip("no Kafka broker: set PYLOG_KAFKA_BOOTSTRAP=host:port (or use the kafka_bootstrap fixture)")
+        pytest.skip(
+            "no Kafka broker: set PYLOG_KAFKA_BOOTSTRAP=host:port (or use the kafka_bootstrap fixture)"
+        )
     return address
 
 
@@ -65,10 +68,8 @@ def log(bootstrap: str) -> Iterator[pylog.Log]:
         opened._consumer_test_topics = made  # type: ignore[attr-defined]
         yield opened
         for name in made:
-            try:
+            with contextlib.suppress(UnknownTopicOrPartitionError):
                 opened.delete_topic(name)
-            except UnknownTopicOrPartitionError:
-                pass
 
 
 def new_topic(log: pylog.Log, partitions: int = 1) -> str:
@@ -107,7 +108,9 @@ def poll_until(consumer: KafkaConsumer, count: int, *, deadline_s: float = DEADL
     return got
 
 
-def wait_for(condition: Callable[[], bool], what: str, step: Callable[[], object], deadline_s: float = DEADLINE_S):
+def wait_for(
+    condition: Callable[[], bool], what: str, step: Callable[[], object], deadline_s: float = DEADLINE_S
+):
     end = time.monotonic() + deadline_s
     while not condition():
         assert time.monotonic() < end, f"{what} did not happen within {deadline_s} s"
@@ -134,7 +137,11 @@ class Recorder(ConsumerRebalanceListener):
 
 def test_every_public_method_of_consumer_is_overridden():
     # a method added to pylog.Consumer later must not fall through to the embedded fetcher here
-    public = {name for name in vars(Consumer) if not name.startswith("_") or name in ("__iter__", "__next__", "__enter__", "__exit__", "__init__")}
+    public = {
+        name
+        for name in vars(Consumer)
+        if not name.startswith("_") or name in ("__iter__", "__next__", "__enter__", "__exit__", "__init__")
+    }
     missing = sorted(name for name in public if name not in vars(KafkaConsumer))
     assert missing == []
     assert issubclass(KafkaConsumer, Consumer)
@@ -157,7 +164,13 @@ def test_poll_returns_every_field_of_what_was_produced(log, bootstrap):
     topic = new_topic(log, 2)
     sent = [
         {"partition": 0, "key": b"k0", "value": b"v0", "timestamp": TS},
-        {"partition": 0, "key": None, "value": b"no key", "timestamp": TS + 1, "headers": [("h", b"1"), ("\u00e9", None)]},
+        {
+            "partition": 0,
+            "key": None,
+            "value": b"no key",
+            "timestamp": TS + 1,
+            "headers": [("h", b"1"), ("\u00e9", None)],
+        },
         {"partition": 0, "key": b"tomb", "value": None, "timestamp": TS + 2},
         {"partition": 1, "key": b"", "value": b"", "timestamp": TS + 3, "headers": [("a", b"")]},
     ]
@@ -195,7 +208,14 @@ def test_poll_columns_has_the_embedded_layout(log, bootstrap, tmp_path):
     topic = new_topic(log)
     keys = [b"k0", None, b"key-two", None]
     vals = [b"a", b"bb", None, b"dddd"]
-    produce(bootstrap, topic, [{"key": k, "value": v, "timestamp": TS + i} for i, (k, v) in enumerate(zip(keys, vals))])
+    produce(
+        bootstrap,
+        topic,
+        [
+            {"key": k, "value": v, "timestamp": TS + i}
+            for i, (k, v) in enumerate(zip(keys, vals, strict=True))
+        ],
+    )
     kafka = log.consumer(auto_offset_reset="earliest")
     kafka.assign([TopicPartition(topic, 0)])
     got = None
@@ -206,7 +226,7 @@ def test_poll_columns_has_the_embedded_layout(log, bootstrap, tmp_path):
     with pylog.open(tmp_path / "log") as embedded_log:
         embedded_log.create_topic("t", 1)
         with embedded_log.producer() as p:
-            for i, (k, v) in enumerate(zip(keys, vals)):
+            for i, (k, v) in enumerate(zip(keys, vals, strict=True)):
                 p.send("t", value=v, key=k, partition=0, timestamp_ms=TS + i)
         e = embedded_log.consumer(auto_offset_reset="earliest")
         e.assign([TopicPartition("t", 0)])
@@ -263,7 +283,7 @@ def test_iteration_moves_positions_record_by_record_and_ends_after_the_timeout(l
     topic = new_topic(log)
     tp = TopicPartition(topic, 0)
     values(bootstrap, topic, 0, [b"%d" % i for i in range(5)])
-    c = log.consumer(auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    c = log.consumer(auto_offset_reset="earliest", consumer_timeout_ms=1000)
     c.assign([tp])
     it = iter(c)
     assert next(it).offset == 0 and c.position(tp) == 1
@@ -273,7 +293,7 @@ def test_iteration_moves_positions_record_by_record_and_ends_after_the_timeout(l
     c.seek(tp, 3)
     started = time.monotonic()
     assert [r.offset for r in c] == [3, 4]
-    assert 2.5 < time.monotonic() - started < 10
+    assert 0.9 < time.monotonic() - started < 8
     c.close()
 
 
@@ -319,12 +339,12 @@ def test_a_position_past_the_end_follows_the_reset_policy(log, bootstrap, policy
     c.assign([tp])
     c.position(tp)
     c.seek(tp, 50)
-    wait_for(lambda: c.position(tp) != 50, "the reset", lambda: c.poll(timeout_ms=100))
-    assert c.position(tp) == {"earliest": 0, "latest": 2}[policy] or expected == [b"a", b"b"]
-    if policy == "latest":
+    if policy == "latest":  # nothing comes back: wait for the reset, then write one
+        wait_for(lambda: c.position(tp) == 2, "the reset to the end", lambda: c.poll(timeout_ms=100))
         values(bootstrap, topic, 0, [b"late"])
     got = poll_until(c, len(expected))
     assert [r.value for r in got] == expected
+    assert c.position(tp) == {"earliest": 2, "latest": 3}[policy]
     c.close()
 
 
@@ -433,13 +453,12 @@ def test_a_group_splits_partitions_and_calls_the_listener_in_kafkas_order(log, b
     )
     a = log.consumer(**settings)
     a.subscribe([topic], listener=Recorder("a", events))
-    wait_for(lambda: a.assignment() == tps, "a's assignment", lambda: a.poll(timeout_ms=100))
     got = poll_until(a, 4)
     assert sorted(r.value for r in got) == [b"0", b"1", b"2", b"3"]
     assert events == [("a", "assigned", frozenset(tps))]
     b = log.consumer(**settings)
     b.subscribe([topic], listener=Recorder("b", events))
-    settle([a, b], tps)
+    settle([a, b], tps)  # nothing more was written: these polls return no records
     kept, moved = a.assignment(), b.assignment()
     assert len(kept) == len(moved) == 2
     a_events = [e for e in events[1:] if e[0] == "a"]
@@ -462,7 +481,9 @@ def test_auto_commit_sends_only_what_poll_returned(log, bootstrap):
     tp = TopicPartition(topic, 0)
     values(bootstrap, topic, 0, [b"%d" % i for i in range(6)])
     group = new_group()
-    c = log.consumer(group_id=group, auto_offset_reset="earliest", auto_commit_interval_ms=0, max_poll_records=2)
+    c = log.consumer(
+        group_id=group, auto_offset_reset="earliest", auto_commit_interval_ms=0, max_poll_records=2
+    )
     c.subscribe([topic])
     first = poll_until(c, 1)
     assert c.committed(tp) in (None, 0)  # the first poll committed nothing it had not returned
@@ -489,12 +510,16 @@ def test_commits_and_the_groups_refusal(log, bootstrap):
     standalone.commit()
     assert standalone.committed(tp) == 3
     results: list = []
-    future = standalone.commit_async({tp: OffsetAndMetadata(1, "", -1)}, callback=lambda o, e: results.append(e))
+    future = standalone.commit_async(
+        {tp: OffsetAndMetadata(1, "", -1)}, callback=lambda o, e: results.append(e)
+    )
     assert future.result() is None and results == [None] and standalone.committed(tp) == 1
     with pytest.raises(IllegalStateError):
         standalone.commit({TopicPartition(topic, 3): OffsetAndMetadata(0, "", -1)})
     # a live member in the group: the group refuses a standalone commit
-    member = log.consumer(group_id=group, enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=500)
+    member = log.consumer(
+        group_id=group, enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=500
+    )
     member.subscribe([topic])
     wait_for(lambda: member.assignment() == {tp}, "the member's join", lambda: member.poll(timeout_ms=100))
     with pytest.raises(CommitFailedError):
@@ -511,7 +536,9 @@ def test_group_with_policy_none_raises_after_the_listener(log, bootstrap):
     topic = new_topic(log)
     tp = TopicPartition(topic, 0)
     events: list = []
-    c = log.consumer(group_id=new_group(), auto_offset_reset="none", session_timeout_ms=6000, heartbeat_interval_ms=500)
+    c = log.consumer(
+        group_id=new_group(), auto_offset_reset="none", session_timeout_ms=6000, heartbeat_interval_ms=500
+    )
     c.subscribe([topic], listener=Recorder("c", events))
     end = time.monotonic() + DEADLINE_S
     with pytest.raises(NoOffsetForPartitionError):
@@ -533,7 +560,9 @@ def test_a_listener_error_propagates_after_the_assignment(log, bootstrap):
         def on_partitions_assigned(self, assigned):
             raise RuntimeError("listener says no")
 
-    c = log.consumer(group_id=new_group(), auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=500)
+    c = log.consumer(
+        group_id=new_group(), auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=500
+    )
     c.subscribe([topic], listener=Failing())
     end = time.monotonic() + DEADLINE_S
     with pytest.raises(RuntimeError, match="listener says no"):
