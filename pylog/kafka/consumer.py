@@ -82,7 +82,7 @@ from pylog.errors import (
     UnknownTopicOrPartitionError,
 )
 from pylog.kafka.errors import translate
-from pylog.kafka.settings import consumer_properties
+from pylog.kafka.settings import consumer_properties, librdkafka_assignors
 from pylog.listener import ConsumerRebalanceListener
 from pylog.partition import Columns
 from pylog.types import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
@@ -244,7 +244,9 @@ class KafkaConsumer(Consumer):
         properties.update(consumer_properties(self._config, config))
         self._backend = backend
         self._timeout_s = backend.timeout_ms / 1000
-        self._cooperative = "cooperative-sticky" in self._config.partition_assignment_strategy
+        self._cooperative = librdkafka_assignors(self._config.partition_assignment_strategy) == [
+            "cooperative-sticky"
+        ]
         try:
             self._rk = RdConsumer(properties)
         except KafkaException as e:

@@ -179,6 +179,16 @@ KAFKA_PYTHON_CONSUMER_UNSUPPORTED: dict[str, str] = {
 ASSIGNOR_NAMES = {"range": "range", "roundrobin": "roundrobin", "cooperative-sticky": "cooperative-sticky"}
 
 
+def librdkafka_assignors(names: tuple[str, ...]) -> list[str]:
+    """librdkafka's assignor list for kafka-python's. librdkafka refuses a list mixing the
+    cooperative assignor with eager ones; Java's consumer runs such a list with the protocol all
+    of them support, eager (clients/src/main/java/org/apache/kafka/clients/consumer/internals/
+    ConsumerCoordinator.java, ``protocol``), so the eager ones are kept, as there."""
+    mapped = [ASSIGNOR_NAMES[name] for name in names]
+    eager = [name for name in mapped if name != "cooperative-sticky"]
+    return eager or mapped
+
+
 def consumer_properties(config: Any, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """librdkafka consumer properties for a validated ``pylog.consumer.ConsumerConfig``, plus
     those of the kafka-python keys the embedded consumer ignores, found in ``given`` (the raw
@@ -206,9 +216,7 @@ def consumer_properties(config: Any, given: Mapping[str, Any] | None = None) -> 
         "heartbeat.interval.ms": config.heartbeat_interval_ms,
         "max.poll.interval.ms": config.max_poll_interval_ms,
         "max.partition.fetch.bytes": config.max_partition_fetch_bytes,
-        "partition.assignment.strategy": ",".join(
-            ASSIGNOR_NAMES[name] for name in config.partition_assignment_strategy
-        ),
+        "partition.assignment.strategy": ",".join(librdkafka_assignors(config.partition_assignment_strategy)),
     }
     if config.group_instance_id is not None:
         properties["group.instance.id"] = config.group_instance_id
