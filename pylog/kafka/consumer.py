@@ -13,11 +13,12 @@ fetches from them. Invariants between the two:
   moves past it) or librdkafka is sought back to our position (a deserializer failure, the
   iterator's unreturned records, a listener error), so librdkafka's own "application position"
   never runs ahead of ours;
-- librdkafka is assigned every partition we hold; those paused by the caller or whose position is
-  unset are paused in librdkafka (``_rk_paused``). A position set on an unset partition resumes it;
+- librdkafka is given exactly the partitions we hold whose position is set, at that position
+  (never a logical offset it would resolve on its own), paused when the caller paused them; a
+  partition gets to librdkafka when its position is first set (``_rk_assigned``);
 - librdkafka's ``seek`` of a partition that is not fetching (just assigned, or stopped by an
   out-of-range error) can fail with ``_STATE``: the partition is then assigned again at the offset
-  (``_rk_reseat``).
+  (``_rk_give(again=True)``).
 
 Offsets are pylog's to commit: librdkafka's ``enable.auto.commit`` and ``enable.auto.offset.store``
 are off (``pylog.kafka.settings.consumer_properties``), and ``commit``/auto-commit send exactly the
@@ -65,7 +66,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_END, KafkaError, KafkaException
+from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException
 from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import TopicPartition as RdTopicPartition
 from confluent_kafka.admin import OffsetSpec
@@ -92,6 +93,8 @@ _log = logging.getLogger("pylog.consumer")
 #: how often, at most, a subscription without a group (or a pattern) looks at the cluster's
 #: metadata for new topics and partitions (each look is a metadata request)
 METADATA_CHECK_S = 0.5
+#: the pause between two tries of an offsets lookup the cluster answered with a retriable error
+RETRY_PAUSE_S = 0.05
 #: the longest single wait inside ``poll`` before it looks at auto-commit and metadata again
 WAIT_SLICE_S = 0.5
 
@@ -117,7 +120,7 @@ _new_tuple = tuple.__new__
 _EMPTY_BYTES = np.zeros(0, np.uint8)
 
 
-def _rd(tp: TopicPartition, offset: int = OFFSET_END) -> RdTopicPartition:
+def _rd(tp: TopicPartition, offset: int = OFFSET_INVALID) -> RdTopicPartition:
     return RdTopicPartition(tp.topic, tp.partition, offset)
 
 
@@ -267,6 +270,8 @@ class KafkaConsumer(Consumer):
         #: the topics librdkafka is subscribed to (a pattern's matches), None when not subscribed
         self._rk_topics: list[str] | None = None
         self._positions: dict[TopicPartition, int | None] = {}
+        #: the partitions librdkafka was given (those whose position is set)
+        self._rk_assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
         #: partitions stopped by an out-of-range fetch with auto_offset_reset 'none', and why
         self._stuck: dict[TopicPartition, str] = {}
@@ -301,54 +306,54 @@ class KafkaConsumer(Consumer):
 
     # ------------------------------------------------------------------ librdkafka's side
 
-    def _rk_paused(self) -> list[RdTopicPartition]:
-        return [_rd(tp) for tp, p in self._positions.items() if p is None or tp in self._paused]
-
     def _rk_assign_all(self, rk: Any = None) -> None:
-        """Give librdkafka the whole assignment at our positions (pausing what must not fetch)."""
+        """Give librdkafka every partition whose position is set, at it (``assign``: replaces
+        its whole assignment), pausing those the caller paused."""
         rk = rk or self._rk
+        given = {tp: p for tp, p in self._positions.items() if p is not None}
         try:
-            rk.assign([_rd(tp, OFFSET_END if p is None else p) for tp, p in self._positions.items()])
-            paused = self._rk_paused()
+            rk.assign([_rd(tp, p) for tp, p in given.items()])
+            paused = [_rd(tp) for tp in given if tp in self._paused]
             if paused:
                 rk.pause(paused)
         except KafkaException as e:
             raise translate(e, "assign partitions") from e
+        self._rk_assigned = set(given)
 
-    def _rk_reseat(self, tps: list[TopicPartition]) -> None:
-        """Assign ``tps`` to librdkafka again at our positions (a seek it refused)."""
+    def _rk_give(self, tps: list[TopicPartition], *, again: bool = False) -> None:
+        """Give librdkafka ``tps`` (positions set) at our positions; ``again``: they are
+        assigned there already (a seek it refused) and are taken back first."""
         if self._in_group() and not self._cooperative:
             self._rk_assign_all()  # why: an eager group's assignment changes only by assign()
             return
         rk = self._rk
         try:
-            rk.incremental_unassign([_rd(tp) for tp in tps])
-            rk.incremental_assign(
-                [_rd(tp, OFFSET_END if self._positions[tp] is None else self._positions[tp]) for tp in tps]
-            )  # type: ignore[arg-type]
-            paused = [_rd(tp) for tp in tps if self._positions[tp] is None or tp in self._paused]
+            if again:
+                rk.incremental_unassign([_rd(tp) for tp in tps if tp in self._rk_assigned])
+            rk.incremental_assign([_rd(tp, self._positions[tp]) for tp in tps])  # type: ignore[arg-type]
+            paused = [_rd(tp) for tp in tps if tp in self._paused]
             if paused:
                 rk.pause(paused)
         except KafkaException as e:
             raise translate(e, "assign partitions") from e
+        self._rk_assigned.update(tps)
 
     def _set_position(self, tp: TopicPartition, offset: int) -> None:
-        """Our position of ``tp`` and librdkafka's fetch position (resumed if it was unset)."""
-        was_unset = self._positions.get(tp) is None
+        """Our position of ``tp`` and librdkafka's fetch position. why no logical offsets
+        (OFFSET_END...) are ever given to librdkafka: it would resolve them itself, later, and
+        fetch from somewhere else than the position we report; a partition without a position
+        is not given to it at all."""
         self._positions[tp] = offset
         self._stuck.pop(tp, None)
+        if tp not in self._rk_assigned:
+            self._rk_give([tp])
+            return
         try:
             self._rk.seek(_rd(tp, offset))
         except KafkaException:
-            # why: librdkafka refuses to seek a partition not fetching yet (_STATE); assigning
-            # it again at the offset gets the same result
-            self._rk_reseat([tp])
-            return
-        if was_unset and tp not in self._paused:
-            try:
-                self._rk.resume([_rd(tp)])
-            except KafkaException as e:
-                raise translate(e, f"resume {tp.topic}-{tp.partition}") from e
+            # why: librdkafka refuses to seek a partition not fetching (yet, or stopped by an
+            # out-of-range error: _STATE); assigning it again at the offset gets the same result
+            self._rk_give([tp], again=True)
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         """Put ``tp`` back at ``offset``: records librdkafka handed us from there on were not
@@ -361,6 +366,7 @@ class KafkaConsumer(Consumer):
             self._positions.pop(tp, None)
             self._paused.discard(tp)
             self._stuck.pop(tp, None)
+            self._rk_assigned.discard(tp)
         self._clear_buffer()
 
     # ------------------------------------------------------------------ assignment
@@ -507,15 +513,12 @@ class KafkaConsumer(Consumer):
             except Exception as e:  # a timeout looking offsets up: poll tries again
                 self._rebalance_failures.append(e)
             if self._cooperative:
-                rk.incremental_assign(
-                    [
-                        _rd(tp, OFFSET_END if self._positions[tp] is None else self._positions[tp])
-                        for tp in assigned
-                    ]  # type: ignore[arg-type]
-                )
-                paused = [_rd(tp) for tp in assigned if self._positions[tp] is None or tp in self._paused]
+                given = [tp for tp in assigned if self._positions[tp] is not None]
+                rk.incremental_assign([_rd(tp, self._positions[tp]) for tp in given])  # type: ignore[arg-type]
+                paused = [_rd(tp) for tp in given if tp in self._paused]
                 if paused:
                     rk.pause(paused)
+                self._rk_assigned.update(given)
             else:
                 self._rk_assign_all(rk)
             if assigned:
@@ -531,11 +534,8 @@ class KafkaConsumer(Consumer):
             if revoked and not self._closing:
                 self._auto_commit_partitions(revoked)
                 self._call_listener("on_partitions_revoked", revoked)
+            self._rk_take_back(rk, partitions)
             self._drop(revoked)
-            if self._cooperative:
-                rk.incremental_unassign(partitions)
-            else:
-                rk.unassign()
         except Exception as e:
             self._rebalance_failures.append(translate(e, "revoke partitions"))
 
@@ -545,13 +545,21 @@ class KafkaConsumer(Consumer):
             lost = self._held(partitions) & set(self._positions)
             if lost and not self._closing:
                 self._call_listener("on_partitions_lost", lost)
+            self._rk_take_back(rk, partitions)
             self._drop(lost)
-            if self._cooperative:
-                rk.incremental_unassign(partitions)
-            else:
-                rk.unassign()
         except Exception as e:
             self._rebalance_failures.append(translate(e, "drop lost partitions"))
+
+    def _rk_take_back(self, rk: Any, partitions: list) -> None:
+        """Inside on_revoke/on_lost: librdkafka unassigns them (cooperative: only those it was
+        given; an empty call still completes the rebalance)."""
+        if self._cooperative:
+            given = self._held(partitions) & self._rk_assigned
+            rk.incremental_unassign([_rd(tp) for tp in sorted(given)])
+            self._rk_assigned -= given
+        else:
+            rk.unassign()
+            self._rk_assigned.clear()
 
     def _raise_rebalance_failures(self) -> None:
         if self._rebalance_failures:
@@ -602,6 +610,16 @@ class KafkaConsumer(Consumer):
         for tp in wanted - current:
             self._positions[tp] = None
         self._rk_assign_all()
+
+    def _check_assigned_topics(self) -> None:
+        """Manual assignment: a topic deleted under it is ``UnknownTopicOrPartitionError`` at the
+        next poll, as on the embedded backend (librdkafka would notice only at its next metadata
+        refresh, minutes later, and then say nothing to a manual assignment)."""
+        if not self._metadata_moved():
+            return
+        for tp in sorted(self._positions):
+            if tp.partition >= self._backend.partitions_for(tp.topic):
+                raise UnknownTopicOrPartitionError(f"unknown partition {tp.topic}-{tp.partition}")
 
     # ------------------------------------------------------------------ positions
 
@@ -662,10 +680,20 @@ class KafkaConsumer(Consumer):
     def _watermarks(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
         out = {}
         for tp in tps:
-            try:
-                out[tp] = self._rk.get_watermark_offsets(_rd(tp), timeout=self._timeout_s, cached=False)
-            except KafkaException as e:
-                raise translate(e, f"look up the offsets of {tp.topic}-{tp.partition}") from e
+            deadline = time.monotonic() + self._timeout_s
+            while True:
+                try:
+                    out[tp] = self._rk.get_watermark_offsets(
+                        _rd(tp), timeout=max(deadline - time.monotonic(), 0.001), cached=False
+                    )
+                    break
+                except KafkaException as e:
+                    # why retry: a partition just created or moving has no leader for a moment
+                    # (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE: retriable)
+                    error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+                    if error is None or not error.retriable() or time.monotonic() + RETRY_PAUSE_S >= deadline:
+                        raise translate(e, f"look up the offsets of {tp.topic}-{tp.partition}") from e
+                    time.sleep(RETRY_PAUSE_S)
         return out
 
     def position(self, partition: TopicPartition) -> int:
@@ -771,9 +799,10 @@ class KafkaConsumer(Consumer):
         tps = [self._check_assigned(tp) for tp in partitions]
         self._clear_buffer()
         self._paused.update(tps)
-        if tps:
+        given = [_rd(tp) for tp in tps if tp in self._rk_assigned]
+        if given:
             try:
-                self._rk.pause([_rd(tp) for tp in tps])
+                self._rk.pause(given)
             except KafkaException as e:
                 raise translate(e, "pause") from e
 
@@ -784,7 +813,7 @@ class KafkaConsumer(Consumer):
                 raise TypeError(f"partitions must be TopicPartitions, not {type(tp).__name__}")
         resumed = [tp for tp in partitions if tp in self._paused]
         self._paused.difference_update(resumed)
-        fetchable = [_rd(tp) for tp in resumed if self._positions.get(tp) is not None]
+        fetchable = [_rd(tp) for tp in resumed if tp in self._rk_assigned]
         if fetchable:
             try:
                 self._rk.resume(fetchable)
@@ -835,6 +864,8 @@ class KafkaConsumer(Consumer):
             if self._mode == "subscribed":
                 self._refresh_auto_assignment()
                 self._refresh_pattern()
+            else:
+                self._check_assigned_topics()
             self._maybe_auto_commit()
             if self._stuck:
                 self._raise_stuck()
