@@ -82,7 +82,7 @@ from pylog.errors import (
     SerializationError,
     UnknownTopicOrPartitionError,
 )
-from pylog.kafka.errors import translate
+from pylog.kafka.errors import is_code, kafka_error_of, translate
 from pylog.kafka.settings import consumer_properties, librdkafka_assignors
 from pylog.listener import ConsumerRebalanceListener
 from pylog.partition import Columns
@@ -115,6 +115,13 @@ _RAISED_CODES = frozenset(
         KafkaError.INCONSISTENT_GROUP_PROTOCOL,
         KafkaError.INVALID_GROUP_ID,
     }
+)
+#: what a partition's offsets lookup may meet while its topic is being created or its leader moves
+_LEADER_MOMENT = (
+    "NOT_LEADER_FOR_PARTITION",
+    "LEADER_NOT_AVAILABLE",
+    "_LEADER_NOT_AVAILABLE",
+    "UNKNOWN_LEADER_EPOCH",
 )
 _new_tuple = tuple.__new__
 _EMPTY_BYTES = np.zeros(0, np.uint8)
@@ -690,8 +697,11 @@ class KafkaConsumer(Consumer):
                 except KafkaException as e:
                     # why retry: a partition just created or moving has no leader for a moment
                     # (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE: retriable)
-                    error = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
-                    if error is None or not error.retriable() or time.monotonic() + RETRY_PAUSE_S >= deadline:
+                    # (confluent's KafkaError of this call does not carry the retriable flag)
+                    retry = is_code(e, *_LEADER_MOMENT) or bool(
+                        kafka_error_of(e) and kafka_error_of(e).retriable()
+                    )
+                    if not retry or time.monotonic() + RETRY_PAUSE_S >= deadline:
                         raise translate(e, f"look up the offsets of {tp.topic}-{tp.partition}") from e
                     time.sleep(RETRY_PAUSE_S)
         return out
