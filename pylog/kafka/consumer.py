@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import os
 import re
 import threading
@@ -71,7 +70,7 @@ from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import TopicPartition as RdTopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from pylog.consumer import Consumer, ConsumerConfig, _deserialize, _is_tp, _live_consumers
+from pylog.consumer import Consumer, ConsumerConfig, _is_tp, _live_consumers
 from pylog.errors import (
     IllegalStateError,
     InvalidConfigError,
@@ -79,7 +78,6 @@ from pylog.errors import (
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
     PylogError,
-    SerializationError,
     UnknownTopicOrPartitionError,
 )
 from pylog.kafka.errors import is_code, kafka_error_of, translate
@@ -245,6 +243,32 @@ def _last_offset(got: Any) -> int:
     return int(got.offsets[-1]) if isinstance(got, Columns) else got[-1].offset
 
 
+class _Positions:
+    """The part of the embedded fetcher's interface ``pylog.Consumer``'s own methods use for
+    positions (``position``, ``set_position``, ``seek``), over this consumer's positions, so the
+    base class's ``seek``, ``position``, iteration and deserializer rule run unchanged here.
+    Anything else of the embedded fetcher does not exist: an AttributeError, never a silent
+    embedded behaviour."""
+
+    __slots__ = ("_consumer",)
+
+    def __init__(self, consumer: KafkaConsumer):
+        self._consumer = consumer
+
+    def position(self, tp: TopicPartition) -> int | None:
+        return self._consumer._positions[tp]
+
+    def set_position(self, tp: TopicPartition, offset: int) -> None:
+        """Our position only (the iterator hands out a poll's records one by one; librdkafka
+        stays past them until the buffer is dropped, see ``KafkaConsumer._clear_buffer``)."""
+        if tp in self._consumer._positions:
+            self._consumer._positions[tp] = offset
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Our position and librdkafka's (a seek, or records handed over but not returned)."""
+        self._consumer._rewind(tp, offset)
+
+
 class KafkaConsumer(Consumer):
     """kafka-python's ``KafkaConsumer`` API over one ``confluent_kafka.Consumer`` (module docstring)."""
 
@@ -263,6 +287,7 @@ class KafkaConsumer(Consumer):
             raise translate(e, "create a Kafka consumer") from e
         except (ValueError, TypeError) as e:
             raise InvalidConfigError(f"create a Kafka consumer: {e}") from e
+        self._fetcher = _Positions(self)
         self._closed = False
         self._closed_message = "the consumer is closed"
         #: set while ``close`` hands the assignment back: the rebalance callbacks only unassign
@@ -453,13 +478,9 @@ class KafkaConsumer(Consumer):
         self._rk_topics = topics
 
     def subscription(self) -> set[str] | None:
-        """The subscribed topics (for a pattern: the topics it currently matches), or None."""
-        self._check_open()
-        if self._mode != "subscribed":
-            return None
-        if self._pattern is not None:
-            return {t for t in self._backend.list_topics() if self._pattern.fullmatch(t)}
-        return set(self._subscription or ())
+        """The subscribed topics (for a pattern: those it matches now), or None (``Consumer``'s:
+        the backend's topics)."""
+        return super().subscription()
 
     def unsubscribe(self) -> None:
         """Drop the subscription or manual assignment (a group member leaves its group)."""
@@ -707,22 +728,13 @@ class KafkaConsumer(Consumer):
         return out
 
     def position(self, partition: TopicPartition) -> int:
-        """The offset of the next record ``poll`` returns from ``partition``."""
-        self._check_open()
-        tp = self._check_assigned(partition)
-        self._init_positions([tp])
-        position = self._positions[tp]
-        assert position is not None
-        return position
+        """The offset of the next record ``poll`` returns (``Consumer``'s, over ``_Positions``)."""
+        return super().position(partition)
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
-        """Make the next ``poll`` read ``partition`` from ``offset``."""
-        self._check_open()
-        tp = self._check_assigned(partition)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ValueError(f"offset must be an int >= 0, not {offset!r}")
-        self._clear_buffer()
-        self._set_position(tp, offset)
+        """Make the next ``poll`` read ``partition`` from ``offset`` (``Consumer``'s, over
+        ``_Positions``: librdkafka is sought too)."""
+        super().seek(partition, offset)
 
     def _seek_targets(self, partitions: tuple[TopicPartition, ...]) -> list[TopicPartition]:
         self._check_open()
@@ -789,18 +801,12 @@ class KafkaConsumer(Consumer):
         }
 
     def topics(self) -> set[str]:
-        """Every topic of the cluster but Kafka's internal ones (kafka-python's ``topics()``)."""
-        self._check_open()
-        return set(self._backend.list_topics())
+        """Every topic of the cluster but Kafka's internal ones (``Consumer``'s: the backend's)."""
+        return super().topics()
 
     def partitions_for_topic(self, topic: str) -> set[int] | None:
-        """The partition numbers of ``topic``, or None if it does not exist (kafka-python's)."""
-        self._check_open()
-        try:
-            count = self._backend.partitions_for(topic)
-        except UnknownTopicOrPartitionError:
-            return None
-        return set(range(count))
+        """The partition numbers of ``topic``, or None (``Consumer``'s: the backend's metadata)."""
+        return super().partitions_for_topic(topic)
 
     # ------------------------------------------------------------------ pause / resume
 
@@ -839,16 +845,16 @@ class KafkaConsumer(Consumer):
     def poll(
         self, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Records since the last poll, by partition; waits up to ``timeout_ms`` for some."""
-        return self._poll(timeout_ms, max_records, columns=False)
+        """Records since the last poll, by partition; waits up to ``timeout_ms`` for some
+        (``Consumer``'s, over this class's ``_poll``)."""
+        return super().poll(timeout_ms, max_records)
 
     def poll_columns(
         self, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, Columns]:
-        """``poll`` as ``pylog.Columns`` per partition (numpy arrays in Arrow's layout, built
-        from the fetched messages); positions advance the same way. Deserializers are not
-        applied (the analytics path)."""
-        return self._poll(timeout_ms, max_records, columns=True)
+        """``poll`` as ``pylog.Columns`` per partition, the embedded layout, built from the
+        fetched messages; deserializers are not applied (``Consumer``'s, over ``_poll``)."""
+        return super().poll_columns(timeout_ms, max_records)
 
     def _poll(self, timeout_ms: Any, max_records: Any, *, columns: bool) -> dict:
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int | float):
@@ -965,62 +971,12 @@ class KafkaConsumer(Consumer):
             if tp not in self._paused:
                 raise OffsetOutOfRangeError(why)
 
-    def _deserialized(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> dict:
-        kd, vd = self._config.key_deserializer, self._config.value_deserializer
-        out: dict[TopicPartition, list[ConsumerRecord]] = {}
-        failure: SerializationError | None = None
-        for tp, records in fetched.items():
-            if failure is not None:
-                self._rewind(tp, records[0].offset)  # not returned: read again next time
-                continue
-            converted = []
-            for r in records:
-                what = "key"
-                try:
-                    key = r.key if kd is None else _deserialize(kd, r.topic, r.headers, r.key)
-                    what = "value"
-                    value = r.value if vd is None else _deserialize(vd, r.topic, r.headers, r.value)
-                except Exception as e:
-                    failure = SerializationError(
-                        f"the {what} deserializer failed for {r.topic}-{r.partition} at offset {r.offset}: {e!r}"
-                    )
-                    failure.__cause__ = e
-                    self._rewind(tp, r.offset)  # a retry starts at this record
-                    break
-                converted.append(r._replace(key=key, value=value))
-            if converted:
-                out[tp] = converted
-        if failure is not None and not out:
-            raise failure
-        return out
-
-    # ------------------------------------------------------------------ iteration
-
     def __iter__(self) -> Iterator[ConsumerRecord]:
         return self
 
     def __next__(self) -> ConsumerRecord:
-        if self._closed:
-            raise StopIteration
-        timeout_ms = self._config.consumer_timeout_ms
-        deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms != math.inf else math.inf
-        while not self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise StopIteration
-            fetched = self.poll(timeout_ms=min(remaining * 1000, 1 << 30))
-            # why rewind our position (not librdkafka's, which stays past them): a position and
-            # an auto-commit cover only the records handed out, as kafka-python's iterator does
-            for tp, records in fetched.items():
-                self._buffer_next[tp] = (records[-1].offset, self._positions[tp])  # type: ignore[assignment]
-                self._positions[tp] = records[0].offset
-                self._buffer.extend(records)
-        record = self._buffer.popleft()
-        tp = TopicPartition(record.topic, record.partition)
-        last, after = self._buffer_next.get(tp, (record.offset, record.offset + 1))
-        if tp in self._positions:
-            self._positions[tp] = after if record.offset == last else record.offset + 1
-        return record
+        """The next record (``Consumer``'s iterator, over ``_Positions``)."""
+        return super().__next__()
 
     def _clear_buffer(self) -> None:
         """Drop the iterator's unreturned records; librdkafka is past them, so it goes back to
@@ -1060,34 +1016,18 @@ class KafkaConsumer(Consumer):
                 raise translate(rd.error, f"{what} ({rd.topic}-{rd.partition})")
 
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = None) -> None:
-        """Commit ``offsets`` (default: the positions of every assigned partition) to the group.
-        ``CommitFailedError`` if the group refused it (nothing applied)."""
-        self._check_open()
-        self._group_id()
-        checked = self._current_offsets() if offsets is None else self._checked_offsets(offsets)
-        self._commit_offsets(checked)
+        """Commit ``offsets`` (default: every assigned position) to the group (``Consumer``'s,
+        over this class's ``_current_offsets``/``_commit_offsets``); ``CommitFailedError`` if
+        the group refused it."""
+        super().commit(offsets)
 
     def commit_async(
         self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = None, callback: Callable | None = None
     ) -> Future:
-        """``commit``, reporting to ``callback(offsets, exception_or_None)`` instead of raising
-        (kafka-python's signature). As on the embedded backend the commit runs now (bounded by
-        the client's timeouts) and the returned future is already resolved."""
-        self._check_open()
-        self._group_id()
-        checked = self._current_offsets() if offsets is None else self._checked_offsets(offsets)
-        future: Future = Future()
-        try:
-            self._commit_offsets(checked)
-        except Exception as e:
-            future.set_exception(e)
-            if callback is not None:
-                callback(checked, e)
-        else:
-            future.set_result(None)
-            if callback is not None:
-                callback(checked, None)
-        return future
+        """``commit`` reporting to ``callback(offsets, exception_or_None)``: as on the embedded
+        backend the commit runs now (bounded by the client's timeouts) and the future is
+        already resolved (``Consumer``'s)."""
+        return super().commit_async(offsets, callback)
 
     def committed(self, partition: TopicPartition, metadata: bool = False) -> int | OffsetAndMetadata | None:
         """The group's committed offset of ``partition`` (an int, or the OffsetAndMetadata with
@@ -1160,8 +1100,8 @@ class KafkaConsumer(Consumer):
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        # as kafka-python: no auto-commit when the block failed
-        self.close(autocommit=exc_type is None)
+        """``close``, without auto-commit when the block failed (``Consumer``'s)."""
+        super().__exit__(exc_type, *exc)
 
 
 #: this process's Kafka consumers: a forked child must never destroy their librdkafka handles
