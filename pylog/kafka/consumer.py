@@ -80,7 +80,7 @@ from pylog.errors import (
     PylogError,
     UnknownTopicOrPartitionError,
 )
-from pylog.kafka.errors import is_code, kafka_error_of, translate
+from pylog.kafka.errors import is_code, translate
 from pylog.kafka.settings import consumer_properties, librdkafka_assignors
 from pylog.listener import ConsumerRebalanceListener
 from pylog.partition import Columns
@@ -702,30 +702,40 @@ class KafkaConsumer(Consumer):
             raise NoOffsetForPartitionError(
                 f"{tp.topic}-{tp.partition} has no committed offset and auto_offset_reset is 'none'"
             )
-        index = 0 if policy == "earliest" else 1
-        return {tp: offsets[index] for tp, offsets in self._watermarks(tps).items()}
+        return self._list_offsets(tps, policy)
 
-    def _watermarks(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
-        out = {}
-        for tp in tps:
-            deadline = time.monotonic() + self._timeout_s
-            while True:
-                try:
-                    out[tp] = self._rk.get_watermark_offsets(
-                        _rd(tp), timeout=max(deadline - time.monotonic(), 0.001), cached=False
-                    )
-                    break
-                except KafkaException as e:
-                    # why retry: a partition just created or moving has no leader for a moment
-                    # (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE: retriable)
-                    # (confluent's KafkaError of this call does not carry the retriable flag)
-                    retry = is_code(e, *_LEADER_MOMENT) or bool(
-                        kafka_error_of(e) and kafka_error_of(e).retriable()
-                    )
-                    if not retry or time.monotonic() + RETRY_PAUSE_S >= deadline:
-                        raise translate(e, f"look up the offsets of {tp.topic}-{tp.partition}") from e
-                    time.sleep(RETRY_PAUSE_S)
-        return out
+    def _list_offsets(self, tps: Iterable[TopicPartition], which: str) -> dict[TopicPartition, int]:
+        """Kafka's ListOffsets of ``tps`` (``earliest``: log start, ``latest``: high watermark),
+        one request through the admin client. why not the consumer's ``get_watermark_offsets``:
+        its request waits behind the consumer's own long-polling fetch on the same connection
+        (up to ``fetch.wait.max.ms``, 500 ms, per call)."""
+        tps = sorted(tps)
+        if not tps:
+            return {}
+        spec = OffsetSpec.earliest() if which == "earliest" else OffsetSpec.latest()
+        return {tp: found.offset for tp, found in self._ask_offsets({tp: spec for tp in tps}).items()}
+
+    def _ask_offsets(self, specs: dict[TopicPartition, Any]) -> dict[TopicPartition, Any]:
+        """``AdminClient.list_offsets`` of ``specs``, bounded by the client's timeout, tried
+        again while a partition meets a leader moment (a topic just created, a leader moving)."""
+        deadline = time.monotonic() + self._timeout_s
+        what = "look up the offsets of " + ", ".join(f"{tp.topic}-{tp.partition}" for tp in sorted(specs))
+        while True:
+            left = max(deadline - time.monotonic(), 0.001)
+            try:
+                futures = self._backend.admin.list_offsets(
+                    {_rd(tp): spec for tp, spec in specs.items()}, request_timeout=left
+                )
+                return {
+                    TopicPartition(rd.topic, rd.partition): future.result(timeout=left)
+                    for rd, future in futures.items()
+                }
+            except KafkaException as e:
+                if not is_code(e, *_LEADER_MOMENT) or time.monotonic() + RETRY_PAUSE_S >= deadline:
+                    raise translate(e, what) from e
+                time.sleep(RETRY_PAUSE_S)
+            except TimeoutError as e:
+                raise KafkaTimeoutError(f"{what}: no answer within the timeout") from e
 
     def position(self, partition: TopicPartition) -> int:
         """The offset of the next record ``poll`` returns (``Consumer``'s, over ``_Positions``)."""
@@ -757,11 +767,11 @@ class KafkaConsumer(Consumer):
 
     def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         self._check_open()
-        return {tp: low for tp, (low, _) in self._watermarks(self._known(partitions)).items()}
+        return self._list_offsets(self._known(partitions), "earliest")
 
     def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         self._check_open()
-        return {tp: high for tp, (_, high) in self._watermarks(self._known(partitions)).items()}
+        return self._list_offsets(self._known(partitions), "latest")
 
     def offsets_for_times(
         self, timestamps: dict[TopicPartition, int]
@@ -780,19 +790,7 @@ class KafkaConsumer(Consumer):
         self._known(checked)
         if not checked:
             return {}
-        try:
-            futures = self._backend.admin.list_offsets(
-                {_rd(tp): OffsetSpec.for_timestamp(ts) for tp, ts in checked.items()},
-                request_timeout=self._timeout_s,
-            )
-            found = {
-                TopicPartition(rd.topic, rd.partition): future.result(timeout=self._timeout_s)
-                for rd, future in futures.items()
-            }
-        except KafkaException as e:
-            raise translate(e, "look up offsets by time") from e
-        except TimeoutError as e:
-            raise KafkaTimeoutError("look up offsets by time: no answer within the timeout") from e
+        found = self._ask_offsets({tp: OffsetSpec.for_timestamp(ts) for tp, ts in checked.items()})
         return {
             tp: None
             if found[tp].offset < 0
