@@ -19,7 +19,8 @@ reports on stdout, one line each, flushed (time stamps are CLOCK_MONOTONIC secon
 MODE ``run``: poll, process, commit, until stdin is closed. MODE ``zombie``: after its first
 processed batch it reads one line from stdin (the parent stops it meanwhile) and only then
 commits; then it goes on as ``run``. MODE ``churn``: five times, a new consumer joins, polls ten
-times (50 ms each) and closes; then the process exits.
+times (50 ms each) once it holds partitions (or after JOIN_DEADLINE_S without) and closes; then
+the process exits.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import pylog
 from pylog.errors import CommitFailedError
 from pylog.listener import ConsumerRebalanceListener
 from pylog.types import OffsetAndMetadata
+
+JOIN_DEADLINE_S = 15.0
 
 
 def say(*words: object) -> None:
@@ -101,9 +104,12 @@ def consume(log, catalog, out, group, topic, mode, session_ms, heartbeat_ms, str
     holding: set = set()
     waited = mode != "zombie"
     polls = 0
+    # why counted from the first assignment: a join takes a Kafka coordinator a few round trips
+    # (and the other members' rejoin), more than ten 50 ms polls; bounded all the same
+    join_deadline = time.monotonic() + JOIN_DEADLINE_S
     while True:
         if mode == "churn":
-            polls += 1
+            polls += 1 if holding or time.monotonic() > join_deadline else 0
             if polls > 10:
                 break
         elif select.select([sys.stdin], [], [], 0)[0] and not sys.stdin.readline():
