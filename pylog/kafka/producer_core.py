@@ -20,7 +20,7 @@ send, ``get`` and ``flush``.
 every 64 records measured no faster: the reports are served by whichever thread polls.)
 
 Futures: ``KafkaRecordFuture`` (of ``send``) and ``KafkaBatchFuture`` (of ``send_batch``) have the
-kafka-python API of ``pylog.future`` (they subclass its ``_Future``, being their own result). Per
+kafka-python API of ``pylog.future`` (they subclass its ``FutureAPI``, being their own result). Per
 record, the only objects are the future and librdkafka's report ``Message``; the
 ``RecordMetadata`` (offset, timestamp: the broker's LogAppendTime on such topics, else the
 record's CreateTime; serialized sizes; checksum None) is built when first asked for. Waiting
@@ -64,7 +64,7 @@ from pylog.errors import (
     RecordTooLargeError,
     UnknownTopicOrPartitionError,
 )
-from pylog.future import BatchMetadata, _Future, failed_record_future
+from pylog.future import BatchMetadata, FutureAPI, failed_record_future
 from pylog.kafka import errors as kafka_errors
 from pylog.kafka import settings
 from pylog.producer import _check_bytes, _check_headers, _check_timestamp
@@ -78,7 +78,6 @@ _LOG_APPEND_TIME = confluent_kafka.TIMESTAMP_LOG_APPEND_TIME
 _NOT_AVAILABLE = confluent_kafka.TIMESTAMP_NOT_AVAILABLE
 _PURGED = frozenset({confluent_kafka.KafkaError._PURGE_QUEUE, confluent_kafka.KafkaError._PURGE_INFLIGHT})
 _BYTES_LIKE = (bytes, bytearray, memoryview)
-_new_object = object.__new__
 
 
 def _delivery_error(err: Any, topic: str) -> BaseException:
@@ -93,18 +92,18 @@ def _timestamp(msg: Any) -> tuple[int, bool]:
     return (-1 if kind == _NOT_AVAILABLE else value), kind == _LOG_APPEND_TIME
 
 
-class KafkaRecordFuture(_Future):
+class KafkaRecordFuture(FutureAPI):
     """The future of one ``send``: resolves to ``pylog.RecordMetadata`` (the API of
     ``pylog.FutureRecordMetadata``). It is its own result (``done``, ``wait``, ``subscribe``).
 
     Cost model (the per-record path): a future is made without ``__init__`` and holds only the
-    delivery report's ``Message`` (``_msg``, set by ``_delivered``, the record's librdkafka
-    delivery callback) and, for a record with headers, their size. Everything else comes from
+    delivery report's ``Message`` (``_msg``, set when librdkafka calls the future itself: it is
+    the record's delivery callback) and, for a record with headers, their size. Everything else comes from
     the report when asked for (serialized key and value sizes from its key and value). Its core
     is a class attribute: each core makes its own subclass (``KafkaProducerCore._future_class``).
     Futures with callbacks are listed in their core's ``_watched`` (rare: most have none)."""
 
-    __slots__ = ("_header_size", "_msg")
+    __slots__ = ("_header_size", "_msg", "_value")
     _core: KafkaProducerCore
 
     @property
@@ -115,7 +114,8 @@ class KafkaRecordFuture(_Future):
     def done(self) -> bool:
         return getattr(self, "_msg", None) is not None
 
-    def _delivered(self, err: Any, msg: Any) -> None:
+    def __call__(self, err: Any, msg: Any) -> None:
+        """librdkafka's delivery report of the record (from ``poll``)."""
         self._msg = msg
         if err is not None:
             self._core._failed(err, msg)
@@ -162,16 +162,15 @@ class KafkaRecordFuture(_Future):
         return self._core._subscribe(self, owner, on_success, on_error)
 
 
-class KafkaBatchFuture(_Future):
+class KafkaBatchFuture(FutureAPI):
     """The future of one ``send_batch``: a list of ``BatchMetadata``, one per run of consecutive
     offsets of one partition (the API of ``pylog.future.FutureBatchMetadata``). ``_delivered``
     is the one delivery callback of all the batch's records."""
 
-    __slots__ = ("_core", "_left", "_reports", "_stamped", "_topic", "done")
+    __slots__ = ("_core", "_left", "_reports", "_stamped", "_topic", "_value", "done")
 
     def __init__(self, core: KafkaProducerCore, topic: str, count: int, stamped: bool):
-        self._result = self
-        self._value = None
+        self._value: Any = None
         self.done = False
         self._core = core
         self._topic = topic
@@ -190,6 +189,15 @@ class KafkaBatchFuture(_Future):
             self._reports.append((err, -1, -1, -1, False))
             self._core._failed(err, msg)
         self._settle(1)
+
+    @property
+    def _result(self) -> KafkaBatchFuture:  # type: ignore[override]
+        return self
+
+    def _outcome(self) -> tuple[Any, BaseException | None]:
+        if self._value is None:
+            self._value = self._compute()
+        return self._value
 
     def _settle(self, count: int) -> None:
         self._left -= count
@@ -264,7 +272,7 @@ class KafkaProducerCore:
         self._running = 0
         self._depth = threading.local()
         self._lock = threading.Lock()
-        self._delivered = threading.Condition(self._lock)
+        self._reported = threading.Condition(self._lock)
         self._closed = False
         self._stopping = False
         self._poller = threading.Thread(target=_poll_main, args=(weakref.ref(self),), daemon=True)
@@ -304,11 +312,11 @@ class KafkaProducerCore:
             # why this path: the common record (bytes, no headers/partition/timestamp, a known
             # topic, librdkafka's partitioner) needs no check beyond these and no object but its
             # future (made without __init__, see KafkaRecordFuture)
-            future = _new_object(self._future_class)
+            future = self._future_class()
             try:
-                self._produce(topic, value, key, -1, future._delivered)
+                self._produce(topic, value, key, -1, future)
             except (BufferError, confluent_kafka.KafkaException):
-                return self._produce_refused(future, (topic, value, key, -1, future._delivered))
+                return self._produce_refused(future, (topic, value, key, -1, future))
             return future
         return self._send_checked(
             topic, value, key, headers, partition, timestamp_ms, key_object, value_object
@@ -337,7 +345,7 @@ class KafkaProducerCore:
             value = bytes(_check_bytes("value", value))  # why: librdkafka takes read-only buffers
         if key is not None and type(key) is not bytes:
             key = bytes(_check_bytes("key", key))
-        future = _new_object(self._future_class)
+        future = self._future_class()
         if headers is not None:
             headers = _check_headers(headers)
             if headers:
@@ -364,7 +372,7 @@ class KafkaProducerCore:
             partition = -1  # why: librdkafka's murmur2_random partitioner decides
         # why positional: confluent-kafka's order is (topic, value, key, partition, callback,
         # on_delivery (its alias), timestamp (0: now), headers)
-        record = (topic, value, key, partition, future._delivered, None, timestamp_ms or 0, headers)
+        record = (topic, value, key, partition, future, None, timestamp_ms or 0, headers)
         try:
             self._produce(*record)
         except (BufferError, confluent_kafka.KafkaException):
@@ -578,8 +586,8 @@ class KafkaProducerCore:
         callbacks of the futures completed."""
         served = self._poll(timeout)
         if served:
-            with self._delivered:
-                self._delivered.notify_all()
+            with self._reported:
+                self._reported.notify_all()
         if self._ready:
             self._run_ready()
         return served
@@ -606,12 +614,12 @@ class KafkaProducerCore:
                     break
                 self._serve(remaining)
             return future.done
-        with self._delivered:
+        with self._reported:
             while not future.done:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                self._delivered.wait(remaining)
+                self._reported.wait(remaining)
         return future.done
 
     def _subscribe(self, future: Any, owner: Any, on_success: Any, on_error: Any) -> bool:
@@ -638,30 +646,30 @@ class KafkaProducerCore:
                 owner._run(on_success, on_error)
         finally:
             depth.value -= 1
-            with self._delivered:
+            with self._reported:
                 self._running -= 1
-                self._delivered.notify_all()
+                self._reported.notify_all()
 
     def _await_callbacks(self, deadline: float | None, timeout: float | None) -> None:
         """Until the callbacks of delivered records have run (those other threads are running
         now too, except the ones this thread is inside of)."""
         self._run_ready()
         mine = getattr(self._depth, "value", 0)
-        with self._delivered:
+        with self._reported:
             while self._running > mine or self._ready:
                 if self._ready:
-                    self._delivered.release()
+                    self._reported.release()
                     try:
                         self._run_ready()
                     finally:
-                        self._delivered.acquire()
+                        self._reported.acquire()
                     continue
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise KafkaTimeoutError(
                         f"flush did not complete within {timeout} s: callbacks still running"
                     )
-                self._delivered.wait(remaining)
+                self._reported.wait(remaining)
 
     # --- flush, close --------------------------------------------------------------------------------
 
@@ -672,8 +680,8 @@ class KafkaProducerCore:
             return
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         left = self._producer.flush(-1 if timeout is None else max(timeout, 0.0))
-        with self._delivered:
-            self._delivered.notify_all()
+        with self._reported:
+            self._reported.notify_all()
         if left:
             raise KafkaTimeoutError(f"flush did not complete within {timeout} s: {left} records undelivered")
         self._await_callbacks(deadline, timeout)
@@ -698,8 +706,8 @@ class KafkaProducerCore:
                 self._serve(0.05)
         if threading.current_thread() is not self._poller and self._poller.is_alive():
             self._poller.join(_POLL_WAIT_S * 10)
-        with self._delivered:
-            self._delivered.notify_all()
+        with self._reported:
+            self._reported.notify_all()
         self._run_ready()
         if not len(producer):
             producer.close()
@@ -723,7 +731,7 @@ class KafkaProducerCore:
         """In a forked child: closed; the librdkafka handle (its threads are the parent's) is
         kept alive but never used, so destroying it cannot hang the child."""
         self._lock = threading.Lock()
-        self._delivered = threading.Condition(self._lock)
+        self._reported = threading.Condition(self._lock)
         self._closed = self._stopping = True
         self._fast_topics = {}
         _abandoned.append(self._producer)
