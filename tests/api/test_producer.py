@@ -70,19 +70,12 @@ def _read_back_kafka(log: pylog.Log, topic: str, partition: int) -> list[pylog.R
         consumer.close()
 
 
-def embedded_only(log: pylog.Log, reason: str) -> None:
-    """Skip the kafka backend: the test is about the embedded producer's internals."""
-    if log.engine == "kafka":
-        pytest.skip(f"embedded producer internals: {reason}")
-
-
 #: why batch boundaries are embedded-only
 BATCHES = "librdkafka cuts its own batches (batch.size, linger.ms); a consumer does not see them"
 
 
 def batch_counts(log: pylog.Log, topic: str, partition: int = 0) -> list[int]:
-    """Records per engine batch of a partition, in order (from the raw bytes)."""
-    embedded_only(log, BATCHES)
+    """Records per engine batch of a partition, in order (from the raw bytes; embedded only)."""
     plog = log._backend.partition_log(TopicPartition(topic, partition))
     counts, offset = [], plog.start_offset
     while offset < plog.end_offset:
@@ -140,10 +133,10 @@ def test_keyed_records_land_where_kafka_puts_them(log: pylog.Log) -> None:
         assert stored == [k for k, f in zip(keys, futures, strict=True) if f.get().partition == p]
 
 
+@pytest.mark.embedded_only(
+    "librdkafka's sticky partitioner switches by time (sticky.partitioning.linger.ms), not per batch"
+)
 def test_null_keys_stick_to_one_partition_per_batch(log: pylog.Log) -> None:
-    embedded_only(
-        log, "librdkafka's sticky partitioner switches by time (sticky.partitioning.linger.ms), not per batch"
-    )
     log.create_topic("spread", partitions=4)
     with log.producer(acks=1, batch_size=1000, linger_ms=60_000) as producer:
         futures = [producer.send("spread", b"x" * 90) for _ in range(400)]
@@ -278,6 +271,7 @@ def test_closed_producer_refuses_and_close_flushes(log: pylog.Log) -> None:
     assert [r.value for r in read_back(log, "t")] == [b"last"]
 
 
+@pytest.mark.embedded_only(BATCHES)
 def test_batches_are_cut_at_batch_size(log: pylog.Log) -> None:
     with log.producer(acks=1, batch_size=2000, linger_ms=60_000) as producer:
         for _ in range(100):
@@ -288,6 +282,7 @@ def test_batches_are_cut_at_batch_size(log: pylog.Log) -> None:
     assert len(counts) > 1 and all(n * 110 <= 2000 + 110 for n in counts)
 
 
+@pytest.mark.embedded_only(BATCHES)
 def test_one_batch_per_flush_when_it_fits(log: pylog.Log) -> None:
     with log.producer(acks=1, linger_ms=60_000) as producer:
         for i in range(50):
@@ -307,8 +302,8 @@ def test_lingering_batch_is_written_without_flush(log: pylog.Log) -> None:
         assert future.get(timeout=0).offset == 0
 
 
+@pytest.mark.embedded_only("stalls partition_log (kafka: tests/kafka, unreachable cluster)")
 def test_get_and_flush_time_out(log: pylog.Log) -> None:
-    embedded_only(log, "stalls partition_log (kafka: tests/kafka, unreachable cluster)")
     release = threading.Event()
     backend = log._backend
     real = backend.partition_log
@@ -353,12 +348,11 @@ def test_callbacks_and_errbacks(log: pylog.Log) -> None:
             too_big.get()
 
 
+@pytest.mark.embedded_only(
+    "librdkafka does not split a batch the broker refuses as too large (Java's producer does): "
+    "all its records fail (docs/kafka.md)"
+)
 def test_too_large_record_fails_alone(log: pylog.Log) -> None:
-    embedded_only(
-        log,
-        "librdkafka does not split a batch the broker refuses as too large (Java's producer does): "
-        "all its records fail (docs/kafka.md)",
-    )
     log.create_topic("small", config={"max.message.bytes": 2000})
     with log.producer(acks=1, linger_ms=60_000, batch_size=100_000) as producer:
         before = [producer.send("small", b"a" * 50) for _ in range(60)]  # 60 records > 2000 bytes together
@@ -372,8 +366,8 @@ def test_too_large_record_fails_alone(log: pylog.Log) -> None:
     assert [r.value[:1] for r in read_back(log, "small")] == [b"a"] * 60 + [b"c"] * 5
 
 
+@pytest.mark.embedded_only("injects a failure into partition_log (kafka: tests/kafka, too-large records)")
 def test_failed_batch_fails_only_its_futures(log: pylog.Log) -> None:
-    embedded_only(log, "injects a failure into partition_log (kafka: tests/kafka, too-large records)")
     log.create_topic("two", partitions=2)
     backend = log._backend
     real = backend.partition_log
@@ -397,8 +391,8 @@ def test_failed_batch_fails_only_its_futures(log: pylog.Log) -> None:
         lost.get()
 
 
+@pytest.mark.embedded_only("injects a disk error into partition_log; a broker's disk is its own")
 def test_disk_error_fails_the_batch_with_it(log: pylog.Log) -> None:
-    embedded_only(log, "injects a disk error into partition_log; a broker's disk is its own")
     with log.producer(acks=1, linger_ms=60_000) as producer:
         future = producer.send("t", b"a")
         plog = log._backend.partition_log(TopicPartition("t", 0))
@@ -431,10 +425,10 @@ def test_log_append_time_topics_report_the_write_time(log: pylog.Log) -> None:
     assert stored.timestamp_type == 1 and meta.timestamp == stored.timestamp > 5
 
 
+@pytest.mark.embedded_only(
+    "reads the batch header from the log file (kafka: tests/kafka round-trips every codec)"
+)
 def test_compression_type_reaches_the_batch(log: pylog.Log) -> None:
-    embedded_only(
-        log, "reads the batch header from the log file (kafka: tests/kafka round-trips every codec)"
-    )
     with log.producer(acks=1, compression_type="gzip") as producer:
         producer.send("z", b"a" * 1000).get(timeout=10)
     plog = log._backend.partition_log(TopicPartition("z", 0))
@@ -500,8 +494,8 @@ def _recovery_point(log_dir: Path, topic: str) -> int:
 FSYNC = "acks=all means the in-sync replicas have the record; when a broker fsyncs is its own setting"
 
 
+@pytest.mark.embedded_only(FSYNC)
 def test_acks_all_resolves_after_fsync(log: pylog.Log, log_dir: Path) -> None:
-    embedded_only(log, FSYNC)
     with log.producer(acks="all") as producer:
         future = producer.send("d", b"a")
         producer.send("d", b"b").get(timeout=10)
@@ -512,8 +506,8 @@ def test_acks_all_resolves_after_fsync(log: pylog.Log, log_dir: Path) -> None:
         assert _recovery_point(log_dir, "d") == 3
 
 
+@pytest.mark.embedded_only(FSYNC)
 def test_acks_all_group_commit_shares_fsyncs(log: pylog.Log, log_dir: Path) -> None:
-    embedded_only(log, FSYNC)
     log.create_topic("g")
     threads_n, per_thread = 8, 25
     with log.producer(acks="all") as producer:
@@ -595,8 +589,10 @@ def test_group_commit_sync_failure_reaches_the_writer() -> None:
     assert commit.durable_end == -1
 
 
+@pytest.mark.embedded_only(
+    "decodes the log file's bytes; on kafka the broker's format is Kafka's by definition"
+)
 def test_records_decode_in_kafka_format(log: pylog.Log, engine: str) -> None:
-    embedded_only(log, "decodes the log file's bytes; on kafka the broker's format is Kafka's by definition")
     with log.producer(acks=1) as producer:
         producer.send("t", b"v", key=b"k").get(timeout=10)
     plog = log._backend.partition_log(TopicPartition("t", 0))
@@ -604,12 +600,11 @@ def test_records_decode_in_kafka_format(log: pylog.Log, engine: str) -> None:
     assert (record.key, record.value) == (b"k", b"v")
 
 
+@pytest.mark.embedded_only(
+    "librdkafka fails a deleted topic's queued records only after topic.metadata.propagation.max.ms "
+    "(30 s); tests/kafka/test_producer_kafka.py covers sending after a re-create"
+)
 def test_deleted_topic_fails_its_pending_records(log: pylog.Log) -> None:
-    if log.engine == "kafka":
-        pytest.skip(
-            "kafka: librdkafka fails a deleted topic's queued records only after "
-            "topic.metadata.propagation.max.ms (30 s); tests/kafka covers sending after a re-create"
-        )
     log.create_topic("gone", partitions=2)
     with log.producer(acks=1, linger_ms=60_000) as producer:
         first = producer.send("gone", b"a", partition=0)
@@ -663,7 +658,7 @@ def test_threads_sharing_a_producer_keep_per_partition_order(log: pylog.Log) -> 
             assert stored[m.partition][m.offset].value == b"%d:%d" % (t, i)
 
 
-def test_bad_and_unknown_topics(log: pylog.Log, log_dir: Path, engine: str) -> None:
+def test_bad_and_unknown_topics(log: pylog.Log) -> None:
     from pylog.errors import InvalidTopicError
 
     with log.producer(acks=1) as producer:
@@ -672,7 +667,7 @@ def test_bad_and_unknown_topics(log: pylog.Log, log_dir: Path, engine: str) -> N
                 producer.send(name, b"v")
         assert producer.send("fine", None, key=None).get(timeout=10).serialized_value_size == -1
     where: dict[str, Any] = (
-        {"path": log.backend.path} if log.engine == "kafka" else {"path": log_dir, "engine": engine}
+        {"path": log.path} if log.engine == "kafka" else {"path": log.path, "engine": log.engine}
     )
     with (
         pylog.open(**where, auto_create_topics=False) as strict,
