@@ -74,7 +74,7 @@ from pylog.errors import (
     UnknownTopicOrPartitionError,
     UnsupportedError,
 )
-from pylog.kafka.errors import raise_for, translate
+from pylog.kafka.errors import is_code, kafka_error_of, raise_for, translate
 from pylog.kafka.settings import client_properties
 from pylog.offset_reset import checked_partitions, reset_offset_targets, reset_target
 from pylog.partition import CleanResult, RetentionResult, as_int
@@ -103,6 +103,15 @@ _GROUP_STATES = {
     ConsumerGroupState.COMPLETING_REBALANCING: "CompletingRebalance",
     ConsumerGroupState.STABLE: "Stable",
 }
+#: the per-partition answers of a leader being elected or moving: asked again until the deadline
+_LEADER_MOVING = (
+    "NOT_LEADER_FOR_PARTITION",
+    "LEADER_NOT_AVAILABLE",
+    "REPLICA_NOT_AVAILABLE",
+    "FENCED_LEADER_EPOCH",
+    "UNKNOWN_LEADER_EPOCH",
+    "OFFSET_NOT_AVAILABLE",
+)
 #: the first and the longest pause between two looks while waiting for the metadata to change
 _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.1
@@ -154,6 +163,14 @@ def _check_partition_number(topic: str, count: int, partition: object) -> None:
     (the embedded backend's rule and text)."""
     if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < count:
         raise UnknownTopicOrPartitionError(f"topic {topic!r} has no partition {partition!r} (it has {count})")
+
+
+def _retriable(error: KafkaException) -> bool:
+    """Whether the request may succeed if asked again: a leader being elected or moving (Kafka's
+    retriable partition errors, clients/src/main/java/org/apache/kafka/common/protocol/Errors.java;
+    confluent's ``retriable()`` is not set on the per-partition errors of admin results)."""
+    kafka_error = kafka_error_of(error)
+    return kafka_error is not None and (bool(kafka_error.retriable()) or is_code(error, *_LEADER_MOVING))
 
 
 def _partitions_of(assignment: Any) -> frozenset[TopicPartition]:
@@ -337,6 +354,12 @@ class KafkaBackend:
 
         with _translated(deadline.what):
             self._await_metadata(deadline, _all_led(name, count))
+        # why also ask the leaders: the metadata names a leader before it serves the partition
+        # (a ListOffsets right after gets NOT_LEADER_OR_FOLLOWER); a produce or describe after
+        # create_topic must find the partitions ready, as on the embedded backend
+        self._offsets(
+            [TopicPartition(name, p) for p in range(count)], OffsetSpec.latest(), deadline, new=True
+        )
 
     def delete_topic(self, name: str) -> None:
         """Delete ``name``; returns once it is gone from the cluster's metadata."""
@@ -364,11 +387,9 @@ class KafkaBackend:
         configs = self._submit_configs(name, deadline)
         info = self._wait(described, deadline)
         tps = [TopicPartition(name, p.id) for p in sorted(info.partitions, key=lambda p: p.id)]
-        starts = self._submit_offsets(tps, OffsetSpec.earliest(), deadline)
-        ends = self._submit_offsets(tps, OffsetSpec.latest(), deadline)
         config = self._overrides(self._wait(configs, deadline))
-        start_of = self._offset_results(starts, deadline)
-        end_of = self._offset_results(ends, deadline)
+        start_of = self._offsets(tps, OffsetSpec.earliest(), deadline)
+        end_of = self._offsets(tps, OffsetSpec.latest(), deadline)
         partitions = tuple(
             PartitionDescription(
                 partition=tp.partition,
@@ -406,28 +427,46 @@ class KafkaBackend:
             out[key] = value
         return out
 
-    def _submit_offsets(
-        self, tps: Iterable[TopicPartition], spec: OffsetSpec, deadline: _Deadline
-    ) -> dict[TopicPartition, Any]:
-        """ListOffsets futures (``spec``: earliest, latest or a timestamp) of each of ``tps``."""
-        requests = {KafkaTopicPartition(tp.topic, tp.partition): spec for tp in tps}
-        if not requests:
-            return {}
-        futures = self.admin.list_offsets(requests, request_timeout=deadline.left())
-        return {TopicPartition(k.topic, k.partition): future for k, future in futures.items()}
-
-    def _offset_results(
-        self, futures: Mapping[TopicPartition, Any], deadline: _Deadline, *, missing: bool = False
+    def _offsets(
+        self,
+        tps: Iterable[TopicPartition],
+        spec: OffsetSpec,
+        deadline: _Deadline,
+        *,
+        missing: bool = False,
+        new: bool = False,
     ) -> dict[TopicPartition, int]:
-        """The offsets of ListOffsets ``futures``; with ``missing``, a partition whose topic is
-        gone is left out instead of raising ``UnknownTopicOrPartitionError``."""
+        """ListOffsets of each of ``tps`` (``spec``: earliest, latest or a timestamp). A retriable
+        answer (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE...: a leader just elected or moving)
+        is asked again until the deadline; so is UNKNOWN_TOPIC_OR_PART when the partitions are
+        ``new`` (the leader may not have applied the metadata that made them yet). Else with
+        ``missing``, a partition whose topic is gone is left out instead of raising
+        ``UnknownTopicOrPartitionError``."""
+        pending = [KafkaTopicPartition(tp.topic, tp.partition) for tp in tps]
         out: dict[TopicPartition, int] = {}
-        for tp, future in futures.items():
-            try:
-                out[tp] = self._wait(future, deadline).offset
-            except UnknownTopicOrPartitionError:
-                if not missing:
-                    raise
+        pause = _POLL_FIRST_S
+        while pending:
+            futures = self.admin.list_offsets(dict.fromkeys(pending, spec), request_timeout=deadline.left())
+            again: list[KafkaTopicPartition] = []
+            for asked, future in futures.items():
+                tp = TopicPartition(asked.topic, asked.partition)
+                try:
+                    out[tp] = future.result(timeout=deadline.left() + 1.0).offset
+                except KafkaException as error:
+                    unknown = is_code(error, "UNKNOWN_TOPIC_OR_PART")
+                    retry = (new and unknown) or _retriable(error)
+                    if retry and deadline.end - time.monotonic() > pause:
+                        again.append(asked)
+                        continue
+                    if unknown and missing and not new:
+                        continue
+                    raise translate(error, deadline.what) from error
+                except TimeoutError as error:
+                    raise KafkaTimeoutError(f"{deadline.what}: no answer within the timeout") from error
+            pending = again
+            if pending:
+                time.sleep(pause)
+                pause = min(pause * 2, _POLL_MAX_S)
         return out
 
     def _partition_count_now(self, topic: str, deadline: _Deadline) -> int:
@@ -492,6 +531,9 @@ class KafkaBackend:
             self._forget_metadata()
         with _translated(deadline.what):
             self._await_metadata(deadline, _all_led(name, count))
+        self._offsets(
+            [TopicPartition(name, p) for p in range(count)], OffsetSpec.latest(), deadline, new=True
+        )
 
     # --- compaction and retention -------------------------------------------------------------------
 
@@ -536,9 +578,8 @@ class KafkaBackend:
                     f"cannot delete records before offset {offset} (-1 means the end)"
                 )
             wanted[TopicPartition(topic, partition)] = offset
-        starts = self._submit_offsets(wanted, OffsetSpec.earliest(), deadline)
-        ends = self._submit_offsets(wanted, OffsetSpec.latest(), deadline)
-        start_of, end_of = self._offset_results(starts, deadline), self._offset_results(ends, deadline)
+        start_of = self._offsets(wanted, OffsetSpec.earliest(), deadline)
+        end_of = self._offsets(wanted, OffsetSpec.latest(), deadline)
         targets: list[KafkaTopicPartition] = []
         for tp, offset in wanted.items():
             start, end = start_of[tp], end_of[tp]
@@ -622,9 +663,7 @@ class KafkaBackend:
                 )
             )
         wanted = sorted(set(committed) | set(owners))
-        ends = self._offset_results(
-            self._submit_offsets(wanted, OffsetSpec.latest(), deadline), deadline, missing=True
-        )
+        ends = self._offsets(wanted, OffsetSpec.latest(), deadline, missing=True)
         lag: dict[TopicPartition, int | None] = {}
         for tp in wanted:
             end, offset = ends.get(tp), committed.get(tp)
@@ -672,15 +711,11 @@ class KafkaBackend:
         count = self._partition_count_now(topic, deadline)
         chosen = range(count) if partitions is None else checked_partitions(topic, count, partitions)
         tps = [TopicPartition(topic, partition) for partition in chosen]
-        starts = self._submit_offsets(tps, OffsetSpec.earliest(), deadline)
-        ends = self._submit_offsets(tps, OffsetSpec.latest(), deadline)
-        found = (
-            self._submit_offsets(tps, OffsetSpec.for_timestamp(amount), deadline)
-            if kind == "timestamp"
-            else {}
+        start_of = self._offsets(tps, OffsetSpec.earliest(), deadline)
+        end_of = self._offsets(tps, OffsetSpec.latest(), deadline)
+        found_at = (
+            self._offsets(tps, OffsetSpec.for_timestamp(amount), deadline) if kind == "timestamp" else {}
         )
-        start_of, end_of = self._offset_results(starts, deadline), self._offset_results(ends, deadline)
-        found_at = self._offset_results(found, deadline)
         ranges = {
             tp: (start_of[tp], end_of[tp], found_at[tp] if found_at.get(tp, -1) >= 0 else None) for tp in tps
         }

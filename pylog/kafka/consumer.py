@@ -13,11 +13,12 @@ fetches from them. Invariants between the two:
   moves past it) or librdkafka is sought back to our position (a deserializer failure, the
   iterator's unreturned records, a listener error), so librdkafka's own "application position"
   never runs ahead of ours;
-- librdkafka is assigned every partition we hold; those paused by the caller or whose position is
-  unset are paused in librdkafka (``_rk_paused``). A position set on an unset partition resumes it;
+- librdkafka is given exactly the partitions we hold whose position is set, at that position
+  (never a logical offset it would resolve on its own), paused when the caller paused them; a
+  partition gets to librdkafka when its position is first set (``_rk_assigned``);
 - librdkafka's ``seek`` of a partition that is not fetching (just assigned, or stopped by an
   out-of-range error) can fail with ``_STATE``: the partition is then assigned again at the offset
-  (``_rk_reseat``).
+  (``_rk_give(again=True)``).
 
 Offsets are pylog's to commit: librdkafka's ``enable.auto.commit`` and ``enable.auto.offset.store``
 are off (``pylog.kafka.settings.consumer_properties``), and ``commit``/auto-commit send exactly the
@@ -53,7 +54,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import os
 import re
 import threading
@@ -65,12 +65,12 @@ from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_END, KafkaError, KafkaException
+from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException
 from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import TopicPartition as RdTopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from pylog.consumer import Consumer, ConsumerConfig, _deserialize, _is_tp, _live_consumers
+from pylog.consumer import Consumer, ConsumerConfig, _is_tp, _live_consumers
 from pylog.errors import (
     IllegalStateError,
     InvalidConfigError,
@@ -78,10 +78,9 @@ from pylog.errors import (
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
     PylogError,
-    SerializationError,
     UnknownTopicOrPartitionError,
 )
-from pylog.kafka.errors import translate
+from pylog.kafka.errors import is_code, kafka_error_of, translate
 from pylog.kafka.settings import consumer_properties, librdkafka_assignors
 from pylog.listener import ConsumerRebalanceListener
 from pylog.partition import Columns
@@ -92,6 +91,8 @@ _log = logging.getLogger("pylog.consumer")
 #: how often, at most, a subscription without a group (or a pattern) looks at the cluster's
 #: metadata for new topics and partitions (each look is a metadata request)
 METADATA_CHECK_S = 0.5
+#: the pause between two tries of an offsets lookup the cluster answered with a retriable error
+RETRY_PAUSE_S = 0.05
 #: the longest single wait inside ``poll`` before it looks at auto-commit and metadata again
 WAIT_SLICE_S = 0.5
 
@@ -113,11 +114,18 @@ _RAISED_CODES = frozenset(
         KafkaError.INVALID_GROUP_ID,
     }
 )
+#: what a partition's offsets lookup may meet while its topic is being created or its leader moves
+_LEADER_MOMENT = (
+    "NOT_LEADER_FOR_PARTITION",
+    "LEADER_NOT_AVAILABLE",
+    "_LEADER_NOT_AVAILABLE",
+    "UNKNOWN_LEADER_EPOCH",
+)
 _new_tuple = tuple.__new__
 _EMPTY_BYTES = np.zeros(0, np.uint8)
 
 
-def _rd(tp: TopicPartition, offset: int = OFFSET_END) -> RdTopicPartition:
+def _rd(tp: TopicPartition, offset: int = OFFSET_INVALID) -> RdTopicPartition:
     return RdTopicPartition(tp.topic, tp.partition, offset)
 
 
@@ -235,6 +243,32 @@ def _last_offset(got: Any) -> int:
     return int(got.offsets[-1]) if isinstance(got, Columns) else got[-1].offset
 
 
+class _Positions:
+    """The part of the embedded fetcher's interface ``pylog.Consumer``'s own methods use for
+    positions (``position``, ``set_position``, ``seek``), over this consumer's positions, so the
+    base class's ``seek``, ``position``, iteration and deserializer rule run unchanged here.
+    Anything else of the embedded fetcher does not exist: an AttributeError, never a silent
+    embedded behaviour."""
+
+    __slots__ = ("_consumer",)
+
+    def __init__(self, consumer: KafkaConsumer):
+        self._consumer = consumer
+
+    def position(self, tp: TopicPartition) -> int | None:
+        return self._consumer._positions[tp]
+
+    def set_position(self, tp: TopicPartition, offset: int) -> None:
+        """Our position only (the iterator hands out a poll's records one by one; librdkafka
+        stays past them until the buffer is dropped, see ``KafkaConsumer._clear_buffer``)."""
+        if tp in self._consumer._positions:
+            self._consumer._positions[tp] = offset
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Our position and librdkafka's (a seek, or records handed over but not returned)."""
+        self._consumer._rewind(tp, offset)
+
+
 class KafkaConsumer(Consumer):
     """kafka-python's ``KafkaConsumer`` API over one ``confluent_kafka.Consumer`` (module docstring)."""
 
@@ -253,6 +287,7 @@ class KafkaConsumer(Consumer):
             raise translate(e, "create a Kafka consumer") from e
         except (ValueError, TypeError) as e:
             raise InvalidConfigError(f"create a Kafka consumer: {e}") from e
+        self._fetcher = _Positions(self)
         self._closed = False
         self._closed_message = "the consumer is closed"
         #: set while ``close`` hands the assignment back: the rebalance callbacks only unassign
@@ -267,6 +302,8 @@ class KafkaConsumer(Consumer):
         #: the topics librdkafka is subscribed to (a pattern's matches), None when not subscribed
         self._rk_topics: list[str] | None = None
         self._positions: dict[TopicPartition, int | None] = {}
+        #: the partitions librdkafka was given (those whose position is set)
+        self._rk_assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
         #: partitions stopped by an out-of-range fetch with auto_offset_reset 'none', and why
         self._stuck: dict[TopicPartition, str] = {}
@@ -301,54 +338,54 @@ class KafkaConsumer(Consumer):
 
     # ------------------------------------------------------------------ librdkafka's side
 
-    def _rk_paused(self) -> list[RdTopicPartition]:
-        return [_rd(tp) for tp, p in self._positions.items() if p is None or tp in self._paused]
-
     def _rk_assign_all(self, rk: Any = None) -> None:
-        """Give librdkafka the whole assignment at our positions (pausing what must not fetch)."""
+        """Give librdkafka every partition whose position is set, at it (``assign``: replaces
+        its whole assignment), pausing those the caller paused."""
         rk = rk or self._rk
+        given = {tp: p for tp, p in self._positions.items() if p is not None}
         try:
-            rk.assign([_rd(tp, OFFSET_END if p is None else p) for tp, p in self._positions.items()])
-            paused = self._rk_paused()
+            rk.assign([_rd(tp, p) for tp, p in given.items()])
+            paused = [_rd(tp) for tp in given if tp in self._paused]
             if paused:
                 rk.pause(paused)
         except KafkaException as e:
             raise translate(e, "assign partitions") from e
+        self._rk_assigned = set(given)
 
-    def _rk_reseat(self, tps: list[TopicPartition]) -> None:
-        """Assign ``tps`` to librdkafka again at our positions (a seek it refused)."""
+    def _rk_give(self, tps: list[TopicPartition], *, again: bool = False) -> None:
+        """Give librdkafka ``tps`` (positions set) at our positions; ``again``: they are
+        assigned there already (a seek it refused) and are taken back first."""
         if self._in_group() and not self._cooperative:
             self._rk_assign_all()  # why: an eager group's assignment changes only by assign()
             return
         rk = self._rk
         try:
-            rk.incremental_unassign([_rd(tp) for tp in tps])
-            rk.incremental_assign(
-                [_rd(tp, OFFSET_END if self._positions[tp] is None else self._positions[tp]) for tp in tps]
-            )  # type: ignore[arg-type]
-            paused = [_rd(tp) for tp in tps if self._positions[tp] is None or tp in self._paused]
+            if again:
+                rk.incremental_unassign([_rd(tp) for tp in tps if tp in self._rk_assigned])
+            rk.incremental_assign([_rd(tp, self._positions[tp]) for tp in tps])  # type: ignore[arg-type]
+            paused = [_rd(tp) for tp in tps if tp in self._paused]
             if paused:
                 rk.pause(paused)
         except KafkaException as e:
             raise translate(e, "assign partitions") from e
+        self._rk_assigned.update(tps)
 
     def _set_position(self, tp: TopicPartition, offset: int) -> None:
-        """Our position of ``tp`` and librdkafka's fetch position (resumed if it was unset)."""
-        was_unset = self._positions.get(tp) is None
+        """Our position of ``tp`` and librdkafka's fetch position. why no logical offsets
+        (OFFSET_END...) are ever given to librdkafka: it would resolve them itself, later, and
+        fetch from somewhere else than the position we report; a partition without a position
+        is not given to it at all."""
         self._positions[tp] = offset
         self._stuck.pop(tp, None)
+        if tp not in self._rk_assigned:
+            self._rk_give([tp])
+            return
         try:
             self._rk.seek(_rd(tp, offset))
         except KafkaException:
-            # why: librdkafka refuses to seek a partition not fetching yet (_STATE); assigning
-            # it again at the offset gets the same result
-            self._rk_reseat([tp])
-            return
-        if was_unset and tp not in self._paused:
-            try:
-                self._rk.resume([_rd(tp)])
-            except KafkaException as e:
-                raise translate(e, f"resume {tp.topic}-{tp.partition}") from e
+            # why: librdkafka refuses to seek a partition not fetching (yet, or stopped by an
+            # out-of-range error: _STATE); assigning it again at the offset gets the same result
+            self._rk_give([tp], again=True)
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         """Put ``tp`` back at ``offset``: records librdkafka handed us from there on were not
@@ -361,6 +398,7 @@ class KafkaConsumer(Consumer):
             self._positions.pop(tp, None)
             self._paused.discard(tp)
             self._stuck.pop(tp, None)
+            self._rk_assigned.discard(tp)
         self._clear_buffer()
 
     # ------------------------------------------------------------------ assignment
@@ -440,13 +478,9 @@ class KafkaConsumer(Consumer):
         self._rk_topics = topics
 
     def subscription(self) -> set[str] | None:
-        """The subscribed topics (for a pattern: the topics it currently matches), or None."""
-        self._check_open()
-        if self._mode != "subscribed":
-            return None
-        if self._pattern is not None:
-            return {t for t in self._backend.list_topics() if self._pattern.fullmatch(t)}
-        return set(self._subscription or ())
+        """The subscribed topics (for a pattern: those it matches now), or None (``Consumer``'s:
+        the backend's topics)."""
+        return super().subscription()
 
     def unsubscribe(self) -> None:
         """Drop the subscription or manual assignment (a group member leaves its group)."""
@@ -507,15 +541,12 @@ class KafkaConsumer(Consumer):
             except Exception as e:  # a timeout looking offsets up: poll tries again
                 self._rebalance_failures.append(e)
             if self._cooperative:
-                rk.incremental_assign(
-                    [
-                        _rd(tp, OFFSET_END if self._positions[tp] is None else self._positions[tp])
-                        for tp in assigned
-                    ]  # type: ignore[arg-type]
-                )
-                paused = [_rd(tp) for tp in assigned if self._positions[tp] is None or tp in self._paused]
+                given = [tp for tp in assigned if self._positions[tp] is not None]
+                rk.incremental_assign([_rd(tp, self._positions[tp]) for tp in given])  # type: ignore[arg-type]
+                paused = [_rd(tp) for tp in given if tp in self._paused]
                 if paused:
                     rk.pause(paused)
+                self._rk_assigned.update(given)
             else:
                 self._rk_assign_all(rk)
             if assigned:
@@ -531,11 +562,8 @@ class KafkaConsumer(Consumer):
             if revoked and not self._closing:
                 self._auto_commit_partitions(revoked)
                 self._call_listener("on_partitions_revoked", revoked)
+            self._rk_take_back(rk, partitions)
             self._drop(revoked)
-            if self._cooperative:
-                rk.incremental_unassign(partitions)
-            else:
-                rk.unassign()
         except Exception as e:
             self._rebalance_failures.append(translate(e, "revoke partitions"))
 
@@ -545,13 +573,21 @@ class KafkaConsumer(Consumer):
             lost = self._held(partitions) & set(self._positions)
             if lost and not self._closing:
                 self._call_listener("on_partitions_lost", lost)
+            self._rk_take_back(rk, partitions)
             self._drop(lost)
-            if self._cooperative:
-                rk.incremental_unassign(partitions)
-            else:
-                rk.unassign()
         except Exception as e:
             self._rebalance_failures.append(translate(e, "drop lost partitions"))
+
+    def _rk_take_back(self, rk: Any, partitions: list) -> None:
+        """Inside on_revoke/on_lost: librdkafka unassigns them (cooperative: only those it was
+        given; an empty call still completes the rebalance)."""
+        if self._cooperative:
+            given = self._held(partitions) & self._rk_assigned
+            rk.incremental_unassign([_rd(tp) for tp in sorted(given)])
+            self._rk_assigned -= given
+        else:
+            rk.unassign()
+            self._rk_assigned.clear()
 
     def _raise_rebalance_failures(self) -> None:
         if self._rebalance_failures:
@@ -602,6 +638,16 @@ class KafkaConsumer(Consumer):
         for tp in wanted - current:
             self._positions[tp] = None
         self._rk_assign_all()
+
+    def _check_assigned_topics(self) -> None:
+        """Manual assignment: a topic deleted under it is ``UnknownTopicOrPartitionError`` at the
+        next poll, as on the embedded backend (librdkafka would notice only at its next metadata
+        refresh, minutes later, and then say nothing to a manual assignment)."""
+        if not self._metadata_moved():
+            return
+        for tp in sorted(self._positions):
+            if tp.partition >= self._backend.partitions_for(tp.topic):
+                raise UnknownTopicOrPartitionError(f"unknown partition {tp.topic}-{tp.partition}")
 
     # ------------------------------------------------------------------ positions
 
@@ -662,29 +708,33 @@ class KafkaConsumer(Consumer):
     def _watermarks(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
         out = {}
         for tp in tps:
-            try:
-                out[tp] = self._rk.get_watermark_offsets(_rd(tp), timeout=self._timeout_s, cached=False)
-            except KafkaException as e:
-                raise translate(e, f"look up the offsets of {tp.topic}-{tp.partition}") from e
+            deadline = time.monotonic() + self._timeout_s
+            while True:
+                try:
+                    out[tp] = self._rk.get_watermark_offsets(
+                        _rd(tp), timeout=max(deadline - time.monotonic(), 0.001), cached=False
+                    )
+                    break
+                except KafkaException as e:
+                    # why retry: a partition just created or moving has no leader for a moment
+                    # (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE: retriable)
+                    # (confluent's KafkaError of this call does not carry the retriable flag)
+                    retry = is_code(e, *_LEADER_MOMENT) or bool(
+                        kafka_error_of(e) and kafka_error_of(e).retriable()
+                    )
+                    if not retry or time.monotonic() + RETRY_PAUSE_S >= deadline:
+                        raise translate(e, f"look up the offsets of {tp.topic}-{tp.partition}") from e
+                    time.sleep(RETRY_PAUSE_S)
         return out
 
     def position(self, partition: TopicPartition) -> int:
-        """The offset of the next record ``poll`` returns from ``partition``."""
-        self._check_open()
-        tp = self._check_assigned(partition)
-        self._init_positions([tp])
-        position = self._positions[tp]
-        assert position is not None
-        return position
+        """The offset of the next record ``poll`` returns (``Consumer``'s, over ``_Positions``)."""
+        return super().position(partition)
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
-        """Make the next ``poll`` read ``partition`` from ``offset``."""
-        self._check_open()
-        tp = self._check_assigned(partition)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ValueError(f"offset must be an int >= 0, not {offset!r}")
-        self._clear_buffer()
-        self._set_position(tp, offset)
+        """Make the next ``poll`` read ``partition`` from ``offset`` (``Consumer``'s, over
+        ``_Positions``: librdkafka is sought too)."""
+        super().seek(partition, offset)
 
     def _seek_targets(self, partitions: tuple[TopicPartition, ...]) -> list[TopicPartition]:
         self._check_open()
@@ -751,18 +801,12 @@ class KafkaConsumer(Consumer):
         }
 
     def topics(self) -> set[str]:
-        """Every topic of the cluster but Kafka's internal ones (kafka-python's ``topics()``)."""
-        self._check_open()
-        return set(self._backend.list_topics())
+        """Every topic of the cluster but Kafka's internal ones (``Consumer``'s: the backend's)."""
+        return super().topics()
 
     def partitions_for_topic(self, topic: str) -> set[int] | None:
-        """The partition numbers of ``topic``, or None if it does not exist (kafka-python's)."""
-        self._check_open()
-        try:
-            count = self._backend.partitions_for(topic)
-        except UnknownTopicOrPartitionError:
-            return None
-        return set(range(count))
+        """The partition numbers of ``topic``, or None (``Consumer``'s: the backend's metadata)."""
+        return super().partitions_for_topic(topic)
 
     # ------------------------------------------------------------------ pause / resume
 
@@ -771,9 +815,10 @@ class KafkaConsumer(Consumer):
         tps = [self._check_assigned(tp) for tp in partitions]
         self._clear_buffer()
         self._paused.update(tps)
-        if tps:
+        given = [_rd(tp) for tp in tps if tp in self._rk_assigned]
+        if given:
             try:
-                self._rk.pause([_rd(tp) for tp in tps])
+                self._rk.pause(given)
             except KafkaException as e:
                 raise translate(e, "pause") from e
 
@@ -784,7 +829,7 @@ class KafkaConsumer(Consumer):
                 raise TypeError(f"partitions must be TopicPartitions, not {type(tp).__name__}")
         resumed = [tp for tp in partitions if tp in self._paused]
         self._paused.difference_update(resumed)
-        fetchable = [_rd(tp) for tp in resumed if self._positions.get(tp) is not None]
+        fetchable = [_rd(tp) for tp in resumed if tp in self._rk_assigned]
         if fetchable:
             try:
                 self._rk.resume(fetchable)
@@ -800,16 +845,16 @@ class KafkaConsumer(Consumer):
     def poll(
         self, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Records since the last poll, by partition; waits up to ``timeout_ms`` for some."""
-        return self._poll(timeout_ms, max_records, columns=False)
+        """Records since the last poll, by partition; waits up to ``timeout_ms`` for some
+        (``Consumer``'s, over this class's ``_poll``)."""
+        return super().poll(timeout_ms, max_records)
 
     def poll_columns(
         self, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, Columns]:
-        """``poll`` as ``pylog.Columns`` per partition (numpy arrays in Arrow's layout, built
-        from the fetched messages); positions advance the same way. Deserializers are not
-        applied (the analytics path)."""
-        return self._poll(timeout_ms, max_records, columns=True)
+        """``poll`` as ``pylog.Columns`` per partition, the embedded layout, built from the
+        fetched messages; deserializers are not applied (``Consumer``'s, over ``_poll``)."""
+        return super().poll_columns(timeout_ms, max_records)
 
     def _poll(self, timeout_ms: Any, max_records: Any, *, columns: bool) -> dict:
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int | float):
@@ -835,6 +880,8 @@ class KafkaConsumer(Consumer):
             if self._mode == "subscribed":
                 self._refresh_auto_assignment()
                 self._refresh_pattern()
+            else:
+                self._check_assigned_topics()
             self._maybe_auto_commit()
             if self._stuck:
                 self._raise_stuck()
@@ -924,62 +971,12 @@ class KafkaConsumer(Consumer):
             if tp not in self._paused:
                 raise OffsetOutOfRangeError(why)
 
-    def _deserialized(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> dict:
-        kd, vd = self._config.key_deserializer, self._config.value_deserializer
-        out: dict[TopicPartition, list[ConsumerRecord]] = {}
-        failure: SerializationError | None = None
-        for tp, records in fetched.items():
-            if failure is not None:
-                self._rewind(tp, records[0].offset)  # not returned: read again next time
-                continue
-            converted = []
-            for r in records:
-                what = "key"
-                try:
-                    key = r.key if kd is None else _deserialize(kd, r.topic, r.headers, r.key)
-                    what = "value"
-                    value = r.value if vd is None else _deserialize(vd, r.topic, r.headers, r.value)
-                except Exception as e:
-                    failure = SerializationError(
-                        f"the {what} deserializer failed for {r.topic}-{r.partition} at offset {r.offset}: {e!r}"
-                    )
-                    failure.__cause__ = e
-                    self._rewind(tp, r.offset)  # a retry starts at this record
-                    break
-                converted.append(r._replace(key=key, value=value))
-            if converted:
-                out[tp] = converted
-        if failure is not None and not out:
-            raise failure
-        return out
-
-    # ------------------------------------------------------------------ iteration
-
     def __iter__(self) -> Iterator[ConsumerRecord]:
         return self
 
     def __next__(self) -> ConsumerRecord:
-        if self._closed:
-            raise StopIteration
-        timeout_ms = self._config.consumer_timeout_ms
-        deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms != math.inf else math.inf
-        while not self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise StopIteration
-            fetched = self.poll(timeout_ms=min(remaining * 1000, 1 << 30))
-            # why rewind our position (not librdkafka's, which stays past them): a position and
-            # an auto-commit cover only the records handed out, as kafka-python's iterator does
-            for tp, records in fetched.items():
-                self._buffer_next[tp] = (records[-1].offset, self._positions[tp])  # type: ignore[assignment]
-                self._positions[tp] = records[0].offset
-                self._buffer.extend(records)
-        record = self._buffer.popleft()
-        tp = TopicPartition(record.topic, record.partition)
-        last, after = self._buffer_next.get(tp, (record.offset, record.offset + 1))
-        if tp in self._positions:
-            self._positions[tp] = after if record.offset == last else record.offset + 1
-        return record
+        """The next record (``Consumer``'s iterator, over ``_Positions``)."""
+        return super().__next__()
 
     def _clear_buffer(self) -> None:
         """Drop the iterator's unreturned records; librdkafka is past them, so it goes back to
@@ -1019,34 +1016,18 @@ class KafkaConsumer(Consumer):
                 raise translate(rd.error, f"{what} ({rd.topic}-{rd.partition})")
 
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = None) -> None:
-        """Commit ``offsets`` (default: the positions of every assigned partition) to the group.
-        ``CommitFailedError`` if the group refused it (nothing applied)."""
-        self._check_open()
-        self._group_id()
-        checked = self._current_offsets() if offsets is None else self._checked_offsets(offsets)
-        self._commit_offsets(checked)
+        """Commit ``offsets`` (default: every assigned position) to the group (``Consumer``'s,
+        over this class's ``_current_offsets``/``_commit_offsets``); ``CommitFailedError`` if
+        the group refused it."""
+        super().commit(offsets)
 
     def commit_async(
         self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = None, callback: Callable | None = None
     ) -> Future:
-        """``commit``, reporting to ``callback(offsets, exception_or_None)`` instead of raising
-        (kafka-python's signature). As on the embedded backend the commit runs now (bounded by
-        the client's timeouts) and the returned future is already resolved."""
-        self._check_open()
-        self._group_id()
-        checked = self._current_offsets() if offsets is None else self._checked_offsets(offsets)
-        future: Future = Future()
-        try:
-            self._commit_offsets(checked)
-        except Exception as e:
-            future.set_exception(e)
-            if callback is not None:
-                callback(checked, e)
-        else:
-            future.set_result(None)
-            if callback is not None:
-                callback(checked, None)
-        return future
+        """``commit`` reporting to ``callback(offsets, exception_or_None)``: as on the embedded
+        backend the commit runs now (bounded by the client's timeouts) and the future is
+        already resolved (``Consumer``'s)."""
+        return super().commit_async(offsets, callback)
 
     def committed(self, partition: TopicPartition, metadata: bool = False) -> int | OffsetAndMetadata | None:
         """The group's committed offset of ``partition`` (an int, or the OffsetAndMetadata with
@@ -1119,8 +1100,8 @@ class KafkaConsumer(Consumer):
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        # as kafka-python: no auto-commit when the block failed
-        self.close(autocommit=exc_type is None)
+        """``close``, without auto-commit when the block failed (``Consumer``'s)."""
+        super().__exit__(exc_type, *exc)
 
 
 #: this process's Kafka consumers: a forked child must never destroy their librdkafka handles

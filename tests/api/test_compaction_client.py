@@ -359,8 +359,12 @@ def change_log(keys: int, versions: int) -> list[tuple[bytes, bytes | None]]:
 
 
 COMPACTED = {"cleanup.policy": "compact", "segment.bytes": 100}
+#: why a test's kafka param is skipped: a cluster's brokers compact on their own schedule
+#: (``Log.compact`` raises ``UnsupportedError`` there: tests/kafka/test_admin.py)
+BROKERS_COMPACT = "calls Log.compact, the embedded cleaner; a cluster's brokers compact on their own"
 
 
+@pytest.mark.embedded_only(BROKERS_COMPACT)
 def test_compact_turns_a_change_log_into_a_table(log: pylog.Log) -> None:
     log.create_topic("t", config=COMPACTED)
     tp = TopicPartition("t", 0)
@@ -387,6 +391,7 @@ def test_compact_turns_a_change_log_into_a_table(log: pylog.Log) -> None:
     assert log.compact("t")[tp].skipped == "nothing to clean"
 
 
+@pytest.mark.embedded_only(BROKERS_COMPACT)
 def test_tombstones_survive_one_pass_then_go_after_delete_retention_ms(log: pylog.Log) -> None:
     log.create_topic("t", config={**COMPACTED, "delete.retention.ms": 0})
     tp = TopicPartition("t", 0)
@@ -404,6 +409,7 @@ def test_tombstones_survive_one_pass_then_go_after_delete_retention_ms(log: pylo
     ]
 
 
+@pytest.mark.embedded_only(BROKERS_COMPACT)
 def test_compact_leaves_a_delete_topic_alone_and_says_so(log: pylog.Log) -> None:
     log.create_topic("d", config={"segment.bytes": 100})
     log.create_topic("t", config=COMPACTED)
@@ -594,6 +600,7 @@ def test_another_process_consumes_and_produces_while_this_one_compacts(
     assert table(read_all(log, tp)) == expected
 
 
+@pytest.mark.embedded_only("marks a partition uncleanable in the catalog (the embedded cleaner's state)")
 def test_a_mark_goes_with_its_topic(log: pylog.Log) -> None:
     log.create_topic("t", partitions=2, config=COMPACTED)
     marks = log._backend.uncleanable_marks
@@ -716,6 +723,7 @@ def test_close_stops_a_background_compaction_at_a_safe_point(engine: str, log_di
         assert log.describe_topic("t").partitions[0].dirty_ratio == 0.0
 
 
+@pytest.mark.embedded_only(BROKERS_COMPACT)
 def test_compact_some_partitions_leaves_the_others_dirty(log):
     """``Log.compact(topic, partitions=[...])`` cleans only those (the CLI's per-partition
     progress uses it); a partition the topic lacks is refused before anything is compacted."""

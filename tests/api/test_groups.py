@@ -180,6 +180,9 @@ def test_a_new_topic_matching_the_pattern_joins_the_assignment(log: pylog.Log, c
     assert c.assignment() == tps("logs-a", 0) | tps("logs-b", 0, 1)
 
 
+@pytest.mark.embedded_only(
+    "commits through the embedded group member (a._member), past the consumer's own check"
+)
 def test_a_commit_after_losing_the_partition_fails(log: pylog.Log, consumers: list) -> None:
     log.create_topic("t", 2)
     a = join(log, consumers, "t", partition_assignment_strategy=["cooperative-sticky"])
@@ -207,7 +210,8 @@ def test_static_member_restart_keeps_its_partitions(log: pylog.Log, consumers: l
     a2 = join(log, consumers, "t", group_instance_id="worker-1", partition_assignment_strategy=["range"])
     settle(a2, b)
     assert a2.assignment() == held
-    assert log.describe_group("g").generation == generation  # no rebalance
+    if log.engine != "kafka":  # Kafka's DescribeGroups answer has no generation (describe_group gives -1)
+        assert log.describe_group("g").generation == generation  # no rebalance
 
 
 def test_standalone_consumer_commits_for_an_empty_group(log: pylog.Log, consumers: list) -> None:

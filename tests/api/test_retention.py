@@ -31,6 +31,11 @@ from pylog.types import TopicPartition
 DAY_MS = 24 * 3600 * 1000
 WAIT_S = 30  # the bound of every wait for background work (a hang fails instead of blocking)
 TP0 = TopicPartition("t", 0)
+#: why a test's kafka param is skipped
+ONE_RECORD_SEGMENTS = (
+    "counts one-record segments (segment.bytes=100; Kafka's minimum is 1 MiB) and their sizes on disk"
+)
+BROKERS_RETAIN = "calls Log.apply_retention; a cluster's brokers apply retention on their own schedule"
 
 
 def produce(
@@ -108,6 +113,7 @@ def test_delete_records_moves_the_low_watermark_inside_a_segment(log: pylog.Log)
     assert log.delete_records("t", {0: 7}) == {TP0: 7}
 
 
+@pytest.mark.embedded_only(ONE_RECORD_SEGMENTS)
 def test_delete_records_deletes_whole_segments_below_the_new_start(log: pylog.Log) -> None:
     segmented_topic(log, 10)
     before = log.describe_topic("t").partitions[0].size_bytes
@@ -155,6 +161,7 @@ def test_delete_records_below_the_start_and_of_unknown_topics_are_errors(log: py
 # --- apply_retention ------------------------------------------------------------------------------
 
 
+@pytest.mark.embedded_only(BROKERS_RETAIN)
 def test_apply_retention_by_size_deletes_the_oldest_sealed_segments(log: pylog.Log) -> None:
     segmented_topic(log, 8)
     sizes_before = log.describe_topic("t").partitions[0]
@@ -171,6 +178,7 @@ def test_apply_retention_by_size_deletes_the_oldest_sealed_segments(log: pylog.L
     assert log.apply_retention("t")[TP0].deleted_segments == 0  # nothing more to delete
 
 
+@pytest.mark.embedded_only(BROKERS_RETAIN)
 def test_apply_retention_by_time_keeps_recent_records(log: pylog.Log) -> None:
     log.create_topic("t", config={"segment.bytes": 100, "retention.ms": DAY_MS})
     now = time.time_ns() // 1_000_000
@@ -182,6 +190,7 @@ def test_apply_retention_by_time_keeps_recent_records(log: pylog.Log) -> None:
     assert read_values(log) == [b"v4", b"v5"]
 
 
+@pytest.mark.embedded_only(BROKERS_RETAIN)
 def test_apply_retention_leaves_compact_only_topics_to_the_cleaner(log: pylog.Log) -> None:
     segmented_topic(log, 4, **{"retention.bytes": 0})
     log.create_topic("c", config={"cleanup.policy": "compact", "segment.bytes": 100, "retention.bytes": 0})

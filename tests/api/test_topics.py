@@ -1,7 +1,10 @@
 """Topic admin through ``pylog.Log``: create, list, describe, alter, grow and delete topics.
 
-Runs on both engines through the ``log`` fixture. Tests that look at the embedded backend's files
-(partition directories, ``partition.metadata``, ``-delete`` leftovers) also take ``log_dir``.
+Runs on both engines and on a Kafka cluster through the ``log`` fixture. Tests that look at the
+embedded backend's files (partition directories, ``partition.metadata``, ``-delete`` leftovers)
+also take ``log_dir``, which skips their kafka param; a test whose point is the API and only
+some checks are on the files reads the directory from ``embedded_dir(log)`` instead, so its
+kafka param runs the rest.
 """
 
 from __future__ import annotations
@@ -31,37 +34,57 @@ LEGAL_NAMES = ["a", "orders", "Orders.v2", "with_underscore", "with-dash", "..."
 ILLEGAL_NAMES = ["", ".", "..", "x" * 250, "a/b", "../escape", "/abs", "a b", "ü", "a\0b", "a\\b", "tab\t"]
 
 
+#: why a test's kafka param is skipped: a cluster's partitions have no local engine handle
+HANDLE = "goes through the engine handle (partition_log), which a cluster's partitions do not have"
+#: Kafka's smallest segment.bytes: 1 MiB (storage/src/main/java/org/apache/kafka/storage/internals/log/LogConfig.java)
+KAFKA_MIN_SEGMENT_BYTES = 1024 * 1024
+
+
 def backend(log: pylog.Log):
     return log._backend
+
+
+def embedded_dir(log: pylog.Log) -> Path | None:
+    """The log directory of an embedded log; None on a Kafka cluster (the brokers' files)."""
+    return None if log.engine == "kafka" else Path(log.path)
+
+
+def small_segment(log: pylog.Log) -> int:
+    """A small segment.bytes override the backend takes (a cluster refuses pylog's small ones)."""
+    return KAFKA_MIN_SEGMENT_BYTES if log.engine == "kafka" else 4096
 
 
 # --- names ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", LEGAL_NAMES)
-def test_legal_names_are_created_inside_the_directory(log: pylog.Log, log_dir: Path, name: str) -> None:
+def test_legal_names_are_created_inside_the_directory(log: pylog.Log, name: str) -> None:
+    log_dir = embedded_dir(log)
     log.create_topic(name, partitions=2)
     assert name in log.list_topics()
-    for n in range(2):
+    for n in range(2 if log_dir else 0):
         path = log_dir / f"{name}-{n}"
         assert path.is_dir()
         assert path.resolve().parent == log_dir.resolve()
     log.delete_topic(name)  # its -delete names stay within 255 characters
     assert log.list_topics() == []
-    assert [p.name for p in log_dir.iterdir() if p.is_dir()] == []
+    if log_dir:
+        assert [p.name for p in log_dir.iterdir() if p.is_dir()] == []
 
 
 @pytest.mark.parametrize("name", ILLEGAL_NAMES)
-def test_illegal_names_are_refused_and_touch_nothing(log: pylog.Log, log_dir: Path, name: str) -> None:
-    before = sorted(os.listdir(log_dir))
+def test_illegal_names_are_refused_and_touch_nothing(log: pylog.Log, name: str) -> None:
+    log_dir = embedded_dir(log)
+    before = sorted(os.listdir(log_dir)) if log_dir else None
     with pytest.raises(InvalidTopicError):
         log.create_topic(name)
     with pytest.raises(InvalidTopicError):
         backend(log).partitions_for(name, create=True)
     with pytest.raises(InvalidTopicError):
         log.delete_topic(name)
-    assert sorted(os.listdir(log_dir)) == before
-    assert not (log_dir.parent / "escape-0").exists()
+    if log_dir:
+        assert sorted(os.listdir(log_dir)) == before
+        assert not (log_dir.parent / "escape-0").exists()
     assert log.list_topics() == []
 
 
@@ -99,13 +122,15 @@ def test_bad_partition_counts_are_refused(log: pylog.Log, partitions: object) ->
     "config",
     [{"no.such.key": 1}, {"segment.bytes": 1}, {"segment.bytes": "big"}, {"cleanup.policy": "nope"}, [1]],
 )
-def test_bad_config_is_refused_and_nothing_is_created(log: pylog.Log, log_dir: Path, config: object) -> None:
+def test_bad_config_is_refused_and_nothing_is_created(log: pylog.Log, config: object) -> None:
     with pytest.raises(InvalidConfigError):
         log.create_topic("t", config=config)  # type: ignore[arg-type]
     assert log.list_topics() == []
-    assert not (log_dir / "t-0").exists()
+    log_dir = embedded_dir(log)
+    assert not (log_dir and (log_dir / "t-0").exists())
 
 
+@pytest.mark.embedded_only(HANDLE)
 def test_topic_config_reaches_the_engine(log: pylog.Log) -> None:
     log.create_topic("t", config={"segment.bytes": "2048", "message.timestamp.type": "LogAppendTime"})
     handle = backend(log).partition_log(TopicPartition("t", 0))
@@ -134,6 +159,7 @@ def test_describe_topic_reports_offsets_and_size(log: pylog.Log, log_dir: Path) 
         log.describe_topic("missing")
 
 
+@pytest.mark.embedded_only(HANDLE)
 def test_alter_topic_config_applies_to_handles_opened_afterwards(log: pylog.Log) -> None:
     log.create_topic("t", config={"segment.bytes": 4096})
     before = backend(log).partition_log(TopicPartition("t", 0))
@@ -148,25 +174,28 @@ def test_alter_topic_config_applies_to_handles_opened_afterwards(log: pylog.Log)
 
 
 def test_alter_topic_config_refuses_bad_values_and_keeps_the_old(log: pylog.Log) -> None:
-    log.create_topic("t", config={"segment.bytes": 4096})
+    log.create_topic("t", config={"segment.bytes": small_segment(log)})
     for bad in ({"segment.bytes": -5}, {"nope": 1}, {"nope": None}):
         with pytest.raises(InvalidConfigError):
             log.alter_topic_config("t", bad)
-    assert log.describe_topic("t").config == {"segment.bytes": 4096}
+    assert log.describe_topic("t").config == {"segment.bytes": small_segment(log)}
     with pytest.raises(UnknownTopicOrPartitionError):
         log.alter_topic_config("missing", {"retention.ms": 1})
 
 
-def test_create_partitions_grows_and_refuses_shrinking(log: pylog.Log, log_dir: Path) -> None:
-    log.create_topic("t", partitions=2, config={"segment.bytes": 4096})
+def test_create_partitions_grows_and_refuses_shrinking(log: pylog.Log) -> None:
+    log.create_topic("t", partitions=2, config={"segment.bytes": small_segment(log)})
     version = backend(log).metadata_version()
     log.create_partitions("t", 4)
     assert backend(log).partitions_for("t") == 4
     assert backend(log).metadata_version() > version
-    assert backend(log).partition_log(TopicPartition("t", 3)).config.segment_bytes == 4096
-    assert (log_dir / "t-3" / "partition.metadata").read_text() == (
-        log_dir / "t-0" / "partition.metadata"
-    ).read_text()
+    assert len(log.describe_topic("t").partitions) == 4
+    log_dir = embedded_dir(log)
+    if log_dir:  # the new partitions' engine handles and files
+        assert backend(log).partition_log(TopicPartition("t", 3)).config.segment_bytes == 4096
+        assert (log_dir / "t-3" / "partition.metadata").read_text() == (
+            log_dir / "t-0" / "partition.metadata"
+        ).read_text()
     for total in (4, 3, 0):
         with pytest.raises(InvalidPartitionsError):
             log.create_partitions("t", total)
@@ -213,6 +242,7 @@ def test_auto_create_can_be_turned_off(engine: str, log_dir: Path) -> None:
         assert log.list_topics() == []
 
 
+@pytest.mark.embedded_only(HANDLE)
 def test_partition_log_is_cached_and_checks_the_partition(log: pylog.Log) -> None:
     log.create_topic("t", partitions=2)
     first = backend(log).partition_log(TopicPartition("t", 1))
@@ -262,12 +292,13 @@ def test_changes_by_another_log_are_seen(engine: str, log_dir: Path) -> None:
 # --- partition.metadata and deletion ------------------------------------------------------------------
 
 
-def test_partition_metadata_is_kafkas_format(log: pylog.Log, log_dir: Path) -> None:
+def test_partition_metadata_is_kafkas_format(log: pylog.Log) -> None:
     log.create_topic("t", partitions=3)
     topic_id = log.describe_topic("t").topic_id
     assert len(base64.urlsafe_b64decode(topic_id + "==")) == 16
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", topic_id) and not topic_id.startswith("-")
-    for n in range(3):
+    log_dir = embedded_dir(log)
+    for n in range(3 if log_dir else 0):  # a cluster's brokers write their own partition.metadata
         assert (
             log_dir / f"t-{n}" / "partition.metadata"
         ).read_bytes() == f"version: 0\ntopic_id: {topic_id}".encode()
@@ -641,6 +672,7 @@ def test_processes_creating_using_and_deleting_the_same_topics(
             assert (log_dir / f"{name}-{n}" / "partition.metadata").read_text().endswith(topic_id)
 
 
+@pytest.mark.embedded_only(HANDLE)
 def test_threads_appending_while_the_topic_changes_and_goes(log: pylog.Log) -> None:
     import threading
 
