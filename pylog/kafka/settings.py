@@ -203,6 +203,10 @@ def producer_properties(config: Any) -> dict[str, Any]:
         # why: Java's murmur2 of the key (BuiltInPartitioner.partitionForKey), random/sticky
         # partitions for null keys; a user partitioner chooses the partition in Python instead
         "partitioner": "murmur2_random",
+        # why: librdkafka's producer would create unknown topics itself (its default), even
+        # when the Log was opened with auto_create_topics=False; pylog creates them through
+        # the backend (KafkaBackend.partitions_for), which knows that setting
+        "allow.auto.create.topics": False,
     }
     if config.client_id is not None:
         properties["client.id"] = config.client_id
