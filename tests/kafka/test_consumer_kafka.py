@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
 import pylog
 from pylog import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
@@ -61,6 +62,10 @@ def bootstrap(request: pytest.FixtureRequest) -> str:
     return address
 
 
+#: the groups the tests made (deleted after each test, once its consumers are closed)
+GROUPS: list[str] = []
+
+
 @pytest.fixture
 def log(bootstrap: str) -> Iterator[pylog.Log]:
     with pylog.open(f"kafka://{bootstrap}", timeout_ms=10_000) as opened:
@@ -70,6 +75,12 @@ def log(bootstrap: str) -> Iterator[pylog.Log]:
         for name in made:
             with contextlib.suppress(UnknownTopicOrPartitionError):
                 opened.delete_topic(name)
+    if GROUPS:  # the log is closed: its consumers have left their groups
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for future in admin.delete_consumer_groups(list(GROUPS), request_timeout=10).values():
+            with contextlib.suppress(KafkaException):  # never committed to: nothing to delete
+                future.result(timeout=10)
+        GROUPS.clear()
 
 
 def new_topic(log: pylog.Log, partitions: int = 1) -> str:
@@ -80,7 +91,9 @@ def new_topic(log: pylog.Log, partitions: int = 1) -> str:
 
 
 def new_group() -> str:
-    return f"consumer-g-{uuid.uuid4().hex[:10]}"
+    name = f"consumer-g-{uuid.uuid4().hex[:10]}"
+    GROUPS.append(name)
+    return name
 
 
 def produce(bootstrap: str, topic: str, records: list[dict]) -> None:
