@@ -406,19 +406,11 @@ class KafkaConsumer(Consumer):
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Manually assign exactly these partitions (no group management); replaces the last
         assignment, keeping the positions of partitions that stay."""
-        self._check_open()
-        if self._mode == "subscribed":
-            raise IllegalStateError("assign() after subscribe(); call unsubscribe() first")
-        partitions = list(partitions)
-        for tp in partitions:
-            if not _is_tp(tp):
-                raise TypeError(f"partitions must be TopicPartitions, not {type(tp).__name__}")
-        if not partitions:
+        wanted = self._checked_assignment(partitions)
+        if not wanted:
             self.unsubscribe()
             return
-        self._known(set(partitions))
         self._maybe_auto_commit(force=True)
-        wanted = set(partitions)
         self._drop(set(self._positions) - wanted)
         self._clear_buffer()
         for tp in sorted(wanted - set(self._positions)):
@@ -431,29 +423,7 @@ class KafkaConsumer(Consumer):
     ) -> None:
         """Subscribe to topics or a regex pattern; with a ``group_id`` the group assigns the
         partitions (at the next ``poll``), without one every partition is this consumer's."""
-        self._check_open()
-        if self._mode == "assigned":
-            raise IllegalStateError("subscribe() after assign(); call unsubscribe() first")
-        if isinstance(topics, str):
-            topics = [topics]
-        topic_set = set(topics)
-        if topic_set and pattern is not None:
-            raise IllegalStateError("subscribe to topics or to a pattern, not both")
-        if not topic_set and pattern is None:
-            raise ValueError("subscribe() needs topics or a pattern")
-        for t in topic_set:
-            if not isinstance(t, str):
-                raise TypeError(f"topics must be strings, not {type(t).__name__}")
-        if listener is not None and not all(
-            callable(getattr(listener, m, None))
-            for m in ("on_partitions_revoked", "on_partitions_assigned", "on_partitions_lost")
-        ):
-            raise TypeError("listener must be a ConsumerRebalanceListener")
-        compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
-        self._subscription = topic_set if compiled is None else set()
-        self._pattern = compiled
-        self._listener = listener
-        self._mode = "subscribed"
+        topic_set, compiled = self._set_subscription(topics, pattern, listener)
         self._metadata_seen = None
         self._next_metadata_check = 0.0
         if self._config.group_id is None:
@@ -779,15 +749,7 @@ class KafkaConsumer(Consumer):
         """The first offset of each partition whose record timestamp is >= the given one (ms),
         with that record's timestamp (Kafka's ListOffsets, through the admin client, which
         returns the timestamp librdkafka's consumer call leaves out)."""
-        self._check_open()
-        checked: dict[TopicPartition, int] = {}
-        for tp, ts in timestamps.items():
-            if isinstance(ts, bool) or not isinstance(ts, int | float):
-                raise TypeError(f"the timestamp for {tp} must be a number, not {type(ts).__name__}")
-            if ts < 0:
-                raise ValueError(f"the target time for {tp} is {ts}; it cannot be negative")
-            checked[tp] = int(ts)
-        self._known(checked)
+        checked = self._checked_timestamps(timestamps)
         if not checked:
             return {}
         found = self._ask_offsets({tp: OffsetSpec.for_timestamp(ts) for tp, ts in checked.items()})
@@ -855,19 +817,7 @@ class KafkaConsumer(Consumer):
         return super().poll_columns(timeout_ms, max_records)
 
     def _poll(self, timeout_ms: Any, max_records: Any, *, columns: bool) -> dict:
-        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int | float):
-            raise TypeError(f"timeout_ms must be a number, not {type(timeout_ms).__name__}")
-        if timeout_ms < 0:
-            raise ValueError("timeout_ms must not be negative")
-        if max_records is None:
-            max_records = self._config.max_poll_records
-        if isinstance(max_records, bool) or not isinstance(max_records, int):
-            raise TypeError("max_records must be an integer")
-        if max_records <= 0:
-            raise ValueError("max_records must be positive")
-        self._check_open()
-        if self._mode == "none":
-            raise IllegalStateError("the consumer is not subscribed to any topics or assigned any partitions")
+        max_records = self._checked_poll(timeout_ms, max_records)
         if self._pending_error is not None:
             error, self._pending_error = self._pending_error, None
             raise error
