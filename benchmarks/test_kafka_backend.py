@@ -143,11 +143,12 @@ def produce_direct(properties: dict, topic: str, values: list[bytes], keys: list
 
         produce, poll = producer.produce, producer.poll
         for v, k in zip(values, keys, strict=True):
-            try:
-                produce(topic, v, k, -1, on_delivery)
-            except BufferError:  # librdkafka's queue is full: serve reports, then again
-                poll(0.05)
-                produce(topic, v, k, -1, on_delivery)
+            while True:
+                try:
+                    produce(topic, v, k, -1, on_delivery)
+                    break
+                except BufferError:  # librdkafka's queue is full: serve reports, then again
+                    poll(0.05)
         left = producer.flush(TIMEOUT_S)
 
         def check() -> None:
@@ -190,11 +191,12 @@ def filled_topic(log: pylog.Log, records) -> tuple[str, int]:
     values, keys = records
     producer = confluent_kafka.Producer(direct_producer_properties(log))
     for v, k in zip(values[:CONSUME_RECORDS], keys[:CONSUME_RECORDS], strict=True):
-        try:
-            producer.produce(topic, v, k, headers=HEADERS)
-        except BufferError:
-            producer.poll(0.05)
-            producer.produce(topic, v, k, headers=HEADERS)
+        while True:
+            try:
+                producer.produce(topic, v, k, headers=HEADERS)
+                break
+            except BufferError:  # librdkafka's queue is full: let it drain
+                producer.poll(0.05)
     assert producer.flush(TIMEOUT_S) == 0
     ends = end_offsets(log, topic)
     assert sum(ends) == CONSUME_RECORDS

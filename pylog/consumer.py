@@ -272,6 +272,18 @@ class Consumer:
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Manually assign exactly these partitions (no group management); replaces the last
         assignment, keeping the positions of partitions that stay."""
+        wanted = self._checked_assignment(partitions)
+        if not wanted:
+            self.unsubscribe()
+            return
+        self._maybe_auto_commit(force=True)
+        self._drop(self._fetcher.assigned() - wanted)
+        self._fetcher.add(wanted)
+        self._mode = "assigned"
+
+    def _checked_assignment(self, partitions: Iterable[TopicPartition]) -> set[TopicPartition]:
+        """``assign``'s checks (both backends): open, not subscribed, TopicPartitions of known
+        partitions; the set wanted."""
         self._check_open()
         if self._mode == "subscribed":
             raise IllegalStateError("assign() after subscribe(); call unsubscribe() first")
@@ -279,24 +291,39 @@ class Consumer:
         for tp in partitions:
             if not _is_tp(tp):
                 raise TypeError(f"partitions must be TopicPartitions, not {type(tp).__name__}")
-        if not partitions:
-            self.unsubscribe()
-            return
         for tp in set(partitions):
             count = self._backend.partitions_for(tp.topic)
             if not 0 <= tp.partition < count:
                 raise UnknownTopicOrPartitionError(f"unknown partition {tp.topic}-{tp.partition}")
-        self._maybe_auto_commit(force=True)
-        wanted = set(partitions)
-        self._drop(self._fetcher.assigned() - wanted)
-        self._fetcher.add(wanted)
-        self._mode = "assigned"
+        return set(partitions)
 
     def subscribe(
         self, topics: Iterable[str] = (), pattern: str | re.Pattern[str] | None = None, listener: Any = None
     ) -> None:
         """Subscribe to topics or a regex pattern; with a ``group_id`` the group assigns the
         partitions (at the next ``poll``), without one every partition is this consumer's."""
+        topic_set, compiled = self._set_subscription(topics, pattern, listener)
+        if self._config.group_id is None:
+            self._metadata_seen = None
+            self._refresh_auto_assignment()
+            return
+        if self._member is None:
+            c = self._config
+            self._member = self._backend.group_member(
+                group_id=c.group_id,
+                group_instance_id=c.group_instance_id,
+                assignors=list(c.partition_assignment_strategy),
+                session_timeout_ms=c.session_timeout_ms,
+                heartbeat_interval_ms=c.heartbeat_interval_ms,
+                max_poll_interval_ms=c.max_poll_interval_ms,
+            )
+            self._member.set_wakeup(self._fetcher.wakeup)
+        self._member.subscribe(topic_set if compiled is None else None, compiled)
+
+    def _set_subscription(
+        self, topics: Iterable[str], pattern: str | re.Pattern[str] | None, listener: Any
+    ) -> tuple[set[str], re.Pattern[str] | None]:
+        """``subscribe``'s checks and state (both backends): the topics and compiled pattern."""
         self._check_open()
         if self._mode == "assigned":
             raise IllegalStateError("subscribe() after assign(); call unsubscribe() first")
@@ -320,22 +347,7 @@ class Consumer:
         self._pattern = compiled
         self._listener = listener
         self._mode = "subscribed"
-        if self._config.group_id is None:
-            self._metadata_seen = None
-            self._refresh_auto_assignment()
-            return
-        if self._member is None:
-            c = self._config
-            self._member = self._backend.group_member(
-                group_id=c.group_id,
-                group_instance_id=c.group_instance_id,
-                assignors=list(c.partition_assignment_strategy),
-                session_timeout_ms=c.session_timeout_ms,
-                heartbeat_interval_ms=c.heartbeat_interval_ms,
-                max_poll_interval_ms=c.max_poll_interval_ms,
-            )
-            self._member.set_wakeup(self._fetcher.wakeup)
-        self._member.subscribe(topic_set if compiled is None else None, compiled)
+        return topic_set, compiled
 
     def subscription(self) -> set[str] | None:
         """The subscribed topics (for a pattern: the topics it currently matches), or None."""
@@ -524,6 +536,10 @@ class Consumer:
         self, timestamps: dict[TopicPartition, int]
     ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
         """The first offset of each partition whose record timestamp is >= the given one (ms)."""
+        return self._fetcher.offsets_for_times(self._checked_timestamps(timestamps))
+
+    def _checked_timestamps(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """``offsets_for_times``' checks (both backends): open, known partitions, times >= 0."""
         self._check_open()
         checked: dict[TopicPartition, int] = {}
         for tp, ts in timestamps.items():
@@ -533,7 +549,7 @@ class Consumer:
                 raise ValueError(f"the target time for {tp} is {ts}; it cannot be negative")
             checked[tp] = int(ts)
         self._known(checked)
-        return self._fetcher.offsets_for_times(checked)
+        return checked
 
     def _known(self, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
         tps = list(partitions)
@@ -581,7 +597,8 @@ class Consumer:
         are not applied (the analytics path)."""
         return self._poll(timeout_ms, max_records, columns=True)
 
-    def _poll(self, timeout_ms: Any, max_records: Any, *, columns: bool) -> dict:
+    def _checked_poll(self, timeout_ms: Any, max_records: Any) -> int:
+        """``poll``'s checks (both backends): the arguments, open, a mode; the ``max_records``."""
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int | float):
             raise TypeError(f"timeout_ms must be a number, not {type(timeout_ms).__name__}")
         if timeout_ms < 0:
@@ -595,6 +612,10 @@ class Consumer:
         self._check_open()
         if self._mode == "none":
             raise IllegalStateError("the consumer is not subscribed to any topics or assigned any partitions")
+        return max_records
+
+    def _poll(self, timeout_ms: Any, max_records: Any, *, columns: bool) -> dict:
+        max_records = self._checked_poll(timeout_ms, max_records)
         self._clear_buffer()
         deadline = time.monotonic() + timeout_ms / 1000
         while True:

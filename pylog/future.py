@@ -145,22 +145,17 @@ class ProduceResult:
             return True
 
 
-class _Future:
-    """kafka-python's Future API over a ``ProduceResult``; subclasses define ``_compute``."""
+class FutureAPI:
+    """kafka-python's Future API over ``self._result`` (a ``ProduceResult``, or anything with its
+    ``done``, ``wait(timeout)`` and ``subscribe(owner, on_success, on_error)``) and
+    ``self._outcome()``. No ``__init__`` and no slots of its own, so that a subclass may be made
+    without one (the kafka backend's per-record future, pylog/kafka/producer_core.py)."""
 
-    __slots__ = ("_result", "_value")
-
-    def __init__(self, result: ProduceResult):
-        self._result = result
-        self._value: Any = None
-
-    def _compute(self) -> tuple[Any, BaseException | None]:
-        raise NotImplementedError
+    __slots__ = ()
+    _result: Any
 
     def _outcome(self) -> tuple[Any, BaseException | None]:
-        if self._value is None:
-            self._value = self._compute()
-        return self._value
+        raise NotImplementedError
 
     @property
     def is_done(self) -> bool:
@@ -190,19 +185,19 @@ class _Future:
             raise error
         return value
 
-    def add_callback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> _Future:
+    def add_callback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> FutureAPI:
         """Call ``f(*args, value, **kwargs)`` on success (at once if already succeeded)."""
         return self._add(functools.partial(f, *args, **kwargs) if args or kwargs else f, None)
 
-    def add_errback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> _Future:
+    def add_errback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> FutureAPI:
         """Call ``f(*args, exception, **kwargs)`` on failure (at once if already failed)."""
         return self._add(None, functools.partial(f, *args, **kwargs) if args or kwargs else f)
 
-    def add_both(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> _Future:
+    def add_both(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> FutureAPI:
         self.add_callback(f, *args, **kwargs)
         return self.add_errback(f, *args, **kwargs)
 
-    def _add(self, on_success: Any, on_error: Any) -> _Future:
+    def _add(self, on_success: Any, on_error: Any) -> FutureAPI:
         if not self._result.subscribe(self, on_success, on_error):
             self._run(on_success, on_error)
         return self
@@ -213,6 +208,24 @@ class _Future:
         if callback is None:
             return
         run_callback(callback, arg)
+
+
+class _Future(FutureAPI):
+    """``FutureAPI`` over a ``ProduceResult``; subclasses define ``_compute``."""
+
+    __slots__ = ("_result", "_value")
+
+    def __init__(self, result: ProduceResult):
+        self._result = result
+        self._value: Any = None
+
+    def _compute(self) -> tuple[Any, BaseException | None]:
+        raise NotImplementedError
+
+    def _outcome(self) -> tuple[Any, BaseException | None]:
+        if self._value is None:
+            self._value = self._compute()
+        return self._value
 
 
 class FutureRecordMetadata(_Future):

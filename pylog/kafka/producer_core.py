@@ -12,13 +12,15 @@ when the backend allows it, else ``UnknownTopicOrPartitionError`` at once), a us
 reports into kafka-python futures. Config mapping: pylog/kafka/settings.py ``producer_properties``.
 
 Delivery reports: librdkafka reports each record once, from ``Producer.poll()``. One daemon thread
-per core (``pylog-kafka-producer``) polls; a delivery report completes the record's future in that
-thread and runs the future's callbacks there (as kafka-python runs them in its I/O thread).
+per core (``pylog-kafka-producer``) polls; a delivery report completes the record's future in the
+polling thread, which then runs the future's callbacks (as kafka-python runs them in its I/O
+thread) once ``poll()`` has returned: not inside librdkafka's callback, so that a callback may
+send, ``get`` and ``flush``.
 ``flush`` and a full queue serve reports in the calling thread too. (Also polling from ``send``
 every 64 records measured no faster: the reports are served by whichever thread polls.)
 
 Futures: ``KafkaRecordFuture`` (of ``send``) and ``KafkaBatchFuture`` (of ``send_batch``) have the
-kafka-python API of ``pylog.future`` (they subclass its ``_Future``, being their own result). Per
+kafka-python API of ``pylog.future`` (they subclass its ``FutureAPI``, being their own result). Per
 record, the only objects are the future and librdkafka's report ``Message``; the
 ``RecordMetadata`` (offset, timestamp: the broker's LogAppendTime on such topics, else the
 record's CreateTime; serialized sizes; checksum None) is built when first asked for. Waiting
@@ -42,6 +44,7 @@ closed there and its librdkafka handle is never touched again (``_disown_after_f
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import logging
 import os
@@ -61,7 +64,7 @@ from pylog.errors import (
     RecordTooLargeError,
     UnknownTopicOrPartitionError,
 )
-from pylog.future import BatchMetadata, _Future, failed_record_future
+from pylog.future import BatchMetadata, FutureAPI, failed_record_future
 from pylog.kafka import errors as kafka_errors
 from pylog.kafka import settings
 from pylog.producer import _check_bytes, _check_headers, _check_timestamp
@@ -75,7 +78,6 @@ _LOG_APPEND_TIME = confluent_kafka.TIMESTAMP_LOG_APPEND_TIME
 _NOT_AVAILABLE = confluent_kafka.TIMESTAMP_NOT_AVAILABLE
 _PURGED = frozenset({confluent_kafka.KafkaError._PURGE_QUEUE, confluent_kafka.KafkaError._PURGE_INFLIGHT})
 _BYTES_LIKE = (bytes, bytearray, memoryview)
-_new_object = object.__new__
 
 
 def _delivery_error(err: Any, topic: str) -> BaseException:
@@ -90,18 +92,18 @@ def _timestamp(msg: Any) -> tuple[int, bool]:
     return (-1 if kind == _NOT_AVAILABLE else value), kind == _LOG_APPEND_TIME
 
 
-class KafkaRecordFuture(_Future):
+class KafkaRecordFuture(FutureAPI):
     """The future of one ``send``: resolves to ``pylog.RecordMetadata`` (the API of
     ``pylog.FutureRecordMetadata``). It is its own result (``done``, ``wait``, ``subscribe``).
 
     Cost model (the per-record path): a future is made without ``__init__`` and holds only the
-    delivery report's ``Message`` (``_msg``, set by ``_delivered``, the record's librdkafka
-    delivery callback) and, for a record with headers, their size. Everything else comes from
+    delivery report's ``Message`` (``_msg``, set when librdkafka calls the future itself: it is
+    the record's delivery callback) and, for a record with headers, their size. Everything else comes from
     the report when asked for (serialized key and value sizes from its key and value). Its core
     is a class attribute: each core makes its own subclass (``KafkaProducerCore._future_class``).
     Futures with callbacks are listed in their core's ``_watched`` (rare: most have none)."""
 
-    __slots__ = ("_header_size", "_msg")
+    __slots__ = ("_header_size", "_msg", "_value")
     _core: KafkaProducerCore
 
     @property
@@ -112,10 +114,13 @@ class KafkaRecordFuture(_Future):
     def done(self) -> bool:
         return getattr(self, "_msg", None) is not None
 
-    def _delivered(self, err: Any, msg: Any) -> None:
+    def __call__(self, err: Any, msg: Any) -> None:
+        """librdkafka's delivery report of the record (from ``poll``)."""
         self._msg = msg
+        if err is not None:
+            self._core._failed(err, msg)
         if self._core._watched:
-            self._core._fire(self)
+            self._core._ready.append(self)
 
     def _outcome(self) -> tuple[Any, BaseException | None]:
         try:
@@ -157,16 +162,15 @@ class KafkaRecordFuture(_Future):
         return self._core._subscribe(self, owner, on_success, on_error)
 
 
-class KafkaBatchFuture(_Future):
+class KafkaBatchFuture(FutureAPI):
     """The future of one ``send_batch``: a list of ``BatchMetadata``, one per run of consecutive
     offsets of one partition (the API of ``pylog.future.FutureBatchMetadata``). ``_delivered``
     is the one delivery callback of all the batch's records."""
 
-    __slots__ = ("_core", "_left", "_reports", "_stamped", "_topic", "done")
+    __slots__ = ("_core", "_left", "_reports", "_stamped", "_topic", "_value", "done")
 
     def __init__(self, core: KafkaProducerCore, topic: str, count: int, stamped: bool):
-        self._result = self
-        self._value = None
+        self._value: Any = None
         self.done = False
         self._core = core
         self._topic = topic
@@ -183,14 +187,24 @@ class KafkaBatchFuture(_Future):
             self._reports.append((None, msg.partition(), msg.offset(), timestamp, log_append))
         else:
             self._reports.append((err, -1, -1, -1, False))
+            self._core._failed(err, msg)
         self._settle(1)
+
+    @property
+    def _result(self) -> KafkaBatchFuture:  # type: ignore[override]
+        return self
+
+    def _outcome(self) -> tuple[Any, BaseException | None]:
+        if self._value is None:
+            self._value = self._compute()
+        return self._value
 
     def _settle(self, count: int) -> None:
         self._left -= count
         if self._left <= 0:
             self.done = True
             if self._core._watched:
-                self._core._fire(self)
+                self._core._ready.append(self)
 
     def _fail_local(self, error: BaseException, count: int) -> None:
         """``count`` records that never reached librdkafka (refused by ``produce``)."""
@@ -231,6 +245,7 @@ class KafkaProducerCore:
         properties.update(settings.producer_properties(config))
         settings.check_bootstrap(config, backend.path)
         self._max_block_s = settings.producer_block_ms(config) / 1000.0
+        self._max_request_size = config.max_request_size
         self._user_partitioner = (
             partitioner.UserPartitioner(config.partitioner) if config.partitioner is not None else None
         )
@@ -249,8 +264,15 @@ class KafkaProducerCore:
         self._future_class = type("KafkaRecordFuture", (KafkaRecordFuture,), {"__slots__": (), "_core": self})
         #: futures with callbacks not run yet, and their callbacks (under ``_lock``)
         self._watched: dict[Any, list[Any]] = {}
+        #: done futures whose callbacks wait to run: not inside librdkafka's delivery callback
+        #: (a callback may flush, and librdkafka's flush counts the report being served as
+        #: undelivered), but by the thread that served the report, after poll() returned
+        self._ready: collections.deque[Any] = collections.deque()
+        #: callbacks running now, in all threads (under ``_lock``); ``_depth`` per thread
+        self._running = 0
+        self._depth = threading.local()
         self._lock = threading.Lock()
-        self._delivered = threading.Condition(self._lock)
+        self._reported = threading.Condition(self._lock)
         self._closed = False
         self._stopping = False
         self._poller = threading.Thread(target=_poll_main, args=(weakref.ref(self),), daemon=True)
@@ -290,11 +312,11 @@ class KafkaProducerCore:
             # why this path: the common record (bytes, no headers/partition/timestamp, a known
             # topic, librdkafka's partitioner) needs no check beyond these and no object but its
             # future (made without __init__, see KafkaRecordFuture)
-            future = _new_object(self._future_class)
+            future = self._future_class()
             try:
-                self._produce(topic, value, key, -1, future._delivered)
+                self._produce(topic, value, key, -1, future)
             except (BufferError, confluent_kafka.KafkaException):
-                return self._produce_refused(future, (topic, value, key, -1, future._delivered))
+                return self._produce_refused(future, (topic, value, key, -1, future))
             return future
         return self._send_checked(
             topic, value, key, headers, partition, timestamp_ms, key_object, value_object
@@ -323,7 +345,7 @@ class KafkaProducerCore:
             value = bytes(_check_bytes("value", value))  # why: librdkafka takes read-only buffers
         if key is not None and type(key) is not bytes:
             key = bytes(_check_bytes("key", key))
-        future = _new_object(self._future_class)
+        future = self._future_class()
         if headers is not None:
             headers = _check_headers(headers)
             if headers:
@@ -350,7 +372,7 @@ class KafkaProducerCore:
             partition = -1  # why: librdkafka's murmur2_random partitioner decides
         # why positional: confluent-kafka's order is (topic, value, key, partition, callback,
         # on_delivery (its alias), timestamp (0: now), headers)
-        record = (topic, value, key, partition, future._delivered, None, timestamp_ms or 0, headers)
+        record = (topic, value, key, partition, future, None, timestamp_ms or 0, headers)
         try:
             self._produce(*record)
         except (BufferError, confluent_kafka.KafkaException):
@@ -362,6 +384,7 @@ class KafkaProducerCore:
         queue makes it serve reports and retry until ``max_block_ms`` (Kafka's producer blocks
         ``send`` as long when its buffer memory is exhausted), then ``KafkaTimeoutError``; a
         partition librdkafka does not know yet (added since its metadata) refreshes its metadata;
+        a topic librdkafka holds for missing (it was deleted and made again since) likewise;
         other refusals raise their typed error."""
         deadline = time.monotonic() + self._max_block_s
         while True:
@@ -379,15 +402,19 @@ class KafkaProducerCore:
                 if self._closed:
                     raise ClientClosedError("the producer is closed") from None
                 if not (
-                    partition >= 0
-                    and kafka_errors.is_code(error, "_UNKNOWN_PARTITION")
+                    kafka_errors.is_code(error, "_UNKNOWN_PARTITION", "_UNKNOWN_TOPIC")
                     and self._learn_partition(topic, partition, deadline)
                 ):
                     raise kafka_errors.translate(error, f"send to {topic!r}") from None
 
     def _learn_partition(self, topic: str, partition: int, deadline: float) -> bool:
-        """Ask librdkafka's metadata again until it shows ``partition`` (the backend's metadata
-        did); whether it does before ``deadline``."""
+        """Ask librdkafka's metadata again until it shows ``partition`` of ``topic`` (-1: any),
+        which the backend's metadata showed; whether it does before ``deadline``."""
+        if topic not in self._topics:  # why: only what the backend knows is worth waiting for
+            try:
+                self._topic(topic)
+            except UnknownTopicOrPartitionError:
+                return False
         while time.monotonic() < deadline:
             try:
                 metadata = self._producer.list_topics(
@@ -396,7 +423,7 @@ class KafkaProducerCore:
             except confluent_kafka.KafkaException:
                 continue
             known = metadata.topics.get(topic)
-            if known is not None and partition in known.partitions:
+            if known is not None and known.error is None and (partition < 0 or partition in known.partitions):
                 return True
             time.sleep(0.05)
         return False
@@ -412,6 +439,12 @@ class KafkaProducerCore:
             topic, value, key, partition = record[:4]
             if isinstance(error, UnknownTopicOrPartitionError):
                 self._topics.pop(topic, None)
+            else:  # librdkafka refused it against message.max.bytes: say which setting
+                size = sum(len(x) for x in (key, value) if x is not None)
+                error = RecordTooLargeError(
+                    f"a record of {size} bytes (key and value) for {topic!r} is larger than "
+                    f"max_request_size = {self._max_request_size}: {error}"
+                )
             return failed_record_future(
                 TopicPartition(topic, partition),
                 error,
@@ -440,17 +473,22 @@ class KafkaProducerCore:
         if partition is not None:
             partition = self._explicit_partition(topic, partition, count)
         n = len(values)
-        value_list = _bytes_column("values", values)
-        key_list = None if keys is None else _bytes_column("keys", keys)
-        stamps = None
-        if timestamps_ms is not None:
-            stamps = timestamps_ms.tolist() if isinstance(timestamps_ms, np.ndarray) else list(timestamps_ms)
-            for stamp in stamps:
-                if stamp is not None:
-                    _check_timestamp(stamp)
-        future = KafkaBatchFuture(
-            self, topic, n, stamps is not None
-        )  # one future and one callback for the batch
+        future = KafkaBatchFuture(self, topic, n, timestamps_ms is not None)  # one for the batch
+        try:
+            value_list = _bytes_column("values", values)
+            key_list = None if keys is None else _bytes_column("keys", keys)
+            stamps = None
+            if timestamps_ms is not None:
+                stamps = (
+                    timestamps_ms.tolist() if isinstance(timestamps_ms, np.ndarray) else list(timestamps_ms)
+                )
+                for stamp in stamps:
+                    if stamp is not None:
+                        _check_timestamp(stamp)
+        except (TypeError, ValueError) as error:
+            # why the future: bad columns fail the batch's future, as the embedded engine's append does
+            future._fail_local(error, n)
+            return future
         target = -1 if partition is None else partition
         if (headers is None or not any(headers)) and (stamps is None or not any(stamps)):
             # why only then: produce_batch takes neither headers nor timestamps (confluent-kafka 2.16)
@@ -530,6 +568,12 @@ class KafkaProducerCore:
         self._topics[topic] = count
         return count
 
+    def _failed(self, err: Any, msg: Any) -> None:
+        """A record failed: a topic that is gone is looked up again on the next send (so that
+        auto-creation creates it again, as on the embedded backend)."""
+        if kafka_errors.is_code(err, "UNKNOWN_TOPIC_OR_PART", "_UNKNOWN_TOPIC", "UNKNOWN_TOPIC_ID"):
+            self._topics.pop(msg.topic(), None)
+
     def _explicit_partition(self, topic: str, partition: Any, count: int) -> int:
         if not isinstance(partition, bool) and isinstance(partition, int) and partition >= count:
             count = self._topic(topic)  # why: partitions may have been added since it was cached
@@ -538,12 +582,24 @@ class KafkaProducerCore:
     # --- delivery reports, waiting, callbacks -------------------------------------------------------
 
     def _serve(self, timeout: float) -> int:
-        """Serve delivery reports (up to ``timeout`` s waiting for one) and wake waiters."""
+        """Serve delivery reports (up to ``timeout`` s waiting for one), wake waiters, run the
+        callbacks of the futures completed."""
         served = self._poll(timeout)
         if served:
-            with self._delivered:
-                self._delivered.notify_all()
+            with self._reported:
+                self._reported.notify_all()
+        if self._ready:
+            self._run_ready()
         return served
+
+    def _run_ready(self) -> None:
+        ready = self._ready
+        while True:
+            try:
+                future = ready.popleft()
+            except IndexError:
+                return
+            self._fire(future)
 
     def _wait(self, future: Any, timeout: float | None) -> bool:
         """Block until ``future`` is done or ``timeout`` seconds passed; whether it is done."""
@@ -558,12 +614,12 @@ class KafkaProducerCore:
                     break
                 self._serve(remaining)
             return future.done
-        with self._delivered:
+        with self._reported:
             while not future.done:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                self._delivered.wait(remaining)
+                self._reported.wait(remaining)
         return future.done
 
     def _subscribe(self, future: Any, owner: Any, on_success: Any, on_error: Any) -> bool:
@@ -580,21 +636,55 @@ class KafkaProducerCore:
         """Run a done future's registered callbacks once (whichever thread takes them)."""
         with self._lock:
             callbacks = self._watched.pop(future, ())
-        for owner, on_success, on_error in callbacks:
-            owner._run(on_success, on_error)
+            if not callbacks:
+                return
+            self._running += 1
+        depth = self._depth
+        depth.value = getattr(depth, "value", 0) + 1
+        try:
+            for owner, on_success, on_error in callbacks:
+                owner._run(on_success, on_error)
+        finally:
+            depth.value -= 1
+            with self._reported:
+                self._running -= 1
+                self._reported.notify_all()
+
+    def _await_callbacks(self, deadline: float | None, timeout: float | None) -> None:
+        """Until the callbacks of delivered records have run (those other threads are running
+        now too, except the ones this thread is inside of)."""
+        self._run_ready()
+        mine = getattr(self._depth, "value", 0)
+        with self._reported:
+            while self._running > mine or self._ready:
+                if self._ready:
+                    self._reported.release()
+                    try:
+                        self._run_ready()
+                    finally:
+                        self._reported.acquire()
+                    continue
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise KafkaTimeoutError(
+                        f"flush did not complete within {timeout} s: callbacks still running"
+                    )
+                self._reported.wait(remaining)
 
     # --- flush, close --------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every record sent before the call is delivered or failed; ``timeout`` in
-        seconds → ``KafkaTimeoutError`` when records are still undelivered then."""
+        """Wait until every record sent before the call is delivered or failed, and the
+        callbacks of their futures have run; ``timeout`` in seconds → ``KafkaTimeoutError``."""
         if self._closed:
             return
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         left = self._producer.flush(-1 if timeout is None else max(timeout, 0.0))
-        with self._delivered:
-            self._delivered.notify_all()
+        with self._reported:
+            self._reported.notify_all()
         if left:
             raise KafkaTimeoutError(f"flush did not complete within {timeout} s: {left} records undelivered")
+        self._await_callbacks(deadline, timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush (within ``timeout`` seconds), fail what is left with ``KafkaTimeoutError``, stop
@@ -616,8 +706,9 @@ class KafkaProducerCore:
                 self._serve(0.05)
         if threading.current_thread() is not self._poller and self._poller.is_alive():
             self._poller.join(_POLL_WAIT_S * 10)
-        with self._delivered:
-            self._delivered.notify_all()
+        with self._reported:
+            self._reported.notify_all()
+        self._run_ready()
         if not len(producer):
             producer.close()
         self.native_send = None
@@ -640,7 +731,7 @@ class KafkaProducerCore:
         """In a forked child: closed; the librdkafka handle (its threads are the parent's) is
         kept alive but never used, so destroying it cannot hang the child."""
         self._lock = threading.Lock()
-        self._delivered = threading.Condition(self._lock)
+        self._reported = threading.Condition(self._lock)
         self._closed = self._stopping = True
         self._fast_topics = {}
         _abandoned.append(self._producer)

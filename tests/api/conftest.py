@@ -12,12 +12,16 @@ Kafka isolation: the kafka param notes the topics and groups present before the 
 closing the log, deletes those the test made and waits until they are gone (tests/kafka_broker.py
 ``Cleaner``), so every test starts on an empty cluster and may reuse "t".
 
-Tests that ask for ``engine`` without ``log`` run on the two engines only, as before.
+``log_target`` is where the same log lives for other processes (a directory and its engine, or
+the ``kafka://`` URL), for tests whose children open it themselves; it takes the three params
+and the same isolation as ``log``. Tests that ask for ``engine`` without ``log`` or
+``log_target`` run on the two engines only, as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,7 +38,8 @@ EMBEDDED_FILES_REASON = "needs the embedded backend's files"
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend_name" in metafunc.fixturenames:
-        names = BACKENDS if "log" in metafunc.fixturenames else ENGINES
+        on_any_backend = {"log", "log_target"} & set(metafunc.fixturenames)
+        names = BACKENDS if on_any_backend else ENGINES
         metafunc.parametrize("backend_name", names, indirect=True)
 
 
@@ -76,19 +81,41 @@ def skip_for_markers(request: pytest.FixtureRequest, backend_name: str) -> None:
             pytest.skip(marker.args[0] if marker.args else "kafka backend only")
 
 
+@dataclass(frozen=True)
+class LogTarget:
+    """Where a log lives: ``location`` (a directory, or a ``kafka://`` URL) and ``engine``
+    (``native``, ``reference``, or ``kafka``); ``argv()`` is how a child process is told (it opens
+    ``pylog.open(location)`` for kafka, else ``pylog.open(location, engine=engine)``)."""
+
+    location: str
+    engine: str
+
+    def open(self) -> pylog.Log:
+        if self.engine == "kafka":
+            return pylog.open(self.location)
+        return pylog.open(self.location, engine=self.engine)
+
+    def argv(self) -> list[str]:
+        return [self.location, self.engine]
+
+
 @pytest.fixture
-def log(request: pytest.FixtureRequest, backend_name: str, tmp_path: Path) -> Iterator[pylog.Log]:
+def log_target(request: pytest.FixtureRequest, backend_name: str, tmp_path: Path) -> Iterator[LogTarget]:
     skip_for_markers(request, backend_name)
     if backend_name != "kafka":
         skip_if_engine_missing(backend_name)
-        with pylog.open(tmp_path / "log", engine=backend_name) as opened:
-            yield opened
+        yield LogTarget(str(tmp_path / "log"), backend_name)
         return
     cleaner = request.getfixturevalue("kafka_cleaner")
     url = request.getfixturevalue("kafka_url")
     before = cleaner.snapshot()
     try:
-        with pylog.open(url) as opened:
-            yield opened
+        yield LogTarget(url, "kafka")
     finally:
         cleaner.clean(before)
+
+
+@pytest.fixture
+def log(log_target: LogTarget) -> Iterator[pylog.Log]:
+    with log_target.open() as opened:
+        yield opened

@@ -107,6 +107,7 @@ def test_an_append_in_another_process_wakes_the_poll(log, log_dir, engine, consu
                 child.kill()
 
 
+@pytest.mark.embedded_only("drives the embedded backend's fetcher directly")
 def test_wakeup_from_another_thread_ends_a_blocked_fetch(log, no_fallback):
     log.create_topic("w", 4)
     f = log._backend.fetcher(log.consumer().config)
@@ -127,6 +128,7 @@ def test_wakeup_from_another_thread_ends_a_blocked_fetch(log, no_fallback):
     assert fetched == {} and elapsed < POLL_TIMEOUT_MS / 2000
 
 
+@pytest.mark.embedded_only("drives the embedded backend's fetcher directly")
 def test_a_wakeup_before_the_fetch_is_kept_for_it(log, no_fallback):
     log.create_topic("w", 1)
     f = log._backend.fetcher(log.consumer().config)
@@ -155,6 +157,7 @@ def test_an_idle_poll_uses_no_cpu(log):
     c.close()
 
 
+@pytest.mark.embedded_only("the futex watch limit is the embedded fetcher's")
 def test_partitions_past_the_watch_limit_are_found_by_the_fallback_look(log):
     """futex_waitv takes at most 128 words: the wake word and the first 127 partitions are
     watched; an append to another one is found at the next look (every 500 ms)."""

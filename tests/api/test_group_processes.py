@@ -12,8 +12,11 @@ overall deadline so that a hang fails instead of blocking), never by sleeping:
   evicted, its successor consumes and commits further, and once resumed the zombie's commit raises
   CommitFailedError and is not applied; its next poll reports the partition lost and rejoins.
 
-Records are appended through the backend's partition handle (the test is about the embedded
-backend across processes; ``log_dir`` is shared with the children).
+Each test runs on the embedded backend's two engines (the children open the same directory) and
+on a Kafka broker (the children connect to it; ``log_target`` of tests/api/conftest.py). Records
+are written with the public producer (explicit partitions). The children's "violation" check reads
+the embedded catalog's ownership table; on Kafka the parent's overlap check of the listeners'
+reports is what remains (a Kafka coordinator's state is not readable from outside).
 """
 
 from __future__ import annotations
@@ -36,20 +39,22 @@ import pylog
 from pylog.bench_processes import same_pylog_env
 from pylog.types import TopicPartition
 
+from .conftest import LogTarget
+
 CHILD = Path(__file__).with_name("group_process_child.py")
 SESSION_MS, HEARTBEAT_MS = 3000, 200
 DEADLINE_S = 60
 
 
 class Child:
-    def __init__(self, log_dir: Path, engine: str, group: str, topic: str, mode: str, strategy: str):
+    def __init__(self, target: LogTarget, out_dir: Path, group: str, topic: str, mode: str, strategy: str):
         env = same_pylog_env()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 str(CHILD),
-                str(log_dir),
-                engine,
+                *target.argv(),
+                str(out_dir),
                 group,
                 topic,
                 mode,
@@ -104,6 +109,7 @@ def wait_for(children: list[Child], done: Callable[[], bool], what: str) -> None
     deadline = time.monotonic() + DEADLINE_S
     while not done():
         fds = {c.proc.stdout.fileno(): c for c in children if not c.dead and c.proc.stdout is not None}
+        assert fds, f"every child exited before {what} (their stderr is above)"
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"timed out waiting for {what}"
         ready, _, _ = select.select(list(fds), [], [], remaining)
@@ -116,8 +122,10 @@ def wait_for(children: list[Child], done: Callable[[], bool], what: str) -> None
 
 
 def append(log: pylog.Log, topic: str, partition: int, count: int, start: int) -> None:
-    handle = log._backend.partition_log(TopicPartition(topic, partition))
-    handle.append([f"{partition}:{start + i}".encode() for i in range(count)])
+    with contextlib.closing(log.producer(acks=1)) as producer:
+        for i in range(count):
+            producer.send(topic, f"{partition}:{start + i}".encode(), partition=partition)
+        producer.flush()
 
 
 def processed_records(tmp_path: Path, pid: int) -> list[tuple[int, int]]:
@@ -156,14 +164,13 @@ def check_no_overlap(children: list[Child], ended: dict[Child, float]) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
-def test_sigkilled_member(engine: str, tmp_path: Path, strategy: str) -> None:
-    log_dir = tmp_path / "log"
+def test_sigkilled_member(log_target: LogTarget, tmp_path: Path, strategy: str) -> None:
     per_phase, partitions = 100, 6
-    with pylog.open(log_dir, engine=engine) as log:
+    with log_target.open() as log:
         log.create_topic("t", partitions)
         for p in range(partitions):
             append(log, "t", p, per_phase, 0)
-        children = [Child(log_dir, engine, "g", "t", "run", strategy) for _ in range(3)]
+        children = [Child(log_target, tmp_path, "g", "t", "run", strategy) for _ in range(3)]
         try:
             everything = set(range(partitions))
 
@@ -235,13 +242,12 @@ def test_sigkilled_member(engine: str, tmp_path: Path, strategy: str) -> None:
         assert set(group.lag.values()) == {0}
 
 
-def test_sigstopped_zombie_is_fenced(engine: str, tmp_path: Path) -> None:
-    log_dir = tmp_path / "log"
-    with pylog.open(log_dir, engine=engine) as log:
+def test_sigstopped_zombie_is_fenced(log_target: LogTarget, tmp_path: Path) -> None:
+    with log_target.open() as log:
         log.create_topic("z", 2)
         for p in range(2):
             append(log, "z", p, 10, 0)
-        successor = Child(log_dir, engine, "g", "z", "run", "cooperative-sticky")
+        successor = Child(log_target, tmp_path, "g", "z", "run", "cooperative-sticky")
         children = [successor]
         try:
             wait_for(
@@ -249,7 +255,7 @@ def test_sigstopped_zombie_is_fenced(engine: str, tmp_path: Path) -> None:
                 lambda: successor.holding == {0, 1} and successor.committed == {0: 10, 1: 10},
                 "the first member holding both and committing",
             )
-            zombie = Child(log_dir, engine, "g", "z", "zombie", "cooperative-sticky")
+            zombie = Child(log_target, tmp_path, "g", "z", "zombie", "cooperative-sticky")
             children.append(zombie)
             wait_for(children, lambda: len(zombie.holding) == 1, "the zombie joining")
             (zp,) = zombie.holding
@@ -282,7 +288,7 @@ def test_sigstopped_zombie_is_fenced(engine: str, tmp_path: Path) -> None:
 
             wait_for([zombie], rejoined, "the zombie rejoining")
             assert ["lost", "z", str(zp)] in [w[:3] for w in zombie.lines]
-            committed = log._backend.group_store.fetch_committed("g", [TopicPartition("z", zp)])
+            committed = log.describe_group("g").committed
             assert committed[TopicPartition("z", zp)].offset == 30  # the stale commit was not applied
             wait_for(
                 children,
@@ -300,14 +306,16 @@ def test_sigstopped_zombie_is_fenced(engine: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
-def test_churning_members_never_share_a_partition(engine: str, tmp_path: Path, strategy: str) -> None:
+def test_churning_members_never_share_a_partition(
+    log_target: LogTarget, tmp_path: Path, strategy: str
+) -> None:
     """Four processes join and leave five times each while a fifth stays: after every poll each
-    member's holdings are owned by it in the catalog, and the listeners' reports never overlap."""
-    log_dir = tmp_path / "log"
-    with pylog.open(log_dir, engine=engine) as log:
+    member's holdings are owned by it in the catalog (embedded), and the listeners' reports never
+    overlap."""
+    with log_target.open() as log:
         log.create_topic("c", 8)
-        steady = Child(log_dir, engine, "g", "c", "run", strategy)
-        churners = [Child(log_dir, engine, "g", "c", "churn", strategy) for _ in range(4)]
+        steady = Child(log_target, tmp_path, "g", "c", "run", strategy)
+        churners = [Child(log_target, tmp_path, "g", "c", "churn", strategy) for _ in range(4)]
         children = [steady, *churners]
         try:
             wait_for(children, lambda: all(c.dead for c in churners), "the churners to finish")

@@ -1,7 +1,10 @@
-"""The producer's public API on each engine: sending, partitioning, batching, acks, errors.
+"""The producer's public API on each backend: sending, partitioning, batching, acks, errors.
 
-Records are read back through ``read_back`` (the partition's records via the backend until the
-consumer lands; then it becomes a consumer), so the assertions are about what a reader sees.
+Records are read back through ``read_back`` (the partition's records via the embedded backend;
+on the kafka backend, by confluent-kafka's own consumer), so the assertions are about what a
+reader sees. Tests of the embedded producer's internals (its batches in the log files, fsyncs,
+failures injected into ``partition_log``) skip the kafka backend with the reason; their kafka
+counterparts are in tests/kafka/test_producer_kafka.py.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +36,46 @@ from pylog.types import TopicPartition
 
 
 def read_back(log: pylog.Log, topic: str, partition: int = 0) -> list[pylog.Record]:
+    if log.engine == "kafka":
+        return _read_back_kafka(log, topic, partition)
     return list(log._backend.partition_log(TopicPartition(topic, partition)).records())
 
 
+def _read_back_kafka(log: pylog.Log, topic: str, partition: int) -> list[pylog.Record]:
+    """The partition's records up to its end, by a plain ``confluent_kafka.Consumer``."""
+    import confluent_kafka
+
+    consumer = confluent_kafka.Consumer(
+        {**log.backend.properties, "group.id": "producer-read-back", "enable.auto.commit": False}
+    )
+    try:
+        tp = confluent_kafka.TopicPartition(topic, partition, confluent_kafka.OFFSET_BEGINNING)
+        low, high = consumer.get_watermark_offsets(tp, timeout=10)
+        consumer.assign([tp])
+        records: list[pylog.Record] = []
+        deadline = time.monotonic() + 15
+        while (not records or records[-1].offset < high - 1) and low < high:
+            assert time.monotonic() < deadline, (
+                f"read {len(records)} records of {topic}-{partition} by the deadline"
+            )
+            for m in consumer.consume(1000, timeout=0.5):
+                assert m.error() is None, m.error()
+                kind, stamp = m.timestamp()
+                log_append = kind == confluent_kafka.TIMESTAMP_LOG_APPEND_TIME
+                records.append(
+                    pylog.Record(m.offset(), stamp, int(log_append), m.key(), m.value(), m.headers() or [])
+                )
+        return records
+    finally:
+        consumer.close()
+
+
+#: why batch boundaries are embedded-only
+BATCHES = "librdkafka cuts its own batches (batch.size, linger.ms); a consumer does not see them"
+
+
 def batch_counts(log: pylog.Log, topic: str, partition: int = 0) -> list[int]:
-    """Records per engine batch of a partition, in order (from the raw bytes)."""
+    """Records per engine batch of a partition, in order (from the raw bytes; embedded only)."""
     plog = log._backend.partition_log(TopicPartition(topic, partition))
     counts, offset = [], plog.start_offset
     while offset < plog.end_offset:
@@ -94,6 +133,9 @@ def test_keyed_records_land_where_kafka_puts_them(log: pylog.Log) -> None:
         assert stored == [k for k, f in zip(keys, futures, strict=True) if f.get().partition == p]
 
 
+@pytest.mark.embedded_only(
+    "librdkafka's sticky partitioner switches by time (sticky.partitioning.linger.ms), not per batch"
+)
 def test_null_keys_stick_to_one_partition_per_batch(log: pylog.Log) -> None:
     log.create_topic("spread", partitions=4)
     with log.producer(acks=1, batch_size=1000, linger_ms=60_000) as producer:
@@ -158,8 +200,10 @@ def test_bad_config_is_refused(log: pylog.Log, config: dict[str, Any]) -> None:
 
 
 def test_kafka_python_transport_keys_are_accepted(log: pylog.Log) -> None:
+    # on kafka the brokers are the Log's: a client's bootstrap_servers must name them
+    servers = log.backend.path.removeprefix("kafka://") if log.engine == "kafka" else "localhost:9092"
     producer = log.producer(
-        bootstrap_servers="localhost:9092",
+        bootstrap_servers=servers,
         client_id="app",
         retries=5,
         acks="all",
@@ -227,6 +271,7 @@ def test_closed_producer_refuses_and_close_flushes(log: pylog.Log) -> None:
     assert [r.value for r in read_back(log, "t")] == [b"last"]
 
 
+@pytest.mark.embedded_only(BATCHES)
 def test_batches_are_cut_at_batch_size(log: pylog.Log) -> None:
     with log.producer(acks=1, batch_size=2000, linger_ms=60_000) as producer:
         for _ in range(100):
@@ -237,6 +282,7 @@ def test_batches_are_cut_at_batch_size(log: pylog.Log) -> None:
     assert len(counts) > 1 and all(n * 110 <= 2000 + 110 for n in counts)
 
 
+@pytest.mark.embedded_only(BATCHES)
 def test_one_batch_per_flush_when_it_fits(log: pylog.Log) -> None:
     with log.producer(acks=1, linger_ms=60_000) as producer:
         for i in range(50):
@@ -256,6 +302,7 @@ def test_lingering_batch_is_written_without_flush(log: pylog.Log) -> None:
         assert future.get(timeout=0).offset == 0
 
 
+@pytest.mark.embedded_only("stalls partition_log (kafka: tests/kafka, unreachable cluster)")
 def test_get_and_flush_time_out(log: pylog.Log) -> None:
     release = threading.Event()
     backend = log._backend
@@ -301,6 +348,10 @@ def test_callbacks_and_errbacks(log: pylog.Log) -> None:
             too_big.get()
 
 
+@pytest.mark.embedded_only(
+    "librdkafka does not split a batch the broker refuses as too large (Java's producer does): "
+    "all its records fail (docs/kafka.md)"
+)
 def test_too_large_record_fails_alone(log: pylog.Log) -> None:
     log.create_topic("small", config={"max.message.bytes": 2000})
     with log.producer(acks=1, linger_ms=60_000, batch_size=100_000) as producer:
@@ -315,6 +366,7 @@ def test_too_large_record_fails_alone(log: pylog.Log) -> None:
     assert [r.value[:1] for r in read_back(log, "small")] == [b"a"] * 60 + [b"c"] * 5
 
 
+@pytest.mark.embedded_only("injects a failure into partition_log (kafka: tests/kafka, too-large records)")
 def test_failed_batch_fails_only_its_futures(log: pylog.Log) -> None:
     log.create_topic("two", partitions=2)
     backend = log._backend
@@ -339,6 +391,7 @@ def test_failed_batch_fails_only_its_futures(log: pylog.Log) -> None:
         lost.get()
 
 
+@pytest.mark.embedded_only("injects a disk error into partition_log; a broker's disk is its own")
 def test_disk_error_fails_the_batch_with_it(log: pylog.Log) -> None:
     with log.producer(acks=1, linger_ms=60_000) as producer:
         future = producer.send("t", b"a")
@@ -372,6 +425,9 @@ def test_log_append_time_topics_report_the_write_time(log: pylog.Log) -> None:
     assert stored.timestamp_type == 1 and meta.timestamp == stored.timestamp > 5
 
 
+@pytest.mark.embedded_only(
+    "reads the batch header from the log file (kafka: tests/kafka round-trips every codec)"
+)
 def test_compression_type_reaches_the_batch(log: pylog.Log) -> None:
     with log.producer(acks=1, compression_type="gzip") as producer:
         producer.send("z", b"a" * 1000).get(timeout=10)
@@ -434,6 +490,11 @@ def _recovery_point(log_dir: Path, topic: str) -> int:
     return synced_offset(log_dir / f"{topic}-0")
 
 
+#: why fsync tests are embedded-only
+FSYNC = "acks=all means the in-sync replicas have the record; when a broker fsyncs is its own setting"
+
+
+@pytest.mark.embedded_only(FSYNC)
 def test_acks_all_resolves_after_fsync(log: pylog.Log, log_dir: Path) -> None:
     with log.producer(acks="all") as producer:
         future = producer.send("d", b"a")
@@ -445,6 +506,7 @@ def test_acks_all_resolves_after_fsync(log: pylog.Log, log_dir: Path) -> None:
         assert _recovery_point(log_dir, "d") == 3
 
 
+@pytest.mark.embedded_only(FSYNC)
 def test_acks_all_group_commit_shares_fsyncs(log: pylog.Log, log_dir: Path) -> None:
     log.create_topic("g")
     threads_n, per_thread = 8, 25
@@ -527,6 +589,9 @@ def test_group_commit_sync_failure_reaches_the_writer() -> None:
     assert commit.durable_end == -1
 
 
+@pytest.mark.embedded_only(
+    "decodes the log file's bytes; on kafka the broker's format is Kafka's by definition"
+)
 def test_records_decode_in_kafka_format(log: pylog.Log, engine: str) -> None:
     with log.producer(acks=1) as producer:
         producer.send("t", b"v", key=b"k").get(timeout=10)
@@ -535,6 +600,10 @@ def test_records_decode_in_kafka_format(log: pylog.Log, engine: str) -> None:
     assert (record.key, record.value) == (b"k", b"v")
 
 
+@pytest.mark.embedded_only(
+    "librdkafka fails a deleted topic's queued records only after topic.metadata.propagation.max.ms "
+    "(30 s); tests/kafka/test_producer_kafka.py covers sending after a re-create"
+)
 def test_deleted_topic_fails_its_pending_records(log: pylog.Log) -> None:
     log.create_topic("gone", partitions=2)
     with log.producer(acks=1, linger_ms=60_000) as producer:
@@ -589,7 +658,7 @@ def test_threads_sharing_a_producer_keep_per_partition_order(log: pylog.Log) -> 
             assert stored[m.partition][m.offset].value == b"%d:%d" % (t, i)
 
 
-def test_bad_and_unknown_topics(log: pylog.Log, log_dir: Path, engine: str) -> None:
+def test_bad_and_unknown_topics(log: pylog.Log) -> None:
     from pylog.errors import InvalidTopicError
 
     with log.producer(acks=1) as producer:
@@ -597,8 +666,11 @@ def test_bad_and_unknown_topics(log: pylog.Log, log_dir: Path, engine: str) -> N
             with pytest.raises(InvalidTopicError):
                 producer.send(name, b"v")
         assert producer.send("fine", None, key=None).get(timeout=10).serialized_value_size == -1
+    where: dict[str, Any] = (
+        {"path": log.path} if log.engine == "kafka" else {"path": log.path, "engine": log.engine}
+    )
     with (
-        pylog.open(log_dir, engine=engine, auto_create_topics=False) as strict,
+        pylog.open(**where, auto_create_topics=False) as strict,
         strict.producer() as producer,
     ):
         with pytest.raises(UnknownTopicOrPartitionError):

@@ -1,6 +1,8 @@
 """The two producer cores agree: the Rust accumulator (native engine) and the pure-Python core
 (the reference engine's, and the oracle) give the same partitions, offsets and batch cuts for
-the same sends. Runs on the native engine only: the Rust core exists only there."""
+the same sends. Runs on the native engine only: the Rust core exists only there. No kafka param:
+both cores are the embedded backend's (the kafka backend's one core, over librdkafka, is tested in
+tests/kafka/test_producer_kafka.py and by tests/api/test_producer.py's kafka param)."""
 
 from __future__ import annotations
 

@@ -459,3 +459,18 @@ def test_bootstrap_servers_must_name_the_logs_cluster(log: pylog.Log, bootstrap:
 def test_librdkafkas_own_refusals_are_typed(log: pylog.Log) -> None:
     with pytest.raises(InvalidConfigError):
         log.producer(max_request_size=10)  # librdkafka's message.max.bytes is at least 1000
+
+
+def test_sending_after_the_topic_was_made_again(log: pylog.Log, prefix: str) -> None:
+    topic = prefix + "again"
+    with log.producer(acks=1) as producer:
+        assert producer.send(topic, b"1").get(DEADLINE_S).offset == 0
+        producer.send(topic, b"2").get(DEADLINE_S)
+        log.delete_topic(topic)
+        log.create_topic(topic, partitions=2)
+        metas = [
+            producer.send(topic, b"3", partition=1).get(DEADLINE_S),
+            producer.send(topic, b"4").get(DEADLINE_S),
+        ]
+    assert metas[0].partition == 1 and metas[0].offset == 0
+    assert metas[1].offset == (1 if metas[1].partition == 1 else 0)
