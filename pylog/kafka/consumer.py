@@ -1,0 +1,1138 @@
+"""``KafkaConsumer``: the ``pylog.Consumer`` API (kafka-python's) over one ``confluent_kafka.Consumer``.
+
+``log.consumer(...)`` on a ``kafka://`` log builds one (``KafkaBackend.new_consumer``). Config,
+modes, errors and return types are ``pylog.consumer``'s (read its module docstring); this module
+says how each is kept over librdkafka. It overrides every public method of ``pylog.Consumer``
+(tests/kafka/test_consumer_kafka.py asserts it), so none falls through to the embedded fetcher.
+
+Positions live here, in Python (``_positions``: the offset after the last record ``poll``
+returned, or None while unset), as kafka-python's SubscriptionState keeps them; librdkafka
+fetches from them. Invariants between the two:
+
+- every message ``confluent.consume`` hands us is either returned to the caller (the position
+  moves past it) or librdkafka is sought back to our position (a deserializer failure, the
+  iterator's unreturned records, a listener error), so librdkafka's own "application position"
+  never runs ahead of ours;
+- librdkafka is assigned every partition we hold; those paused by the caller or whose position is
+  unset are paused in librdkafka (``_rk_paused``). A position set on an unset partition resumes it;
+- librdkafka's ``seek`` of a partition that is not fetching (just assigned, or stopped by an
+  out-of-range error) can fail with ``_STATE``: the partition is then assigned again at the offset
+  (``_rk_reseat``).
+
+Offsets are pylog's to commit: librdkafka's ``enable.auto.commit`` and ``enable.auto.offset.store``
+are off (``pylog.kafka.settings.consumer_properties``), and ``commit``/auto-commit send exactly the
+positions of records ``poll`` returned, every ``auto_commit_interval_ms`` inside ``poll``, before a
+revocation, on ``unsubscribe`` and on ``close`` (at-least-once, as the embedded consumer).
+Resets too: librdkafka's ``auto.offset.reset`` is ``error``, so a position out of range comes back
+as an ``_AUTO_OFFSET_RESET`` message and the embedded rule is applied here (``earliest``/``latest``
+from the watermarks, ``none``: ``OffsetOutOfRangeError`` at every poll until a seek).
+
+Modes: ``assign`` (librdkafka's manual assignment at our positions); ``subscribe`` with a
+``group_id`` (librdkafka's group membership: its on_assign/on_revoke/on_lost callbacks run inside
+``confluent.consume``/``poll``, in this thread, and call the rebalance listener in Kafka's order,
+with the same auto-commit before revocation; cooperative-sticky uses incremental_assign/unassign);
+``subscribe`` without one (every partition of the subscribed topics, assigned manually and
+re-read when the backend's ``metadata_version`` moves, at most every ``METADATA_CHECK_S``). A
+pattern is matched here, with Python's ``re`` and ``fullmatch`` (Java's ``matches()``), against
+the cluster's topics, and librdkafka is subscribed to the list of matches (so the regex dialect
+is the embedded one, not librdkafka's).
+
+Errors go through ``pylog.kafka.errors.translate``. A transient transport error in a fetch is
+librdkafka's to retry (logged, as Kafka's consumer does not raise them from ``poll``). Every
+blocking call is bounded by the backend's ``timeout_ms``; ``close()`` always returns within it.
+
+Not thread-safe, as Kafka's consumer: one thread uses it.
+
+fork(): librdkafka's threads do not survive a fork, and destroying the handle in the child would
+wait for them. A child forked after the consumer was made finds it closed (``pylog.consumer``'s
+hook), and this module's hook keeps the child from ever destroying the inherited handle (it is
+leaked, by design).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+import re
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+from confluent_kafka import OFFSET_END, KafkaError, KafkaException
+from confluent_kafka import Consumer as RdConsumer
+from confluent_kafka import TopicPartition as RdTopicPartition
+from confluent_kafka.admin import OffsetSpec
+
+from pylog.consumer import Consumer, ConsumerConfig, _deserialize, _is_tp, _live_consumers
+from pylog.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    InvalidConfigError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+    SerializationError,
+    UnknownTopicOrPartitionError,
+)
+from pylog.kafka.errors import translate
+from pylog.kafka.settings import consumer_properties
+from pylog.listener import ConsumerRebalanceListener
+from pylog.partition import Columns
+from pylog.types import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
+
+_log = logging.getLogger("pylog.consumer")
+
+#: how often, at most, a subscription without a group (or a pattern) looks at the cluster's
+#: metadata for new topics and partitions (each look is a metadata request)
+METADATA_CHECK_S = 0.5
+#: the longest single wait inside ``poll`` before it looks at auto-commit and metadata again
+WAIT_SLICE_S = 0.5
+
+_AUTO_OFFSET_RESET = KafkaError._AUTO_OFFSET_RESET
+_UNKNOWN_TOPIC_CODES = frozenset(
+    {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
+)
+#: fetch errors ``poll`` raises; any other (transport, coordinator moves...) librdkafka retries
+_RAISED_CODES = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError._AUTHENTICATION,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._SSL,
+        KafkaError.FENCED_INSTANCE_ID,
+        KafkaError.INCONSISTENT_GROUP_PROTOCOL,
+        KafkaError.INVALID_GROUP_ID,
+    }
+)
+_new_tuple = tuple.__new__
+_EMPTY_BYTES = np.zeros(0, np.uint8)
+
+
+def _rd(tp: TopicPartition, offset: int = OFFSET_END) -> RdTopicPartition:
+    return RdTopicPartition(tp.topic, tp.partition, offset)
+
+
+def _header_size(headers: list) -> int:
+    """kafka-python's ``serialized_header_size``: UTF-8 key bytes plus value bytes."""
+    size = 0
+    for key, value in headers:
+        size += len(key.encode()) + (0 if value is None else len(value))
+    return size
+
+
+def _records_of(messages: list, positions: dict, record_type: type = ConsumerRecord) -> tuple[dict, list]:
+    """The ``ConsumerRecord`` lists of ``messages``, by partition, and the error messages.
+
+    The hot path of ``poll``: one tuple built positionally per message, partitions found by runs
+    (consume returns a partition's messages together), messages of a partition not held (a
+    rebalance in this consume took it) left out."""
+    out: dict[TopicPartition, list] = {}
+    errors: list = []
+    new = _new_tuple
+    last_topic: object = None
+    last_partition = -1
+    records: list | None = None
+    for m in messages:
+        if m.error() is not None:
+            errors.append(m)
+            continue
+        topic = m.topic()
+        partition = m.partition()
+        if partition != last_partition or topic != last_topic:
+            last_topic, last_partition = topic, partition
+            tp = TopicPartition(topic, partition)
+            records = out.get(tp)
+            if records is None:
+                records = [] if positions.get(tp) is not None else None
+                if records is not None:
+                    out[tp] = records
+        if records is None:
+            continue
+        key = m.key()
+        value = m.value()
+        headers = m.headers()
+        if headers is None:
+            headers = []
+            header_size = -1
+        else:
+            header_size = _header_size(headers)
+        timestamp_type, timestamp = m.timestamp()
+        records.append(
+            new(
+                record_type,
+                (
+                    topic,
+                    partition,
+                    -1,
+                    m.offset(),
+                    timestamp,
+                    timestamp_type - 1,  # librdkafka: 1 CreateTime, 2 LogAppendTime; Kafka: 0, 1
+                    key,
+                    value,
+                    headers,
+                    None,
+                    -1 if key is None else len(key),
+                    -1 if value is None else len(value),
+                    header_size,
+                ),
+            )
+        )
+    return out, errors
+
+
+def _binary_column(items: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrow's binary layout of ``items`` (bytes or None): data, int64 offsets[n + 1], null mask."""
+    n = len(items)
+    nulls = np.fromiter((item is None for item in items), bool, n)
+    lengths = np.fromiter((0 if item is None else len(item) for item in items), np.int64, n)
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    joined = b"".join(item for item in items if item is not None)
+    data = np.frombuffer(bytearray(joined), np.uint8) if joined else _EMPTY_BYTES.copy()
+    return data, offsets, nulls
+
+
+def _columns_of(messages: list, positions: dict) -> tuple[dict, list]:
+    """``messages`` as ``pylog.Columns`` by partition (the embedded layout), and the error messages."""
+    by_tp: dict[TopicPartition, list] = {}
+    errors: list = []
+    for m in messages:
+        if m.error() is not None:
+            errors.append(m)
+            continue
+        tp = TopicPartition(m.topic(), m.partition())
+        if positions.get(tp) is None:
+            continue
+        by_tp.setdefault(tp, []).append(m)
+    out: dict[TopicPartition, Columns] = {}
+    for tp, ms in by_tp.items():
+        n = len(ms)
+        keys, key_offsets, key_null = _binary_column([m.key() for m in ms])
+        values, value_offsets, value_null = _binary_column([m.value() for m in ms])
+        out[tp] = Columns(
+            np.fromiter((m.offset() for m in ms), np.int64, n),
+            np.fromiter((m.timestamp()[1] for m in ms), np.int64, n),
+            keys,
+            key_offsets,
+            key_null,
+            values,
+            value_offsets,
+            value_null,
+        )
+    return out, errors
+
+
+def _last_offset(got: Any) -> int:
+    return int(got.offsets[-1]) if isinstance(got, Columns) else got[-1].offset
+
+
+class KafkaConsumer(Consumer):
+    """kafka-python's ``KafkaConsumer`` API over one ``confluent_kafka.Consumer`` (module docstring)."""
+
+    def __init__(self, backend: Any, *topics: str, **config: Any):
+        self._config = ConsumerConfig.from_kwargs(config)
+        properties = dict(backend.properties)
+        properties.update(consumer_properties(self._config, config))
+        self._backend = backend
+        self._timeout_s = backend.timeout_ms / 1000
+        self._cooperative = "cooperative-sticky" in self._config.partition_assignment_strategy
+        try:
+            self._rk = RdConsumer(properties)
+        except KafkaException as e:
+            raise translate(e, "create a Kafka consumer") from e
+        except (ValueError, TypeError) as e:
+            raise InvalidConfigError(f"create a Kafka consumer: {e}") from e
+        self._closed = False
+        self._closed_message = "the consumer is closed"
+        #: set while ``close`` hands the assignment back: the rebalance callbacks only unassign
+        self._closing = False
+        _live_consumers.add(self)
+        _kafka_consumers.add(self)
+        self._mode = "none"
+        self._subscription: set[str] | None = None
+        self._pattern: re.Pattern[str] | None = None
+        self._listener: Any = None
+        self._member: Any = None  # the embedded membership; never set here (the fork hook clears it)
+        #: the topics librdkafka is subscribed to (a pattern's matches), None when not subscribed
+        self._rk_topics: list[str] | None = None
+        self._positions: dict[TopicPartition, int | None] = {}
+        self._paused: set[TopicPartition] = set()
+        #: partitions stopped by an out-of-range fetch with auto_offset_reset 'none', and why
+        self._stuck: dict[TopicPartition, str] = {}
+        #: an error a poll met after records it returned: raised by the next poll
+        self._pending_error: BaseException | None = None
+        #: listener errors raised inside librdkafka's rebalance callbacks, raised after consume
+        self._rebalance_failures: list[BaseException] = []
+        self._next_auto_commit = time.monotonic() + self._config.auto_commit_interval_ms / 1000
+        self._metadata_seen: object = None
+        self._next_metadata_check = 0.0
+        self._buffer: deque[ConsumerRecord] = deque()
+        self._buffer_next: dict[TopicPartition, tuple[int, int]] = {}
+        if topics:
+            self.subscribe(list(topics))
+
+    # ------------------------------------------------------------------ state checks
+
+    @property
+    def config(self) -> ConsumerConfig:
+        return self._config
+
+    def _check_assigned(self, tp: object) -> TopicPartition:
+        if not _is_tp(tp):
+            raise TypeError(f"partition must be a TopicPartition, not {type(tp).__name__}")
+        assert isinstance(tp, TopicPartition)
+        if tp not in self._positions:
+            raise IllegalStateError(f"{tp.topic}-{tp.partition} is not assigned to this consumer")
+        return tp
+
+    def _in_group(self) -> bool:
+        return self._mode == "subscribed" and self._config.group_id is not None
+
+    # ------------------------------------------------------------------ librdkafka's side
+
+    def _rk_paused(self) -> list[RdTopicPartition]:
+        return [_rd(tp) for tp, p in self._positions.items() if p is None or tp in self._paused]
+
+    def _rk_assign_all(self, rk: Any = None) -> None:
+        """Give librdkafka the whole assignment at our positions (pausing what must not fetch)."""
+        rk = rk or self._rk
+        try:
+            rk.assign([_rd(tp, OFFSET_END if p is None else p) for tp, p in self._positions.items()])
+            paused = self._rk_paused()
+            if paused:
+                rk.pause(paused)
+        except KafkaException as e:
+            raise translate(e, "assign partitions") from e
+
+    def _rk_reseat(self, tps: list[TopicPartition]) -> None:
+        """Assign ``tps`` to librdkafka again at our positions (a seek it refused)."""
+        if self._in_group() and not self._cooperative:
+            self._rk_assign_all()  # why: an eager group's assignment changes only by assign()
+            return
+        rk = self._rk
+        try:
+            rk.incremental_unassign([_rd(tp) for tp in tps])
+            rk.incremental_assign(
+                [_rd(tp, OFFSET_END if self._positions[tp] is None else self._positions[tp]) for tp in tps]
+            )  # type: ignore[arg-type]
+            paused = [_rd(tp) for tp in tps if self._positions[tp] is None or tp in self._paused]
+            if paused:
+                rk.pause(paused)
+        except KafkaException as e:
+            raise translate(e, "assign partitions") from e
+
+    def _set_position(self, tp: TopicPartition, offset: int) -> None:
+        """Our position of ``tp`` and librdkafka's fetch position (resumed if it was unset)."""
+        was_unset = self._positions.get(tp) is None
+        self._positions[tp] = offset
+        self._stuck.pop(tp, None)
+        try:
+            self._rk.seek(_rd(tp, offset))
+        except KafkaException:
+            # why: librdkafka refuses to seek a partition not fetching yet (_STATE); assigning
+            # it again at the offset gets the same result
+            self._rk_reseat([tp])
+            return
+        if was_unset and tp not in self._paused:
+            try:
+                self._rk.resume([_rd(tp)])
+            except KafkaException as e:
+                raise translate(e, f"resume {tp.topic}-{tp.partition}") from e
+
+    def _rewind(self, tp: TopicPartition, offset: int) -> None:
+        """Put ``tp`` back at ``offset``: records librdkafka handed us from there on were not
+        returned, so it must fetch them again."""
+        if tp in self._positions:
+            self._set_position(tp, offset)
+
+    def _drop(self, tps: Iterable[TopicPartition]) -> None:
+        for tp in set(tps):
+            self._positions.pop(tp, None)
+            self._paused.discard(tp)
+            self._stuck.pop(tp, None)
+        self._clear_buffer()
+
+    # ------------------------------------------------------------------ assignment
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        """Manually assign exactly these partitions (no group management); replaces the last
+        assignment, keeping the positions of partitions that stay."""
+        self._check_open()
+        if self._mode == "subscribed":
+            raise IllegalStateError("assign() after subscribe(); call unsubscribe() first")
+        partitions = list(partitions)
+        for tp in partitions:
+            if not _is_tp(tp):
+                raise TypeError(f"partitions must be TopicPartitions, not {type(tp).__name__}")
+        if not partitions:
+            self.unsubscribe()
+            return
+        self._known(set(partitions))
+        self._maybe_auto_commit(force=True)
+        wanted = set(partitions)
+        self._drop(set(self._positions) - wanted)
+        self._clear_buffer()
+        for tp in sorted(wanted - set(self._positions)):
+            self._positions[tp] = None
+        self._mode = "assigned"
+        self._rk_assign_all()
+
+    def subscribe(
+        self, topics: Iterable[str] = (), pattern: str | re.Pattern[str] | None = None, listener: Any = None
+    ) -> None:
+        """Subscribe to topics or a regex pattern; with a ``group_id`` the group assigns the
+        partitions (at the next ``poll``), without one every partition is this consumer's."""
+        self._check_open()
+        if self._mode == "assigned":
+            raise IllegalStateError("subscribe() after assign(); call unsubscribe() first")
+        if isinstance(topics, str):
+            topics = [topics]
+        topic_set = set(topics)
+        if topic_set and pattern is not None:
+            raise IllegalStateError("subscribe to topics or to a pattern, not both")
+        if not topic_set and pattern is None:
+            raise ValueError("subscribe() needs topics or a pattern")
+        for t in topic_set:
+            if not isinstance(t, str):
+                raise TypeError(f"topics must be strings, not {type(t).__name__}")
+        if listener is not None and not all(
+            callable(getattr(listener, m, None))
+            for m in ("on_partitions_revoked", "on_partitions_assigned", "on_partitions_lost")
+        ):
+            raise TypeError("listener must be a ConsumerRebalanceListener")
+        compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
+        self._subscription = topic_set if compiled is None else set()
+        self._pattern = compiled
+        self._listener = listener
+        self._mode = "subscribed"
+        self._metadata_seen = None
+        self._next_metadata_check = 0.0
+        if self._config.group_id is None:
+            self._refresh_auto_assignment()
+        elif compiled is None:
+            self._rk_subscribe(sorted(topic_set))
+        else:
+            self._refresh_pattern()
+
+    def _rk_subscribe(self, topics: list[str]) -> None:
+        if topics == self._rk_topics:
+            return
+        try:
+            if topics:
+                self._rk.subscribe(
+                    topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+                )
+            elif self._rk_topics:
+                self._rk.unsubscribe()
+        except KafkaException as e:
+            raise translate(e, f"subscribe to {topics}") from e
+        self._rk_topics = topics
+
+    def subscription(self) -> set[str] | None:
+        """The subscribed topics (for a pattern: the topics it currently matches), or None."""
+        self._check_open()
+        if self._mode != "subscribed":
+            return None
+        if self._pattern is not None:
+            return {t for t in self._backend.list_topics() if self._pattern.fullmatch(t)}
+        return set(self._subscription or ())
+
+    def unsubscribe(self) -> None:
+        """Drop the subscription or manual assignment (a group member leaves its group)."""
+        self._check_open()
+        self._maybe_auto_commit(force=True)
+        if self._in_group():
+            self._hand_back()
+        self._drop(set(self._positions))
+        try:
+            if self._rk_topics is not None:
+                self._rk.unsubscribe()
+            self._rk.unassign()
+        except KafkaException as e:
+            raise translate(e, "unsubscribe") from e
+        self._rk_topics = None
+        self._mode = "none"
+        self._subscription = None
+        self._pattern = None
+        self._listener = None
+
+    def _hand_back(self) -> None:
+        """Group mode, leaving (``unsubscribe``, ``close``): ``on_partitions_revoked`` of the
+        whole assignment, as the embedded consumer does before it leaves."""
+        if self._positions and self._listener is not None:
+            self._listener.on_partitions_revoked(set(self._positions))
+
+    def assignment(self) -> set[TopicPartition]:
+        self._check_open()
+        return set(self._positions)
+
+    # ------------------------------------------------------------------ group mode (librdkafka's callbacks)
+
+    def _call_listener(self, name: str, tps: set[TopicPartition]) -> None:
+        listener = self._listener or ConsumerRebalanceListener()
+        try:
+            getattr(listener, name)(set(tps))
+        except Exception as e:  # the user's callback: keep applying, raise after consume
+            self._rebalance_failures.append(e)
+
+    def _held(self, partitions: list) -> set[TopicPartition]:
+        return {TopicPartition(p.topic, p.partition) for p in partitions}
+
+    def _on_assign(self, rk: Any, partitions: list) -> None:
+        """librdkafka's on_assign (inside consume/poll): positions from the group's committed
+        offsets or ``auto_offset_reset``, then ``on_partitions_assigned``."""
+        try:
+            if self._closing or self._mode != "subscribed":
+                (rk.incremental_assign if self._cooperative else rk.assign)([])
+                return
+            assigned = self._held(partitions)
+            if not self._cooperative:  # eager: this is the whole assignment
+                self._drop(set(self._positions) - assigned)
+            self._clear_buffer()
+            for tp in assigned:
+                self._positions.setdefault(tp, None)
+            try:
+                self._init_positions(assigned, lenient=True, rk_sync=False)
+            except Exception as e:  # a timeout looking offsets up: poll tries again
+                self._rebalance_failures.append(e)
+            if self._cooperative:
+                rk.incremental_assign(
+                    [
+                        _rd(tp, OFFSET_END if self._positions[tp] is None else self._positions[tp])
+                        for tp in assigned
+                    ]  # type: ignore[arg-type]
+                )
+                paused = [_rd(tp) for tp in assigned if self._positions[tp] is None or tp in self._paused]
+                if paused:
+                    rk.pause(paused)
+            else:
+                self._rk_assign_all(rk)
+            if assigned:
+                self._call_listener("on_partitions_assigned", assigned)
+        except Exception as e:  # never let an error escape into librdkafka's callback
+            self._rebalance_failures.append(translate(e, "assign partitions"))
+
+    def _on_revoke(self, rk: Any, partitions: list) -> None:
+        """librdkafka's on_revoke: auto-commit of the revoked positions, ``on_partitions_revoked``,
+        positions dropped, then librdkafka unassigns them."""
+        try:
+            revoked = self._held(partitions) & set(self._positions)
+            if revoked and not self._closing:
+                self._auto_commit_partitions(revoked)
+                self._call_listener("on_partitions_revoked", revoked)
+            self._drop(revoked)
+            if self._cooperative:
+                rk.incremental_unassign(partitions)
+            else:
+                rk.unassign()
+        except Exception as e:
+            self._rebalance_failures.append(translate(e, "revoke partitions"))
+
+    def _on_lost(self, rk: Any, partitions: list) -> None:
+        """librdkafka's on_lost (the member was fenced or its session expired): no commit."""
+        try:
+            lost = self._held(partitions) & set(self._positions)
+            if lost and not self._closing:
+                self._call_listener("on_partitions_lost", lost)
+            self._drop(lost)
+            if self._cooperative:
+                rk.incremental_unassign(partitions)
+            else:
+                rk.unassign()
+        except Exception as e:
+            self._rebalance_failures.append(translate(e, "drop lost partitions"))
+
+    def _raise_rebalance_failures(self) -> None:
+        if self._rebalance_failures:
+            first = self._rebalance_failures[0]
+            self._rebalance_failures.clear()
+            raise first
+
+    # ------------------------------------------------------------------ subscriptions watched in Python
+
+    def _metadata_moved(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_metadata_check:
+            return False
+        self._next_metadata_check = now + METADATA_CHECK_S
+        version = self._backend.metadata_version()
+        if version == self._metadata_seen:
+            return False
+        self._metadata_seen = version
+        return True
+
+    def _matching_topics(self) -> set[str]:
+        if self._pattern is not None:
+            return {t for t in self._backend.list_topics() if self._pattern.fullmatch(t)}
+        return set(self._subscription or ())
+
+    def _refresh_pattern(self) -> None:
+        """Group mode with a pattern: librdkafka subscribed to the topics it matches now."""
+        if self._pattern is None or not self._in_group() or not self._metadata_moved():
+            return
+        self._rk_subscribe(sorted(self._matching_topics()))
+
+    def _refresh_auto_assignment(self) -> None:
+        """Without a group: every partition of the subscribed topics (re-read when the backend's
+        metadata version moved: topics created or deleted, partitions added)."""
+        if self._mode != "subscribed" or self._config.group_id is not None or not self._metadata_moved():
+            return
+        wanted: set[TopicPartition] = set()
+        for topic in self._matching_topics():
+            try:
+                count = self._backend.partitions_for(topic)
+            except UnknownTopicOrPartitionError:
+                continue  # not created yet: assigned when it is
+            wanted.update(TopicPartition(topic, p) for p in range(count))
+        current = set(self._positions)
+        if wanted == current:
+            return
+        self._drop(current - wanted)
+        for tp in wanted - current:
+            self._positions[tp] = None
+        self._rk_assign_all()
+
+    # ------------------------------------------------------------------ positions
+
+    def _committed_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        tps = sorted(tps)
+        if self._config.group_id is None or not tps:
+            return {}
+        try:
+            found = self._rk.committed([_rd(tp) for tp in tps], timeout=self._timeout_s)
+        except KafkaException as e:
+            raise translate(e, "fetch committed offsets") from e
+        out: dict[TopicPartition, OffsetAndMetadata] = {}
+        for rd in found:
+            if rd.error is not None:
+                raise translate(rd.error, f"fetch the committed offset of {rd.topic}-{rd.partition}")
+            if rd.offset >= 0:
+                out[TopicPartition(rd.topic, rd.partition)] = OffsetAndMetadata(
+                    rd.offset, rd.metadata or "", -1
+                )
+        return out
+
+    def _init_positions(
+        self, tps: Iterable[TopicPartition], *, lenient: bool = False, rk_sync: bool = True
+    ) -> None:
+        """Positions from the committed offsets, else ``auto_offset_reset`` (``none``:
+        ``NoOffsetForPartitionError``, unless ``lenient``: then left unset until asked for).
+        ``rk_sync=False`` (inside on_assign) leaves librdkafka to the caller."""
+        missing = sorted(tp for tp in tps if tp in self._positions and self._positions[tp] is None)
+        if not missing:
+            return
+        committed = self._committed_offsets(missing)
+        to_reset = []
+        for tp in missing:
+            found = committed.get(tp)
+            if found is not None:
+                self._put_position(tp, found.offset, rk_sync)
+            elif not (lenient and self._config.auto_offset_reset == "none"):
+                to_reset.append(tp)
+        if to_reset:
+            for tp, offset in self._reset_offsets(to_reset, self._config.auto_offset_reset).items():
+                self._put_position(tp, offset, rk_sync)
+
+    def _put_position(self, tp: TopicPartition, offset: int, rk_sync: bool) -> None:
+        if rk_sync:
+            self._set_position(tp, offset)
+        else:
+            self._positions[tp] = offset
+
+    def _reset_offsets(self, tps: list[TopicPartition], policy: str) -> dict[TopicPartition, int]:
+        if policy == "none":
+            tp = tps[0]
+            raise NoOffsetForPartitionError(
+                f"{tp.topic}-{tp.partition} has no committed offset and auto_offset_reset is 'none'"
+            )
+        index = 0 if policy == "earliest" else 1
+        return {tp: offsets[index] for tp, offsets in self._watermarks(tps).items()}
+
+    def _watermarks(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
+        out = {}
+        for tp in tps:
+            try:
+                out[tp] = self._rk.get_watermark_offsets(_rd(tp), timeout=self._timeout_s, cached=False)
+            except KafkaException as e:
+                raise translate(e, f"look up the offsets of {tp.topic}-{tp.partition}") from e
+        return out
+
+    def position(self, partition: TopicPartition) -> int:
+        """The offset of the next record ``poll`` returns from ``partition``."""
+        self._check_open()
+        tp = self._check_assigned(partition)
+        self._init_positions([tp])
+        position = self._positions[tp]
+        assert position is not None
+        return position
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        """Make the next ``poll`` read ``partition`` from ``offset``."""
+        self._check_open()
+        tp = self._check_assigned(partition)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be an int >= 0, not {offset!r}")
+        self._clear_buffer()
+        self._set_position(tp, offset)
+
+    def _seek_targets(self, partitions: tuple[TopicPartition, ...]) -> list[TopicPartition]:
+        self._check_open()
+        if not partitions:
+            if not self._positions:
+                raise IllegalStateError("no partitions are assigned")
+            return sorted(self._positions)
+        return sorted({self._check_assigned(tp) for tp in partitions})
+
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self._seek_to(self._seek_targets(partitions), "earliest")
+
+    def seek_to_end(self, *partitions: TopicPartition) -> None:
+        self._seek_to(self._seek_targets(partitions), "latest")
+
+    def _seek_to(self, tps: list[TopicPartition], policy: str) -> None:
+        self._clear_buffer()
+        for tp, offset in self._reset_offsets(tps, policy).items():
+            self._set_position(tp, offset)
+
+    def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        self._check_open()
+        return {tp: low for tp, (low, _) in self._watermarks(self._known(partitions)).items()}
+
+    def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        self._check_open()
+        return {tp: high for tp, (_, high) in self._watermarks(self._known(partitions)).items()}
+
+    def offsets_for_times(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        """The first offset of each partition whose record timestamp is >= the given one (ms),
+        with that record's timestamp (Kafka's ListOffsets, through the admin client, which
+        returns the timestamp librdkafka's consumer call leaves out)."""
+        self._check_open()
+        checked: dict[TopicPartition, int] = {}
+        for tp, ts in timestamps.items():
+            if isinstance(ts, bool) or not isinstance(ts, int | float):
+                raise TypeError(f"the timestamp for {tp} must be a number, not {type(ts).__name__}")
+            if ts < 0:
+                raise ValueError(f"the target time for {tp} is {ts}; it cannot be negative")
+            checked[tp] = int(ts)
+        self._known(checked)
+        if not checked:
+            return {}
+        try:
+            futures = self._backend.admin.list_offsets(
+                {_rd(tp): OffsetSpec.for_timestamp(ts) for tp, ts in checked.items()},
+                request_timeout=self._timeout_s,
+            )
+            found = {
+                TopicPartition(rd.topic, rd.partition): future.result(timeout=self._timeout_s)
+                for rd, future in futures.items()
+            }
+        except KafkaException as e:
+            raise translate(e, "look up offsets by time") from e
+        except TimeoutError as e:
+            raise KafkaTimeoutError("look up offsets by time: no answer within the timeout") from e
+        return {
+            tp: None
+            if found[tp].offset < 0
+            else OffsetAndTimestamp(found[tp].offset, found[tp].timestamp, -1)
+            for tp in checked
+        }
+
+    def topics(self) -> set[str]:
+        """Every topic of the cluster but Kafka's internal ones (kafka-python's ``topics()``)."""
+        self._check_open()
+        return set(self._backend.list_topics())
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        """The partition numbers of ``topic``, or None if it does not exist (kafka-python's)."""
+        self._check_open()
+        try:
+            count = self._backend.partitions_for(topic)
+        except UnknownTopicOrPartitionError:
+            return None
+        return set(range(count))
+
+    # ------------------------------------------------------------------ pause / resume
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self._check_open()
+        tps = [self._check_assigned(tp) for tp in partitions]
+        self._clear_buffer()
+        self._paused.update(tps)
+        if tps:
+            try:
+                self._rk.pause([_rd(tp) for tp in tps])
+            except KafkaException as e:
+                raise translate(e, "pause") from e
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self._check_open()
+        for tp in partitions:
+            if not _is_tp(tp):
+                raise TypeError(f"partitions must be TopicPartitions, not {type(tp).__name__}")
+        resumed = [tp for tp in partitions if tp in self._paused]
+        self._paused.difference_update(resumed)
+        fetchable = [_rd(tp) for tp in resumed if self._positions.get(tp) is not None]
+        if fetchable:
+            try:
+                self._rk.resume(fetchable)
+            except KafkaException as e:
+                raise translate(e, "resume") from e
+
+    def paused(self) -> set[TopicPartition]:
+        self._check_open()
+        return set(self._paused)
+
+    # ------------------------------------------------------------------ polling
+
+    def poll(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Records since the last poll, by partition; waits up to ``timeout_ms`` for some."""
+        return self._poll(timeout_ms, max_records, columns=False)
+
+    def poll_columns(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, Columns]:
+        """``poll`` as ``pylog.Columns`` per partition (numpy arrays in Arrow's layout, built
+        from the fetched messages); positions advance the same way. Deserializers are not
+        applied (the analytics path)."""
+        return self._poll(timeout_ms, max_records, columns=True)
+
+    def _poll(self, timeout_ms: Any, max_records: Any, *, columns: bool) -> dict:
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int | float):
+            raise TypeError(f"timeout_ms must be a number, not {type(timeout_ms).__name__}")
+        if timeout_ms < 0:
+            raise ValueError("timeout_ms must not be negative")
+        if max_records is None:
+            max_records = self._config.max_poll_records
+        if isinstance(max_records, bool) or not isinstance(max_records, int):
+            raise TypeError("max_records must be an integer")
+        if max_records <= 0:
+            raise ValueError("max_records must be positive")
+        self._check_open()
+        if self._mode == "none":
+            raise IllegalStateError("the consumer is not subscribed to any topics or assigned any partitions")
+        if self._pending_error is not None:
+            error, self._pending_error = self._pending_error, None
+            raise error
+        self._clear_buffer()
+        rk = self._rk
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            if self._mode == "subscribed":
+                self._refresh_auto_assignment()
+                self._refresh_pattern()
+            self._maybe_auto_commit()
+            if self._stuck:
+                self._raise_stuck()
+            if None in self._positions.values():
+                self._init_positions(list(self._positions))
+            try:
+                messages = rk.consume(max_records, 0)
+                if not messages:
+                    remaining = deadline - time.monotonic()
+                    if remaining > 0:
+                        first = rk.poll(min(remaining, WAIT_SLICE_S))
+                        if first is not None:
+                            messages = [first]
+                            if max_records > 1:
+                                messages += rk.consume(max_records - 1, 0)
+            except KafkaException as e:
+                raise translate(e, "poll") from e
+            if self._rebalance_failures:
+                self._rewind_messages(messages)
+                self._raise_rebalance_failures()
+            if messages:
+                out = self._collect(messages, max_records, columns)
+                if out:
+                    return out
+            if time.monotonic() >= deadline:
+                return {}
+
+    def _collect(self, messages: list, max_records: int, columns: bool) -> dict:
+        positions = self._positions
+        out, errors = (_columns_of if columns else _records_of)(messages, positions)
+        for tp, got in out.items():
+            positions[tp] = _last_offset(got) + 1
+        if errors:
+            error = self._fetch_error(errors)
+            if error is not None:
+                if not out:
+                    raise error
+                self._pending_error = error
+        if (
+            out
+            and not columns
+            and (self._config.key_deserializer is not None or self._config.value_deserializer is not None)
+        ):
+            out = self._deserialized(out)
+        return out
+
+    def _rewind_messages(self, messages: list) -> None:
+        """Messages consume returned that will not be handed out: librdkafka goes back to our positions."""
+        for tp in {TopicPartition(m.topic(), m.partition()) for m in messages if m.error() is None}:
+            position = self._positions.get(tp)
+            if position is not None:
+                self._rewind(tp, position)
+
+    def _fetch_error(self, messages: list) -> BaseException | None:
+        """The error to raise for the error messages of a consume, if any (the first one);
+        out-of-range positions follow ``auto_offset_reset``; what librdkafka retries is logged."""
+        raised: BaseException | None = None
+        for m in messages:
+            error = m.error()
+            code = error.code()
+            topic = m.topic()
+            tp = TopicPartition(topic, m.partition()) if topic else None
+            if code == _AUTO_OFFSET_RESET:
+                if tp is None or tp not in self._positions:
+                    continue
+                if self._config.auto_offset_reset == "none":
+                    self._stuck[tp] = (
+                        f"position {self._positions[tp]} of {tp.topic}-{tp.partition} is outside the log "
+                        f"and auto_offset_reset is 'none' ({error.str()})"
+                    )
+                    raised = raised or OffsetOutOfRangeError(self._stuck[tp])
+                else:
+                    offset = self._reset_offsets([tp], self._config.auto_offset_reset)[tp]
+                    self._set_position(tp, offset)
+            elif code in _UNKNOWN_TOPIC_CODES:
+                # a subscribed topic not created yet waits for it; an assigned one is gone
+                if self._mode == "assigned" and (tp is None or tp in self._positions):
+                    raised = raised or translate(error, "poll")
+            elif error.fatal() or code in _RAISED_CODES:
+                raised = raised or translate(error, "poll")
+            else:
+                _log.info("consumer: %s (librdkafka retries)", error.str())
+        return raised
+
+    def _raise_stuck(self) -> None:
+        for tp, why in self._stuck.items():
+            if tp not in self._paused:
+                raise OffsetOutOfRangeError(why)
+
+    def _deserialized(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> dict:
+        kd, vd = self._config.key_deserializer, self._config.value_deserializer
+        out: dict[TopicPartition, list[ConsumerRecord]] = {}
+        failure: SerializationError | None = None
+        for tp, records in fetched.items():
+            if failure is not None:
+                self._rewind(tp, records[0].offset)  # not returned: read again next time
+                continue
+            converted = []
+            for r in records:
+                what = "key"
+                try:
+                    key = r.key if kd is None else _deserialize(kd, r.topic, r.headers, r.key)
+                    what = "value"
+                    value = r.value if vd is None else _deserialize(vd, r.topic, r.headers, r.value)
+                except Exception as e:
+                    failure = SerializationError(
+                        f"the {what} deserializer failed for {r.topic}-{r.partition} at offset {r.offset}: {e!r}"
+                    )
+                    failure.__cause__ = e
+                    self._rewind(tp, r.offset)  # a retry starts at this record
+                    break
+                converted.append(r._replace(key=key, value=value))
+            if converted:
+                out[tp] = converted
+        if failure is not None and not out:
+            raise failure
+        return out
+
+    # ------------------------------------------------------------------ iteration
+
+    def __iter__(self) -> Iterator[ConsumerRecord]:
+        return self
+
+    def __next__(self) -> ConsumerRecord:
+        if self._closed:
+            raise StopIteration
+        timeout_ms = self._config.consumer_timeout_ms
+        deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms != math.inf else math.inf
+        while not self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StopIteration
+            fetched = self.poll(timeout_ms=min(remaining * 1000, 1 << 30))
+            # why rewind our position (not librdkafka's, which stays past them): a position and
+            # an auto-commit cover only the records handed out, as kafka-python's iterator does
+            for tp, records in fetched.items():
+                self._buffer_next[tp] = (records[-1].offset, self._positions[tp])  # type: ignore[assignment]
+                self._positions[tp] = records[0].offset
+                self._buffer.extend(records)
+        record = self._buffer.popleft()
+        tp = TopicPartition(record.topic, record.partition)
+        last, after = self._buffer_next.get(tp, (record.offset, record.offset + 1))
+        if tp in self._positions:
+            self._positions[tp] = after if record.offset == last else record.offset + 1
+        return record
+
+    def _clear_buffer(self) -> None:
+        """Drop the iterator's unreturned records; librdkafka is past them, so it goes back to
+        our positions (the next record to hand out)."""
+        if self._buffer:
+            self._buffer.clear()
+            for tp in self._buffer_next:
+                position = self._positions.get(tp)
+                if position is not None:
+                    self._set_position(tp, position)
+        self._buffer_next.clear()
+
+    # ------------------------------------------------------------------ commits
+
+    def _current_offsets(
+        self, tps: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        wanted = self._positions if tps is None else {tp: self._positions.get(tp) for tp in tps}
+        return {tp: OffsetAndMetadata(p, "", -1) for tp, p in wanted.items() if p is not None}
+
+    def _commit_offsets(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        if not offsets:
+            return
+        what = f"commit offsets of group {self._config.group_id!r}"
+        try:
+            results = self._rk.commit(
+                offsets=[
+                    RdTopicPartition(tp.topic, tp.partition, om.offset, metadata=om.metadata)
+                    for tp, om in sorted(offsets.items())
+                ],
+                asynchronous=False,
+            )
+        except KafkaException as e:
+            raise translate(e, what) from e
+        for rd in results or ():
+            if rd.error is not None:
+                raise translate(rd.error, f"{what} ({rd.topic}-{rd.partition})")
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = None) -> None:
+        """Commit ``offsets`` (default: the positions of every assigned partition) to the group.
+        ``CommitFailedError`` if the group refused it (nothing applied)."""
+        self._check_open()
+        self._group_id()
+        checked = self._current_offsets() if offsets is None else self._checked_offsets(offsets)
+        self._commit_offsets(checked)
+
+    def commit_async(
+        self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = None, callback: Callable | None = None
+    ) -> Future:
+        """``commit``, reporting to ``callback(offsets, exception_or_None)`` instead of raising
+        (kafka-python's signature). As on the embedded backend the commit runs now (bounded by
+        the client's timeouts) and the returned future is already resolved."""
+        self._check_open()
+        self._group_id()
+        checked = self._current_offsets() if offsets is None else self._checked_offsets(offsets)
+        future: Future = Future()
+        try:
+            self._commit_offsets(checked)
+        except Exception as e:
+            future.set_exception(e)
+            if callback is not None:
+                callback(checked, e)
+        else:
+            future.set_result(None)
+            if callback is not None:
+                callback(checked, None)
+        return future
+
+    def committed(self, partition: TopicPartition, metadata: bool = False) -> int | OffsetAndMetadata | None:
+        """The group's committed offset of ``partition`` (an int, or the OffsetAndMetadata with
+        ``metadata=True``), or None."""
+        self._check_open()
+        self._group_id()
+        if not _is_tp(partition):
+            raise TypeError(f"partition must be a TopicPartition, not {type(partition).__name__}")
+        found = self._committed_offsets([partition]).get(partition)
+        if found is None:
+            return None
+        return found if metadata else found.offset
+
+    def _auto_commit_partitions(self, tps: Iterable[TopicPartition] | None) -> None:
+        if not self._auto_commit_enabled():
+            return
+        offsets = self._current_offsets(tps)
+        try:
+            self._commit_offsets(offsets)
+        except (CommitFailedError, KafkaTimeoutError, KafkaConnectionError) as e:
+            # Kafka logs a failed auto-commit and goes on (ConsumerCoordinator.maybeAutoCommitOffsetsAsync)
+            _log.warning("auto-commit of %s failed: %s", sorted(offsets), e)
+
+    # ------------------------------------------------------------------ close
+
+    def close(self, autocommit: bool = True) -> None:
+        """Close (idempotent): auto-commit if enabled, hand the assignment back (group mode:
+        ``on_partitions_revoked``), leave the group and destroy the librdkafka handle; returns
+        within the client's timeouts even when the cluster is gone."""
+        if self._closed:
+            return
+        try:
+            if autocommit:
+                self._maybe_auto_commit(force=True)
+            if self._in_group():
+                self._hand_back()
+        finally:
+            self._closed = True
+            self._closing = True
+            self._buffer.clear()
+            self._buffer_next.clear()
+            self._positions.clear()
+            self._close_handle()
+
+    def _close_handle(self) -> None:
+        """librdkafka's close (leave the group, stop the threads), in a helper thread joined with
+        the client's timeout: a close that waits on a broker gone away cannot hang the caller."""
+        rk = self._rk
+        done = threading.Event()
+
+        def close() -> None:
+            try:
+                rk.close()
+            except Exception as e:  # already closed, or a broker error: nothing left to do
+                _log.debug("consumer close: %s", e)
+            finally:
+                done.set()
+
+        closer = threading.Thread(target=close, name="pylog-kafka-consumer-close", daemon=True)
+        closer.start()
+        if not done.wait(self._timeout_s):
+            _log.warning(
+                "the Kafka consumer's close did not finish within %.1f s; left to finish alone",
+                self._timeout_s,
+            )
+
+    def __enter__(self) -> KafkaConsumer:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # as kafka-python: no auto-commit when the block failed
+        self.close(autocommit=exc_type is None)
+
+
+#: this process's Kafka consumers: a forked child must never destroy their librdkafka handles
+_kafka_consumers: weakref.WeakSet[KafkaConsumer] = weakref.WeakSet()
+
+
+def _keep_handles_after_fork() -> None:
+    for consumer in list(_kafka_consumers):
+        # why leak: destroying a librdkafka handle joins its threads, which the child does not
+        # have; a reference that is never released keeps the handle from being destroyed
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(consumer._rk))
+        consumer._closed = True
+    _kafka_consumers.clear()
+
+
+os.register_at_fork(after_in_child=_keep_handles_after_fork)
+
+__all__ = ["KafkaConsumer"]
