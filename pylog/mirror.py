@@ -209,6 +209,8 @@ def mirror(
     """
     started = time.monotonic()
     with _opened(source, role="source") as src, _opened(dest, role="destination") as dst:
+        if _place(src) == _place(dst):
+            raise MirrorError(f"the source and the destination are the same log ({src.path})")
         names = sorted(src.list_topics()) if topics is None else list(dict.fromkeys(topics))
         result = MirrorResult(src.path, dst.path, group_id)
         counts = {name: _prepare_topic(src, dst, name, result) for name in names}
@@ -261,8 +263,9 @@ class _opened:
             self.log.close()
 
 
-def _is_kafka(log: Log) -> bool:
-    return log.engine == "kafka"
+def _place(log: Log) -> str:
+    """Where a log lives, comparable: a directory's real path, or the URL."""
+    return log.path if log.path.startswith(KAFKA_SCHEME) else os.path.realpath(log.path)
 
 
 # --- the plan: destination topics --------------------------------------------------------------

@@ -225,6 +225,8 @@ def test_refusals(tmp_path: Path) -> None:
         pylog.mirror(src, dst, ["u"], group_id="g")
         with pytest.raises(MirrorError, match="pick another group id"):
             pylog.mirror(src, tmp_path / "elsewhere", ["u"], group_id="g")
+    with pytest.raises(MirrorError, match="are the same log"):
+        pylog.mirror(tmp_path / "src", tmp_path / "x" / ".." / "src")
     with pytest.raises(MirrorError, match="not a pylog log directory"):
         pylog.mirror(tmp_path / "missing", tmp_path / "dst")
     assert not (tmp_path / "missing").exists()
