@@ -103,12 +103,17 @@ class ProducerConfig:
     sticky_seed: int | None = None
     #: use the pure-Python accumulator even on the native engine (the differential tests); not kafka-python's
     python_core: bool = False
+    #: the ``IGNORED_KEYS`` given, as ``(key, value)`` pairs in the order given: meaningless to the
+    #: embedded backend, but the kafka backend maps or refuses each (pylog/kafka/settings.py)
+    transport_settings: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def from_kwargs(cls, config: dict[str, Any]) -> ProducerConfig:
         settings: dict[str, Any] = {}
+        transport: list[tuple[str, Any]] = []
         for key, value in config.items():
             if key in IGNORED_KEYS:
+                transport.append((key, value))
                 continue
             check = _CHECKS.get(key)
             if check is None:
@@ -118,7 +123,7 @@ class ProducerConfig:
                     continue
                 raise InvalidConfigError(f"unknown producer config key {key!r}")
             settings[key] = check(key, value)
-        return cls(**settings)
+        return cls(**settings, transport_settings=tuple(transport))
 
 
 def _acks(key: str, value: Any) -> int:

@@ -7,6 +7,13 @@
   ``pylog.engine.open_partition`` and closes it at teardown. ``settings`` take Kafka names with
   underscores for dots (``segment_bytes=1024``) or a ``config`` mapping with the real names.
 - ``both_engines``: for tests that need the two engines at once (differential, cross-reading).
+- ``kafka_bootstrap`` (session): ``host:port`` of a real Kafka broker — ``PYLOG_KAFKA_BOOTSTRAP``
+  or one started for this worker by tools/kafka_broker.py; skipped with the reason without Java 17+
+  or Maven, a failure instead under ``PYLOG_REQUIRE_KAFKA=1`` (see tests/kafka_broker.py).
+  ``kafka_url`` is ``kafka://`` + it; ``kafka_cleanup`` deletes, after the test, the topics and
+  consumer groups the test made (waiting until gone), so tests can reuse names like "t".
+- Markers ``embedded_only(reason)`` and ``kafka_only(reason)``: the ``log`` fixture of tests/api
+  skips the other backends' params with that reason.
 - Hypothesis profiles: ``ci`` (more examples, selected when ``CI=true``), ``dev`` (few), and
   ``soak`` for manual bug hunts (``HYPOTHESIS_PROFILE=soak``).
 """
@@ -20,6 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kafka_broker
 import pytest
 from helpers import IN_CI, skip_if_engine_missing
 from hypothesis import HealthCheck, settings
@@ -58,6 +66,37 @@ settings.register_profile(  # manual bug hunts: HYPOTHESIS_PROFILE=soak
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "embedded_only(reason): the kafka param of the `log` fixture skips with reason"
+    )
+    config.addinivalue_line(
+        "markers", "kafka_only(reason): the embedded params of the `log` fixture skip with reason"
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from kafka_broker.session_bootstrap(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def kafka_url(kafka_bootstrap: str) -> str:
+    return f"kafka://{kafka_bootstrap}"
+
+
+@pytest.fixture(scope="session")
+def kafka_cleaner(kafka_bootstrap: str) -> kafka_broker.Cleaner:
+    return kafka_broker.Cleaner(kafka_bootstrap)
+
+
+@pytest.fixture
+def kafka_cleanup(kafka_cleaner: kafka_broker.Cleaner) -> Iterator[None]:
+    before = kafka_cleaner.snapshot()
+    yield
+    kafka_cleaner.clean(before)
 
 
 @pytest.fixture(params=ENGINES)

@@ -72,13 +72,12 @@ from confluent_kafka.admin import OffsetSpec
 
 from pylog.consumer import Consumer, ConsumerConfig, _deserialize, _is_tp, _live_consumers
 from pylog.errors import (
-    CommitFailedError,
     IllegalStateError,
     InvalidConfigError,
-    KafkaConnectionError,
     KafkaTimeoutError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
+    PylogError,
     SerializationError,
     UnknownTopicOrPartitionError,
 )
@@ -1065,8 +1064,10 @@ class KafkaConsumer(Consumer):
         offsets = self._current_offsets(tps)
         try:
             self._commit_offsets(offsets)
-        except (CommitFailedError, KafkaTimeoutError, KafkaConnectionError) as e:
-            # Kafka logs a failed auto-commit and goes on (ConsumerCoordinator.maybeAutoCommitOffsetsAsync)
+        except PylogError as e:
+            # Kafka logs a failed auto-commit and goes on (clients/src/main/java/org/apache/kafka/
+            # clients/consumer/internals/ConsumerCoordinator.java, maybeAutoCommitOffsetsAsync):
+            # a refused generation, a timeout, a topic deleted meanwhile
             _log.warning("auto-commit of %s failed: %s", sorted(offsets), e)
 
     # ------------------------------------------------------------------ close

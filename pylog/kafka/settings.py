@@ -11,7 +11,8 @@ Three layers, each with its own function:
   properties that pylog sets itself per client (``group.id``, ``enable.auto.commit``,
   ``bootstrap.servers`` beside the URL...) are refused here with ``InvalidConfigError``.
 - ``producer_properties(config)``: a validated ``pylog.producer.ProducerConfig`` (kafka-python's
-  names) as librdkafka producer properties (pylog/kafka/producer_core.py's owner fills this in).
+  names) as librdkafka producer properties; ``producer_block_ms`` and ``check_bootstrap`` read the
+  two kafka-python keys that are not librdkafka properties.
 - ``consumer_properties(config)``: a validated ``pylog.consumer.ConsumerConfig`` as librdkafka
   consumer properties (pylog/kafka/consumer.py's owner fills this in).
 
@@ -26,7 +27,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from pylog.errors import InvalidConfigError
+from pylog.errors import InvalidConfigError, UnsupportedError
 
 #: how long a blocking admin or metadata call may wait before ``KafkaTimeoutError`` /
 #: ``KafkaConnectionError`` (pylog's ``timeout_ms`` setting of ``pylog.open``)
@@ -111,9 +112,150 @@ def client_properties(url: str, settings: Mapping[str, Any]) -> tuple[dict[str, 
     return properties, timeout_ms
 
 
+#: kafka-python's default ``delivery_timeout_ms`` (librdkafka's own default is 300000): how long a
+#: record may wait for delivery, retries included, before its future fails with KafkaTimeoutError
+DEFAULT_DELIVERY_TIMEOUT_MS = 120_000
+
+#: kafka-python's default ``max_block_ms``: how long ``send`` waits for room when librdkafka's
+#: queue is full (``queue.buffering.max.messages`` / ``.kbytes``) before KafkaTimeoutError
+DEFAULT_MAX_BLOCK_MS = 60_000
+
+#: librdkafka's smallest ``batch.size`` (CONFIGURATION.md: range 1 .. 2147483647)
+MIN_BATCH_SIZE = 1
+
+#: kafka-python producer keys with a librdkafka property of the same meaning (CONFIGURATION.md)
+_SAME_MEANING = {
+    "retries": "retries",
+    "delivery_timeout_ms": "delivery.timeout.ms",
+    "request_timeout_ms": "request.timeout.ms",
+    "retry_backoff_ms": "retry.backoff.ms",
+    "reconnect_backoff_ms": "reconnect.backoff.ms",
+    "reconnect_backoff_max_ms": "reconnect.backoff.max.ms",
+    "max_in_flight_requests_per_connection": "max.in.flight.requests.per.connection",
+    "metadata_max_age_ms": "metadata.max.age.ms",
+    "connections_max_idle_ms": "connections.max.idle.ms",
+    "receive_buffer_bytes": "socket.receive.buffer.bytes",
+    "send_buffer_bytes": "socket.send.buffer.bytes",
+    "receive_message_max_bytes": "receive.message.max.bytes",
+    "api_version_auto_timeout_ms": "api.version.request.timeout.ms",
+    "transaction_timeout_ms": "transaction.timeout.ms",
+    "client_dns_lookup": "client.dns.lookup",
+    "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+    "sasl_kerberos_service_name": "sasl.kerberos.service.name",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "ssl_password": "ssl.key.password",
+    "ssl_crlfile": "ssl.crl.location",
+    "ssl_ciphers": "ssl.cipher.suites",
+}
+
+#: kafka-python keys with no librdkafka counterpart, and what to do instead
+_NO_COUNTERPART = {
+    "api_version": "librdkafka negotiates the protocol version with the broker itself",
+    "bootstrap_timeout_ms": "librdkafka has no bootstrap timeout; pylog.open's timeout_ms bounds metadata calls",
+    "kafka_client": "the client is librdkafka",
+    "selector": "librdkafka runs its own I/O threads",
+    "socket_options": "librdkafka sets its own socket options (see socket.* properties on pylog.open)",
+    "proxy_url": "librdkafka has no proxy support",
+    "socks5_proxy": "librdkafka has no proxy support",
+    "ssl_context": "librdkafka uses OpenSSL files, not a Python SSLContext: give ssl_cafile/ssl_certfile/ssl_keyfile",
+    "sasl_oauth_token_provider": "give confluent-kafka's oauth_cb to pylog.open instead",
+    "sasl_kerberos_name": "librdkafka takes sasl.kerberos.principal (a string) on pylog.open",
+    "sasl_kerberos_domain_name": "librdkafka has no such setting (sasl.kerberos.* on pylog.open)",
+    "metric_reporters": "pylog collects no client metrics (librdkafka's are statistics.interval.ms + stats_cb)",
+    "metrics_num_samples": "pylog collects no client metrics (librdkafka's are statistics.interval.ms + stats_cb)",
+    "metrics_sample_window_ms": "pylog collects no client metrics (librdkafka's are statistics.interval.ms + stats_cb)",
+}
+
+
 def producer_properties(config: Any) -> dict[str, Any]:
-    """librdkafka producer properties for a ``ProducerConfig`` (filled in by the producer core's owner)."""
-    raise NotImplementedError
+    """librdkafka producer properties for a validated ``pylog.producer.ProducerConfig``.
+
+    kafka-python's names map to librdkafka's (docs/kafka.md, "Producer"); its transport keys
+    (``config.transport_settings``) map where librdkafka has the same setting and raise
+    ``UnsupportedError`` where it has none; a value of None means "not set" (kafka-python's
+    default) and is left out. pylog's test-only keys (``python_core``, ``sticky_seed``) are
+    embedded-only. ``max_block_ms`` and ``bootstrap_servers`` are not librdkafka properties: the
+    core reads them with ``producer_block_ms`` and checks the latter with ``check_bootstrap``."""
+    if config.python_core:
+        raise UnsupportedError("python_core: the kafka backend has one producer core (librdkafka's)")
+    if config.sticky_seed is not None:
+        raise UnsupportedError(
+            "sticky_seed: librdkafka chooses sticky partitions itself (sticky.partitioning.linger.ms)"
+        )
+    acks_all = config.acks == -1
+    properties: dict[str, Any] = {
+        "acks": "all" if acks_all else str(config.acks),
+        "compression.type": config.compression_type or "none",
+        # why max(): librdkafka refuses 0; kafka-python's 0 ("no batching") is a batch of one record
+        "batch.size": max(int(config.batch_size), MIN_BATCH_SIZE),
+        "linger.ms": config.linger_ms,
+        "message.max.bytes": int(config.max_request_size),
+        # why only with acks=all: Kafka's Java producer turns idempotence off when acks != all was
+        # asked (clients/src/main/java/org/apache/kafka/clients/producer/ProducerConfig.java,
+        # postProcessAndValidateIdempotenceConfigs); librdkafka would refuse the combination
+        "enable.idempotence": bool(config.enable_idempotence) and acks_all,
+        "delivery.timeout.ms": DEFAULT_DELIVERY_TIMEOUT_MS,
+        # why: Java's murmur2 of the key (BuiltInPartitioner.partitionForKey), random/sticky
+        # partitions for null keys; a user partitioner chooses the partition in Python instead
+        "partitioner": "murmur2_random",
+    }
+    if config.client_id is not None:
+        properties["client.id"] = config.client_id
+    for key, value in config.transport_settings:
+        if value is None or key in ("max_block_ms", "bootstrap_servers"):
+            continue
+        if key == "buffer_memory":
+            properties["queue.buffering.max.kbytes"] = max(-(-_int(key, value) // 1024), 1)
+        elif key == "ssl_check_hostname":
+            properties["ssl.endpoint.identification.algorithm"] = "https" if value else "none"
+        elif key == "metrics_enabled":
+            if value:
+                raise UnsupportedError(f"{key}=True: {_NO_COUNTERPART['metric_reporters']}")
+        elif key in _SAME_MEANING:
+            if not isinstance(value, int | float | str):
+                raise InvalidConfigError(f"{key} must be a str, int, float or bool, not {value!r}")
+            properties[_SAME_MEANING[key]] = value
+        elif key in _NO_COUNTERPART:
+            if key == "metric_reporters" and not value:
+                continue  # an empty list asks for nothing
+            raise UnsupportedError(f"{key}: not supported on the kafka backend: {_NO_COUNTERPART[key]}")
+        else:  # pragma: no cover - a key added to pylog.producer.IGNORED_KEYS without a decision here
+            raise UnsupportedError(f"{key}: not supported on the kafka backend")
+    return properties
+
+
+def producer_block_ms(config: Any) -> int:
+    """``max_block_ms`` of a ``ProducerConfig``: how long ``send`` may wait for queue room."""
+    for key, value in config.transport_settings:
+        if key == "max_block_ms" and value is not None:
+            return _int(key, value)
+    return DEFAULT_MAX_BLOCK_MS
+
+
+def check_bootstrap(config: Any, url: str) -> None:
+    """A client's own ``bootstrap_servers`` (kafka-python programs pass it) must name the Log's
+    cluster: the brokers are the URL's; a different list raises ``InvalidConfigError``."""
+    for key, value in config.transport_settings:
+        if key != "bootstrap_servers" or value is None:
+            continue
+        given = [value] if isinstance(value, str) else list(value)
+        servers = {s.strip() for item in given for s in str(item).split(",") if s.strip()}
+        if servers != set(bootstrap_servers(url).split(",")):
+            raise InvalidConfigError(
+                f"bootstrap_servers={value!r} differs from the cluster of the Log ({url}); "
+                "the Log's URL names the brokers"
+            )
+
+
+def _int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidConfigError(f"{key} must be an integer >= 0, not {value!r}")
+    return value
 
 
 #: kafka-python consumer keys the embedded consumer ignores (``pylog.consumer.IGNORED_KEYS``)
