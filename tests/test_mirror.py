@@ -10,7 +10,6 @@ every backend.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -328,19 +327,6 @@ def test_resumes_exactly_after_sigkill(tmp_path: Path) -> None:
 
 
 # --- pylog -> Kafka -> pylog -------------------------------------------------------------------
-
-
-@pytest.fixture
-def kafka_url(request: pytest.FixtureRequest) -> str:
-    """``kafka://`` of the test broker (the ``kafka_bootstrap`` fixture, or
-    ``PYLOG_KAFKA_BOOTSTRAP`` where that fixture is not installed)."""
-    try:
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
-    except pytest.FixtureLookupError:
-        bootstrap = os.environ.get("PYLOG_KAFKA_BOOTSTRAP")
-        if not bootstrap:
-            pytest.skip("no Kafka broker: set PYLOG_KAFKA_BOOTSTRAP")
-    return f"kafka://{bootstrap}"
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
-
 import pylog
 from cli.admin_checks import json_answer, one_line_error, parse_table
 from cli.conftest import pylog_command
@@ -150,19 +148,6 @@ def test_progress_shows_only_on_a_terminal(tmp_path: Path) -> None:
 
 
 # --- with a broker -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def kafka_url(request: pytest.FixtureRequest) -> str:
-    """``kafka://`` of the test broker (the ``kafka_bootstrap`` fixture, or
-    ``PYLOG_KAFKA_BOOTSTRAP`` where that fixture is not installed)."""
-    try:
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
-    except pytest.FixtureLookupError:
-        bootstrap = os.environ.get("PYLOG_KAFKA_BOOTSTRAP")
-        if not bootstrap:
-            pytest.skip("no Kafka broker: set PYLOG_KAFKA_BOOTSTRAP")
-    return f"kafka://{bootstrap}"
 
 
 def test_settings_kafka_refuses_are_named_on_stderr(run_pylog, tmp_path: Path, kafka_url: str) -> None:
