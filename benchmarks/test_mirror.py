@@ -8,7 +8,7 @@ Each round copies it whole into a fresh destination topic; the check: every reco
 destination's end offsets summing to the count, offsets preserved. MB/s (of keys and values, what
 ``MirrorResult.bytes`` counts) is in ``extra_info``. The broker: ``PYLOG_KAFKA_BOOTSTRAP``;
 without it the Kafka case is skipped (failed when ``PYLOG_REQUIRE_KAFKA=1``). Figures:
-benchmarks/README.md ("Mirror").
+docs/kafka.md ("Moving data", speed).
 """
 
 from __future__ import annotations

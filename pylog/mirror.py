@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pylog
-from pylog.errors import InvalidConfigError, PylogError
+from pylog.errors import BrokerResponseError, InvalidConfigError, KafkaTimeoutError, PylogError
 from pylog.log import KAFKA_SCHEME, Log
 from pylog.types import OffsetAndMetadata, TopicPartition
 
@@ -74,8 +74,23 @@ POLL_RECORDS = 20_000
 IDLE_TAIL_S = 5.0
 #: what a commit's metadata starts with, so a foreign commit on the same group is recognised
 METADATA_PREFIX = "pylog-mirror:"
+#: how long a retriable error of ``describe_topic`` is retried (a Kafka topic just created or
+#: re-created answers NOT_LEADER_OR_FOLLOWER to ListOffsets until its leader is known everywhere)
+DESCRIBE_RETRY_S = 15.0
+DESCRIBE_BACKOFF_S = 0.1
+#: Kafka's retriable metadata errors (NotLeaderOrFollowerException and LeaderNotAvailableException
+#: extend InvalidMetadataException, a RetriableException: clients/src/main/java/org/apache/kafka/
+#: common/errors/); librdkafka does not mark them retriable in admin results
+RETRIABLE_NAMES = frozenset({"NOT_LEADER_FOR_PARTITION", "NOT_LEADER_OR_FOLLOWER", "LEADER_NOT_AVAILABLE"})
 #: the topic setting that would restamp the copies (see the module docstring)
 TIMESTAMP_TYPE_KEY = "message.timestamp.type"
+
+#: the copy's producer settings (kafka-python's names) unless ``producer_config`` says otherwise:
+#: full batches of many records (librdkafka's batch.size default, Kafka 4's linger.ms default)
+PRODUCER_DEFAULTS = {"linger_ms": 5, "batch_size": 1_000_000}
+#: librdkafka's queue of a Kafka writer (its default, 100,000 records, is 10 MB of 100-byte
+#: records: the copy would wait for room every few milliseconds)
+KAFKA_QUEUE_RECORDS = 1_000_000
 
 Progress = Callable[[int, int], None]
 
@@ -223,7 +238,7 @@ def mirror(
             progress=progress,
             commit_bytes=commit_bytes,
             commit_interval_s=commit_interval_s,
-            producer_config={"acks": acks, **(producer_config or {})},
+            producer_config={**PRODUCER_DEFAULTS, "acks": acks, **(producer_config or {})},
             consumer_config=dict(consumer_config or {}),
             timeout_s=timeout_s,
         )
@@ -268,15 +283,30 @@ def _place(log: Log) -> str:
     return log.path if log.path.startswith(KAFKA_SCHEME) else os.path.realpath(log.path)
 
 
+def _describe(log: Log, name: str) -> Any:
+    """``log.describe_topic(name)``, retrying a retriable broker error for ``DESCRIBE_RETRY_S``
+    (Kafka's rule for retriable errors: clients/src/main/java/org/apache/kafka/common/errors/
+    RetriableException.java)."""
+    deadline = time.monotonic() + DESCRIBE_RETRY_S
+    while True:
+        try:
+            return log.describe_topic(name)
+        except BrokerResponseError as error:
+            retriable = error.retriable or error.name in RETRIABLE_NAMES
+            if not retriable or time.monotonic() >= deadline:
+                raise
+            time.sleep(DESCRIBE_BACKOFF_S)  # a backoff before the retry, as Kafka's retry.backoff.ms
+
+
 # --- the plan: destination topics --------------------------------------------------------------
 
 
 def _prepare_topic(src: Log, dst: Log, name: str, result: MirrorResult) -> int:
     """The source partition count of ``name``; the destination topic made if missing."""
-    description = src.describe_topic(name)
+    description = _describe(src, name)
     count = len(description.partitions)
     if name in dst.list_topics():
-        have = len(dst.describe_topic(name).partitions)
+        have = len(_describe(dst, name).partitions)
         if have < count:
             raise MirrorError(
                 f"the destination topic {name!r} has {have} partition(s), the source {count}: "
@@ -376,13 +406,15 @@ class _Copier:
         if not tps:
             return
         consumer = self.src.consumer(**self.consumer_config)
-        producer = self.dst.producer(**self.producer_config)
         try:
-            consumer.assign(tps)
-            self._plan(consumer, tps)
-            self._copy(consumer, producer)
+            writer = _writer_for(self.dst, self.producer_config, self.timeout_s)
+            try:
+                consumer.assign(tps)
+                self._plan(consumer, tps)
+                self._copy(consumer, writer)
+            finally:
+                writer.close()
         finally:
-            producer.close(self.timeout_s)
             consumer.close(autocommit=False)
 
     def _plan(self, consumer: Any, tps: list[TopicPartition]) -> None:
@@ -391,7 +423,7 @@ class _Copier:
         ends = consumer.end_offsets(tps)
         dest_ends = {}
         for name in self.counts:
-            for p in self.dst.describe_topic(name).partitions:
+            for p in _describe(self.dst, name).partitions:
                 dest_ends[TopicPartition(name, p.partition)] = p.end_offset
         first_commits: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp in tps:
@@ -442,7 +474,7 @@ class _Copier:
         if done:
             consumer.pause(*done)
 
-    def _copy(self, consumer: Any, producer: Any) -> None:
+    def _copy(self, consumer: Any, writer: _Writer) -> None:
         total = sum(max(0, part.end - part.position - part.to_skip) for part in self.parts.values())
         copied = 0
         uncommitted_bytes = 0
@@ -457,7 +489,7 @@ class _Copier:
                 part = self.parts.get(tp)
                 if part is None or part.done or not records:
                     continue
-                sent, size = self._send(producer, part, records)
+                sent, size = self._send(writer, part, records)
                 copied += sent
                 uncommitted_bytes += size
                 if sent and self.progress is not None:
@@ -470,11 +502,11 @@ class _Copier:
                 idle_since = now if idle_since is None else idle_since
                 self._finish_idle(consumer, now - idle_since >= IDLE_TAIL_S)
             if uncommitted_bytes >= self.commit_bytes or now - last_commit >= self.commit_interval_s:
-                self._commit(consumer, producer)
+                self._commit(consumer, writer)
                 uncommitted_bytes, last_commit = 0, time.monotonic()
-        self._commit(consumer, producer)
+        self._commit(consumer, writer)
 
-    def _send(self, producer: Any, part: _Partition, records: list[Any]) -> tuple[int, int]:
+    def _send(self, writer: _Writer, part: _Partition, records: list[Any]) -> tuple[int, int]:
         """Write one polled run of ``part``'s records (after the skip, cut at the snapshot end)."""
         stats = part.stats
         if records[-1].offset >= part.end:
@@ -508,15 +540,9 @@ class _Copier:
             size += sum(len(h.encode()) + len(v or b"") for hs in headers for h, v in hs)
         else:
             headers = None
-        future = producer.send_batch(
-            part.tp.topic,
-            values,
-            keys,
-            partition=part.tp.partition,
-            headers=headers,
-            timestamps_ms=[r.timestamp for r in records],
-        )
-        part.pending.append((expected, [r.offset for r in records], future))
+        timestamps = [r.timestamp for r in records]
+        handle = writer.send(part.tp, values, keys, headers, timestamps)
+        part.pending.append((expected, [r.offset for r in records], handle))
         stats.bytes += size
         return len(records), size
 
@@ -535,14 +561,15 @@ class _Copier:
                 part.done = True
                 consumer.pause(tp)
 
-    def _commit(self, consumer: Any, producer: Any) -> None:
+    def _commit(self, consumer: Any, writer: _Writer) -> None:
         """Flush the destination, check every written batch's offsets, then commit the source
         positions with the destination end they correspond to."""
-        producer.flush(self.timeout_s)
+        writer.flush()
         offsets = {}
         for tp, part in self.parts.items():
-            for expected, source_offsets, future in part.pending:
-                self._written(part, expected, source_offsets, future.get(self.timeout_s))
+            for expected, source_offsets, handle in part.pending:
+                runs = writer.runs(handle) or [(part.dest_next, len(source_offsets))]
+                self._written(part, expected, source_offsets, runs)
             part.pending.clear()
             mark = (part.position, part.dest_next)
             if mark != part.committed:
@@ -552,29 +579,172 @@ class _Copier:
             consumer.commit(offsets)
 
     def _written(
-        self, part: _Partition, expected: int, source_offsets: list[int], batches: list[Any]
+        self, part: _Partition, expected: int, source_offsets: list[int], runs: list[tuple[int, int]]
     ) -> None:
-        """Account one acknowledged ``send_batch``: its ``BatchMetadata`` runs against the source
-        offsets of its records (offsets preserved only when each run's numbers are the source's;
-        ``expected``: the source position before its first record)."""
+        """Account one acknowledged send: its runs of consecutive destination offsets
+        ``(base_offset, count)`` against the source offsets of its records (offsets preserved only
+        when each run's numbers are the source's; ``expected``: the source position before its
+        first record)."""
         stats = part.stats
         i = 0
-        for batch in batches:
+        for base_offset, count in runs:
             if i:
                 expected = source_offsets[i - 1] + 1
-            first, last = source_offsets[i], source_offsets[i + batch.count - 1]
+            first, last = source_offsets[i], source_offsets[i + count - 1]
             if stats.offsets_preserved is not False:
-                if first == batch.base_offset and last == batch.base_offset + batch.count - 1:
+                if first == base_offset and last == base_offset + count - 1:
                     stats.offsets_preserved = True
                 else:
                     stats.offsets_preserved = False
-                    stats.renumbered = _why_renumbered(
-                        source_offsets[i : i + batch.count], expected, batch.base_offset
-                    )
-            i += batch.count
-            stats.records_written += batch.count
-            part.dest_next = batch.base_offset + batch.count
+                    stats.renumbered = _why_renumbered(source_offsets[i : i + count], expected, base_offset)
+            i += count
+            stats.records_written += count
+            part.dest_next = base_offset + count
         assert i == len(source_offsets), (i, len(source_offsets))
+
+
+# --- writing the destination -------------------------------------------------------------------
+
+
+class _Writer:
+    """How the copy writes one destination: ``send`` one partition's columns (returns a handle),
+    ``flush`` until everything sent is acknowledged (raising the first failure), ``runs(handle)``
+    the ``(base_offset, count)`` runs the destination gave a flushed send, or None when it does
+    not say (then they are consecutive from the partition's end: the copy is its only writer,
+    which the final count check verifies), ``close``."""
+
+    def send(
+        self, tp: TopicPartition, values: list, keys: list, headers: list | None, timestamps: list
+    ) -> Any:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def runs(self, handle: Any) -> list[tuple[int, int]] | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _ProducerWriter(_Writer):
+    """Any destination, through its public producer: ``send_batch`` to the source's partition."""
+
+    def __init__(self, dst: Log, config: dict[str, Any], timeout_s: float):
+        self.producer = dst.producer(**config)
+        self.timeout_s = timeout_s
+
+    def send(
+        self, tp: TopicPartition, values: list, keys: list, headers: list | None, timestamps: list
+    ) -> Any:
+        return self.producer.send_batch(
+            tp.topic, values, keys, partition=tp.partition, headers=headers, timestamps_ms=timestamps
+        )
+
+    def flush(self) -> None:
+        self.producer.flush(self.timeout_s)
+
+    def runs(self, handle: Any) -> list[tuple[int, int]]:
+        return [(batch.base_offset, batch.count) for batch in handle.get(self.timeout_s)]
+
+    def close(self) -> None:
+        self.producer.close(self.timeout_s)
+
+
+class _KafkaWriter(_Writer):
+    """A Kafka destination, straight through one ``confluent_kafka.Producer`` made with the kafka
+    backend's own property mapping (``pylog.kafka.settings.producer_properties``).
+
+    why not the public producer: its futures cost Python work per record (a delivery callback,
+    a report tuple, the runs sorted), which made the copy about three times slower than
+    librdkafka's ``produce`` alone (docs/kafka.md, "Moving data": speed). Here a record is one
+    ``produce`` call, and librdkafka reports failures only (``delivery.report.only.error``): a
+    flush that leaves nothing queued and reported no failure means every record was acknowledged
+    (with ``acks``). The destination offsets are then not reported (``runs`` None): the copy
+    numbers them from the partition's end, and the final count check verifies that."""
+
+    def __init__(self, dst: Log, config: dict[str, Any], timeout_s: float):
+        import confluent_kafka
+
+        from pylog.kafka import errors as kafka_errors
+        from pylog.kafka import settings
+        from pylog.producer import ProducerConfig
+
+        checked = ProducerConfig.from_kwargs(config)
+        backend = dst.backend
+        settings.check_bootstrap(checked, backend.path)
+        properties = dict(backend.properties)
+        properties.update(settings.producer_properties(checked))
+        properties.setdefault("queue.buffering.max.messages", KAFKA_QUEUE_RECORDS)
+        properties["delivery.report.only.error"] = True
+        properties["on_delivery"] = self._failed
+        self._translate = kafka_errors.translate
+        self._refused = confluent_kafka.KafkaException
+        self.failures: list[BaseException] = []
+        try:
+            self.producer = confluent_kafka.Producer(properties)
+        except confluent_kafka.KafkaException as error:
+            raise kafka_errors.translate(error, "make the mirror's producer") from error
+        self.timeout_s = timeout_s
+
+    def _failed(self, error: Any, message: Any) -> None:
+        # runs inside poll/flush, in this thread; only failures are reported
+        if error is not None:
+            self.failures.append(self._translate(error, f"mirror to {message.topic()}-{message.partition()}"))
+
+    def send(
+        self, tp: TopicPartition, values: list, keys: list, headers: list | None, timestamps: list
+    ) -> None:
+        produce, topic, partition = self.producer.produce, tp.topic, tp.partition
+        if headers is None:
+            headers = [None] * len(values)
+        for value, key, stamp, record_headers in zip(values, keys, timestamps, headers, strict=True):
+            try:
+                produce(topic, value, key, partition, timestamp=stamp, headers=record_headers or None)
+            except BufferError:
+                # librdkafka's queue is full: serve deliveries until it has room, then this record
+                self._wait_for_room()
+                produce(topic, value, key, partition, timestamp=stamp, headers=record_headers or None)
+            except self._refused as error:  # refused before queueing (too large for message.max.bytes)
+                raise self._translate(error, f"mirror to {topic}-{partition}") from error
+        self.producer.poll(0)
+        self._raise_failure()
+
+    def _wait_for_room(self) -> None:
+        """Serve delivery reports until librdkafka's queue has room (bounded by the timeout)."""
+        deadline = time.monotonic() + self.timeout_s
+        queued = len(self.producer)
+        while len(self.producer) >= queued:
+            if time.monotonic() >= deadline:
+                raise KafkaTimeoutError(f"librdkafka's queue stayed full for {self.timeout_s} s")
+            self.producer.poll(0.05)
+            self._raise_failure()
+
+    def flush(self) -> None:
+        left = self.producer.flush(self.timeout_s)
+        self._raise_failure()
+        if left:
+            raise KafkaTimeoutError(f"{left} records not acknowledged within {self.timeout_s} s")
+
+    def _raise_failure(self) -> None:
+        if self.failures:
+            raise self.failures[0]
+
+    def runs(self, handle: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        # bounded: what is still queued after the timeout is purged (never acknowledged, so never
+        # committed: the next run copies it again)
+        self.producer.flush(self.timeout_s)
+        self.producer.purge()
+        self.producer.flush(0)
+
+
+def _writer_for(dst: Log, config: dict[str, Any], timeout_s: float) -> _Writer:
+    """The Kafka writer for a Kafka destination, the public producer's for any other."""
+    return (_KafkaWriter if dst.engine == "kafka" else _ProducerWriter)(dst, config, timeout_s)
 
 
 def _why_renumbered(source_offsets: list[int], expected: int, base_offset: int) -> str:
@@ -619,7 +789,7 @@ def _check_counts(dst: Log, result: MirrorResult) -> None:
     offsets preserved the destination end is the source position reached."""
     ends: dict[TopicPartition, int] = {}
     for name in {tp.topic for tp in result.partitions}:
-        for p in dst.describe_topic(name).partitions:
+        for p in _describe(dst, name).partitions:
             ends[TopicPartition(name, p.partition)] = p.end_offset
     mismatches = []
     for tp, stats in sorted(result.partitions.items()):

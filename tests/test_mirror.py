@@ -22,7 +22,7 @@ from helpers import CODECS, parse_batches
 
 import pylog
 from pylog.bench_processes import same_pylog_env
-from pylog.errors import UnknownTopicOrPartitionError
+from pylog.errors import RecordTooLargeError, UnknownTopicOrPartitionError
 from pylog.mirror import MirrorCountError, MirrorError
 from pylog.types import TopicPartition
 
@@ -375,3 +375,23 @@ def test_round_trip_through_kafka_compares_every_record(
     with pylog.open(tmp_path / "back", config=QUIET) as copy:
         assert read_all(copy, topic) == expected
         assert copy.describe_topic(topic).config.get("retention.ms") == -1
+
+
+def test_nothing_is_committed_past_what_kafka_refused(
+    tmp_path: Path, kafka_url: str, kafka_names: Any
+) -> None:
+    topic, group = kafka_names("topics"), kafka_names("groups")
+    with pylog.open(kafka_url) as cluster:
+        cluster.create_topic(topic, 1, {"max.message.bytes": 2000})
+    with pylog.open(tmp_path / "src", config=QUIET) as src:
+        src.create_topic(topic, 1)
+        with src.producer() as producer:
+            producer.send(topic, b"small")
+            producer.send(topic, b"x" * 5000)  # larger than the destination topic takes
+
+        with pytest.raises(RecordTooLargeError):
+            pylog.mirror(src, kafka_url, [topic], group_id=group)
+
+        with src.consumer(group_id=group, enable_auto_commit=False) as consumer:
+            consumer.assign([TopicPartition(topic, 0)])
+            assert consumer.committed(TopicPartition(topic, 0)) == 0  # the starting mark only
