@@ -81,12 +81,16 @@ def check_reachable(bootstrap: str) -> None:
         pytest.fail(f"PYLOG_KAFKA_BOOTSTRAP={bootstrap} does not answer: {exc}", pytrace=False)
 
 
-def session_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The body of the session-scoped ``kafka_bootstrap`` fixture (see the module docstring)."""
-    if EXTERNAL:
-        check_reachable(EXTERNAL)
-        yield EXTERNAL
-        return
+class _Started:
+    """The broker this process started: shared by every fixture that asks (tests/ and
+    benchmarks/ each define a ``kafka_bootstrap``), stopped when the last of them is done."""
+
+    directory: Path | None = None
+    bootstrap = ""
+    users = 0
+
+
+def _start(tmp_path_factory: pytest.TempPathFactory) -> str:
     checked = run_script("check", timeout_s=60)
     if checked.returncode == EXIT_MISSING:
         skip_or_fail(checked.stderr.strip().removeprefix("kafka_broker check: "))
@@ -100,12 +104,33 @@ def session_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         skip_or_fail(started.stderr.strip())
     if started.returncode != 0:
         pytest.fail(f"the test broker did not start:\n{started.stderr}", pytrace=False)
+    _Started.directory = directory
+    return started.stdout.strip().splitlines()[-1]
+
+
+def _stop() -> None:
+    assert _Started.directory is not None
+    stopped = run_script("stop", "--dir", str(_Started.directory), timeout_s=STOP_BOUND_S)
+    _Started.directory = None
+    if stopped.returncode != 0:
+        raise RuntimeError(f"the test broker did not stop cleanly: {stopped.stderr}")
+
+
+def session_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The body of a session-scoped ``kafka_bootstrap`` fixture (see the module docstring)."""
+    if EXTERNAL:
+        check_reachable(EXTERNAL)
+        yield EXTERNAL
+        return
+    if _Started.users == 0:
+        _Started.bootstrap = _start(tmp_path_factory)
+    _Started.users += 1
     try:
-        yield started.stdout.strip().splitlines()[-1]
+        yield _Started.bootstrap
     finally:
-        stopped = run_script("stop", "--dir", str(directory), timeout_s=STOP_BOUND_S)
-        if stopped.returncode != 0:
-            raise RuntimeError(f"the test broker did not stop cleanly: {stopped.stderr}")
+        _Started.users -= 1
+        if _Started.users == 0:
+            _stop()
 
 
 def is_internal(topic: str) -> bool:
