@@ -6,21 +6,26 @@ The source (built once per module): topic ``mirror-bench`` (prefixed: the dev br
 without keys or headers (``PYLOG_BENCH_SCALE=full``: 1,000,000 records, 100 MB; smoke: 20,000).
 Each round copies it whole into a fresh destination topic; the check: every record written, the
 destination's end offsets summing to the count, offsets preserved. MB/s (of keys and values, what
-``MirrorResult.bytes`` counts) is in ``extra_info``. The broker: ``PYLOG_KAFKA_BOOTSTRAP``;
-without it the Kafka case is skipped (failed when ``PYLOG_REQUIRE_KAFKA=1``). Figures:
+``MirrorResult.bytes`` counts) is in ``extra_info``. The broker: tests/kafka_broker.py's
+(``PYLOG_KAFKA_BOOTSTRAP``, or one started for this process). Figures:
 docs/kafka.md ("Moving data", speed).
 """
 
 from __future__ import annotations
 
-import os
+import sys
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import FULL
 
 import pylog
 from pylog.bench import make_values, settle_page_cache
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import kafka_broker  # tests/kafka_broker.py: the broker of this test process
 
 RECORDS = 1_000_000 if FULL else 20_000
 PARTITIONS = 4
@@ -40,13 +45,11 @@ def source(tmp_path_factory) -> str:
     return path
 
 
-def _kafka_url() -> str:
-    bootstrap = os.environ.get("PYLOG_KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        if os.environ.get("PYLOG_REQUIRE_KAFKA") == "1":
-            pytest.fail("PYLOG_REQUIRE_KAFKA=1 but PYLOG_KAFKA_BOOTSTRAP is not set")
-        pytest.skip("no Kafka broker: set PYLOG_KAFKA_BOOTSTRAP")
-    return f"kafka://{bootstrap}"
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # the broker benchmarks/test_kafka_backend.py and tests/ use (PYLOG_KAFKA_BOOTSTRAP, or one
+    # started for this process; skipped without Java/Maven unless PYLOG_REQUIRE_KAFKA=1)
+    yield from kafka_broker.session_bootstrap(tmp_path_factory)
 
 
 def _measure(benchmark, source: str, destination, make_group) -> None:
@@ -70,8 +73,8 @@ def _measure(benchmark, source: str, destination, make_group) -> None:
     benchmark.extra_info["records"] = RECORDS
 
 
-def test_mirror_pylog_to_kafka(benchmark, source: str) -> None:
-    url = _kafka_url()
+def test_mirror_pylog_to_kafka(benchmark, source: str, kafka_bootstrap: str) -> None:
+    url = f"kafka://{kafka_bootstrap}"
     made: list[str] = []
 
     def make_group() -> str:

@@ -3,8 +3,10 @@
 Either side is a pylog log directory, a ``kafka://host:port`` URL or an open ``pylog.Log``, so
 the four directions (embedded→Kafka, Kafka→embedded, embedded→embedded, Kafka→Kafka) are one code
 path over the public client API: a consumer on the source (``assign`` + ``seek``, no group
-membership), a producer on the destination (``send_batch`` with the explicit partition, keys,
-values, headers and timestamps), ``describe_topic`` / ``create_topic`` for the plan.
+membership), ``describe_topic`` / ``create_topic`` for the plan, and one writer per destination
+kind: the public producer's ``send_batch`` (the explicit partition, keys, values, headers and
+timestamps) for a pylog directory, and for Kafka one ``confluent_kafka.Producer.produce`` per
+record with the kafka backend's settings (``_KafkaWriter`` says why).
 
 What a copy keeps: partition number, key (None too), value (None: a tombstone), headers, and the
 timestamp (written as the record's CreateTime; a ``LogAppendTime`` source topic's stamped times
