@@ -2,8 +2,9 @@
 directory and a Kafka cluster, either way (or directory to directory), with ``pylog.mirror``.
 
 SOURCE and DEST are each a log directory (the source's must exist; a missing destination is
-created) or a ``kafka://host:port[,host:port...]`` URL. Without ``--topic`` every topic of the
-source is copied. Progress is committed as consumer group ``--group`` (default
+created) or a ``kafka://host:port[,host:port...]`` URL; a relative directory that does not exist
+as given but does under ``--dir`` (default ``$PYLOG_DIR``) is taken from there. Without
+``--topic`` every topic of the source is copied. Progress is committed as consumer group ``--group`` (default
 ``pylog-mirror``) on the source, so running the same command again after an interruption goes on
 where it stopped; the module docs of ``pylog.mirror`` say what is exact and what may duplicate.
 
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import pylog
-from pylog.cli.common import emit_json, emit_table, progress
+from pylog.cli.common import DIR_ENVIRONMENT, emit_json, emit_table, progress
+from pylog.log import KAFKA_SCHEME
 from pylog.mirror import DEFAULT_GROUP_ID, MirrorCountError, MirrorResult
 
 COLUMNS = ("TOPIC", "PARTITION", "RECORDS", "BYTES", "SKIPPED", "SOURCE-OFFSETS", "DEST-END", "OFFSETS")
@@ -50,14 +53,31 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         metavar="G",
         help=f"the consumer group on SOURCE holding the progress (default: {DEFAULT_GROUP_ID})",
     )
+    parser.add_argument(
+        "--dir",
+        metavar="PATH",
+        default=os.environ.get(DIR_ENVIRONMENT),
+        help="a relative SOURCE or DEST directory not found as given is looked up under PATH "
+        f"(default: ${DIR_ENVIRONMENT})",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     parser.set_defaults(handler=run_mirror)
 
 
+def resolve_place(place: str, directory: str | None) -> str:
+    """SOURCE/DEST: a URL or a path as given; a relative path that does not exist but does under
+    ``--dir`` is taken from there (the rule of ``dump`` and ``verify``)."""
+    if place.startswith(KAFKA_SCHEME) or not directory or os.path.isabs(place) or os.path.exists(place):
+        return place
+    under = os.path.join(directory, place)
+    return under if os.path.exists(under) else place
+
+
 def run_mirror(args: argparse.Namespace) -> int:
+    source, dest = resolve_place(args.source, args.dir), resolve_place(args.dest, args.dir)
     with _progress_bar() as report:
         try:
-            result = pylog.mirror(args.source, args.dest, args.topic, group_id=args.group, progress=report)
+            result = pylog.mirror(source, dest, args.topic, group_id=args.group, progress=report)
         except MirrorCountError as error:
             _warn_not_carried(error.result)
             _show(error.result, args.json)
