@@ -431,3 +431,18 @@ def test_resumes_into_kafka_after_sigkill_without_loss(
         duplicates += len(copied[partition]) - len(first_copies)
     in_flight = sum(p.skipped for p in result.partitions.values())
     assert duplicates <= 6000 - committed - in_flight, (duplicates, committed, in_flight)
+
+
+def test_a_full_librdkafka_queue_loses_and_repeats_nothing(
+    tmp_path: Path, kafka_url: str, kafka_names: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a queue of 50 records, sends of 2,000 keep meeting BufferError mid-way: each is
+    resumed at the record that failed."""
+    # the module (pylog.mirror, the attribute, is the function)
+    monkeypatch.setattr(sys.modules["pylog.mirror"], "KAFKA_QUEUE_RECORDS", 50)
+    topic = kafka_names("topics")
+    expected = numbered_source(tmp_path / "src", topic)
+    result = pylog.mirror(tmp_path / "src", kafka_url, [topic], group_id=kafka_names("groups"))
+    assert result.records == 6000 and result.offsets_preserved
+    with pylog.open(kafka_url) as cluster:
+        assert read_all(cluster, topic) == expected
