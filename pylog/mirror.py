@@ -371,7 +371,7 @@ class _Partition:
     done: bool = False
     committed: tuple[int, int] | None = None  # (position, dest_next) last committed
     #: sent, not yet acknowledged: (source position before, source offsets, future)
-    pending: list[tuple[int, list[int], Any]] = field(default_factory=list)
+    pending: list[tuple[int, list[Any], Any]] = field(default_factory=list)
 
 
 class _Copier:
@@ -548,7 +548,7 @@ class _Copier:
             headers = None
         timestamps = [r.timestamp for r in records]
         handle = writer.send(part.tp, values, keys, headers, timestamps)
-        part.pending.append((expected, [r.offset for r in records], handle))
+        part.pending.append((expected, records, handle))
         stats.bytes += size
         return len(records), size
 
@@ -573,9 +573,9 @@ class _Copier:
         writer.flush()
         offsets = {}
         for tp, part in self.parts.items():
-            for expected, source_offsets, handle in part.pending:
-                runs = writer.runs(handle) or [(part.dest_next, len(source_offsets))]
-                self._written(part, expected, source_offsets, runs)
+            for expected, records, handle in part.pending:
+                runs = writer.runs(handle) or [(part.dest_next, len(records))]
+                self._written(part, expected, records, runs)
             part.pending.clear()
             mark = (part.position, part.dest_next)
             if mark != part.committed:
@@ -585,7 +585,7 @@ class _Copier:
             consumer.commit(offsets)
 
     def _written(
-        self, part: _Partition, expected: int, source_offsets: list[int], runs: list[tuple[int, int]]
+        self, part: _Partition, expected: int, records: list[Any], runs: list[tuple[int, int]]
     ) -> None:
         """Account one acknowledged send: its runs of consecutive destination offsets
         ``(base_offset, count)`` against the source offsets of its records (offsets preserved only
@@ -595,18 +595,21 @@ class _Copier:
         i = 0
         for base_offset, count in runs:
             if i:
-                expected = source_offsets[i - 1] + 1
-            first, last = source_offsets[i], source_offsets[i + count - 1]
+                expected = records[i - 1].offset + 1
+            # why first and last only: source offsets increase, so a run keeps them all exactly
+            # when its first and last match
+            first, last = records[i].offset, records[i + count - 1].offset
             if stats.offsets_preserved is not False:
                 if first == base_offset and last == base_offset + count - 1:
                     stats.offsets_preserved = True
                 else:
                     stats.offsets_preserved = False
-                    stats.renumbered = _why_renumbered(source_offsets[i : i + count], expected, base_offset)
+                    offsets = [r.offset for r in records[i : i + count]]
+                    stats.renumbered = _why_renumbered(offsets, expected, base_offset)
             i += count
             stats.records_written += count
             part.dest_next = base_offset + count
-        assert i == len(source_offsets), (i, len(source_offsets))
+        assert i == len(records), (i, len(records))
 
 
 # --- writing the destination -------------------------------------------------------------------
