@@ -22,6 +22,7 @@ from pylog.errors import (
 from pylog.future import BatchMetadata, FutureRecordMetadata
 from pylog.listener import ConsumerRebalanceListener
 from pylog.log import Log, open
+from pylog.mirror import MirrorCountError, MirrorError, MirrorResult, mirror
 from pylog.partition import Columns, PartitionLog, Record
 from pylog.producer import Producer
 from pylog.types import (
@@ -51,6 +52,9 @@ __all__ = [
     "Log",
     "LogClosedError",
     "LogConfig",
+    "MirrorCountError",
+    "MirrorError",
+    "MirrorResult",
     "OffsetAndMetadata",
     "OffsetAndTimestamp",
     "OffsetOutOfRangeError",
@@ -64,6 +68,7 @@ __all__ = [
     "TopicDescription",
     "TopicPartition",
     "decode_records",
+    "mirror",
     "open",
     "open_partition",
 ]

@@ -28,6 +28,7 @@ from pylog.cli import (
     dump,
     groups,
     maintenance,
+    mirror,
     produce,
     topics,
     verify,
@@ -36,7 +37,7 @@ from pylog.cli.common import CliError
 from pylog.errors import PylogError
 
 #: the command modules, in the order ``pylog --help`` lists them
-COMMANDS = (topics, produce, consume, groups, dump, verify, maintenance, bench_command)
+COMMANDS = (topics, produce, consume, groups, dump, verify, maintenance, mirror, bench_command)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="pylog",
         description="An embeddable, Kafka-compatible commit log: look inside a log directory, "
-        "produce and consume records, manage groups, and measure the engines.",
+        "produce and consume records, manage groups, mirror topics to and from Kafka, and measure the engines.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:

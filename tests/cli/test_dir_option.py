@@ -21,6 +21,7 @@ INVOCATIONS = [
     ["verify"],
     ["compact"],
     ["delete-records", "t", "--before", "1"],
+    ["mirror", "a", "kafka://127.0.0.1:9092"],
     ["bench"],
 ]
 
