@@ -40,7 +40,7 @@ import pylog
 from pylog.bench import make_values
 from pylog.types import TopicPartition
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
 import kafka_broker  # tests/kafka_broker.py: the broker of this test process
 
 confluent_kafka = pytest.importorskip("confluent_kafka")

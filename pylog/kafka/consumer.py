@@ -65,7 +65,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException
+from confluent_kafka import OFFSET_INVALID, ConsumerGroupTopicPartitions, KafkaError, KafkaException
 from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import TopicPartition as RdTopicPartition
 from confluent_kafka.admin import OffsetSpec
@@ -625,10 +625,24 @@ class KafkaConsumer(Consumer):
         tps = sorted(tps)
         if self._config.group_id is None or not tps:
             return {}
+        what = f"fetch the committed offsets of group {self._config.group_id!r}"
         try:
-            found = self._rk.committed([_rd(tp) for tp in tps], timeout=self._timeout_s)
+            if self._in_group():
+                found = self._rk.committed([_rd(tp) for tp in tps], timeout=self._timeout_s)
+            else:
+                # why the admin client outside a group: the consumer's own OffsetFetch brings
+                # up its group coordinator link, and librdkafka then starts fetching a partition
+                # assigned next only after about a heartbeat interval (measured: 0.05 -> 0.95 s
+                # with heartbeat_interval_ms=1000)
+                request = [ConsumerGroupTopicPartitions(self._config.group_id, [_rd(tp) for tp in tps])]
+                future = self._backend.admin.list_consumer_group_offsets(
+                    request, request_timeout=self._timeout_s
+                )[self._config.group_id]
+                found = future.result(timeout=self._timeout_s).topic_partitions
         except KafkaException as e:
-            raise translate(e, "fetch committed offsets") from e
+            raise translate(e, what) from e
+        except TimeoutError as e:
+            raise KafkaTimeoutError(f"{what}: no answer within the timeout") from e
         out: dict[TopicPartition, OffsetAndMetadata] = {}
         for rd in found:
             if rd.error is not None:

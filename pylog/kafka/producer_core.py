@@ -11,13 +11,19 @@ when the backend allows it, else ``UnknownTopicOrPartitionError`` at once), a us
 (run in Python, its choice passed as the record's partition), and turning librdkafka's delivery
 reports into kafka-python futures. Config mapping: pylog/kafka/settings.py ``producer_properties``.
 
-Delivery reports: librdkafka reports each record once, from ``Producer.poll()``. One daemon thread
-per core (``pylog-kafka-producer``) polls; a delivery report completes the record's future in the
-polling thread, which then runs the future's callbacks (as kafka-python runs them in its I/O
+Delivery reports: librdkafka reports each record once, from ``Producer.poll()``, in the thread
+that polls. Who polls: a sending thread, once every ``_SERVE_EVERY`` sends (``poll(0)``: the
+reports ready); a thread in ``flush``, or in ``send`` on a full queue; and one daemon thread per
+core (``pylog-kafka-producer``), but only when no thread sent in the last ``_SENDING_S`` and
+none is flushing. Why
+not the daemon thread alone: confluent-kafka takes the GIL for every report it delivers and
+gives it back after, so a polling thread beside a sending one hands the GIL over twice per
+record (measured: half the records/s). A report completes the record's future in the thread
+that polled, which then runs the future's callbacks (as kafka-python runs them in its I/O
 thread) once ``poll()`` has returned: not inside librdkafka's callback, so that a callback may
 send, ``get`` and ``flush``.
-``flush`` and a full queue serve reports in the calling thread too. (Also polling from ``send``
-every 64 records measured no faster: the reports are served by whichever thread polls.)
+The daemon thread is what completes futures nobody waits for when sends stop (within
+``_SENDING_S`` + ``_POLL_WAIT_S``).
 
 Futures: ``KafkaRecordFuture`` (of ``send``) and ``KafkaBatchFuture`` (of ``send_batch``) have the
 kafka-python API of ``pylog.future`` (they subclass its ``FutureAPI``, being their own result). Per
@@ -46,6 +52,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -74,6 +81,12 @@ _log = logging.getLogger("pylog.producer")
 
 #: how long one poll of the background thread waits for reports (bounds its reaction to close)
 _POLL_WAIT_S = 0.1
+#: a sending thread serves the reports that are ready (poll(0)) once every this many sends (a
+#: power of two: the check is a mask)
+_SERVE_EVERY = 1024
+#: the polling thread leaves the reports to the sending threads while one sent in the last this
+#: many seconds (see the module docs: why)
+_SENDING_S = 0.02
 _LOG_APPEND_TIME = confluent_kafka.TIMESTAMP_LOG_APPEND_TIME
 _NOT_AVAILABLE = confluent_kafka.TIMESTAMP_NOT_AVAILABLE
 _PURGED = frozenset({confluent_kafka.KafkaError._PURGE_QUEUE, confluent_kafka.KafkaError._PURGE_INFLIGHT})
@@ -96,14 +109,30 @@ class KafkaRecordFuture(FutureAPI):
     """The future of one ``send``: resolves to ``pylog.RecordMetadata`` (the API of
     ``pylog.FutureRecordMetadata``). It is its own result (``done``, ``wait``, ``subscribe``).
 
-    Cost model (the per-record path): a future is made without ``__init__`` and holds only the
-    delivery report's ``Message`` (``_msg``, set when librdkafka calls the future itself: it is
-    the record's delivery callback) and, for a record with headers, their size. Everything else comes from
-    the report when asked for (serialized key and value sizes from its key and value). Its core
-    is a class attribute: each core makes its own subclass (``KafkaProducerCore._future_class``).
-    Futures with callbacks are listed in their core's ``_watched`` (rare: most have none)."""
+    Cost model (the per-record path): a future is made without ``__init__``; librdkafka calls the
+    future itself with the record's delivery report (it is the record's delivery callback), and
+    the future copies the report's topic, partition, offset, timestamp and key and value sizes
+    into its slots (``_partition`` last: it is the "done" mark). Not the report's ``Message``,
+    nor a tuple: both are objects the cyclic GC traverses while they live, and with every
+    future kept alive that traversal was the largest cost after librdkafka's (measured: 264 k
+    records per CPU-s holding the ``Message``, 297 k holding a tuple, 326 k with slots; the run
+    with no object per record: 416 k). A failed record keeps its ``KafkaError`` (``_error``), a
+    record with headers their size. The ``RecordMetadata`` is built when first asked for. The
+    core is a class attribute: each core makes its own subclass
+    (``KafkaProducerCore._future_class``). Futures with callbacks are listed in their core's
+    ``_watched`` (rare: most have none)."""
 
-    __slots__ = ("_header_size", "_msg", "_value")
+    __slots__ = (
+        "_error",
+        "_header_size",
+        "_key_size",
+        "_offset",
+        "_partition",
+        "_timestamp",
+        "_topic",
+        "_value",
+        "_value_size",
+    )
     _core: KafkaProducerCore
 
     @property
@@ -112,13 +141,25 @@ class KafkaRecordFuture(FutureAPI):
 
     @property
     def done(self) -> bool:
-        return getattr(self, "_msg", None) is not None
+        return getattr(self, "_partition", None) is not None
 
     def __call__(self, err: Any, msg: Any) -> None:
         """librdkafka's delivery report of the record (from ``poll``)."""
-        self._msg = msg
-        if err is not None:
+        self._topic = msg.topic()
+        if err is None:
+            self._offset = msg.offset()
+            # why no timestamp type: librdkafka reports -1 when there is none (NOT_AVAILABLE)
+            self._timestamp = msg.timestamp()[1]
+            key = msg.key()
+            self._key_size = -1 if key is None else len(key)
+            value = msg.value()
+            self._value_size = -1 if value is None else len(value)
+        else:
+            self._error = err
             self._core._failed(err, msg)
+        partition = msg.partition()
+        # why the check: a record that never got a partition (unreachable cluster) reports None
+        self._partition = -1 if partition is None else partition
         if self._core._watched:
             self._core._ready.append(self)
 
@@ -130,26 +171,22 @@ class KafkaRecordFuture(FutureAPI):
             return self._value
 
     def _compute(self) -> tuple[Any, BaseException | None]:
-        msg = self._msg
-        topic = msg.topic()
-        err = msg.error()
-        if err is not None:
-            return None, _delivery_error(err, topic)
-        partition = msg.partition()
-        offset = msg.offset()
-        key = msg.key()
-        value = msg.value()
-        timestamp, _ = _timestamp(msg)
+        topic = self._topic
+        error = getattr(self, "_error", None)
+        if error is not None:
+            return None, _delivery_error(error, topic)
+        partition = self._partition
+        offset = self._offset
         return (
             RecordMetadata(
                 topic,
                 partition,
                 TopicPartition(topic, partition),
                 -1 if offset is None or offset < 0 else offset,  # acks=0: no offset reported
-                timestamp,
+                self._timestamp,
                 None,
-                -1 if key is None else len(key),
-                -1 if value is None else len(value),
+                self._key_size,
+                self._value_size,
                 getattr(self, "_header_size", -1),
             ),
             None,
@@ -273,6 +310,12 @@ class KafkaProducerCore:
         self._depth = threading.local()
         self._lock = threading.Lock()
         self._reported = threading.Condition(self._lock)
+        #: sends so far (a C counter: ``next`` is atomic), and when a sending thread last served
+        self._sends = itertools.count(1)
+        self._last_serve = 0.0
+        #: threads in flush (they serve the reports themselves); a hint, so no lock: a lost
+        #: update between two flushing threads only makes the polling thread wait or not
+        self._flushing = 0
         self._closed = False
         self._stopping = False
         self._poller = threading.Thread(target=_poll_main, args=(weakref.ref(self),), daemon=True)
@@ -301,13 +344,12 @@ class KafkaProducerCore:
     ) -> Any:
         """Hand one record to librdkafka; a future of its ``RecordMetadata``."""
         if (
-            type(value) is bytes
+            headers is None
             and partition is None
-            and headers is None
             and timestamp_ms is None
+            and type(value) is bytes
             and (key is None or type(key) is bytes)
-            and type(topic) is str
-            and topic in self._fast_topics
+            and topic in self._fast_topics  # why no str check: only str keys are in it
         ):
             # why this path: the common record (bytes, no headers/partition/timestamp, a known
             # topic, librdkafka's partitioner) needs no check beyond these and no object but its
@@ -317,6 +359,8 @@ class KafkaProducerCore:
                 self._produce(topic, value, key, -1, future)
             except (BufferError, confluent_kafka.KafkaException):
                 return self._produce_refused(future, (topic, value, key, -1, future))
+            if not next(self._sends) & (_SERVE_EVERY - 1):
+                self._serve_while_sending()
             return future
         return self._send_checked(
             topic, value, key, headers, partition, timestamp_ms, key_object, value_object
@@ -377,7 +421,15 @@ class KafkaProducerCore:
             self._produce(*record)
         except (BufferError, confluent_kafka.KafkaException):
             return self._produce_refused(future, record)
+        if not next(self._sends) & (_SERVE_EVERY - 1):
+            self._serve_while_sending()
         return future
+
+    def _serve_while_sending(self) -> None:
+        """A sending thread serves the reports that are ready, and tells the polling thread to
+        leave them to it for a while."""
+        self._last_serve = time.monotonic()
+        self._serve(0)
 
     def _produce_record(self, record: tuple[Any, ...]) -> None:
         """``produce(*record)`` (its positional arguments) where the fast path cannot: a full
@@ -679,7 +731,11 @@ class KafkaProducerCore:
         if self._closed:
             return
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-        left = self._producer.flush(-1 if timeout is None else max(timeout, 0.0))
+        self._flushing += 1  # why: the polling thread leaves the reports to this one meanwhile
+        try:
+            left = self._producer.flush(-1 if timeout is None else max(timeout, 0.0))
+        finally:
+            self._flushing -= 1
         with self._reported:
             self._reported.notify_all()
         if left:
@@ -721,6 +777,10 @@ class KafkaProducerCore:
         """One round of the polling thread; False when the core is stopping."""
         if self._stopping:
             return False
+        since_send = time.monotonic() - self._last_serve
+        if since_send < _SENDING_S or self._flushing:
+            time.sleep(_SENDING_S - since_send if since_send < _SENDING_S else _SENDING_S)
+            return not self._stopping
         try:
             self._serve(_POLL_WAIT_S)
         except Exception:  # why: the thread must live on; a report callback's error is logged
