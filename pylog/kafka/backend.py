@@ -245,6 +245,7 @@ class KafkaBackend:
                 try:
                     # why a fresh one after fork: librdkafka's threads are not in the child; the
                     # parent's handle is left alone (destroying it here would touch them)
+                    _keep_inherited(self._admin, self._admin_pid)
                     self._admin = AdminClient(dict(self.properties))
                 except KafkaException as error:
                     raise translate(error, f"connect to {self.path}") from error
@@ -830,10 +831,21 @@ class KafkaBackend:
         brokers); idempotent. Later calls raise ``ClientClosedError``."""
         with self._lock:
             self._closed = True
+            _keep_inherited(self._admin, self._admin_pid)
             self._admin = None
 
     def __repr__(self) -> str:
         return f"<KafkaBackend {self.path!r}{' closed' if self._closed else ''}>"
+
+
+#: librdkafka handles a forked child inherited from its parent: never released in the child, because
+#: destroying one there joins threads that exist only in the parent (a crash, not an error)
+_INHERITED_HANDLES: list[Any] = []
+
+
+def _keep_inherited(handle: Any, made_in_pid: int | None) -> None:
+    if handle is not None and made_in_pid != os.getpid():
+        _INHERITED_HANDLES.append(handle)
 
 
 @contextlib.contextmanager
