@@ -1,9 +1,8 @@
 """KafkaBackend (pylog/kafka/backend.py) against a real broker: topic and group admin, metadata,
 the embedded backend's validation and errors, bounded calls on an unreachable cluster.
 
-The broker: the ``kafka_bootstrap`` fixture (tests/conftest.py: ``PYLOG_KAFKA_BOOTSTRAP`` or a
-broker of this session). It may be shared (``PYLOG_KAFKA_BOOTSTRAP``), so every topic and group
-here is named ``admin-<random>-...`` and those are deleted at teardown.
+The broker and the ``log``/``prefix`` fixtures: tests/kafka/conftest.py (every topic and group
+here is named ``admin-<random>-...``; what a test made is deleted after it).
 Records are written with confluent-kafka's own producer, so these tests stand on the admin side
 alone.
 """
@@ -11,8 +10,7 @@ alone.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import confluent_kafka
 import pytest
@@ -40,36 +38,6 @@ from pylog.types import OffsetAndMetadata, TopicPartition
 
 #: how long a test waits for the cluster to show something another client did
 DEADLINE_S = 10.0
-
-
-@pytest.fixture(scope="module")
-def bootstrap(kafka_bootstrap: str) -> str:
-    return kafka_bootstrap
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"admin-{uuid.uuid4().hex[:10]}-"
-
-
-@pytest.fixture
-def log(bootstrap: str, prefix: str) -> Iterator[pylog.Log]:
-    opened = pylog.open(f"kafka://{bootstrap}", timeout_ms=10_000)
-    try:
-        yield opened
-    finally:
-        # why the backend and not opened: a test may have closed the log
-        cleaner = KafkaBackend(f"kafka://{bootstrap}", timeout_ms=10_000)
-        try:
-            for group in cleaner.list_groups():
-                if group.startswith(prefix):
-                    cleaner.delete_group(group)
-            for topic in cleaner.list_topics():
-                if topic.startswith(prefix):
-                    cleaner.delete_topic(topic)
-        finally:
-            cleaner.close()
-            opened.close()
 
 
 def produce(log: pylog.Log, topic: str, counts: dict[int, int], *, timestamp_ms: int | None = None) -> None:

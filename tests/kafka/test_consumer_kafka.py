@@ -5,24 +5,20 @@ pylog's producer code), and every field of what ``poll`` returns is checked agai
 sent. Group tests run two consumers in this one thread, polled in turn until the group has
 settled (with deadlines: a rebalance on a real cluster takes a few hundred ms, not a fixed time).
 
-Needs a broker: the broker helper's ``kafka_bootstrap`` fixture when present, else
-``PYLOG_KAFKA_BOOTSTRAP``; skipped with that reason when neither is there. Topic and group
-names carry the ``consumer-`` prefix and a random part (the broker may be shared), and the
-topics are deleted at the end of each test.
+The broker and the ``log`` fixture: tests/kafka/conftest.py (topics and groups a test made
+are deleted after it). Names carry the ``consumer-`` prefix and a random part.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Producer
 
 import pylog
 from pylog import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
@@ -48,52 +44,14 @@ TS = 1_700_000_000_000
 DEADLINE_S = 20.0
 
 
-@pytest.fixture(scope="module")
-def bootstrap(request: pytest.FixtureRequest) -> str:
-    try:
-        return request.getfixturevalue("kafka_bootstrap")
-    except pytest.FixtureLookupError:
-        pass
-    address = os.environ.get("PYLOG_KAFKA_BOOTSTRAP")
-    if not address:
-        pytest.skip(
-            "no Kafka broker: set PYLOG_KAFKA_BOOTSTRAP=host:port (or use the kafka_bootstrap fixture)"
-        )
-    return address
-
-
-#: the groups the tests made (deleted after each test, once its consumers are closed)
-GROUPS: list[str] = []
-
-
-@pytest.fixture
-def log(bootstrap: str) -> Iterator[pylog.Log]:
-    with pylog.open(f"kafka://{bootstrap}", timeout_ms=10_000) as opened:
-        made: list[str] = []
-        opened._consumer_test_topics = made  # type: ignore[attr-defined]
-        yield opened
-        for name in made:
-            with contextlib.suppress(UnknownTopicOrPartitionError):
-                opened.delete_topic(name)
-    if GROUPS:  # the log is closed: its consumers have left their groups
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        for future in admin.delete_consumer_groups(list(GROUPS), request_timeout=10).values():
-            with contextlib.suppress(KafkaException):  # never committed to: nothing to delete
-                future.result(timeout=10)
-        GROUPS.clear()
-
-
 def new_topic(log: pylog.Log, partitions: int = 1) -> str:
     name = f"consumer-{uuid.uuid4().hex[:10]}"
     log.create_topic(name, partitions)
-    log._consumer_test_topics.append(name)  # type: ignore[attr-defined]
     return name
 
 
 def new_group() -> str:
-    name = f"consumer-g-{uuid.uuid4().hex[:10]}"
-    GROUPS.append(name)
-    return name
+    return f"consumer-g-{uuid.uuid4().hex[:10]}"
 
 
 def produce(bootstrap: str, topic: str, records: list[dict]) -> None:
@@ -421,10 +379,8 @@ def test_subscribe_without_a_group_takes_every_partition_and_new_topics(log, boo
     assert c.assignment() == set()
     later = prefix + "1"
     log.create_topic(later, 2)
-    log._consumer_test_topics.append(later)  # type: ignore[attr-defined]
     not_matching = "x" + later  # the pattern must match the whole name (Java's matches())
     log.create_topic(not_matching, 1)
-    log._consumer_test_topics.append(not_matching)  # type: ignore[attr-defined]
     values(bootstrap, later, 1, [b"new"])
     values(bootstrap, not_matching, 0, [b"no"])
     assert [r.value for r in poll_until(c, 1)] == [b"new"]

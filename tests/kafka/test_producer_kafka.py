@@ -7,18 +7,15 @@ unknown topics without auto-create, an unreachable cluster (bounded: futures fai
 ``KafkaTimeoutError``, close returns). Config: every kafka-python key maps to librdkafka or is
 refused (settings.producer_properties).
 
-The broker: the ``kafka_bootstrap`` fixture (tests/conftest.py) when present, else
-``PYLOG_KAFKA_BOOTSTRAP`` (host:port), else the module is skipped. The broker may be shared, so
-every topic here is named ``producer-<random>-...`` and deleted at teardown.
+The broker and the ``log``/``prefix`` fixtures: tests/kafka/conftest.py (every topic here is named
+``producer-<random>-...``; what a test made is deleted after it).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import confluent_kafka
@@ -36,7 +33,6 @@ from pylog.errors import (
     UnknownTopicOrPartitionError,
     UnsupportedError,
 )
-from pylog.kafka.backend import KafkaBackend
 from pylog.kafka.settings import producer_properties
 from pylog.producer import ProducerConfig
 from pylog.types import TopicPartition
@@ -44,39 +40,6 @@ from pylog.types import TopicPartition
 #: how long a test waits for the cluster to deliver or show something
 DEADLINE_S = 15.0
 CODECS = (None, "gzip", "snappy", "lz4", "zstd")
-
-
-@pytest.fixture(scope="module")
-def bootstrap(request: pytest.FixtureRequest) -> str:
-    try:
-        return str(request.getfixturevalue("kafka_bootstrap"))
-    except pytest.FixtureLookupError:
-        pass
-    address = os.environ.get("PYLOG_KAFKA_BOOTSTRAP")
-    if not address:
-        pytest.skip("no Kafka broker: set PYLOG_KAFKA_BOOTSTRAP=host:port")
-    return address
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"producer-{uuid.uuid4().hex[:10]}-"
-
-
-@pytest.fixture
-def log(bootstrap: str, prefix: str) -> Iterator[pylog.Log]:
-    opened = pylog.open(f"kafka://{bootstrap}", timeout_ms=10_000)
-    try:
-        yield opened
-    finally:
-        cleaner = KafkaBackend(f"kafka://{bootstrap}", timeout_ms=10_000)
-        try:
-            for topic in cleaner.list_topics():
-                if topic.startswith(prefix):
-                    cleaner.delete_topic(topic)
-        finally:
-            cleaner.close()
-            opened.close()
 
 
 def read_back(bootstrap: str, topic: str, count: int, partitions: int = 1) -> list[Any]:
