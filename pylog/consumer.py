@@ -54,7 +54,6 @@ import math
 import os
 import re
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -70,6 +69,7 @@ from pylog.errors import (
     SerializationError,
     UnknownTopicOrPartitionError,
 )
+from pylog.forking import disown_in_forked_child
 from pylog.listener import ConsumerRebalanceListener
 from pylog.partition import Columns
 from pylog.transport import TRANSPORT_KEYS
@@ -224,7 +224,7 @@ class Consumer:
         self._fetcher = backend.fetcher(self._config)
         self._closed = False
         self._closed_message = "the consumer is closed"
-        _live_consumers.add(self)
+        disown_in_forked_child(self)
         #: "none", "assigned" (manual), "subscribed" (topics/pattern)
         self._mode = "none"
         self._subscription: set[str] | None = None
@@ -843,24 +843,15 @@ class Consumer:
     def __enter__(self) -> Consumer:
         return self
 
+    def _disown_after_fork(self) -> None:
+        """In a forked child (``pylog.forking``): closed, saying why; the group membership is the
+        parent's and is never left from here."""
+        self._closed = True
+        self._closed_message = f"the consumer was made in process {os.getppid()} before this process forked from it; make a new one here"
+        self._member = None
+        self._buffer.clear()
+
     def __exit__(self, exc_type: object, *exc: object) -> None:
         # as kafka-python: no auto-commit when the block failed (the record in hand may not
         # have been processed)
         self.close(autocommit=exc_type is None)
-
-
-#: this process's consumers, which a forked child closes (see the module docs)
-_live_consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()
-
-
-def _close_consumers_after_fork() -> None:
-    parent = os.getppid()
-    for consumer in list(_live_consumers):
-        consumer._closed = True
-        consumer._closed_message = f"the consumer was made in process {parent} before this process forked from it; make a new one here"
-        consumer._member = None  # the parent's membership: never left from here
-        consumer._buffer.clear()
-    _live_consumers.clear()
-
-
-os.register_at_fork(after_in_child=_close_consumers_after_fork)

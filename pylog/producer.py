@@ -60,12 +60,12 @@ from __future__ import annotations
 
 import math
 import os
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pylog.errors import ClientClosedError, InvalidConfigError, SerializationError
+from pylog.forking import disown_in_forked_child
 from pylog.future import BatchMetadata, FutureBatchMetadata, FutureRecordMetadata
 from pylog.transport import TRANSPORT_KEYS
 
@@ -257,7 +257,7 @@ class Producer:
         self._core = backend.producer_core(self.config)
         self._closed = False
         self._closed_message = "the producer is closed"
-        _live_producers.add(self)
+        disown_in_forked_child(self)
         native_send = getattr(self._core, "native_send", None)
         if native_send is not None and self._key_serializer is None and self._value_serializer is None:
             # why: without serializers there is nothing to do in Python per record; the Rust
@@ -388,24 +388,14 @@ class Producer:
     def __enter__(self) -> Producer:
         return self
 
+    def _disown_after_fork(self) -> None:
+        """In a forked child (``pylog.forking``): closed, saying why."""
+        self._closed = True
+        self._closed_message = f"the producer was made in process {os.getppid()} before this process forked from it; make a new one here"
+        self.__dict__.pop("send", None)  # the Rust accumulator's send: its records are the parent's
+
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-#: this process's producers, which a forked child closes (see the module docs)
-_live_producers: weakref.WeakSet[Producer] = weakref.WeakSet()
-
-
-def _close_producers_after_fork() -> None:
-    parent = os.getppid()
-    for producer in list(_live_producers):
-        producer._closed = True
-        producer._closed_message = f"the producer was made in process {parent} before this process forked from it; make a new one here"
-        producer.__dict__.pop("send", None)  # the Rust accumulator's send: its records are the parent's
-    _live_producers.clear()
-
-
-os.register_at_fork(after_in_child=_close_producers_after_fork)
 
 
 __all__ = ["BatchMetadata", "Producer", "ProducerConfig"]

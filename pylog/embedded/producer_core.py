@@ -55,7 +55,6 @@ import atexit
 import collections
 import contextlib
 import functools
-import os
 import random
 import struct
 import threading
@@ -74,6 +73,7 @@ from pylog.errors import (
     RecordTooLargeError,
     UnknownTopicOrPartitionError,
 )
+from pylog.forking import disown_in_forked_child
 from pylog.future import (
     UNKNOWN_TIMESTAMP,
     FutureBatchMetadata,
@@ -214,7 +214,7 @@ class ProducerCore:
         self._sender.name = "pylog-producer"
         self._sender.start()
         atexit.register(_close_at_exit, weakref.ref(self))
-        _live_cores.add(self)
+        disown_in_forked_child(self)
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -881,19 +881,6 @@ def _sender_main(core_ref: weakref.ref[ProducerCore]) -> None:
                 return
         finally:
             del core
-
-
-#: the cores of this process, which a forked child disowns (``ProducerCore._disown_after_fork``)
-_live_cores: weakref.WeakSet[ProducerCore] = weakref.WeakSet()
-
-
-def _disown_cores_after_fork() -> None:
-    for core in list(_live_cores):
-        core._disown_after_fork()
-    _live_cores.clear()
-
-
-os.register_at_fork(after_in_child=_disown_cores_after_fork)
 
 
 def _close_at_exit(core_ref: weakref.ref[ProducerCore]) -> None:

@@ -74,6 +74,7 @@ from pylog.errors import (
     UnknownTopicOrPartitionError,
     UnsupportedError,
 )
+from pylog.forking import keep_forever
 from pylog.kafka.errors import is_code, kafka_error_of, raise_for, translate
 from pylog.kafka.settings import client_properties
 from pylog.offset_reset import checked_partitions, reset_offset_targets, reset_target
@@ -838,14 +839,10 @@ class KafkaBackend:
         return f"<KafkaBackend {self.path!r}{' closed' if self._closed else ''}>"
 
 
-#: librdkafka handles a forked child inherited from its parent: never released in the child, because
-#: destroying one there joins threads that exist only in the parent (a crash, not an error)
-_INHERITED_HANDLES: list[Any] = []
-
-
 def _keep_inherited(handle: Any, made_in_pid: int | None) -> None:
+    """Keep a handle this process inherited from the one it forked from (``pylog.forking``)."""
     if handle is not None and made_in_pid != os.getpid():
-        _INHERITED_HANDLES.append(handle)
+        keep_forever(handle)
 
 
 @contextlib.contextmanager

@@ -52,13 +52,10 @@ leaked, by design).
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import re
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -70,7 +67,7 @@ from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import TopicPartition as RdTopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from pylog.consumer import Consumer, ConsumerConfig, _is_tp, _live_consumers
+from pylog.consumer import Consumer, ConsumerConfig, _is_tp
 from pylog.errors import (
     IllegalStateError,
     InvalidConfigError,
@@ -80,6 +77,7 @@ from pylog.errors import (
     PylogError,
     UnknownTopicOrPartitionError,
 )
+from pylog.forking import disown_in_forked_child, keep_forever
 from pylog.kafka.errors import is_code, translate
 from pylog.kafka.settings import consumer_properties, librdkafka_assignors
 from pylog.listener import ConsumerRebalanceListener
@@ -292,8 +290,7 @@ class KafkaConsumer(Consumer):
         self._closed_message = "the consumer is closed"
         #: set while ``close`` hands the assignment back: the rebalance callbacks only unassign
         self._closing = False
-        _live_consumers.add(self)
-        _kafka_consumers.add(self)
+        disown_in_forked_child(self)
         self._mode = "none"
         self._subscription: set[str] | None = None
         self._pattern: re.Pattern[str] | None = None
@@ -1061,24 +1058,15 @@ class KafkaConsumer(Consumer):
     def __enter__(self) -> KafkaConsumer:
         return self
 
+    def _disown_after_fork(self) -> None:
+        """In a forked child: closed (``Consumer``'s rule), and the librdkafka handle is never
+        destroyed here (``pylog.forking.keep_forever``: its threads are the parent's)."""
+        super()._disown_after_fork()
+        keep_forever(self._rk)
+
     def __exit__(self, exc_type: object, *exc: object) -> None:
         """``close``, without auto-commit when the block failed (``Consumer``'s)."""
         super().__exit__(exc_type, *exc)
 
-
-#: this process's Kafka consumers: a forked child must never destroy their librdkafka handles
-_kafka_consumers: weakref.WeakSet[KafkaConsumer] = weakref.WeakSet()
-
-
-def _keep_handles_after_fork() -> None:
-    for consumer in list(_kafka_consumers):
-        # why leak: destroying a librdkafka handle joins its threads, which the child does not
-        # have; a reference that is never released keeps the handle from being destroyed
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(consumer._rk))
-        consumer._closed = True
-    _kafka_consumers.clear()
-
-
-os.register_at_fork(after_in_child=_keep_handles_after_fork)
 
 __all__ = ["KafkaConsumer"]

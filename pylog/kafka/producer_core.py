@@ -54,7 +54,6 @@ import collections
 import contextlib
 import itertools
 import logging
-import os
 import threading
 import time
 import weakref
@@ -71,6 +70,7 @@ from pylog.errors import (
     RecordTooLargeError,
     UnknownTopicOrPartitionError,
 )
+from pylog.forking import disown_in_forked_child, keep_forever
 from pylog.future import BatchMetadata, FutureAPI, failed_record_future
 from pylog.kafka import errors as kafka_errors
 from pylog.kafka import settings
@@ -326,7 +326,7 @@ class KafkaProducerCore:
         # pass one Python frame here instead of two
         self.native_send = self.send
         atexit.register(_close_at_exit, weakref.ref(self), backend.timeout_ms / 1000.0)
-        _live_cores.add(self)
+        disown_in_forked_child(self)
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -794,7 +794,7 @@ class KafkaProducerCore:
         self._reported = threading.Condition(self._lock)
         self._closed = self._stopping = True
         self._fast_topics = {}
-        _abandoned.append(self._producer)
+        keep_forever(self._producer)
         self.native_send = None
 
 
@@ -826,22 +826,6 @@ def _poll_main(core_ref: weakref.ref[KafkaProducerCore]) -> None:
                 return
         finally:
             del core
-
-
-#: librdkafka handles of cores disowned in a forked child (never destroyed there)
-_abandoned: list[Any] = []
-
-#: the cores of this process, which a forked child disowns
-_live_cores: weakref.WeakSet[KafkaProducerCore] = weakref.WeakSet()
-
-
-def _disown_cores_after_fork() -> None:
-    for core in list(_live_cores):
-        core._disown_after_fork()
-    _live_cores.clear()
-
-
-os.register_at_fork(after_in_child=_disown_cores_after_fork)
 
 
 def _close_at_exit(core_ref: weakref.ref[KafkaProducerCore], timeout: float) -> None:
