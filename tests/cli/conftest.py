@@ -3,10 +3,13 @@
 ``run_pylog(*args, input=..., env=...)`` runs ``python -P -m pylog ARGS`` with the same pylog as
 this process (``same_pylog_env``), stdin from ``input`` (bytes or str), and returns the
 ``CompletedProcess`` with bytes stdout and stderr; ``PYLOG_DIR`` is not inherited unless given.
+``run_with_terminal_stderr(*args)`` runs it with stderr on a pseudo-terminal (progress bars).
 """
 
 from __future__ import annotations
 
+import os
+import pty
 import subprocess
 import sys
 from collections.abc import Callable
@@ -42,3 +45,27 @@ def run_pylog() -> RunPylog:
         )
 
     return run
+
+
+def run_with_terminal_stderr(*args: object) -> tuple[int, bytes, bytes]:
+    """Run ``pylog *args`` with stderr on a pseudo-terminal (what a user at a terminal sees:
+    progress bars show only there) and stdout on a pipe; ``(exit code, stdout, what the terminal
+    showed)``, after the child exited."""
+    controller, terminal = pty.openpty()
+    env = {**same_pylog_env(), "COLUMNS": "120"}
+    try:
+        child = subprocess.Popen(pylog_command(*args), stdout=subprocess.PIPE, stderr=terminal, env=env)
+    finally:
+        os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    out, _ = child.communicate(timeout=60)
+    return child.returncode, out, shown

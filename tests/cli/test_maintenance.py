@@ -4,17 +4,13 @@ checked through the library (records read back, log start offsets)."""
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import pylog
 from cli.admin_checks import cell, json_answer, one_line_error, parse_table
-from cli.conftest import pylog_command
-from pylog.bench_processes import same_pylog_env
+from cli.conftest import run_with_terminal_stderr
 from pylog.types import TopicPartition
 
 QUIET = {"log.cleaner.enable": False}
@@ -180,26 +176,8 @@ def test_help(run_pylog, command: str) -> None:
 def test_compact_shows_progress_only_on_a_terminal(tmp_path: Path) -> None:
     path = tmp_path / "log"
     fill(path, "reference")
-    controller, terminal = pty.openpty()
-    env = {**same_pylog_env(), "COLUMNS": "120"}
-    try:
-        child = subprocess.Popen(
-            pylog_command("compact", path, "--json"), stdout=subprocess.PIPE, stderr=terminal, env=env
-        )
-    finally:
-        os.close(terminal)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(controller)
-    out, _ = child.communicate(timeout=60)
-    assert child.returncode == 0
+    returncode, out, shown = run_with_terminal_stderr("compact", path, "--json")
+    assert returncode == 0
     assert b"compacting" in shown and b"partitions" in shown
     assert b"compacting" not in out  # stdout keeps only the data
     assert {r["topic"] for r in json.loads(out)["partitions"]} == {"state"}

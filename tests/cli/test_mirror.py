@@ -4,16 +4,12 @@ the library. Exit codes: 0 copied, 1 count check failed, 2 could not copy (one l
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
 import uuid
 from pathlib import Path
 
 import pylog
 from cli.admin_checks import json_answer, one_line_error, parse_table
-from cli.conftest import pylog_command
-from pylog.bench_processes import same_pylog_env
+from cli.conftest import run_with_terminal_stderr
 from pylog.cli import main
 from pylog.mirror import MirrorCountError, MirrorResult, PartitionResult
 from pylog.types import TopicPartition
@@ -126,29 +122,8 @@ def test_count_check_failure_exits_1_naming_the_partition(tmp_path: Path, monkey
 
 def test_progress_shows_only_on_a_terminal(tmp_path: Path) -> None:
     fill(tmp_path / "src", records=20_000)
-    controller, terminal = pty.openpty()
-    env = {**same_pylog_env(), "COLUMNS": "120"}
-    try:
-        child = subprocess.Popen(
-            pylog_command("mirror", tmp_path / "src", tmp_path / "dst", "--json"),
-            stdout=subprocess.PIPE,
-            stderr=terminal,
-            env=env,
-        )
-    finally:
-        os.close(terminal)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(controller)
-    out, _ = child.communicate(timeout=60)
-    assert child.returncode == 0
+    returncode, out, shown = run_with_terminal_stderr("mirror", tmp_path / "src", tmp_path / "dst", "--json")
+    assert returncode == 0
     assert b"mirroring" in shown and b"records" in shown
     assert b"mirroring" not in out
     assert json.loads(out)["records"] == 40_001
