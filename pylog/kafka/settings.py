@@ -28,13 +28,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from pylog.errors import InvalidConfigError, UnsupportedError
+from pylog.log import KAFKA_SCHEME
 
 #: how long a blocking admin or metadata call may wait before ``KafkaTimeoutError`` /
 #: ``KafkaConnectionError`` (pylog's ``timeout_ms`` setting of ``pylog.open``)
 DEFAULT_TIMEOUT_MS = 30_000
 
-#: the scheme of a cluster address (the same constant as ``pylog.log.KAFKA_SCHEME``)
-SCHEME = "kafka://"
 
 #: confluent-kafka's Python-level settings (callables and a logger), kept under their own names
 PYTHON_SETTINGS = frozenset({"error_cb", "stats_cb", "oauth_cb", "throttle_cb", "logger"})
@@ -64,11 +63,11 @@ PER_CLIENT_PROPERTIES = frozenset(
 def bootstrap_servers(url: str) -> str:
     """``"kafka://h1:9092,h2:9092"`` -> ``"h1:9092,h2:9092"``; a URL without at least one
     ``host:port`` (port 1..65535), or with a path or query, raises ``InvalidConfigError``."""
-    if not isinstance(url, str) or not url.startswith(SCHEME):
+    if not isinstance(url, str) or not url.startswith(KAFKA_SCHEME):
         raise InvalidConfigError(
             f"a Kafka cluster address looks like kafka://host:port[,host:port...], not {url!r}"
         )
-    rest = url[len(SCHEME) :].rstrip("/")
+    rest = url[len(KAFKA_SCHEME) :].rstrip("/")
     servers = [part.strip() for part in rest.split(",")] if rest else []
     if not servers:
         raise InvalidConfigError(f"{url!r} names no broker: kafka://host:port[,host:port...]")
