@@ -63,7 +63,7 @@ from operator import length_hint
 from typing import Any
 
 import pylog
-from pylog.errors import BrokerResponseError, InvalidConfigError, KafkaTimeoutError, PylogError
+from pylog.errors import InvalidConfigError, KafkaTimeoutError, PylogError
 from pylog.log import KAFKA_SCHEME, Log
 from pylog.types import OffsetAndMetadata, TopicPartition
 
@@ -80,14 +80,6 @@ POLL_RECORDS = 20_000
 IDLE_TAIL_S = 5.0
 #: what a commit's metadata starts with, so a foreign commit on the same group is recognised
 METADATA_PREFIX = "pylog-mirror:"
-#: how long a retriable error of ``describe_topic`` is retried (a Kafka topic just created or
-#: re-created answers NOT_LEADER_OR_FOLLOWER to ListOffsets until its leader is known everywhere)
-DESCRIBE_RETRY_S = 15.0
-DESCRIBE_BACKOFF_S = 0.1
-#: Kafka's retriable metadata errors (NotLeaderOrFollowerException and LeaderNotAvailableException
-#: extend InvalidMetadataException, a RetriableException: clients/src/main/java/org/apache/kafka/
-#: common/errors/); librdkafka does not mark them retriable in admin results
-RETRIABLE_NAMES = frozenset({"NOT_LEADER_FOR_PARTITION", "NOT_LEADER_OR_FOLLOWER", "LEADER_NOT_AVAILABLE"})
 #: the topic setting that would restamp the copies (see the module docstring)
 TIMESTAMP_TYPE_KEY = "message.timestamp.type"
 
@@ -289,30 +281,15 @@ def _place(log: Log) -> str:
     return log.path if log.path.startswith(KAFKA_SCHEME) else os.path.realpath(log.path)
 
 
-def _describe(log: Log, name: str) -> Any:
-    """``log.describe_topic(name)``, retrying a retriable broker error for ``DESCRIBE_RETRY_S``
-    (Kafka's rule for retriable errors: clients/src/main/java/org/apache/kafka/common/errors/
-    RetriableException.java)."""
-    deadline = time.monotonic() + DESCRIBE_RETRY_S
-    while True:
-        try:
-            return log.describe_topic(name)
-        except BrokerResponseError as error:
-            retriable = error.retriable or error.name in RETRIABLE_NAMES
-            if not retriable or time.monotonic() >= deadline:
-                raise
-            time.sleep(DESCRIBE_BACKOFF_S)  # a backoff before the retry, as Kafka's retry.backoff.ms
-
-
 # --- the plan: destination topics --------------------------------------------------------------
 
 
 def _prepare_topic(src: Log, dst: Log, name: str, result: MirrorResult) -> int:
     """The source partition count of ``name``; the destination topic made if missing."""
-    description = _describe(src, name)
+    description = src.describe_topic(name)
     count = len(description.partitions)
     if name in dst.list_topics():
-        have = len(_describe(dst, name).partitions)
+        have = len(dst.describe_topic(name).partitions)
         if have < count:
             raise MirrorError(
                 f"the destination topic {name!r} has {have} partition(s), the source {count}: "
@@ -429,7 +406,7 @@ class _Copier:
         ends = consumer.end_offsets(tps)
         dest_ends = {}
         for name in self.counts:
-            for p in _describe(self.dst, name).partitions:
+            for p in self.dst.describe_topic(name).partitions:
                 dest_ends[TopicPartition(name, p.partition)] = p.end_offset
         first_commits: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp in tps:
@@ -817,7 +794,7 @@ def _check_counts(dst: Log, result: MirrorResult) -> None:
     offsets preserved the destination end is the source position reached."""
     ends: dict[TopicPartition, int] = {}
     for name in {tp.topic for tp in result.partitions}:
-        for p in _describe(dst, name).partitions:
+        for p in dst.describe_topic(name).partitions:
             ends[TopicPartition(name, p.partition)] = p.end_offset
     mismatches = []
     for tp, stats in sorted(result.partitions.items()):
