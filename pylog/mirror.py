@@ -51,7 +51,6 @@ Thread-safety: one call is one thread's work; it opens (and closes) its own clie
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import time
@@ -663,8 +662,6 @@ class _KafkaWriter(_Writer):
         properties = dict(backend.properties)
         properties.update(settings.producer_properties(checked))
         properties.setdefault("queue.buffering.max.messages", KAFKA_QUEUE_RECORDS)
-        # why: librdkafka's own log lines go through Python's logging, not straight to stderr
-        properties.setdefault("logger", logging.getLogger("pylog.mirror"))
         properties["delivery.report.only.error"] = True
         properties["on_delivery"] = self._failed
         self._translate = kafka_errors.translate

@@ -7,7 +7,8 @@ Three layers, each with its own function:
   a librdkafka property (CONFIGURATION.md of librdkafka), written with dots or with underscores
   for dots (``security_protocol="SSL"`` is ``security.protocol``), passed to every confluent
   client (producer, consumer, admin) the ``Log`` makes. pylog's own key ``timeout_ms`` (default
-  ``DEFAULT_TIMEOUT_MS``) bounds every blocking admin and metadata call. Client-level
+  ``DEFAULT_TIMEOUT_MS``) bounds every blocking admin and metadata call. librdkafka's own log lines go
+  to the Python logger ``pylog.kafka`` (``logger=`` chooses another). Client-level
   properties that pylog sets itself per client (``group.id``, ``enable.auto.commit``,
   ``bootstrap.servers`` beside the URL...) are refused here with ``InvalidConfigError``.
 - ``producer_properties(config)``: a validated ``pylog.producer.ProducerConfig`` (kafka-python's
@@ -22,6 +23,7 @@ A kafka-python key with no librdkafka counterpart is refused with ``UnsupportedE
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Mapping
@@ -37,6 +39,9 @@ DEFAULT_TIMEOUT_MS = 30_000
 
 #: confluent-kafka's Python-level settings (callables and a logger), kept under their own names
 PYTHON_SETTINGS = frozenset({"error_cb", "stats_cb", "oauth_cb", "throttle_cb", "logger"})
+
+#: where librdkafka's own log lines go unless ``pylog.open(..., logger=...)`` says otherwise
+LIBRDKAFKA_LOGGER = logging.getLogger("pylog.kafka")
 
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
@@ -108,6 +113,9 @@ def client_properties(url: str, settings: Mapping[str, Any]) -> tuple[dict[str, 
             raise InvalidConfigError(
                 f"client setting {key!r} must be a str, int, float or bool, not {value!r}"
             )
+    # why: librdkafka's own log lines (a broker down, a failed connect) go through Python's
+    # logging (logger ``pylog.kafka``), not straight to stderr past the application's handlers
+    properties.setdefault("logger", LIBRDKAFKA_LOGGER)
     return properties, timeout_ms
 
 

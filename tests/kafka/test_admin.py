@@ -9,6 +9,7 @@ alone.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -415,7 +416,11 @@ def test_client_settings_are_validated(bootstrap: str) -> None:
 def test_properties_and_timeout_are_the_clients(bootstrap: str) -> None:
     backend = KafkaBackend(f"kafka://{bootstrap}", socket_timeout_ms=5000, timeout_ms=1234)
     try:
-        assert backend.properties == {"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000}
+        assert backend.properties == {
+            "bootstrap.servers": bootstrap,
+            "socket.timeout.ms": 5000,
+            "logger": logging.getLogger("pylog.kafka"),  # librdkafka's lines through Python's logging
+        }
         assert backend.timeout_ms == 1234
         assert backend.path == f"kafka://{bootstrap}"
         assert backend.auto_create_topics is True
