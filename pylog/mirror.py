@@ -681,6 +681,11 @@ class _KafkaWriter(_Writer):
     def send(
         self, tp: TopicPartition, values: list, keys: list, headers: list | None, timestamps: list
     ) -> None:
+        if 0 in timestamps:  # one scan in C per batch: the per-record loop below stays in C too
+            raise MirrorError(
+                f"{tp.topic}-{tp.partition} has a record stamped 0 (the epoch), which librdkafka would "
+                "send stamped 'now' (it reads 0 as now); not copied rather than restamped"
+            )
         produce, topic, partition = self.producer.produce, tp.topic, tp.partition
         start, count = 0, len(values)
         while start < count:

@@ -387,6 +387,22 @@ def test_round_trip_through_kafka_compares_every_record(
         assert copy.describe_topic(topic).config.get("retention.ms") == -1
 
 
+def test_a_record_stamped_zero_is_not_copied_to_kafka_restamped(
+    tmp_path: Path, kafka_url: str, kafka_names: Any
+) -> None:
+    topic, group = kafka_names("topics"), kafka_names("groups")
+    with pylog.open(tmp_path / "src", config=QUIET) as src:
+        src.create_topic(topic, 1)
+        with src.producer() as producer:
+            producer.send(topic, b"epoch", timestamp_ms=0)
+
+        with pytest.raises(pylog.MirrorError, match="stamped 0"):
+            pylog.mirror(src, kafka_url, [topic], group_id=group)
+
+    with pylog.open(kafka_url) as cluster:
+        assert cluster.describe_topic(topic).partitions[0].end_offset == 0
+
+
 def test_nothing_is_committed_past_what_kafka_refused(
     tmp_path: Path, kafka_url: str, kafka_names: Any
 ) -> None:

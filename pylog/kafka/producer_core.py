@@ -69,6 +69,7 @@ from pylog.errors import (
     KafkaTimeoutError,
     RecordTooLargeError,
     UnknownTopicOrPartitionError,
+    UnsupportedError,
 )
 from pylog.forking import disown_in_forked_child, keep_forever
 from pylog.future import BatchMetadata, FutureAPI, failed_record_future
@@ -98,6 +99,17 @@ def _delivery_error(err: Any, topic: str) -> BaseException:
     if err.code() in _PURGED:
         return KafkaTimeoutError(f"the producer was closed before the record for {topic!r} was delivered")
     return kafka_errors.translate(err, f"send to {topic!r}")
+
+
+def check_timestamp(timestamp_ms: Any) -> None:
+    """``pylog.producer``'s timestamp rule, and one of librdkafka's: its ``produce`` reads a
+    timestamp of 0 as "now" (rdkafka.h, ``RD_KAFKA_V_TIMESTAMP``), so a record stamped at the
+    epoch would be sent with another time; refused (``UnsupportedError``) instead of restamped."""
+    _check_timestamp(timestamp_ms)
+    if timestamp_ms == 0:
+        raise UnsupportedError(
+            "timestamp_ms=0 cannot be sent to Kafka as is: librdkafka reads 0 as 'now' (use 1 or later)"
+        )
 
 
 def _timestamp(msg: Any) -> tuple[int, bool]:
@@ -400,7 +412,7 @@ class KafkaProducerCore:
             else:
                 headers = None
         if timestamp_ms is not None:
-            _check_timestamp(timestamp_ms)
+            check_timestamp(timestamp_ms)
         if partition is not None:
             partition = self._explicit_partition(topic, partition, count)
         elif self._user_partitioner is not None:
@@ -536,8 +548,8 @@ class KafkaProducerCore:
                 )
                 for stamp in stamps:
                     if stamp is not None:
-                        _check_timestamp(stamp)
-        except (TypeError, ValueError) as error:
+                        check_timestamp(stamp)
+        except (TypeError, ValueError, UnsupportedError) as error:
             # why the future: bad columns fail the batch's future, as the embedded engine's append does
             future._fail_local(error, n)
             return future

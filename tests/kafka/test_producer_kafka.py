@@ -195,6 +195,20 @@ def test_record_too_large_for_max_request_size_fails_alone(log: pylog.Log, prefi
             large.get()
 
 
+def test_a_timestamp_of_zero_is_refused_not_restamped(log: pylog.Log, prefix: str) -> None:
+    """librdkafka reads timestamp 0 as "now": sent as is, the epoch would become another time."""
+    topic = prefix + "epoch"
+    log.create_topic(topic)
+    with log.producer(acks=1) as producer:
+        with pytest.raises(UnsupportedError, match="timestamp_ms=0"):
+            producer.send(topic, b"v", timestamp_ms=0)
+        batch = producer.send_batch(topic, [b"a", b"b"], timestamps_ms=[0, 0])
+        with pytest.raises(UnsupportedError, match="timestamp_ms=0"):
+            batch.get(DEADLINE_S)
+        assert producer.send(topic, b"v", timestamp_ms=1).get(DEADLINE_S).timestamp == 1
+    assert log.describe_topic(topic).partitions[0].end_offset == 1  # only the record stamped 1
+
+
 def test_record_too_large_for_the_topic_fails_its_future(log: pylog.Log, prefix: str) -> None:
     topic = prefix + "topic-limit"
     log.create_topic(topic, config={"max.message.bytes": 2048})
