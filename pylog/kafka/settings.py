@@ -182,7 +182,7 @@ _NO_COUNTERPART = {
 def producer_properties(config: Any) -> dict[str, Any]:
     """librdkafka producer properties for a validated ``pylog.producer.ProducerConfig``.
 
-    kafka-python's names map to librdkafka's (docs/kafka.md, "Producer"); its transport keys
+    kafka-python's names map to librdkafka's (docs/kafka.md, "What differs"); its transport keys
     (``config.transport_settings``) map where librdkafka has the same setting and raise
     ``UnsupportedError`` where it has none; a value of None means "not set" (kafka-python's
     default) and is left out. pylog's test-only keys (``python_core``, ``sticky_seed``) are
