@@ -658,7 +658,7 @@ class _KafkaWriter(_Writer):
 
         checked = ProducerConfig.from_kwargs(config)
         backend = dst.backend
-        settings.check_bootstrap(checked, backend.path)
+        settings.check_bootstrap(checked.transport_settings, backend.path)
         properties = dict(backend.properties)
         properties.update(settings.producer_properties(checked))
         properties.setdefault("queue.buffering.max.messages", KAFKA_QUEUE_RECORDS)

@@ -273,7 +273,7 @@ class KafkaConsumer(Consumer):
     def __init__(self, backend: Any, *topics: str, **config: Any):
         self._config = ConsumerConfig.from_kwargs(config)
         properties = dict(backend.properties)
-        properties.update(consumer_properties(self._config, config))
+        properties.update(consumer_properties(self._config, config, backend.path))
         self._backend = backend
         self._timeout_s = backend.timeout_ms / 1000
         self._cooperative = librdkafka_assignors(self._config.partition_assignment_strategy) == [

@@ -292,7 +292,7 @@ class KafkaProducerCore:
         self._backend = backend
         properties = dict(backend.properties)
         properties.update(settings.producer_properties(config))
-        settings.check_bootstrap(config, backend.path)
+        settings.check_bootstrap(config.transport_settings, backend.path)
         self._max_block_s = settings.producer_block_ms(config) / 1000.0
         self._max_request_size = config.max_request_size
         self._user_partitioner = (

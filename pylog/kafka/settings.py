@@ -14,7 +14,7 @@ Three layers, each with its own function:
 - ``producer_properties(config)``: a validated ``pylog.producer.ProducerConfig`` (kafka-python's
   names) as librdkafka producer properties; ``producer_block_ms`` and ``check_bootstrap`` read the
   two kafka-python keys that are not librdkafka properties.
-- ``consumer_properties(config)``: a validated ``pylog.consumer.ConsumerConfig`` as librdkafka
+- ``consumer_properties(config, given, url)``: a validated ``pylog.consumer.ConsumerConfig`` as librdkafka
   consumer properties (pylog/kafka/consumer.py's owner fills this in).
 
 A kafka-python key with no librdkafka counterpart is refused with ``UnsupportedError`` naming it
@@ -130,38 +130,51 @@ DEFAULT_MAX_BLOCK_MS = 60_000
 #: librdkafka's smallest ``batch.size`` (CONFIGURATION.md: range 1 .. 2147483647)
 MIN_BATCH_SIZE = 1
 
-#: kafka-python producer keys with a librdkafka property of the same meaning (CONFIGURATION.md)
-_SAME_MEANING = {
-    "retries": "retries",
-    "delivery_timeout_ms": "delivery.timeout.ms",
-    "request_timeout_ms": "request.timeout.ms",
-    "retry_backoff_ms": "retry.backoff.ms",
-    "reconnect_backoff_ms": "reconnect.backoff.ms",
-    "reconnect_backoff_max_ms": "reconnect.backoff.max.ms",
-    "max_in_flight_requests_per_connection": "max.in.flight.requests.per.connection",
-    "metadata_max_age_ms": "metadata.max.age.ms",
-    "connections_max_idle_ms": "connections.max.idle.ms",
-    "receive_buffer_bytes": "socket.receive.buffer.bytes",
-    "send_buffer_bytes": "socket.send.buffer.bytes",
-    "receive_message_max_bytes": "receive.message.max.bytes",
-    "api_version_auto_timeout_ms": "api.version.request.timeout.ms",
-    "transaction_timeout_ms": "transaction.timeout.ms",
-    "client_dns_lookup": "client.dns.lookup",
-    "security_protocol": "security.protocol",
-    "sasl_mechanism": "sasl.mechanism",
-    "sasl_plain_username": "sasl.username",
-    "sasl_plain_password": "sasl.password",
-    "sasl_kerberos_service_name": "sasl.kerberos.service.name",
-    "ssl_cafile": "ssl.ca.location",
-    "ssl_certfile": "ssl.certificate.location",
-    "ssl_keyfile": "ssl.key.location",
-    "ssl_password": "ssl.key.password",
-    "ssl_crlfile": "ssl.crl.location",
-    "ssl_ciphers": "ssl.cipher.suites",
+
+def _kbytes(key: str, value: Any) -> int:
+    """kafka-python's ``buffer_memory`` (bytes) as librdkafka's ``queue.buffering.max.kbytes``."""
+    return max(-(-_int(key, value) // 1024), 1)
+
+
+def _endpoint_check(key: str, value: Any) -> str:
+    return "https" if value else "none"
+
+
+#: kafka-python's network and security keys both clients take (``pylog.transport.TRANSPORT_KEYS``)
+#: that librdkafka has too: its property (CONFIGURATION.md) and how the value becomes one (None:
+#: as it is). One table for both clients; each adds its own keys below.
+_TRANSPORT_PROPERTIES: dict[str, tuple[str, Any]] = {
+    "client_dns_lookup": ("client.dns.lookup", None),
+    "connections_max_idle_ms": ("connections.max.idle.ms", None),
+    "max_in_flight_requests_per_connection": ("max.in.flight.requests.per.connection", None),
+    "metadata_max_age_ms": ("metadata.max.age.ms", None),
+    "receive_buffer_bytes": ("socket.receive.buffer.bytes", None),
+    "receive_message_max_bytes": ("receive.message.max.bytes", None),
+    "reconnect_backoff_max_ms": ("reconnect.backoff.max.ms", None),
+    "reconnect_backoff_ms": ("reconnect.backoff.ms", None),
+    "retry_backoff_ms": ("retry.backoff.ms", None),
+    "sasl_kerberos_service_name": ("sasl.kerberos.service.name", None),
+    "sasl_mechanism": ("sasl.mechanism", None),
+    "sasl_plain_password": ("sasl.password", None),
+    "sasl_plain_username": ("sasl.username", None),
+    "security_protocol": ("security.protocol", None),
+    "send_buffer_bytes": ("socket.send.buffer.bytes", None),
+    "ssl_cafile": ("ssl.ca.location", None),
+    "ssl_certfile": ("ssl.certificate.location", None),
+    "ssl_check_hostname": ("ssl.endpoint.identification.algorithm", _endpoint_check),
+    "ssl_ciphers": ("ssl.cipher.suites", None),
+    "ssl_crlfile": ("ssl.crl.location", None),
+    "ssl_keyfile": ("ssl.key.location", None),
+    "ssl_password": ("ssl.key.password", None),
 }
 
-#: kafka-python keys with no librdkafka counterpart, and what to do instead
-_NO_COUNTERPART = {
+_NO_METRICS = (
+    "pylog collects no client metrics (librdkafka's are statistics.interval.ms + stats_cb on pylog.open)"
+)
+
+#: kafka-python's transport keys with no librdkafka counterpart, and what to do instead
+#: (``UnsupportedError``; never silently ignored)
+_TRANSPORT_UNSUPPORTED: dict[str, str] = {
     "api_version": "librdkafka negotiates the protocol version with the broker itself",
     "bootstrap_timeout_ms": "librdkafka has no bootstrap timeout; pylog.open's timeout_ms bounds metadata calls",
     "kafka_client": "the client is librdkafka",
@@ -173,10 +186,78 @@ _NO_COUNTERPART = {
     "sasl_oauth_token_provider": "give confluent-kafka's oauth_cb to pylog.open instead",
     "sasl_kerberos_name": "librdkafka takes sasl.kerberos.principal (a string) on pylog.open",
     "sasl_kerberos_domain_name": "librdkafka has no such setting (sasl.kerberos.* on pylog.open)",
-    "metric_reporters": "pylog collects no client metrics (librdkafka's are statistics.interval.ms + stats_cb)",
-    "metrics_num_samples": "pylog collects no client metrics (librdkafka's are statistics.interval.ms + stats_cb)",
-    "metrics_sample_window_ms": "pylog collects no client metrics (librdkafka's are statistics.interval.ms + stats_cb)",
+    "metric_reporters": _NO_METRICS,
+    "metrics_num_samples": _NO_METRICS,
+    "metrics_sample_window_ms": _NO_METRICS,
 }
+
+#: the producer's own keys (``pylog.producer.IGNORED_KEYS``) beside the shared ones
+PRODUCER_TRANSPORT_PROPERTIES: dict[str, tuple[str, Any]] = {
+    **_TRANSPORT_PROPERTIES,
+    "retries": ("retries", None),
+    "delivery_timeout_ms": ("delivery.timeout.ms", None),
+    "request_timeout_ms": ("request.timeout.ms", None),
+    "api_version_auto_timeout_ms": ("api.version.request.timeout.ms", None),
+    "transaction_timeout_ms": ("transaction.timeout.ms", None),
+    "buffer_memory": ("queue.buffering.max.kbytes", _kbytes),
+}
+PRODUCER_TRANSPORT_UNSUPPORTED = _TRANSPORT_UNSUPPORTED
+
+#: the consumer's own keys (``pylog.consumer.IGNORED_KEYS``) beside the shared ones
+CONSUMER_TRANSPORT_PROPERTIES: dict[str, tuple[str, Any]] = {
+    **_TRANSPORT_PROPERTIES,
+    "check_crcs": ("check.crcs", None),
+    "client_rack": ("client.rack", None),
+    "fetch_max_bytes": ("fetch.max.bytes", None),
+    "fetch_max_wait_ms": ("fetch.wait.max.ms", None),
+    "fetch_min_bytes": ("fetch.min.bytes", None),
+    # librdkafka's consumer has no request.timeout.ms: socket.timeout.ms bounds its requests
+    "request_timeout_ms": ("socket.timeout.ms", None),
+}
+CONSUMER_TRANSPORT_UNSUPPORTED: dict[str, str] = {
+    **_TRANSPORT_UNSUPPORTED,
+    "enable_incremental_fetch_sessions": "librdkafka chooses its fetch requests itself",
+    "exclude_internal_topics": "pattern subscriptions never match Kafka's internal topics here",
+    "metric_group_prefix": _NO_METRICS,
+}
+
+#: kafka-python keys that are not librdkafka properties: read by ``producer_block_ms`` and
+#: ``check_bootstrap``
+_READ_ELSEWHERE = frozenset({"max_block_ms", "bootstrap_servers"})
+
+
+def transport_properties(
+    client: str,
+    settings: Any,
+    table: Mapping[str, tuple[str, Any]],
+    unsupported: Mapping[str, str],
+) -> dict[str, Any]:
+    """librdkafka properties for a client's kafka-python transport keys (``settings``: ``(key,
+    value)`` pairs of keys in ``table`` or ``unsupported``): a value of None means "not set"
+    (kafka-python's default) and is left out; ``metrics_enabled=False`` and an empty
+    ``metric_reporters`` ask for nothing; a key without counterpart raises ``UnsupportedError``
+    naming it; a value librdkafka cannot take raises ``InvalidConfigError``."""
+    properties: dict[str, Any] = {}
+    for key, value in settings:
+        if value is None or key in _READ_ELSEWHERE:
+            continue
+        if key == "metrics_enabled" or (key == "metric_reporters" and not value):
+            if value:
+                raise UnsupportedError(f"{client} setting {key}=True: {_NO_METRICS}")
+            continue
+        if key in unsupported:
+            raise UnsupportedError(
+                f"{client} setting {key!r} has no counterpart on a Kafka cluster: {unsupported[key]}"
+            )
+        if key not in table:  # a key added to the client's IGNORED_KEYS without a decision here
+            raise UnsupportedError(f"{client} setting {key!r} is not supported on the kafka backend")
+        name, convert = table[key]
+        if not isinstance(value, int | float | str):  # bool is an int
+            raise InvalidConfigError(
+                f"{client} setting {key!r} must be a str, int, float or bool, not {value!r}"
+            )
+        properties[name] = value if convert is None else convert(key, value)
+    return properties
 
 
 def producer_properties(config: Any) -> dict[str, Any]:
@@ -217,26 +298,14 @@ def producer_properties(config: Any) -> dict[str, Any]:
     }
     if config.client_id is not None:
         properties["client.id"] = config.client_id
-    for key, value in config.transport_settings:
-        if value is None or key in ("max_block_ms", "bootstrap_servers"):
-            continue
-        if key == "buffer_memory":
-            properties["queue.buffering.max.kbytes"] = max(-(-_int(key, value) // 1024), 1)
-        elif key == "ssl_check_hostname":
-            properties["ssl.endpoint.identification.algorithm"] = "https" if value else "none"
-        elif key == "metrics_enabled":
-            if value:
-                raise UnsupportedError(f"{key}=True: {_NO_COUNTERPART['metric_reporters']}")
-        elif key in _SAME_MEANING:
-            if not isinstance(value, int | float | str):
-                raise InvalidConfigError(f"{key} must be a str, int, float or bool, not {value!r}")
-            properties[_SAME_MEANING[key]] = value
-        elif key in _NO_COUNTERPART:
-            if key == "metric_reporters" and not value:
-                continue  # an empty list asks for nothing
-            raise UnsupportedError(f"{key}: not supported on the kafka backend: {_NO_COUNTERPART[key]}")
-        else:  # pragma: no cover - a key added to pylog.producer.IGNORED_KEYS without a decision here
-            raise UnsupportedError(f"{key}: not supported on the kafka backend")
+    properties.update(
+        transport_properties(
+            "producer",
+            config.transport_settings,
+            PRODUCER_TRANSPORT_PROPERTIES,
+            PRODUCER_TRANSPORT_UNSUPPORTED,
+        )
+    )
     return properties
 
 
@@ -248,10 +317,11 @@ def producer_block_ms(config: Any) -> int:
     return DEFAULT_MAX_BLOCK_MS
 
 
-def check_bootstrap(config: Any, url: str) -> None:
-    """A client's own ``bootstrap_servers`` (kafka-python programs pass it) must name the Log's
-    cluster: the brokers are the URL's; a different list raises ``InvalidConfigError``."""
-    for key, value in config.transport_settings:
+def check_bootstrap(settings: Any, url: str) -> None:
+    """A client's own ``bootstrap_servers`` (kafka-python programs pass it; ``settings``: ``(key,
+    value)`` pairs) must name the Log's cluster: the brokers are the URL's; a different list
+    raises ``InvalidConfigError``."""
+    for key, value in settings:
         if key != "bootstrap_servers" or value is None:
             continue
         given = [value] if isinstance(value, str) else list(value)
@@ -269,64 +339,6 @@ def _int(key: str, value: Any) -> int:
     return value
 
 
-#: kafka-python consumer keys the embedded consumer ignores (``pylog.consumer.IGNORED_KEYS``)
-#: that mean something to a Kafka client: their librdkafka property (CONFIGURATION.md), and how
-#: the value becomes one (None: as it is)
-KAFKA_PYTHON_CONSUMER_PROPERTIES: dict[str, tuple[str, Any]] = {
-    "check_crcs": ("check.crcs", None),
-    "client_rack": ("client.rack", None),
-    "fetch_max_bytes": ("fetch.max.bytes", None),
-    "fetch_max_wait_ms": ("fetch.wait.max.ms", None),
-    "fetch_min_bytes": ("fetch.min.bytes", None),
-    "client_dns_lookup": ("client.dns.lookup", None),
-    "connections_max_idle_ms": ("connections.max.idle.ms", None),
-    "max_in_flight_requests_per_connection": ("max.in.flight.requests.per.connection", None),
-    "metadata_max_age_ms": ("metadata.max.age.ms", None),
-    "receive_buffer_bytes": ("socket.receive.buffer.bytes", None),
-    "receive_message_max_bytes": ("receive.message.max.bytes", None),
-    "reconnect_backoff_max_ms": ("reconnect.backoff.max.ms", None),
-    "reconnect_backoff_ms": ("reconnect.backoff.ms", None),
-    # librdkafka's consumer has no request.timeout.ms: socket.timeout.ms bounds its requests
-    "request_timeout_ms": ("socket.timeout.ms", None),
-    "retry_backoff_ms": ("retry.backoff.ms", None),
-    "sasl_kerberos_service_name": ("sasl.kerberos.service.name", None),
-    "sasl_mechanism": ("sasl.mechanism", None),
-    "sasl_plain_password": ("sasl.password", None),
-    "sasl_plain_username": ("sasl.username", None),
-    "security_protocol": ("security.protocol", None),
-    "send_buffer_bytes": ("socket.send.buffer.bytes", None),
-    "ssl_cafile": ("ssl.ca.location", None),
-    "ssl_certfile": ("ssl.certificate.location", None),
-    "ssl_check_hostname": ("ssl.endpoint.identification.algorithm", lambda on: "https" if on else "none"),
-    "ssl_ciphers": ("ssl.cipher.suites", None),
-    "ssl_crlfile": ("ssl.crl.location", None),
-    "ssl_keyfile": ("ssl.key.location", None),
-    "ssl_password": ("ssl.key.password", None),
-}
-
-#: kafka-python consumer keys with no librdkafka counterpart, and why (``UnsupportedError``)
-KAFKA_PYTHON_CONSUMER_UNSUPPORTED: dict[str, str] = {
-    "api_version": "librdkafka negotiates the protocol versions with the brokers",
-    "bootstrap_servers": "the cluster is the kafka:// URL given to pylog.open",
-    "bootstrap_timeout_ms": "pylog.open's timeout_ms bounds the first metadata call",
-    "enable_incremental_fetch_sessions": "librdkafka chooses its fetch requests itself",
-    "exclude_internal_topics": "pattern subscriptions never match Kafka's internal topics here",
-    "kafka_client": "the client is librdkafka",
-    "metric_group_prefix": "librdkafka reports metrics through statistics.interval.ms / stats_cb",
-    "metric_reporters": "librdkafka reports metrics through statistics.interval.ms / stats_cb",
-    "metrics_enabled": "librdkafka reports metrics through statistics.interval.ms / stats_cb",
-    "metrics_num_samples": "librdkafka reports metrics through statistics.interval.ms / stats_cb",
-    "metrics_sample_window_ms": "librdkafka reports metrics through statistics.interval.ms / stats_cb",
-    "proxy_url": "librdkafka has no proxy setting",
-    "sasl_kerberos_domain_name": "librdkafka takes the principal as sasl.kerberos.principal",
-    "sasl_kerberos_name": "librdkafka takes the principal as sasl.kerberos.principal",
-    "sasl_oauth_token_provider": "give pylog.open an oauth_cb",
-    "selector": "librdkafka runs its own I/O threads",
-    "socket_options": "librdkafka sets its own socket options",
-    "socks5_proxy": "librdkafka has no proxy setting",
-    "ssl_context": "librdkafka takes the ssl.* file settings, not a Python SSLContext",
-}
-
 #: kafka-python's assignor names (``ConsumerConfig.partition_assignment_strategy``) as
 #: librdkafka's ``partition.assignment.strategy`` names
 ASSIGNOR_NAMES = {"range": "range", "roundrobin": "roundrobin", "cooperative-sticky": "cooperative-sticky"}
@@ -342,18 +354,20 @@ def librdkafka_assignors(names: tuple[str, ...]) -> list[str]:
     return eager or mapped
 
 
-def consumer_properties(config: Any, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def consumer_properties(config: Any, given: Mapping[str, Any] | None, url: str) -> dict[str, Any]:
     """librdkafka consumer properties for a validated ``pylog.consumer.ConsumerConfig``, plus
     those of the kafka-python keys the embedded consumer ignores, found in ``given`` (the raw
     keyword arguments, since ``ConsumerConfig`` drops them): mapped when librdkafka has them,
-    ``UnsupportedError`` naming the key when it does not.
+    ``UnsupportedError`` naming the key when it does not (``transport_properties``, the rule the
+    producer follows too); its ``bootstrap_servers`` must name the cluster at ``url``
+    (``check_bootstrap``).
 
     pylog commits itself (``enable.auto.commit`` and ``enable.auto.offset.store`` off) and
     resets positions itself (``auto.offset.reset=error``: an out-of-range fetch comes back as an
     ``_AUTO_OFFSET_RESET`` error the consumer turns into the embedded rule). Without a
     ``group_id`` confluent-kafka still wants a ``group.id``: a name of this consumer's own,
     never joined (every partition is assigned manually) and never committed to."""
-    from pylog.errors import UnsupportedError
+    from pylog.consumer import IGNORED_KEYS as IGNORED_CONSUMER_KEYS
 
     group_id = config.group_id
     properties: dict[str, Any] = {
@@ -373,19 +387,11 @@ def consumer_properties(config: Any, given: Mapping[str, Any] | None = None) -> 
     }
     if config.group_instance_id is not None:
         properties["group.instance.id"] = config.group_instance_id
-    for key, value in (given or {}).items():
-        if key in KAFKA_PYTHON_CONSUMER_UNSUPPORTED:
-            raise UnsupportedError(
-                f"consumer setting {key!r} has no counterpart on a Kafka cluster: "
-                f"{KAFKA_PYTHON_CONSUMER_UNSUPPORTED[key]}"
-            )
-        mapped = KAFKA_PYTHON_CONSUMER_PROPERTIES.get(key)
-        if mapped is None:
-            continue
-        name, convert = mapped
-        if not isinstance(value, int | float | str):  # bool is an int
-            raise InvalidConfigError(
-                f"consumer setting {key!r} must be a str, int, float or bool, not {value!r}"
-            )
-        properties[name] = value if convert is None else convert(value)
+    transport = [(key, value) for key, value in (given or {}).items() if key in IGNORED_CONSUMER_KEYS]
+    check_bootstrap(transport, url)
+    properties.update(
+        transport_properties(
+            "consumer", transport, CONSUMER_TRANSPORT_PROPERTIES, CONSUMER_TRANSPORT_UNSUPPORTED
+        )
+    )
     return properties

@@ -27,6 +27,7 @@ from pylog.errors import (
     ClientClosedError,
     CommitFailedError,
     IllegalStateError,
+    InvalidConfigError,
     InvalidGroupIdError,
     KafkaConnectionError,
     KafkaTimeoutError,
@@ -122,9 +123,15 @@ def test_kafka_python_keys_map_to_librdkafka_or_are_refused(log):
     c = log.consumer(fetch_min_bytes=1, fetch_max_wait_ms=100, check_crcs=True, request_timeout_ms=30000)
     assert isinstance(c, KafkaConsumer)
     c.close()
-    for key, value in (("api_version", (2, 0)), ("bootstrap_servers", "x:1"), ("metric_reporters", [])):
+    for key, value in (("api_version", (2, 0)), ("metric_reporters", [object]), ("metrics_enabled", True)):
         with pytest.raises(UnsupportedError, match=key):
             log.consumer(**{key: value})
+    # the producer's rule too: None is "not set", an empty reporter list asks for nothing, and a
+    # client's own bootstrap_servers must name the Log's cluster
+    log.consumer(api_version=None, metric_reporters=[], metrics_enabled=False, ssl_cafile=None).close()
+    log.consumer(bootstrap_servers=log.backend.properties["bootstrap.servers"]).close()
+    with pytest.raises(InvalidConfigError, match="bootstrap_servers"):
+        log.consumer(bootstrap_servers="x:1")
 
 
 # ---------------------------------------------------------------------------------------------
