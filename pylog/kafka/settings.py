@@ -147,7 +147,10 @@ _TRANSPORT_PROPERTIES: dict[str, tuple[str, Any]] = {
     "client_dns_lookup": ("client.dns.lookup", None),
     "connections_max_idle_ms": ("connections.max.idle.ms", None),
     "max_in_flight_requests_per_connection": ("max.in.flight.requests.per.connection", None),
-    "metadata_max_age_ms": ("metadata.max.age.ms", None),
+    # why not librdkafka's metadata.max.age.ms (how long its cache may be used): Java's
+    # metadata.max.age.ms is the period of a forced refresh (CommonClientConfigs.java), which is
+    # librdkafka's topic.metadata.refresh.interval.ms
+    "metadata_max_age_ms": ("topic.metadata.refresh.interval.ms", None),
     "receive_buffer_bytes": ("socket.receive.buffer.bytes", None),
     "receive_message_max_bytes": ("receive.message.max.bytes", None),
     "reconnect_backoff_max_ms": ("reconnect.backoff.max.ms", None),
