@@ -3,7 +3,7 @@
 ``log.consumer(...)`` on a ``kafka://`` log builds one (``KafkaBackend.new_consumer``). Config,
 modes, errors and return types are ``pylog.consumer``'s (read its module docstring); this module
 says how each is kept over librdkafka. It overrides every public method of ``pylog.Consumer``
-(tests/kafka/test_consumer_kafka.py asserts it), so none falls through to the embedded fetcher.
+(tests/kafka_backend/test_consumer_kafka.py asserts it), so none falls through to the embedded fetcher.
 
 Positions live here, in Python (``_positions``: the offset after the last record ``poll``
 returned, or None while unset), as kafka-python's SubscriptionState keeps them; librdkafka

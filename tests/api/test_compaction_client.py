@@ -360,7 +360,7 @@ def change_log(keys: int, versions: int) -> list[tuple[bytes, bytes | None]]:
 
 COMPACTED = {"cleanup.policy": "compact", "segment.bytes": 100}
 #: why a test's kafka param is skipped: a cluster's brokers compact on their own schedule
-#: (``Log.compact`` raises ``UnsupportedError`` there: tests/kafka/test_admin.py)
+#: (``Log.compact`` raises ``UnsupportedError`` there: tests/kafka_backend/test_admin.py)
 BROKERS_COMPACT = "calls Log.compact, the embedded cleaner; a cluster's brokers compact on their own"
 
 

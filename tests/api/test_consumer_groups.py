@@ -97,7 +97,7 @@ def member(log):
     if on_kafka(log):
         pytest.skip(
             "fakes the embedded backend's GroupMember; librdkafka's group is checked in "
-            "tests/kafka/test_consumer_kafka.py"
+            "tests/kafka_backend/test_consumer_kafka.py"
         )
     log.create_topic("t", 3)
     fake = FakeMember()

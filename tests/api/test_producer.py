@@ -4,7 +4,7 @@ Records are read back through ``read_back`` (the partition's records via the emb
 on the kafka backend, by confluent-kafka's own consumer), so the assertions are about what a
 reader sees. Tests of the embedded producer's internals (its batches in the log files, fsyncs,
 failures injected into ``partition_log``) skip the kafka backend with the reason; their kafka
-counterparts are in tests/kafka/test_producer_kafka.py.
+counterparts are in tests/kafka_backend/test_producer_kafka.py.
 """
 
 from __future__ import annotations
@@ -602,7 +602,7 @@ def test_records_decode_in_kafka_format(log: pylog.Log, engine: str) -> None:
 
 @pytest.mark.embedded_only(
     "librdkafka fails a deleted topic's queued records only after topic.metadata.propagation.max.ms "
-    "(30 s); tests/kafka/test_producer_kafka.py covers sending after a re-create"
+    "(30 s); tests/kafka_backend/test_producer_kafka.py covers sending after a re-create"
 )
 def test_deleted_topic_fails_its_pending_records(log: pylog.Log) -> None:
     log.create_topic("gone", partitions=2)

@@ -2,7 +2,7 @@
 (the reference engine's, and the oracle) give the same partitions, offsets and batch cuts for
 the same sends. Runs on the native engine only: the Rust core exists only there. No kafka param:
 both cores are the embedded backend's (the kafka backend's one core, over librdkafka, is tested in
-tests/kafka/test_producer_kafka.py and by tests/api/test_producer.py's kafka param)."""
+tests/kafka_backend/test_producer_kafka.py and by tests/api/test_producer.py's kafka param)."""
 
 from __future__ import annotations
 

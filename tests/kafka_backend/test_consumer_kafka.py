@@ -5,7 +5,7 @@ pylog's producer code), and every field of what ``poll`` returns is checked agai
 sent. Group tests run two consumers in this one thread, polled in turn until the group has
 settled (with deadlines: a rebalance on a real cluster takes a few hundred ms, not a fixed time).
 
-The broker and the ``log`` fixture: tests/kafka/conftest.py (topics and groups a test made
+The broker and the ``log`` fixture: tests/kafka_backend/conftest.py (topics and groups a test made
 are deleted after it). Names carry the ``consumer-`` prefix and a random part.
 """
 

@@ -7,7 +7,7 @@ unknown topics without auto-create, an unreachable cluster (bounded: futures fai
 ``KafkaTimeoutError``, close returns). Config: every kafka-python key maps to librdkafka or is
 refused (settings.producer_properties).
 
-The broker and the ``log``/``prefix`` fixtures: tests/kafka/conftest.py (every topic here is named
+The broker and the ``log``/``prefix`` fixtures: tests/kafka_backend/conftest.py (every topic here is named
 ``producer-<random>-...``; what a test made is deleted after it).
 """
 

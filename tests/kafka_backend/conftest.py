@@ -1,4 +1,4 @@
-"""Fixtures of the kafka backend's own tests (tests/kafka/), one set for the three files.
+"""Fixtures of the kafka backend's own tests (tests/kafka_backend/), one set for the three files.
 
 - ``bootstrap``: ``host:port`` of the session's broker (``kafka_bootstrap``, tests/conftest.py:
   ``PYLOG_KAFKA_BOOTSTRAP`` or a broker started for this worker; never skipped under

@@ -1,7 +1,7 @@
 """KafkaBackend (pylog/kafka/backend.py) against a real broker: topic and group admin, metadata,
 the embedded backend's validation and errors, bounded calls on an unreachable cluster.
 
-The broker and the ``log``/``prefix`` fixtures: tests/kafka/conftest.py (every topic and group
+The broker and the ``log``/``prefix`` fixtures: tests/kafka_backend/conftest.py (every topic and group
 here is named ``admin-<random>-...``; what a test made is deleted after it).
 Records are written with confluent-kafka's own producer, so these tests stand on the admin side
 alone.
