@@ -32,8 +32,11 @@ internals/log/LogCleaner.java, LogCleanerManager.java; core/src/main/scala/kafka
   of the compaction in progress (which stops at its next safe point), then joins the thread. At
   interpreter exit every cleaner still running is stopped the same way (``atexit``), so a daemon
   thread is never cut off by finalization in the middle of an engine call that released the GIL.
-  A child made by ``fork()`` has no cleaner thread (threads do not survive ``fork``); its ``Log``
-  works without one.
+- **fork()**: each round is one unit of ``pylog.forking.background_work`` (it is in SQLite and in
+  engine calls), so a fork waits for it; a round in progress stops at its next safe point when a
+  fork is pending (``fork_pending`` is part of the compaction's cancel; the partition is cleaned
+  next round). A child made by ``fork()`` has no cleaner thread (threads do not survive ``fork``):
+  its copy is stopped there (``_disown_after_fork``) and its ``Log`` works without one.
 
 The catalog table (owned here; created by ``pylog.embedded.catalog``, schema version 2):
 ``uncleanable_partitions(topic, partition, reason, since_ms, failures)``, one row per marked
@@ -59,6 +62,7 @@ from typing import Any, Protocol
 
 from pylog.broker_config import BrokerConfig
 from pylog.errors import ClientClosedError, UnknownTopicOrPartitionError
+from pylog.forking import background_work, disown_in_forked_child, fork_pending
 from pylog.types import TopicPartition
 
 LOG = logging.getLogger("pylog.cleaner")
@@ -163,6 +167,8 @@ class Cleaner:
         self._clock_ms = clock_ms
         self._name = name
         self._stop = threading.Event()
+        #: the compaction's cancel: the stop event or a pending fork
+        self._cancel = _StopOrFork(self)
         self._thread: threading.Thread | None = None
         #: (task, tp) -> failures in a row; task is "compact" or "retention"
         self._failures: dict[tuple[str, TopicPartition], _Failures] = {}
@@ -180,7 +186,16 @@ class Cleaner:
         thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread = thread
         _running.add(self)
+        disown_in_forked_child(self)
         thread.start()
+
+    def _disown_after_fork(self) -> None:
+        """In a forked child: stopped, with a fresh stop event (the parent's thread, which does
+        not exist here, may have held the old one's lock at the fork)."""
+        self._stop = threading.Event()
+        self._stop.set()
+        self._thread = None
+        _running.discard(self)
 
     def stop(self) -> None:
         """Stop the thread: its sleep ends, a compaction in progress stops at its next safe point;
@@ -204,7 +219,8 @@ class Cleaner:
         )
         while not self._stop.is_set():
             try:
-                wait_s = self.run_once()
+                with background_work():
+                    wait_s = self.run_once()
             except ClientClosedError:
                 break  # the backend closed under us
             except Exception:  # why: the thread must never die; the next round may succeed
@@ -245,7 +261,7 @@ class Cleaner:
         source = self._source
         # why "" without the cleaner: it is in every policy (no compaction runs their retention)
         for tp in source.partitions_with_policy("delete" if self._config.cleaner_enable else ""):
-            if self._stop.is_set():
+            if self._cancel.is_set():
                 break
             if self._backing_off("retention", tp, now_ms):
                 continue
@@ -280,7 +296,7 @@ class Cleaner:
         candidates.sort(key=lambda item: item[0], reverse=True)
         cleaned = 0
         for ratio, tp, log in candidates:
-            if self._stop.is_set():
+            if self._cancel.is_set():
                 break
             try:
                 result = log.compact(
@@ -288,7 +304,7 @@ class Cleaner:
                     map_bytes=self._config.cleaner_dedupe_buffer_size,
                     force=False,
                     wait=False,
-                    cancel=self._stop,
+                    cancel=self._cancel,
                 )
             except Exception as error:
                 self._failed("compact", tp, error)
@@ -360,6 +376,17 @@ class Cleaner:
         except Exception:  # why: the check itself failing says nothing of the partition
             return False
         return False
+
+
+class _StopOrFork:
+    """The cleaner's cancel (``is_set`` is what the engines ask): stopping, or a fork waiting."""
+
+    def __init__(self, cleaner: Cleaner):
+        self._cleaner = weakref.ref(cleaner)
+
+    def is_set(self) -> bool:
+        cleaner = self._cleaner()
+        return cleaner is None or cleaner._stop.is_set() or fork_pending()
 
 
 #: the cleaners whose thread runs: stopped at interpreter exit

@@ -23,7 +23,9 @@ Heartbeat thread (daemon, one per joined member; never calls user code): every
 between heartbeats it sleeps on the group's futex word, so a change made by any process (a join, a
 leave, an eviction, a release) wakes it at once; it then calls the consumer's wake-up callback
 (``set_wakeup``) so a consumer blocked in a fetch comes back to ``poll``. It also calls it when it
-finds the member fenced, the generation moved, or the topic metadata changed.
+finds the member fenced, the generation moved, or the topic metadata changed. Each heartbeat (SQLite
+calls) is one ``pylog.forking.background_work`` unit, so a fork never cuts one in half; a forked
+child disowns every member made before the fork (``_disown_after_fork``).
 
 Thread-safety: ``poll``/``commit``/``revoked``/``leave`` come from the consumer's thread; the
 heartbeat thread shares ``_lock`` with them for the member's identity and local state, and never
@@ -33,10 +35,8 @@ holds it across a catalog transaction of its own.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +48,7 @@ from pylog.errors import (
     FencedInstanceIdError,
     InvalidConfigError,
 )
+from pylog.forking import background_work, disown_in_forked_child
 from pylog.types import OffsetAndMetadata, TopicPartition
 
 _log = logging.getLogger("pylog")
@@ -128,7 +129,7 @@ class GroupMember:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._store.register(self)
-        _live_members.add(self)
+        disown_in_forked_child(self)
 
     # ------------------------------------------------------------------ properties
 
@@ -368,7 +369,8 @@ class GroupMember:
         wakeup = self._store.wakeup
         interval_ns = self._heartbeat_interval_ms * 1_000_000
         seen_word = wakeup.load(self.group_id)
-        seen_metadata = self._backend.metadata_version()
+        with background_work():
+            seen_metadata = self._backend.metadata_version()
         next_beat = now_ns()
         while True:
             try:
@@ -379,28 +381,30 @@ class GroupMember:
                     seen_word = word
                     self._wake_consumer()
                 if now_ns() >= next_beat:
-                    with self._lock:
-                        member_id, generation, last_poll = (
-                            self._member_id,
-                            self._generation,
-                            self._last_poll_ns,
-                        )
-                    expiry = None
-                    if member_id:
-                        alive, group_generation, expiry = self._store.heartbeat(
-                            self.group_id, member_id, last_poll
-                        )
-                        metadata = self._backend.metadata_version()
-                        if not alive:
-                            with self._lock:
-                                if self._member_id == member_id:
-                                    self._fenced = True
-                        if not alive or group_generation != generation or metadata != seen_metadata:
-                            seen_metadata = metadata
-                            self._wake_consumer()
-                    next_beat = now_ns() + interval_ns
-                    if expiry is not None:  # look again when a member expires
-                        next_beat = min(next_beat, max(expiry + 1_000_000, now_ns() + 1_000_000))
+                    # why: SQLite calls, which a fork must not cut in half (pylog.forking)
+                    with background_work():
+                        with self._lock:
+                            member_id, generation, last_poll = (
+                                self._member_id,
+                                self._generation,
+                                self._last_poll_ns,
+                            )
+                        expiry = None
+                        if member_id:
+                            alive, group_generation, expiry = self._store.heartbeat(
+                                self.group_id, member_id, last_poll
+                            )
+                            metadata = self._backend.metadata_version()
+                            if not alive:
+                                with self._lock:
+                                    if self._member_id == member_id:
+                                        self._fenced = True
+                            if not alive or group_generation != generation or metadata != seen_metadata:
+                                seen_metadata = metadata
+                                self._wake_consumer()
+                        next_beat = now_ns() + interval_ns
+                        if expiry is not None:  # look again when a member expires
+                            next_beat = min(next_beat, max(expiry + 1_000_000, now_ns() + 1_000_000))
                 wakeup.wait(self.group_id, seen_word, max(next_beat - now_ns(), 0) / 1e9)
             except ClientClosedError:  # the backend closed under us
                 return
@@ -408,16 +412,3 @@ class GroupMember:
                 _log.exception("group %s: heartbeat failed", self.group_id)
                 next_beat = now_ns() + interval_ns
                 stop.wait(self._heartbeat_interval_ms / 1000)
-
-
-#: this process's members, which a forked child disowns (``GroupMember._disown_after_fork``)
-_live_members: weakref.WeakSet[GroupMember] = weakref.WeakSet()
-
-
-def _disown_members_after_fork() -> None:
-    for member in list(_live_members):
-        member._disown_after_fork()
-    _live_members.clear()
-
-
-os.register_at_fork(after_in_child=_disown_members_after_fork)

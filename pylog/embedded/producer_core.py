@@ -46,7 +46,9 @@ Thread-safety: any number of threads may ``send``/``flush``; the accumulator sta
 lock, engine calls run outside it.
 
 fork(): a child finds every core made before the fork closed and empty; its pending records are
-the parent's to write (``_disown_after_fork``), so none is appended twice.
+the parent's to write (``_disown_after_fork``), so none is appended twice. The sender thread's
+writes and fsyncs are one ``pylog.forking.background_work`` unit each round, so a fork never
+leaves a partition's lock held by a writer the child does not have.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ from pylog.errors import (
     RecordTooLargeError,
     UnknownTopicOrPartitionError,
 )
-from pylog.forking import disown_in_forked_child
+from pylog.forking import background_work, disown_in_forked_child
 from pylog.future import (
     UNKNOWN_TIMESTAMP,
     FutureBatchMetadata,
@@ -849,10 +851,12 @@ class ProducerCore:
                     # thread at every engine call it made (~100 us each time, measured)
                     self._unmute_wanted = True
                 self._wake.wait(None if next_deadline is None else max(next_deadline - now, 0.0))
-        for part in expired:
-            self._write_queued(part, sync_here=False)
-        if to_sync:
-            self._sync_and_finish(to_sync)
+        # why one unit: engine appends and fsyncs, which a fork must not cut in half (pylog.forking)
+        with background_work():
+            for part in expired:
+                self._write_queued(part, sync_here=False)
+            if to_sync:
+                self._sync_and_finish(to_sync)
         return True
 
 

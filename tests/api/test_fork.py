@@ -13,6 +13,7 @@ librdkafka handles are the parent's too (their threads do not exist in the child
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import time
 import traceback
@@ -26,6 +27,8 @@ from pylog.types import TopicPartition
 
 T0 = TopicPartition("t", 0)
 READ_DEADLINE_S = 10.0
+#: a child still running after this long prints its threads' stacks and exits 1 (a hang, reported)
+CHILD_DEADLINE_S = 60.0
 
 
 def run_in_child(body: Callable[[], None]) -> None:
@@ -33,6 +36,7 @@ def run_in_child(body: Callable[[], None]) -> None:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         code = 0
+        faulthandler.dump_traceback_later(CHILD_DEADLINE_S, exit=True)
         try:
             body()
         except BaseException:
@@ -40,7 +44,7 @@ def run_in_child(body: Callable[[], None]) -> None:
             code = 1
         os._exit(code)
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the child failed (its traceback is above)"
+    assert os.waitstatus_to_exitcode(status) == 0, "the child failed or hung (its stacks are above)"
 
 
 def values(log: pylog.Log) -> list[bytes]:
