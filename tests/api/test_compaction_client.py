@@ -163,7 +163,11 @@ def test_the_filthiest_due_partition_is_compacted_first_without_waiting_for_the_
     for _, _, kwargs in source.calls:
         assert kwargs["force"] is False and kwargs["wait"] is False
         assert kwargs["map_bytes"] == 4096 and kwargs["now_ms"] == clock.now
-        assert kwargs["cancel"] is cleaner._stop
+        cancel = kwargs["cancel"]  # the stop event, or a pending fork (pylog.forking)
+        assert not cancel.is_set()
+        cleaner._stop.set()
+        assert cancel.is_set()
+        cleaner._stop.clear()
 
 
 def test_a_round_that_cleaned_something_is_followed_at_once_else_the_cleaner_backs_off() -> None:
