@@ -25,12 +25,17 @@ send, ``get`` and ``flush``.
 The daemon thread is what completes futures nobody waits for when sends stop (within
 ``_SENDING_S`` + ``_POLL_WAIT_S``).
 
-Futures: ``KafkaRecordFuture`` (of ``send``) and ``KafkaBatchFuture`` (of ``send_batch``) have the
-kafka-python API of ``pylog.future`` (they subclass its ``FutureAPI``, being their own result). Per
-record, the only objects are the future and librdkafka's report ``Message``; the
-``RecordMetadata`` (offset, timestamp: the broker's LogAppendTime on such topics, else the
-record's CreateTime; serialized sizes; checksum None) is built when first asked for. Waiting
-threads sleep on one condition per core, notified once per poll round that served reports.
+Futures: ``pylog._native.DeliveryFuture`` (of ``send``; native/src/python/delivery_future.rs) and
+``KafkaBatchFuture`` (of ``send_batch``, a ``pylog.future.FutureAPI`` being its own result) have
+the kafka-python API of ``pylog.future``. A record's future is librdkafka's delivery callback of
+the record, made by the core's ``DeliveryFutures`` factory; it is in Rust because a Python object
+per record is one the cyclic GC walks as long as an application keeps it (measured: with the
+futures of 200 k records alive, that was a quarter of the producer's CPU time). Per record, the
+only objects are the future and librdkafka's report ``Message`` (not kept); the ``RecordMetadata``
+(offset, timestamp: the broker's LogAppendTime on such topics, else the record's CreateTime;
+serialized sizes; checksum None) is built when first asked for (``record_outcome``, the one rule).
+Waiting threads sleep on one condition per core, notified once per poll round that served
+reports.
 
 Errors: a record too large for ``max_request_size`` (librdkafka refuses it at ``produce``) gets a
 failed future, as Kafka's producer returns one; the broker's errors (too large for the topic, topic
@@ -63,6 +68,7 @@ from typing import Any
 import confluent_kafka
 import numpy as np
 
+from pylog._native import DeliveryFutures
 from pylog.embedded import partitioner
 from pylog.errors import (
     ClientClosedError,
@@ -72,7 +78,7 @@ from pylog.errors import (
     UnsupportedError,
 )
 from pylog.forking import disown_in_forked_child, keep_forever
-from pylog.future import BatchMetadata, FutureAPI, failed_record_future
+from pylog.future import BatchMetadata, FutureAPI, failed_record_future, run_callback
 from pylog.kafka import errors as kafka_errors
 from pylog.kafka import settings
 from pylog.producer import _check_bytes, _check_headers, _check_timestamp
@@ -117,98 +123,35 @@ def _timestamp(msg: Any) -> tuple[int, bool]:
     return (-1 if kind == _NOT_AVAILABLE else value), kind == _LOG_APPEND_TIME
 
 
-class KafkaRecordFuture(FutureAPI):
-    """The future of one ``send``: resolves to ``pylog.RecordMetadata`` (the API of
-    ``pylog.FutureRecordMetadata``). It is its own result (``done``, ``wait``, ``subscribe``).
-
-    Cost model (the per-record path): a future is made without ``__init__``; librdkafka calls the
-    future itself with the record's delivery report (it is the record's delivery callback), and
-    the future copies the report's topic, partition, offset, timestamp and key and value sizes
-    into its slots (``_partition`` last: it is the "done" mark). Not the report's ``Message``,
-    nor a tuple: both are objects the cyclic GC traverses while they live, and with every
-    future kept alive that traversal was the largest cost after librdkafka's (measured: 264 k
-    records per CPU-s holding the ``Message``, 297 k holding a tuple, 326 k with slots; the run
-    with no object per record: 416 k). A failed record keeps its ``KafkaError`` (``_error``), a
-    record with headers their size. The ``RecordMetadata`` is built when first asked for. The
-    core is a class attribute: each core makes its own subclass
-    (``KafkaProducerCore._future_class``). Futures with callbacks are listed in their core's
-    ``_watched`` (rare: most have none)."""
-
-    __slots__ = (
-        "_error",
-        "_header_size",
-        "_key_size",
-        "_offset",
-        "_partition",
-        "_timestamp",
-        "_topic",
-        "_value",
-        "_value_size",
-    )
-    _core: KafkaProducerCore
-
-    @property
-    def _result(self) -> KafkaRecordFuture:  # type: ignore[override]
-        return self
-
-    @property
-    def done(self) -> bool:
-        return getattr(self, "_partition", None) is not None
-
-    def __call__(self, err: Any, msg: Any) -> None:
-        """librdkafka's delivery report of the record (from ``poll``)."""
-        self._topic = msg.topic()
-        if err is None:
-            self._offset = msg.offset()
-            # why no timestamp type: librdkafka reports -1 when there is none (NOT_AVAILABLE)
-            self._timestamp = msg.timestamp()[1]
-            key = msg.key()
-            self._key_size = -1 if key is None else len(key)
-            value = msg.value()
-            self._value_size = -1 if value is None else len(value)
-        else:
-            self._error = err
-            self._core._failed(err, msg)
-        partition = msg.partition()
-        # why the check: a record that never got a partition (unreachable cluster) reports None
-        self._partition = -1 if partition is None else partition
-        if self._core._watched:
-            self._core._ready.append(self)
-
-    def _outcome(self) -> tuple[Any, BaseException | None]:
-        try:
-            return self._value
-        except AttributeError:
-            self._value = self._compute()
-            return self._value
-
-    def _compute(self) -> tuple[Any, BaseException | None]:
-        topic = self._topic
-        error = getattr(self, "_error", None)
-        if error is not None:
-            return None, _delivery_error(error, topic)
-        partition = self._partition
-        offset = self._offset
-        return (
-            RecordMetadata(
-                topic,
-                partition,
-                TopicPartition(topic, partition),
-                -1 if offset is None or offset < 0 else offset,  # acks=0: no offset reported
-                self._timestamp,
-                None,
-                self._key_size,
-                self._value_size,
-                getattr(self, "_header_size", -1),
-            ),
+def record_outcome(
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp: int,
+    key_size: int,
+    value_size: int,
+    header_size: int,
+    error: Any,
+) -> tuple[RecordMetadata | None, BaseException | None]:
+    """``(metadata, None)`` or ``(None, typed error)`` of a delivered record: what a
+    ``DeliveryFuture`` resolves to (it calls this once, when first asked). ``offset`` is -1 under
+    acks=0 (no offset reported); ``error`` librdkafka's ``KafkaError`` of a failed record."""
+    if error is not None:
+        return None, _delivery_error(error, topic)
+    return (
+        RecordMetadata(
+            topic,
+            partition,
+            TopicPartition(topic, partition),
+            offset if offset >= 0 else -1,
+            timestamp,
             None,
-        )
-
-    def wait(self, timeout: float | None) -> bool:
-        return self._core._wait(self, timeout)
-
-    def subscribe(self, owner: Any, on_success: Any, on_error: Any) -> bool:
-        return self._core._subscribe(self, owner, on_success, on_error)
+            key_size,
+            value_size,
+            header_size,
+        ),
+        None,
+    )
 
 
 class KafkaBatchFuture(FutureAPI):
@@ -309,8 +252,8 @@ class KafkaProducerCore:
         #: the topics ``send``'s fast path may take: known ones, while open, without a user
         #: partitioner (emptied by close, so a closed core's sends take the checked path)
         self._fast_topics: dict[str, int] = {} if self._user_partitioner is not None else self._topics
-        #: this core's future class (its ``_core`` is this core: no per-record attribute for it)
-        self._future_class = type("KafkaRecordFuture", (KafkaRecordFuture,), {"__slots__": (), "_core": self})
+        #: makes this core's record futures (``DeliveryFuture``: GC-untracked, see above)
+        self._new_future = DeliveryFutures(self, record_outcome, run_callback)
         #: futures with callbacks not run yet, and their callbacks (under ``_lock``)
         self._watched: dict[Any, list[Any]] = {}
         #: done futures whose callbacks wait to run: not inside librdkafka's delivery callback
@@ -365,8 +308,8 @@ class KafkaProducerCore:
         ):
             # why this path: the common record (bytes, no headers/partition/timestamp, a known
             # topic, librdkafka's partitioner) needs no check beyond these and no object but its
-            # future (made without __init__, see KafkaRecordFuture)
-            future = self._future_class()
+            # future (a DeliveryFuture, see the module docs)
+            future = self._new_future()
             try:
                 self._produce(topic, value, key, -1, future)
             except (BufferError, confluent_kafka.KafkaException):
@@ -401,16 +344,18 @@ class KafkaProducerCore:
             value = bytes(_check_bytes("value", value))  # why: librdkafka takes read-only buffers
         if key is not None and type(key) is not bytes:
             key = bytes(_check_bytes("key", key))
-        future = self._future_class()
         if headers is not None:
             headers = _check_headers(headers)
             if headers:
-                future._header_size = sum(
-                    len(k.encode()) + (len(v) if v is not None else 0) for k, v in headers
+                future = self._new_future.with_headers(
+                    sum(len(k.encode()) + (len(v) if v is not None else 0) for k, v in headers)
                 )
                 headers = [(k, v if v is None or type(v) is bytes else bytes(v)) for k, v in headers]
             else:
                 headers = None
+                future = self._new_future()
+        else:
+            future = self._new_future()
         if timestamp_ms is not None:
             check_timestamp(timestamp_ms)
         if partition is not None:

@@ -13,9 +13,11 @@ The broker and the ``log``/``prefix`` fixtures: tests/kafka_backend/conftest.py 
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import uuid
+import weakref
 from typing import Any
 
 import confluent_kafka
@@ -110,6 +112,29 @@ def test_every_field_reaches_the_broker(log: pylog.Log, bootstrap: str, prefix: 
         assert meta.checksum is None
     assert metas[4].serialized_header_size == len("a1emptynone")
     assert metas[0].serialized_header_size == -1
+
+
+def test_record_futures_are_left_out_of_the_cyclic_gc_and_free_their_core(
+    log: pylog.Log, prefix: str
+) -> None:
+    # why it matters: an application keeping many futures made every GC pass walk them all
+    # (pylog._native.DeliveryFuture, native/src/python/delivery_future.rs)
+    topic = prefix + "untracked"
+    log.create_topic(topic)
+    producer = log.producer(acks=1)
+    plain = producer.send(topic, b"v", key=b"k")
+    with_headers = producer.send(topic, b"v", headers=[("h", b"xy")])
+    assert not gc.is_tracked(plain) and not gc.is_tracked(with_headers)
+    assert plain.get(DEADLINE_S).serialized_key_size == 1
+    assert with_headers.get(DEADLINE_S).serialized_header_size == 3
+    called: list[Any] = []
+    plain.add_both(called.append)
+    assert called == [plain.value]
+    core = weakref.ref(producer._core)
+    producer.close()
+    del producer, plain, with_headers, called
+    gc.collect()
+    assert core() is None  # the core and its futures' factory hold each other: collectable
 
 
 def test_keyed_records_land_where_the_embedded_partitioner_puts_them(log: pylog.Log, prefix: str) -> None:

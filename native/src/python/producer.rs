@@ -846,7 +846,7 @@ impl RecordFuture {
     }
 }
 
-fn partial(
+pub(super) fn partial(
     py: Python<'_>,
     f: Py<PyAny>,
     args: &Bound<'_, PyTuple>,
