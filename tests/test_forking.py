@@ -15,8 +15,7 @@ import sqlite3
 import threading
 import time
 
-import pytest
-
+import pylog
 from pylog import forking
 from pylog.broker_config import BrokerConfig
 from pylog.embedded.cleaner import Cleaner
@@ -154,8 +153,6 @@ def test_a_fork_from_inside_a_unit_does_not_wait_for_itself_and_the_child_can_le
 
 
 def test_the_cleaner_inherited_by_a_child_is_stopped_there(tmp_path) -> None:
-    import pylog
-
     log = pylog.open(str(tmp_path / "log"))
     try:
         cleaner = log._backend._cleaner  # the embedded backend's cleaner, running here
@@ -169,7 +166,3 @@ def test_the_cleaner_inherited_by_a_child_is_stopped_there(tmp_path) -> None:
         assert cleaner.running
     finally:
         log.close()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    pytest.main([__file__])
